@@ -1,0 +1,26 @@
+//! tlsrelay: an SMTP relay whose whole point is protecting mail in transit.
+//!
+//! # Architecture
+//!
+//! ```text
+//!   clients ──SMTP/STARTTLS──▶ inbound ──▶ queue (spool, fsync before 250)
+//!                                                │
+//!                        outbound (route → client → TLS ladder/policy) ──▶ next hop
+//! ```
+//!
+//! Everything a user configures arrives through [`config`], which turns one
+//! TOML file into validated types, or into `file:line:col` errors. The TLS
+//! pieces that both directions share (certificate loading, trust stores,
+//! inspection for `cert-info`, self-signed generation) live in [`tls`].
+//! [`smtp`] holds sans-IO protocol pieces with no tokio in them.
+//!
+//! # Module map
+//!
+//! * [`config`]: TOML → [`config::Config`], validation, `check-config` summary.
+//! * [`tls`]: certificates and keys, trust anchors, `cert-info`, `gen-cert`.
+//! * [`smtp`]: reply parsing and the minimal client dialogue used by
+//!   `cert-info --connect --starttls`.
+
+pub mod config;
+pub mod smtp;
+pub mod tls;

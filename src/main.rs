@@ -1,0 +1,203 @@
+//! The `tlsrelay` command line: parse arguments, set up logging, run one
+//! command, turn its outcome into an exit code (0 success, 1 user error,
+//! 2 runtime failure; DESIGN.md §2).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tlsrelay::config::Config;
+use tlsrelay::tls::{cert_info, generate};
+
+const DEFAULT_CONFIG: &str = "/etc/tlsrelay/tlsrelay.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "tlsrelay",
+    version,
+    about = "SMTP relay that protects mail in transit"
+)]
+struct Cli {
+    /// Log output: `text` for terminals, `json` for journald and collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level or filter (`info`, `debug`, `tlsrelay=trace`); RUST_LOG wins when set.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and print the effective listeners and connectors.
+    CheckConfig {
+        /// Configuration file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Print the certificate details a partner needs to set up forced TLS.
+    CertInfo(CertInfoArgs),
+    /// Write a self-signed certificate and key for first runs and tests.
+    GenCert {
+        /// Name the certificate is for (CN and SAN); repeat for more SANs.
+        #[arg(long = "hostname", required = true)]
+        hostnames: Vec<String>,
+        /// Folder to write `NAME.crt` and `NAME.key` into.
+        #[arg(long)]
+        out: PathBuf,
+        /// File name stem.
+        #[arg(long, default_value = "relay")]
+        name: String,
+        /// Key algorithm.
+        #[arg(long, value_enum, default_value_t = generate::KeyType::EcdsaP256)]
+        key_type: generate::KeyType,
+        /// Validity in days.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args)]
+struct CertInfoArgs {
+    /// PEM file holding a certificate or a chain (leaf first).
+    #[arg(required_unless_present = "connect", conflicts_with = "connect")]
+    pem_file: Option<PathBuf>,
+    /// Fetch the chain from a server instead (HOST:PORT).
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Option<String>,
+    /// Speak SMTP and issue STARTTLS before the handshake (with --connect).
+    #[arg(long, requires = "connect")]
+    starttls: bool,
+    /// Server name to send (SNI) and to check the certificate against; defaults to HOST.
+    #[arg(long, requires = "connect")]
+    servername: Option<String>,
+    /// Extra trust anchors (PEM), besides the webpki roots; may repeat.
+    #[arg(long = "ca-file")]
+    ca_files: Vec<PathBuf>,
+    /// Seconds allowed for connecting, the SMTP dialogue and the handshake.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::CertInfo(args) => run_cert_info(args),
+        Command::GenCert {
+            hostnames,
+            out,
+            name,
+            key_type,
+            days,
+            force,
+        } => {
+            let options = generate::Options {
+                hostnames,
+                key_type,
+                days,
+            };
+            match generate::write_files(&options, &out, &name, force) {
+                Ok(files) => {
+                    println!("wrote {}", files.cert.display());
+                    println!("wrote {}", files.key.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => user_error(e),
+            }
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => return user_error(errors),
+    };
+    match config.check_files() {
+        Ok(notes) => {
+            for note in notes {
+                eprintln!("{note}");
+            }
+            print!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => user_error(errors),
+    }
+}
+
+fn run_cert_info(args: CertInfoArgs) -> ExitCode {
+    let report = match (&args.pem_file, &args.connect) {
+        (Some(file), _) => match cert_info::from_file(file, &args.ca_files) {
+            Ok(report) => report,
+            Err(e) => return user_error(e),
+        },
+        (None, Some(target)) => {
+            let request = cert_info::ConnectRequest {
+                target: target.clone(),
+                starttls: args.starttls,
+                servername: args.servername.clone(),
+                ca_files: args.ca_files.clone(),
+                timeout: Duration::from_secs(args.timeout),
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => return runtime_error(e),
+            };
+            match runtime.block_on(cert_info::from_server(&request)) {
+                Ok(report) => report,
+                Err(e) if e.is_user_error() => return user_error(e),
+                Err(e) => return runtime_error(e),
+            }
+        }
+        (None, None) => unreachable!("clap requires a PEM file or --connect"),
+    };
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    ExitCode::SUCCESS
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn user_error(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(1)
+}
+
+fn runtime_error(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}

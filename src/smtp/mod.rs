@@ -1,0 +1,1 @@
+//! Sans-IO SMTP pieces (no tokio here).

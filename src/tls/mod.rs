@@ -1,0 +1,11 @@
+//! TLS pieces shared by both directions: certificate and key loading,
+//! trust anchors and chain verification, certificate inspection for
+//! `cert-info`, and self-signed generation for `gen-cert`.
+//!
+//! rustls uses the aws-lc-rs provider throughout; PEM goes through
+//! `rustls::pki_types::pem::PemObject`.
+
+pub mod cert_info;
+pub mod certs;
+pub mod generate;
+pub mod trust;

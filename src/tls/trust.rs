@@ -1,0 +1,1 @@
+//! Trust anchors (webpki roots plus configured CA files) and chain verification.
