@@ -1,0 +1,91 @@
+//! The files a configuration names: certificates, keys, CA files, the
+//! spool folder. Checked by `check-config` and at start, not by
+//! [`Config::load`], so example configurations load on any machine.
+
+use std::path::Path;
+
+use super::error::{ConfigError, ConfigErrors};
+use super::model::Config;
+use crate::tls::certs::{self, CertError};
+
+impl Config {
+    /// Reads every certificate, key and CA file the configuration names.
+    /// Returns warnings (placed like errors, message starting `warning:`)
+    /// for things that do not stop the relay, such as an expiring certificate.
+    pub fn check_files(&self) -> Result<Vec<ConfigError>, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        self.check_identity(&mut errors, &mut warnings);
+        for (i, path) in self.tls.client_ca.iter().enumerate() {
+            if let Err(e) = certs::load_ca_file(path) {
+                errors.push(self.error(&format!("tls.client_ca[{i}]"), e.to_string()));
+            }
+        }
+        for (i, connector) in self.outbound.iter().enumerate() {
+            if let Some(path) = &connector.ca_file {
+                if let Err(e) = certs::load_ca_file(path) {
+                    errors.push(self.error(&format!("outbound[{i}].ca_file"), e.to_string()));
+                }
+            }
+        }
+        let spool = &self.server.spool_dir;
+        if spool.exists() && !spool.is_dir() {
+            errors.push(self.error(
+                "server.spool_dir",
+                format!("{} exists and is not a folder", spool.display()),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    fn check_identity(&self, errors: &mut Vec<ConfigError>, warnings: &mut Vec<ConfigError>) {
+        let (Some(cert), Some(key)) = (&self.tls.cert, &self.tls.key) else {
+            return;
+        };
+        let missing: Vec<(&str, &Path)> =
+            [("tls.cert", cert.as_path()), ("tls.key", key.as_path())]
+                .into_iter()
+                .filter(|(_, path)| !path.exists())
+                .collect();
+        if self.tls.generate_if_missing && !missing.is_empty() {
+            warnings.push(self.error("tls.cert", format!(
+                "warning: {} does not exist yet; a self-signed certificate for {} will be generated at start",
+                missing[0].1.display(),
+                self.server.hostname
+            )));
+            return;
+        }
+        for (key_name, path) in &missing {
+            errors.push(self.error(key_name, format!(
+                "{} does not exist: put the file there, run `tlsrelay gen-cert`, or set tls.generate_if_missing = true",
+                path.display()
+            )));
+        }
+        if !missing.is_empty() {
+            return;
+        }
+        match certs::load_identity(cert, key) {
+            Ok(identity) => warnings.extend(
+                identity
+                    .warnings
+                    .iter()
+                    .map(|w| self.error("tls.cert", format!("warning: {w}"))),
+            ),
+            Err(e) => {
+                let key_name = match &e {
+                    CertError::Read { path, .. } | CertError::Invalid { path, .. }
+                        if path == key =>
+                    {
+                        "tls.key"
+                    }
+                    _ => "tls.cert",
+                };
+                errors.push(self.error(key_name, e.to_string()));
+            }
+        }
+    }
+}

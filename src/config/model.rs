@@ -1,0 +1,288 @@
+//! The configuration as the daemon uses it. Field docs say what each key
+//! does; `config/tlsrelay.toml` shows every key with its default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::error::Located;
+use super::values::{
+    BareLf, Cidr, DomainName, DomainPattern, Fingerprint, HostPort, HumanDuration, ListenAddr,
+    NamePattern, Nameserver, Size, TlsLevel, TlsVersion,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub relay: RelayConfig,
+    #[serde(default)]
+    pub inbound: Vec<InboundConnector>,
+    #[serde(default)]
+    pub outbound: Vec<OutboundConnector>,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// The file's text, kept to place errors found after loading.
+    #[serde(skip)]
+    pub(crate) located: Located,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Our name in the greeting, EHLO and `Received: by`.
+    pub hostname: DomainName,
+    /// STARTTLS-capable SMTP listeners.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<ListenAddr>,
+    /// Implicit-TLS listeners (RFC 8314), such as port 465.
+    #[serde(default)]
+    pub listen_implicit_tls: Vec<ListenAddr>,
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: PathBuf,
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: Size,
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: usize,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// More `Received:` headers than this is a loop: `554 5.4.6`.
+    #[serde(default = "default_max_hops")]
+    pub max_hops: usize,
+    #[serde(default)]
+    pub bare_lf: BareLf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Our certificate chain (leaf first), for STARTTLS and as a client certificate.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Write a self-signed pair for `server.hostname` when the files are missing.
+    #[serde(default)]
+    pub generate_if_missing: bool,
+    /// CA files trusted for inbound client certificates.
+    #[serde(default)]
+    pub client_ca: Vec<PathBuf>,
+    #[serde(default = "default_tls_version")]
+    pub min_version: TlsVersion,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Mail for these domains is accepted from anyone (the MX role).
+    #[serde(default)]
+    pub accepted_domains: Vec<DomainPattern>,
+}
+
+/// Who is connecting: matched by verified client certificate name, else by IP.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundConnector {
+    pub name: String,
+    #[serde(default)]
+    pub remote_ips: Vec<Cidr>,
+    /// Names the verified client certificate must carry (subject CN or SAN).
+    #[serde(default)]
+    pub tls_client_cert_names: Vec<NamePattern>,
+    #[serde(default)]
+    pub sender_domains: Vec<DomainPattern>,
+    /// Mail from `sender_domains` is accepted only through this connector.
+    #[serde(default)]
+    pub restrict_sender_domains: bool,
+    /// `530 5.7.0` until the client has issued STARTTLS.
+    #[serde(default)]
+    pub require_tls: bool,
+    /// May send to any domain (the smarthost role).
+    #[serde(default)]
+    pub allow_relay: bool,
+}
+
+/// Where mail goes and how it is protected on the way.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConnector {
+    pub name: String,
+    pub recipient_domains: Vec<DomainPattern>,
+    /// Next hops in order; empty means MX lookup.
+    #[serde(default)]
+    pub smarthosts: Vec<HostPort>,
+    #[serde(default)]
+    pub tls: TlsLevel,
+    /// For `verify-domain`: names the server certificate must carry;
+    /// empty means the recipient domain and its subdomains.
+    #[serde(default)]
+    pub tls_domains: Vec<NamePattern>,
+    /// Extra trust anchors besides the webpki roots.
+    pub ca_file: Option<PathBuf>,
+    /// For `pinned`: SHA-256 of the certificate or its public key.
+    #[serde(default)]
+    pub fingerprints: Vec<Fingerprint>,
+    /// Present `[tls] cert` as a client certificate.
+    #[serde(default)]
+    pub client_cert: bool,
+    #[serde(default = "default_tls_version")]
+    pub min_tls_version: TlsVersion,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Waits between attempts; the last one repeats.
+    #[serde(default = "default_retry_intervals")]
+    pub retry_intervals: Vec<HumanDuration>,
+    /// Then the message bounces to its sender.
+    #[serde(default = "default_max_age")]
+    pub max_age: HumanDuration,
+    /// A delayed-delivery notice after this long; `"0s"` turns it off.
+    #[serde(default = "default_delay_warning", deserialize_with = "zero_is_off")]
+    pub delay_warning_after: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// The port MX hosts are reached on (tests use a high port).
+    #[serde(default = "default_mx_port")]
+    pub mx_port: u16,
+    #[serde(default = "default_max_connections_per_destination")]
+    pub max_connections_per_destination: usize,
+    /// For `opportunistic`: plaintext when no TLS can be agreed.
+    #[serde(default = "default_true")]
+    pub opportunistic_fallback: bool,
+    /// How long a TLS rung that failed for a host is skipped.
+    #[serde(default = "default_broken_tls_memory")]
+    pub broken_tls_memory: HumanDuration,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Empty: the servers of /etc/resolv.conf.
+    #[serde(default)]
+    pub nameservers: Vec<Nameserver>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Prometheus metrics endpoint; absent or `""` turns it off.
+    #[serde(default, deserialize_with = "empty_is_off")]
+    pub metrics_listen: Option<ListenAddr>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            generate_if_missing: false,
+            client_ca: Vec::new(),
+            min_version: default_tls_version(),
+        }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            retry_intervals: default_retry_intervals(),
+            max_age: default_max_age(),
+            delay_warning_after: default_delay_warning(),
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            connect_timeout: default_connect_timeout(),
+            mx_port: default_mx_port(),
+            max_connections_per_destination: default_max_connections_per_destination(),
+            opportunistic_fallback: true,
+            broken_tls_memory: default_broken_tls_memory(),
+        }
+    }
+}
+
+fn zero_is_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HumanDuration>, D::Error> {
+    let duration = HumanDuration::deserialize(d)?;
+    Ok((duration.0 != Duration::ZERO).then_some(duration))
+}
+
+fn empty_is_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ListenAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.as_str() {
+        "" => Ok(None),
+        _ => text.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+fn minutes(n: u64) -> HumanDuration {
+    HumanDuration(Duration::from_secs(60 * n))
+}
+
+fn default_listen() -> Vec<ListenAddr> {
+    vec![ListenAddr(([0, 0, 0, 0], 25).into())]
+}
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("/var/spool/tlsrelay")
+}
+fn default_max_message_size() -> Size {
+    Size(35 << 20)
+}
+fn default_max_recipients() -> usize {
+    100
+}
+fn default_max_connections() -> usize {
+    2000
+}
+fn default_max_connections_per_ip() -> usize {
+    50
+}
+fn default_max_hops() -> usize {
+    50
+}
+fn default_tls_version() -> TlsVersion {
+    TlsVersion::Tls12
+}
+fn default_retry_intervals() -> Vec<HumanDuration> {
+    [1, 5, 15, 30, 60, 120, 240].map(minutes).to_vec()
+}
+fn default_max_age() -> HumanDuration {
+    minutes(5 * 24 * 60)
+}
+fn default_delay_warning() -> Option<HumanDuration> {
+    Some(minutes(4 * 60))
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_mx_port() -> u16 {
+    25
+}
+fn default_max_connections_per_destination() -> usize {
+    20
+}
+fn default_true() -> bool {
+    true
+}
+fn default_broken_tls_memory() -> HumanDuration {
+    minutes(24 * 60)
+}

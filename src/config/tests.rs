@@ -1,0 +1,52 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(Path::new("/etc/tlsrelay/t.toml"), text.to_string())
+}
+
+#[test]
+fn minimal_file_gets_documented_defaults() {
+    let config =
+        parse("[server]\nhostname = \"relay.example.test\"\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.server.listen[0].0.to_string(), "0.0.0.0:25");
+    assert_eq!(config.server.max_message_size, values::Size(35 << 20));
+    assert_eq!(config.queue.retry_intervals.len(), 7);
+    assert_eq!(config.delivery.mx_port, 25);
+    assert!(config.admin.metrics_listen.is_none());
+    assert_eq!(config.server.spool_dir, Path::new("/var/spool/tlsrelay"));
+}
+
+#[test]
+fn relative_paths_resolve_against_the_file() {
+    let config = parse(
+        "[server]\nhostname = \"r.test\"\nspool_dir = \"../var/spool\"\n[tls]\ncert = \"c.pem\"\nkey = \"/abs/k.pem\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.server.spool_dir,
+        Path::new("/etc/tlsrelay/../var/spool")
+    );
+    assert_eq!(
+        config.tls.cert.as_deref(),
+        Some(Path::new("/etc/tlsrelay/c.pem"))
+    );
+    assert_eq!(config.tls.key.as_deref(), Some(Path::new("/abs/k.pem")));
+}
+
+#[test]
+fn several_errors_come_back_in_file_order() {
+    let errors = parse(
+        "[server]\nhostname = \"r.test\"\nmax_recipients = 0\n[[outbound]]\nname = \"x\"\nrecipient_domains = [\"a.test\"]\ntls = \"pinned\"\n",
+    )
+    .err()
+    .map(|e| e.to_string());
+    assert_eq!(
+        errors.as_deref(),
+        Some(
+            "/etc/tlsrelay/t.toml:3:18: server.max_recipients: must be at least 1\n\
+             /etc/tlsrelay/t.toml:4:1: outbound[0].fingerprints: tls = \"pinned\" needs fingerprints: the \"sha256:…\" values from `tlsrelay cert-info`"
+        )
+    );
+}
