@@ -1,1 +1,3 @@
-//! Sans-IO SMTP pieces (no tokio here).
+//! Sans-IO SMTP pieces (no tokio here): the DATA receiver and reply parsing.
+
+pub mod data;

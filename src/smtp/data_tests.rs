@@ -1,0 +1,168 @@
+use super::*;
+
+/// Feeds `input` in pieces of `chunk` bytes; returns content, status, consumed.
+fn run(input: &[u8], bare_lf: BareLf, limit: u64, chunk: usize) -> (Vec<u8>, DataStatus, usize) {
+    let mut receiver = DataReceiver::new(bare_lf, limit);
+    let mut out = Vec::new();
+    let mut consumed = 0;
+    for piece in input.chunks(chunk.max(1)) {
+        let (used, status) = receiver.feed(piece, &mut out);
+        consumed += used;
+        if status != DataStatus::NeedMore {
+            return (out, status, consumed);
+        }
+    }
+    (out, DataStatus::NeedMore, consumed)
+}
+
+/// Every split of the input gives the same outcome.
+fn all_chunkings(input: &[u8], bare_lf: BareLf) -> (Vec<u8>, DataStatus, usize) {
+    let whole = run(input, bare_lf, u64::MAX, input.len());
+    for chunk in 1..input.len() {
+        assert_eq!(
+            run(input, bare_lf, u64::MAX, chunk),
+            whole,
+            "chunk size {chunk}"
+        );
+    }
+    // Every two-piece split too.
+    for split in 0..input.len() {
+        let mut receiver = DataReceiver::new(bare_lf, u64::MAX);
+        let mut out = Vec::new();
+        let (a, status) = receiver.feed(&input[..split], &mut out);
+        let result = if status != DataStatus::NeedMore {
+            (out, status, a)
+        } else {
+            let (b, status) = receiver.feed(&input[split..], &mut out);
+            (out, status, a + b)
+        };
+        assert_eq!(result, whole, "split at {split}");
+    }
+    whole
+}
+
+#[test]
+fn empty_message_ends_at_once() {
+    for mode in [BareLf::Reject, BareLf::Normalize] {
+        assert_eq!(
+            all_chunkings(b".\r\nMAIL", mode),
+            (vec![], DataStatus::Complete, 3)
+        );
+    }
+}
+
+#[test]
+fn unstuffs_and_ends_at_crlf_dot_crlf() {
+    let input = b"Subject: x\r\n\r\n..leading dot\r\n.\r\n..\r\nlast\r\n.\r\nQUIT\r\n";
+    let (out, status, consumed) = all_chunkings(input, BareLf::Reject);
+    // "\r\n.\r\n" after "..leading dot" is the end; what follows is the next command.
+    assert_eq!(out, b"Subject: x\r\n\r\n.leading dot\r\n");
+    assert_eq!(status, DataStatus::Complete);
+    assert_eq!(&input[consumed..], b"..\r\nlast\r\n.\r\nQUIT\r\n");
+}
+
+/// The smuggling sequences of the inbound acceptance list: none of them
+/// ends the data, in either mode.
+const SMUGGLING: [&[u8]; 10] = [
+    b"\n.\n",
+    b"\n.\r\n",
+    b"\r.\r",
+    b"\r.\n",
+    b"\n.\r",
+    b"\r\n.\n",
+    b"\r\n.\r",
+    b"\r\n\0.\r\n",
+    b"\r\n.\r\r\n",
+    b"\r\r\n.\r\r\n",
+];
+
+#[test]
+fn smuggling_sequences_never_end_data_when_normalizing() {
+    for seq in SMUGGLING {
+        let mut input = b"Subject: a".to_vec();
+        input.extend_from_slice(seq);
+        input.extend_from_slice(b"MAIL FROM:<x@y>\r\nRCPT TO:<a@b>\r\nDATA\r\nsmuggled\r\n.\r\n");
+        let (out, status, consumed) = all_chunkings(&input, BareLf::Normalize);
+        assert_eq!(status, DataStatus::Complete, "{seq:?}");
+        assert_eq!(consumed, input.len(), "{seq:?}: ended early");
+        assert!(out.ends_with(b"smuggled\r\n"), "{seq:?}");
+        // Normalised content has no bare CR or LF left.
+        for (i, &b) in out.iter().enumerate() {
+            if b == b'\n' {
+                assert_eq!(
+                    out.get(i.wrapping_sub(1)),
+                    Some(&b'\r'),
+                    "{seq:?}: bare LF in {out:?}"
+                );
+            }
+            if b == b'\r' {
+                assert_eq!(out.get(i + 1), Some(&b'\n'), "{seq:?}: bare CR in {out:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn smuggling_sequences_stop_the_receiver_when_rejecting() {
+    for seq in SMUGGLING {
+        let mut input = b"Subject: a".to_vec();
+        input.extend_from_slice(seq);
+        input.extend_from_slice(b"MAIL FROM:<x@y>\r\n.\r\n");
+        let (_, status, _) = all_chunkings(&input, BareLf::Reject);
+        // "\r\n\0.\r\n" has no bare line ending: the NUL is content, and the
+        // dot is not at a line start, so it does not end the data either.
+        let expected = if seq == b"\r\n\0.\r\n" {
+            DataStatus::Complete
+        } else {
+            DataStatus::BareLineEnding
+        };
+        assert_eq!(status, expected, "{seq:?}");
+        if expected == DataStatus::Complete {
+            let (out, _, consumed) = all_chunkings(&input, BareLf::Reject);
+            assert_eq!(consumed, input.len());
+            assert!(out.starts_with(b"Subject: a\r\n\0.\r\nMAIL"), "{out:?}");
+        }
+    }
+}
+
+#[test]
+fn size_limit_counts_everything_and_keeps_memory_bounded() {
+    let mut input = b"x".repeat(10_000);
+    input.extend_from_slice(b"\r\n.\r\n");
+    let mut receiver = DataReceiver::new(BareLf::Reject, 1000);
+    let mut out = Vec::new();
+    let (_, status) = receiver.feed(&input, &mut out);
+    assert_eq!(status, DataStatus::Complete);
+    assert!(receiver.content.too_large());
+    assert_eq!(receiver.content.size(), 10_002);
+    assert!(out.len() <= 1000);
+}
+
+#[test]
+fn counts_received_headers_in_the_header_section_only() {
+    let input = b"Received: from a\r\nreceived: from b\r\n\tby c\r\nX-Received: no\r\nRECEIVED:d\r\n\r\nReceived: in the body\r\n.\r\n";
+    let mut receiver = DataReceiver::new(BareLf::Reject, u64::MAX);
+    let mut out = Vec::new();
+    for byte in input.chunks(1) {
+        receiver.feed(byte, &mut out);
+    }
+    assert_eq!(receiver.content.received_headers(), 3);
+    let mut receiver = DataReceiver::new(BareLf::Reject, u64::MAX);
+    receiver.feed(b"\r\nReceived: x\r\n.\r\n", &mut out);
+    assert_eq!(
+        receiver.content.received_headers(),
+        0,
+        "no header section at all"
+    );
+}
+
+#[test]
+fn bdat_takes_exactly_the_chunk() {
+    let mut content = Content::new(u64::MAX);
+    let mut out = Vec::new();
+    let mut chunk = BdatReceiver::new(5);
+    assert_eq!(chunk.feed(b"ab", &mut content, &mut out), (2, false));
+    assert_eq!(chunk.feed(b"c\n.\rQUIT", &mut content, &mut out), (3, true));
+    assert_eq!(out, b"abc\n.");
+    assert_eq!(content.size(), 5);
+}
