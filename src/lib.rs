@@ -22,5 +22,7 @@
 //!   `cert-info --connect --starttls`.
 
 pub mod config;
+pub mod inbound;
+pub mod queue;
 pub mod smtp;
 pub mod tls;

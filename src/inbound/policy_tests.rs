@@ -1,0 +1,95 @@
+use std::path::Path;
+
+use super::*;
+
+fn policy(extra: &str) -> InboundPolicy {
+    let text = format!(
+        "[server]\nhostname = \"relay.example.test\"\n[tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = [\"ca\"]\n\
+         [relay]\naccepted_domains = [\"example.test\", \"*.sub.example.test\"]\n\
+         [[outbound]]\nname = \"in\"\nrecipient_domains = [\"example.test\", \"*.sub.example.test\"]\nsmarthosts = [\"10.0.0.5\"]\n{extra}"
+    );
+    match Config::parse(Path::new("t.toml"), text) {
+        Ok(config) => InboundPolicy::new(&config),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+const CONNECTORS: &str = "[[inbound]]\nname = \"wide\"\nremote_ips = [\"10.0.0.0/8\"]\n\
+    [[inbound]]\nname = \"narrow\"\nremote_ips = [\"10.1.0.0/16\", \"2001:db8::/32\"]\nallow_relay = true\n\
+    [[inbound]]\nname = \"partner\"\ntls_client_cert_names = [\"mail.contoso.test\", \"*.out.contoso.test\"]\n\
+    sender_domains = [\"contoso.test\"]\nrestrict_sender_domains = true\nallow_relay = true\n";
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[test]
+fn certificate_beats_ip_and_narrowest_network_wins() {
+    let p = policy(CONNECTORS);
+    assert_eq!(p.match_connector(ip("10.2.3.4"), &[]), Some(0));
+    assert_eq!(p.match_connector(ip("10.1.3.4"), &[]), Some(1));
+    assert_eq!(p.match_connector(ip("::ffff:10.1.3.4"), &[]), Some(1));
+    assert_eq!(p.match_connector(ip("2001:db8::7"), &[]), Some(1));
+    assert_eq!(p.match_connector(ip("192.0.2.1"), &[]), None);
+    assert_eq!(
+        p.match_connector(ip("10.1.3.4"), &["mail.contoso.test".into()]),
+        Some(2)
+    );
+    assert_eq!(
+        p.match_connector(ip("192.0.2.1"), &["a.out.contoso.test".into()]),
+        Some(2)
+    );
+    // RFC 6125: the wildcard covers one label only.
+    assert_eq!(
+        p.match_connector(ip("192.0.2.1"), &["a.b.out.contoso.test".into()]),
+        None
+    );
+    assert_eq!(
+        p.match_connector(ip("192.0.2.1"), &["evil.contoso.test".into()]),
+        None
+    );
+}
+
+#[test]
+fn relay_control() {
+    let p = policy(CONNECTORS);
+    use RecipientVerdict::*;
+    assert_eq!(p.recipient("bob@example.test", None), Accept);
+    assert_eq!(p.recipient("bob@EXAMPLE.test", None), Accept);
+    assert_eq!(p.recipient("bob@a.sub.example.test", None), Accept);
+    assert_eq!(p.recipient("bob@sub.example.test", None), RelayDenied);
+    assert_eq!(p.recipient("bob@elsewhere.test", None), RelayDenied);
+    assert_eq!(p.recipient("bob@elsewhere.test", Some(0)), RelayDenied);
+    assert_eq!(p.recipient("bob@elsewhere.test", Some(1)), Accept);
+    for trick in [
+        "user%elsewhere.test@example.test",
+        "elsewhere.test!user@example.test",
+        "user@elsewhere.test@example.test",
+    ] {
+        assert_eq!(p.recipient(trick, None), RelayTrick, "{trick}");
+        assert_eq!(p.recipient(trick, Some(1)), RelayTrick, "{trick}");
+    }
+    assert_eq!(p.recipient("no-domain", None), RelayDenied);
+}
+
+#[test]
+fn restricted_sender_domains_only_through_their_connector() {
+    let p = policy(CONNECTORS);
+    assert!(p.sender_allowed(Some("contoso.test"), Some(2)));
+    assert!(!p.sender_allowed(Some("contoso.test"), Some(1)));
+    assert!(!p.sender_allowed(Some("CONTOSO.test"), None));
+    assert!(p.sender_allowed(Some("fabrikam.test"), None));
+    assert!(p.sender_allowed(None, None));
+    assert_eq!(p.postmaster().as_deref(), Some("postmaster@example.test"));
+}
+
+#[test]
+fn per_ip_counts() {
+    let mut counts = IpCounts::default();
+    assert!(counts.try_add(ip("192.0.2.1"), 2));
+    assert!(counts.try_add(ip("192.0.2.1"), 2));
+    assert!(!counts.try_add(ip("192.0.2.1"), 2));
+    assert!(counts.try_add(ip("192.0.2.2"), 2));
+    counts.remove(ip("192.0.2.1"));
+    assert!(counts.try_add(ip("192.0.2.1"), 2));
+}

@@ -1,0 +1,413 @@
+//! The inbound SMTP session as a pure state machine: bytes in, replies,
+//! content and one [`Action`] out. No sockets, no clock, no disk: the
+//! connection driver does those and reports back (`message_opened`,
+//! `committed`, `tls_established`), so every rule here is unit-tested.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::policy::InboundPolicy;
+use crate::queue::envelope::{ClientInfo, Envelope};
+use crate::smtp::data::{BdatReceiver, Content, DataReceiver, DataStatus};
+
+/// Longest command line we read, CRLF included. RFC 5321 §4.5.3.1.4 sets
+/// 512 octets plus what extensions add (ORCPT, ENVID); beyond this the
+/// line is discarded and answered `500 5.5.2`.
+pub const MAX_COMMAND_LINE: usize = 1024;
+
+/// Bad commands a client may send before we hang up (`421 4.7.0`).
+pub const MAX_ERRORS: u32 = 20;
+
+/// What the driver must do after a [`Session::feed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send the replies, read more.
+    None,
+    /// Send the replies, then the TLS handshake. Every byte read so far is
+    /// discarded (RFC 3207 §4.2, CVE-2011-0411).
+    StartTls,
+    /// A transaction reached DATA or its first BDAT: open a spool file for
+    /// [`Session::envelope`], then call [`Session::message_opened`].
+    OpenMessage,
+    /// The content is complete: make it durable, then call [`Session::committed`].
+    Commit,
+    /// Drop the open spool file: the message will not be accepted.
+    Abort,
+    /// Send the replies and close the connection.
+    Close,
+}
+
+/// What a client's TLS handshake established, for connector matching and
+/// the Received header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+    pub group: Option<String>,
+    pub client_cert: ClientCert,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ClientCert {
+    #[default]
+    None,
+    /// Chains to `[tls] client_ca`; its DNS names (SANs, else CN).
+    Verified { subject: String, names: Vec<String> },
+    /// Presented but not trusted; never used for matching.
+    Unverified { subject: String, reason: String },
+}
+
+#[derive(Debug)]
+pub(super) enum Phase {
+    Command,
+    /// Discarding an over-long command line up to its LF.
+    LongLine,
+    Data(DataReceiver),
+    /// Reading a BDAT chunk of `size` bytes; `refused` holds the reply
+    /// when the chunk is read only to be dropped (RFC 3030 §2).
+    Bdat {
+        chunk: BdatReceiver,
+        last: bool,
+        size: u64,
+        refused: Option<(u16, &'static str, &'static str)>,
+    },
+    /// Waiting for the driver (open, commit, handshake, close).
+    Waiting,
+}
+
+/// Output of one step: wire replies and message content to append.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub replies: Vec<u8>,
+    pub content: Vec<u8>,
+}
+
+impl Output {
+    /// One reply line; `status` is the RFC 3463 enhanced code, empty for
+    /// the replies that carry none (220 greeting, 354).
+    pub fn reply(&mut self, code: u16, status: &str, text: &str) {
+        use std::io::Write;
+        let _ = match status {
+            "" => write!(self.replies, "{code} {text}\r\n"),
+            _ => write!(self.replies, "{code} {status} {text}\r\n"),
+        };
+    }
+}
+
+/// One client connection's SMTP state.
+#[derive(Debug)]
+pub struct Session {
+    pub(super) policy: Arc<InboundPolicy>,
+    pub(super) ip: IpAddr,
+    pub(super) reverse_name: Option<String>,
+    pub(super) phase: Phase,
+    pub(super) helo: Option<String>,
+    pub(super) esmtp: bool,
+    pub(super) tls: Option<TlsInfo>,
+    pub(super) connector: Option<usize>,
+    /// The current transaction: set by MAIL, cleared by RSET/EHLO/end.
+    pub(super) envelope: Option<Envelope>,
+    /// Content accounting for the open message (DATA or BDAT chunks).
+    pub(super) content: Option<Content>,
+    /// The queue id of the open message.
+    pub(super) queue_id: Option<String>,
+    pub(super) errors: u32,
+    pub(super) shutting_down: bool,
+}
+
+impl Session {
+    pub fn new(policy: Arc<InboundPolicy>, ip: IpAddr, reverse_name: Option<String>) -> Self {
+        let connector = policy.match_connector(ip, &[]);
+        Session {
+            policy,
+            ip,
+            reverse_name,
+            phase: Phase::Command,
+            helo: None,
+            esmtp: false,
+            tls: None,
+            connector,
+            envelope: None,
+            content: None,
+            queue_id: None,
+            errors: 0,
+            shutting_down: false,
+        }
+    }
+
+    /// The `220` banner.
+    pub fn greeting(&self, out: &mut Output) {
+        let text = format!("{} ESMTP tlsrelay", self.policy.hostname);
+        out.reply(220, "", &text);
+    }
+
+    /// The transaction being received, for the spool.
+    pub fn envelope(&self) -> Option<&Envelope> {
+        self.envelope.as_ref()
+    }
+
+    /// The matched inbound connector's name.
+    pub fn connector_name(&self) -> Option<&str> {
+        self.connector
+            .map(|i| self.policy.connectors[i].name.as_str())
+    }
+
+    /// True while message content is being received (for timeouts).
+    pub fn in_data(&self) -> bool {
+        matches!(self.phase, Phase::Data(_) | Phase::Bdat { .. })
+    }
+
+    /// Consumes input until it is used up or an action is needed. Returns
+    /// the number of bytes consumed and the action.
+    pub fn feed(&mut self, input: &[u8], out: &mut Output) -> (usize, Action) {
+        let mut used = 0;
+        while used < input.len() {
+            let rest = &input[used..];
+            let (n, action) = match &mut self.phase {
+                Phase::Command => self.command_input(rest, out),
+                Phase::LongLine => self.skip_long_line(rest, out),
+                Phase::Data(_) => self.data_input(rest, out),
+                Phase::Bdat { .. } => self.bdat_input(rest, out),
+                Phase::Waiting => (0, Action::None),
+            };
+            used += n;
+            if action != Action::None {
+                if action == Action::StartTls {
+                    // Nothing pipelined after STARTTLS may survive the upgrade.
+                    used = input.len();
+                }
+                return (used, action);
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        (used, Action::None)
+    }
+
+    fn command_input(&mut self, input: &[u8], out: &mut Output) -> (usize, Action) {
+        let Some(end) = input.iter().position(|&b| b == b'\n') else {
+            if input.len() >= MAX_COMMAND_LINE {
+                self.phase = Phase::LongLine;
+                return (input.len(), Action::None);
+            }
+            return (0, Action::None);
+        };
+        if end + 1 > MAX_COMMAND_LINE {
+            let action = self.error(out, 500, "5.5.2", "Line too long");
+            return (end + 1, action);
+        }
+        let line = &input[..=end];
+        (end + 1, self.command(line, out))
+    }
+
+    fn skip_long_line(&mut self, input: &[u8], out: &mut Output) -> (usize, Action) {
+        match input.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                self.phase = Phase::Command;
+                (end + 1, self.error(out, 500, "5.5.2", "Line too long"))
+            }
+            None => (input.len(), Action::None),
+        }
+    }
+
+    fn data_input(&mut self, input: &[u8], out: &mut Output) -> (usize, Action) {
+        let Phase::Data(receiver) = &mut self.phase else {
+            return (0, Action::None);
+        };
+        let (n, status) = receiver.feed(input, &mut out.content);
+        match status {
+            DataStatus::NeedMore => (n, Action::None),
+            DataStatus::Complete => {
+                let Phase::Data(receiver) = std::mem::replace(&mut self.phase, Phase::Command)
+                else {
+                    return (n, Action::None);
+                };
+                self.content = Some(receiver.content);
+                (n, self.content_complete(out))
+            }
+            DataStatus::BareLineEnding => {
+                self.phase = Phase::Waiting;
+                self.envelope = None;
+                out.reply(
+                    521,
+                    "5.5.2",
+                    "Bare LF or CR in message content violates RFC 5321 §2.3.8; closing",
+                );
+                (n, Action::Close)
+            }
+        }
+    }
+
+    fn bdat_input(&mut self, input: &[u8], out: &mut Output) -> (usize, Action) {
+        let Phase::Bdat { chunk, refused, .. } = &mut self.phase else {
+            return (0, Action::None);
+        };
+        let (n, done) = match (refused.is_none(), self.content.as_mut()) {
+            (true, Some(content)) => chunk.feed(input, content, &mut out.content),
+            // Read to be dropped: nothing is kept.
+            _ => chunk.feed(input, &mut Content::new(0), &mut Vec::new()),
+        };
+        if !done {
+            return (n, Action::None);
+        }
+        (n, self.bdat_chunk_done(out))
+    }
+
+    /// A BDAT chunk is fully read: answer it, or complete the message.
+    pub(super) fn bdat_chunk_done(&mut self, out: &mut Output) -> Action {
+        let Phase::Bdat {
+            last,
+            size,
+            refused,
+            ..
+        } = std::mem::replace(&mut self.phase, Phase::Command)
+        else {
+            return Action::None;
+        };
+        if let Some((code, status, text)) = refused {
+            return self.error(out, code, status, text);
+        }
+        if last {
+            return self.content_complete(out);
+        }
+        out.reply(250, "2.0.0", &format!("{size} octets received"));
+        Action::None
+    }
+
+    /// The whole content is in: refuse it or ask the driver to commit it.
+    fn content_complete(&mut self, out: &mut Output) -> Action {
+        let Some(content) = &self.content else {
+            return Action::None;
+        };
+        if content.too_large() {
+            out.reply(
+                552,
+                "5.3.4",
+                "Message size exceeds fixed maximum message size",
+            );
+        } else if content.received_headers() > self.policy.max_hops {
+            out.reply(554, "5.4.6", "Too many hops (mail loop?)");
+        } else {
+            self.phase = Phase::Waiting;
+            return Action::Commit;
+        }
+        self.end_transaction();
+        Action::Abort
+    }
+
+    /// The driver opened a spool file with id `queue_id`: write our
+    /// Received header first, then invite the content for DATA.
+    pub fn message_opened(&mut self, queue_id: &str, date: &str, out: &mut Output) -> Action {
+        let header = self.received_header(queue_id, date);
+        out.content.extend_from_slice(header.as_bytes());
+        self.queue_id = Some(queue_id.to_string());
+        match self.phase {
+            Phase::Waiting => {
+                // DATA: content is read only after the 354.
+                self.phase = Phase::Data(DataReceiver::new(
+                    self.policy.bare_lf,
+                    self.policy.max_message_size,
+                ));
+                out.reply(354, "", "End data with <CR><LF>.<CR><LF>");
+                Action::None
+            }
+            Phase::Bdat { size: 0, .. } => self.bdat_chunk_done(out),
+            _ => Action::None,
+        }
+    }
+
+    /// The driver's verdict on durability: `250` only when it is on disk.
+    pub fn committed(&mut self, result: Result<(), CommitError>, out: &mut Output) {
+        match (result, self.queue_id.take()) {
+            (Ok(()), Some(id)) => out.reply(250, "2.0.0", &format!("Ok: queued as {id}")),
+            (Ok(()), None) => out.reply(451, "4.3.0", "Local error in processing"),
+            (Err(CommitError::NoSpace), _) => {
+                out.reply(452, "4.3.1", "Insufficient system storage")
+            }
+            (Err(CommitError::Failed), _) => out.reply(451, "4.3.0", "Local error in processing"),
+        }
+        self.end_transaction();
+    }
+
+    /// The handshake finished: forget everything (RFC 3207 §4.2), match
+    /// the connector again, now also by client certificate.
+    pub fn tls_established(&mut self, info: TlsInfo) {
+        let names = match &info.client_cert {
+            ClientCert::Verified { names, .. } => names.clone(),
+            _ => Vec::new(),
+        };
+        self.connector = self.policy.match_connector(self.ip, &names);
+        self.tls = Some(info);
+        self.helo = None;
+        self.esmtp = false;
+        self.end_transaction();
+    }
+
+    /// From now on every command is answered `421 4.3.2`.
+    pub fn shut_down(&mut self) {
+        self.shutting_down = true;
+    }
+
+    /// The driver's deadline passed.
+    pub fn timed_out(&mut self, out: &mut Output) {
+        out.reply(
+            421,
+            "4.4.2",
+            &format!("{} Error: timeout exceeded", self.policy.hostname),
+        );
+        self.phase = Phase::Waiting;
+    }
+
+    pub(super) fn end_transaction(&mut self) {
+        self.envelope = None;
+        self.content = None;
+        self.queue_id = None;
+        if !matches!(self.phase, Phase::LongLine) {
+            self.phase = Phase::Command;
+        }
+    }
+
+    /// Counts a client error; too many end the session.
+    pub(super) fn error(
+        &mut self,
+        out: &mut Output,
+        code: u16,
+        status: &str,
+        text: &str,
+    ) -> Action {
+        self.errors += 1;
+        if self.errors >= MAX_ERRORS {
+            out.reply(421, "4.7.0", "Too many errors; closing");
+            self.phase = Phase::Waiting;
+            return Action::Close;
+        }
+        out.reply(code, status, text);
+        Action::None
+    }
+
+    pub(super) fn client_info(&self) -> ClientInfo {
+        ClientInfo {
+            ip: self.ip,
+            helo: self.helo.clone().unwrap_or_default(),
+            connector: self.connector_name().map(str::to_string),
+            tls: self
+                .tls
+                .as_ref()
+                .map(|t| format!("{} {}", t.version, t.cipher)),
+        }
+    }
+}
+
+/// Why the driver could not make a message durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitError {
+    /// The disk is full (`452 4.3.1`).
+    NoSpace,
+    /// Anything else (`451 4.3.0`).
+    Failed,
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

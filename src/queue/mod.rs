@@ -1,0 +1,3 @@
+//! The queue: what is kept of every accepted message.
+
+pub mod envelope;
