@@ -1,0 +1,327 @@
+//! The durable spool: one file per accepted message.
+//!
+//! # On-disk format
+//!
+//! ```text
+//! SPOOL_DIR/
+//!   queue/
+//!     <ID>        a committed message
+//!     <ID>.tmp    a message being received; never acknowledged, removed at start
+//! ```
+//!
+//! A message file is the line `tlsrelay-spool 1`, the envelope as one line
+//! of JSON ([`Envelope`]), then the content exactly as it will be sent
+//! (our `Received:` header first, CRLF line endings, not dot-stuffed).
+//!
+//! # Durability (DESIGN.md §4)
+//!
+//! `250` is sent only after [`MessageWriter::commit`] returns: the content
+//! is written to `<ID>.tmp` and `fdatasync`ed, renamed to `<ID>`, and the
+//! `queue/` folder is fsynced so the rename itself survives a crash. The
+//! folder fsync is shared (group commit): one thread syncs the folder for
+//! every rename that arrived while the previous sync ran, so no session
+//! waits longer than one batch. A crash before the rename leaves only a
+//! `.tmp` file, removed at start; a crash after the folder sync but before
+//! the `250` reached the client leaves a message the client will send again
+//! (a duplicate, never a loss; RFC 1047).
+//!
+//! Small messages stay in memory until commit, so the common case costs
+//! one blocking task: create, write, sync, rename.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use tokio::sync::oneshot;
+
+use super::envelope::Envelope;
+
+const MAGIC: &str = "tlsrelay-spool 1\n";
+/// Content beyond this is written to the `.tmp` file as it arrives.
+const MEMORY_LIMIT: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool folder {}: {source}", path.display())]
+    Folder { path: PathBuf, source: io::Error },
+    #[error("spool file {}: {source}", path.display())]
+    File { path: PathBuf, source: io::Error },
+    #[error("spool file {}: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+}
+
+impl SpoolError {
+    /// The disk is full: the client should try again later (`452 4.3.1`).
+    pub fn is_no_space(&self) -> bool {
+        let source = match self {
+            SpoolError::Folder { source, .. } | SpoolError::File { source, .. } => source,
+            SpoolError::Corrupt { .. } => return false,
+        };
+        source.raw_os_error() == Some(28) // ENOSPC
+    }
+}
+
+/// The spool of one node. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Spool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    queue: PathBuf,
+    next: AtomicU64,
+    id_base: u64,
+    syncer: mpsc::Sender<oneshot::Sender<io::Result<()>>>,
+}
+
+impl Spool {
+    /// Opens (creating) the spool under `dir`, removes what unacknowledged
+    /// messages left behind, and starts the folder-sync thread.
+    pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
+        let queue = dir.join("queue");
+        let folder_error = |source| SpoolError::Folder {
+            path: queue.clone(),
+            source,
+        };
+        fs::create_dir_all(&queue).map_err(folder_error)?;
+        for entry in fs::read_dir(&queue).map_err(folder_error)? {
+            let path = entry.map_err(folder_error)?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                fs::remove_file(&path).map_err(|source| SpoolError::File {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+        sync_folder(&queue).map_err(folder_error)?;
+        // Probe writability now, so a read-only spool stops the start.
+        let probe = queue.join(".write-test.tmp");
+        File::create(&probe)
+            .and_then(|_| fs::remove_file(&probe))
+            .map_err(folder_error)?;
+        let (syncer, requests) = mpsc::channel();
+        let folder = queue.clone();
+        std::thread::Builder::new()
+            .name("spool-sync".into())
+            .spawn(move || folder_syncer(&folder, &requests))
+            .map_err(folder_error)?;
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        Ok(Spool {
+            inner: Arc::new(Inner {
+                queue,
+                next: AtomicU64::new(0),
+                id_base: micros,
+                syncer,
+            }),
+        })
+    }
+
+    /// A new queue id: unique within this spool, sortable by time of start.
+    fn next_id(&self) -> String {
+        let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{:012X}{:06X}",
+            self.inner.id_base & 0xFFFF_FFFF_FFFF,
+            n & 0xFF_FFFF
+        )
+    }
+
+    /// Starts a message for `envelope`.
+    pub fn create(&self, envelope: &Envelope) -> MessageWriter {
+        let id = self.next_id();
+        let mut buffer = MAGIC.as_bytes().to_vec();
+        // An Envelope always serialises; the fallback keeps the format valid.
+        buffer.extend_from_slice(
+            serde_json::to_string(envelope)
+                .unwrap_or_else(|_| "{}".into())
+                .as_bytes(),
+        );
+        buffer.push(b'\n');
+        MessageWriter {
+            tmp: self.inner.queue.join(format!("{id}.tmp")),
+            id,
+            buffer,
+            file: None,
+            spool: self.clone(),
+        }
+    }
+
+    /// The committed messages' ids, oldest first.
+    pub fn list(&self) -> Result<Vec<String>, SpoolError> {
+        let folder_error = |source| SpoolError::Folder {
+            path: self.inner.queue.clone(),
+            source,
+        };
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.inner.queue).map_err(folder_error)? {
+            let name = entry.map_err(folder_error)?.file_name();
+            let name = name.to_string_lossy();
+            if !name.ends_with(".tmp") && !name.starts_with('.') {
+                ids.push(name.into_owned());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Reads a committed message: its envelope and content.
+    pub fn read(&self, id: &str) -> Result<(Envelope, Vec<u8>), SpoolError> {
+        let path = self.inner.queue.join(id);
+        let data = fs::read(&path).map_err(|source| SpoolError::File {
+            path: path.clone(),
+            source,
+        })?;
+        let corrupt = |message: &str| SpoolError::Corrupt {
+            path: path.clone(),
+            message: message.into(),
+        };
+        let rest = data
+            .strip_prefix(MAGIC.as_bytes())
+            .ok_or_else(|| corrupt("not a tlsrelay spool file"))?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| corrupt("envelope not terminated"))?;
+        let envelope =
+            serde_json::from_slice(&rest[..end]).map_err(|e| corrupt(&format!("envelope: {e}")))?;
+        Ok((envelope, rest[end + 1..].to_vec()))
+    }
+
+    /// Asks the folder-sync thread to sync `queue/`, waiting for the batch.
+    async fn sync_queue_folder(&self) -> io::Result<()> {
+        let (reply, done) = oneshot::channel();
+        self.inner
+            .syncer
+            .send(reply)
+            .map_err(|_| io::Error::other("spool sync thread stopped"))?;
+        done.await
+            .map_err(|_| io::Error::other("spool sync thread stopped"))?
+    }
+}
+
+/// Syncs the folder once for every batch of waiting requests.
+fn folder_syncer(folder: &Path, requests: &mpsc::Receiver<oneshot::Sender<io::Result<()>>>) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        batch.extend(requests.try_iter());
+        let result = sync_folder(folder);
+        for reply in batch {
+            let outcome = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            };
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+fn sync_folder(folder: &Path) -> io::Result<()> {
+    File::open(folder)?.sync_all()
+}
+
+/// A message being received. Dropping it without [`commit`](Self::commit)
+/// removes every trace of it.
+#[derive(Debug)]
+pub struct MessageWriter {
+    id: String,
+    tmp: PathBuf,
+    buffer: Vec<u8>,
+    file: Option<File>,
+    spool: Spool,
+}
+
+impl MessageWriter {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Appends content; spills to the `.tmp` file past the memory limit.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() < MEMORY_LIMIT {
+            return Ok(());
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let file = self.file.take();
+        let tmp = self.tmp.clone();
+        let (file, result) = blocking(move || {
+            let mut file = match file {
+                Some(file) => file,
+                None => match File::create(&tmp) {
+                    Ok(file) => file,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            let result = file.write_all(&buffer);
+            (Some(file), result)
+        })
+        .await
+        .unwrap_or_else(|e| (None, Err(e)));
+        self.file = file;
+        result.map_err(|source| SpoolError::File {
+            path: self.tmp.clone(),
+            source,
+        })
+    }
+
+    /// Makes the message durable under its id. Only after this returns Ok
+    /// may the client be told `250`.
+    pub async fn commit(mut self) -> Result<String, SpoolError> {
+        let buffer = std::mem::take(&mut self.buffer);
+        let file = self.file.take();
+        let tmp = self.tmp.clone();
+        let done = self.spool.inner.queue.join(&self.id);
+        let result = blocking(move || {
+            let mut file = match file {
+                Some(file) => file,
+                None => File::create(&tmp)?,
+            };
+            file.write_all(&buffer)?;
+            file.sync_data()?;
+            fs::rename(&tmp, &done)
+        })
+        .await
+        .and_then(|r| r);
+        if let Err(source) = result {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(SpoolError::File {
+                path: self.tmp.clone(),
+                source,
+            });
+        }
+        // Renamed: from here on the Drop below must not remove anything.
+        let id = std::mem::take(&mut self.id);
+        self.tmp = PathBuf::new();
+        self.spool
+            .sync_queue_folder()
+            .await
+            .map_err(|source| SpoolError::Folder {
+                path: self.spool.inner.queue.clone(),
+                source,
+            })?;
+        Ok(id)
+    }
+}
+
+impl Drop for MessageWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| io::Error::other(format!("spool task failed: {e}")))
+}
+
+#[cfg(test)]
+#[path = "spool_tests.rs"]
+mod tests;

@@ -1,0 +1,113 @@
+use super::*;
+use crate::queue::envelope::Recipient;
+
+fn envelope() -> Envelope {
+    Envelope {
+        sender: "a@b.test".into(),
+        recipients: vec![Recipient {
+            address: "c@d.test".into(),
+            orcpt: None,
+            notify: None,
+        }],
+        ..Envelope::default()
+    }
+}
+
+#[tokio::test]
+async fn committed_messages_read_back_and_aborted_ones_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut small = spool.create(&envelope());
+    small
+        .write(b"Subject: small\r\n\r\nhi\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let small_id = small.commit().await.unwrap_or_else(|e| panic!("{e}"));
+
+    let big_body: Vec<u8> = (0..3 * MEMORY_LIMIT)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect();
+    let mut big = spool.create(&envelope());
+    for piece in big_body.chunks(10_000) {
+        big.write(piece).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let big_id = big.commit().await.unwrap_or_else(|e| panic!("{e}"));
+
+    let mut aborted = spool.create(&envelope());
+    aborted
+        .write(&big_body)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(aborted);
+
+    let mut ids = vec![small_id.clone(), big_id.clone()];
+    ids.sort();
+    assert_eq!(spool.list().ok(), Some(ids));
+    let (env, content) = spool.read(&small_id).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(env, envelope());
+    assert_eq!(content, b"Subject: small\r\n\r\nhi\r\n");
+    assert_eq!(spool.read(&big_id).map(|(_, c)| c).ok(), Some(big_body));
+    let names: Vec<String> = fs::read_dir(dir.path().join("queue"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[tokio::test]
+async fn leftovers_of_unacknowledged_messages_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    fs::create_dir_all(dir.path().join("queue")).unwrap_or_else(|e| panic!("{e}"));
+    fs::write(dir.path().join("queue/0000.tmp"), b"half a message")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spool.list().ok(), Some(vec![]));
+    assert!(!dir.path().join("queue/0000.tmp").exists());
+}
+
+#[tokio::test]
+async fn many_concurrent_commits_share_folder_syncs() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let spool = spool.clone();
+            tokio::spawn(async move {
+                let mut writer = spool.create(&envelope());
+                writer.write(format!("message {i}\r\n").as_bytes()).await?;
+                writer.commit().await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(
+            task.await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "ids are unique");
+    assert_eq!(spool.list().map(|l| l.len()).ok(), Some(200));
+}
+
+#[test]
+fn corrupt_files_are_reported_not_trusted() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    fs::write(dir.path().join("queue/BAD"), b"garbage").unwrap_or_else(|e| panic!("{e}"));
+    let error = spool
+        .read("BAD")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.ends_with("queue/BAD: not a tlsrelay spool file"),
+        "{error}"
+    );
+}
