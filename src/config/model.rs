@@ -63,6 +63,24 @@ pub struct ServerConfig {
     pub max_hops: usize,
     #[serde(default)]
     pub bare_lf: BareLf,
+    /// Longest wait for the next complete command line (RFC 5321 §4.5.3.2.7).
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout: HumanDuration,
+    /// Longest silence while message content arrives.
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout: HumanDuration,
+    /// Content slower than this many bytes per second (averaged, after the
+    /// first 10 seconds) is cut off: a slow-drip attack, not a client.
+    #[serde(default = "default_min_data_rate")]
+    pub min_data_rate: Size,
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout: HumanDuration,
+    /// Bad commands allowed before the session is closed with `421 4.7.0`.
+    #[serde(default = "default_max_errors")]
+    pub max_errors: u32,
+    /// On SIGTERM, how long message transfers in progress may take to finish.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +276,24 @@ fn default_max_connections_per_ip() -> usize {
 }
 fn default_max_hops() -> usize {
     50
+}
+fn default_command_timeout() -> HumanDuration {
+    minutes(5)
+}
+fn default_data_timeout() -> HumanDuration {
+    minutes(3)
+}
+fn default_min_data_rate() -> Size {
+    Size(500)
+}
+fn default_tls_handshake_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_max_errors() -> u32 {
+    20
+}
+fn default_shutdown_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
 }
 fn default_tls_version() -> TlsVersion {
     TlsVersion::Tls12

@@ -37,6 +37,16 @@ impl Config {
             server.max_hops,
             server.bare_lf
         );
+        let _ = writeln!(
+            out,
+            "Timeouts    command {}, data silence {}, minimum data rate {}/s, TLS handshake {}, {} errors allowed, shutdown grace {}",
+            server.command_timeout,
+            server.data_timeout,
+            server.min_data_rate,
+            server.tls_handshake_timeout,
+            server.max_errors,
+            server.shutdown_grace
+        );
         let _ = writeln!(out, "Spool       {}", server.spool_dir.display());
 
         let _ = writeln!(

@@ -81,6 +81,18 @@ fn server(c: &mut Checker) {
             c.fail(key, "must be at least 1");
         }
     }
+    for (key, value) in [
+        ("server.command_timeout", server.command_timeout),
+        ("server.data_timeout", server.data_timeout),
+        ("server.tls_handshake_timeout", server.tls_handshake_timeout),
+    ] {
+        if value.0 < Duration::from_secs(1) {
+            c.fail(key, "must be at least 1s");
+        }
+    }
+    if server.max_errors == 0 {
+        c.fail("server.max_errors", "must be at least 1");
+    }
     if server.max_message_size.0 == 0 {
         c.fail(
             "server.max_message_size",

@@ -15,6 +15,7 @@ pub struct InboundPolicy {
     pub max_recipients: usize,
     pub max_hops: usize,
     pub bare_lf: crate::config::values::BareLf,
+    pub max_errors: u32,
     /// STARTTLS is offered (we have a certificate).
     pub tls_available: bool,
     pub accepted_domains: Vec<DomainPattern>,
@@ -60,6 +61,7 @@ impl InboundPolicy {
             max_recipients: config.server.max_recipients,
             max_hops: config.server.max_hops,
             bare_lf: config.server.bare_lf,
+            max_errors: config.server.max_errors,
             tls_available: config.tls.cert.is_some() && config.tls.key.is_some(),
             accepted_domains: config.relay.accepted_domains.clone(),
             connectors,

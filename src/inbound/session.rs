@@ -15,9 +15,6 @@ use crate::smtp::data::{BdatReceiver, Content, DataReceiver, DataStatus};
 /// line is discarded and answered `500 5.5.2`.
 pub const MAX_COMMAND_LINE: usize = 1024;
 
-/// Bad commands a client may send before we hang up (`421 4.7.0`).
-pub const MAX_ERRORS: u32 = 20;
-
 /// What the driver must do after a [`Session::feed`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -377,7 +374,7 @@ impl Session {
         text: &str,
     ) -> Action {
         self.errors += 1;
-        if self.errors >= MAX_ERRORS {
+        if self.errors >= self.policy.max_errors {
             out.reply(421, "4.7.0", "Too many errors; closing");
             self.phase = Phase::Waiting;
             return Action::Close;
