@@ -176,7 +176,7 @@ fn check_config_prints_the_effective_settings() {
     assert_eq!(
         stderr,
         format!(
-            "{}:62:8: tls.cert: warning: {}/relay.crt does not exist yet; a self-signed certificate for relay.example.test will be generated at start\n",
+            "{}:59:8: tls.cert: warning: {}/relay.crt does not exist yet; a self-signed certificate for relay.example.test will be generated at start\n",
             copy.display(),
             certs.display()
         )
