@@ -17,11 +17,15 @@
 //! # Module map
 //!
 //! * [`config`]: TOML → [`config::Config`], validation, `check-config` summary.
+//! * [`daemon`]: `serve`, the pieces wired together.
+//! * [`inbound`]: listeners, the SMTP session, connectors and relay control.
+//! * [`queue`]: the envelope and the durable spool.
 //! * [`tls`]: certificates and keys, trust anchors, `cert-info`, `gen-cert`.
 //! * [`smtp`]: reply parsing and the minimal client dialogue used by
 //!   `cert-info --connect --starttls`.
 
 pub mod config;
+pub mod daemon;
 pub mod inbound;
 pub mod queue;
 pub mod smtp;

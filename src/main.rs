@@ -37,6 +37,12 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the relay in the foreground (for systemd, Type=notify).
+    Serve {
+        /// Configuration file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Validate the configuration and print the effective listeners and connectors.
     CheckConfig {
         /// Configuration file.
@@ -97,6 +103,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log_level);
     match cli.command {
+        Command::Serve { config } => serve(&config),
         Command::CheckConfig { config } => check_config(&config),
         Command::CertInfo(args) => run_cert_info(args),
         Command::GenCert {
@@ -122,6 +129,46 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => return user_error(errors),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return runtime_error(e),
+    };
+    runtime.block_on(async {
+        let daemon = match tlsrelay::daemon::Daemon::start(&config).await {
+            Ok(daemon) => daemon,
+            Err(e) if e.is_user_error() => return user_error(e),
+            Err(e) => return runtime_error(e),
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        match stop_signals(shutdown.clone()) {
+            Ok(()) => {}
+            Err(e) => return runtime_error(e),
+        }
+        daemon.run(shutdown).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// SIGTERM or SIGINT starts the graceful stop.
+fn stop_signals(shutdown: tokio_util::sync::CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {

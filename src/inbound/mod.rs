@@ -1,12 +1,55 @@
-//! The inbound side: who may connect and what they may send.
+//! The inbound side: listeners, sessions, and who may send what.
 //!
-//! * [`policy`]: inbound connector matching and relay control;
+//! * [`listener`]: accept loops, connection limits, graceful stop;
+//! * `connection`: the I/O driver of one session (timeouts, STARTTLS,
+//!   spool writes);
 //! * [`session`] with `commands` and `received`: the SMTP session as a
-//!   pure state machine (bytes in, replies + content + an action out).
+//!   pure state machine (bytes in, replies + content + an action out);
+//! * [`policy`]: inbound connector matching and relay control.
 
 mod commands;
+mod connection;
+pub mod listener;
 pub mod policy;
 mod received;
 pub mod session;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 pub use received::rfc5322_date;
+
+use crate::config::Config;
+use crate::queue::spool::Spool;
+use crate::tls::server::ServerTls;
+
+/// What every session of a server shares.
+pub struct ServerState {
+    pub policy: Arc<policy::InboundPolicy>,
+    /// `None` when no certificate is configured: STARTTLS is not offered.
+    pub tls: Option<ServerTls>,
+    pub spool: Spool,
+    pub timeouts: Timeouts,
+}
+
+/// The per-phase deadlines of a session (RFC 5321 §4.5.3.2).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub command: Duration,
+    pub data: Duration,
+    /// Bytes per second.
+    pub min_data_rate: u64,
+    pub tls_handshake: Duration,
+}
+
+impl Timeouts {
+    pub fn new(config: &Config) -> Self {
+        let server = &config.server;
+        Timeouts {
+            command: server.command_timeout.0,
+            data: server.data_timeout.0,
+            min_data_rate: server.min_data_rate.0,
+            tls_handshake: server.tls_handshake_timeout.0,
+        }
+    }
+}

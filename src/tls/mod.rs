@@ -8,4 +8,5 @@
 pub mod cert_info;
 pub mod certs;
 pub mod generate;
+pub mod server;
 pub mod trust;

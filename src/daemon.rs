@@ -1,0 +1,124 @@
+//! `tlsrelay serve`: the pieces wired together, in the order that makes a
+//! failed start say exactly what is wrong before anything listens.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigErrors};
+use crate::inbound::listener::Listeners;
+use crate::inbound::policy::InboundPolicy;
+use crate::inbound::{ServerState, Timeouts};
+use crate::queue::spool::{Spool, SpoolError};
+use crate::tls::server::ServerTls;
+use crate::tls::{certs, generate};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration or a file it names is wrong (exit 1).
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("{0}")]
+    Spool(#[from] SpoolError),
+    #[error("{0}")]
+    Certificate(String),
+    /// The network refused (exit 2).
+    #[error("{0}")]
+    Listen(std::io::Error),
+}
+
+impl StartError {
+    /// True for errors the administrator fixes in files (exit code 1).
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, StartError::Listen(_))
+    }
+}
+
+/// A started relay: listeners bound, spool recovered.
+pub struct Daemon {
+    listeners: Listeners,
+}
+
+impl Daemon {
+    pub async fn start(config: &Config) -> Result<Daemon, StartError> {
+        ensure_certificate(config)?;
+        for warning in config.check_files()? {
+            tracing::warn!("{warning}");
+        }
+        let tls = server_tls(config)?;
+        let spool = Spool::open(&config.server.spool_dir)?;
+        tracing::info!(spool = %config.server.spool_dir.display(), messages = spool.list()?.len(), "spool recovered");
+        let state = Arc::new(ServerState {
+            policy: Arc::new(InboundPolicy::new(config)),
+            tls,
+            spool,
+            timeouts: Timeouts::new(config),
+        });
+        let addrs = |list: &[crate::config::values::ListenAddr]| list.iter().map(|a| a.0).collect::<Vec<SocketAddr>>();
+        let listeners = Listeners::bind(
+            &addrs(&config.server.listen),
+            &addrs(&config.server.listen_implicit_tls),
+            state,
+            config.server.max_connections,
+            config.server.max_connections_per_ip,
+            config.server.shutdown_grace.0,
+        )
+        .await
+        .map_err(StartError::Listen)?;
+        for (address, implicit) in listeners.local_addrs() {
+            let mode = if implicit { "implicit-tls" } else { "smtp" };
+            tracing::info!(%address, mode, "listening");
+        }
+        Ok(Daemon { listeners })
+    }
+
+    /// The bound addresses (port 0 resolved) and whether each is implicit TLS.
+    pub fn local_addrs(&self) -> Vec<(SocketAddr, bool)> {
+        self.listeners.local_addrs()
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops gracefully.
+    pub async fn run(self, shutdown: CancellationToken) {
+        self.listeners.run(shutdown).await;
+        tracing::info!("stopped");
+    }
+}
+
+/// `generate_if_missing`: a self-signed certificate for `server.hostname`.
+fn ensure_certificate(config: &Config) -> Result<(), StartError> {
+    let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
+        return Ok(());
+    };
+    if !config.tls.generate_if_missing {
+        return Ok(());
+    }
+    let options = generate::Options {
+        hostnames: vec![config.server.hostname.to_string()],
+        key_type: generate::KeyType::EcdsaP256,
+        days: 825,
+    };
+    match generate::generate_if_missing(&options, cert, key) {
+        Ok(true) => {
+            tracing::warn!(cert = %cert.display(), "generated a self-signed certificate; see certs/README.md to use a real one");
+            Ok(())
+        }
+        Ok(false) => Ok(()),
+        Err(e) => Err(StartError::Config(config.error("tls.cert", e.to_string()).into())),
+    }
+}
+
+fn server_tls(config: &Config) -> Result<Option<ServerTls>, StartError> {
+    let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
+        return Ok(None);
+    };
+    let identity = certs::load_identity(cert, key).map_err(|e| StartError::Config(config.error("tls.cert", e.to_string()).into()))?;
+    let mut client_ca = Vec::new();
+    for (i, path) in config.tls.client_ca.iter().enumerate() {
+        let certs = certs::load_ca_file(path).map_err(|e| StartError::Config(config.error(&format!("tls.client_ca[{i}]"), e.to_string()).into()))?;
+        client_ca.extend(certs);
+    }
+    ServerTls::new(identity, &client_ca, config.tls.min_version)
+        .map(Some)
+        .map_err(|e| StartError::Certificate(format!("{}: {e}", cert.display())))
+}

@@ -1,0 +1,231 @@
+//! One task per client connection: reads bytes into the session, writes
+//! its replies, keeps its content in the spool, and performs what it asks
+//! (STARTTLS, commit, close) under a named deadline for every phase.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::session::{Action, CommitError, Output, Session};
+use super::ServerState;
+use crate::queue::spool::MessageWriter;
+
+/// How a plaintext stretch of the session ended.
+enum Outcome {
+    Closed,
+    StartTls,
+}
+
+/// Why a connection ended other than by QUIT; for the session log line.
+#[derive(Debug)]
+enum Ended {
+    Timeout(&'static str),
+    Io(io::Error),
+}
+
+impl From<io::Error> for Ended {
+    fn from(e: io::Error) -> Self {
+        Ended::Io(e)
+    }
+}
+
+/// Serves one client from greeting to close.
+pub async fn handle(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>, implicit_tls: bool, shutdown: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let mut session = Session::new(state.policy.clone(), peer.ip(), None);
+    let mut driver = Driver { state: &state, shutdown, messages: 0 };
+    let result = if implicit_tls {
+        driver.secure(stream, &mut session, true).await
+    } else {
+        let mut stream = stream;
+        match driver.drive(&mut stream, &mut session, true).await {
+            Ok(Outcome::StartTls) => driver.secure(stream, &mut session, false).await,
+            Ok(Outcome::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    };
+    match result {
+        Ok(()) => tracing::info!(client = %peer, connector = session.connector_name().unwrap_or("-"), messages = driver.messages, "session closed"),
+        Err(Ended::Timeout(phase)) => tracing::info!(client = %peer, phase, messages = driver.messages, "session timed out"),
+        Err(Ended::Io(e)) => tracing::info!(client = %peer, error = %e, messages = driver.messages, "session ended"),
+    }
+}
+
+struct Driver<'a> {
+    state: &'a ServerState,
+    shutdown: CancellationToken,
+    messages: u64,
+}
+
+impl Driver<'_> {
+    /// The TLS handshake, then the rest of the session over TLS.
+    async fn secure(&mut self, stream: TcpStream, session: &mut Session, greet: bool) -> Result<(), Ended> {
+        let Some(tls) = &self.state.tls else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + self.state.timeouts.tls_handshake;
+        let mut tls_stream = match timeout_at(deadline, tls.acceptor().accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(Ended::Io(e)),
+            Err(_) => return Err(Ended::Timeout("TLS handshake")),
+        };
+        session.tls_established(tls.session_info(tls_stream.get_ref().1));
+        self.drive(&mut tls_stream, session, greet).await.map(|_| ())
+    }
+
+    /// Runs the session over `stream` until it closes or asks for STARTTLS.
+    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S, session: &mut Session, greet: bool) -> Result<Outcome, Ended> {
+        let mut out = Output::default();
+        if greet {
+            session.greeting(&mut out);
+        }
+        let mut input: Vec<u8> = Vec::with_capacity(4096);
+        let mut writer: Option<MessageWriter> = None;
+        let mut last_command = Instant::now();
+        let mut data = DataClock::default();
+        let mut shutting_down = false;
+        loop {
+            // Everything already read, as far as the session can go.
+            loop {
+                let (used, action) = session.feed(&input, &mut out);
+                input.drain(..used);
+                if used > 0 && !session.in_data() {
+                    last_command = Instant::now();
+                }
+                self.store(&mut writer, &mut out).await;
+                match action {
+                    Action::None => break,
+                    Action::OpenMessage => {
+                        let mut envelope = session.envelope().cloned().unwrap_or_default();
+                        let now = time::OffsetDateTime::now_utc();
+                        envelope.received_at = now.unix_timestamp();
+                        let new = self.state.spool.create(&envelope);
+                        let next = session.message_opened(new.id(), &super::rfc5322_date(now), &mut out);
+                        writer = Some(new);
+                        self.store(&mut writer, &mut out).await;
+                        data = DataClock::start();
+                        if next == Action::Close {
+                            return self.close(stream, &out).await;
+                        }
+                    }
+                    Action::Commit => {
+                        let result = match writer.take() {
+                            Some(w) => w.commit().await.map_err(|e| {
+                                tracing::error!(error = %e, "could not make a message durable");
+                                if e.is_no_space() { CommitError::NoSpace } else { CommitError::Failed }
+                            }),
+                            None => Err(CommitError::Failed),
+                        };
+                        if let Ok(id) = &result {
+                            self.messages += 1;
+                            tracing::info!(queue_id = %id, "message accepted");
+                        }
+                        session.committed(result.map(|_| ()), &mut out);
+                        last_command = Instant::now();
+                    }
+                    Action::Abort => writer = None,
+                    Action::StartTls => {
+                        stream.write_all(&out.replies).await?;
+                        stream.flush().await?;
+                        return Ok(Outcome::StartTls);
+                    }
+                    Action::Close => return self.close(stream, &out).await,
+                }
+            }
+            if !out.replies.is_empty() {
+                stream.write_all(&out.replies).await?;
+                stream.flush().await?;
+                out.replies.clear();
+            }
+            let (deadline, phase) = match session.in_data() {
+                true => (data.deadline(self.state.timeouts.data), "DATA"),
+                false => (last_command + self.state.timeouts.command, "command"),
+            };
+            input.reserve(8192);
+            tokio::select! {
+                read = timeout_at(deadline, stream.read_buf(&mut input)) => match read {
+                    Ok(Ok(0)) => return Ok(Outcome::Closed),
+                    Ok(Ok(n)) => {
+                        if session.in_data() && data.too_slow(n, self.state.timeouts.min_data_rate) {
+                            out.reply(421, "4.4.2", "Data rate too slow; closing");
+                            self.close(stream, &out).await?;
+                            return Err(Ended::Timeout("DATA rate"));
+                        }
+                    }
+                    Ok(Err(e)) => return Err(Ended::Io(e)),
+                    Err(_) => {
+                        session.timed_out(&mut out);
+                        self.close(stream, &out).await?;
+                        return Err(Ended::Timeout(phase));
+                    }
+                },
+                _ = self.shutdown.cancelled(), if !shutting_down => {
+                    shutting_down = true;
+                    session.shut_down();
+                    if !session.in_data() && input.is_empty() {
+                        out.reply(421, "4.3.2", "Service shutting down, closing transmission channel");
+                        return self.close(stream, &out).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves the session's content into the open message, if any.
+    async fn store(&self, writer: &mut Option<MessageWriter>, out: &mut Output) {
+        if out.content.is_empty() {
+            return;
+        }
+        if let Some(w) = writer.as_mut() {
+            if let Err(e) = w.write(&out.content).await {
+                // The commit will fail too and the client gets 451/452.
+                tracing::error!(error = %e, "could not write message content");
+            }
+        }
+        out.content.clear();
+    }
+
+    async fn close<S: AsyncWrite + Unpin>(&self, stream: &mut S, out: &Output) -> Result<Outcome, Ended> {
+        stream.write_all(&out.replies).await?;
+        stream.flush().await?;
+        let _ = stream.shutdown().await;
+        Ok(Outcome::Closed)
+    }
+}
+
+/// Progress of message content, for the silence deadline and the minimum rate.
+#[derive(Default)]
+struct DataClock {
+    started: Option<Instant>,
+    last: Option<Instant>,
+    bytes: u64,
+}
+
+/// Content slower than the minimum rate is tolerated this long first.
+const RATE_GRACE: Duration = Duration::from_secs(10);
+
+impl DataClock {
+    fn start() -> Self {
+        let now = Instant::now();
+        DataClock { started: Some(now), last: Some(now), bytes: 0 }
+    }
+
+    fn deadline(&self, silence: Duration) -> Instant {
+        self.last.unwrap_or_else(Instant::now) + silence
+    }
+
+    /// Records `n` bytes; true when the average rate is below `min_rate`.
+    fn too_slow(&mut self, n: usize, min_rate: u64) -> bool {
+        let now = Instant::now();
+        self.last = Some(now);
+        self.bytes += n as u64;
+        let elapsed = now.duration_since(self.started.unwrap_or(now));
+        elapsed > RATE_GRACE && (self.bytes as f64) < min_rate as f64 * elapsed.as_secs_f64()
+    }
+}

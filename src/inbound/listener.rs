@@ -1,0 +1,148 @@
+//! The listeners: accept loops, connection limits (`421 4.7.0`), and the
+//! graceful stop (stop accepting, `421 4.3.2` to new commands, let message
+//! transfers finish within `shutdown_grace`).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::policy::IpCounts;
+use super::ServerState;
+
+/// The bound listeners of one server.
+pub struct Listeners {
+    sockets: Vec<(TcpListener, bool)>,
+    state: Arc<ServerState>,
+    limits: Arc<Limits>,
+    shutdown_grace: Duration,
+}
+
+struct Limits {
+    all: Arc<Semaphore>,
+    per_ip: Mutex<IpCounts>,
+    max_per_ip: usize,
+}
+
+/// A counted session; dropping it frees its places.
+struct Admission {
+    _permit: OwnedSemaphorePermit,
+    ip: IpAddr,
+    limits: Arc<Limits>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.limits.per_ip.lock() {
+            counts.remove(self.ip);
+        }
+    }
+}
+
+impl Listeners {
+    /// Binds every `listen` and `listen_implicit_tls` address.
+    pub async fn bind(
+        listen: &[SocketAddr],
+        implicit_tls: &[SocketAddr],
+        state: Arc<ServerState>,
+        max_connections: usize,
+        max_per_ip: usize,
+        shutdown_grace: Duration,
+    ) -> io::Result<Listeners> {
+        let mut sockets = Vec::new();
+        for (addrs, implicit) in [(listen, false), (implicit_tls, true)] {
+            for addr in addrs {
+                let socket = TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+                sockets.push((socket, implicit));
+            }
+        }
+        Ok(Listeners {
+            sockets,
+            state,
+            limits: Arc::new(Limits {
+                all: Arc::new(Semaphore::new(max_connections)),
+                per_ip: Mutex::new(IpCounts::default()),
+                max_per_ip,
+            }),
+            shutdown_grace,
+        })
+    }
+
+    /// The addresses actually bound (port 0 resolved), plain ones first.
+    pub fn local_addrs(&self) -> Vec<(SocketAddr, bool)> {
+        self.sockets
+            .iter()
+            .filter_map(|(s, implicit)| s.local_addr().ok().map(|a| (a, *implicit)))
+            .collect()
+    }
+
+    /// Accepts until `shutdown`, then waits for sessions to end, at most
+    /// `shutdown_grace`, and cuts off the rest (their messages were not
+    /// acknowledged, so nothing is lost).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        for (socket, implicit) in self.sockets {
+            let state = self.state.clone();
+            let limits = self.limits.clone();
+            let shutdown = shutdown.clone();
+            let sessions = tracker.clone();
+            tracker.spawn(async move {
+                loop {
+                    let accepted = tokio::select! {
+                        accepted = socket.accept() => accepted,
+                        _ = shutdown.cancelled() => break,
+                    };
+                    let (stream, peer) = match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // Out of descriptors and the like: back off, keep serving.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Some(admission) = admit(&limits, peer.ip()) else {
+                        let hostname = state.policy.hostname.clone();
+                        sessions.spawn(refuse(stream, hostname));
+                        continue;
+                    };
+                    let state = state.clone();
+                    let shutdown = shutdown.clone();
+                    sessions.spawn(async move {
+                        super::connection::handle(stream, peer, state, implicit, shutdown).await;
+                        drop(admission);
+                    });
+                }
+            });
+        }
+        shutdown.cancelled().await;
+        tracker.close();
+        if tokio::time::timeout(self.shutdown_grace, tracker.wait()).await.is_err() {
+            tracing::warn!(grace = ?self.shutdown_grace, "sessions still running after the shutdown grace; closing them");
+        }
+    }
+}
+
+fn admit(limits: &Arc<Limits>, ip: IpAddr) -> Option<Admission> {
+    let permit = limits.all.clone().try_acquire_owned().ok()?;
+    let admitted = limits.per_ip.lock().map(|mut c| c.try_add(ip, limits.max_per_ip)).unwrap_or(false);
+    admitted.then(|| Admission { _permit: permit, ip, limits: limits.clone() })
+}
+
+/// Over a limit: say so (RFC 5321 §3.1 allows 421 as the greeting) and hang up.
+async fn refuse(mut stream: TcpStream, hostname: String) {
+    let reply = format!("421 4.7.0 {hostname} Too many connections, try again later\r\n");
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = stream.write_all(reply.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
