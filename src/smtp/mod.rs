@@ -1,1 +1,2 @@
 //! Sans-IO SMTP pieces (no tokio here).
+pub mod reply;
