@@ -7,5 +7,7 @@
 
 pub mod cert_info;
 pub mod certs;
+pub mod digest;
 pub mod generate;
 pub mod trust;
+pub mod x509;
