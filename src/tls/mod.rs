@@ -11,3 +11,8 @@ pub mod digest;
 pub mod generate;
 pub mod trust;
 pub mod x509;
+
+/// The rcgen test CA shared with the integration tests (one file, two users).
+#[cfg(test)]
+#[path = "../../tests/support/ca.rs"]
+pub(crate) mod test_ca;

@@ -146,3 +146,37 @@ pub fn anchor_subject(subject_value: &[u8]) -> String {
         Err(_) => "(unreadable name)".to_owned(),
     }
 }
+
+/// Subject alternative names by kind, as text.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AltNames {
+    pub dns: Vec<String>,
+    pub ip: Vec<String>,
+    pub email: Vec<String>,
+}
+
+pub fn alt_names(cert: &X509Certificate<'_>) -> AltNames {
+    use x509_parser::extensions::GeneralName;
+    let mut names = AltNames::default();
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return names;
+    };
+    for name in &san.value.general_names {
+        match name {
+            GeneralName::DNSName(dns) => names.dns.push((*dns).to_owned()),
+            GeneralName::RFC822Name(email) => names.email.push((*email).to_owned()),
+            GeneralName::IPAddress(bytes) => names.ip.push(ip_text(bytes)),
+            _ => {}
+        }
+    }
+    names
+}
+
+fn ip_text(bytes: &[u8]) -> String {
+    use std::net::IpAddr;
+    match bytes.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(bytes).unwrap_or_default()).to_string(),
+        16 => IpAddr::from(<[u8; 16]>::try_from(bytes).unwrap_or_default()).to_string(),
+        _ => format!("(malformed IP of {} octets)", bytes.len()),
+    }
+}

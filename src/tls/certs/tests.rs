@@ -2,8 +2,7 @@ use std::path::PathBuf;
 
 use super::*;
 
-#[path = "../../../tests/support/ca.rs"]
-mod ca;
+use crate::tls::test_ca as ca;
 
 use ca::{Chain, Key, Spec, TestCa};
 use time::Duration;
