@@ -18,8 +18,8 @@
 //!
 //! * [`config`]: TOML → [`config::Config`], validation, `check-config` summary.
 //! * [`tls`]: certificates and keys, trust anchors, `cert-info`, `gen-cert`.
-//! * [`smtp`]: reply parsing and the minimal client dialogue used by
-//!   `cert-info --connect --starttls`.
+//! * [`smtp`]: sans-IO reply reading (bounded, any chunking), used by
+//!   `cert-info --connect --starttls` and later by the outbound client.
 
 pub mod config;
 pub mod smtp;

@@ -2,6 +2,10 @@
 //! trust anchors and chain verification, certificate inspection for
 //! `cert-info`, and self-signed generation for `gen-cert`.
 //!
+//! Map: [`certs`] (our chain and key), [`trust`] (anchors, chain and name
+//! checks), [`cert_info`] (`cert-info`), [`generate`] (`gen-cert`),
+//! [`digest`] (fingerprints and pins), [`x509`] (field wording).
+//!
 //! rustls uses the aws-lc-rs provider throughout; PEM goes through
 //! `rustls::pki_types::pem::PemObject`.
 
