@@ -55,7 +55,9 @@ impl Daemon {
             spool,
             timeouts: Timeouts::new(config),
         });
-        let addrs = |list: &[crate::config::values::ListenAddr]| list.iter().map(|a| a.0).collect::<Vec<SocketAddr>>();
+        let addrs = |list: &[crate::config::values::ListenAddr]| {
+            list.iter().map(|a| a.0).collect::<Vec<SocketAddr>>()
+        };
         let listeners = Listeners::bind(
             &addrs(&config.server.listen),
             &addrs(&config.server.listen_implicit_tls),
@@ -104,7 +106,9 @@ fn ensure_certificate(config: &Config) -> Result<(), StartError> {
             Ok(())
         }
         Ok(false) => Ok(()),
-        Err(e) => Err(StartError::Config(config.error("tls.cert", e.to_string()).into())),
+        Err(e) => Err(StartError::Config(
+            config.error("tls.cert", e.to_string()).into(),
+        )),
     }
 }
 
@@ -112,10 +116,17 @@ fn server_tls(config: &Config) -> Result<Option<ServerTls>, StartError> {
     let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
         return Ok(None);
     };
-    let identity = certs::load_identity(cert, key).map_err(|e| StartError::Config(config.error("tls.cert", e.to_string()).into()))?;
+    let identity = certs::load_identity(cert, key)
+        .map_err(|e| StartError::Config(config.error("tls.cert", e.to_string()).into()))?;
     let mut client_ca = Vec::new();
     for (i, path) in config.tls.client_ca.iter().enumerate() {
-        let certs = certs::load_ca_file(path).map_err(|e| StartError::Config(config.error(&format!("tls.client_ca[{i}]"), e.to_string()).into()))?;
+        let certs = certs::load_ca_file(path).map_err(|e| {
+            StartError::Config(
+                config
+                    .error(&format!("tls.client_ca[{i}]"), e.to_string())
+                    .into(),
+            )
+        })?;
         client_ca.extend(certs);
     }
     ServerTls::new(identity, &client_ca, config.tls.min_version)

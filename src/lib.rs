@@ -21,8 +21,8 @@
 //! * [`inbound`]: listeners, the SMTP session, connectors and relay control.
 //! * [`queue`]: the envelope and the durable spool.
 //! * [`tls`]: certificates and keys, trust anchors, `cert-info`, `gen-cert`.
-//! * [`smtp`]: reply parsing and the minimal client dialogue used by
-//!   `cert-info --connect --starttls`.
+//! * [`smtp`]: sans-IO reply reading (bounded, any chunking), used by
+//!   `cert-info --connect --starttls` and later by the outbound client.
 
 pub mod config;
 pub mod daemon;

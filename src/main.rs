@@ -136,7 +136,10 @@ fn serve(path: &std::path::Path) -> ExitCode {
         Ok(config) => config,
         Err(errors) => return user_error(errors),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => return runtime_error(e),
     };

@@ -36,10 +36,20 @@ impl From<io::Error> for Ended {
 }
 
 /// Serves one client from greeting to close.
-pub async fn handle(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>, implicit_tls: bool, shutdown: CancellationToken) {
+pub async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<ServerState>,
+    implicit_tls: bool,
+    shutdown: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     let mut session = Session::new(state.policy.clone(), peer.ip(), None);
-    let mut driver = Driver { state: &state, shutdown, messages: 0 };
+    let mut driver = Driver {
+        state: &state,
+        shutdown,
+        messages: 0,
+    };
     let result = if implicit_tls {
         driver.secure(stream, &mut session, true).await
     } else {
@@ -51,9 +61,15 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>
         }
     };
     match result {
-        Ok(()) => tracing::info!(client = %peer, connector = session.connector_name().unwrap_or("-"), messages = driver.messages, "session closed"),
-        Err(Ended::Timeout(phase)) => tracing::info!(client = %peer, phase, messages = driver.messages, "session timed out"),
-        Err(Ended::Io(e)) => tracing::info!(client = %peer, error = %e, messages = driver.messages, "session ended"),
+        Ok(()) => {
+            tracing::info!(client = %peer, connector = session.connector_name().unwrap_or("-"), messages = driver.messages, "session closed")
+        }
+        Err(Ended::Timeout(phase)) => {
+            tracing::info!(client = %peer, phase, messages = driver.messages, "session timed out")
+        }
+        Err(Ended::Io(e)) => {
+            tracing::info!(client = %peer, error = %e, messages = driver.messages, "session ended")
+        }
     }
 }
 
@@ -65,7 +81,12 @@ struct Driver<'a> {
 
 impl Driver<'_> {
     /// The TLS handshake, then the rest of the session over TLS.
-    async fn secure(&mut self, stream: TcpStream, session: &mut Session, greet: bool) -> Result<(), Ended> {
+    async fn secure(
+        &mut self,
+        stream: TcpStream,
+        session: &mut Session,
+        greet: bool,
+    ) -> Result<(), Ended> {
         let Some(tls) = &self.state.tls else {
             return Ok(());
         };
@@ -76,11 +97,18 @@ impl Driver<'_> {
             Err(_) => return Err(Ended::Timeout("TLS handshake")),
         };
         session.tls_established(tls.session_info(tls_stream.get_ref().1));
-        self.drive(&mut tls_stream, session, greet).await.map(|_| ())
+        self.drive(&mut tls_stream, session, greet)
+            .await
+            .map(|_| ())
     }
 
     /// Runs the session over `stream` until it closes or asks for STARTTLS.
-    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S, session: &mut Session, greet: bool) -> Result<Outcome, Ended> {
+    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        session: &mut Session,
+        greet: bool,
+    ) -> Result<Outcome, Ended> {
         let mut out = Output::default();
         if greet {
             session.greeting(&mut out);
@@ -106,7 +134,8 @@ impl Driver<'_> {
                         let now = time::OffsetDateTime::now_utc();
                         envelope.received_at = now.unix_timestamp();
                         let new = self.state.spool.create(&envelope);
-                        let next = session.message_opened(new.id(), &super::rfc5322_date(now), &mut out);
+                        let next =
+                            session.message_opened(new.id(), &super::rfc5322_date(now), &mut out);
                         writer = Some(new);
                         self.store(&mut writer, &mut out).await;
                         data = DataClock::start();
@@ -118,7 +147,11 @@ impl Driver<'_> {
                         let result = match writer.take() {
                             Some(w) => w.commit().await.map_err(|e| {
                                 tracing::error!(error = %e, "could not make a message durable");
-                                if e.is_no_space() { CommitError::NoSpace } else { CommitError::Failed }
+                                if e.is_no_space() {
+                                    CommitError::NoSpace
+                                } else {
+                                    CommitError::Failed
+                                }
                             }),
                             None => Err(CommitError::Failed),
                         };
@@ -191,7 +224,11 @@ impl Driver<'_> {
         out.content.clear();
     }
 
-    async fn close<S: AsyncWrite + Unpin>(&self, stream: &mut S, out: &Output) -> Result<Outcome, Ended> {
+    async fn close<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        out: &Output,
+    ) -> Result<Outcome, Ended> {
         stream.write_all(&out.replies).await?;
         stream.flush().await?;
         let _ = stream.shutdown().await;
@@ -213,7 +250,11 @@ const RATE_GRACE: Duration = Duration::from_secs(10);
 impl DataClock {
     fn start() -> Self {
         let now = Instant::now();
-        DataClock { started: Some(now), last: Some(now), bytes: 0 }
+        DataClock {
+            started: Some(now),
+            last: Some(now),
+            bytes: 0,
+        }
     }
 
     fn deadline(&self, silence: Duration) -> Instant {

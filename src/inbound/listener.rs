@@ -58,9 +58,9 @@ impl Listeners {
         let mut sockets = Vec::new();
         for (addrs, implicit) in [(listen, false), (implicit_tls, true)] {
             for addr in addrs {
-                let socket = TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+                let socket = TcpListener::bind(addr).await.map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                })?;
                 sockets.push((socket, implicit));
             }
         }
@@ -125,7 +125,10 @@ impl Listeners {
         }
         shutdown.cancelled().await;
         tracker.close();
-        if tokio::time::timeout(self.shutdown_grace, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(self.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(grace = ?self.shutdown_grace, "sessions still running after the shutdown grace; closing them");
         }
     }
@@ -133,8 +136,16 @@ impl Listeners {
 
 fn admit(limits: &Arc<Limits>, ip: IpAddr) -> Option<Admission> {
     let permit = limits.all.clone().try_acquire_owned().ok()?;
-    let admitted = limits.per_ip.lock().map(|mut c| c.try_add(ip, limits.max_per_ip)).unwrap_or(false);
-    admitted.then(|| Admission { _permit: permit, ip, limits: limits.clone() })
+    let admitted = limits
+        .per_ip
+        .lock()
+        .map(|mut c| c.try_add(ip, limits.max_per_ip))
+        .unwrap_or(false);
+    admitted.then(|| Admission {
+        _permit: permit,
+        ip,
+        limits: limits.clone(),
+    })
 }
 
 /// Over a limit: say so (RFC 5321 §3.1 allows 421 as the greeting) and hang up.

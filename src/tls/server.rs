@@ -33,24 +33,38 @@ pub struct ServerTls {
 
 impl ServerTls {
     /// Builds the server configuration from our identity and the client CAs.
-    pub fn new(identity: Identity, client_ca: &[CertificateDer<'static>], min_version: TlsVersion) -> Result<Self, rustls::Error> {
+    pub fn new(
+        identity: Identity,
+        client_ca: &[CertificateDer<'static>],
+        min_version: TlsVersion,
+    ) -> Result<Self, rustls::Error> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let versions: &[&rustls::SupportedProtocolVersion] = match min_version {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
         };
-        let builder = ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?;
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)?;
         let (builder, client_trust) = if client_ca.is_empty() {
             (builder.with_no_client_auth(), None)
         } else {
             let mut trust = TrustStore::empty();
-            trust.add_certificates(client_ca).map_err(rustls::Error::General)?;
-            let hints = trust.anchors().iter().map(|a| DistinguishedName::from(a.subject.to_vec())).collect();
+            trust
+                .add_certificates(client_ca)
+                .map_err(rustls::Error::General)?;
+            let hints = trust
+                .anchors()
+                .iter()
+                .map(|a| DistinguishedName::from(a.subject.to_vec()))
+                .collect();
             let verifier = AnyClientCert {
                 hints,
                 algorithms: provider.signature_verification_algorithms,
             };
-            (builder.with_client_cert_verifier(Arc::new(verifier)), Some(trust))
+            (
+                builder.with_client_cert_verifier(Arc::new(verifier)),
+                Some(trust),
+            )
         };
         let mut config = builder.with_single_cert(identity.chain, identity.key)?;
         // Our order (strongest first), not the client's.
@@ -76,22 +90,35 @@ impl ServerTls {
         let cipher = connection
             .negotiated_cipher_suite()
             .map_or("unknown".to_string(), |s| format!("{:?}", s.suite()));
-        let group = connection.negotiated_key_exchange_group().map(|g| format!("{:?}", g.name()));
+        let group = connection
+            .negotiated_key_exchange_group()
+            .map(|g| format!("{:?}", g.name()));
         let client_cert = match connection.peer_certificates() {
             Some(chain) if !chain.is_empty() => self.judge_client_chain(chain),
             _ => ClientCert::None,
         };
-        TlsInfo { version, cipher, group, client_cert }
+        TlsInfo {
+            version,
+            cipher,
+            group,
+            client_cert,
+        }
     }
 
     fn judge_client_chain(&self, chain: &[CertificateDer<'static>]) -> ClientCert {
         let (subject, names) = names_of(&chain[0]);
         let Some(trust) = &self.client_trust else {
-            return ClientCert::Unverified { subject, reason: "no client CA configured".into() };
+            return ClientCert::Unverified {
+                subject,
+                reason: "no client CA configured".into(),
+            };
         };
-        match trust.verify_chain(chain, UnixTime::now(), webpki::KeyUsage::client_auth()) {
+        match trust.verify_client_chain(chain, UnixTime::now()) {
             Ok(_) => ClientCert::Verified { subject, names },
-            Err(e) => ClientCert::Unverified { subject, reason: e.to_string() },
+            Err(e) => ClientCert::Unverified {
+                subject,
+                reason: e.to_string(),
+            },
         }
     }
 }
@@ -104,7 +131,13 @@ fn names_of(cert: &CertificateDer<'_>) -> (String, Vec<String>) {
     let subject = x509::dn(parsed.subject());
     let mut names = x509::alt_names(&parsed).dns;
     if names.is_empty() {
-        names.extend(parsed.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_string));
+        names.extend(
+            parsed
+                .subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .map(str::to_string),
+        );
     }
     (subject, names)
 }
@@ -130,15 +163,30 @@ impl ClientCertVerifier for AnyClientCert {
         &self.hints
     }
 
-    fn verify_client_cert(&self, _end_entity: &CertificateDer<'_>, _intermediates: &[CertificateDer<'_>], _now: UnixTime) -> Result<ClientCertVerified, rustls::Error> {
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 

@@ -1,0 +1,350 @@
+//! `cert-info --connect`: fetch a server's chain, optionally after SMTP STARTTLS.
+//!
+//! The handshake accepts any chain (handshake signatures are still checked,
+//! so the server proves it holds the key) because the point is to *report*
+//! untrusted certificates; the chain is verified separately with
+//! [`TrustStore`]. Every phase has its own timeout and the error names it.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use smtp_proto::EXT_START_TLS;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{build, CertInfoError, ConnectRequest, Connection, Report};
+use crate::smtp::reply::{Reply, ReplyReader};
+use crate::tls::trust::{check_name, TrustStore};
+
+/// The steps of `--connect`, named in timeouts and errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Connect,
+    Greeting,
+    Ehlo,
+    StartTls,
+    Handshake,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "TCP connect",
+            Phase::Greeting => "SMTP greeting",
+            Phase::Ehlo => "EHLO reply",
+            Phase::StartTls => "STARTTLS reply",
+            Phase::Handshake => "TLS handshake",
+        })
+    }
+}
+
+pub async fn from_server(request: &ConnectRequest) -> Result<Report, CertInfoError> {
+    let target = request.target.clone();
+    let (host, port) = split_target(&target)?;
+    let name = request.servername.clone().unwrap_or_else(|| host.clone());
+    let server_name = ServerName::try_from(name.clone())
+        .map_err(|_| CertInfoError::BadServerName { name: name.clone() })?;
+    let store = TrustStore::with_ca_files(&request.ca_files)?;
+    let session = Session {
+        request,
+        target: target.clone(),
+    };
+
+    let mut tcp = session
+        .phase(Phase::Connect, TcpStream::connect((host.as_str(), port)))
+        .await?;
+    let address = tcp
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| target.clone());
+    if request.starttls {
+        session.starttls(&mut tcp).await?;
+    }
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| session.protocol(format!("TLS setup failed: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(RecordAnyChain(provider)))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let mut tls = session
+        .phase(Phase::Handshake, connector.connect(server_name, tcp))
+        .await?;
+    let (_, conn) = tls.get_ref();
+    let chain: Vec<CertificateDer<'static>> = conn.peer_certificates().unwrap_or_default().to_vec();
+    let leaf = chain.first().ok_or_else(|| CertInfoError::NoCertificate {
+        target: target.clone(),
+    })?;
+    let name_problem = check_name(leaf, &name).err().map(|e| e.to_string());
+    let connection = Connection {
+        target: target.clone(),
+        address,
+        starttls: request.starttls,
+        server_name: name,
+        tls_version: conn
+            .protocol_version()
+            .map(|v| match v {
+                rustls::ProtocolVersion::TLSv1_2 => "TLS 1.2".to_owned(),
+                rustls::ProtocolVersion::TLSv1_3 => "TLS 1.3".to_owned(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default(),
+        cipher_suite: conn
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default(),
+        key_exchange_group: conn
+            .negotiated_key_exchange_group()
+            .map(|g| format!("{:?}", g.name())),
+        name_matches: name_problem.is_none(),
+        name_problem,
+    };
+    // Politeness only: a close_notify, not waited for long.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.shutdown()).await;
+    build(
+        format!("server {target}"),
+        &chain,
+        &store,
+        Some(connection),
+        |message| session.protocol(format!("the server's certificate is unreadable: {message}")),
+    )
+}
+
+/// `host:port`, `[v6]:port`; a bare IPv6 address is ambiguous and refused.
+fn split_target(target: &str) -> Result<(String, u16), CertInfoError> {
+    let bad = |reason: &str| CertInfoError::BadTarget {
+        target: target.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if let Ok(addr) = target.parse::<SocketAddr>() {
+        return Ok((addr.ip().to_string(), addr.port()));
+    }
+    let (host, port) = target.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad("the port is not a number from 1 to 65535"))?;
+    if port == 0 {
+        return Err(bad("port 0"));
+    }
+    if host.is_empty() || host.contains(':') || host.contains('[') {
+        return Err(bad("not a host name or address"));
+    }
+    Ok((host.to_owned(), port))
+}
+
+struct Session<'a> {
+    request: &'a ConnectRequest,
+    target: String,
+}
+
+impl Session<'_> {
+    /// Runs one phase under the request's timeout, naming the phase on failure.
+    async fn phase<T>(
+        &self,
+        phase: Phase,
+        work: impl Future<Output = std::io::Result<T>>,
+    ) -> Result<T, CertInfoError> {
+        match tokio::time::timeout(self.request.timeout, work).await {
+            Err(_) => Err(CertInfoError::Timeout {
+                phase,
+                target: self.target.clone(),
+                secs: self.request.timeout.as_secs(),
+            }),
+            Ok(Err(source)) => Err(CertInfoError::Io {
+                phase,
+                target: self.target.clone(),
+                source,
+            }),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+
+    fn protocol(&self, message: String) -> CertInfoError {
+        CertInfoError::Protocol {
+            target: self.target.clone(),
+            message,
+        }
+    }
+
+    /// RFC 3207: greeting, EHLO, STARTTLS, 220. Anything the server sends
+    /// after that 220 is discarded (response injection), as DESIGN.md §5 asks.
+    async fn starttls(&self, tcp: &mut TcpStream) -> Result<(), CertInfoError> {
+        let mut smtp = Dialogue::default();
+        let greeting = smtp.reply(self, tcp, Phase::Greeting).await?;
+        if greeting.code != 220 {
+            return Err(self.protocol(format!(
+                "server refused the session: {}",
+                greeting.summary()
+            )));
+        }
+        let helo = local_name(tcp);
+        let ehlo = smtp
+            .command(self, tcp, Phase::Ehlo, format!("EHLO {helo}\r\n"))
+            .await?;
+        if ehlo.code != 250 {
+            return Err(self.protocol(format!("server refused EHLO: {}", ehlo.summary())));
+        }
+        let capabilities = ehlo
+            .ehlo()
+            .map_err(|e| self.protocol(format!("{e}: {}", ehlo.summary())))?;
+        if capabilities.capabilities & EXT_START_TLS == 0 {
+            return Err(CertInfoError::NoStartTls {
+                target: self.target.clone(),
+                ehlo: ehlo.summary(),
+            });
+        }
+        let ready = smtp
+            .command(self, tcp, Phase::StartTls, "STARTTLS\r\n".to_owned())
+            .await?;
+        if ready.code != 220 {
+            return Err(self.protocol(format!("server refused STARTTLS: {}", ready.summary())));
+        }
+        Ok(())
+    }
+}
+
+/// Our EHLO name: the address literal of our end (RFC 5321 §4.1.3), always valid.
+fn local_name(tcp: &TcpStream) -> String {
+    match tcp.local_addr().map(|a| a.ip()) {
+        Ok(std::net::IpAddr::V4(ip)) => format!("[{ip}]"),
+        Ok(std::net::IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
+        Err(_) => "[127.0.0.1]".to_owned(),
+    }
+}
+
+#[derive(Default)]
+struct Dialogue {
+    reader: ReplyReader,
+    pending: Vec<u8>,
+}
+
+impl Dialogue {
+    async fn command(
+        &mut self,
+        session: &Session<'_>,
+        tcp: &mut TcpStream,
+        phase: Phase,
+        line: String,
+    ) -> Result<Reply, CertInfoError> {
+        session.phase(phase, tcp.write_all(line.as_bytes())).await?;
+        self.reply(session, tcp, phase).await
+    }
+
+    /// The next reply; the whole wait, however many reads, counts against the phase timeout.
+    async fn reply(
+        &mut self,
+        session: &Session<'_>,
+        tcp: &mut TcpStream,
+        phase: Phase,
+    ) -> Result<Reply, CertInfoError> {
+        let read = async {
+            let mut buf = [0u8; 4096];
+            loop {
+                let mut input = self.pending.as_slice();
+                let parsed = self.reader.read(&mut input);
+                let rest = input.to_vec();
+                self.pending = rest;
+                match parsed {
+                    Ok(Some(reply)) => return Ok(Ok(reply)),
+                    Ok(None) => {}
+                    Err(e) => return Ok(Err(session.protocol(format!("bad {phase}: {e}")))),
+                }
+                let n = tcp.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok(Err(CertInfoError::Closed {
+                        phase,
+                        target: session.target.clone(),
+                    }));
+                }
+                self.pending.extend_from_slice(&buf[..n]);
+            }
+        };
+        session.phase(phase, read).await?
+    }
+}
+
+/// Accepts any certificate chain; still checks handshake signatures.
+#[derive(Debug)]
+struct RecordAnyChain(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for RecordAnyChain {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            split_target("mx.example.test:25").unwrap(),
+            ("mx.example.test".into(), 25)
+        );
+        assert_eq!(split_target("[::1]:2525").unwrap(), ("::1".into(), 2525));
+        assert_eq!(
+            split_target("127.0.0.1:465").unwrap(),
+            ("127.0.0.1".into(), 465)
+        );
+        for bad in [
+            "mx.example.test",
+            "::1:25",
+            "host:port",
+            ":25",
+            "h:0",
+            "h:70000",
+        ] {
+            let err = split_target(bad).unwrap_err();
+            assert!(err.is_user_error(), "{bad}");
+        }
+    }
+}

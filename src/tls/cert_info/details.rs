@@ -1,0 +1,92 @@
+//! One certificate's fields, as `cert-info` shows them.
+
+use rustls::pki_types::CertificateDer;
+use serde::Serialize;
+use time::OffsetDateTime;
+use x509_parser::prelude::X509Certificate;
+
+use crate::tls::digest;
+use crate::tls::x509::{self, AltNames};
+
+/// What a partner or an administrator asks about a certificate. JSON field
+/// names are stable (snake_case); `organization` follows the X.509 attribute name.
+#[derive(Clone, Debug, Serialize)]
+pub struct CertDetails {
+    pub subject: String,
+    pub common_name: Option<String>,
+    pub alt_names: AltNames,
+    pub organization: Option<String>,
+    pub organizational_unit: Option<String>,
+    pub issuer: String,
+    pub self_signed: bool,
+    /// Colon-separated hex, as openssl prints it.
+    pub serial: String,
+    pub signature_algorithm: String,
+    /// `RSA`, `EC`, `Ed25519`, `Ed448`.
+    pub key_type: String,
+    pub key_curve: Option<String>,
+    pub key_bits: u32,
+    /// `RSA 2048 bits`, `EC P-256 (256 bits)`.
+    pub key_strength: String,
+    /// RFC 3339, UTC.
+    pub not_before: String,
+    pub not_after: String,
+    /// Whole days until `not_after`; negative once expired.
+    pub days_left: i64,
+    /// SHA-256 of the certificate DER, `AB:CD:…` like `openssl x509 -fingerprint -sha256`.
+    pub sha256_fingerprint: String,
+    /// SHA-256 of the SubjectPublicKeyInfo DER, `sha256:…`, for `tls = "pinned"`.
+    pub spki_sha256: String,
+    #[serde(skip)]
+    pub(crate) not_before_at: OffsetDateTime,
+    #[serde(skip)]
+    pub(crate) not_after_at: OffsetDateTime,
+}
+
+impl CertDetails {
+    pub fn new(der: &CertificateDer<'_>, cert: &X509Certificate<'_>, now: OffsetDateTime) -> Self {
+        let key = x509::describe_key(cert.public_key());
+        let subject = cert.subject();
+        let not_before_at = cert.validity().not_before.to_datetime();
+        let not_after_at = cert.validity().not_after.to_datetime();
+        CertDetails {
+            subject: x509::dn(subject),
+            common_name: x509::attribute(subject.iter_common_name()),
+            alt_names: x509::alt_names(cert),
+            organization: x509::attribute(subject.iter_organization()),
+            organizational_unit: x509::attribute(subject.iter_organizational_unit()),
+            issuer: x509::dn(cert.issuer()),
+            self_signed: x509::self_issued(cert),
+            serial: cert.raw_serial_as_string(),
+            signature_algorithm: x509::oid_name(&cert.signature_algorithm.algorithm),
+            key_strength: key.strength(),
+            key_type: key.key_type,
+            key_curve: key.curve,
+            key_bits: key.bits,
+            not_before: rfc3339(not_before_at),
+            not_after: rfc3339(not_after_at),
+            days_left: (not_after_at - now).whole_days(),
+            sha256_fingerprint: digest::openssl_fingerprint(der),
+            spki_sha256: digest::pin(cert.public_key().raw),
+            not_before_at,
+            not_after_at,
+        }
+    }
+
+    /// CN and SANs in one line, as a partner types them into a connector.
+    pub fn certificate_names(&self) -> String {
+        let mut names: Vec<&str> = self.common_name.iter().map(String::as_str).collect();
+        let sans = self.alt_names.dns.iter().chain(&self.alt_names.ip);
+        for name in sans.chain(&self.alt_names.email) {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        names.join(", ")
+    }
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| x509::utc(at))
+}
