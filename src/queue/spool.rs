@@ -171,25 +171,7 @@ impl Spool {
 
     /// Reads a committed message: its envelope and content.
     pub fn read(&self, id: &str) -> Result<(Envelope, Vec<u8>), SpoolError> {
-        let path = self.inner.queue.join(id);
-        let data = fs::read(&path).map_err(|source| SpoolError::File {
-            path: path.clone(),
-            source,
-        })?;
-        let corrupt = |message: &str| SpoolError::Corrupt {
-            path: path.clone(),
-            message: message.into(),
-        };
-        let rest = data
-            .strip_prefix(MAGIC.as_bytes())
-            .ok_or_else(|| corrupt("not a tlsrelay spool file"))?;
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or_else(|| corrupt("envelope not terminated"))?;
-        let envelope =
-            serde_json::from_slice(&rest[..end]).map_err(|e| corrupt(&format!("envelope: {e}")))?;
-        Ok((envelope, rest[end + 1..].to_vec()))
+        read_message(&self.inner.queue.join(id))
     }
 
     /// Asks the folder-sync thread to sync `queue/`, waiting for the batch.
@@ -202,6 +184,29 @@ impl Spool {
         done.await
             .map_err(|_| io::Error::other("spool sync thread stopped"))?
     }
+}
+
+/// Reads one message file: its envelope and content. Safe while a relay
+/// runs on the spool (it only reads).
+pub fn read_message(path: &Path) -> Result<(Envelope, Vec<u8>), SpoolError> {
+    let data = fs::read(path).map_err(|source| SpoolError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let corrupt = |message: &str| SpoolError::Corrupt {
+        path: path.to_path_buf(),
+        message: message.into(),
+    };
+    let rest = data
+        .strip_prefix(MAGIC.as_bytes())
+        .ok_or_else(|| corrupt("not a tlsrelay spool file"))?;
+    let end = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| corrupt("envelope not terminated"))?;
+    let envelope =
+        serde_json::from_slice(&rest[..end]).map_err(|e| corrupt(&format!("envelope: {e}")))?;
+    Ok((envelope, rest[end + 1..].to_vec()))
 }
 
 /// Syncs the folder once for every batch of waiting requests.

@@ -73,3 +73,6 @@ pub fn openssl_spki_pin(pem: &Path) -> String {
         .to_owned();
     format!("sha256:{hex}")
 }
+
+pub mod relay;
+pub mod smtp;

@@ -1,0 +1,214 @@
+//! A real `tlsrelay serve` process for tests: its own folder, config,
+//! certificate and spool; listeners on 127.0.0.1 port 0, found from its
+//! JSON log; killed (by pid, the process we started) on drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tlsrelay::queue::envelope::Envelope;
+
+/// The `[server]`, `[tls]` and routing lines every test relay starts from;
+/// `{DIR}` is the relay's folder. Tests append sections or override keys
+/// by passing their own text to [`Relay::start_with`].
+pub fn base_config() -> String {
+    "[server]\nhostname = \"relay.example.test\"\nlisten = [\"127.0.0.1:0\"]\nspool_dir = \"spool\"\n\
+     [tls]\ncert = \"relay.crt\"\nkey = \"relay.key\"\ngenerate_if_missing = true\n\
+     [relay]\naccepted_domains = [\"example.test\"]\n\
+     [[outbound]]\nname = \"internal\"\nrecipient_domains = [\"example.test\"]\nsmarthosts = [\"127.0.0.1:1\"]\n"
+        .to_string()
+}
+
+pub struct Relay {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// The STARTTLS-capable SMTP listener.
+    pub smtp: SocketAddr,
+    /// The implicit-TLS listener, when configured.
+    pub implicit_tls: Option<SocketAddr>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Relay {
+    /// A relay on [`base_config`] plus `extra` (more sections).
+    pub fn start(extra: &str) -> Relay {
+        Relay::start_with(&format!("{}{extra}", base_config()))
+    }
+
+    /// A relay on exactly `config`.
+    pub fn start_with(config: &str) -> Relay {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("tlsrelay.toml"), config).expect("write config");
+        let mut relay = Relay {
+            child: None,
+            dir,
+            smtp: "127.0.0.1:1".parse().expect("addr"),
+            implicit_tls: None,
+            log: Arc::default(),
+        };
+        relay.launch();
+        relay
+    }
+
+    /// Starts the process on the relay's folder and waits for its listeners.
+    pub fn launch(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tlsrelay"))
+            .args(["--log-format", "json", "--log-level", "info", "serve", "-c"])
+            .arg(self.dir.path().join("tlsrelay.toml"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tlsrelay serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().expect("log lock").push(line);
+            }
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (smtp, implicit) = self.listening();
+            if let Some(smtp) = smtp {
+                self.smtp = smtp;
+                self.implicit_tls = implicit;
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "tlsrelay exited with {status} before listening:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tlsrelay did not listen within 30 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The addresses of the latest start's `listening` log lines.
+    fn listening(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        let log = self.log.lock().expect("log lock");
+        let start = log
+            .iter()
+            .rposition(|l| l.contains("spool recovered"))
+            .unwrap_or(0);
+        let mut smtp = None;
+        let mut implicit = None;
+        for line in &log[start..] {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let fields = &event["fields"];
+            if fields["message"] != "listening" {
+                continue;
+            }
+            let address = fields["address"].as_str().and_then(|a| a.parse().ok());
+            match fields["mode"].as_str() {
+                Some("implicit-tls") => implicit = implicit.or(address),
+                _ => smtp = smtp.or(address),
+            }
+        }
+        (smtp, implicit)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The relay's own certificate (PEM), to trust in clients.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.path().join("relay.crt")
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// The committed messages in the spool, oldest first.
+    pub fn spooled(&self) -> Vec<(String, Envelope, Vec<u8>)> {
+        let queue = self.dir.path().join("spool/queue");
+        let mut names: Vec<String> = std::fs::read_dir(&queue)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.retain(|n| !n.ends_with(".tmp") && !n.starts_with('.'));
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|id| {
+                let (envelope, content) =
+                    tlsrelay::queue::spool::read_message(&queue.join(&id)).ok()?;
+                Some((id, envelope, content))
+            })
+            .collect()
+    }
+
+    /// Waits (bounded) until the spool holds `n` messages.
+    pub fn wait_for_spooled(&self, n: usize) -> Vec<(String, Envelope, Vec<u8>)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let spooled = self.spooled();
+            if spooled.len() >= n || Instant::now() > deadline {
+                return spooled;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGKILL: the crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("relay running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "tlsrelay did not stop within 60 s of SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
