@@ -23,30 +23,30 @@
 //!   not reap). `start-fg` keeps it a descendant of the test, so the test owns
 //!   what it started; `postfix -c DIR stop` ends it and the child is reaped.
 
-use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+mod config;
+mod process;
+mod sink;
+
+use config::{main_cf, master_cf};
+
+pub use process::{free_port, run_bounded};
+use process::{smtp_banner, try_run_bounded, wait_deadline};
+pub use sink::SmtpSink;
+
 const POSTFIX: &str = "/usr/sbin/postfix";
-const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
 /// How long a start may take before the test gives up (a cold start is ~0.3 s).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long `postfix stop` and the reaping of what we started may take.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A port on 127.0.0.1 that was free a moment ago (bind port 0, release).
-/// Prefer passing the port to the peer right away: another process may take it.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
-}
 
 /// What a private Postfix instance should do. Build it up, then [`Postfix::start`].
 #[derive(Clone, Debug)]
@@ -327,263 +327,6 @@ impl Drop for Postfix {
         }
     }
 }
-
-/// `smtp-sink`: a Postfix test server that accepts all mail and writes each
-/// message to a file; killed on drop.
-#[derive(Debug)]
-pub struct SmtpSink {
-    dir: TempDir,
-    port: u16,
-    child: Child,
-}
-
-impl SmtpSink {
-    /// Listens on a free port of 127.0.0.1, greeting as `hostname`. `extra`
-    /// adds smtp-sink options (`-r MAIL` soft-rejects MAIL, `-Q DATA` …).
-    pub fn start(hostname: &str, extra: &[&str]) -> SmtpSink {
-        preflight();
-        let dir = tempfile::Builder::new()
-            .prefix("tlsrelay-sink.")
-            .tempdir()
-            .expect("create tempdir");
-        set_mode(dir.path(), 0o755);
-        fs::create_dir(dir.path().join("mail")).expect("create mail folder");
-        chown_postfix(&dir.path().join("mail"));
-        let port = free_port();
-        let out = fs::File::create(dir.path().join("sink.out")).expect("create sink.out");
-        let child = Command::new(SMTP_SINK)
-            // Root must name a user to drop to once the socket is open.
-            .args(["-u", "postfix", "-4", "-h", hostname, "-d"])
-            .arg(dir.path().join("mail/msg."))
-            .args(extra)
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("100")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup sink.out"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {SMTP_SINK}: {e}"));
-        let mut sink = SmtpSink { dir, port, child };
-        let deadline = Instant::now() + START_TIMEOUT;
-        while smtp_banner(sink.addr()).is_none() {
-            let exited = sink.child.try_wait().ok().flatten();
-            if exited.is_some() || Instant::now() > deadline {
-                let out = fs::read_to_string(sink.dir.path().join("sink.out")).unwrap_or_default();
-                panic!(
-                    "smtp-sink did not start on {} ({exited:?}):\n{out}",
-                    sink.addr()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        sink
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    /// The messages received so far, each with smtp-sink's `X-Client-Addr`,
-    /// `X-Mail-Args`, `X-Rcpt-Args` … lines in front.
-    pub fn messages(&self) -> Vec<String> {
-        read_files(&self.dir.path().join("mail"))
-    }
-
-    /// Waits until at least `count` messages arrived; panics after `timeout`.
-    pub fn wait_for_messages(&self, count: usize, timeout: Duration) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            // A file appears at DATA; its message is complete once the
-            // trailing empty line smtp-sink writes after the body is there.
-            let messages = self.messages();
-            if messages.iter().filter(|m| m.ends_with("\n\n")).count() >= count {
-                return messages;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "smtp-sink got {} of {count} messages in {timeout:?}",
-                    messages.len()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs a command with a time limit, killing it (only it) when the limit passes.
-pub fn run_bounded(command: &mut Command, timeout: Duration) -> Output {
-    try_run_bounded(command, timeout).unwrap_or_else(|e| panic!("{command:?}: {e}"))
-}
-
-fn try_run_bounded(command: &mut Command, timeout: Duration) -> Result<Output, String> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run: {e}"))?;
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let Some(status) = wait_deadline(&mut child, timeout) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(format!("still running after {timeout:?}; killed"));
-    };
-    Ok(Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    })
-}
-
-fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
-        }
-        bytes
-    })
-}
-
-fn wait_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-            _ => return None,
-        }
-    }
-}
-
-/// Reads the 220 greeting and says QUIT; `None` while nothing answers.
-fn smtp_banner(addr: SocketAddr) -> Option<String> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut banner = String::new();
-    reader.read_line(&mut banner).ok()?;
-    let _ = (&stream).write_all(b"QUIT\r\n");
-    banner.starts_with("220").then_some(banner)
-}
-
-fn main_cf(root: &Path, options: &PostfixOptions) -> String {
-    let root = root.display();
-    let mut settings: Vec<(String, String)> = vec![
-        ("compatibility_level".into(), "3.6".into()),
-        ("queue_directory".into(), format!("{root}/spool")),
-        ("data_directory".into(), format!("{root}/data")),
-        ("mail_owner".into(), "postfix".into()),
-        ("setgid_group".into(), "postdrop".into()),
-        ("maillog_file".into(), format!("{root}/maillog")),
-        ("maillog_file_prefixes".into(), root.to_string()),
-        ("inet_interfaces".into(), "127.0.0.1".into()),
-        ("inet_protocols".into(), "ipv4".into()),
-        ("smtp_bind_address".into(), "127.0.0.1".into()),
-        ("myhostname".into(), options.hostname.clone()),
-        ("myorigin".into(), "$myhostname".into()),
-        ("mynetworks".into(), "127.0.0.0/8".into()),
-        ("mydestination".into(), options.mydestination.join(", ")),
-        ("relay_domains".into(), options.relay_domains.join(", ")),
-        ("alias_maps".into(), String::new()),
-        ("alias_database".into(), String::new()),
-        ("smtpd_peername_lookup".into(), "no".into()),
-        ("biff".into(), "no".into()),
-        // Tests wait for retries: keep the queue manager quick.
-        ("queue_run_delay".into(), "1s".into()),
-        ("minimal_backoff_time".into(), "1s".into()),
-        ("maximal_backoff_time".into(), "2s".into()),
-        ("smtp_connect_timeout".into(), "5s".into()),
-        ("smtpd_tls_loglevel".into(), "1".into()),
-        ("smtp_tls_loglevel".into(), "1".into()),
-    ];
-    match &options.tls {
-        Some((cert, key)) => settings.extend([
-            ("smtpd_tls_security_level".into(), "may".into()),
-            ("smtpd_tls_cert_file".into(), cert.display().to_string()),
-            ("smtpd_tls_key_file".into(), key.display().to_string()),
-        ]),
-        None => settings.push(("smtpd_tls_security_level".into(), "none".into())),
-    }
-    if let Some(addr) = options.relayhost {
-        settings.push((
-            "relayhost".into(),
-            format!("[{}]:{}", addr.ip(), addr.port()),
-        ));
-    }
-    if let Some(level) = &options.smtp_tls_security_level {
-        settings.push(("smtp_tls_security_level".into(), level.clone()));
-    }
-    if !options.maildir_domains.is_empty() {
-        let (uid, gid) = postfix_ids();
-        settings.extend([
-            (
-                "virtual_mailbox_domains".into(),
-                options.maildir_domains.join(", "),
-            ),
-            ("virtual_mailbox_base".into(), format!("{root}/mail")),
-            // One maildir (trailing slash) for every recipient.
-            ("virtual_mailbox_maps".into(), "static:inbox/".into()),
-            ("virtual_minimum_uid".into(), uid.to_string()),
-            ("virtual_uid_maps".into(), format!("static:{uid}")),
-            ("virtual_gid_maps".into(), format!("static:{gid}")),
-        ]);
-    }
-    settings.extend(options.main_cf.iter().cloned());
-    settings
-        .iter()
-        .fold(String::new(), |mut text, (key, value)| {
-            let _ = writeln!(text, "{key} = {value}");
-            text
-        })
-}
-
-/// Only what the tests use; nothing chrooted (the queue is a tempdir).
-fn master_cf(port: u16) -> String {
-    let services = [
-        "pickup    unix  n - n 60    1 pickup",
-        "cleanup   unix  n - n -     0 cleanup",
-        "qmgr      unix  n - n 300   1 qmgr",
-        "tlsmgr    unix  - - n 1000? 1 tlsmgr",
-        "rewrite   unix  - - n -     - trivial-rewrite",
-        "bounce    unix  - - n -     0 bounce",
-        "defer     unix  - - n -     0 bounce",
-        "trace     unix  - - n -     0 bounce",
-        "verify    unix  - - n -     1 verify",
-        "flush     unix  n - n 1000? 0 flush",
-        "proxymap  unix  - - n -     - proxymap",
-        "smtp      unix  - - n -     - smtp",
-        "relay     unix  - - n -     - smtp",
-        "showq     unix  n - n -     - showq",
-        "error     unix  - - n -     - error",
-        "retry     unix  - - n -     - error",
-        "discard   unix  - - n -     - discard",
-        "local     unix  - n n -     - local",
-        "virtual   unix  - n n -     - virtual",
-        "anvil     unix  - - n -     1 anvil",
-        "scache    unix  - - n -     1 scache",
-        "postlog   unix-dgram n - n - 1 postlogd",
-    ];
-    let mut text = format!("127.0.0.1:{port} inet n - n - - smtpd\n");
-    for line in services {
-        text.push_str(line);
-        text.push('\n');
-    }
-    text
-}
-
 fn preflight() {
     if !Path::new(POSTFIX).exists() {
         panic!("{POSTFIX} is missing: the real-peer suite needs Debian's postfix (see .ci/run)");
