@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ca;
+pub mod postfix;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
