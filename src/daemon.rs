@@ -54,6 +54,7 @@ impl Daemon {
             tls,
             spool,
             timeouts: Timeouts::new(config),
+            dns: reverse_dns(config),
         });
         let addrs = |list: &[crate::config::values::ListenAddr]| {
             list.iter().map(|a| a.0).collect::<Vec<SocketAddr>>()
@@ -85,6 +86,15 @@ impl Daemon {
         self.listeners.run(shutdown).await;
         tracing::info!("stopped");
     }
+}
+
+fn reverse_dns(config: &Config) -> Option<crate::dns::Dns> {
+    if !config.dns.reverse_lookups {
+        return None;
+    }
+    crate::dns::Dns::new(&config.dns)
+        .map_err(|e| tracing::warn!(error = %e, "no reverse lookups of clients"))
+        .ok()
 }
 
 /// `generate_if_missing`: a self-signed certificate for `server.hostname`.

@@ -26,6 +26,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod dns;
 pub mod inbound;
 pub mod queue;
 pub mod smtp;

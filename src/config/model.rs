@@ -189,12 +189,24 @@ pub struct DeliveryConfig {
     pub broken_tls_memory: HumanDuration,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {
     /// Empty: the servers of /etc/resolv.conf.
     #[serde(default)]
     pub nameservers: Vec<Nameserver>,
+    /// Look up clients' PTR names for the Received header.
+    #[serde(default = "default_true")]
+    pub reverse_lookups: bool,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            reverse_lookups: true,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -134,11 +134,16 @@ impl Config {
             .collect();
         let _ = writeln!(
             out,
-            "DNS         {}",
+            "DNS         {}, reverse lookups {}",
             if nameservers.is_empty() {
                 "from /etc/resolv.conf".to_string()
             } else {
                 nameservers.join(", ")
+            },
+            if self.dns.reverse_lookups {
+                "on"
+            } else {
+                "off"
             }
         );
         let _ = writeln!(

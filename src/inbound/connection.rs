@@ -45,10 +45,17 @@ pub async fn handle(
 ) {
     let _ = stream.set_nodelay(true);
     let mut session = Session::new(state.policy.clone(), peer.ip(), None);
+    // The PTR lookup runs beside the session; the first message waits for
+    // what is left of its budget, so a dead DNS costs nothing else.
+    let reverse = state.dns.clone().map(|dns| {
+        let ip = peer.ip();
+        tokio::spawn(async move { dns.reverse(ip, REVERSE_LOOKUP_BUDGET).await })
+    });
     let mut driver = Driver {
         state: &state,
         shutdown,
         messages: 0,
+        reverse,
     };
     let result = if implicit_tls {
         driver.secure(stream, &mut session, true).await
@@ -73,10 +80,14 @@ pub async fn handle(
     }
 }
 
+/// How long a client's reverse lookup may take, counted from its connection.
+const REVERSE_LOOKUP_BUDGET: Duration = Duration::from_secs(2);
+
 struct Driver<'a> {
     state: &'a ServerState,
     shutdown: CancellationToken,
     messages: u64,
+    reverse: Option<tokio::task::JoinHandle<Option<String>>>,
 }
 
 impl Driver<'_> {
@@ -130,6 +141,11 @@ impl Driver<'_> {
                 match action {
                     Action::None => break,
                     Action::OpenMessage => {
+                        if let Some(lookup) = self.reverse.take() {
+                            if let Ok(Some(name)) = lookup.await {
+                                session.set_reverse_name(name);
+                            }
+                        }
                         let mut envelope = session.envelope().cloned().unwrap_or_default();
                         let now = time::OffsetDateTime::now_utc();
                         envelope.received_at = now.unix_timestamp();

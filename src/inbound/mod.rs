@@ -30,6 +30,8 @@ pub struct ServerState {
     pub tls: Option<ServerTls>,
     pub spool: Spool,
     pub timeouts: Timeouts,
+    /// For clients' reverse names; `None` when turned off or unavailable.
+    pub dns: Option<crate::dns::Dns>,
 }
 
 /// The per-phase deadlines of a session (RFC 5321 §4.5.3.2).

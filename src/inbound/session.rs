@@ -132,6 +132,11 @@ impl Session {
         }
     }
 
+    /// The client's reverse DNS name, for the Received header.
+    pub fn set_reverse_name(&mut self, name: String) {
+        self.reverse_name = Some(name);
+    }
+
     /// The `220` banner.
     pub fn greeting(&self, out: &mut Output) {
         let text = format!("{} ESMTP tlsrelay", self.policy.hostname);

@@ -40,6 +40,7 @@ use config::{main_cf, master_cf};
 
 pub use process::{free_port, run_bounded};
 use process::{smtp_banner, try_run_bounded, wait_deadline};
+#[allow(unused_imports)]
 pub use sink::SmtpSink;
 
 const POSTFIX: &str = "/usr/sbin/postfix";

@@ -18,7 +18,8 @@ pub fn base_config() -> String {
     "[server]\nhostname = \"relay.example.test\"\nlisten = [\"127.0.0.1:0\"]\nspool_dir = \"spool\"\n\
      [tls]\ncert = \"relay.crt\"\nkey = \"relay.key\"\ngenerate_if_missing = true\n\
      [relay]\naccepted_domains = [\"example.test\"]\n\
-     [[outbound]]\nname = \"internal\"\nrecipient_domains = [\"example.test\"]\nsmarthosts = [\"127.0.0.1:1\"]\n"
+     [[outbound]]\nname = \"internal\"\nrecipient_domains = [\"example.test\"]\nsmarthosts = [\"127.0.0.1:1\"]\n\
+     [dns]\nreverse_lookups = false\n"
         .to_string()
 }
 
