@@ -1,4 +1,6 @@
 //! The queue: what is kept of every accepted message.
 
+pub mod dsn;
 pub mod envelope;
+pub mod schedule;
 pub mod spool;

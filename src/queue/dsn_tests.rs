@@ -1,0 +1,131 @@
+use super::*;
+use crate::queue::envelope::Notify;
+
+fn recipient(address: &str, notify: Option<Notify>) -> Recipient {
+    Recipient {
+        address: address.into(),
+        orcpt: Some(address.to_string()),
+        notify,
+    }
+}
+
+fn report(envelope: &Envelope, kind: Kind) -> Report<'_> {
+    Report {
+        kind,
+        reporting_mta: "relay.example.test",
+        queue_id: "Q1",
+        envelope,
+        recipients: envelope
+            .recipients
+            .iter()
+            .map(|r| RecipientReport {
+                recipient: r.clone(),
+                status: "5.1.1".into(),
+                diagnostic: "550 5.1.1 <bob@b.test>: user unknown\r\n".into(),
+                remote_mta: Some("mx.b.test".into()),
+            })
+            .collect(),
+        arrival_date: "Sun, 22 Nov 2026 07:00:00 +0000",
+        now: "Sun, 22 Nov 2026 08:00:00 +0000",
+        retry_until: Some("Fri, 27 Nov 2026 07:00:00 +0000"),
+    }
+}
+
+const ORIGINAL: &[u8] = b"Received: x\r\nSubject: hello\r\n\r\nbody line\r\n";
+
+#[test]
+fn failure_notice_is_an_rfc3464_report() {
+    let envelope = Envelope {
+        sender: "alice@a.test".into(),
+        recipients: vec![recipient("bob@b.test", None)],
+        envid: Some("E-1".into()),
+        ..Envelope::default()
+    };
+    let text = report(&envelope, Kind::Failure)
+        .render(ORIGINAL, "BOUNDARY")
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let text = text.unwrap_or_default();
+    for expected in [
+        "From: Mail Delivery System <MAILER-DAEMON@relay.example.test>\r\n",
+        "To: <alice@a.test>\r\n",
+        "Auto-Submitted: auto-replied\r\n",
+        "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"BOUNDARY\"\r\n",
+        "--BOUNDARY\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.example.test\r\n",
+        "Original-Envelope-Id: E-1\r\n",
+        "\r\nFinal-Recipient: rfc822; bob@b.test\r\nOriginal-Recipient: rfc822; bob@b.test\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; mx.b.test\r\nDiagnostic-Code: smtp; 550 5.1.1 <bob@b.test>: user unknown  \r\n",
+        "--BOUNDARY\r\nContent-Type: message/rfc822\r\n\r\nReceived: x\r\nSubject: hello\r\n\r\nbody line\r\n--BOUNDARY--\r\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(!text.contains("Will-Retry-Until"));
+}
+
+#[test]
+fn ret_hdrs_returns_headers_only_and_delay_says_until_when() {
+    let envelope = Envelope {
+        sender: "alice@a.test".into(),
+        recipients: vec![recipient("bob@b.test", None)],
+        ret: Some(Ret::Hdrs),
+        ..Envelope::default()
+    };
+    let text = report(&envelope, Kind::Delay)
+        .render(ORIGINAL, "B")
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    assert!(text.contains("Action: delayed\r\n"));
+    assert!(text.contains("Will-Retry-Until: Fri, 27 Nov 2026 07:00:00 +0000\r\n"));
+    assert!(text.contains("Content-Type: text/rfc822-headers\r\n\r\nReceived: x\r\nSubject: hello\r\n\r\n--B--\r\n"), "{text}");
+}
+
+#[test]
+fn notify_and_the_null_sender_decide_who_hears() {
+    let never = Notify::default();
+    let failure_only = Notify {
+        failure: true,
+        ..Notify::default()
+    };
+    let envelope = Envelope {
+        sender: "alice@a.test".into(),
+        recipients: vec![
+            recipient("never@b.test", Some(never)),
+            recipient("fail@b.test", Some(failure_only)),
+            recipient("plain@b.test", None),
+        ],
+        ..Envelope::default()
+    };
+    let names = |kind| {
+        report(&envelope, kind)
+            .wanted()
+            .iter()
+            .map(|r| r.recipient.address.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(Kind::Failure), ["fail@b.test", "plain@b.test"]);
+    assert_eq!(names(Kind::Delay), ["plain@b.test"]);
+    let bounce = Envelope {
+        sender: String::new(),
+        ..envelope.clone()
+    };
+    assert!(
+        report(&bounce, Kind::Failure)
+            .render(ORIGINAL, "B")
+            .is_none(),
+        "never bounce a bounce"
+    );
+}
+
+#[test]
+fn smtputf8_messages_use_the_global_types() {
+    let envelope = Envelope {
+        sender: "ålice@a.test".into(),
+        recipients: vec![recipient("bob@b.test", None)],
+        smtputf8: true,
+        ..Envelope::default()
+    };
+    let text = report(&envelope, Kind::Failure)
+        .render(ORIGINAL, "B")
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    assert!(text.contains("Content-Type: message/global-delivery-status\r\n"));
+    assert!(text.contains("Content-Type: message/global\r\n"));
+}
