@@ -1,5 +1,5 @@
 //! DNS, behind one resolver configured from `[dns]`: reverse lookups of
-//! clients now, MX routing next.
+//! clients, and the MX and address lookups of routing.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 
 use crate::config::DnsConfig;
+use crate::outbound::route::{LookupError, MxAnswer};
 
 /// The relay's resolver. Cheap to clone.
 #[derive(Clone)]
@@ -55,5 +56,50 @@ impl Dns {
                 RData::PTR(name) => Some(name.0.to_string().trim_end_matches('.').to_string()),
                 _ => None,
             })
+    }
+}
+
+impl crate::outbound::route::Resolve for Dns {
+    async fn mx(&self, domain: &str) -> Result<MxAnswer, LookupError> {
+        // Absolute: the search list of resolv.conf must never apply to mail routing.
+        let name = format!("{}.", domain.trim_end_matches('.'));
+        match self.resolver.mx_lookup(name.as_str()).await {
+            Ok(lookup) => {
+                let records: Vec<(u16, String)> = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|record| match &record.data {
+                        RData::MX(mx) => Some((mx.preference, mx.exchange.to_string())),
+                        _ => None,
+                    })
+                    .collect();
+                // RFC 7505: a single "MX 0 ." means no mail at all.
+                if records.len() == 1 && records[0].1 == "." {
+                    return Ok(MxAnswer::NullMx);
+                }
+                Ok(match records.is_empty() {
+                    true => MxAnswer::NoMx,
+                    false => MxAnswer::Hosts(records),
+                })
+            }
+            Err(e) if e.is_nx_domain() => Ok(MxAnswer::NxDomain),
+            Err(e) if e.is_no_records_found() => Ok(MxAnswer::NoMx),
+            Err(e) => Err(LookupError {
+                name: domain.to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, LookupError> {
+        let name = format!("{}.", host.trim_end_matches('.'));
+        match self.resolver.lookup_ip(name.as_str()).await {
+            Ok(lookup) => Ok(lookup.iter().collect()),
+            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(LookupError {
+                name: host.to_string(),
+                reason: e.to_string(),
+            }),
+        }
     }
 }
