@@ -1,6 +1,9 @@
 //! The outbound side: where mail goes and how it gets there.
 //!
 //! * [`route`]: outbound connector by recipient domain, then smarthosts or
-//!   MX hosts (behind the [`route::Resolve`] trait).
+//!   MX hosts (behind the [`route::Resolve`] trait);
+//! * [`client`]: the SMTP client over any stream, STARTTLS as a change of
+//!   type, pipelining, DSN parameters, per-phase deadlines.
 
+pub mod client;
 pub mod route;

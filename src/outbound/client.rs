@@ -1,0 +1,407 @@
+//! The SMTP client (RFC 5321 §3–4) over any byte stream: plaintext TCP
+//! before STARTTLS, TLS after. STARTTLS is a change of type: [`Client::starttls`]
+//! gives the stream back with nothing buffered, and a new client is made
+//! over the TLS stream, so no reply or capability from before the
+//! handshake survives it (RFC 3207 §4.2, response injection).
+//!
+//! Every read has the deadline of its phase (RFC 5321 §4.5.3.2) and an
+//! error names the phase.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use smtp_proto::{
+    EXT_8BIT_MIME, EXT_CHUNKING, EXT_DSN, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+
+use crate::queue::envelope::{Envelope, Recipient, Ret};
+use crate::smtp::reply::{Reply, ReplyReader};
+use crate::smtp::stuff::dot_stuff;
+
+/// The steps of a delivery, each with its own deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Greeting,
+    Ehlo,
+    StartTls,
+    Mail,
+    Rcpt,
+    Data,
+    DataEnd,
+    Rset,
+    Quit,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Greeting => "greeting",
+            Phase::Ehlo => "EHLO",
+            Phase::StartTls => "STARTTLS",
+            Phase::Mail => "MAIL FROM",
+            Phase::Rcpt => "RCPT TO",
+            Phase::Data => "DATA",
+            Phase::DataEnd => "end of data",
+            Phase::Rset => "RSET",
+            Phase::Quit => "QUIT",
+        })
+    }
+}
+
+impl Phase {
+    /// RFC 5321 §4.5.3.2: 5 minutes for the greeting, MAIL and RCPT,
+    /// 2 for DATA, 10 for the reply after the end of data.
+    pub fn timeout(self) -> Duration {
+        Duration::from_secs(match self {
+            Phase::Data => 120,
+            Phase::DataEnd => 600,
+            Phase::Rset | Phase::Quit | Phase::StartTls | Phase::Ehlo => 120,
+            Phase::Greeting | Phase::Mail | Phase::Rcpt => 300,
+        })
+    }
+}
+
+/// Why a conversation broke off; every one of these is temporary.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no reply to {0} in time")]
+    Timeout(Phase),
+    #[error("connection lost during {0}: {1}")]
+    Io(Phase, io::Error),
+    #[error("connection closed by the server during {0}")]
+    Closed(Phase),
+    #[error("protocol error during {0}: {1}")]
+    Protocol(Phase, String),
+}
+
+/// What the server's EHLO reply offered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub esmtp: bool,
+    pub starttls: bool,
+    pub pipelining: bool,
+    pub size: Option<u64>,
+    pub eight_bit: bool,
+    pub smtputf8: bool,
+    pub chunking: bool,
+    pub dsn: bool,
+}
+
+/// The replies of one mail transaction.
+#[derive(Clone, Debug)]
+pub struct Transaction {
+    pub mail: Reply,
+    /// One reply per recipient, in the order given.
+    pub rcpts: Vec<Reply>,
+    /// The reply after the content; `None` when no recipient was accepted
+    /// (or MAIL was refused) and the content was not sent.
+    pub data: Option<Reply>,
+}
+
+/// An SMTP conversation over `S`.
+pub struct Client<S> {
+    stream: S,
+    reader: ReplyReader,
+    /// Bytes read past the last reply (a pipelining server sends several).
+    pending: Vec<u8>,
+    pub capabilities: Capabilities,
+    /// Multiplies every phase timeout (tests shorten them).
+    pub timeout_scale: f64,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    pub fn new(stream: S) -> Self {
+        Client {
+            stream,
+            reader: ReplyReader::new(),
+            pending: Vec::new(),
+            capabilities: Capabilities::default(),
+            timeout_scale: 1.0,
+        }
+    }
+
+    /// Reads one reply within the phase's deadline.
+    pub async fn reply(&mut self, phase: Phase) -> Result<Reply, ClientError> {
+        let limit = phase.timeout().mul_f64(self.timeout_scale);
+        match timeout(limit, self.read_reply(phase)).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout(phase)),
+        }
+    }
+
+    async fn read_reply(&mut self, phase: Phase) -> Result<Reply, ClientError> {
+        loop {
+            let mut input = &self.pending[..];
+            let parsed = self
+                .reader
+                .read(&mut input)
+                .map_err(|e| ClientError::Protocol(phase, e.to_string()))?;
+            let used = self.pending.len() - input.len();
+            self.pending.drain(..used);
+            if let Some(reply) = parsed {
+                return Ok(reply);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk).await {
+                Ok(0) => return Err(ClientError::Closed(phase)),
+                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(ClientError::Io(phase, e)),
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8], phase: Phase) -> Result<(), ClientError> {
+        let limit = phase.timeout().mul_f64(self.timeout_scale);
+        let work = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        match timeout(limit, work).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ClientError::Io(phase, e)),
+            Err(_) => Err(ClientError::Timeout(phase)),
+        }
+    }
+
+    /// Sends one command line and reads its reply.
+    pub async fn command(&mut self, line: &str, phase: Phase) -> Result<Reply, ClientError> {
+        self.write(format!("{line}\r\n").as_bytes(), phase).await?;
+        self.reply(phase).await
+    }
+
+    /// EHLO, falling back to HELO when the server does not know it
+    /// (RFC 5321 §3.2). Records the capabilities offered.
+    pub async fn hello(&mut self, name: &str) -> Result<Reply, ClientError> {
+        let reply = self.command(&format!("EHLO {name}"), Phase::Ehlo).await?;
+        if reply.is_positive() {
+            let ehlo = reply
+                .ehlo()
+                .map_err(|e| ClientError::Protocol(Phase::Ehlo, e.to_string()))?;
+            let has = |flag: u32| ehlo.capabilities & flag != 0;
+            self.capabilities = Capabilities {
+                esmtp: true,
+                starttls: has(EXT_START_TLS),
+                pipelining: has(EXT_PIPELINING),
+                size: (has(EXT_SIZE) && ehlo.size > 0).then_some(ehlo.size as u64),
+                eight_bit: has(EXT_8BIT_MIME),
+                smtputf8: has(EXT_SMTP_UTF8),
+                chunking: has(EXT_CHUNKING),
+                dsn: has(EXT_DSN),
+            };
+            return Ok(reply);
+        }
+        if !(500..=504).contains(&reply.code) {
+            return Ok(reply);
+        }
+        self.capabilities = Capabilities::default();
+        self.command(&format!("HELO {name}"), Phase::Ehlo).await
+    }
+
+    /// Sends STARTTLS; on `220` returns the stream for the handshake, with
+    /// whatever the server sent after its `220` thrown away. Any other
+    /// reply comes back with the client, still in plaintext.
+    pub async fn starttls(mut self) -> Result<Result<S, (Reply, Self)>, ClientError> {
+        let reply = self.command("STARTTLS", Phase::StartTls).await?;
+        if reply.code != 220 {
+            return Ok(Err((reply, self)));
+        }
+        // Injected lines after the 220 must not be read as TLS-protected.
+        self.pending.clear();
+        Ok(Ok(self.stream))
+    }
+
+    /// One mail transaction: MAIL, the RCPTs, and the content if any
+    /// recipient was accepted. Pipelined when the server offers it
+    /// (RFC 2920). `content` is the message as spooled (not dot-stuffed).
+    pub async fn transaction(
+        &mut self,
+        envelope: &Envelope,
+        recipients: &[&Recipient],
+        content: &[u8],
+    ) -> Result<Transaction, ClientError> {
+        let mail = self.mail_command(envelope, content.len());
+        let rcpts: Vec<String> = recipients.iter().map(|r| self.rcpt_command(r)).collect();
+        let (mail_reply, rcpt_replies, go) = if self.capabilities.pipelining {
+            let mut batch = mail.clone();
+            for rcpt in &rcpts {
+                batch.push_str(rcpt);
+            }
+            batch.push_str("DATA\r\n");
+            self.write(batch.as_bytes(), Phase::Mail).await?;
+            let mail_reply = self.reply(Phase::Mail).await?;
+            let mut rcpt_replies = Vec::with_capacity(rcpts.len());
+            for _ in &rcpts {
+                rcpt_replies.push(self.reply(Phase::Rcpt).await?);
+            }
+            let data_reply = self.reply(Phase::Data).await?;
+            let go = data_reply.code == 354;
+            if go && (!mail_reply.is_positive() || !rcpt_replies.iter().any(Reply::is_positive)) {
+                // The server said 354 although nothing was accepted: end
+                // the DATA with nothing in it rather than send the content.
+                self.write(b".\r\n", Phase::DataEnd).await?;
+                let _ = self.reply(Phase::DataEnd).await?;
+                return Ok(Transaction {
+                    mail: mail_reply,
+                    rcpts: rcpt_replies,
+                    data: None,
+                });
+            }
+            (mail_reply, rcpt_replies, go)
+        } else {
+            self.write(mail.as_bytes(), Phase::Mail).await?;
+            let mail_reply = self.reply(Phase::Mail).await?;
+            if !mail_reply.is_positive() {
+                return Ok(Transaction {
+                    mail: mail_reply,
+                    rcpts: Vec::new(),
+                    data: None,
+                });
+            }
+            let mut rcpt_replies = Vec::with_capacity(rcpts.len());
+            for rcpt in &rcpts {
+                self.write(rcpt.as_bytes(), Phase::Rcpt).await?;
+                rcpt_replies.push(self.reply(Phase::Rcpt).await?);
+            }
+            if !rcpt_replies.iter().any(Reply::is_positive) {
+                return Ok(Transaction {
+                    mail: mail_reply,
+                    rcpts: rcpt_replies,
+                    data: None,
+                });
+            }
+            let data_reply = self.command("DATA", Phase::Data).await?;
+            let go = data_reply.code == 354;
+            (mail_reply, rcpt_replies, go)
+        };
+        if !go {
+            return Ok(Transaction {
+                mail: mail_reply,
+                rcpts: rcpt_replies,
+                data: None,
+            });
+        }
+        self.write(&dot_stuff(content), Phase::DataEnd).await?;
+        let data = self.reply(Phase::DataEnd).await?;
+        Ok(Transaction {
+            mail: mail_reply,
+            rcpts: rcpt_replies,
+            data: Some(data),
+        })
+    }
+
+    /// RSET between transactions on a reused connection.
+    pub async fn reset(&mut self) -> Result<Reply, ClientError> {
+        self.command("RSET", Phase::Rset).await
+    }
+
+    /// QUIT, politely, not waiting long for the answer.
+    pub async fn quit(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = self.write(b"QUIT\r\n", Phase::Quit).await;
+            let _ = self.reply(Phase::Quit).await;
+            let _ = self.stream.shutdown().await;
+        })
+        .await;
+    }
+
+    fn mail_command(&self, envelope: &Envelope, size: usize) -> String {
+        let caps = &self.capabilities;
+        let mut line = format!("MAIL FROM:<{}>", path(&envelope.sender));
+        if caps.size.is_some() {
+            line.push_str(&format!(" SIZE={size}"));
+        }
+        if envelope.eight_bit && caps.eight_bit {
+            line.push_str(" BODY=8BITMIME");
+        }
+        if envelope.smtputf8 && caps.smtputf8 {
+            line.push_str(" SMTPUTF8");
+        }
+        if caps.dsn {
+            match envelope.ret {
+                Some(Ret::Full) => line.push_str(" RET=FULL"),
+                Some(Ret::Hdrs) => line.push_str(" RET=HDRS"),
+                None => {}
+            }
+            if let Some(envid) = &envelope.envid {
+                line.push_str(&format!(" ENVID={}", xtext(envid)));
+            }
+        }
+        line.push_str("\r\n");
+        line
+    }
+
+    fn rcpt_command(&self, recipient: &Recipient) -> String {
+        let mut line = format!("RCPT TO:<{}>", path(&recipient.address));
+        if self.capabilities.dsn {
+            if let Some(notify) = recipient.notify {
+                let mut kinds = Vec::new();
+                if notify.success {
+                    kinds.push("SUCCESS");
+                }
+                if notify.failure {
+                    kinds.push("FAILURE");
+                }
+                if notify.delay {
+                    kinds.push("DELAY");
+                }
+                let value = if kinds.is_empty() {
+                    "NEVER".to_string()
+                } else {
+                    kinds.join(",")
+                };
+                line.push_str(&format!(" NOTIFY={value}"));
+            }
+            if let Some(orcpt) = &recipient.orcpt {
+                line.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
+            }
+        }
+        line.push_str("\r\n");
+        line
+    }
+}
+
+/// An address as a path: the local part quoted when it needs it (RFC 5321
+/// §4.1.2), since the parser handed it to us unquoted.
+fn path(address: &str) -> String {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return address.to_string();
+    };
+    let atom =
+        |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii();
+    let dot_string = !local.is_empty()
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.chars().all(|c| c == '.' || atom(c));
+    if dot_string {
+        return address.to_string();
+    }
+    let quoted: String = local
+        .chars()
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("\"{quoted}\"@{domain}")
+}
+
+/// RFC 3461 §4 xtext: `+`, `=`, controls and non-ASCII as `+XX`.
+fn xtext(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (b'!'..=b'~').contains(&byte) && byte != b'+' && byte != b'=' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("+{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

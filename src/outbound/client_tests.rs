@@ -1,0 +1,208 @@
+//! The client against scripted servers over in-memory pipes: what it
+//! writes, byte for byte, and what it makes of the replies.
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+
+use super::*;
+use crate::queue::envelope::Notify;
+
+/// A server that answers each line it reads with the next scripted reply
+/// (`None`: read the line, answer nothing) and records everything read.
+async fn scripted(
+    server: DuplexStream,
+    greeting: &'static str,
+    replies: Vec<(&'static str, Option<&'static str>)>,
+) -> String {
+    let (read, mut write) = tokio::io::split(server);
+    let mut read = BufReader::new(read);
+    let _ = write.write_all(greeting.as_bytes()).await;
+    let mut seen = String::new();
+    for (expect_prefix, reply) in replies {
+        let mut line = String::new();
+        if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if expect_prefix == "DATA-CONTENT" {
+            // Read content lines up to the lone dot.
+            while line != ".\r\n" {
+                line.clear();
+                if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                seen.push_str(&line);
+            }
+        }
+        if let Some(reply) = reply {
+            let _ = write.write_all(reply.as_bytes()).await;
+        }
+    }
+    seen
+}
+
+fn envelope() -> Envelope {
+    Envelope {
+        sender: "alice@a.test".into(),
+        recipients: vec![
+            Recipient {
+                address: "bob@b.test".into(),
+                orcpt: Some("bob@b.test".into()),
+                notify: Some(Notify {
+                    failure: true,
+                    delay: true,
+                    success: false,
+                }),
+            },
+            Recipient {
+                address: "a b@b.test".into(),
+                orcpt: None,
+                notify: None,
+            },
+        ],
+        eight_bit: true,
+        envid: Some("id+1=x".into()),
+        ret: Some(Ret::Hdrs),
+        ..Envelope::default()
+    }
+}
+
+const EHLO_FULL: &str = "250-mx.b.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250-8BITMIME\r\n250-DSN\r\n250 STARTTLS\r\n";
+
+#[tokio::test]
+async fn pipelined_transaction_with_dsn_parameters_and_dot_stuffing() {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(scripted(
+        theirs,
+        "220 mx.b.test ESMTP\r\n",
+        vec![
+            ("EHLO", Some(EHLO_FULL)),
+            // MAIL, two RCPTs and DATA arrive in one write; answer after DATA.
+            ("MAIL", None),
+            ("RCPT", None),
+            ("RCPT", None),
+            (
+                "DATA",
+                Some("250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n354 go\r\n"),
+            ),
+            ("DATA-CONTENT", Some("250 2.0.0 queued as X\r\n")),
+        ],
+    ));
+    let mut client = Client::new(ours);
+    assert_eq!(
+        client.reply(Phase::Greeting).await.map(|r| r.code).ok(),
+        Some(220)
+    );
+    assert!(client.hello("relay.example.test").await.is_ok());
+    assert!(
+        client.capabilities.pipelining && client.capabilities.dsn && client.capabilities.starttls
+    );
+    let envelope = envelope();
+    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
+    let outcome = client
+        .transaction(&envelope, &recipients, b"Subject: x\r\n\r\n.dot\r\n")
+        .await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        outcome.rcpts.iter().map(|r| r.code).collect::<Vec<_>>(),
+        [250, 550]
+    );
+    assert_eq!(outcome.data.map(|r| r.code), Some(250));
+    drop(client);
+    let seen = server.await.unwrap_or_default();
+    assert_eq!(
+        seen,
+        "EHLO relay.example.test\r\n\
+         MAIL FROM:<alice@a.test> SIZE=20 BODY=8BITMIME RET=HDRS ENVID=id+2B1+3Dx\r\n\
+         RCPT TO:<bob@b.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@b.test\r\n\
+         RCPT TO:<\"a b\"@b.test>\r\n\
+         DATA\r\n\
+         Subject: x\r\n\r\n..dot\r\n.\r\n"
+    );
+}
+
+#[tokio::test]
+async fn without_pipelining_refused_recipients_mean_no_content() {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(scripted(
+        theirs,
+        "220 old.b.test\r\n",
+        vec![
+            ("EHLO", Some("502 5.5.1 what?\r\n")),
+            ("HELO", Some("250 old.b.test\r\n")),
+            ("MAIL", Some("250 ok\r\n")),
+            ("RCPT", Some("550 no\r\n")),
+            ("RCPT", Some("451 later\r\n")),
+        ],
+    ));
+    let mut client = Client::new(ours);
+    let _ = client.reply(Phase::Greeting).await;
+    let hello = client
+        .hello("relay.example.test")
+        .await
+        .map(|r| r.code)
+        .ok();
+    assert_eq!(hello, Some(250));
+    assert!(!client.capabilities.esmtp);
+    let envelope = envelope();
+    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
+    let outcome = client
+        .transaction(&envelope, &recipients, b"x\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(outcome.data.is_none());
+    drop(client);
+    let seen = server.await.unwrap_or_default();
+    // No ESMTP parameters to a HELO server, and no DATA.
+    assert_eq!(seen, "EHLO relay.example.test\r\nHELO relay.example.test\r\nMAIL FROM:<alice@a.test>\r\nRCPT TO:<bob@b.test>\r\nRCPT TO:<\"a b\"@b.test>\r\n");
+}
+
+#[tokio::test]
+async fn starttls_hands_back_the_stream_and_drops_injected_replies() {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(scripted(
+        theirs,
+        "220 mx.b.test\r\n",
+        vec![
+            ("EHLO", Some(EHLO_FULL)),
+            ("STARTTLS", Some("220 go ahead\r\n250 injected\r\n")),
+        ],
+    ));
+    let mut client = Client::new(ours);
+    let _ = client.reply(Phase::Greeting).await;
+    let _ = client.hello("r").await;
+    let stream = match client.starttls().await {
+        Ok(Ok(stream)) => stream,
+        _ => panic!("STARTTLS should succeed"),
+    };
+    // A fresh client over the (here still plain) stream never sees the
+    // injected "250": the server has said all it will, so it reads EOF.
+    let mut after = Client::new(stream);
+    after.timeout_scale = 0.01;
+    let next = after.reply(Phase::Ehlo).await;
+    assert!(
+        matches!(next, Err(ClientError::Closed(Phase::Ehlo))),
+        "{next:?}"
+    );
+    assert_eq!(after.capabilities, Capabilities::default());
+    let _ = server.await;
+}
+
+#[tokio::test]
+async fn silence_times_out_naming_the_phase() {
+    let (ours, _theirs) = tokio::io::duplex(1024);
+    let mut client = Client::new(ours);
+    client.timeout_scale = 0.0001;
+    assert!(matches!(
+        client.reply(Phase::Greeting).await,
+        Err(ClientError::Timeout(Phase::Greeting))
+    ));
+}
+
+#[test]
+fn paths_and_xtext() {
+    assert_eq!(path("a.b@c.test"), "a.b@c.test");
+    assert_eq!(path("a b@c.test"), "\"a b\"@c.test");
+    assert_eq!(path("a\"b@c.test"), "\"a\\\"b\"@c.test");
+    assert_eq!(path(""), "");
+    assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+}
