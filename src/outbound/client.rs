@@ -96,8 +96,9 @@ pub struct Transaction {
     pub mail: Reply,
     /// One reply per recipient, in the order given.
     pub rcpts: Vec<Reply>,
-    /// The reply after the content; `None` when no recipient was accepted
-    /// (or MAIL was refused) and the content was not sent.
+    /// The reply after the content, or the refusal of DATA itself; `None`
+    /// when no recipient was accepted (or MAIL was refused) so DATA was
+    /// not needed.
     pub data: Option<Reply>,
 }
 
@@ -224,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     ) -> Result<Transaction, ClientError> {
         let mail = self.mail_command(envelope, content.len());
         let rcpts: Vec<String> = recipients.iter().map(|r| self.rcpt_command(r)).collect();
-        let (mail_reply, rcpt_replies, go) = if self.capabilities.pipelining {
+        let (mail_reply, rcpt_replies, data_reply) = if self.capabilities.pipelining {
             let mut batch = mail.clone();
             for rcpt in &rcpts {
                 batch.push_str(rcpt);
@@ -237,8 +238,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 rcpt_replies.push(self.reply(Phase::Rcpt).await?);
             }
             let data_reply = self.reply(Phase::Data).await?;
-            let go = data_reply.code == 354;
-            if go && (!mail_reply.is_positive() || !rcpt_replies.iter().any(Reply::is_positive)) {
+            if data_reply.code == 354
+                && (!mail_reply.is_positive() || !rcpt_replies.iter().any(Reply::is_positive))
+            {
                 // The server said 354 although nothing was accepted: end
                 // the DATA with nothing in it rather than send the content.
                 self.write(b".\r\n", Phase::DataEnd).await?;
@@ -249,7 +251,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     data: None,
                 });
             }
-            (mail_reply, rcpt_replies, go)
+            (mail_reply, rcpt_replies, data_reply)
         } else {
             self.write(mail.as_bytes(), Phase::Mail).await?;
             let mail_reply = self.reply(Phase::Mail).await?;
@@ -273,14 +275,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 });
             }
             let data_reply = self.command("DATA", Phase::Data).await?;
-            let go = data_reply.code == 354;
-            (mail_reply, rcpt_replies, go)
+            (mail_reply, rcpt_replies, data_reply)
         };
-        if !go {
+        if data_reply.code != 354 {
+            // DATA refused: its reply decides for the accepted recipients.
             return Ok(Transaction {
                 mail: mail_reply,
                 rcpts: rcpt_replies,
-                data: None,
+                data: Some(data_reply),
             });
         }
         self.write(&dot_stuff(content), Phase::DataEnd).await?;

@@ -3,7 +3,9 @@
 //! * [`route`]: outbound connector by recipient domain, then smarthosts or
 //!   MX hosts (behind the [`route::Resolve`] trait);
 //! * [`client`]: the SMTP client over any stream, STARTTLS as a change of
-//!   type, pipelining, DSN parameters, per-phase deadlines.
+//!   type, pipelining, DSN parameters, per-phase deadlines;
+//! * [`outcome`]: replies and errors → delivered, deferred or failed.
 
 pub mod client;
+pub mod outcome;
 pub mod route;

@@ -1,0 +1,185 @@
+//! What an attempt means for each recipient: delivered, deferred (try
+//! again), or failed (bounce). One place decides, from the server's reply
+//! codes (RFC 5321 §4.2.1) or the kind of error, so the delivery loop only
+//! asks.
+
+use super::client::{ClientError, Transaction};
+use crate::smtp::reply::Reply;
+
+/// The fate of one recipient after one attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered {
+        reply: String,
+    },
+    /// Temporary: keep the message and try again.
+    Deferred {
+        status: String,
+        reason: String,
+    },
+    /// Permanent: bounce to the sender.
+    Failed {
+        status: String,
+        reason: String,
+    },
+}
+
+impl Verdict {
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Verdict::Deferred { .. })
+    }
+
+    /// For a reply that refused: deferred on 4xx, failed on 5xx (and on
+    /// anything nonsensical, treated as temporary).
+    pub fn from_refusal(reply: &Reply, host: &str) -> Verdict {
+        let reason = format!("{host} said: {}", reply.summary());
+        match reply.code {
+            500..=599 => Verdict::Failed {
+                status: status(reply, "5.0.0"),
+                reason,
+            },
+            _ => Verdict::Deferred {
+                status: status(reply, "4.0.0"),
+                reason,
+            },
+        }
+    }
+
+    /// A conversation that broke off: always temporary.
+    pub fn from_error(error: &ClientError, host: &str) -> Verdict {
+        let status = match error {
+            ClientError::Timeout(_) => "4.4.2",
+            ClientError::Io(..) | ClientError::Closed(_) => "4.4.2",
+            ClientError::Protocol(..) => "4.5.0",
+        };
+        Verdict::Deferred {
+            status: status.to_string(),
+            reason: format!("{host}: {error}"),
+        }
+    }
+}
+
+/// The enhanced status code of a reply, or `default` when it has none.
+fn status(reply: &Reply, default: &str) -> String {
+    match reply.enhanced {
+        Some([class, subject, detail]) => format!("{class}.{subject}.{detail}"),
+        None => default.to_string(),
+    }
+}
+
+/// One verdict per recipient of a transaction, in order.
+pub fn judge(transaction: &Transaction, recipients: usize, host: &str) -> Vec<Verdict> {
+    if !transaction.mail.is_positive() {
+        return vec![Verdict::from_refusal(&transaction.mail, host); recipients];
+    }
+    (0..recipients)
+        .map(|i| match transaction.rcpts.get(i) {
+            None => Verdict::Deferred {
+                status: "4.5.0".into(),
+                reason: format!("{host}: no reply to RCPT"),
+            },
+            Some(rcpt) if !rcpt.is_positive() => Verdict::from_refusal(rcpt, host),
+            Some(_) => match &transaction.data {
+                Some(reply) if reply.is_positive() => Verdict::Delivered {
+                    reply: format!("{host} said: {}", reply.summary()),
+                },
+                Some(reply) => Verdict::from_refusal(reply, host),
+                None => Verdict::Deferred {
+                    status: "4.5.0".into(),
+                    reason: format!("{host}: the message content was not taken"),
+                },
+            },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::reply::ReplyReader;
+
+    fn reply(text: &str) -> Reply {
+        let mut input = text.as_bytes();
+        match ReplyReader::new().read(&mut input) {
+            Ok(Some(reply)) => reply,
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+
+    fn kinds(verdicts: &[Verdict]) -> Vec<&'static str> {
+        verdicts
+            .iter()
+            .map(|v| match v {
+                Verdict::Delivered { .. } => "delivered",
+                Verdict::Deferred { .. } => "deferred",
+                Verdict::Failed { .. } => "failed",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn per_recipient_verdicts() {
+        let tx = Transaction {
+            mail: reply("250 ok\r\n"),
+            rcpts: vec![
+                reply("250 ok\r\n"),
+                reply("550 5.1.1 unknown\r\n"),
+                reply("452 4.2.2 full\r\n"),
+            ],
+            data: Some(reply("250 2.0.0 queued\r\n")),
+        };
+        let verdicts = judge(&tx, 3, "mx.b.test");
+        assert_eq!(kinds(&verdicts), ["delivered", "failed", "deferred"]);
+        assert_eq!(
+            verdicts[1],
+            Verdict::Failed {
+                status: "5.1.1".into(),
+                reason: "mx.b.test said: 550 unknown".into()
+            }
+        );
+        assert_eq!(
+            verdicts[2],
+            Verdict::Deferred {
+                status: "4.2.2".into(),
+                reason: "mx.b.test said: 452 full".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refused_sender_or_content_decides_for_everyone_accepted() {
+        let mail_refused = Transaction {
+            mail: reply("421 busy\r\n"),
+            rcpts: vec![],
+            data: None,
+        };
+        assert_eq!(
+            kinds(&judge(&mail_refused, 2, "h")),
+            ["deferred", "deferred"]
+        );
+        let content_refused = Transaction {
+            mail: reply("250 ok\r\n"),
+            rcpts: vec![reply("250 ok\r\n"), reply("550 no\r\n")],
+            data: Some(reply("554 5.6.0 spam\r\n")),
+        };
+        let verdicts = judge(&content_refused, 2, "h");
+        assert_eq!(kinds(&verdicts), ["failed", "failed"]);
+        assert!(matches!(&verdicts[0], Verdict::Failed { status, .. } if status == "5.6.0"));
+    }
+
+    #[test]
+    fn broken_conversations_are_temporary() {
+        let verdict = Verdict::from_error(
+            &ClientError::Closed(super::super::client::Phase::DataEnd),
+            "mx.b.test",
+        );
+        assert_eq!(
+            verdict,
+            Verdict::Deferred {
+                status: "4.4.2".into(),
+                reason: "mx.b.test: connection closed by the server during end of data".into()
+            }
+        );
+        assert!(!verdict.is_final());
+    }
+}
