@@ -4,8 +4,10 @@
 //!   MX hosts (behind the [`route::Resolve`] trait);
 //! * [`client`]: the SMTP client over any stream, STARTTLS as a change of
 //!   type, pipelining, DSN parameters, per-phase deadlines;
-//! * [`outcome`]: replies and errors → delivered, deferred or failed.
+//! * [`outcome`]: replies and errors → delivered, deferred or failed;
+//! * [`policy`]: the TLS decision of DESIGN.md §5 as pure functions.
 
 pub mod client;
 pub mod outcome;
+pub mod policy;
 pub mod route;

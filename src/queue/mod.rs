@@ -4,3 +4,4 @@ pub mod dsn;
 pub mod envelope;
 pub mod schedule;
 pub mod spool;
+pub mod state;

@@ -1,0 +1,157 @@
+//! Per-recipient delivery state of a queued message, kept beside it in
+//! `SPOOL_DIR/state/<ID>` as one line of JSON.
+//!
+//! The state is written (temp file, rename) after every attempt but not
+//! fsynced: losing it in a crash only means recipients already delivered
+//! are tried again, a duplicate and never a loss (DESIGN.md §6). A message
+//! without a state file is new: every recipient pending, due now.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::envelope::Envelope;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryState {
+    /// Attempts made so far (all recipients together).
+    pub attempts: u32,
+    /// Unix time of the next attempt.
+    pub next_attempt: i64,
+    /// A delayed-delivery notice went out already.
+    pub delay_warned: bool,
+    pub recipients: Vec<RecipientState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientState {
+    pub address: String,
+    pub status: Status,
+    /// RFC 3463 code of the last outcome, such as `4.4.1`.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The last reason in words (the remote reply, or what failed).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The server that gave it.
+    #[serde(default)]
+    pub remote_mta: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryState {
+    /// A new message: everyone pending, due at `now`.
+    pub fn new(envelope: &Envelope, now: i64) -> Self {
+        DeliveryState {
+            attempts: 0,
+            next_attempt: now,
+            delay_warned: false,
+            recipients: envelope
+                .recipients
+                .iter()
+                .map(|r| RecipientState {
+                    address: r.address.clone(),
+                    status: Status::Pending,
+                    code: None,
+                    reason: None,
+                    remote_mta: None,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn pending(&self) -> impl Iterator<Item = &RecipientState> {
+        self.recipients
+            .iter()
+            .filter(|r| r.status == Status::Pending)
+    }
+
+    /// Nothing left to try: the message can leave the queue.
+    pub fn done(&self) -> bool {
+        self.pending().next().is_none()
+    }
+
+    /// The reason of the first pending recipient, for `queue list`.
+    pub fn last_reason(&self) -> Option<&str> {
+        self.pending().find_map(|r| r.reason.as_deref())
+    }
+}
+
+/// The state folder of a spool.
+#[derive(Clone, Debug)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    pub fn open(spool_dir: &Path) -> io::Result<Self> {
+        let dir = spool_dir.join("state");
+        fs::create_dir_all(&dir)?;
+        Ok(StateStore { dir })
+    }
+
+    /// The saved state, `None` when there is none (or it is unreadable:
+    /// then the message starts over, which can duplicate but never lose).
+    pub fn load(&self, id: &str) -> Option<DeliveryState> {
+        let text = fs::read(self.dir.join(id)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    pub fn save(&self, id: &str, state: &DeliveryState) -> io::Result<()> {
+        let tmp = self.dir.join(format!("{id}.tmp"));
+        fs::write(&tmp, serde_json::to_vec(state).map_err(io::Error::other)?)?;
+        fs::rename(&tmp, self.dir.join(id))
+    }
+
+    pub fn remove(&self, id: &str) {
+        let _ = fs::remove_file(self.dir.join(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::envelope::Recipient;
+
+    #[test]
+    fn state_round_trips_and_missing_means_new() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = StateStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let envelope = Envelope {
+            recipients: vec![
+                Recipient {
+                    address: "a@x.test".into(),
+                    orcpt: None,
+                    notify: None,
+                },
+                Recipient {
+                    address: "b@y.test".into(),
+                    orcpt: None,
+                    notify: None,
+                },
+            ],
+            ..Envelope::default()
+        };
+        assert_eq!(store.load("Q1"), None);
+        let mut state = DeliveryState::new(&envelope, 100);
+        assert!(!state.done());
+        state.recipients[0].status = Status::Delivered;
+        state.recipients[1].reason = Some("mx.y.test said: 451 later".into());
+        store.save("Q1", &state).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.load("Q1").as_ref(), Some(&state));
+        assert_eq!(state.last_reason(), Some("mx.y.test said: 451 later"));
+        state.recipients[1].status = Status::Failed;
+        assert!(state.done());
+        store.remove("Q1");
+        assert_eq!(store.load("Q1"), None);
+    }
+}
