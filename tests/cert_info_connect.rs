@@ -134,7 +134,7 @@ async fn starttls_reports_certificate_and_tls_details() {
         )),
         "{text}"
     );
-    assert!(text.contains("TLS version            TLS 1.3"), "{text}");
+    assert!(text.contains("TLS version            TLSv1.3"), "{text}");
     assert!(text.contains("Cipher suite           TLS13_"), "{text}");
     assert!(text.contains("Key exchange           "), "{text}");
     assert!(text.contains("Name matches           yes"), "{text}");
@@ -172,7 +172,7 @@ async fn implicit_tls_json_and_name_mismatch() {
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let connection = &report["connection"];
     assert_eq!(connection["starttls"], false);
-    assert_eq!(connection["tls_version"], "TLS 1.3");
+    assert_eq!(connection["tls_version"], "TLSv1.3");
     assert_eq!(connection["name_matches"], false);
     assert_eq!(
         connection["name_problem"],

@@ -11,6 +11,7 @@
 
 pub mod cert_info;
 pub mod certs;
+pub mod client;
 pub mod digest;
 pub mod generate;
 pub mod server;

@@ -81,18 +81,11 @@ impl ServerTls {
 
     /// What the handshake established, with the client certificate judged.
     pub fn session_info(&self, connection: &rustls::ServerConnection) -> TlsInfo {
-        let version = match connection.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-            Some(other) => format!("{other:?}"),
-            None => "unknown".to_string(),
-        };
-        let cipher = connection
-            .negotiated_cipher_suite()
-            .map_or("unknown".to_string(), |s| format!("{:?}", s.suite()));
-        let group = connection
-            .negotiated_key_exchange_group()
-            .map(|g| format!("{:?}", g.name()));
+        let super::client::Negotiated {
+            version,
+            cipher,
+            group,
+        } = super::client::Negotiated::of(connection);
         let client_cert = match connection.peer_certificates() {
             Some(chain) if !chain.is_empty() => self.judge_client_chain(chain),
             _ => ClientCert::None,

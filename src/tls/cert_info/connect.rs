@@ -10,16 +10,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use smtp_proto::EXT_START_TLS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{build, CertInfoError, ConnectRequest, Connection, Report};
 use crate::smtp::reply::{Reply, ReplyReader};
+use crate::tls::client::{AcceptAnyChain, Negotiated};
 use crate::tls::trust::{check_name, TrustStore};
 
 /// The steps of `--connect`, named in timeouts and errors.
@@ -72,7 +70,7 @@ pub async fn from_server(request: &ConnectRequest) -> Result<Report, CertInfoErr
         .with_safe_default_protocol_versions()
         .map_err(|e| session.protocol(format!("TLS setup failed: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(RecordAnyChain(provider)))
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyChain::new(provider)))
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let mut tls = session
@@ -84,26 +82,15 @@ pub async fn from_server(request: &ConnectRequest) -> Result<Report, CertInfoErr
         target: target.clone(),
     })?;
     let name_problem = check_name(leaf, &name).err().map(|e| e.to_string());
+    let negotiated = Negotiated::of(conn);
     let connection = Connection {
         target: target.clone(),
         address,
         starttls: request.starttls,
         server_name: name,
-        tls_version: conn
-            .protocol_version()
-            .map(|v| match v {
-                rustls::ProtocolVersion::TLSv1_2 => "TLS 1.2".to_owned(),
-                rustls::ProtocolVersion::TLSv1_3 => "TLS 1.3".to_owned(),
-                other => format!("{other:?}"),
-            })
-            .unwrap_or_default(),
-        cipher_suite: conn
-            .negotiated_cipher_suite()
-            .map(|s| format!("{:?}", s.suite()))
-            .unwrap_or_default(),
-        key_exchange_group: conn
-            .negotiated_key_exchange_group()
-            .map(|g| format!("{:?}", g.name())),
+        tls_version: negotiated.version,
+        cipher_suite: negotiated.cipher,
+        key_exchange_group: negotiated.group,
         name_matches: name_problem.is_none(),
         name_problem,
     };
@@ -268,55 +255,6 @@ impl Dialogue {
             }
         };
         session.phase(phase, read).await?
-    }
-}
-
-/// Accepts any certificate chain; still checks handshake signatures.
-#[derive(Debug)]
-struct RecordAnyChain(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for RecordAnyChain {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

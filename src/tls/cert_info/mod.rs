@@ -55,7 +55,7 @@ pub struct Connection {
     pub starttls: bool,
     /// Sent as SNI (when a DNS name) and checked against the certificate.
     pub server_name: String,
-    /// `TLS 1.3`, `TLS 1.2`.
+    /// `TLSv1.3`, `TLSv1.2` (as OpenSSL and our Received header write them).
     pub tls_version: String,
     pub cipher_suite: String,
     pub key_exchange_group: Option<String>,
