@@ -38,10 +38,26 @@ impl Relay {
         Relay::start_with(&format!("{}{extra}", base_config()))
     }
 
+    /// A relay on [`base_config`] with more `[server]` keys (`server`, one
+    /// `key = value` a line, none of those in the base) plus `extra`.
+    pub fn start_server(server: &str, extra: &str) -> Relay {
+        let config = base_config().replacen("[server]\n", &format!("[server]\n{server}\n"), 1);
+        Relay::start_with(&format!("{config}{extra}"))
+    }
+
     /// A relay on exactly `config`.
     pub fn start_with(config: &str) -> Relay {
+        Relay::start_with_files(config, &[])
+    }
+
+    /// A relay on exactly `config`, with `files` (name, contents) written
+    /// into its folder first, for the paths the config names.
+    pub fn start_with_files(config: &str, files: &[(&str, &str)]) -> Relay {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("tlsrelay.toml"), config).expect("write config");
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).expect("write relay file");
+        }
         let mut relay = Relay {
             child: None,
             dir,
@@ -186,10 +202,23 @@ impl Relay {
 
     /// SIGTERM, then the exit status (bounded wait).
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("relay running");
-        let _ = Command::new("kill")
+        self.sigterm();
+        self.wait_exit()
+    }
+
+    /// Sends SIGTERM to the relay process (the one we started), no waiting.
+    pub fn sigterm(&self) {
+        let child = self.child.as_ref().expect("relay running");
+        let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
-            .status();
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {}", child.id());
+    }
+
+    /// Waits (bounded) for the relay to exit; its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("relay running");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = child.try_wait() {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use serde::Serialize;
 
-pub use connect::{from_server, Phase};
+pub use connect::{from_server, Phase, RecordAnyChain};
 pub use details::CertDetails;
 
 use super::certs::{self, CertError};
