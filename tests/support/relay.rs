@@ -22,6 +22,14 @@ pub fn base_config() -> String {
         .to_string()
 }
 
+/// `config` with `keys` (`key = value` lines) added to its first
+/// `[section]`, which must not already have them.
+pub fn with_keys(config: &str, section: &str, keys: &str) -> String {
+    let header = format!("[{section}]\n");
+    assert!(config.contains(&header), "no [{section}] in {config}");
+    config.replacen(&header, &format!("{header}{keys}\n"), 1)
+}
+
 pub struct Relay {
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -41,7 +49,7 @@ impl Relay {
     /// A relay on [`base_config`] with more `[server]` keys (`server`, one
     /// `key = value` a line, none of those in the base) plus `extra`.
     pub fn start_server(server: &str, extra: &str) -> Relay {
-        let config = base_config().replacen("[server]\n", &format!("[server]\n{server}\n"), 1);
+        let config = with_keys(&base_config(), "server", server);
         Relay::start_with(&format!("{config}{extra}"))
     }
 

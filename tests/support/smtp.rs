@@ -130,9 +130,8 @@ impl<S: Read + Write> Client<S> {
         reply
     }
 
-    /// MAIL, RCPTs and DATA, each checked to succeed, then `content` and
-    /// the end marker; the reply to the content.
-    pub fn deliver(&mut self, from: &str, to: &[&str], content: &str) -> String {
+    /// MAIL, RCPTs and DATA, each checked to succeed: content may follow.
+    pub fn start_data(&mut self, from: &str, to: &[&str]) {
         assert_eq!(
             self.command(&format!("MAIL FROM:<{from}>")),
             "250 2.1.0 Ok\r\n"
@@ -140,13 +139,20 @@ impl<S: Read + Write> Client<S> {
         for rcpt in to {
             assert_eq!(
                 self.command(&format!("RCPT TO:<{rcpt}>")),
-                "250 2.1.5 Ok\r\n"
+                "250 2.1.5 Ok\r\n",
+                "RCPT TO:<{rcpt}>"
             );
         }
         assert_eq!(
             self.command("DATA"),
             "354 End data with <CR><LF>.<CR><LF>\r\n"
         );
+    }
+
+    /// [`start_data`](Self::start_data), then `content` (ending in CRLF)
+    /// and the end marker; the reply to the content.
+    pub fn deliver(&mut self, from: &str, to: &[&str], content: &str) -> String {
+        self.start_data(from, to);
         self.send(content.as_bytes());
         self.command(".")
     }
