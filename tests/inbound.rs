@@ -10,8 +10,8 @@ use lettre::message::header::ContentType;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport};
-use support::relay::Relay;
-use support::smtp::Client;
+use support::relay::{recipients, Relay};
+use support::smtp::{assert_queued, Client};
 use support::split_received;
 use support::tls::client_config;
 
@@ -28,10 +28,9 @@ fn plain_session_spools_the_message_with_its_envelope() {
     assert_eq!(c.command("RCPT TO:<bob@example.test>"), "250 2.1.5 Ok\r\n");
     assert_eq!(c.command("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
     let reply = c.command("Subject: hi\r\n\r\nbody\r\n.");
-    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    assert_queued(&reply);
     assert_eq!(c.command("QUIT"), "221 2.0.0 Bye\r\n");
-    let spooled = relay.wait_for_spooled(1);
-    assert_eq!(spooled.len(), 1, "{}", relay.log());
+    let spooled = relay.expect_spooled(1);
     let (id, envelope, content) = &spooled[0];
     assert!(reply.contains(id.as_str()));
     assert_eq!(envelope.sender, "alice@sender.test");
@@ -71,16 +70,11 @@ fn lettre_delivers_over_starttls_trusting_the_relay_certificate() {
     let text = response.message().collect::<Vec<_>>().join(" ");
     assert!(text.starts_with("2.0.0 Ok: queued as "), "{text}");
 
-    let spooled = relay.wait_for_spooled(1);
-    assert_eq!(spooled.len(), 1, "{}", relay.log());
+    let spooled = relay.expect_spooled(1);
     let (id, envelope, content) = &spooled[0];
     assert!(text.ends_with(id.as_str()), "{text} vs {id}");
     assert_eq!(envelope.sender, "alice@sender.test");
-    let mut recipients: Vec<&str> = envelope
-        .recipients
-        .iter()
-        .map(|r| r.address.as_str())
-        .collect();
+    let mut recipients = recipients(envelope);
     recipients.sort();
     assert_eq!(recipients, ["bob@example.test", "carol@example.test"]);
     let (received, body) = split_received(content);
@@ -131,11 +125,10 @@ fn implicit_tls_listener_greets_after_the_handshake_and_takes_mail() {
         &["bob@example.test"],
         "Subject: tls\r\n\r\nsecret\r\n",
     );
-    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    assert_queued(&reply);
     assert_eq!(c.command("QUIT"), "221 2.0.0 Bye\r\n");
 
-    let spooled = relay.wait_for_spooled(1);
-    assert_eq!(spooled.len(), 1, "{}", relay.log());
+    let spooled = relay.expect_spooled(1);
     let (received, body) = split_received(&spooled[0].2);
     assert_eq!(body, b"Subject: tls\r\n\r\nsecret\r\n");
     assert!(
@@ -177,7 +170,7 @@ fn sigterm_closes_idle_sessions_lets_data_finish_and_exits_zero() {
 
     busy.send(b"second half\r\n");
     let reply = busy.command(".");
-    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    assert_queued(&reply);
     assert_eq!(
         busy.command("MAIL FROM:<alice@sender.test>"),
         "421 4.3.2 Service shutting down, closing transmission channel\r\n"

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::relay::Relay;
+use support::relay::{recipients, Relay};
 use support::smtp::Client;
 use support::split_received;
 
@@ -55,12 +55,10 @@ fn try_to_smuggle(relay: &Relay, sequence: &[u8]) -> (Client, String) {
 
 /// The message the last session spooled, if exactly one more is there.
 fn one_more_message(relay: &Relay, before: usize, what: &str) -> Vec<u8> {
-    let spooled = relay.wait_for_spooled(before + 1);
-    assert_eq!(spooled.len(), before + 1, "{what}: {}", relay.log());
+    let spooled = relay.expect_spooled(before + 1);
     let (_, envelope, content) = spooled.last().cloned().expect("a message");
-    let recipients: Vec<String> = envelope.recipients.into_iter().map(|r| r.address).collect();
     assert_eq!(envelope.sender, "alice@sender.test", "{what}");
-    assert_eq!(recipients, ["bob@example.test"], "{what}");
+    assert_eq!(recipients(&envelope), ["bob@example.test"], "{what}");
     let (_, body) = split_received(&content);
     let text = String::from_utf8_lossy(body);
     assert!(

@@ -30,6 +30,15 @@ pub fn with_keys(config: &str, section: &str, keys: &str) -> String {
     config.replacen(&header, &format!("{header}{keys}\n"), 1)
 }
 
+/// The envelope's recipient addresses, in RCPT order.
+pub fn recipients(envelope: &Envelope) -> Vec<&str> {
+    envelope
+        .recipients
+        .iter()
+        .map(|r| r.address.as_str())
+        .collect()
+}
+
 pub struct Relay {
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -194,6 +203,19 @@ impl Relay {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits (bounded) for the spool to hold `n` messages, and checks it
+    /// holds exactly that many.
+    pub fn expect_spooled(&self, n: usize) -> Vec<(String, Envelope, Vec<u8>)> {
+        let spooled = self.wait_for_spooled(n);
+        assert_eq!(
+            spooled.len(),
+            n,
+            "spooled messages; relay log:\n{}",
+            self.log()
+        );
+        spooled
     }
 
     pub fn pid(&self) -> u32 {

@@ -163,3 +163,11 @@ impl<S: Read + Write> Client<S> {
         matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
     }
 }
+
+/// Checks `reply` is the `250` that says a message is on disk.
+pub fn assert_queued(reply: &str) {
+    assert!(
+        reply.starts_with("250 2.0.0 Ok: queued as "),
+        "not queued: {reply}"
+    );
+}
