@@ -47,3 +47,15 @@ fn several_errors_come_back_in_file_order() {
         )
     );
 }
+
+#[test]
+fn port_zero_listeners_are_not_duplicates() {
+    let config = parse(
+        "[server]\nhostname = \"r.test\"\nlisten = [\"127.0.0.1:0\"]\nlisten_implicit_tls = [\"127.0.0.1:0\"]\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n",
+    );
+    assert!(
+        config.is_ok(),
+        "{}",
+        config.err().map(|e| e.to_string()).unwrap_or_default()
+    );
+}

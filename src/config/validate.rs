@@ -63,7 +63,8 @@ fn server(c: &mut Checker) {
             .enumerate()
             .map(|(i, a)| (format!("server.listen_implicit_tls[{i}]"), a)),
     );
-    for (key, addr) in all {
+    // Port 0 asks the system for a free port each time: never a collision.
+    for (key, addr) in all.filter(|(_, a)| a.0.port() != 0) {
         if let Some(first) = seen.insert(addr.0, key.clone()) {
             c.fail(&key, format!("{} is already listed at {first}", addr.0));
         }

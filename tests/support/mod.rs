@@ -77,3 +77,20 @@ pub fn openssl_spki_pin(pem: &Path) -> String {
 
 pub mod relay;
 pub mod smtp;
+pub mod tls;
+
+/// Splits spooled content into our `Received:` header block (its first
+/// line and the tab-indented ones after it) and the client's content.
+pub fn split_received(content: &[u8]) -> (String, &[u8]) {
+    let mut end = 0;
+    while let Some(lf) = content[end..].iter().position(|&b| b == b'\n') {
+        end += lf + 1;
+        if content.get(end) != Some(&b'\t') {
+            break;
+        }
+    }
+    (
+        String::from_utf8_lossy(&content[..end]).into_owned(),
+        &content[end..],
+    )
+}

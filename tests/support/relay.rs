@@ -23,6 +23,23 @@ pub fn base_config() -> String {
         .to_string()
 }
 
+/// `config` with `keys` (`key = value` lines) added to its first
+/// `[section]`, which must not already have them.
+pub fn with_keys(config: &str, section: &str, keys: &str) -> String {
+    let header = format!("[{section}]\n");
+    assert!(config.contains(&header), "no [{section}] in {config}");
+    config.replacen(&header, &format!("{header}{keys}\n"), 1)
+}
+
+/// The envelope's recipient addresses, in RCPT order.
+pub fn recipients(envelope: &Envelope) -> Vec<&str> {
+    envelope
+        .recipients
+        .iter()
+        .map(|r| r.address.as_str())
+        .collect()
+}
+
 pub struct Relay {
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -39,10 +56,26 @@ impl Relay {
         Relay::start_with(&format!("{}{extra}", base_config()))
     }
 
+    /// A relay on [`base_config`] with more `[server]` keys (`server`, one
+    /// `key = value` a line, none of those in the base) plus `extra`.
+    pub fn start_server(server: &str, extra: &str) -> Relay {
+        let config = with_keys(&base_config(), "server", server);
+        Relay::start_with(&format!("{config}{extra}"))
+    }
+
     /// A relay on exactly `config`.
     pub fn start_with(config: &str) -> Relay {
+        Relay::start_with_files(config, &[])
+    }
+
+    /// A relay on exactly `config`, with `files` (name, contents) written
+    /// into its folder first, for the paths the config names.
+    pub fn start_with_files(config: &str, files: &[(&str, &str)]) -> Relay {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("tlsrelay.toml"), config).expect("write config");
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).expect("write relay file");
+        }
         let mut relay = Relay {
             child: None,
             dir,
@@ -173,6 +206,19 @@ impl Relay {
         }
     }
 
+    /// Waits (bounded) for the spool to hold `n` messages, and checks it
+    /// holds exactly that many.
+    pub fn expect_spooled(&self, n: usize) -> Vec<(String, Envelope, Vec<u8>)> {
+        let spooled = self.wait_for_spooled(n);
+        assert_eq!(
+            spooled.len(),
+            n,
+            "spooled messages; relay log:\n{}",
+            self.log()
+        );
+        spooled
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
@@ -187,10 +233,23 @@ impl Relay {
 
     /// SIGTERM, then the exit status (bounded wait).
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("relay running");
-        let _ = Command::new("kill")
+        self.sigterm();
+        self.wait_exit()
+    }
+
+    /// Sends SIGTERM to the relay process (the one we started), no waiting.
+    pub fn sigterm(&self) {
+        let child = self.child.as_ref().expect("relay running");
+        let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
-            .status();
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {}", child.id());
+    }
+
+    /// Waits (bounded) for the relay to exit; its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("relay running");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = child.try_wait() {

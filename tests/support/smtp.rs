@@ -1,31 +1,100 @@
 //! A deliberately plain SMTP client over a blocking socket, for tests that
-//! must control every byte (pipelining, smuggling, odd line endings).
+//! must control every byte (pipelining, smuggling, odd line endings), in
+//! plaintext or over TLS (STARTTLS or implicit).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
-pub struct Client {
-    reader: BufReader<TcpStream>,
-    stream: TcpStream,
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+/// The client's side of a TLS session over TCP.
+pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+
+pub struct Client<S: Read + Write = TcpStream> {
+    reader: BufReader<S>,
 }
 
-impl Client {
+fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to relay");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream
+}
+
+/// Runs the client side of a handshake over `stream` to its end, so that
+/// a refused handshake fails here and not at the first command.
+fn handshake(stream: TcpStream, config: Arc<ClientConfig>) -> TlsStream {
+    let name = "relay.example.test".try_into().expect("server name");
+    let connection = ClientConnection::new(config, name).expect("TLS client");
+    let mut tls = StreamOwned::new(connection, stream);
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .expect("TLS handshake with the relay");
+    }
+    tls
+}
+
+impl Client<TcpStream> {
     /// Connects and reads the greeting.
     pub fn connect(addr: SocketAddr) -> (Client, String) {
-        let stream = TcpStream::connect(addr).expect("connect to relay");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let reader = BufReader::new(stream.try_clone().expect("clone"));
-        let mut client = Client { reader, stream };
+        let mut client = Client {
+            reader: BufReader::new(tcp(addr)),
+        };
         let greeting = client.reply();
         (client, greeting)
     }
 
+    /// Connects to an implicit-TLS listener: the handshake, then the greeting.
+    pub fn connect_tls(addr: SocketAddr, config: Arc<ClientConfig>) -> (Client<TlsStream>, String) {
+        let mut client = Client {
+            reader: BufReader::new(handshake(tcp(addr), config)),
+        };
+        let greeting = client.reply();
+        (client, greeting)
+    }
+
+    /// `STARTTLS`, its `220`, and the handshake.
+    pub fn starttls(mut self, config: Arc<ClientConfig>) -> Client<TlsStream> {
+        let reply = self.command("STARTTLS");
+        assert_eq!(reply, "220 2.0.0 Ready to start TLS\r\n");
+        self.into_tls(config)
+    }
+
+    /// The handshake over this connection, once the server said `220`.
+    /// Nothing else may have arrived in plaintext before it.
+    pub fn into_tls(self, config: Arc<ClientConfig>) -> Client<TlsStream> {
+        assert!(
+            self.reader.buffer().is_empty(),
+            "plaintext after the 220 to STARTTLS: {:?}",
+            String::from_utf8_lossy(self.reader.buffer())
+        );
+        Client {
+            reader: BufReader::new(handshake(self.reader.into_inner(), config)),
+        }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+}
+
+impl Client<TlsStream> {
+    /// The negotiated TLS session.
+    pub fn tls(&self) -> &ClientConnection {
+        &self.reader.get_ref().conn
+    }
+}
+
+impl<S: Read + Write> Client<S> {
     /// Writes raw bytes, exactly.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write to relay");
+        let stream = self.reader.get_mut();
+        stream.write_all(bytes).expect("write to relay");
+        stream.flush().expect("flush to relay");
     }
 
     /// Reads one whole reply (all lines of a multi-line one), CRLFs kept.
@@ -51,13 +120,54 @@ impl Client {
         self.reply()
     }
 
+    /// `EHLO client.test`, checked to succeed; the reply.
+    pub fn ehlo(&mut self) -> String {
+        let reply = self.command("EHLO client.test");
+        assert!(
+            reply.starts_with("250-relay.example.test greets client.test\r\n"),
+            "{reply}"
+        );
+        reply
+    }
+
+    /// MAIL, RCPTs and DATA, each checked to succeed: content may follow.
+    pub fn start_data(&mut self, from: &str, to: &[&str]) {
+        assert_eq!(
+            self.command(&format!("MAIL FROM:<{from}>")),
+            "250 2.1.0 Ok\r\n"
+        );
+        for rcpt in to {
+            assert_eq!(
+                self.command(&format!("RCPT TO:<{rcpt}>")),
+                "250 2.1.5 Ok\r\n",
+                "RCPT TO:<{rcpt}>"
+            );
+        }
+        assert_eq!(
+            self.command("DATA"),
+            "354 End data with <CR><LF>.<CR><LF>\r\n"
+        );
+    }
+
+    /// [`start_data`](Self::start_data), then `content` (ending in CRLF)
+    /// and the end marker; the reply to the content.
+    pub fn deliver(&mut self, from: &str, to: &[&str], content: &str) -> String {
+        self.start_data(from, to);
+        self.send(content.as_bytes());
+        self.command(".")
+    }
+
     /// True when the server has closed the connection (reads EOF).
     pub fn closed(&mut self) -> bool {
         let mut byte = [0u8; 1];
         matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
     }
+}
 
-    pub fn stream(&self) -> &TcpStream {
-        &self.stream
-    }
+/// Checks `reply` is the `250` that says a message is on disk.
+pub fn assert_queued(reply: &str) {
+    assert!(
+        reply.starts_with("250 2.0.0 Ok: queued as "),
+        "not queued: {reply}"
+    );
 }
