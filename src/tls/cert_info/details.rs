@@ -57,7 +57,7 @@ impl CertDetails {
             organizational_unit: x509::attribute(subject.iter_organizational_unit()),
             issuer: x509::dn(cert.issuer()),
             self_signed: x509::self_issued(cert),
-            serial: cert.raw_serial_as_string(),
+            serial: serial(&cert.raw_serial_as_string()),
             signature_algorithm: x509::oid_name(&cert.signature_algorithm.algorithm),
             key_strength: key.strength(),
             key_type: key.key_type,
@@ -89,4 +89,23 @@ impl CertDetails {
 fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| x509::utc(at))
+}
+
+/// The serial as OpenSSL prints it: without the `00` byte DER adds to keep
+/// a number with its high bit set positive.
+fn serial(raw: &str) -> String {
+    match raw.strip_prefix("00:") {
+        Some(rest) if !rest.is_empty() => rest.to_string(),
+        _ => raw.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod serial_tests {
+    #[test]
+    fn der_sign_padding_is_not_part_of_the_number() {
+        assert_eq!(super::serial("00:9f:01"), "9f:01");
+        assert_eq!(super::serial("0a:01"), "0a:01");
+        assert_eq!(super::serial("00"), "00");
+    }
 }
