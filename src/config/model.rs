@@ -131,7 +131,7 @@ pub struct InboundConnector {
 }
 
 /// Where mail goes and how it is protected on the way.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundConnector {
     pub name: String,

@@ -4,10 +4,13 @@
 //!   MX hosts (behind the [`route::Resolve`] trait);
 //! * [`client`]: the SMTP client over any stream, STARTTLS as a change of
 //!   type, pipelining, DSN parameters, per-phase deadlines;
+//! * [`deliver`]: one attempt: group by domain, route, hosts in turn, TLS
+//!   as the policy says, one log line per attempt;
 //! * [`outcome`]: replies and errors → delivered, deferred or failed;
 //! * [`policy`]: the TLS decision of DESIGN.md §5 as pure functions.
 
 pub mod client;
+pub mod deliver;
 pub mod outcome;
 pub mod policy;
 pub mod route;

@@ -1,0 +1,619 @@
+//! One delivery attempt of one message: recipients grouped by domain,
+//! each group routed, each hop's addresses tried in turn, the TLS policy
+//! asked at every step, one log line per attempt (DESIGN.md §5).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::net::TcpStream;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::client::Client;
+use super::outcome::{judge, Verdict};
+use super::policy::{self, Checks, Rung, Step};
+use super::route::{connector_for, hops, Hop, Hops, Resolve};
+use crate::config::values::{DomainName, DomainPattern, Host, TlsLevel, TlsVersion};
+use crate::config::{Config, OutboundConnector};
+use crate::queue::envelope::{Envelope, Recipient};
+use crate::tls::certs::Identity;
+use crate::tls::client::{config as tls_config, Negotiated};
+use crate::tls::digest::sha256;
+use crate::tls::trust::{check_name, TrustStore};
+
+/// What one recipient's attempt came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientOutcome {
+    pub address: String,
+    pub verdict: Verdict,
+    pub remote_mta: Option<String>,
+}
+
+/// Everything attempts share: routing, TLS material, limits.
+pub struct Deliverer<R> {
+    pub hostname: String,
+    pub connectors: Vec<OutboundConnector>,
+    /// Trust per connector (same order), webpki roots plus its `ca_file`.
+    trust: Vec<TrustStore>,
+    default_trust: TrustStore,
+    pub mx_port: u16,
+    pub connect_timeout: Duration,
+    pub fallback: bool,
+    pub resolver: R,
+    identity: Option<Arc<Identity>>,
+    /// Multiplies the SMTP phase timeouts (tests shorten them).
+    pub timeout_scale: f64,
+}
+
+/// Why a hop gave no verdict, so the next one is tried.
+struct Skip {
+    status: &'static str,
+    reason: String,
+}
+
+impl<R: Resolve> Deliverer<R> {
+    pub fn new(
+        config: &Config,
+        resolver: R,
+        identity: Option<Arc<Identity>>,
+    ) -> Result<Self, String> {
+        let mut trust = Vec::new();
+        for connector in &config.outbound {
+            let paths: Vec<_> = connector.ca_file.iter().cloned().collect();
+            trust.push(TrustStore::with_ca_files(&paths).map_err(|e| e.to_string())?);
+        }
+        Ok(Deliverer {
+            hostname: config.server.hostname.to_string(),
+            connectors: config.outbound.clone(),
+            trust,
+            default_trust: TrustStore::webpki_roots(),
+            mx_port: config.delivery.mx_port,
+            connect_timeout: config.delivery.connect_timeout.0,
+            fallback: config.delivery.opportunistic_fallback,
+            resolver,
+            identity,
+            timeout_scale: 1.0,
+        })
+    }
+
+    /// Tries every pending recipient once; returns one outcome each.
+    pub async fn attempt(
+        &self,
+        queue_id: &str,
+        envelope: &Envelope,
+        content: &[u8],
+        pending: &[&Recipient],
+    ) -> Vec<RecipientOutcome> {
+        let mut by_domain: BTreeMap<String, Vec<&Recipient>> = BTreeMap::new();
+        for recipient in pending {
+            let domain = recipient
+                .address
+                .rsplit_once('@')
+                .map_or("", |(_, d)| d)
+                .to_ascii_lowercase();
+            by_domain.entry(domain).or_default().push(recipient);
+        }
+        let mut outcomes = Vec::new();
+        for (domain, group) in by_domain {
+            outcomes.extend(
+                self.attempt_domain(queue_id, envelope, content, &domain, &group)
+                    .await,
+            );
+        }
+        outcomes
+    }
+
+    async fn attempt_domain(
+        &self,
+        queue_id: &str,
+        envelope: &Envelope,
+        content: &[u8],
+        domain: &str,
+        group: &[&Recipient],
+    ) -> Vec<RecipientOutcome> {
+        let all = |verdict: Verdict, remote: Option<String>| {
+            group
+                .iter()
+                .map(|r| RecipientOutcome {
+                    address: r.address.clone(),
+                    verdict: verdict.clone(),
+                    remote_mta: remote.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let Ok(domain_name) = domain.parse::<DomainName>() else {
+            return all(
+                Verdict::Failed {
+                    status: "5.1.2".into(),
+                    reason: format!("invalid recipient domain {domain:?}"),
+                },
+                None,
+            );
+        };
+        let index = connector_for(&self.connectors, &domain_name)
+            .and_then(|c| self.connectors.iter().position(|x| std::ptr::eq(x, c)));
+        let connector = index.map(|i| &self.connectors[i]);
+        let hop_list = match hops(
+            &self.resolver,
+            connector,
+            &domain_name,
+            self.mx_port,
+            shuffle,
+        )
+        .await
+        {
+            Ok(Hops::Try(list)) => list,
+            Ok(Hops::Fail { status, reason }) => {
+                return all(
+                    Verdict::Failed {
+                        status: status.into(),
+                        reason,
+                    },
+                    None,
+                )
+            }
+            Err(e) => {
+                return all(
+                    Verdict::Deferred {
+                        status: "4.4.3".into(),
+                        reason: e.to_string(),
+                    },
+                    None,
+                )
+            }
+        };
+        let route = Route {
+            connector,
+            trust: index.map_or(&self.default_trust, |i| &self.trust[i]),
+            domain: &domain_name,
+        };
+        let mut last = Skip {
+            status: "4.4.1",
+            reason: format!("no host for {domain} could be reached"),
+        };
+        for hop in &hop_list {
+            let addresses = match &hop.host {
+                Host::Ip(ip) => vec![*ip],
+                Host::Name(name) => match self.resolver.addresses(name.as_str()).await {
+                    Ok(list) if !list.is_empty() => list,
+                    Ok(_) => {
+                        last = Skip {
+                            status: "4.4.4",
+                            reason: format!("{name} has no address"),
+                        };
+                        continue;
+                    }
+                    Err(e) => {
+                        last = Skip {
+                            status: "4.4.3",
+                            reason: e.to_string(),
+                        };
+                        continue;
+                    }
+                },
+            };
+            for ip in addresses {
+                match self
+                    .attempt_host(queue_id, envelope, content, group, &route, hop, ip)
+                    .await
+                {
+                    Ok(verdicts) => {
+                        let remote = Some(hop.host.to_string());
+                        return group
+                            .iter()
+                            .zip(verdicts)
+                            .map(|(r, verdict)| RecipientOutcome {
+                                address: r.address.clone(),
+                                verdict,
+                                remote_mta: remote.clone(),
+                            })
+                            .collect();
+                    }
+                    Err(skip) => last = skip,
+                }
+            }
+        }
+        all(
+            Verdict::Deferred {
+                status: last.status.into(),
+                reason: last.reason,
+            },
+            None,
+        )
+    }
+
+    /// One host address, down the ladder as the policy says.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt_host(
+        &self,
+        queue_id: &str,
+        envelope: &Envelope,
+        content: &[u8],
+        group: &[&Recipient],
+        route: &Route<'_>,
+        hop: &Hop,
+        ip: IpAddr,
+    ) -> Result<Vec<Verdict>, Skip> {
+        let level = route.connector.map_or(TlsLevel::Opportunistic, |c| c.tls);
+        let host = hop.host.to_string();
+        let addr = SocketAddr::new(ip, hop.port);
+        let log = |tls: &str, result: &str| {
+            let recipients: Vec<&str> = group.iter().map(|r| r.address.as_str()).collect();
+            tracing::info!(
+                queue_id,
+                recipients = %recipients.join(","),
+                host = %host,
+                ip = %addr,
+                connector = route.connector.map_or("(default)", |c| c.name.as_str()),
+                tls_level = %level,
+                tls,
+                result,
+                "delivery attempt"
+            );
+        };
+        let mut rung = Rung::Modern;
+        loop {
+            let client = self.connect(addr).await.map_err(|reason| {
+                log("-", &reason);
+                Skip {
+                    status: "4.4.1",
+                    reason: format!("{host} [{addr}]: {reason}"),
+                }
+            })?;
+            match policy::after_ehlo(level, rung, client.capabilities.starttls) {
+                Step::Plaintext => {
+                    let why = if client.capabilities.starttls {
+                        "plaintext (TLS failed on higher rungs)"
+                    } else {
+                        "plaintext (STARTTLS not offered)"
+                    };
+                    let why = if level == TlsLevel::None {
+                        "plaintext (tls = none)"
+                    } else {
+                        why
+                    };
+                    return Ok(converse(client, envelope, content, group, &host, |result| {
+                        log(why, result)
+                    })
+                    .await);
+                }
+                Step::Defer { reason } => {
+                    client.quit().await;
+                    log(&format!("deferred: {reason}"), "-");
+                    return Err(Skip {
+                        status: "4.7.4",
+                        reason: format!("{host}: {reason}"),
+                    });
+                }
+                _ => {}
+            }
+            let failed =
+                |what: String| policy::after_failed_handshake(level, rung, self.fallback, &what);
+            let (step, tls) = match client.starttls().await {
+                Err(e) => (failed(e.to_string()), None),
+                Ok(Err((reply, plain))) => {
+                    plain.quit().await;
+                    (
+                        failed(format!("STARTTLS refused: {}", reply.summary())),
+                        None,
+                    )
+                }
+                Ok(Ok(stream)) => match self.handshake(stream, hop, rung, route).await {
+                    Err(e) => (failed(e), None),
+                    Ok((tls, checks)) => (policy::after_handshake(level, &checks), Some(tls)),
+                },
+            };
+            match (step, tls) {
+                (Step::Deliver { note }, Some(tls)) => {
+                    let negotiated = Negotiated::of(tls.get_ref().1);
+                    let summary = format!("{} {} {note}", negotiated.version, negotiated.cipher);
+                    let mut client = Client::new(tls);
+                    client.timeout_scale = self.timeout_scale;
+                    match client.hello(&self.hostname).await {
+                        Ok(reply) if reply.is_positive() => {}
+                        Ok(reply) => {
+                            return Err(Skip {
+                                status: "4.4.2",
+                                reason: format!(
+                                    "{host} refused EHLO after STARTTLS: {}",
+                                    reply.summary()
+                                ),
+                            })
+                        }
+                        Err(e) => {
+                            return Err(Skip {
+                                status: "4.4.2",
+                                reason: format!("{host}: {e}"),
+                            })
+                        }
+                    }
+                    return Ok(converse(client, envelope, content, group, &host, |result| {
+                        log(&summary, result)
+                    })
+                    .await);
+                }
+                (Step::NextRung, _) => {
+                    log(&format!("TLS failed on rung {rung:?}, trying lower"), "-");
+                    rung = rung.below().unwrap_or(Rung::Plaintext);
+                }
+                (Step::Defer { reason }, tls) => {
+                    if let Some(tls) = tls {
+                        Client::new(tls).quit().await;
+                    }
+                    log(&format!("deferred: {reason}"), "-");
+                    return Err(Skip {
+                        status: "4.7.5",
+                        reason: format!("{host}: {reason}"),
+                    });
+                }
+                (other, _) => {
+                    return Err(Skip {
+                        status: "4.7.0",
+                        reason: format!("{host}: unexpected TLS step {other:?}"),
+                    })
+                }
+            }
+        }
+    }
+
+    /// TCP connect, greeting, EHLO: a client ready for the policy's question.
+    async fn connect(&self, addr: SocketAddr) -> Result<Client<TcpStream>, String> {
+        let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(format!("connect: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "connect: no answer within {:?}",
+                    self.connect_timeout
+                ))
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let mut client = Client::new(tcp);
+        client.timeout_scale = self.timeout_scale;
+        let greeting = client
+            .reply(super::client::Phase::Greeting)
+            .await
+            .map_err(|e| e.to_string())?;
+        if greeting.code != 220 {
+            client.quit().await;
+            return Err(format!("greeting: {}", greeting.summary()));
+        }
+        match client.hello(&self.hostname).await {
+            Ok(reply) if reply.is_positive() => Ok(client),
+            Ok(reply) => Err(format!("EHLO: {}", reply.summary())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The TLS handshake of one rung, then what the certificate is worth.
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+        hop: &Hop,
+        rung: Rung,
+        route: &Route<'_>,
+    ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, Checks), String> {
+        let minimum = route
+            .connector
+            .map_or(TlsVersion::Tls12, |c| c.min_tls_version);
+        let versions: Vec<&'static rustls::SupportedProtocolVersion> = match (rung, minimum) {
+            (Rung::Modern, TlsVersion::Tls12) => {
+                vec![&rustls::version::TLS13, &rustls::version::TLS12]
+            }
+            (Rung::Modern, TlsVersion::Tls13) => vec![&rustls::version::TLS13],
+            (_, TlsVersion::Tls12) => vec![&rustls::version::TLS12],
+            (_, TlsVersion::Tls13) => return Err("TLS 1.2 is below min_tls_version".into()),
+        };
+        let identity = match route.connector {
+            Some(c) if c.client_cert => self.identity.as_deref(),
+            _ => None,
+        };
+        let config = tls_config(&versions, identity).map_err(|e| format!("TLS setup: {e}"))?;
+        let name = match &hop.host {
+            Host::Name(name) => {
+                ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?
+            }
+            Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+        };
+        let connect = tokio_rustls::TlsConnector::from(config).connect(name, stream);
+        let tls = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return Err(format!("handshake: {e}")),
+            Err(_) => return Err(format!("handshake stalled past {:?}", self.connect_timeout)),
+        };
+        let chain: Vec<CertificateDer<'static>> = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .unwrap_or_default()
+            .to_vec();
+        let checks = route.checks(&chain, &hop.host);
+        Ok((tls, checks))
+    }
+}
+
+/// The routing facts an attempt's TLS checks need.
+struct Route<'a> {
+    connector: Option<&'a OutboundConnector>,
+    trust: &'a TrustStore,
+    domain: &'a DomainName,
+}
+
+impl Route<'_> {
+    /// Chain, name and pin, as the connector's level will read them.
+    fn checks(&self, chain: &[CertificateDer<'_>], host: &Host) -> Checks {
+        let Some(leaf) = chain.first() else {
+            let none = Err("no certificate".to_string());
+            return Checks {
+                chain: none.clone(),
+                name: none,
+                pinned: false,
+            };
+        };
+        let chain_result = self
+            .trust
+            .verify_server_chain(chain, UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let level = self.connector.map_or(TlsLevel::Opportunistic, |c| c.tls);
+        let name = match level {
+            TlsLevel::VerifyDomain => {
+                let patterns = self.connector.map_or(&[][..], |c| &c.tls_domains[..]);
+                domain_names_match(leaf, patterns, self.domain)
+            }
+            _ => {
+                let name = match host {
+                    Host::Name(name) => name.to_string(),
+                    Host::Ip(ip) => ip.to_string(),
+                };
+                check_name(leaf, &name).map_err(|e| e.to_string())
+            }
+        };
+        let pins = self.connector.map_or(&[][..], |c| &c.fingerprints[..]);
+        let leaf_hash = sha256(leaf);
+        let spki_hash = X509Certificate::from_der(leaf)
+            .ok()
+            .map(|(_, cert)| sha256(cert.public_key().raw));
+        let pinned = pins
+            .iter()
+            .any(|pin| pin.0 == leaf_hash || Some(pin.0) == spki_hash);
+        Checks {
+            chain: chain_result,
+            name,
+            pinned,
+        }
+    }
+}
+
+/// `verify-domain`: the certificate names one of `patterns`, or, when
+/// none are configured, the recipient domain or one of its subdomains.
+fn domain_names_match(
+    leaf: &CertificateDer<'_>,
+    patterns: &[crate::config::values::NamePattern],
+    domain: &DomainName,
+) -> Result<(), String> {
+    let presented: Vec<String> = X509Certificate::from_der(leaf)
+        .map(|(_, cert)| crate::tls::x509::alt_names(&cert).dns)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    let ok = match patterns {
+        [] => {
+            check_name(leaf, domain.as_str()).is_ok()
+                || presented.iter().any(|n| {
+                    n.trim_start_matches("*.")
+                        .parse::<DomainName>()
+                        .is_ok_and(|n| n.is_within(domain))
+                })
+        }
+        _ => patterns.iter().any(|pattern| match &pattern.0 {
+            DomainPattern::Exact(name) => check_name(leaf, name.as_str()).is_ok(),
+            DomainPattern::Subdomains(parent) => presented.iter().any(|n| {
+                n == &format!("*.{parent}")
+                    || n.split_once('.').is_some_and(|(label, rest)| {
+                        !label.contains('*') && rest == parent.as_str()
+                    })
+            }),
+            DomainPattern::Any => false,
+        }),
+    };
+    if ok {
+        return Ok(());
+    }
+    let wanted = match patterns {
+        [] => format!("{domain} or its subdomains"),
+        _ => patterns
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let names = if presented.is_empty() {
+        "no DNS names".to_string()
+    } else {
+        presented.join(", ")
+    };
+    Err(format!("certificate for {names} not valid for {wanted}"))
+}
+
+/// The transaction on a ready client, judged per recipient; a broken
+/// conversation defers everyone (the next attempt may use another host).
+async fn converse<S>(
+    mut client: Client<S>,
+    envelope: &Envelope,
+    content: &[u8],
+    group: &[&Recipient],
+    host: &str,
+    log: impl Fn(&str),
+) -> Vec<Verdict>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if envelope.smtputf8 && !client.capabilities.smtputf8 {
+        log("refused: next hop lacks SMTPUTF8");
+        client.quit().await;
+        let reason =
+            format!("{host} does not support SMTPUTF8, which this message needs (RFC 6531)");
+        return vec![
+            Verdict::Failed {
+                status: "5.6.7".into(),
+                reason
+            };
+            group.len()
+        ];
+    }
+    if let Some(limit) = client.capabilities.size {
+        if content.len() as u64 > limit {
+            log("refused: message larger than the next hop's SIZE");
+            client.quit().await;
+            let reason = format!(
+                "{host} accepts at most {limit} bytes; the message has {}",
+                content.len()
+            );
+            return vec![
+                Verdict::Failed {
+                    status: "5.3.4".into(),
+                    reason
+                };
+                group.len()
+            ];
+        }
+    }
+    match client.transaction(envelope, group, content).await {
+        Ok(transaction) => {
+            let verdicts = judge(&transaction, group.len(), host);
+            let result = transaction
+                .data
+                .as_ref()
+                .or(transaction.rcpts.last())
+                .unwrap_or(&transaction.mail)
+                .summary();
+            log(&result);
+            client.quit().await;
+            verdicts
+        }
+        Err(e) => {
+            log(&e.to_string());
+            vec![Verdict::from_error(&e, host); group.len()]
+        }
+    }
+}
+
+/// Random order among equal MX preferences.
+fn shuffle(hosts: &mut [String]) {
+    for i in (1..hosts.len()).rev() {
+        let j = (rand_u64() % (i as u64 + 1)) as usize;
+        hosts.swap(i, j);
+    }
+}
+
+/// A random number from the OS, without another dependency.
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
