@@ -30,5 +30,6 @@ pub mod dns;
 pub mod inbound;
 pub mod outbound;
 pub mod queue;
+pub mod random;
 pub mod smtp;
 pub mod tls;

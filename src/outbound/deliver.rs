@@ -140,7 +140,7 @@ impl<R: Resolve> Deliverer<R> {
             connector,
             &domain_name,
             self.mx_port,
-            shuffle,
+            crate::random::shuffle,
         )
         .await
         {
@@ -601,19 +601,4 @@ where
             vec![Verdict::from_error(&e, host); group.len()]
         }
     }
-}
-
-/// Random order among equal MX preferences.
-fn shuffle(hosts: &mut [String]) {
-    for i in (1..hosts.len()).rev() {
-        let j = (rand_u64() % (i as u64 + 1)) as usize;
-        hosts.swap(i, j);
-    }
-}
-
-/// A random number from the OS, without another dependency.
-fn rand_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    u64::from_le_bytes(bytes)
 }

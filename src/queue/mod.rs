@@ -2,6 +2,7 @@
 
 pub mod dsn;
 pub mod envelope;
+pub mod manager;
 pub mod schedule;
 pub mod spool;
 pub mod state;

@@ -174,6 +174,12 @@ impl Spool {
         read_message(&self.inner.queue.join(id))
     }
 
+    /// Removes a message that left the queue. Not synced: should the
+    /// removal be lost in a crash, the message is delivered again.
+    pub fn remove(&self, id: &str) {
+        let _ = fs::remove_file(self.inner.queue.join(id));
+    }
+
     /// Asks the folder-sync thread to sync `queue/`, waiting for the batch.
     async fn sync_queue_folder(&self) -> io::Result<()> {
         let (reply, done) = oneshot::channel();
