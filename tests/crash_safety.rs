@@ -9,8 +9,10 @@
 //! whether it saw `250 … queued as ID`, whether the end of data went out
 //! with no reply (the relay died between its commit and our read: the
 //! RFC 1047 window, where a copy may legitimately remain), or whether the
-//! message was not sent completely (must leave no trace). After a clean
-//! restart the spool is compared with those records.
+//! message was not sent completely (must leave no trace). Now and then a
+//! client also hangs up in the middle of the content on its own, up to
+//! the last byte before the final LF, as a crashing client would. After a
+//! clean restart the spool is compared with those records.
 //!
 //! A SIGKILL loses no page cache, so this checks the protocol order
 //! (content complete before the rename, rename before `250`, `.tmp`
@@ -39,6 +41,8 @@ const KILLS: usize = 5;
 const CLIENT_DEADLINE: Duration = Duration::from_secs(45);
 /// Past the spool's in-memory limit (256 KiB), so that path crashes too.
 const LARGE: usize = 270_000;
+/// One attempt in this many hangs up partway through the content.
+const ABANDON_ONE_IN: usize = 25;
 
 #[test]
 fn sigkill_loses_no_acknowledged_message_and_keeps_no_unacknowledged_one() {
@@ -124,6 +128,7 @@ fn sigkill_loses_no_acknowledged_message_and_keeps_no_unacknowledged_one() {
     let mut unfinished = Vec::new();
     let mut window = 0;
     let mut incomplete = 0;
+    let mut abandoned = 0;
     for (client, messages) in records.iter().enumerate() {
         for (n, record) in messages.iter().enumerate() {
             if record.acknowledged.is_none() {
@@ -131,6 +136,7 @@ fn sigkill_loses_no_acknowledged_message_and_keeps_no_unacknowledged_one() {
             }
             window += record.window;
             incomplete += record.incomplete;
+            abandoned += record.abandoned;
         }
     }
     assert!(
@@ -167,8 +173,9 @@ fn sigkill_loses_no_acknowledged_message_and_keeps_no_unacknowledged_one() {
     }
     println!(
         "{total} messages acknowledged, {kills} kills, {incomplete} attempts cut before the end \
-         of data, {window} ended the data with no reply (RFC 1047 window), {window_copies} of \
-         those were committed and are spooled as duplicates, {:.1} s",
+         of data ({abandoned} by the client hanging up), {window} ended the data with no reply \
+         (RFC 1047 window), {window_copies} of those were committed and are spooled as \
+         duplicates, {:.1} s",
         started.elapsed().as_secs_f64()
     );
     for duplicate in &duplicates {
@@ -193,6 +200,8 @@ struct Record {
     window: u32,
     /// Attempts cut before the end of data was sent completely.
     incomplete: u32,
+    /// Of those, the ones where the client hung up on its own.
+    abandoned: u32,
 }
 
 /// How one attempt at one message ended.
@@ -200,6 +209,7 @@ enum Attempt {
     Acknowledged(String),
     NoReply,
     Incomplete,
+    Abandoned,
 }
 
 /// Sends `client`'s messages in order, reconnecting after every failure,
@@ -247,6 +257,10 @@ fn run_client(
                 }
                 Ok(Attempt::NoReply) => record.window += 1,
                 Ok(Attempt::Incomplete) => record.incomplete += 1,
+                Ok(Attempt::Abandoned) => {
+                    record.incomplete += 1;
+                    record.abandoned += 1;
+                }
                 Err(e) => {
                     record.incomplete += 1;
                     if e.kind() == io::ErrorKind::InvalidData {
@@ -385,7 +399,14 @@ impl Conn {
         }
         self.expect(Some("DATA"), "354")?;
         let wire = message.wire();
-        let mut rest = &wire[..];
+        // A client that gives up partway: at a random byte, or just
+        // before the final LF, the most tempting one to mistake for the end.
+        let cut = match rng.usize(0..ABANDON_ONE_IN * 2) {
+            0 => wire.len() - 1,
+            1 => rng.usize(0..wire.len()),
+            _ => wire.len(),
+        };
+        let mut rest = &wire[..cut];
         while !rest.is_empty() {
             let piece = rest.len().min(rng.usize(1..=65_536));
             if self.send(&rest[..piece]).is_err() {
@@ -393,6 +414,10 @@ impl Conn {
                 return Ok(Attempt::Incomplete);
             }
             rest = &rest[piece..];
+        }
+        if cut < wire.len() {
+            let _ = self.stream.shutdown(std::net::Shutdown::Both);
+            return Ok(Attempt::Abandoned);
         }
         let Ok(reply) = self.reply() else {
             return Ok(Attempt::NoReply);
