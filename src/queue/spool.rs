@@ -147,6 +147,7 @@ impl Spool {
             id,
             buffer,
             file: None,
+            broken: None,
             spool: self.clone(),
         }
     }
@@ -237,6 +238,9 @@ pub struct MessageWriter {
     tmp: PathBuf,
     buffer: Vec<u8>,
     file: Option<File>,
+    /// A write to the `.tmp` file failed: content is missing, so the
+    /// message must never be committed (the client gets 451/452 instead).
+    broken: Option<io::Error>,
     spool: Spool,
 }
 
@@ -246,7 +250,11 @@ impl MessageWriter {
     }
 
     /// Appends content; spills to the `.tmp` file past the memory limit.
+    /// After a failed write the rest is discarded and the commit fails.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
+        if self.broken.is_some() {
+            return Ok(());
+        }
         self.buffer.extend_from_slice(bytes);
         if self.buffer.len() < MEMORY_LIMIT {
             return Ok(());
@@ -268,15 +276,26 @@ impl MessageWriter {
         .await
         .unwrap_or_else(|e| (None, Err(e)));
         self.file = file;
-        result.map_err(|source| SpoolError::File {
-            path: self.tmp.clone(),
-            source,
+        result.map_err(|e| {
+            let source = io::Error::new(e.kind(), e.to_string());
+            self.broken = Some(e);
+            SpoolError::File {
+                path: self.tmp.clone(),
+                source,
+            }
         })
     }
 
     /// Makes the message durable under its id. Only after this returns Ok
     /// may the client be told `250`.
     pub async fn commit(mut self) -> Result<String, SpoolError> {
+        if let Some(source) = self.broken.take() {
+            // Dropping `self` removes the `.tmp` file.
+            return Err(SpoolError::File {
+                path: self.tmp.clone(),
+                source,
+            });
+        }
         let buffer = std::mem::take(&mut self.buffer);
         let file = self.file.take();
         let tmp = self.tmp.clone();
