@@ -122,11 +122,17 @@ impl Spool {
     }
 
     /// A new queue id: unique within this spool, sortable by time of start.
+    ///
+    /// The start time in microseconds, then a 24-bit counter. Every time
+    /// the counter wraps (16.7 million messages) the time part moves on by
+    /// one microsecond, so an id is never handed out twice: the rename in
+    /// [`MessageWriter::commit`] would silently replace a queued message.
+    /// A later start is later by far more microseconds than there were wraps.
     fn next_id(&self) -> String {
         let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
         format!(
             "{:012X}{:06X}",
-            self.inner.id_base & 0xFFFF_FFFF_FFFF,
+            self.inner.id_base.wrapping_add(n >> 24) & 0xFFFF_FFFF_FFFF,
             n & 0xFF_FFFF
         )
     }

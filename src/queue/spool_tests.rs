@@ -137,3 +137,16 @@ async fn a_message_that_lost_content_to_a_write_error_cannot_be_committed() {
         .unwrap_or_default();
     assert!(names.is_empty(), "{names:?}");
 }
+
+#[test]
+fn ids_stay_unique_and_ordered_when_the_counter_wraps() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let first = spool.next_id();
+    spool.inner.next.store(0xFF_FFFF, Ordering::Relaxed);
+    let last_before_wrap = spool.next_id();
+    let after_wrap = spool.next_id();
+    assert_ne!(after_wrap, first, "the 16,777,217th id repeats the first");
+    assert!(first < last_before_wrap && last_before_wrap < after_wrap);
+    assert_eq!(after_wrap.len(), first.len());
+}
