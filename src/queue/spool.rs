@@ -122,11 +122,17 @@ impl Spool {
     }
 
     /// A new queue id: unique within this spool, sortable by time of start.
+    ///
+    /// The start time in microseconds, then a 24-bit counter. Every time
+    /// the counter wraps (16.7 million messages) the time part moves on by
+    /// one microsecond, so an id is never handed out twice: the rename in
+    /// [`MessageWriter::commit`] would silently replace a queued message.
+    /// A later start is later by far more microseconds than there were wraps.
     fn next_id(&self) -> String {
         let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
         format!(
             "{:012X}{:06X}",
-            self.inner.id_base & 0xFFFF_FFFF_FFFF,
+            self.inner.id_base.wrapping_add(n >> 24) & 0xFFFF_FFFF_FFFF,
             n & 0xFF_FFFF
         )
     }
@@ -147,6 +153,7 @@ impl Spool {
             id,
             buffer,
             file: None,
+            broken: None,
             spool: self.clone(),
         }
     }
@@ -243,6 +250,9 @@ pub struct MessageWriter {
     tmp: PathBuf,
     buffer: Vec<u8>,
     file: Option<File>,
+    /// A write to the `.tmp` file failed: content is missing, so the
+    /// message must never be committed (the client gets 451/452 instead).
+    broken: Option<io::Error>,
     spool: Spool,
 }
 
@@ -252,7 +262,11 @@ impl MessageWriter {
     }
 
     /// Appends content; spills to the `.tmp` file past the memory limit.
+    /// After a failed write the rest is discarded and the commit fails.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
+        if self.broken.is_some() {
+            return Ok(());
+        }
         self.buffer.extend_from_slice(bytes);
         if self.buffer.len() < MEMORY_LIMIT {
             return Ok(());
@@ -274,15 +288,26 @@ impl MessageWriter {
         .await
         .unwrap_or_else(|e| (None, Err(e)));
         self.file = file;
-        result.map_err(|source| SpoolError::File {
-            path: self.tmp.clone(),
-            source,
+        result.map_err(|e| {
+            let source = io::Error::new(e.kind(), e.to_string());
+            self.broken = Some(e);
+            SpoolError::File {
+                path: self.tmp.clone(),
+                source,
+            }
         })
     }
 
     /// Makes the message durable under its id. Only after this returns Ok
     /// may the client be told `250`.
     pub async fn commit(mut self) -> Result<String, SpoolError> {
+        if let Some(source) = self.broken.take() {
+            // Dropping `self` removes the `.tmp` file.
+            return Err(SpoolError::File {
+                path: self.tmp.clone(),
+                source,
+            });
+        }
         let buffer = std::mem::take(&mut self.buffer);
         let file = self.file.take();
         let tmp = self.tmp.clone();

@@ -111,3 +111,42 @@ fn corrupt_files_are_reported_not_trusted() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_message_that_lost_content_to_a_write_error_cannot_be_committed() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut writer = spool.create(&envelope());
+    // The spill to `<ID>.tmp` fails once (here: a folder is in the way,
+    // in life: EMFILE, ENOSPC, EIO), and the content it carried is gone.
+    fs::create_dir(&writer.tmp).unwrap_or_else(|e| panic!("{e}"));
+    let first = vec![b'a'; MEMORY_LIMIT];
+    assert!(writer.write(&first).await.is_err());
+    fs::remove_dir(&writer.tmp).unwrap_or_else(|e| panic!("{e}"));
+    writer
+        .write(b"the rest\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        writer.commit().await.is_err(),
+        "a message missing its first {MEMORY_LIMIT} bytes was committed"
+    );
+    assert_eq!(spool.list().ok(), Some(vec![]));
+    let names: Vec<_> = fs::read_dir(dir.path().join("queue"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+#[test]
+fn ids_stay_unique_and_ordered_when_the_counter_wraps() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let first = spool.next_id();
+    spool.inner.next.store(0xFF_FFFF, Ordering::Relaxed);
+    let last_before_wrap = spool.next_id();
+    let after_wrap = spool.next_id();
+    assert_ne!(after_wrap, first, "the 16,777,217th id repeats the first");
+    assert!(first < last_before_wrap && last_before_wrap < after_wrap);
+    assert_eq!(after_wrap.len(), first.len());
+}

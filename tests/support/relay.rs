@@ -89,6 +89,9 @@ impl Relay {
 
     /// Starts the process on the relay's folder and waits for its listeners.
     pub fn launch(&mut self) {
+        // Only this start's log lines count: after a restart the previous
+        // process's `listening` lines name ports nobody listens on.
+        let first_line = self.log.lock().expect("log lock").len();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tlsrelay"))
             .args(["--log-format", "json", "--log-level", "info", "serve", "-c"])
             .arg(self.dir.path().join("tlsrelay.toml"))
@@ -108,7 +111,7 @@ impl Relay {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let (smtp, implicit) = self.listening();
+            let (smtp, implicit) = self.listening(first_line);
             if let Some(smtp) = smtp {
                 self.smtp = smtp;
                 self.implicit_tls = implicit;
@@ -133,16 +136,12 @@ impl Relay {
         }
     }
 
-    /// The addresses of the latest start's `listening` log lines.
-    fn listening(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    /// The addresses of the `listening` log lines from line `first_line` on.
+    fn listening(&self, first_line: usize) -> (Option<SocketAddr>, Option<SocketAddr>) {
         let log = self.log.lock().expect("log lock");
-        let start = log
-            .iter()
-            .rposition(|l| l.contains("spool recovered"))
-            .unwrap_or(0);
         let mut smtp = None;
         let mut implicit = None;
-        for line in &log[start..] {
+        for line in log.iter().skip(first_line) {
             let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
             };
