@@ -7,10 +7,15 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigErrors};
+use crate::dns::Dns;
 use crate::inbound::listener::Listeners;
 use crate::inbound::policy::InboundPolicy;
 use crate::inbound::{ServerState, Timeouts};
+use crate::outbound::deliver::Deliverer;
+use crate::queue::manager::QueueManager;
+use crate::queue::schedule::Schedule;
 use crate::queue::spool::{Spool, SpoolError};
+use crate::queue::state::StateStore;
 use crate::tls::server::ServerTls;
 use crate::tls::{certs, generate};
 
@@ -23,6 +28,8 @@ pub enum StartError {
     Spool(#[from] SpoolError),
     #[error("{0}")]
     Certificate(String),
+    #[error("{0}")]
+    Dns(#[from] crate::dns::DnsError),
     /// The network refused (exit 2).
     #[error("{0}")]
     Listen(std::io::Error),
@@ -38,6 +45,7 @@ impl StartError {
 /// A started relay: listeners bound, spool recovered.
 pub struct Daemon {
     listeners: Listeners,
+    queue: QueueManager<Dns>,
 }
 
 impl Daemon {
@@ -49,12 +57,14 @@ impl Daemon {
         let tls = server_tls(config)?;
         let spool = Spool::open(&config.server.spool_dir)?;
         tracing::info!(spool = %config.server.spool_dir.display(), messages = spool.list()?.len(), "spool recovered");
+        let queue = queue_manager(config, &spool)?;
         let state = Arc::new(ServerState {
             policy: Arc::new(InboundPolicy::new(config)),
             tls,
             spool,
             timeouts: Timeouts::new(config),
             dns: reverse_dns(config),
+            queue: queue.handle(),
         });
         let addrs = |list: &[crate::config::values::ListenAddr]| {
             list.iter().map(|a| a.0).collect::<Vec<SocketAddr>>()
@@ -73,7 +83,7 @@ impl Daemon {
             let mode = if implicit { "implicit-tls" } else { "smtp" };
             tracing::info!(%address, mode, "listening");
         }
-        Ok(Daemon { listeners })
+        Ok(Daemon { listeners, queue })
     }
 
     /// The bound addresses (port 0 resolved) and whether each is implicit TLS.
@@ -83,9 +93,38 @@ impl Daemon {
 
     /// Serves until `shutdown` is cancelled, then stops gracefully.
     pub async fn run(self, shutdown: CancellationToken) {
-        self.listeners.run(shutdown).await;
+        tokio::join!(
+            self.listeners.run(shutdown.clone()),
+            self.queue.run(shutdown)
+        );
         tracing::info!("stopped");
     }
+}
+
+/// The outbound side: routing DNS, our client certificate, the schedule.
+fn queue_manager(config: &Config, spool: &Spool) -> Result<QueueManager<Dns>, StartError> {
+    let states =
+        StateStore::open(&config.server.spool_dir).map_err(|source| SpoolError::Folder {
+            path: config.server.spool_dir.join("state"),
+            source,
+        })?;
+    let identity = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => {
+            Some(Arc::new(certs::load_identity(cert, key).map_err(|e| {
+                StartError::Config(config.error("tls.cert", e.to_string()).into())
+            })?))
+        }
+        _ => None,
+    };
+    let deliverer = Deliverer::new(config, Dns::new(&config.dns)?, identity)
+        .map_err(StartError::Certificate)?;
+    Ok(QueueManager::new(
+        spool.clone(),
+        states,
+        Schedule::new(&config.queue),
+        deliverer,
+        config.server.hostname.to_string(),
+    ))
 }
 
 fn reverse_dns(config: &Config) -> Option<crate::dns::Dns> {

@@ -174,6 +174,7 @@ impl Driver<'_> {
                         if let Ok(id) = &result {
                             self.messages += 1;
                             tracing::info!(queue_id = %id, "message accepted");
+                            self.state.queue.queued(id);
                         }
                         session.committed(result.map(|_| ()), &mut out);
                         last_command = Instant::now();

@@ -32,6 +32,8 @@ pub struct ServerState {
     pub timeouts: Timeouts,
     /// For clients' reverse names; `None` when turned off or unavailable.
     pub dns: Option<crate::dns::Dns>,
+    /// Tells the queue manager about each message committed.
+    pub queue: crate::queue::manager::QueueHandle,
 }
 
 /// The per-phase deadlines of a session (RFC 5321 §4.5.3.2).

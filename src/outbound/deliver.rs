@@ -43,6 +43,9 @@ pub struct Deliverer<R> {
     pub fallback: bool,
     pub resolver: R,
     identity: Option<Arc<Identity>>,
+    /// `[delivery] max_connections_per_destination`, per host and port.
+    per_destination: usize,
+    destinations: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Multiplies the SMTP phase timeouts (tests shorten them).
     pub timeout_scale: f64,
 }
@@ -74,6 +77,8 @@ impl<R: Resolve> Deliverer<R> {
             fallback: config.delivery.opportunistic_fallback,
             resolver,
             identity,
+            per_destination: config.delivery.max_connections_per_destination,
+            destinations: Default::default(),
             timeout_scale: 1.0,
         })
     }
@@ -253,6 +258,11 @@ impl<R: Resolve> Deliverer<R> {
                 "delivery attempt"
             );
         };
+        // At most max_connections_per_destination at once to one host.
+        let _slot = self
+            .destination_slot(&format!("{host}:{}", hop.port))
+            .acquire_owned()
+            .await;
         let mut rung = Rung::Modern;
         loop {
             let client = self.connect(addr).await.map_err(|reason| {
@@ -356,6 +366,15 @@ impl<R: Resolve> Deliverer<R> {
                 }
             }
         }
+    }
+
+    fn destination_slot(&self, destination: &str) -> Arc<tokio::sync::Semaphore> {
+        let Ok(mut map) = self.destinations.lock() else {
+            return Arc::new(tokio::sync::Semaphore::new(self.per_destination));
+        };
+        map.entry(destination.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_destination)))
+            .clone()
     }
 
     /// TCP connect, greeting, EHLO: a client ready for the policy's question.

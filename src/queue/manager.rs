@@ -52,7 +52,13 @@ fn now() -> i64 {
 }
 
 impl<R: Resolve + 'static> QueueManager<R> {
-    pub fn new(spool: Spool, states: StateStore, schedule: Schedule, deliverer: Deliverer<R>, hostname: String) -> Self {
+    pub fn new(
+        spool: Spool,
+        states: StateStore,
+        schedule: Schedule,
+        deliverer: Deliverer<R>,
+        hostname: String,
+    ) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         QueueManager {
             spool,
@@ -81,7 +87,9 @@ impl<R: Resolve + 'static> QueueManager<R> {
                     due.push(Reverse((at, id)));
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot list the spool; queued mail waits until restart"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the spool; queued mail waits until restart")
+            }
         }
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         let tasks = TaskTracker::new();
@@ -96,7 +104,9 @@ impl<R: Resolve + 'static> QueueManager<R> {
         let (reschedule, mut rescheduled) = mpsc::unbounded_channel::<(i64, String)>();
         loop {
             let next = due.peek().map(|Reverse((at, _))| *at);
-            let sleep = next.map_or(Duration::from_secs(3600), |at| Duration::from_secs((at - now()).max(0) as u64));
+            let sleep = next.map_or(Duration::from_secs(3600), |at| {
+                Duration::from_secs((at - now()).max(0) as u64)
+            });
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(id) = self.receiver.recv() => due.push(Reverse((now(), id))),
@@ -107,11 +117,19 @@ impl<R: Resolve + 'static> QueueManager<R> {
                 if *at > now() {
                     break;
                 }
-                let Some(Reverse((_, id))) = due.pop() else { break };
-                if !busy.lock().map(|mut b| b.insert(id.clone())).unwrap_or(false) {
+                let Some(Reverse((_, id))) = due.pop() else {
+                    break;
+                };
+                if !busy
+                    .lock()
+                    .map(|mut b| b.insert(id.clone()))
+                    .unwrap_or(false)
+                {
                     continue;
                 }
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
                 let (worker, busy, reschedule) = (this.clone(), busy.clone(), reschedule.clone());
                 tasks.spawn(async move {
                     if let Some(next) = worker.attempt(&id).await {
@@ -149,16 +167,33 @@ impl<R: Resolve> Worker<R> {
                 return None;
             }
         };
-        let mut state = self.states.load(id).unwrap_or_else(|| DeliveryState::new(&envelope, now()));
+        let mut state = self
+            .states
+            .load(id)
+            .unwrap_or_else(|| DeliveryState::new(&envelope, now()));
         let pending: Vec<&Recipient> = envelope
             .recipients
             .iter()
-            .filter(|r| state.recipients.iter().any(|s| s.address == r.address && s.status == Status::Pending))
+            .filter(|r| {
+                state
+                    .recipients
+                    .iter()
+                    .any(|s| s.address == r.address && s.status == Status::Pending)
+            })
             .collect();
-        let outcomes = self.deliverer.attempt(id, &envelope, &content, &pending).await;
+        let outcomes = self
+            .deliverer
+            .attempt(id, &envelope, &content, &pending)
+            .await;
         let mut failed = Vec::new();
         for outcome in outcomes {
-            let Some(slot) = state.recipients.iter_mut().find(|s| s.address == outcome.address) else { continue };
+            let Some(slot) = state
+                .recipients
+                .iter_mut()
+                .find(|s| s.address == outcome.address)
+            else {
+                continue;
+            };
             slot.remote_mta = outcome.remote_mta.clone();
             match outcome.verdict {
                 Verdict::Delivered { reply } => {
@@ -181,9 +216,16 @@ impl<R: Resolve> Worker<R> {
         state.attempts += 1;
         let now = now();
         if !state.done() && self.schedule.expired(envelope.received_at, now) {
-            for slot in state.recipients.iter_mut().filter(|s| s.status == Status::Pending) {
+            for slot in state
+                .recipients
+                .iter_mut()
+                .filter(|s| s.status == Status::Pending)
+            {
                 slot.status = Status::Failed;
-                let last = slot.reason.clone().unwrap_or_else(|| "not delivered in time".into());
+                let last = slot
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "not delivered in time".into());
                 slot.reason = Some(format!("gave up after {} attempts: {last}", state.attempts));
                 slot.code = Some(permanent(slot.code.as_deref().unwrap_or("4.4.7")));
                 failed.push(slot.clone());
@@ -198,14 +240,25 @@ impl<R: Resolve> Worker<R> {
             tracing::info!(queue_id = id, attempts = state.attempts, "message finished");
             return None;
         }
-        if self.schedule.delay_warning_due(envelope.received_at, now, state.delay_warned) {
-            let pending: Vec<_> = state.recipients.iter().filter(|s| s.status == Status::Pending).cloned().collect();
-            let until = crate::inbound::rfc5322_date(unix(self.schedule.expires_at(envelope.received_at)));
+        if self
+            .schedule
+            .delay_warning_due(envelope.received_at, now, state.delay_warned)
+        {
+            let pending: Vec<_> = state
+                .recipients
+                .iter()
+                .filter(|s| s.status == Status::Pending)
+                .cloned()
+                .collect();
+            let until =
+                crate::inbound::rfc5322_date(unix(self.schedule.expires_at(envelope.received_at)));
             self.notify(id, &envelope, &content, Kind::Delay, &pending, Some(&until));
             state.delay_warned = true;
         }
         let jitter = crate::random::unit() * 2.0 - 1.0;
-        state.next_attempt = self.schedule.next_attempt(envelope.received_at, state.attempts, now, jitter);
+        state.next_attempt =
+            self.schedule
+                .next_attempt(envelope.received_at, state.attempts, now, jitter);
         if let Err(e) = self.states.save(id, &state) {
             tracing::warn!(queue_id = id, error = %e, "could not save delivery state; delivered recipients may be tried again");
         }
@@ -213,11 +266,23 @@ impl<R: Resolve> Worker<R> {
     }
 
     /// Queues a DSN from `<>` to the sender, when it wants one.
-    fn notify(&self, id: &str, envelope: &Envelope, content: &[u8], kind: Kind, slots: &[super::state::RecipientState], until: Option<&str>) {
+    fn notify(
+        &self,
+        id: &str,
+        envelope: &Envelope,
+        content: &[u8],
+        kind: Kind,
+        slots: &[super::state::RecipientState],
+        until: Option<&str>,
+    ) {
         let recipients = slots
             .iter()
             .filter_map(|slot| {
-                let recipient = envelope.recipients.iter().find(|r| r.address == slot.address)?.clone();
+                let recipient = envelope
+                    .recipients
+                    .iter()
+                    .find(|r| r.address == slot.address)?
+                    .clone();
                 Some(RecipientReport {
                     recipient,
                     status: slot.code.clone().unwrap_or_else(|| "4.0.0".into()),
@@ -243,9 +308,16 @@ impl<R: Resolve> Worker<R> {
         };
         let notice = Envelope {
             sender: String::new(),
-            recipients: vec![Recipient { address: envelope.sender.clone(), orcpt: None, notify: None }],
+            recipients: vec![Recipient {
+                address: envelope.sender.clone(),
+                orcpt: None,
+                notify: None,
+            }],
             smtputf8: envelope.smtputf8,
-            client: ClientInfo { helo: self.hostname.clone(), ..ClientInfo::default() },
+            client: ClientInfo {
+                helo: self.hostname.clone(),
+                ..ClientInfo::default()
+            },
             received_at: now.unix_timestamp(),
             ..Envelope::default()
         };
@@ -264,7 +336,9 @@ impl<R: Resolve> Worker<R> {
                     handle.queued(&dsn_id);
                 }
                 // RFC 5321 §6.2 forbids bouncing a bounce; a DSN we cannot even queue is dropped.
-                Err(e) => tracing::error!(queue_id = %original, error = %e, "could not queue a delivery status notification"),
+                Err(e) => {
+                    tracing::error!(queue_id = %original, error = %e, "could not queue a delivery status notification")
+                }
             }
         });
     }

@@ -19,7 +19,7 @@ pub fn base_config() -> String {
      [tls]\ncert = \"relay.crt\"\nkey = \"relay.key\"\ngenerate_if_missing = true\n\
      [relay]\naccepted_domains = [\"example.test\"]\n\
      [[outbound]]\nname = \"internal\"\nrecipient_domains = [\"example.test\"]\nsmarthosts = [\"127.0.0.1:1\"]\n\
-     [dns]\nreverse_lookups = false\n"
+     [dns]\nreverse_lookups = false\nnameservers = [\"127.0.0.1:1\"]\n"
         .to_string()
 }
 

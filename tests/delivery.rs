@@ -1,0 +1,142 @@
+//! Delivery between two real relays: A relays to B, B keeps what arrives.
+//! What B received is the proof, not what A logged.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::relay::{recipients, Relay};
+use support::smtp::{assert_queued, Client};
+use support::split_received;
+
+/// Relay A: relays for localhost, sends example.test to B with `tls`.
+fn sender_to(b: &Relay, outbound_keys: &str) -> Relay {
+    Relay::start_with(&format!(
+        "[server]\nhostname = \"out.sender.test\"\nlisten = [\"127.0.0.1:0\"]\nspool_dir = \"spool\"\n\
+         [tls]\ncert = \"relay.crt\"\nkey = \"relay.key\"\ngenerate_if_missing = true\n\
+         [[inbound]]\nname = \"lan\"\nremote_ips = [\"127.0.0.0/8\"]\nallow_relay = true\n\
+         [[outbound]]\nname = \"to-b\"\nrecipient_domains = [\"example.test\"]\nsmarthosts = [\"{}\"]\n{outbound_keys}\n\
+         [queue]\nretry_intervals = [\"1s\"]\n\
+         [dns]\nreverse_lookups = false\nnameservers = [\"127.0.0.1:1\"]\n",
+        b.smtp
+    ))
+}
+
+const CONTENT: &str = "From: alice@sender.test\r\nTo: bob@example.test\r\nSubject: across\r\n\r\nline one\r\n.leading dot\r\n";
+
+fn send_through(a: &Relay, to: &[&str]) {
+    let (mut client, _) = Client::connect(a.smtp);
+    assert!(client
+        .command("EHLO client.test")
+        .starts_with("250-out.sender.test"));
+    // Dot-stuffed on the wire, as every client must (RFC 5321 §4.5.2).
+    let stuffed = CONTENT.replace("\r\n.", "\r\n..");
+    assert_queued(&client.deliver("alice@sender.test", to, &stuffed));
+    client.command("QUIT");
+}
+
+/// Waits (bounded) until A's spool is empty: everything delivered.
+fn wait_until_delivered(a: &Relay) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !a.spooled().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "A still holds mail:\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn opportunistic_delivery_arrives_intact_over_tls_in_one_transaction() {
+    let b = Relay::start("");
+    let a = sender_to(&b, "tls = \"opportunistic\"");
+    send_through(&a, &["bob@example.test", "carol@example.test"]);
+    wait_until_delivered(&a);
+    let received = b.expect_spooled(1);
+    let (_, envelope, content) = &received[0];
+    assert_eq!(envelope.sender, "alice@sender.test");
+    assert_eq!(
+        recipients(envelope),
+        ["bob@example.test", "carol@example.test"],
+        "one transaction for both"
+    );
+    let (b_header, rest) = split_received(content);
+    let (a_header, original) = split_received(rest);
+    assert!(b_header.contains("from out.sender.test"), "{b_header}");
+    assert!(
+        b_header.contains("(using TLSv1.3 with cipher"),
+        "{b_header}"
+    );
+    assert!(
+        a_header.contains("by out.sender.test (tlsrelay; connector lan)"),
+        "{a_header}"
+    );
+    assert_eq!(String::from_utf8_lossy(original), CONTENT);
+    assert!(
+        a.log().contains("\"tls_level\":\"opportunistic\""),
+        "{}",
+        a.log()
+    );
+    assert!(
+        a.log().contains("untrusted: self-signed"),
+        "the verdict is logged:\n{}",
+        a.log()
+    );
+}
+
+#[test]
+fn tls_none_sends_plaintext() {
+    let b = Relay::start("");
+    let a = sender_to(&b, "tls = \"none\"");
+    send_through(&a, &["bob@example.test"]);
+    wait_until_delivered(&a);
+    let received = b.expect_spooled(1);
+    let (b_header, _) = split_received(&received[0].2);
+    assert!(!b_header.contains("using TLS"), "{b_header}");
+    assert!(b_header.contains("with ESMTP id"), "{b_header}");
+}
+
+#[test]
+fn verify_ca_never_sends_to_an_untrusted_server() {
+    let b = Relay::start("");
+    let a = sender_to(&b, "tls = \"verify-ca\"");
+    send_through(&a, &["bob@example.test"]);
+    // Several attempts (retry every second) all end deferred for policy.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.log().matches("certificate not trusted").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no deferral logged:\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(b.spooled().is_empty(), "B received mail it must not have");
+    assert_eq!(a.spooled().len(), 1, "A keeps the message");
+    let state = std::fs::read_to_string(a.dir().join("spool/state").join(&a.spooled()[0].0))
+        .unwrap_or_default();
+    assert!(
+        state.contains("certificate not trusted: self-signed"),
+        "{state}"
+    );
+    assert!(state.contains("\"code\":\"4.7.5\""), "{state}");
+}
+
+#[test]
+fn pinned_key_is_trusted_whatever_signed_it() {
+    let b = Relay::start("");
+    let pin = support::openssl_spki_pin(&b.cert_path());
+    let a = sender_to(&b, &format!("tls = \"pinned\"\nfingerprints = [\"{pin}\"]"));
+    send_through(&a, &["bob@example.test"]);
+    wait_until_delivered(&a);
+    let received = b.expect_spooled(1);
+    let (b_header, _) = split_received(&received[0].2);
+    assert!(b_header.contains("using TLSv1.3"), "{b_header}");
+    assert!(
+        a.log().contains("pinned certificate matched"),
+        "{}",
+        a.log()
+    );
+}
