@@ -43,6 +43,8 @@ pub struct Deliverer<R> {
     pub fallback: bool,
     pub resolver: R,
     identity: Option<Arc<Identity>>,
+    /// Where the opportunistic ladder starts for each server.
+    memory: super::memory::TlsMemory,
     /// `[delivery] max_connections_per_destination`, per host and port.
     per_destination: usize,
     destinations: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
@@ -77,6 +79,10 @@ impl<R: Resolve> Deliverer<R> {
             fallback: config.delivery.opportunistic_fallback,
             resolver,
             identity,
+            memory: super::memory::TlsMemory::open(
+                &config.server.spool_dir,
+                config.delivery.broken_tls_memory.0,
+            ),
             per_destination: config.delivery.max_connections_per_destination,
             destinations: Default::default(),
             timeout_scale: 1.0,
@@ -263,7 +269,11 @@ impl<R: Resolve> Deliverer<R> {
             .destination_slot(&format!("{host}:{}", hop.port))
             .acquire_owned()
             .await;
-        let mut rung = Rung::Modern;
+        let server = addr.to_string();
+        let mut rung = match level {
+            TlsLevel::Opportunistic => self.memory.start(&server),
+            _ => Rung::Modern,
+        };
         loop {
             let client = self.connect(addr).await.map_err(|reason| {
                 log("-", &reason);
@@ -346,6 +356,7 @@ impl<R: Resolve> Deliverer<R> {
                 }
                 (Step::NextRung, _) => {
                     log(&format!("TLS failed on rung {rung:?}, trying lower"), "-");
+                    self.memory.failed(&server, rung);
                     rung = rung.below().unwrap_or(Rung::Plaintext);
                 }
                 (Step::Defer { reason }, tls) => {

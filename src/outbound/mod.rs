@@ -6,11 +6,13 @@
 //!   type, pipelining, DSN parameters, per-phase deadlines;
 //! * [`deliver`]: one attempt: group by domain, route, hosts in turn, TLS
 //!   as the policy says, one log line per attempt;
+//! * [`memory`]: broken-TLS memory, the rung each server last worked at;
 //! * [`outcome`]: replies and errors → delivered, deferred or failed;
 //! * [`policy`]: the TLS decision of DESIGN.md §5 as pure functions.
 
 pub mod client;
 pub mod deliver;
+pub mod memory;
 pub mod outcome;
 pub mod policy;
 pub mod route;

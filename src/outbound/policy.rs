@@ -23,7 +23,9 @@ pub enum Step {
 }
 
 /// The rungs of the opportunistic ladder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Rung {
     /// TLS 1.3 and 1.2, strongest suites and key exchanges first.
     Modern,
