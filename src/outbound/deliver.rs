@@ -143,12 +143,10 @@ impl<R: Resolve> Deliverer<R> {
                 None,
             );
         };
-        let index = connector_for(&self.connectors, &domain_name)
-            .and_then(|c| self.connectors.iter().position(|x| std::ptr::eq(x, c)));
-        let connector = index.map(|i| &self.connectors[i]);
+        let route = self.route(&domain_name);
         let hop_list = match hops(
             &self.resolver,
-            connector,
+            route.connector,
             &domain_name,
             self.mx_port,
             crate::random::shuffle,
@@ -174,11 +172,6 @@ impl<R: Resolve> Deliverer<R> {
                     None,
                 )
             }
-        };
-        let route = Route {
-            connector,
-            trust: index.map_or(&self.default_trust, |i| &self.trust[i]),
-            domain: &domain_name,
         };
         let mut last = Skip {
             status: "4.4.1",
@@ -388,8 +381,19 @@ impl<R: Resolve> Deliverer<R> {
             .clone()
     }
 
+    /// The connector and trust anchors for mail to `domain`.
+    pub(crate) fn route<'a>(&'a self, domain: &'a DomainName) -> Route<'a> {
+        let index = connector_for(&self.connectors, domain)
+            .and_then(|c| self.connectors.iter().position(|x| std::ptr::eq(x, c)));
+        Route {
+            connector: index.map(|i| &self.connectors[i]),
+            trust: index.map_or(&self.default_trust, |i| &self.trust[i]),
+            domain,
+        }
+    }
+
     /// TCP connect, greeting, EHLO: a client ready for the policy's question.
-    async fn connect(&self, addr: SocketAddr) -> Result<Client<TcpStream>, String> {
+    pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<Client<TcpStream>, String> {
         let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(format!("connect: {e}")),
@@ -419,7 +423,7 @@ impl<R: Resolve> Deliverer<R> {
     }
 
     /// The TLS handshake of one rung, then what the certificate is worth.
-    async fn handshake(
+    pub(crate) async fn handshake(
         &self,
         stream: TcpStream,
         hop: &Hop,
@@ -466,15 +470,15 @@ impl<R: Resolve> Deliverer<R> {
 }
 
 /// The routing facts an attempt's TLS checks need.
-struct Route<'a> {
-    connector: Option<&'a OutboundConnector>,
-    trust: &'a TrustStore,
-    domain: &'a DomainName,
+pub(crate) struct Route<'a> {
+    pub(crate) connector: Option<&'a OutboundConnector>,
+    pub(crate) trust: &'a TrustStore,
+    pub(crate) domain: &'a DomainName,
 }
 
 impl Route<'_> {
     /// Chain, name and pin, as the connector's level will read them.
-    fn checks(&self, chain: &[CertificateDer<'_>], host: &Host) -> Checks {
+    pub(crate) fn checks(&self, chain: &[CertificateDer<'_>], host: &Host) -> Checks {
         let Some(leaf) = chain.first() else {
             let none = Err("no certificate".to_string());
             return Checks {
