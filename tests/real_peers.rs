@@ -5,8 +5,8 @@
 //! `cargo test` skips it.
 //!
 //! * `clients`: swaks, msmtp and smtplib deliver into the spool, byte for byte.
-//! * `postfix`: the Postfix harness itself and Postfix as a STARTTLS server
-//!   for `cert-info`.
+//! * `postfix`: the Postfix harness itself, Postfix as a STARTTLS server for
+//!   `cert-info`, and Postfix relaying through tlsrelay with TLS enforced.
 
 mod support;
 

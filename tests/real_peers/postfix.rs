@@ -1,5 +1,5 @@
-//! Postfix as a peer: the harness itself, and Postfix as a STARTTLS server for
-//! `cert-info --connect`.
+//! Postfix as a peer: the harness itself, Postfix as a STARTTLS server for
+//! `cert-info --connect`, and Postfix relaying through tlsrelay.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use crate::support::openssl_fingerprint;
 use crate::support::postfix::{run_bounded, PostfixOptions, SmtpSink};
+use crate::support::relay::Relay;
+use crate::{cipher_core, split_first_field, swaks_send, Spooled};
 
 const OPENSSL: &str = "/usr/bin/openssl";
 
@@ -152,4 +154,66 @@ fn postfix_harness_relays_to_sink_and_delivers_locally() {
         delivered.len() == 1 && delivered[0].contains("Subject: to near@local.test"),
         "maildir: {delivered:?}\nlog:\n{log}"
     );
+}
+
+/// Postfix as the sending MTA, its relayhost tlsrelay and TLS enforced
+/// (`smtp_tls_security_level = encrypt`, with our certificate as its CA):
+/// the message reaches the spool over TLS 1.3, Postfix's own Received
+/// header on top of exactly what was injected into Postfix, and Postfix
+/// logs a trusted TLS connection and the delivery as sent, with the queue
+/// id tlsrelay gave.
+#[test]
+#[ignore = "real peer: run by .ci/run"]
+fn postfix_relays_through_tlsrelay_with_tls_enforced() {
+    let relay = Relay::start("");
+    let cert = relay.cert_path();
+    let postfix = PostfixOptions::new()
+        .hostname("mta.client.test")
+        .relayhost(relay.smtp)
+        .smtp_tls_security_level("encrypt")
+        .main_cf("smtp_tls_CAfile", &cert.display().to_string())
+        .start();
+    let (sent, _) = swaks_send(
+        postfix.smtp_addr(),
+        "injector.test",
+        "bob@example.test",
+        "through Postfix",
+        &[],
+    );
+
+    let log = postfix.wait_for_log("status=", Duration::from_secs(30));
+    let port = relay.smtp.port();
+    let delivery = log
+        .lines()
+        .find(|l| l.contains("to=<bob@example.test>") && l.contains("status="))
+        .unwrap_or_default();
+    assert!(
+        delivery.contains(&format!("relay=127.0.0.1[127.0.0.1]:{port}"))
+            && delivery.contains("status=sent (250 2.0.0 Ok: queued as "),
+        "Postfix should log the delivery to tlsrelay as sent:\n{log}\nrelay log:\n{}",
+        relay.log()
+    );
+    let spooled = Spooled::one(&relay);
+    assert!(
+        delivery.ends_with(&format!("queued as {})", spooled.id)),
+        "Postfix should name the spooled message's id: {delivery}"
+    );
+    let established = format!(
+        "Trusted TLS connection established to 127.0.0.1[127.0.0.1]:{port}: TLSv1.3 with cipher "
+    );
+    let cipher = log
+        .lines()
+        .find_map(|l| l.split_once(&established))
+        .and_then(|(_, after)| after.split(' ').next())
+        .unwrap_or_else(|| panic!("Postfix should log {established:?}:\n{log}"));
+
+    spooled.assert_envelope(&["bob@example.test"], "mta.client.test");
+    spooled.assert_tls13(cipher_core(cipher));
+    let (theirs, rest) = split_first_field(&spooled.rest);
+    assert!(
+        theirs.starts_with("Received: from injector.test (")
+            && theirs.contains("\tby mta.client.test (Postfix) with ESMTP id "),
+        "Postfix's Received header should follow ours:\n{theirs}"
+    );
+    assert_eq!(String::from_utf8_lossy(rest), sent);
 }
