@@ -7,6 +7,7 @@
 //! * `clients`: swaks, msmtp and smtplib deliver into the spool, byte for byte.
 //! * `postfix`: the Postfix harness itself, Postfix as a STARTTLS server for
 //!   `cert-info`, and Postfix relaying through tlsrelay with TLS enforced.
+//! * `testssl`: testssl.sh audits the STARTTLS listener.
 
 mod support;
 
@@ -15,6 +16,8 @@ mod support;
 mod clients;
 #[path = "real_peers/postfix.rs"]
 mod postfix;
+#[path = "real_peers/testssl.rs"]
+mod testssl;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
