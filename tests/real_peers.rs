@@ -1,174 +1,231 @@
 //! The real-peer suite: tlsrelay against real mail software from Debian
-//! (Postfix, smtp-sink, openssl). `.ci/run` installs the packages and runs
-//! `cargo test --test real_peers -- --ignored`; a plain `cargo test` skips it.
+//! (Postfix, smtp-sink, swaks, msmtp, Python's smtplib, testssl.sh,
+//! openssl). `.ci/run` installs the packages and runs
+//! `cargo test --test real_peers -- --ignored --test-threads=1`; a plain
+//! `cargo test` skips it.
+//!
+//! * `clients`: swaks, msmtp and smtplib deliver into the spool, byte for byte.
+//! * `postfix`: the Postfix harness itself, Postfix as a STARTTLS server for
+//!   `cert-info`, and Postfix relaying through tlsrelay with TLS enforced.
+//! * `testssl`: testssl.sh audits the STARTTLS listener.
 
 mod support;
 
+// A test target's root resolves modules beside it, in tests/.
+#[path = "real_peers/clients.rs"]
+mod clients;
+#[path = "real_peers/postfix.rs"]
+mod postfix;
+#[path = "real_peers/testssl.rs"]
+mod testssl;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::postfix::{run_bounded, PostfixOptions, SmtpSink};
+use support::relay::Relay;
+use tlsrelay::queue::envelope::Envelope;
 
-const OPENSSL: &str = "/usr/bin/openssl";
+/// The envelope sender every test uses.
+const SENDER: &str = "alice@sender.test";
 
-/// A self-signed P-256 certificate made by openssl, as a peer's admin would.
-struct TestCert {
-    cert: PathBuf,
-    key: PathBuf,
+/// The message a peer sends, byte for byte: CRLF line ends; the headers msmtp
+/// and Postfix would otherwise add (From, Date, Message-ID) already there;
+/// lines that need dot-stuffing, including a lone dot; an empty line, a tab
+/// and trailing white space.
+fn message(subject: &str) -> String {
+    format!(
+        "From: Alice <{SENDER}>\r\n\
+         To: Bob <bob@example.test>\r\n\
+         Date: Sun, 22 Nov 2026 07:00:00 +0000\r\n\
+         Message-ID: <real-peer.1@sender.test>\r\n\
+         Subject: {subject}\r\n\
+         \r\n\
+         line one\r\n\
+         .a line that starts with a dot\r\n\
+         ..and one with two\r\n\
+         .\r\n\
+         \r\n\
+         \ttab first, trailing space last \r\n\
+         last line\r\n"
+    )
 }
 
-fn openssl_cert(dir: &Path, name: &str) -> TestCert {
-    let cert = dir.join(format!("{name}.crt"));
-    let key = dir.join(format!("{name}.key"));
-    let output = run_bounded(
-        Command::new(OPENSSL)
-            .args(["req", "-x509", "-newkey", "ec"])
-            .args([
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "30",
-            ])
-            .args(["-subj", &format!("/CN={name}")])
-            .args(["-addext", &format!("subjectAltName=DNS:{name}")])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert),
-        Duration::from_secs(30),
-    );
-    assert!(output.status.success(), "openssl req: {output:?}");
-    TestCert { cert, key }
+/// Writes `contents` to `dir/name` and returns the path.
+fn write_file(dir: &Path, name: &str, contents: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
 }
 
-/// `AB:CD:…`, as `openssl x509 -fingerprint -sha256` prints it, of the first
-/// certificate in `pem`.
-fn openssl_fingerprint(pem_file: &Path) -> String {
-    let output = run_bounded(
-        Command::new(OPENSSL)
-            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-            .arg(pem_file),
-        Duration::from_secs(30),
-    );
-    assert!(output.status.success(), "openssl x509: {output:?}");
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.trim()
-        .strip_prefix("sha256 Fingerprint=")
-        .unwrap_or_else(|| panic!("unexpected openssl x509 output: {text}"))
-        .to_owned()
+/// The one message in a relay's spool, split into our `Received:` header
+/// field and everything after it.
+struct Spooled {
+    id: String,
+    envelope: Envelope,
+    received: String,
+    rest: Vec<u8>,
 }
 
-/// The first PEM certificate in `text`.
-fn first_pem_cert(text: &str) -> Option<String> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let start = text.find(BEGIN)?;
-    let end = start + text[start..].find(END)? + END.len();
-    Some(format!("{}\n", &text[start..end]))
-}
-
-#[test]
-#[ignore = "real peer: run by .ci/run"]
-fn postfix_starttls_fingerprint() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let cert = openssl_cert(tmp.path(), "mx.peer.test");
-    let expected = openssl_fingerprint(&cert.cert);
-    let postfix = PostfixOptions::new()
-        .hostname("mx.peer.test")
-        .starttls(&cert.cert, &cert.key)
-        .start();
-    let target = format!("127.0.0.1:{}", postfix.smtp_port());
-
-    // openssl as the client: STARTTLS works and Postfix serves our certificate.
-    let s_client = run_bounded(
-        Command::new(OPENSSL)
-            .args(["s_client", "-starttls", "smtp", "-connect", &target])
-            .args(["-servername", "mx.peer.test"]),
-        Duration::from_secs(30),
-    );
-    let s_client_out = String::from_utf8_lossy(&s_client.stdout);
-    let served = first_pem_cert(&s_client_out).unwrap_or_else(|| {
-        panic!(
-            "no certificate after STARTTLS: {s_client:?}\nPostfix log:\n{}",
-            postfix.log()
-        )
-    });
-    let served_file = tmp.path().join("served.pem");
-    std::fs::write(&served_file, served).expect("write served.pem");
-    assert_eq!(openssl_fingerprint(&served_file), expected);
-    postfix.wait_for_log("starttls=1", Duration::from_secs(10));
-
-    // tlsrelay as the client: cert-info shows the same fingerprint.
-    let cert_info = run_bounded(
-        Command::new(env!("CARGO_BIN_EXE_tlsrelay"))
-            .args(["cert-info", "--connect", &target, "--starttls"])
-            .args(["--timeout", "10"]),
-        Duration::from_secs(30),
-    );
-    let stdout = String::from_utf8_lossy(&cert_info.stdout);
-    let stderr = String::from_utf8_lossy(&cert_info.stderr);
-    assert!(
-        cert_info.status.success() && stdout.contains(&expected),
-        "cert-info --connect {target} --starttls should print SHA-256 {expected}\n\
-         status: {}\nstdout:\n{stdout}\nstderr:\n{stderr}\nPostfix log:\n{}",
-        cert_info.status,
-        postfix.log()
-    );
-}
-
-/// The harness itself: a failed start must explain itself (Postfix logs
-/// nowhere visible by default), and the port must be free again afterwards.
-#[test]
-#[ignore = "real peer: run by .ci/run"]
-fn postfix_harness_reports_failed_start() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = taken.local_addr().expect("addr").port();
-    let panic = std::panic::catch_unwind(|| PostfixOptions::new().smtp_port(port).start())
-        .expect_err("Postfix cannot listen on a port that is taken");
-    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(
-        message.contains("Address already in use"),
-        "the panic should quote Postfix's fatal error:\n{message}"
-    );
-}
-
-/// The harness itself: Postfix relays through `relayhost` to an smtp-sink and
-/// delivers its own domains to the maildir.
-#[test]
-#[ignore = "real peer: run by .ci/run"]
-fn postfix_harness_relays_to_sink_and_delivers_locally() {
-    let sink = SmtpSink::start("sink.peer.test", &[]);
-    let postfix = PostfixOptions::new()
-        .relayhost(sink.addr())
-        .maildir_domains(&["local.test"])
-        .start();
-    for to in ["far@remote.test", "near@local.test"] {
-        let swaks = run_bounded(
-            Command::new("swaks")
-                .args(["--server", &postfix.smtp_addr().to_string()])
-                .args(["--from", "sender@origin.test", "--to", to])
-                .args(["--header", &format!("Subject: to {to}")])
-                .args(["--timeout", "10", "--silent", "2"]),
-            Duration::from_secs(30),
+impl Spooled {
+    /// Waits (bounded) for exactly one message in `relay`'s spool.
+    fn one(relay: &Relay) -> Spooled {
+        let mut spooled = relay.wait_for_spooled(1);
+        assert_eq!(
+            spooled.len(),
+            1,
+            "expected one spooled message; relay log:\n{}",
+            relay.log()
         );
+        let (id, envelope, content) = spooled.remove(0);
+        let (received, rest) = split_first_field(&content);
         assert!(
-            swaks.status.success(),
-            "swaks to {to}: {swaks:?}\n{}",
-            postfix.log()
+            received.starts_with("Received: from "),
+            "the spooled message must start with our Received header:\n{}",
+            String::from_utf8_lossy(&content)
+        );
+        Spooled {
+            id,
+            envelope,
+            received,
+            rest: rest.to_vec(),
+        }
+    }
+
+    /// Envelope sender, recipients (in order) and the client's EHLO name.
+    fn assert_envelope(&self, recipients: &[&str], helo: &str) {
+        assert_eq!(self.envelope.sender, SENDER);
+        let got: Vec<&str> = self
+            .envelope
+            .recipients
+            .iter()
+            .map(|r| r.address.as_str())
+            .collect();
+        assert_eq!(got, recipients);
+        assert_eq!(self.envelope.client.helo, helo);
+        assert!(
+            self.received
+                .starts_with(&format!("Received: from {helo} (unknown [127.0.0.1])\r\n")),
+            "{}",
+            self.received
         );
     }
-    let relayed = sink.wait_for_messages(1, Duration::from_secs(20));
-    assert!(
-        relayed[0].contains("X-Rcpt-Args: <far@remote.test>"),
-        "{relayed:?}"
+
+    /// Everything after our Received header is exactly `sent`.
+    fn assert_content(&self, sent: &[u8]) {
+        assert_eq!(
+            String::from_utf8_lossy(&self.rest),
+            String::from_utf8_lossy(sent),
+            "content after our Received header"
+        );
+    }
+
+    /// No TLS: `with ESMTP`, no `(using …)` comment, no TLS in the envelope.
+    fn assert_plaintext(&self) {
+        assert!(
+            self.received.contains(&format!(
+                "\tby relay.example.test (tlsrelay) with ESMTP id {}",
+                self.id
+            )) && !self.received.contains("(using"),
+            "{}",
+            self.received
+        );
+        assert_eq!(self.envelope.client.tls, None);
+    }
+
+    /// TLS 1.3 with a cipher whose name contains `cipher` (as the client
+    /// reported it, e.g. `AES_256_GCM`), in the Received header and the
+    /// envelope alike; `with ESMTPS`. Returns rustls' name of the cipher.
+    fn assert_tls13(&self, cipher: &str) -> String {
+        let ours = self
+            .received
+            .split_once("\t(using TLSv1.3 with cipher ")
+            .and_then(|(_, after)| after.split([' ', ')']).next())
+            .unwrap_or_else(|| panic!("no TLSv1.3 in our Received header:\n{}", self.received));
+        assert!(
+            ours.starts_with("TLS13_") && ours.contains(cipher),
+            "Received names cipher {ours}, the client negotiated {cipher}:\n{}",
+            self.received
+        );
+        assert!(
+            self.received.contains(&format!(
+                "\tby relay.example.test (tlsrelay) with ESMTPS id {}",
+                self.id
+            )),
+            "{}",
+            self.received
+        );
+        assert_eq!(
+            self.envelope.client.tls.as_deref(),
+            Some(format!("TLSv1.3 {ours}").as_str())
+        );
+        ours.to_string()
+    }
+}
+
+/// The first header field of `content` with its continuation lines (CRLFs
+/// kept), and what follows it.
+fn split_first_field(content: &[u8]) -> (String, &[u8]) {
+    let mut end = 0;
+    while let Some(eol) = content[end..].windows(2).position(|w| w == b"\r\n") {
+        end += eol + 2;
+        if !matches!(content.get(end), Some(b' ' | b'\t')) {
+            break;
+        }
+    }
+    (
+        String::from_utf8_lossy(&content[..end]).into_owned(),
+        &content[end..],
+    )
+}
+
+/// The cipher as clients print it (`TLS_AES_256_GCM_SHA384`, OpenSSL's and
+/// IANA's TLS 1.3 name), without the `TLS_` that rustls spells `TLS13_`.
+fn cipher_core(iana: &str) -> &str {
+    iana.strip_prefix("TLS_").unwrap_or(iana)
+}
+
+/// Runs a peer's command (bounded) and panics, quoting its output, unless it
+/// succeeds; returns its stdout and stderr, in that order.
+fn run_peer(command: &mut Command) -> String {
+    let output = support::postfix::run_bounded(command, Duration::from_secs(30));
+    let transcript = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
-    postfix.wait_for_log("status=sent", Duration::from_secs(20));
-    let log = postfix.wait_for_log("to=<near@local.test>", Duration::from_secs(20));
-    let delivered = postfix.delivered();
     assert!(
-        delivered.len() == 1 && delivered[0].contains("Subject: to near@local.test"),
-        "maildir: {delivered:?}\nlog:\n{log}"
+        output.status.success(),
+        "{command:?} failed ({}):\n{transcript}",
+        output.status
     );
+    transcript
+}
+
+/// swaks sends `message(subject)` from [`SENDER`] to `to` (comma-separated)
+/// with EHLO `helo`, plus the `extra` options; returns the message and
+/// swaks' transcript.
+fn swaks_send(
+    server: SocketAddr,
+    helo: &str,
+    to: &str,
+    subject: &str,
+    extra: &[&str],
+) -> (String, String) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sent = message(subject);
+    // swaks ends DATA with its own CRLF.CRLF after the file's content: a file
+    // that ends in CRLF would gain an empty line.
+    let data = sent.strip_suffix("\r\n").expect("message ends in CRLF");
+    let data = write_file(tmp.path(), "swaks.eml", data.as_bytes());
+    let transcript = run_peer(
+        Command::new("swaks")
+            .args(["--server", &server.to_string(), "--timeout", "10"])
+            .args(["--helo", helo, "--from", SENDER, "--to", to])
+            .arg("--data")
+            .arg(&data)
+            .args(extra),
+    );
+    (sent, transcript)
 }

@@ -40,6 +40,7 @@ use config::{main_cf, master_cf};
 
 pub use process::{free_port, run_bounded};
 use process::{smtp_banner, try_run_bounded, wait_deadline};
+// Only the real-peer suite uses the sink; every test binary compiles this.
 #[allow(unused_imports)]
 pub use sink::SmtpSink;
 
