@@ -108,23 +108,27 @@ fn queue_manager(config: &Config, spool: &Spool) -> Result<QueueManager<Dns>, St
             path: config.server.spool_dir.join("state"),
             source,
         })?;
+    Ok(QueueManager::new(
+        spool.clone(),
+        states,
+        Schedule::new(&config.queue),
+        deliverer(config)?,
+        config.server.hostname.to_string(),
+    ))
+}
+
+/// The outbound machinery (routing DNS, trust anchors, our client
+/// certificate), for `serve` and `probe`.
+pub fn deliverer(config: &Config) -> Result<Deliverer<Dns>, StartError> {
     let identity = match (&config.tls.cert, &config.tls.key) {
-        (Some(cert), Some(key)) => {
+        (Some(cert), Some(key)) if cert.exists() && key.exists() => {
             Some(Arc::new(certs::load_identity(cert, key).map_err(|e| {
                 StartError::Config(config.error("tls.cert", e.to_string()).into())
             })?))
         }
         _ => None,
     };
-    let deliverer = Deliverer::new(config, Dns::new(&config.dns)?, identity)
-        .map_err(StartError::Certificate)?;
-    Ok(QueueManager::new(
-        spool.clone(),
-        states,
-        Schedule::new(&config.queue),
-        deliverer,
-        config.server.hostname.to_string(),
-    ))
+    Deliverer::new(config, Dns::new(&config.dns)?, identity).map_err(StartError::Certificate)
 }
 
 fn reverse_dns(config: &Config) -> Option<crate::dns::Dns> {

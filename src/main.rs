@@ -49,6 +49,17 @@ enum Command {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Show what delivery to DOMAIN would do, host by host, sending no mail.
+    Probe {
+        /// Recipient domain.
+        domain: String,
+        /// Configuration file (connectors, trust anchors, DNS).
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Port to use for every host instead of the configured ones.
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// Print the certificate details a partner needs to set up forced TLS.
     CertInfo(CertInfoArgs),
     /// Write a self-signed certificate and key for first runs and tests.
@@ -104,6 +115,11 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, &cli.log_level);
     match cli.command {
         Command::Serve { config } => serve(&config),
+        Command::Probe {
+            domain,
+            config,
+            port,
+        } => probe(&domain, &config, port),
         Command::CheckConfig { config } => check_config(&config),
         Command::CertInfo(args) => run_cert_info(args),
         Command::GenCert {
@@ -155,6 +171,36 @@ fn serve(path: &std::path::Path) -> ExitCode {
             Err(e) => return runtime_error(e),
         }
         daemon.run(shutdown).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn probe(domain: &str, path: &std::path::Path, port: Option<u16>) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => return user_error(errors),
+    };
+    let domain: tlsrelay::config::values::DomainName = match domain.parse() {
+        Ok(domain) => domain,
+        Err(e) => return user_error(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return runtime_error(e),
+    };
+    runtime.block_on(async {
+        let deliverer = match tlsrelay::daemon::deliverer(&config) {
+            Ok(deliverer) => deliverer,
+            Err(e) if e.is_user_error() => return user_error(e),
+            Err(e) => return runtime_error(e),
+        };
+        print!(
+            "{}",
+            tlsrelay::outbound::probe::probe(&deliverer, &domain, port).await
+        );
         ExitCode::SUCCESS
     })
 }

@@ -140,3 +140,53 @@ fn pinned_key_is_trusted_whatever_signed_it() {
         a.log()
     );
 }
+
+/// `probe` against B, under A's configuration.
+fn probe(a: &Relay) -> String {
+    let config = a.dir().join("tlsrelay.toml");
+    let output = support::tlsrelay(&["probe", "example.test", "-c", support::arg(&config)]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    support::stdout(&output)
+}
+
+#[test]
+fn probe_reports_the_facts_and_the_verdict_per_level() {
+    let b = Relay::start("");
+    let a = sender_to(&b, "tls = \"verify-ca\"");
+    let report = probe(&a);
+    for expected in [
+        "Connector    \"to-b\"\n",
+        "TLS level    verify-ca\n",
+        &format!("\nHost {}\n", b.smtp),
+        "  STARTTLS offered   yes\n",
+        "  TLS                TLSv1.3 TLS13_AES_256_GCM_SHA384 key exchange X25519MLKEM768\n",
+        "  Certificate 1      CN=relay.example.test (issuer CN=relay.example.test; expires ",
+        "  Chain              no: self-signed certificate (CN=relay.example.test)",
+        "  Levels accepting   opportunistic, required\n",
+        "  Verdict            would defer: certificate not trusted: self-signed certificate",
+    ] {
+        assert!(
+            report.contains(expected),
+            "missing {expected:?} in:\n{report}"
+        );
+    }
+    let pin = support::openssl_spki_pin(&b.cert_path());
+    let pinned = sender_to(&b, &format!("tls = \"pinned\"\nfingerprints = [\"{pin}\"]"));
+    let report = probe(&pinned);
+    assert!(
+        report.contains("  Levels accepting   opportunistic, required, pinned\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "  Verdict            would deliver with TLSv1.3, pinned certificate matched\n"
+        ),
+        "{report}"
+    );
+    assert!(b.spooled().is_empty(), "probe sends no mail");
+}

@@ -8,11 +8,13 @@
 //!   as the policy says, one log line per attempt;
 //! * [`memory`]: broken-TLS memory, the rung each server last worked at;
 //! * [`outcome`]: replies and errors → delivered, deferred or failed;
-//! * [`policy`]: the TLS decision of DESIGN.md §5 as pure functions.
+//! * [`policy`]: the TLS decision of DESIGN.md §5 as pure functions;
+//! * [`probe`]: `tlsrelay probe`, the same steps reported instead of taken.
 
 pub mod client;
 pub mod deliver;
 pub mod memory;
 pub mod outcome;
 pub mod policy;
+pub mod probe;
 pub mod route;

@@ -1,0 +1,228 @@
+//! `tlsrelay probe DOMAIN`: what delivery to a domain would do, host by
+//! host, without sending any mail: addresses, STARTTLS offered, the TLS
+//! the top rung negotiates, the certificate, which TLS levels would accept
+//! it, and the verdict under the configured connector (DESIGN.md §2).
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use rustls::pki_types::CertificateDer;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::deliver::Deliverer;
+use super::policy::{self, Checks, Rung, Step};
+use super::route::{hops, Hop, Hops, Resolve};
+use crate::config::values::{DomainName, Host, TlsLevel};
+use crate::tls::client::Negotiated;
+
+/// The report for one domain, as text.
+pub async fn probe<R: Resolve>(
+    deliverer: &Deliverer<R>,
+    domain: &DomainName,
+    port: Option<u16>,
+) -> String {
+    let mut out = String::new();
+    let route = deliverer.route(domain);
+    let level = route.connector.map_or(TlsLevel::Opportunistic, |c| c.tls);
+    let connector = route
+        .connector
+        .map_or("(default: MX lookup, opportunistic)".to_string(), |c| {
+            format!("\"{}\"", c.name)
+        });
+    let _ = writeln!(
+        out,
+        "Domain       {domain}\nConnector    {connector}\nTLS level    {level}"
+    );
+    let mx_port = port.unwrap_or(deliverer.mx_port);
+    let hop_list = match hops(
+        &deliverer.resolver,
+        route.connector,
+        domain,
+        mx_port,
+        |_| {},
+    )
+    .await
+    {
+        Ok(Hops::Try(list)) => list,
+        Ok(Hops::Fail { status, reason }) => {
+            let _ = writeln!(out, "Verdict      would bounce ({status}): {reason}");
+            return out;
+        }
+        Err(e) => {
+            let _ = writeln!(out, "Verdict      would defer: {e}");
+            return out;
+        }
+    };
+    for hop in hop_list {
+        let hop = Hop {
+            port: port.unwrap_or(hop.port),
+            ..hop
+        };
+        let _ = writeln!(out, "\nHost {}:{}", hop.host, hop.port);
+        let addresses: Vec<IpAddr> = match &hop.host {
+            Host::Ip(ip) => vec![*ip],
+            Host::Name(name) => match deliverer.resolver.addresses(name.as_str()).await {
+                Ok(list) => list,
+                Err(e) => {
+                    let _ = writeln!(out, "  Addresses          lookup failed: {e}");
+                    continue;
+                }
+            },
+        };
+        if addresses.is_empty() {
+            let _ = writeln!(out, "  Addresses          none");
+        }
+        for ip in addresses {
+            let _ = writeln!(out, "  Address            {ip}");
+            probe_address(deliverer, &route, &hop, ip, level, &mut out).await;
+        }
+    }
+    out
+}
+
+async fn probe_address<R: Resolve>(
+    deliverer: &Deliverer<R>,
+    route: &super::deliver::Route<'_>,
+    hop: &Hop,
+    ip: IpAddr,
+    level: TlsLevel,
+    out: &mut String,
+) {
+    let client = match deliverer
+        .connect(std::net::SocketAddr::new(ip, hop.port))
+        .await
+    {
+        Ok(client) => client,
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "  Connection         failed: {e}\n  Verdict            would try the next host"
+            );
+            return;
+        }
+    };
+    let offered = client.capabilities.starttls;
+    let _ = writeln!(
+        out,
+        "  STARTTLS offered   {}",
+        if offered { "yes" } else { "no" }
+    );
+    match policy::after_ehlo(level, Rung::Modern, offered) {
+        Step::Plaintext => {
+            client.quit().await;
+            let _ = writeln!(out, "  Verdict            would deliver in plaintext");
+            return;
+        }
+        Step::Defer { reason } => {
+            client.quit().await;
+            let _ = writeln!(out, "  Verdict            would defer: {reason}");
+            return;
+        }
+        _ => {}
+    }
+    let stream = match client.starttls().await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err((reply, client))) => {
+            client.quit().await;
+            return verdict_after_failure(
+                level,
+                deliverer.fallback,
+                &format!("STARTTLS refused: {}", reply.summary()),
+                out,
+            );
+        }
+        Err(e) => return verdict_after_failure(level, deliverer.fallback, &e.to_string(), out),
+    };
+    let (tls, checks) = match deliverer.handshake(stream, hop, Rung::Modern, route).await {
+        Ok(done) => done,
+        Err(e) => return verdict_after_failure(level, deliverer.fallback, &e, out),
+    };
+    let negotiated = Negotiated::of(tls.get_ref().1);
+    let chain: Vec<CertificateDer<'static>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .unwrap_or_default()
+        .to_vec();
+    super::client::Client::new(tls).quit().await;
+    let group = negotiated.group.as_deref().unwrap_or("unknown");
+    let _ = writeln!(
+        out,
+        "  TLS                {} {} key exchange {group}",
+        negotiated.version, negotiated.cipher
+    );
+    for (i, cert) in chain.iter().enumerate() {
+        let _ = writeln!(out, "  Certificate {}      {}", i + 1, describe(cert));
+    }
+    let _ = writeln!(
+        out,
+        "  Chain              {}",
+        result(&checks.chain, "verified")
+    );
+    let _ = writeln!(
+        out,
+        "  Name               {}",
+        result(&checks.name, "matches")
+    );
+    let accepting: Vec<String> = levels_accepting(&checks)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let _ = writeln!(out, "  Levels accepting   {}", accepting.join(", "));
+    let verdict = match policy::after_handshake(level, &checks) {
+        Step::Deliver { note } => format!("would deliver with {}, {note}", negotiated.version),
+        Step::Defer { reason } => format!("would defer: {reason}"),
+        other => format!("{other:?}"),
+    };
+    let _ = writeln!(out, "  Verdict            {verdict}");
+}
+
+fn verdict_after_failure(level: TlsLevel, fallback: bool, what: &str, out: &mut String) {
+    let _ = writeln!(out, "  TLS                failed: {what}");
+    let verdict = match policy::after_failed_handshake(level, Rung::Modern, fallback, what) {
+        Step::NextRung => "would retry with TLS 1.2 only, then plaintext".to_string(),
+        Step::Defer { reason } => format!("would defer: {reason}"),
+        other => format!("{other:?}"),
+    };
+    let _ = writeln!(out, "  Verdict            {verdict}");
+}
+
+/// The levels whose check this certificate passes (pinning aside, which
+/// depends on the configured fingerprints).
+fn levels_accepting(checks: &Checks) -> Vec<TlsLevel> {
+    [
+        TlsLevel::Opportunistic,
+        TlsLevel::Required,
+        TlsLevel::VerifyCa,
+        TlsLevel::VerifyHost,
+    ]
+    .into_iter()
+    .filter(|level| {
+        matches!(
+            policy::after_handshake(*level, checks),
+            Step::Deliver { .. }
+        )
+    })
+    .chain(checks.pinned.then_some(TlsLevel::Pinned))
+    .collect()
+}
+
+fn result(check: &Result<(), String>, ok: &str) -> String {
+    match check {
+        Ok(()) => ok.to_string(),
+        Err(why) => format!("no: {why}"),
+    }
+}
+
+/// Subject, issuer and expiry in one line.
+fn describe(cert: &CertificateDer<'_>) -> String {
+    match X509Certificate::from_der(cert) {
+        Ok((_, parsed)) => format!(
+            "{} (issuer {}; expires {})",
+            crate::tls::x509::dn(parsed.subject()),
+            crate::tls::x509::dn(parsed.issuer()),
+            crate::tls::x509::utc(parsed.validity().not_after.to_datetime())
+        ),
+        Err(_) => "unreadable".to_string(),
+    }
+}
