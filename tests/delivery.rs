@@ -190,3 +190,26 @@ fn probe_reports_the_facts_and_the_verdict_per_level() {
     );
     assert!(b.spooled().is_empty(), "probe sends no mail");
 }
+
+#[test]
+fn the_next_message_to_the_same_server_reuses_the_connection() {
+    let b = Relay::start("");
+    let a = sender_to(&b, "tls = \"opportunistic\"");
+    send_through(&a, &["bob@example.test"]);
+    wait_until_delivered(&a);
+    send_through(&a, &["carol@example.test"]);
+    wait_until_delivered(&a);
+    assert_eq!(b.expect_spooled(2).len(), 2);
+    assert!(a.log().contains("(reused)"), "{}", a.log());
+    // Both messages came over one TLS session (RSET between them), which
+    // A closes once it has been idle a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.log().contains("\"messages\":2") {
+        assert!(
+            Instant::now() < deadline,
+            "B never saw one session carry two messages:\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -48,8 +48,37 @@ pub struct Deliverer<R> {
     /// `[delivery] max_connections_per_destination`, per host and port.
     per_destination: usize,
     destinations: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Connections kept open after a message, by server, level and connector.
+    idle: std::sync::Mutex<std::collections::HashMap<String, Vec<Idle>>>,
     /// Multiplies the SMTP phase timeouts (tests shorten them).
     pub timeout_scale: f64,
+}
+
+/// How long a connection may wait for the next message to its server.
+const IDLE_LIMIT: Duration = Duration::from_secs(5);
+
+type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// An open SMTP session, before or after STARTTLS.
+enum Session {
+    Plain(Client<TcpStream>),
+    Tls(Box<Client<TlsStream>>),
+}
+
+impl Session {
+    async fn quit(self) {
+        match self {
+            Session::Plain(client) => client.quit().await,
+            Session::Tls(client) => client.quit().await,
+        }
+    }
+}
+
+/// A connection between messages, with what its TLS was.
+struct Idle {
+    session: Session,
+    tls: String,
+    since: std::time::Instant,
 }
 
 /// Why a hop gave no verdict, so the next one is tried.
@@ -85,6 +114,7 @@ impl<R: Resolve> Deliverer<R> {
             ),
             per_destination: config.delivery.max_connections_per_destination,
             destinations: Default::default(),
+            idle: Default::default(),
             timeout_scale: 1.0,
         })
     }
@@ -263,6 +293,31 @@ impl<R: Resolve> Deliverer<R> {
             .acquire_owned()
             .await;
         let server = addr.to_string();
+        let key = format!(
+            "{server} {level} {}",
+            route.connector.map_or("", |c| c.name.as_str())
+        );
+        if let Some(idle) = self.take(&key).await {
+            let summary = idle.tls.clone();
+            let (verdicts, back) = match idle.session {
+                Session::Plain(client) => {
+                    let (v, back) = converse(client, envelope, content, group, &host, |result| {
+                        log(&format!("{summary} (reused)"), result)
+                    })
+                    .await;
+                    (v, back.map(Session::Plain))
+                }
+                Session::Tls(client) => {
+                    let (v, back) = converse(*client, envelope, content, group, &host, |result| {
+                        log(&format!("{summary} (reused)"), result)
+                    })
+                    .await;
+                    (v, back.map(|c| Session::Tls(Box::new(c))))
+                }
+            };
+            self.park(&key, back, summary);
+            return Ok(verdicts);
+        }
         let mut rung = match level {
             TlsLevel::Opportunistic => self.memory.start(&server),
             _ => Rung::Modern,
@@ -287,10 +342,13 @@ impl<R: Resolve> Deliverer<R> {
                     } else {
                         why
                     };
-                    return Ok(converse(client, envelope, content, group, &host, |result| {
-                        log(why, result)
-                    })
-                    .await);
+                    let (verdicts, back) =
+                        converse(client, envelope, content, group, &host, |result| {
+                            log(why, result)
+                        })
+                        .await;
+                    self.park(&key, back.map(Session::Plain), why.to_string());
+                    return Ok(verdicts);
                 }
                 Step::Defer { reason } => {
                     client.quit().await;
@@ -342,10 +400,13 @@ impl<R: Resolve> Deliverer<R> {
                             })
                         }
                     }
-                    return Ok(converse(client, envelope, content, group, &host, |result| {
-                        log(&summary, result)
-                    })
-                    .await);
+                    let (verdicts, back) =
+                        converse(client, envelope, content, group, &host, |result| {
+                            log(&summary, result)
+                        })
+                        .await;
+                    self.park(&key, back.map(|c| Session::Tls(Box::new(c))), summary);
+                    return Ok(verdicts);
                 }
                 (Step::NextRung, _) => {
                     log(&format!("TLS failed on rung {rung:?}, trying lower"), "-");
@@ -370,6 +431,62 @@ impl<R: Resolve> Deliverer<R> {
                 }
             }
         }
+    }
+
+    /// An idle connection for `key` that still answers RSET, if any.
+    async fn take(&self, key: &str) -> Option<Idle> {
+        loop {
+            let idle = self.idle.lock().ok()?.get_mut(key)?.pop()?;
+            if idle.since.elapsed() > IDLE_LIMIT {
+                tokio::spawn(idle.session.quit());
+                continue;
+            }
+            let mut idle = idle;
+            let alive = match &mut idle.session {
+                Session::Plain(client) => client.reset().await.is_ok_and(|r| r.is_positive()),
+                Session::Tls(client) => client.reset().await.is_ok_and(|r| r.is_positive()),
+            };
+            if alive {
+                return Some(idle);
+            }
+        }
+    }
+
+    /// Closes (QUIT) the connections idle longer than the limit, so a
+    /// server's session slots are not held for nothing.
+    pub fn sweep_idle(&self) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        for list in idle.values_mut() {
+            let (stale, fresh): (Vec<Idle>, Vec<Idle>) =
+                list.drain(..).partition(|i| i.since.elapsed() > IDLE_LIMIT);
+            *list = fresh;
+            for old in stale {
+                tokio::spawn(old.session.quit());
+            }
+        }
+        idle.retain(|_, list| !list.is_empty());
+    }
+
+    /// Keeps a cleanly finished connection for the next message to the
+    /// same server, or closes it when enough are kept already.
+    fn park(&self, key: &str, session: Option<Session>, tls: String) {
+        let Some(session) = session else { return };
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let list = idle.entry(key.to_string()).or_default();
+        if list.len() >= self.per_destination {
+            drop(idle);
+            tokio::spawn(session.quit());
+            return;
+        }
+        list.push(Idle {
+            session,
+            tls,
+            since: std::time::Instant::now(),
+        });
     }
 
     fn destination_slot(&self, destination: &str) -> Arc<tokio::sync::Semaphore> {
@@ -576,6 +693,7 @@ fn domain_names_match(
 
 /// The transaction on a ready client, judged per recipient; a broken
 /// conversation defers everyone (the next attempt may use another host).
+/// The client comes back when the conversation ended cleanly, for reuse.
 async fn converse<S>(
     mut client: Client<S>,
     envelope: &Envelope,
@@ -583,38 +701,32 @@ async fn converse<S>(
     group: &[&Recipient],
     host: &str,
     log: impl Fn(&str),
-) -> Vec<Verdict>
+) -> (Vec<Verdict>, Option<Client<S>>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     if envelope.smtputf8 && !client.capabilities.smtputf8 {
         log("refused: next hop lacks SMTPUTF8");
-        client.quit().await;
         let reason =
             format!("{host} does not support SMTPUTF8, which this message needs (RFC 6531)");
-        return vec![
-            Verdict::Failed {
-                status: "5.6.7".into(),
-                reason
-            };
-            group.len()
-        ];
+        let verdict = Verdict::Failed {
+            status: "5.6.7".into(),
+            reason,
+        };
+        return (vec![verdict; group.len()], Some(client));
     }
     if let Some(limit) = client.capabilities.size {
         if content.len() as u64 > limit {
             log("refused: message larger than the next hop's SIZE");
-            client.quit().await;
             let reason = format!(
                 "{host} accepts at most {limit} bytes; the message has {}",
                 content.len()
             );
-            return vec![
-                Verdict::Failed {
-                    status: "5.3.4".into(),
-                    reason
-                };
-                group.len()
-            ];
+            let verdict = Verdict::Failed {
+                status: "5.3.4".into(),
+                reason,
+            };
+            return (vec![verdict; group.len()], Some(client));
         }
     }
     match client.transaction(envelope, group, content).await {
@@ -627,12 +739,11 @@ where
                 .unwrap_or(&transaction.mail)
                 .summary();
             log(&result);
-            client.quit().await;
-            verdicts
+            (verdicts, Some(client))
         }
         Err(e) => {
             log(&e.to_string());
-            vec![Verdict::from_error(&e, host); group.len()]
+            (vec![Verdict::from_error(&e, host); group.len()], None)
         }
     }
 }

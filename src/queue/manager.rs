@@ -104,14 +104,15 @@ impl<R: Resolve + 'static> QueueManager<R> {
         let (reschedule, mut rescheduled) = mpsc::unbounded_channel::<(i64, String)>();
         loop {
             let next = due.peek().map(|Reverse((at, _))| *at);
-            let sleep = next.map_or(Duration::from_secs(3600), |at| {
-                Duration::from_secs((at - now()).max(0) as u64)
+            // Wake at least every second to close idle outbound connections.
+            let sleep = next.map_or(Duration::from_secs(1), |at| {
+                Duration::from_secs((at - now()).clamp(0, 1) as u64)
             });
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(id) = self.receiver.recv() => due.push(Reverse((now(), id))),
                 Some(entry) = rescheduled.recv() => due.push(Reverse(entry)),
-                _ = tokio::time::sleep(sleep) => {}
+                _ = tokio::time::sleep(sleep) => self.deliverer.sweep_idle(),
             }
             while let Some(Reverse((at, _))) = due.peek() {
                 if *at > now() {
