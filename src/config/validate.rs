@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::error::{ConfigError, ConfigErrors};
-use super::model::{Config, OutboundConnector};
+use super::model::Config;
 use super::values::{DomainPattern, TlsLevel};
 
 struct Checker<'a> {
@@ -183,7 +183,7 @@ fn relay(c: &mut Checker) {
             );
             continue;
         }
-        match route(&config.outbound, pattern) {
+        match crate::outbound::route::connector_covering(&config.outbound, pattern) {
             Some(connector) if !connector.smarthosts.is_empty() => {}
             Some(connector) => c.fail(&key, format!(
                 "mail for {pattern} is accepted here and outbound connector \"{}\" would deliver it by MX lookup, which points back here (mail loop); give that connector smarthosts, such as your internal server",
@@ -194,20 +194,6 @@ fn relay(c: &mut Checker) {
             )),
         }
     }
-}
-
-/// The outbound connector that would carry mail for every domain of
-/// `pattern`: the most specific one whose pattern covers it.
-fn route<'a>(
-    connectors: &'a [OutboundConnector],
-    pattern: &DomainPattern,
-) -> Option<&'a OutboundConnector> {
-    connectors
-        .iter()
-        .flat_map(|c| c.recipient_domains.iter().map(move |p| (p, c)))
-        .filter(|(p, _)| p.covers(pattern))
-        .max_by_key(|(p, _)| p.specificity())
-        .map(|(_, c)| c)
 }
 
 fn check_names<'a>(c: &mut Checker, section: &str, names: impl Iterator<Item = &'a String>) {

@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 
-use crate::config::values::{DomainName, Host};
+use crate::config::values::{DomainName, DomainPattern, Host};
 use crate::config::OutboundConnector;
 
 /// The connector that carries mail for `domain`: the most specific
@@ -20,10 +20,20 @@ pub fn connector_for<'a>(
     connectors: &'a [OutboundConnector],
     domain: &DomainName,
 ) -> Option<&'a OutboundConnector> {
+    connector_covering(connectors, &DomainPattern::Exact(domain.clone()))
+}
+
+/// The connector that carries mail for every domain `pattern` matches:
+/// the most specific one whose pattern covers it (`check-config` asks
+/// this of accepted domains to find mail loops).
+pub fn connector_covering<'a>(
+    connectors: &'a [OutboundConnector],
+    pattern: &DomainPattern,
+) -> Option<&'a OutboundConnector> {
     connectors
         .iter()
         .flat_map(|c| c.recipient_domains.iter().map(move |p| (p, c)))
-        .filter(|(p, _)| p.matches(domain))
+        .filter(|(p, _)| p.covers(pattern))
         .max_by_key(|(p, _)| p.specificity())
         .map(|(_, c)| c)
 }
