@@ -14,6 +14,8 @@ mod support;
 // A test target's root resolves modules beside it, in tests/.
 #[path = "real_peers/clients.rs"]
 mod clients;
+#[path = "real_peers/delivery.rs"]
+mod delivery;
 #[path = "real_peers/postfix.rs"]
 mod postfix;
 #[path = "real_peers/testssl.rs"]
