@@ -9,16 +9,20 @@ use support::relay::{recipients, Relay};
 use support::smtp::{assert_queued, Client};
 use support::split_received;
 
-/// Relay A: relays for localhost, sends example.test to B with `tls`.
+/// Relay A: relays for localhost, sends example.test to B with `outbound_keys`.
 fn sender_to(b: &Relay, outbound_keys: &str) -> Relay {
+    sender_via(b.smtp, outbound_keys)
+}
+
+/// Relay A, sending example.test through `via` (host:port).
+fn sender_via(via: std::net::SocketAddr, outbound_keys: &str) -> Relay {
     Relay::start_with(&format!(
         "[server]\nhostname = \"out.sender.test\"\nlisten = [\"127.0.0.1:0\"]\nspool_dir = \"spool\"\n\
          [tls]\ncert = \"relay.crt\"\nkey = \"relay.key\"\ngenerate_if_missing = true\n\
          [[inbound]]\nname = \"lan\"\nremote_ips = [\"127.0.0.0/8\"]\nallow_relay = true\n\
-         [[outbound]]\nname = \"to-b\"\nrecipient_domains = [\"example.test\"]\nsmarthosts = [\"{}\"]\n{outbound_keys}\n\
+         [[outbound]]\nname = \"to-b\"\nrecipient_domains = [\"example.test\"]\nsmarthosts = [\"{via}\"]\n{outbound_keys}\n\
          [queue]\nretry_intervals = [\"1s\"]\n\
-         [dns]\nreverse_lookups = false\nnameservers = [\"127.0.0.1:1\"]\n",
-        b.smtp
+         [dns]\nreverse_lookups = false\nnameservers = [\"127.0.0.1:1\"]\n"
     ))
 }
 
@@ -212,4 +216,78 @@ fn the_next_message_to_the_same_server_reuses_the_connection() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A man in the middle that hides STARTTLS from EHLO replies, as some
+/// firewalls and attackers do; returns the address to connect to.
+fn starttls_stripper(to: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(to) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) = (
+                client.try_clone().unwrap_or_else(|e| panic!("{e}")),
+                server.try_clone().unwrap_or_else(|e| panic!("{e}")),
+            );
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_read, &mut s_write);
+            });
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s_read.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]).replace("STARTTLS", "XXXXXXXA");
+                    if c_write.write_all(text.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_write.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_starttls_stripper_gets_plaintext_only_from_opportunistic() {
+    let b = Relay::start("");
+    let proxy = starttls_stripper(b.smtp);
+    let opportunistic = sender_via(proxy, "tls = \"opportunistic\"");
+    send_through(&opportunistic, &["bob@example.test"]);
+    wait_until_delivered(&opportunistic);
+    let received = b.expect_spooled(1);
+    let (b_header, _) = split_received(&received[0].2);
+    assert!(!b_header.contains("using TLS"), "{b_header}");
+    assert!(
+        opportunistic
+            .log()
+            .contains("plaintext (STARTTLS not offered)"),
+        "{}",
+        opportunistic.log()
+    );
+
+    let required = sender_via(proxy, "tls = \"required\"");
+    send_through(&required, &["carol@example.test"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !required.log().contains("deferred: STARTTLS not offered") {
+        assert!(Instant::now() < deadline, "{}", required.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        b.spooled().len(),
+        1,
+        "required sent nothing through the stripper"
+    );
+    assert_eq!(
+        required.spooled().len(),
+        1,
+        "the message waits in the queue"
+    );
 }
