@@ -218,9 +218,10 @@ fn the_next_message_to_the_same_server_reuses_the_connection() {
     }
 }
 
-/// A man in the middle that hides STARTTLS from EHLO replies, as some
-/// firewalls and attackers do; returns the address to connect to.
-fn starttls_stripper(to: std::net::SocketAddr) -> std::net::SocketAddr {
+/// A man in the middle between A and `to`: `rewrite` changes what the
+/// server says until TLS starts (after B's `220 2.0.0 Ready to start TLS`
+/// the bytes pass untouched); returns the address to connect to.
+fn mitm(to: std::net::SocketAddr, rewrite: fn(&str) -> String) -> std::net::SocketAddr {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
@@ -229,22 +230,29 @@ fn starttls_stripper(to: std::net::SocketAddr) -> std::net::SocketAddr {
             let Ok(server) = std::net::TcpStream::connect(to) else {
                 continue;
             };
-            let (mut c_read, mut s_write) = (
-                client.try_clone().unwrap_or_else(|e| panic!("{e}")),
-                server.try_clone().unwrap_or_else(|e| panic!("{e}")),
-            );
+            let (Ok(mut c_read), Ok(mut s_write)) = (client.try_clone(), server.try_clone()) else {
+                continue;
+            };
             std::thread::spawn(move || {
                 let _ = std::io::copy(&mut c_read, &mut s_write);
             });
             let (mut s_read, mut c_write) = (server, client);
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
+                let mut plaintext = true;
                 while let Ok(n) = s_read.read(&mut buf) {
                     if n == 0 {
                         break;
                     }
-                    let text = String::from_utf8_lossy(&buf[..n]).replace("STARTTLS", "XXXXXXXA");
-                    if c_write.write_all(text.as_bytes()).is_err() {
+                    let out = match plaintext {
+                        true => {
+                            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                            plaintext = !text.contains("Ready to start TLS");
+                            rewrite(&text).into_bytes()
+                        }
+                        false => buf[..n].to_vec(),
+                    };
+                    if c_write.write_all(&out).is_err() {
                         break;
                     }
                 }
@@ -255,10 +263,40 @@ fn starttls_stripper(to: std::net::SocketAddr) -> std::net::SocketAddr {
     addr
 }
 
+/// Hides STARTTLS from EHLO replies, as some firewalls and attackers do.
+fn strip_starttls(text: &str) -> String {
+    text.replace("STARTTLS", "XXXXXXXA")
+}
+
+/// Sends a forged reply right behind the 220 to STARTTLS, in the same
+/// packet (response injection, RFC 3207 §5).
+fn inject_after_starttls(text: &str) -> String {
+    text.replace(
+        "220 2.0.0 Ready to start TLS\r\n",
+        "220 2.0.0 Ready to start TLS\r\n250-injected\r\n250 STARTTLS\r\n",
+    )
+}
+
+#[test]
+fn injected_replies_after_starttls_are_ignored() {
+    let b = Relay::start("");
+    let proxy = mitm(b.smtp, inject_after_starttls);
+    let a = sender_via(proxy, "tls = \"required\"");
+    send_through(&a, &["bob@example.test"]);
+    wait_until_delivered(&a);
+    let received = b.expect_spooled(1);
+    let (b_header, _) = split_received(&received[0].2);
+    assert!(
+        b_header.contains("(using TLSv1.3"),
+        "delivered over TLS despite the injection: {b_header}"
+    );
+    assert!(!a.log().contains("TLS failed"), "{}", a.log());
+}
+
 #[test]
 fn a_starttls_stripper_gets_plaintext_only_from_opportunistic() {
     let b = Relay::start("");
-    let proxy = starttls_stripper(b.smtp);
+    let proxy = mitm(b.smtp, strip_starttls);
     let opportunistic = sender_via(proxy, "tls = \"opportunistic\"");
     send_through(&opportunistic, &["bob@example.test"]);
     wait_until_delivered(&opportunistic);
