@@ -28,6 +28,7 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod inbound;
+pub mod notify;
 pub mod outbound;
 pub mod queue;
 pub mod random;

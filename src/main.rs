@@ -170,6 +170,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
             Ok(()) => {}
             Err(e) => return runtime_error(e),
         }
+        tlsrelay::notify::notify("READY=1");
         daemon.run(shutdown).await;
         ExitCode::SUCCESS
     })
@@ -215,6 +216,7 @@ fn stop_signals(shutdown: tokio_util::sync::CancellationToken) -> std::io::Resul
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = int.recv() => tracing::info!("SIGINT: stopping"),
         }
+        tlsrelay::notify::notify("STOPPING=1");
         shutdown.cancel();
     });
     Ok(())

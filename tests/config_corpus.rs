@@ -104,7 +104,7 @@ fn check_config_reads_the_files_it_names() {
     let text = std::fs::read_to_string(&file)
         .unwrap_or_default()
         .replace("/etc/tlsrelay/certs/", "")
-        .replace("/var/spool/tlsrelay", "spool")
+        .replace("/var/lib/tlsrelay/spool", "spool")
         .replace("[tls]\n", "[tls]\ngenerate_if_missing = true\n");
     let copy = dir.path().join("gateway.toml");
     std::fs::write(&copy, text).unwrap_or_else(|e| panic!("{e}"));

@@ -272,7 +272,7 @@ fn default_listen() -> Vec<ListenAddr> {
     vec![ListenAddr(([0, 0, 0, 0], 25).into())]
 }
 fn default_spool_dir() -> PathBuf {
-    PathBuf::from("/var/spool/tlsrelay")
+    PathBuf::from("/var/lib/tlsrelay/spool")
 }
 fn default_max_message_size() -> Size {
     Size(35 << 20)

@@ -15,7 +15,10 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(config.queue.retry_intervals.len(), 7);
     assert_eq!(config.delivery.mx_port, 25);
     assert!(config.admin.metrics_listen.is_none());
-    assert_eq!(config.server.spool_dir, Path::new("/var/spool/tlsrelay"));
+    assert_eq!(
+        config.server.spool_dir,
+        Path::new("/var/lib/tlsrelay/spool")
+    );
 }
 
 #[test]
