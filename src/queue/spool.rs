@@ -4,6 +4,9 @@
 //!
 //! ```text
 //! SPOOL_DIR/
+//!   lock          held (flock, exclusive) by the one process using the spool
+//!   control.sock  the running relay's control socket (`queue::control`)
+//!   state/        per-recipient delivery state (`queue::state`)
 //!   queue/
 //!     <ID>        a committed message
 //!     <ID>.tmp    a message being received; never acknowledged, removed at start
@@ -39,6 +42,8 @@ use tokio::sync::oneshot;
 use super::envelope::Envelope;
 
 const MAGIC: &str = "tlsrelay-spool 1\n";
+/// The lock file in the spool folder; see [`Spool::open`].
+pub const LOCK_FILE: &str = "lock";
 /// Content beyond this is written to the `.tmp` file as it arrives.
 const MEMORY_LIMIT: usize = 256 * 1024;
 
@@ -50,6 +55,9 @@ pub enum SpoolError {
     File { path: PathBuf, source: io::Error },
     #[error("spool file {}: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
+    /// Another process (a running relay) holds the spool.
+    #[error("spool folder {} is in use by another tlsrelay process (it holds {})", path.display(), path.join(LOCK_FILE).display())]
+    Locked { path: PathBuf },
 }
 
 impl SpoolError {
@@ -57,7 +65,7 @@ impl SpoolError {
     pub fn is_no_space(&self) -> bool {
         let source = match self {
             SpoolError::Folder { source, .. } | SpoolError::File { source, .. } => source,
-            SpoolError::Corrupt { .. } => return false,
+            SpoolError::Corrupt { .. } | SpoolError::Locked { .. } => return false,
         };
         source.raw_os_error() == Some(28) // ENOSPC
     }
@@ -75,11 +83,20 @@ struct Inner {
     next: AtomicU64,
     id_base: u64,
     syncer: mpsc::Sender<oneshot::Sender<io::Result<()>>>,
+    /// Holds the exclusive lock on `SPOOL_DIR/lock` for as long as the spool is open.
+    _lock: File,
 }
 
 impl Spool {
     /// Opens (creating) the spool under `dir`, removes what unacknowledged
     /// messages left behind, and starts the folder-sync thread.
+    ///
+    /// Only one process may have a spool open: it takes an exclusive lock on
+    /// `dir/lock` first, so a second relay on the same folder (or an
+    /// administrator's command while the relay runs) gets
+    /// [`SpoolError::Locked`] instead of removing the first one's `.tmp`
+    /// files or delivering its messages twice. The kernel drops the lock
+    /// when the process dies, SIGKILL included.
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
         let queue = dir.join("queue");
         let folder_error = |source| SpoolError::Folder {
@@ -87,6 +104,7 @@ impl Spool {
             source,
         };
         fs::create_dir_all(&queue).map_err(folder_error)?;
+        let lock = lock(dir)?;
         for entry in fs::read_dir(&queue).map_err(folder_error)? {
             let path = entry.map_err(folder_error)?.path();
             if path.extension().is_some_and(|e| e == "tmp") {
@@ -117,6 +135,7 @@ impl Spool {
                 next: AtomicU64::new(0),
                 id_base: micros,
                 syncer,
+                _lock: lock,
             }),
         })
     }
@@ -160,20 +179,12 @@ impl Spool {
 
     /// The committed messages' ids, oldest first.
     pub fn list(&self) -> Result<Vec<String>, SpoolError> {
-        let folder_error = |source| SpoolError::Folder {
-            path: self.inner.queue.clone(),
-            source,
-        };
-        let mut ids = Vec::new();
-        for entry in fs::read_dir(&self.inner.queue).map_err(folder_error)? {
-            let name = entry.map_err(folder_error)?.file_name();
-            let name = name.to_string_lossy();
-            if !name.ends_with(".tmp") && !name.starts_with('.') {
-                ids.push(name.into_owned());
-            }
-        }
-        ids.sort();
-        Ok(ids)
+        list_ids(&self.inner.queue)
+    }
+
+    /// True when message `id` is in the queue.
+    pub fn contains(&self, id: &str) -> bool {
+        valid_id(id) && self.inner.queue.join(id).is_file()
     }
 
     /// Reads a committed message: its envelope and content.
@@ -199,6 +210,53 @@ impl Spool {
     }
 }
 
+/// The committed messages' ids in a `queue/` folder, oldest first. Safe
+/// while a relay runs on the spool (it only reads).
+pub fn list_ids(queue: &Path) -> Result<Vec<String>, SpoolError> {
+    let folder_error = |source| SpoolError::Folder {
+        path: queue.to_path_buf(),
+        source,
+    };
+    let mut ids = Vec::new();
+    for entry in fs::read_dir(queue).map_err(folder_error)? {
+        let name = entry.map_err(folder_error)?.file_name();
+        let name = name.to_string_lossy();
+        if !name.ends_with(".tmp") && !name.starts_with('.') {
+            ids.push(name.into_owned());
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// True for a string that can be a queue id (what [`Spool::next_id`] makes:
+/// ASCII letters and digits), so that an id typed by an administrator can
+/// never name a path outside the queue.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Takes the spool's lock, or says who has it.
+fn lock(dir: &Path) -> Result<File, SpoolError> {
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| SpoolError::File {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(SpoolError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(source)) => Err(SpoolError::File { path, source }),
+    }
+}
+
 /// Reads one message file: its envelope and content. Safe while a relay
 /// runs on the spool (it only reads).
 pub fn read_message(path: &Path) -> Result<(Envelope, Vec<u8>), SpoolError> {
@@ -220,6 +278,36 @@ pub fn read_message(path: &Path) -> Result<(Envelope, Vec<u8>), SpoolError> {
     let envelope =
         serde_json::from_slice(&rest[..end]).map_err(|e| corrupt(&format!("envelope: {e}")))?;
     Ok((envelope, rest[end + 1..].to_vec()))
+}
+
+/// Reads only the envelope of one message file, and the content's size:
+/// what a queue listing needs, without reading every message whole.
+pub fn read_envelope(path: &Path) -> Result<(Envelope, u64), SpoolError> {
+    use std::io::BufRead;
+    let file_error = |source| SpoolError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let corrupt = |message: &str| SpoolError::Corrupt {
+        path: path.to_path_buf(),
+        message: message.into(),
+    };
+    let file = File::open(path).map_err(file_error)?;
+    let len = file.metadata().map_err(file_error)?.len();
+    let mut reader = io::BufReader::new(file);
+    let mut magic = Vec::new();
+    reader.read_until(b'\n', &mut magic).map_err(file_error)?;
+    if magic != MAGIC.as_bytes() {
+        return Err(corrupt("not a tlsrelay spool file"));
+    }
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).map_err(file_error)?;
+    if line.pop() != Some(b'\n') {
+        return Err(corrupt("envelope not terminated"));
+    }
+    let envelope = serde_json::from_slice(&line).map_err(|e| corrupt(&format!("envelope: {e}")))?;
+    let header = (magic.len() + line.len() + 1) as u64;
+    Ok((envelope, len.saturating_sub(header)))
 }
 
 /// Syncs the folder once for every batch of waiting requests.
