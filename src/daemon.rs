@@ -12,6 +12,7 @@ use crate::inbound::listener::Listeners;
 use crate::inbound::policy::InboundPolicy;
 use crate::inbound::{ServerState, Timeouts};
 use crate::outbound::deliver::Deliverer;
+use crate::queue::control;
 use crate::queue::manager::QueueManager;
 use crate::queue::schedule::Schedule;
 use crate::queue::spool::{Spool, SpoolError};
@@ -46,6 +47,7 @@ impl StartError {
 pub struct Daemon {
     listeners: Listeners,
     queue: QueueManager<Dns>,
+    control: tokio::net::UnixListener,
 }
 
 impl Daemon {
@@ -58,6 +60,12 @@ impl Daemon {
         let spool = Spool::open(&config.server.spool_dir)?;
         tracing::info!(spool = %config.server.spool_dir.display(), messages = spool.list()?.len(), "spool recovered");
         let queue = queue_manager(config, &spool)?;
+        // Holding the spool's lock, so a socket file left by a dead relay is ours to replace.
+        let control =
+            control::bind(&config.server.spool_dir).map_err(|source| SpoolError::Folder {
+                path: control::socket_path(&config.server.spool_dir),
+                source,
+            })?;
         let state = Arc::new(ServerState {
             policy: Arc::new(InboundPolicy::new(config)),
             tls,
@@ -83,7 +91,11 @@ impl Daemon {
             let mode = if implicit { "implicit-tls" } else { "smtp" };
             tracing::info!(%address, mode, "listening");
         }
-        Ok(Daemon { listeners, queue })
+        Ok(Daemon {
+            listeners,
+            queue,
+            control,
+        })
     }
 
     /// The bound addresses (port 0 resolved) and whether each is implicit TLS.
@@ -93,8 +105,10 @@ impl Daemon {
 
     /// Serves until `shutdown` is cancelled, then stops gracefully.
     pub async fn run(self, shutdown: CancellationToken) {
+        let commands = self.queue.commands();
         tokio::join!(
             self.listeners.run(shutdown.clone()),
+            control::serve(self.control, commands, shutdown.clone()),
             self.queue.run(shutdown)
         );
         tracing::info!("stopped");

@@ -60,6 +60,14 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// Queue administration, safe while the relay runs.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+        /// Configuration file (for the spool folder).
+        #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+    },
     /// Print the certificate details a partner needs to set up forced TLS.
     CertInfo(CertInfoArgs),
     /// Write a self-signed certificate and key for first runs and tests.
@@ -83,6 +91,34 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Every queued message: id, age, size, sender, each recipient's state and last reason.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One message: envelope, delivery state, attempts, headers.
+    Show {
+        id: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try now: one message, or every one with --all.
+    Retry {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove a message without notifying anyone.
+    Delete { id: String },
+    /// Give up on a message: the sender gets a delivery status notification.
+    Bounce { id: String },
 }
 
 #[derive(Args)]
@@ -121,6 +157,7 @@ fn main() -> ExitCode {
             port,
         } => probe(&domain, &config, port),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Queue { action, config } => queue(action, &config),
         Command::CertInfo(args) => run_cert_info(args),
         Command::GenCert {
             hostnames,
@@ -204,6 +241,69 @@ fn probe(domain: &str, path: &std::path::Path, port: Option<u16>) -> ExitCode {
         );
         ExitCode::SUCCESS
     })
+}
+
+fn queue(action: QueueAction, path: &std::path::Path) -> ExitCode {
+    use tlsrelay::queue::{admin, control::Request};
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => return user_error(errors),
+    };
+    let spool_dir = &config.server.spool_dir;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let request = match action {
+        QueueAction::List { json } => {
+            return match admin::entries(spool_dir) {
+                Ok(entries) if json => print_json(&entries),
+                Ok(entries) => {
+                    print!("{}", admin::render_list(&entries, now));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => runtime_error(e),
+            };
+        }
+        QueueAction::Show { id, json } => {
+            return match admin::entry(spool_dir, &id) {
+                Ok((entry, _)) if json => print_json(&entry),
+                Ok((entry, content)) => {
+                    print!("{}", admin::render_show(&entry, &content, now));
+                    ExitCode::SUCCESS
+                }
+                Err(e) if e.is_user_error() => user_error(e),
+                Err(e) => runtime_error(e),
+            };
+        }
+        QueueAction::Retry { id, .. } => Request::Retry { id },
+        QueueAction::Delete { id } => Request::Delete { id },
+        QueueAction::Bounce { id } => Request::Bounce { id },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return runtime_error(e),
+    };
+    let hostname = config.server.hostname.to_string();
+    match runtime.block_on(admin::execute(spool_dir, &hostname, &request)) {
+        Ok(response) if response.ok => {
+            println!("{}", response.message);
+            ExitCode::SUCCESS
+        }
+        Ok(response) => user_error(response.message),
+        Err(e) if e.is_user_error() => user_error(e),
+        Err(e) => runtime_error(e),
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => runtime_error(e),
+    }
 }
 
 /// SIGTERM or SIGINT starts the graceful stop.

@@ -339,22 +339,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let mut line = format!("RCPT TO:<{}>", path(&recipient.address));
         if self.capabilities.dsn {
             if let Some(notify) = recipient.notify {
-                let mut kinds = Vec::new();
-                if notify.success {
-                    kinds.push("SUCCESS");
-                }
-                if notify.failure {
-                    kinds.push("FAILURE");
-                }
-                if notify.delay {
-                    kinds.push("DELAY");
-                }
-                let value = if kinds.is_empty() {
-                    "NEVER".to_string()
-                } else {
-                    kinds.join(",")
-                };
-                line.push_str(&format!(" NOTIFY={value}"));
+                line.push_str(&format!(" NOTIFY={notify}"));
             }
             if let Some(orcpt) = &recipient.orcpt {
                 line.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));

@@ -48,6 +48,25 @@ pub struct Notify {
     pub delay: bool,
 }
 
+/// The parameter's value as RFC 3461 §4.1 writes it: `NEVER`, or the
+/// kinds joined by commas (`SUCCESS,FAILURE`).
+impl std::fmt::Display for Notify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds: Vec<&str> = [
+            (self.success, "SUCCESS"),
+            (self.failure, "FAILURE"),
+            (self.delay, "DELAY"),
+        ]
+        .into_iter()
+        .filter_map(|(on, word)| on.then_some(word))
+        .collect();
+        match kinds.is_empty() {
+            true => f.write_str("NEVER"),
+            false => f.write_str(&kinds.join(",")),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Ret {

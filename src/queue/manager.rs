@@ -4,16 +4,18 @@
 //! inbound side through [`QueueHandle::queued`].
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::dsn::{self, Kind, RecipientReport};
-use super::envelope::{ClientInfo, Envelope, Recipient};
+use super::control::{Command, Request, Response};
+use super::dsn::Kind;
+use super::envelope::Recipient;
+use super::finish::{fail_pending, unix, Finisher};
 use super::schedule::Schedule;
 use super::spool::Spool;
 use super::state::{DeliveryState, StateStore, Status};
@@ -44,11 +46,58 @@ pub struct QueueManager<R> {
     hostname: String,
     receiver: mpsc::UnboundedReceiver<String>,
     handle: QueueHandle,
+    commands: mpsc::UnboundedReceiver<Command>,
+    command_sender: mpsc::UnboundedSender<Command>,
 }
 
 /// Unix seconds now.
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A message's turn is over: an attempt (with when to try again) or a bounce.
+struct Done {
+    id: String,
+    next: Option<i64>,
+}
+
+/// Which messages wait for when, which are busy this moment, and which
+/// administrator requests wait for a busy message. Owned by the manager's
+/// loop alone, so it needs no lock.
+#[derive(Default)]
+struct Board {
+    /// Due times; may hold stale entries, `waiting` is the truth.
+    due: BinaryHeap<Reverse<(i64, String)>>,
+    /// Messages not in flight, and when each is due.
+    waiting: HashMap<String, i64>,
+    /// Messages being attempted or returned right now.
+    busy: HashSet<String>,
+    /// Requests about a busy message, answered when its turn is over.
+    held: HashMap<String, Vec<Command>>,
+    /// Busy messages to try again as soon as their turn is over.
+    retry_after: HashSet<String>,
+}
+
+impl Board {
+    fn schedule(&mut self, id: String, at: i64) {
+        self.waiting.insert(id.clone(), at);
+        self.due.push(Reverse((at, id)));
+    }
+
+    /// The next message due by `now`, taken off the board.
+    fn take_due(&mut self, now: i64) -> Option<String> {
+        while let Some(Reverse((at, _))) = self.due.peek() {
+            if *at > now {
+                return None;
+            }
+            let Reverse((at, id)) = self.due.pop()?;
+            if self.waiting.get(&id) == Some(&at) {
+                self.waiting.remove(&id);
+                return Some(id);
+            }
+        }
+        None
+    }
 }
 
 impl<R: Resolve + 'static> QueueManager<R> {
@@ -60,6 +109,7 @@ impl<R: Resolve + 'static> QueueManager<R> {
         hostname: String,
     ) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
+        let (command_sender, commands) = mpsc::unbounded_channel();
         QueueManager {
             spool,
             states,
@@ -68,6 +118,8 @@ impl<R: Resolve + 'static> QueueManager<R> {
             hostname,
             receiver,
             handle: QueueHandle { sender },
+            commands,
+            command_sender,
         }
     }
 
@@ -75,16 +127,20 @@ impl<R: Resolve + 'static> QueueManager<R> {
         self.handle.clone()
     }
 
+    /// Where administrator requests ([`control`](super::control)) go.
+    pub fn commands(&self) -> mpsc::UnboundedSender<Command> {
+        self.command_sender.clone()
+    }
+
     /// Runs until `shutdown`; attempts in flight finish (their results are
     /// saved) before it returns.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut due: BinaryHeap<Reverse<(i64, String)>> = BinaryHeap::new();
-        let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut board = Board::default();
         match self.spool.list() {
             Ok(ids) => {
                 for id in ids {
                     let at = self.states.load(&id).map_or(now(), |s| s.next_attempt);
-                    due.push(Reverse((at, id)));
+                    board.schedule(id, at);
                 }
             }
             Err(e) => {
@@ -93,83 +149,164 @@ impl<R: Resolve + 'static> QueueManager<R> {
         }
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         let tasks = TaskTracker::new();
-        let this = Arc::new(Worker {
-            spool: self.spool.clone(),
-            states: self.states.clone(),
+        let worker = Arc::new(Worker {
             schedule: self.schedule.clone(),
             deliverer: self.deliverer.clone(),
-            hostname: self.hostname.clone(),
-            handle: self.handle.clone(),
+            finish: Finisher {
+                spool: self.spool.clone(),
+                states: self.states.clone(),
+                hostname: self.hostname.clone(),
+                handle: Some(self.handle.clone()),
+            },
         });
-        let (reschedule, mut rescheduled) = mpsc::unbounded_channel::<(i64, String)>();
+        let (done, mut finished) = mpsc::unbounded_channel::<Done>();
         loop {
-            let next = due.peek().map(|Reverse((at, _))| *at);
+            let next = board.due.peek().map(|Reverse((at, _))| *at);
             // Wake at least every second to close idle outbound connections.
             let sleep = next.map_or(Duration::from_secs(1), |at| {
                 Duration::from_secs((at - now()).clamp(0, 1) as u64)
             });
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(id) = self.receiver.recv() => due.push(Reverse((now(), id))),
-                Some(entry) = rescheduled.recv() => due.push(Reverse(entry)),
+                Some(id) = self.receiver.recv() => board.schedule(id, now()),
+                Some(turn) = finished.recv() => {
+                    board.busy.remove(&turn.id);
+                    for command in board.held.remove(&turn.id).unwrap_or_default() {
+                        self.command(&mut board, command, &worker, &tasks, &done);
+                    }
+                    let untouched = !board.busy.contains(&turn.id) && !board.waiting.contains_key(&turn.id);
+                    let next = match board.retry_after.remove(&turn.id) {
+                        true => turn.next.map(|_| now()),
+                        false => turn.next,
+                    };
+                    if let (Some(next), true) = (next, untouched) {
+                        if self.spool.contains(&turn.id) {
+                            board.schedule(turn.id, next);
+                        }
+                    }
+                }
+                Some(command) = self.commands.recv() => {
+                    self.command(&mut board, command, &worker, &tasks, &done);
+                }
                 _ = tokio::time::sleep(sleep) => self.deliverer.sweep_idle(),
             }
-            while let Some(Reverse((at, _))) = due.peek() {
-                if *at > now() {
-                    break;
-                }
-                let Some(Reverse((_, id))) = due.pop() else {
-                    break;
-                };
-                if !busy
-                    .lock()
-                    .map(|mut b| b.insert(id.clone()))
-                    .unwrap_or(false)
-                {
-                    continue;
-                }
-                let Ok(permit) = slots.clone().acquire_owned().await else {
+            // Start what is due, as far as free slots allow; a finished
+            // attempt frees one and wakes the loop.
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                let Some(id) = board.take_due(now()) else {
                     break;
                 };
-                let (worker, busy, reschedule) = (this.clone(), busy.clone(), reschedule.clone());
+                board.busy.insert(id.clone());
+                let (worker, done) = (worker.clone(), done.clone());
                 tasks.spawn(async move {
-                    if let Some(next) = worker.attempt(&id).await {
-                        let _ = reschedule.send((next, id.clone()));
-                    }
-                    if let Ok(mut b) = busy.lock() {
-                        b.remove(&id);
-                    }
+                    let next = worker.attempt(&id).await;
                     drop(permit);
+                    let _ = done.send(Done { id, next });
                 });
             }
         }
         tasks.close();
         tasks.wait().await;
     }
+
+    /// Carries out an administrator's request, or holds it until the
+    /// message's attempt in progress is over.
+    fn command(
+        &self,
+        board: &mut Board,
+        (request, reply): Command,
+        worker: &Arc<Worker<R>>,
+        tasks: &TaskTracker,
+        done: &mpsc::UnboundedSender<Done>,
+    ) {
+        let id = match &request {
+            Request::Retry { id: None } => {
+                let ids: Vec<String> = board.waiting.keys().cloned().collect();
+                let count = ids.len();
+                for id in ids {
+                    board.schedule(id, now());
+                }
+                let busy = board.busy.len();
+                board.retry_after.extend(board.busy.iter().cloned());
+                let _ = reply.send(Response::ok(format!(
+                    "{count} message(s) due now{}",
+                    match busy {
+                        0 => String::new(),
+                        n => format!(
+                            ", {n} being delivered already (tried again at once if deferred)"
+                        ),
+                    }
+                )));
+                return;
+            }
+            Request::Retry { id: Some(id) } | Request::Delete { id } | Request::Bounce { id } => {
+                id.clone()
+            }
+        };
+        if !self.spool.contains(&id) {
+            let _ = reply.send(Response::error(format!(
+                "{id}: no such message in the queue"
+            )));
+            return;
+        }
+        if board.busy.contains(&id) {
+            if matches!(request, Request::Retry { .. }) {
+                let _ = reply.send(Response::ok(format!(
+                    "{id}: being delivered now; tried again at once if deferred"
+                )));
+                board.retry_after.insert(id);
+            } else {
+                board.held.entry(id).or_default().push((request, reply));
+            }
+            return;
+        }
+        match request {
+            Request::Retry { .. } => {
+                board.schedule(id.clone(), now());
+                let _ = reply.send(Response::ok(format!("{id}: due now")));
+            }
+            Request::Delete { .. } => {
+                board.waiting.remove(&id);
+                worker.finish.remove(&id);
+                tracing::info!(queue_id = %id, "deleted by the administrator");
+                let _ = reply.send(Response::ok(format!("{id}: deleted")));
+            }
+            Request::Bounce { .. } => {
+                board.waiting.remove(&id);
+                board.busy.insert(id.clone());
+                let (worker, done) = (worker.clone(), done.clone());
+                tasks.spawn(async move {
+                    let answer = match worker.finish.bounce(&id).await {
+                        Ok(message) => Response::ok(message),
+                        Err(message) => Response::error(message),
+                    };
+                    let _ = reply.send(answer);
+                    let _ = done.send(Done { id, next: None });
+                });
+            }
+        }
+    }
 }
 
 /// What one attempt needs, shared by the attempt tasks.
 struct Worker<R> {
-    spool: Spool,
-    states: StateStore,
     schedule: Schedule,
     deliverer: Arc<Deliverer<R>>,
-    hostname: String,
-    handle: QueueHandle,
+    finish: Finisher,
 }
 
 impl<R: Resolve> Worker<R> {
     /// Attempts message `id`; returns when to try again, `None` when done.
     async fn attempt(&self, id: &str) -> Option<i64> {
-        let (envelope, content) = match self.spool.read(id) {
+        let (spool, states) = (&self.finish.spool, &self.finish.states);
+        let (envelope, content) = match spool.read(id) {
             Ok(message) => message,
             Err(e) => {
                 tracing::error!(queue_id = id, error = %e, "cannot read a queued message; it stays for an administrator");
                 return None;
             }
         };
-        let mut state = self
-            .states
+        let mut state = states
             .load(id)
             .unwrap_or_else(|| DeliveryState::new(&envelope, now()));
         let pending: Vec<&Recipient> = envelope
@@ -217,27 +354,16 @@ impl<R: Resolve> Worker<R> {
         state.attempts += 1;
         let now = now();
         if !state.done() && self.schedule.expired(envelope.received_at, now) {
-            for slot in state
-                .recipients
-                .iter_mut()
-                .filter(|s| s.status == Status::Pending)
-            {
-                slot.status = Status::Failed;
-                let last = slot
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| "not delivered in time".into());
-                slot.reason = Some(format!("gave up after {} attempts: {last}", state.attempts));
-                slot.code = Some(permanent(slot.code.as_deref().unwrap_or("4.4.7")));
-                failed.push(slot.clone());
-            }
+            let why = format!("gave up after {} attempts", state.attempts);
+            failed.extend(fail_pending(&mut state, &why, "4.4.7"));
         }
         if !failed.is_empty() {
-            self.notify(id, &envelope, &content, Kind::Failure, &failed, None);
+            self.finish
+                .notify(id, &envelope, &content, Kind::Failure, &failed, None)
+                .await;
         }
         if state.done() {
-            self.spool.remove(id);
-            self.states.remove(id);
+            self.finish.remove(id);
             tracing::info!(queue_id = id, attempts = state.attempts, "message finished");
             return None;
         }
@@ -245,114 +371,21 @@ impl<R: Resolve> Worker<R> {
             .schedule
             .delay_warning_due(envelope.received_at, now, state.delay_warned)
         {
-            let pending: Vec<_> = state
-                .recipients
-                .iter()
-                .filter(|s| s.status == Status::Pending)
-                .cloned()
-                .collect();
+            let pending: Vec<_> = state.pending().cloned().collect();
             let until =
                 crate::inbound::rfc5322_date(unix(self.schedule.expires_at(envelope.received_at)));
-            self.notify(id, &envelope, &content, Kind::Delay, &pending, Some(&until));
+            self.finish
+                .notify(id, &envelope, &content, Kind::Delay, &pending, Some(&until))
+                .await;
             state.delay_warned = true;
         }
         let jitter = crate::random::unit() * 2.0 - 1.0;
         state.next_attempt =
             self.schedule
                 .next_attempt(envelope.received_at, state.attempts, now, jitter);
-        if let Err(e) = self.states.save(id, &state) {
+        if let Err(e) = states.save(id, &state) {
             tracing::warn!(queue_id = id, error = %e, "could not save delivery state; delivered recipients may be tried again");
         }
         Some(state.next_attempt)
     }
-
-    /// Queues a DSN from `<>` to the sender, when it wants one.
-    fn notify(
-        &self,
-        id: &str,
-        envelope: &Envelope,
-        content: &[u8],
-        kind: Kind,
-        slots: &[super::state::RecipientState],
-        until: Option<&str>,
-    ) {
-        let recipients = slots
-            .iter()
-            .filter_map(|slot| {
-                let recipient = envelope
-                    .recipients
-                    .iter()
-                    .find(|r| r.address == slot.address)?
-                    .clone();
-                Some(RecipientReport {
-                    recipient,
-                    status: slot.code.clone().unwrap_or_else(|| "4.0.0".into()),
-                    diagnostic: slot.reason.clone().unwrap_or_default(),
-                    remote_mta: slot.remote_mta.clone(),
-                })
-            })
-            .collect();
-        let now = time::OffsetDateTime::now_utc();
-        let date = crate::inbound::rfc5322_date(now);
-        let report = dsn::Report {
-            kind,
-            reporting_mta: &self.hostname,
-            queue_id: id,
-            envelope,
-            recipients,
-            arrival_date: &crate::inbound::rfc5322_date(unix(envelope.received_at)),
-            now: &date,
-            retry_until: until,
-        };
-        let Some(body) = report.render(content, &format!("{id}/{}", now.unix_timestamp())) else {
-            return;
-        };
-        let notice = Envelope {
-            sender: String::new(),
-            recipients: vec![Recipient {
-                address: envelope.sender.clone(),
-                orcpt: None,
-                notify: None,
-            }],
-            smtputf8: envelope.smtputf8,
-            client: ClientInfo {
-                helo: self.hostname.clone(),
-                ..ClientInfo::default()
-            },
-            received_at: now.unix_timestamp(),
-            ..Envelope::default()
-        };
-        let spool = self.spool.clone();
-        let handle = self.handle.clone();
-        let original = id.to_string();
-        tokio::spawn(async move {
-            let mut writer = spool.create(&notice);
-            let result = match writer.write(&body).await {
-                Ok(()) => writer.commit().await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(dsn_id) => {
-                    tracing::info!(queue_id = %original, dsn = %dsn_id, kind = ?kind, "delivery status notification queued");
-                    handle.queued(&dsn_id);
-                }
-                // RFC 5321 §6.2 forbids bouncing a bounce; a DSN we cannot even queue is dropped.
-                Err(e) => {
-                    tracing::error!(queue_id = %original, error = %e, "could not queue a delivery status notification")
-                }
-            }
-        });
-    }
-}
-
-/// A temporary status made permanent for a final failure (`4.4.1` → `5.4.1`).
-fn permanent(status: &str) -> String {
-    match status.strip_prefix("4.") {
-        Some(rest) => format!("5.{rest}"),
-        None => status.to_string(),
-    }
-}
-
-fn unix(seconds: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }

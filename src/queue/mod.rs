@@ -1,7 +1,10 @@
 //! The queue: what is kept of every accepted message.
 
+pub mod admin;
+pub mod control;
 pub mod dsn;
 pub mod envelope;
+pub mod finish;
 pub mod manager;
 pub mod schedule;
 pub mod spool;

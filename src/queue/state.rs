@@ -99,6 +99,14 @@ impl StateStore {
         Ok(StateStore { dir })
     }
 
+    /// The state folder of a spool, for reading only: nothing is created
+    /// (`tlsrelay queue list` may run where the relay never did).
+    pub fn reader(spool_dir: &Path) -> Self {
+        StateStore {
+            dir: spool_dir.join("state"),
+        }
+    }
+
     /// The saved state, `None` when there is none (or it is unreadable:
     /// then the message starts over, which can duplicate but never lose).
     pub fn load(&self, id: &str) -> Option<DeliveryState> {

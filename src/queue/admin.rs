@@ -1,0 +1,377 @@
+//! `tlsrelay queue`: what an administrator sees of the queue and does to it.
+//!
+//! `list` and `show` read the spool's files (safe while the relay runs:
+//! they only read, and a message that leaves the queue meanwhile is simply
+//! not shown). `retry`, `delete` and `bounce` go to the running relay over
+//! its [control socket](super::control), so the queue manager, which knows
+//! what is being delivered this moment, makes the change. When no relay
+//! runs they act on the files directly, holding the spool's lock so that a
+//! relay starting meanwhile waits for nothing and finds a consistent spool.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::control::{self, ControlError, Request, Response};
+use super::envelope::{Envelope, Ret};
+use super::finish::{unix, Finisher};
+use super::spool::{self, Spool, SpoolError};
+use super::state::{StateStore, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Spool(#[from] SpoolError),
+    #[error("{0}")]
+    Control(#[from] ControlError),
+    /// The message is not (or no longer) in the queue (exit 1).
+    #[error("{0}: no such message in the queue")]
+    NoSuchMessage(String),
+    #[error("{}: the relay holds the spool but does not answer on {}: is it an older version?", path.display(), control::socket_path(path).display())]
+    Unreachable { path: PathBuf },
+}
+
+impl AdminError {
+    /// True for errors the administrator made (exit 1), not the system.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, AdminError::NoSuchMessage(_))
+    }
+}
+
+/// One queued message as `queue list` and `queue show` describe it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub id: String,
+    /// Unix time the message was accepted.
+    pub received_at: i64,
+    /// Content size in bytes, our `Received:` header included.
+    pub size: u64,
+    pub envelope: Envelope,
+    pub attempts: u32,
+    /// Unix time of the next attempt; `None` before the first.
+    pub next_attempt: Option<i64>,
+    pub recipients: Vec<RecipientEntry>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RecipientEntry {
+    pub address: String,
+    /// `queued` (not tried yet), `deferred`, `delivered` or `failed`.
+    pub state: &'static str,
+    pub code: Option<String>,
+    pub reason: Option<String>,
+    pub remote_mta: Option<String>,
+}
+
+/// Every message in the spool under `spool_dir`, oldest first.
+pub fn entries(spool_dir: &Path) -> Result<Vec<Entry>, SpoolError> {
+    let queue = spool_dir.join("queue");
+    if !queue.is_dir() {
+        return Ok(Vec::new());
+    }
+    let states = StateStore::reader(spool_dir);
+    let mut entries = Vec::new();
+    for id in spool::list_ids(&queue)? {
+        match read_entry(&queue, &states, &id) {
+            Ok(entry) => entries.push(entry),
+            // Delivered or deleted between the listing and the read.
+            Err(SpoolError::File { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(entries)
+}
+
+/// One message, with its content.
+pub fn entry(spool_dir: &Path, id: &str) -> Result<(Entry, Vec<u8>), AdminError> {
+    let queue = spool_dir.join("queue");
+    if !spool::valid_id(id) || !queue.join(id).is_file() {
+        return Err(AdminError::NoSuchMessage(id.to_string()));
+    }
+    let entry = read_entry(&queue, &StateStore::reader(spool_dir), id)?;
+    let (_, content) = spool::read_message(&queue.join(id))?;
+    Ok((entry, content))
+}
+
+fn read_entry(queue: &Path, states: &StateStore, id: &str) -> Result<Entry, SpoolError> {
+    let path = queue.join(id);
+    let (envelope, size) = spool::read_envelope(&path)?;
+    let state = states.load(id);
+    let recipients = envelope
+        .recipients
+        .iter()
+        .map(|r| {
+            let slot = state
+                .as_ref()
+                .and_then(|s| s.recipients.iter().find(|s| s.address == r.address));
+            let state = match slot.map(|s| (s.status, s.reason.is_some())) {
+                None | Some((Status::Pending, false)) => "queued",
+                Some((Status::Pending, true)) => "deferred",
+                Some((Status::Delivered, _)) => "delivered",
+                Some((Status::Failed, _)) => "failed",
+            };
+            RecipientEntry {
+                address: r.address.clone(),
+                state,
+                code: slot.and_then(|s| s.code.clone()),
+                reason: slot.and_then(|s| s.reason.clone()),
+                remote_mta: slot.and_then(|s| s.remote_mta.clone()),
+            }
+        })
+        .collect();
+    Ok(Entry {
+        id: id.to_string(),
+        received_at: envelope.received_at,
+        size,
+        attempts: state.as_ref().map_or(0, |s| s.attempts),
+        next_attempt: state.as_ref().map(|s| s.next_attempt),
+        envelope,
+        recipients,
+    })
+}
+
+/// The `mailq`-like listing: one block per message, one line per recipient.
+pub fn render_list(entries: &[Entry], now: i64) -> String {
+    use std::fmt::Write;
+    if entries.is_empty() {
+        return "The queue is empty.\n".into();
+    }
+    let mut out = format!(
+        "{:<20} {:>6} {:>10}  SENDER / RECIPIENTS\n",
+        "ID", "AGE", "SIZE"
+    );
+    let mut total = 0;
+    let mut pending = 0;
+    for entry in entries {
+        total += entry.size;
+        let _ = writeln!(
+            out,
+            "{:<20} {:>6} {:>10}  {}",
+            entry.id,
+            age(now - entry.received_at),
+            size(entry.size),
+            sender(&entry.envelope)
+        );
+        for r in &entry.recipients {
+            pending += usize::from(matches!(r.state, "queued" | "deferred"));
+            let _ = write!(out, "{:41}{:<10} {}", "", r.state, r.address);
+            if let Some(reason) = &r.reason {
+                let code = r.code.as_deref().map_or(String::new(), |c| format!("{c} "));
+                let _ = write!(out, "  ({code}{reason})");
+            }
+            out.push('\n');
+        }
+    }
+    let _ = writeln!(
+        out,
+        "-- {} message(s), {}, {pending} recipient(s) pending",
+        entries.len(),
+        size(total)
+    );
+    out
+}
+
+/// Everything known of one message, then its header block.
+pub fn render_show(entry: &Entry, content: &[u8], now: i64) -> String {
+    use std::fmt::Write;
+    let envelope = &entry.envelope;
+    let client = &envelope.client;
+    let mut out = String::new();
+    let _ = writeln!(out, "id:        {}", entry.id);
+    let _ = writeln!(
+        out,
+        "received:  {} ({} ago) from {} [{}]{}{}",
+        date(entry.received_at),
+        age(now - entry.received_at),
+        client.helo,
+        client.ip,
+        client
+            .connector
+            .as_deref()
+            .map_or(String::new(), |c| format!(", connector {c}")),
+        client
+            .tls
+            .as_deref()
+            .map_or(", plaintext".into(), |t| format!(", {t}"))
+    );
+    let _ = writeln!(out, "size:      {} bytes", entry.size);
+    let _ = writeln!(out, "sender:    {}", sender(envelope));
+    let mut parameters = Vec::new();
+    if envelope.eight_bit {
+        parameters.push("BODY=8BITMIME".to_string());
+    }
+    if envelope.smtputf8 {
+        parameters.push("SMTPUTF8".into());
+    }
+    match envelope.ret {
+        Some(Ret::Full) => parameters.push("RET=FULL".into()),
+        Some(Ret::Hdrs) => parameters.push("RET=HDRS".into()),
+        None => {}
+    }
+    if let Some(envid) = &envelope.envid {
+        parameters.push(format!("ENVID={envid}"));
+    }
+    if !parameters.is_empty() {
+        let _ = writeln!(out, "options:   {}", parameters.join(" "));
+    }
+    let _ = match entry.next_attempt {
+        None => writeln!(out, "attempts:  none yet"),
+        Some(at) if at <= now => writeln!(out, "attempts:  {}, next: due now", entry.attempts),
+        Some(at) => writeln!(
+            out,
+            "attempts:  {}, next in {} ({})",
+            entry.attempts,
+            age(at - now),
+            date(at)
+        ),
+    };
+    let _ = writeln!(out, "recipients:");
+    for (r, original) in entry.recipients.iter().zip(&envelope.recipients) {
+        let _ = write!(out, "  {:<10} {}", r.state, r.address);
+        if let Some(notify) = original.notify {
+            let _ = write!(out, "  NOTIFY={notify}");
+        }
+        out.push('\n');
+        if let Some(reason) = &r.reason {
+            let code = r.code.as_deref().map_or(String::new(), |c| format!("{c} "));
+            let _ = writeln!(out, "             {code}{reason}");
+        }
+        if let Some(mta) = &r.remote_mta {
+            let _ = writeln!(out, "             remote: {mta}");
+        }
+    }
+    let _ = writeln!(out, "headers:");
+    let end = find(content, b"\r\n\r\n").map_or(content.len(), |i| i + 2);
+    for line in String::from_utf8_lossy(&content[..end]).lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    out
+}
+
+/// `retry`, `delete` or `bounce`: through the running relay, or on the
+/// files when none runs.
+pub async fn execute(
+    spool_dir: &Path,
+    hostname: &str,
+    request: &Request,
+) -> Result<Response, AdminError> {
+    match control::send(spool_dir, request).await {
+        Ok(response) => Ok(response),
+        Err(ControlError::NotRunning { .. }) => offline(spool_dir, hostname, request).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The same requests with no relay running: the spool's lock is held
+/// throughout (a relay that holds it but did not answer is an error).
+async fn offline(
+    spool_dir: &Path,
+    hostname: &str,
+    request: &Request,
+) -> Result<Response, AdminError> {
+    let spool = match Spool::open(spool_dir) {
+        Ok(spool) => spool,
+        Err(SpoolError::Locked { path }) => return Err(AdminError::Unreachable { path }),
+        Err(e) => return Err(e.into()),
+    };
+    let states = StateStore::open(spool_dir).map_err(|source| SpoolError::Folder {
+        path: spool_dir.join("state"),
+        source,
+    })?;
+    let finish = Finisher {
+        spool: spool.clone(),
+        states: states.clone(),
+        hostname: hostname.to_string(),
+        handle: None,
+    };
+    let id = match request {
+        Request::Retry { id: None } => {
+            let ids = spool.list()?;
+            for id in &ids {
+                make_due(&states, id);
+            }
+            return Ok(Response::ok(format!(
+                "{} message(s) due now; no relay is running, they are tried when it starts",
+                ids.len()
+            )));
+        }
+        Request::Retry { id: Some(id) } | Request::Delete { id } | Request::Bounce { id } => id,
+    };
+    if !spool.contains(id) {
+        return Err(AdminError::NoSuchMessage(id.clone()));
+    }
+    Ok(match request {
+        Request::Retry { .. } => {
+            make_due(&states, id);
+            Response::ok(format!(
+                "{id}: due now; no relay is running, it is tried when it starts"
+            ))
+        }
+        Request::Delete { .. } => {
+            finish.remove(id);
+            Response::ok(format!("{id}: deleted"))
+        }
+        Request::Bounce { .. } => match finish.bounce(id).await {
+            Ok(message) => Response::ok(message),
+            Err(message) => Response::error(message),
+        },
+    })
+}
+
+/// The next attempt of `id` is now (a message without a state is due anyway).
+fn make_due(states: &StateStore, id: &str) {
+    if let Some(mut state) = states.load(id) {
+        state.next_attempt = time::OffsetDateTime::now_utc().unix_timestamp();
+        let _: io::Result<()> = states.save(id, &state);
+    }
+}
+
+fn sender(envelope: &Envelope) -> String {
+    format!("<{}>", envelope.sender)
+}
+
+/// `45s`, `12m`, `3h`, `2d`: the largest whole unit.
+pub fn age(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// `912 B`, `1.2 KiB`, `35.0 MiB`.
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        0..=1023 => format!("{bytes} B"),
+        1024..=1_048_575 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+    }
+}
+
+fn date(unix_seconds: i64) -> String {
+    crate::inbound::rfc5322_date(unix(unix_seconds))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_sizes_read_like_mailq() {
+        assert_eq!(age(-3), "0s");
+        assert_eq!(age(59), "59s");
+        assert_eq!(age(600), "10m");
+        assert_eq!(age(3 * 3600), "3h");
+        assert_eq!(age(5 * 86_400), "5d");
+        assert_eq!(size(912), "912 B");
+        assert_eq!(size(1229), "1.2 KiB");
+        assert_eq!(size(35 * 1_048_576), "35.0 MiB");
+    }
+}

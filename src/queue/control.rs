@@ -1,0 +1,190 @@
+//! The control socket: how `tlsrelay queue retry|delete|bounce` reach a
+//! running relay, so that the queue manager, which owns the schedule and
+//! knows which messages are being delivered this moment, makes the change
+//! (DESIGN.md §2: "safe while the daemon runs").
+//!
+//! `SPOOL_DIR/control.sock` is a Unix socket, mode 0660 (the relay's user
+//! and group; root always). One request per connection: a line of JSON
+//! ([`Request`]), answered by a line of JSON ([`Response`]). Reading the
+//! queue (`list`, `show`) needs no socket: the files are read directly.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The socket's file name in the spool folder.
+pub const SOCKET: &str = "control.sock";
+/// A request is one short line; anything longer is not ours.
+const MAX_LINE: u64 = 4096;
+/// How long one exchange may take (a bounce writes and syncs a notice).
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What an administrator asks of the queue manager.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "lowercase")]
+pub enum Request {
+    /// Try now: one message, or (`id: None`) every waiting message.
+    Retry { id: Option<String> },
+    /// Remove a message without telling anyone.
+    Delete { id: String },
+    /// Fail every pending recipient and return the message to its sender.
+    Bounce { id: String },
+}
+
+/// The answer: did it work, and what happened, in words for the terminal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    pub message: String,
+}
+
+impl Response {
+    pub fn ok(message: impl Into<String>) -> Self {
+        Response {
+            ok: true,
+            message: message.into(),
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Response {
+            ok: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// A request on its way to the queue manager, with where to answer.
+pub type Command = (Request, oneshot::Sender<Response>);
+
+/// Where the socket of the spool in `spool_dir` is.
+pub fn socket_path(spool_dir: &Path) -> PathBuf {
+    spool_dir.join(SOCKET)
+}
+
+/// Binds the socket. Call only while holding the spool's lock: a socket
+/// file left by a relay that died is removed, and the lock proves that
+/// nobody else is listening on it.
+pub fn bind(spool_dir: &Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = socket_path(spool_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// Answers requests until `shutdown`, passing each to the queue manager.
+pub async fn serve(
+    listener: UnixListener,
+    manager: mpsc::UnboundedSender<Command>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let manager = manager.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(stream, &manager)).await
+            {
+                tracing::warn!(error = %e, "control socket: request timed out");
+            }
+        });
+    }
+}
+
+async fn exchange(stream: UnixStream, manager: &mpsc::UnboundedSender<Command>) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let read = BufReader::new(read.take(MAX_LINE))
+        .read_line(&mut line)
+        .await;
+    let response = match read.map(|_| serde_json::from_str::<Request>(&line)) {
+        Err(e) => Response::error(format!("reading the request: {e}")),
+        Ok(Err(e)) => Response::error(format!("not a request: {e}")),
+        Ok(Ok(request)) => {
+            tracing::info!(?request, "queue command from the control socket");
+            let (reply, answer) = oneshot::channel();
+            match manager.send((request, reply)) {
+                Ok(()) => answer
+                    .await
+                    .unwrap_or_else(|_| Response::error("the relay is stopping")),
+                Err(_) => Response::error("the relay is stopping"),
+            }
+        }
+    };
+    let mut text = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    let _ = write.write_all(text.as_bytes()).await;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No relay listens: the socket is missing or refuses.
+    #[error("no relay is listening on {}", path.display())]
+    NotRunning { path: PathBuf },
+    #[error("control socket {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Sends `request` to the relay whose spool is `spool_dir`.
+pub async fn send(spool_dir: &Path, request: &Request) -> Result<Response, ControlError> {
+    let path = socket_path(spool_dir);
+    let io_error = |source| ControlError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut stream = match UnixStream::connect(&path).await {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(ControlError::NotRunning { path });
+        }
+        Err(e) => return Err(io_error(e)),
+    };
+    let exchange = async {
+        let mut text = serde_json::to_string(request).map_err(io::Error::other)?;
+        text.push('\n');
+        stream.write_all(text.as_bytes()).await?;
+        let mut line = String::new();
+        BufReader::new(stream.take(MAX_LINE * 16))
+            .read_line(&mut line)
+            .await?;
+        serde_json::from_str::<Response>(&line).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unreadable answer: {e}"),
+            )
+        })
+    };
+    match tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await {
+        Ok(result) => result.map_err(io_error),
+        Err(_) => Err(io_error(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the relay did not answer",
+        ))),
+    }
+}

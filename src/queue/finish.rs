@@ -1,0 +1,184 @@
+//! The end of a recipient's road: failing what is still pending, telling
+//! the sender (RFC 3464), and letting the message leave the queue. Shared
+//! by delivery attempts (a `5xx`, or `max_age` passed) and by the
+//! administrator's `tlsrelay queue bounce`, with or without a running relay.
+
+use super::dsn::{self, Kind, RecipientReport};
+use super::envelope::{ClientInfo, Envelope, Recipient};
+use super::manager::QueueHandle;
+use super::spool::Spool;
+use super::state::{DeliveryState, RecipientState, StateStore, Status};
+
+/// What finishing needs: where messages and their states are kept, and
+/// the name notices are sent as.
+#[derive(Clone)]
+pub struct Finisher {
+    pub spool: Spool,
+    pub states: StateStore,
+    pub hostname: String,
+    /// Where a queued notice is announced; `None` when no relay runs (the
+    /// notice is then found at the next start, like any queued message).
+    pub handle: Option<QueueHandle>,
+}
+
+/// Marks every pending recipient of `state` failed for good: the status
+/// made permanent (`4.4.1` → `5.4.1`, `default` when none is known yet)
+/// and the reason prefixed with `why`. Returns the recipients it failed.
+pub fn fail_pending(state: &mut DeliveryState, why: &str, default: &str) -> Vec<RecipientState> {
+    let mut failed = Vec::new();
+    for slot in state
+        .recipients
+        .iter_mut()
+        .filter(|s| s.status == Status::Pending)
+    {
+        slot.status = Status::Failed;
+        slot.reason = Some(match &slot.reason {
+            Some(last) => format!("{why}: {last}"),
+            None => why.to_string(),
+        });
+        slot.code = Some(permanent(slot.code.as_deref().unwrap_or(default)));
+        failed.push(slot.clone());
+    }
+    failed
+}
+
+/// A temporary status made permanent for a final failure (`4.4.1` → `5.4.1`).
+fn permanent(status: &str) -> String {
+    match status.strip_prefix("4.") {
+        Some(rest) => format!("5.{rest}"),
+        None => status.to_string(),
+    }
+}
+
+impl Finisher {
+    /// Queues a notice of `kind` about `slots` from `<>` to the sender,
+    /// when the sender wants one (`NOTIFY`, never to `<>`). Returns the
+    /// notice's queue id. It is committed before the caller removes the
+    /// original, so a crash in between can duplicate it but not lose it.
+    pub async fn notify(
+        &self,
+        id: &str,
+        envelope: &Envelope,
+        content: &[u8],
+        kind: Kind,
+        slots: &[RecipientState],
+        until: Option<&str>,
+    ) -> Option<String> {
+        let recipients = slots
+            .iter()
+            .filter_map(|slot| {
+                let recipient = envelope
+                    .recipients
+                    .iter()
+                    .find(|r| r.address == slot.address)?
+                    .clone();
+                Some(RecipientReport {
+                    recipient,
+                    status: slot.code.clone().unwrap_or_else(|| "4.0.0".into()),
+                    diagnostic: slot.reason.clone().unwrap_or_default(),
+                    remote_mta: slot.remote_mta.clone(),
+                })
+            })
+            .collect();
+        let now = time::OffsetDateTime::now_utc();
+        let date = crate::inbound::rfc5322_date(now);
+        let report = dsn::Report {
+            kind,
+            reporting_mta: &self.hostname,
+            queue_id: id,
+            envelope,
+            recipients,
+            arrival_date: &crate::inbound::rfc5322_date(unix(envelope.received_at)),
+            now: &date,
+            retry_until: until,
+        };
+        let body = report.render(content, &format!("{id}/{}", now.unix_timestamp()))?;
+        let notice = Envelope {
+            sender: String::new(),
+            recipients: vec![Recipient {
+                address: envelope.sender.clone(),
+                orcpt: None,
+                notify: None,
+            }],
+            smtputf8: envelope.smtputf8,
+            client: ClientInfo {
+                helo: self.hostname.clone(),
+                ..ClientInfo::default()
+            },
+            received_at: now.unix_timestamp(),
+            ..Envelope::default()
+        };
+        let mut writer = self.spool.create(&notice);
+        let result = match writer.write(&body).await {
+            Ok(()) => writer.commit().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(dsn_id) => {
+                tracing::info!(queue_id = %id, dsn = %dsn_id, kind = ?kind, "delivery status notification queued");
+                if let Some(handle) = &self.handle {
+                    handle.queued(&dsn_id);
+                }
+                Some(dsn_id)
+            }
+            // RFC 5321 §6.2 forbids bouncing a bounce; a DSN we cannot even queue is dropped.
+            Err(e) => {
+                tracing::error!(queue_id = %id, error = %e, "could not queue a delivery status notification");
+                None
+            }
+        }
+    }
+
+    /// The message leaves the queue: delivered, failed or returned.
+    pub fn remove(&self, id: &str) {
+        self.spool.remove(id);
+        self.states.remove(id);
+    }
+
+    /// `tlsrelay queue bounce ID`: every recipient still pending fails with
+    /// `5.0.0` (or its last temporary status made permanent), the sender
+    /// gets the notice, and the message leaves the queue.
+    pub async fn bounce(&self, id: &str) -> Result<String, String> {
+        let (envelope, content) = self
+            .spool
+            .read(id)
+            .map_err(|e| format!("{id}: cannot read it: {e}"))?;
+        let mut state = self
+            .states
+            .load(id)
+            .unwrap_or_else(|| DeliveryState::new(&envelope, envelope.received_at));
+        let why = format!(
+            "returned to the sender by the administrator of {}",
+            self.hostname
+        );
+        let failed = fail_pending(&mut state, &why, "5.0.0");
+        let notice = match failed.is_empty() {
+            true => None,
+            false => {
+                self.notify(id, &envelope, &content, Kind::Failure, &failed, None)
+                    .await
+            }
+        };
+        self.remove(id);
+        tracing::info!(
+            queue_id = id,
+            recipients = failed.len(),
+            "returned to the sender by the administrator"
+        );
+        Ok(match notice {
+            Some(dsn) => format!(
+                "{id}: returned to the sender, {} recipient(s) not delivered; notice {dsn} queued to <{}>",
+                failed.len(),
+                envelope.sender
+            ),
+            None => format!(
+                "{id}: removed, {} recipient(s) not delivered; no notice (the sender is <> or asked for none)",
+                failed.len()
+            ),
+        })
+    }
+}
+
+pub fn unix(seconds: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}

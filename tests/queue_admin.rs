@@ -1,0 +1,377 @@
+//! `tlsrelay queue list|show|retry|delete|bounce` against a running relay,
+//! and with no relay running; what the next hop received is the proof.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::relay::Relay;
+use support::smtp::{assert_queued, Client};
+use support::{arg, stderr, stdout, tlsrelay};
+
+/// What a next hop kept: (sender, recipients, content) per message.
+type Kept = Vec<(String, Vec<String>, String)>;
+
+/// A next hop that answers `451` to every RCPT until it is opened, then
+/// takes mail and keeps each message's (sender, recipients, content).
+struct Gate {
+    addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    received: Arc<Mutex<Kept>>,
+}
+
+impl Gate {
+    fn start() -> Gate {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind gate");
+        let gate = Gate {
+            addr: listener.local_addr().expect("gate addr"),
+            open: Arc::default(),
+            received: Arc::default(),
+        };
+        let (open, received) = (gate.open.clone(), gate.received.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let (open, received) = (open.clone(), received.clone());
+                std::thread::spawn(move || serve(stream, &open, &received));
+            }
+        });
+        gate
+    }
+
+    fn received(&self) -> Kept {
+        self.received.lock().expect("gate lock").clone()
+    }
+
+    /// Waits (bounded) until `n` messages arrived.
+    fn wait_for(&self, n: usize) -> Kept {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.received().len() < n {
+            assert!(Instant::now() < deadline, "gate got {:?}", self.received());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.received()
+    }
+}
+
+fn serve(stream: TcpStream, open: &AtomicBool, received: &Mutex<Kept>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut say = |line: &str| writer.write_all(format!("{line}\r\n").as_bytes());
+    let _ = say("220 gate.test ESMTP");
+    let (mut from, mut to) = (String::new(), Vec::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let upper = line.to_ascii_uppercase();
+        let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            "250 gate.test".to_string()
+        } else if upper.starts_with("MAIL FROM:") {
+            from = line[10..].trim().to_string();
+            to.clear();
+            "250 2.1.0 ok".into()
+        } else if upper.starts_with("RCPT TO:") {
+            if open.load(Ordering::SeqCst) {
+                to.push(line[8..].trim().to_string());
+                "250 2.1.5 ok".into()
+            } else {
+                "451 4.3.2 gate closed, try later".into()
+            }
+        } else if upper.starts_with("DATA") {
+            if to.is_empty() {
+                "554 5.5.1 no valid recipients".into()
+            } else {
+                let _ = say("354 go ahead");
+                let mut content = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == ".\r\n" {
+                        break;
+                    }
+                    content.push_str(&line);
+                }
+                received
+                    .lock()
+                    .expect("gate lock")
+                    .push((from.clone(), to.clone(), content));
+                "250 2.0.0 kept".into()
+            }
+        } else if upper.starts_with("QUIT") {
+            let _ = say("221 bye");
+            return;
+        } else {
+            "250 ok".into()
+        };
+        if say(&reply).is_err() {
+            return;
+        }
+    }
+}
+
+/// A relay for localhost that sends everything (bounces included) to `gate`
+/// and retries only when told to.
+fn relay_to(gate: &Gate) -> Relay {
+    Relay::start_with(&format!(
+        "[server]\nhostname = \"relay.example.test\"\nlisten = [\"127.0.0.1:0\"]\nspool_dir = \"spool\"\n\
+         [tls]\ncert = \"relay.crt\"\nkey = \"relay.key\"\ngenerate_if_missing = true\n\
+         [[inbound]]\nname = \"lan\"\nremote_ips = [\"127.0.0.0/8\"]\nallow_relay = true\n\
+         [[outbound]]\nname = \"gate\"\nrecipient_domains = [\"*\"]\nsmarthosts = [\"{}\"]\ntls = \"none\"\n\
+         [queue]\nretry_intervals = [\"1h\"]\n\
+         [dns]\nreverse_lookups = false\nnameservers = [\"127.0.0.1:1\"]\n",
+        gate.addr
+    ))
+}
+
+fn send(relay: &Relay, subject: &str) {
+    let (mut client, _) = Client::connect(relay.smtp);
+    client.command("EHLO client.test");
+    let content =
+        format!("From: alice@sender.test\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n");
+    assert_queued(&client.deliver("alice@sender.test", &["bob@far.test"], &content));
+    client.command("QUIT");
+}
+
+/// `tlsrelay queue ARGS -c CONFIG`: (exit code, stdout, stderr).
+fn queue(relay: &Relay, args: &[&str]) -> (i32, String, String) {
+    let config = relay.dir().join("tlsrelay.toml");
+    let mut all = vec!["queue"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-c", arg(&config)]);
+    let out = tlsrelay(&all);
+    (out.status.code().unwrap_or(-1), stdout(&out), stderr(&out))
+}
+
+/// The ids in `queue list --json`, each with its subject and first recipient's state.
+fn listed(relay: &Relay) -> Vec<(String, String, String)> {
+    let (code, out, err) = queue(relay, &["list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let entries: serde_json::Value = serde_json::from_str(&out).expect("list json");
+    entries
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| {
+            let id = e["id"].as_str().unwrap_or_default().to_string();
+            let state = e["recipients"][0]["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let (_, show, _) = queue(relay, &["show", &id]);
+            let subject = show
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Subject: "))
+                .unwrap_or_default()
+                .to_string();
+            (id, subject, state)
+        })
+        .collect()
+}
+
+/// Waits (bounded) until `n` messages are listed and all are deferred.
+fn wait_deferred(relay: &Relay, n: usize) -> Vec<(String, String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = listed(relay);
+        if listed.len() == n && listed.iter().all(|(_, _, state)| state == "deferred") {
+            return listed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "listed {listed:?}\n{}",
+            relay.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn id_of(listed: &[(String, String, String)], subject: &str) -> String {
+    listed
+        .iter()
+        .find(|(_, s, _)| s == subject)
+        .map(|(id, _, _)| id.clone())
+        .unwrap_or_else(|| panic!("{subject} not listed in {listed:?}"))
+}
+
+#[test]
+fn queue_commands_work_against_a_running_relay() {
+    let gate = Gate::start();
+    let relay = relay_to(&gate);
+    for subject in ["one", "two", "three"] {
+        send(&relay, subject);
+    }
+    let listed = wait_deferred(&relay, 3);
+    let (one, two, three) = (
+        id_of(&listed, "one"),
+        id_of(&listed, "two"),
+        id_of(&listed, "three"),
+    );
+
+    // The listing: every message, its sender, the recipient's state and the last reason.
+    let (code, text, _) = queue(&relay, &["list"]);
+    assert_eq!(code, 0);
+    for id in [&one, &two, &three] {
+        assert!(text.contains(id.as_str()), "{text}");
+    }
+    assert!(text.contains("<alice@sender.test>"), "{text}");
+    assert!(text.contains("deferred   bob@far.test"), "{text}");
+    assert!(
+        text.contains("(4.3.2 127.0.0.1 said: 451 gate closed, try later)"),
+        "{text}"
+    );
+    assert!(text.contains("-- 3 message(s)"), "{text}");
+    assert!(text.contains("3 recipient(s) pending"), "{text}");
+
+    let (code, text, _) = queue(&relay, &["show", &one]);
+    assert_eq!(code, 0);
+    assert!(text.contains(&format!("id:        {one}")), "{text}");
+    assert!(text.contains("sender:    <alice@sender.test>"), "{text}");
+    assert!(
+        text.contains("from client.test [127.0.0.1], connector lan, plaintext"),
+        "{text}"
+    );
+    assert!(text.contains("attempts:  1, next in "), "{text}");
+    assert!(text.contains("gate closed"), "{text}");
+    assert!(text.contains("  Subject: one"), "{text}");
+
+    // retry: delivered now, the others stay.
+    gate.open.store(true, Ordering::SeqCst);
+    let (code, text, err) = queue(&relay, &["retry", &one]);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains(&format!("{one}: due now")), "{text}");
+    let received = gate.wait_for(1);
+    assert!(received[0].2.contains("Subject: one"), "{received:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while self::listed(&relay).len() != 2 {
+        assert!(Instant::now() < deadline, "{}", relay.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // delete: gone, never delivered.
+    let (code, text, err) = queue(&relay, &["delete", &two]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(text.trim(), format!("{two}: deleted"));
+    let left: Vec<String> = self::listed(&relay)
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
+    assert_eq!(left, vec![three.clone()]);
+
+    // bounce: the sender gets a DSN from <>, the message leaves the queue.
+    let (code, text, err) = queue(&relay, &["bounce", &three]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains(&format!("{three}: returned to the sender")),
+        "{text}"
+    );
+    let received = gate.wait_for(2);
+    let (from, to, dsn) = &received[1];
+    assert_eq!(from, "<>");
+    assert_eq!(to, &vec!["<alice@sender.test>".to_string()]);
+    assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; bob@far.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Action: failed"), "{dsn}");
+    assert!(dsn.contains("Status: 5.3.2"), "{dsn}");
+    assert!(
+        dsn.contains("returned to the sender by the administrator of relay.example.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Subject: three"), "{dsn}");
+
+    // retry --all with nothing left; and nothing else ever arrived.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !self::listed(&relay).is_empty() {
+        assert!(Instant::now() < deadline, "{}", relay.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, text, _) = queue(&relay, &["retry", "--all"]);
+    assert_eq!((code, text.trim()), (0, "0 message(s) due now"));
+    let (code, text, _) = queue(&relay, &["list"]);
+    assert_eq!((code, text.as_str()), (0, "The queue is empty.\n"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(gate.received().len(), 2, "{:?}", gate.received());
+}
+
+#[test]
+fn unknown_or_malformed_ids_are_user_errors() {
+    let gate = Gate::start();
+    let relay = relay_to(&gate);
+    for args in [
+        &["show", "0123456789ABCDEF00"][..],
+        &["retry", "0123456789ABCDEF00"],
+        &["delete", "0123456789ABCDEF00"],
+        &["bounce", "../../tlsrelay.toml"],
+        &["delete", "queue/../lock"],
+    ] {
+        let (code, out, err) = queue(&relay, args);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("no such message in the queue"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(relay.dir().join("tlsrelay.toml").exists());
+    assert!(relay.dir().join("spool/lock").exists());
+}
+
+#[test]
+fn with_no_relay_running_commands_act_on_the_spool_and_the_relay_picks_up() {
+    let gate = Gate::start();
+    let mut relay = relay_to(&gate);
+    send(&relay, "four");
+    send(&relay, "five");
+    let listed = wait_deferred(&relay, 2);
+    let (four, five) = (id_of(&listed, "four"), id_of(&listed, "five"));
+    assert!(relay.terminate().success());
+
+    // Offline: the spool's lock is free, the files are changed directly.
+    let (code, text, err) = queue(&relay, &["delete", &five]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(text.trim(), format!("{five}: deleted"));
+    let (code, text, err) = queue(&relay, &["bounce", &four]);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("returned to the sender"), "{text}");
+    // The notice waits in the spool for the relay.
+    let queued = self::listed(&relay);
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].2, "queued");
+
+    // A second relay on a spool in use is refused.
+    relay.launch();
+    let config = relay.dir().join("tlsrelay.toml");
+    let second = tlsrelay(&["serve", "-c", arg(&config)]);
+    assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("is in use by another tlsrelay process"),
+        "{}",
+        stderr(&second)
+    );
+
+    gate.open.store(true, Ordering::SeqCst);
+    let (code, text, _) = queue(&relay, &["retry", "--all"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("due now"), "{text}");
+    let received = gate.wait_for(1);
+    let (from, _, dsn) = &received[0];
+    assert_eq!(from, "<>");
+    assert!(dsn.contains("Subject: four"), "{dsn}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        gate.received().len(),
+        1,
+        "five was deleted: {:?}",
+        gate.received()
+    );
+}
