@@ -48,6 +48,8 @@ pub struct Daemon {
     listeners: Listeners,
     queue: QueueManager<Dns>,
     control: tokio::net::UnixListener,
+    metrics: Option<tokio::net::TcpListener>,
+    spool_dir: std::path::PathBuf,
 }
 
 impl Daemon {
@@ -91,10 +93,18 @@ impl Daemon {
             let mode = if implicit { "implicit-tls" } else { "smtp" };
             tracing::info!(%address, mode, "listening");
         }
+        let metrics = crate::metrics::bind(config.admin.metrics_listen.as_ref().map(|a| a.0))
+            .await
+            .map_err(StartError::Listen)?;
+        if let Some(cert) = &config.tls.cert {
+            crate::metrics::certificate_expiry("tls.cert", cert);
+        }
         Ok(Daemon {
             listeners,
             queue,
             control,
+            metrics,
+            spool_dir: config.server.spool_dir.clone(),
         })
     }
 
@@ -106,10 +116,16 @@ impl Daemon {
     /// Serves until `shutdown` is cancelled, then stops gracefully.
     pub async fn run(self, shutdown: CancellationToken) {
         let commands = self.queue.commands();
+        let metrics = async {
+            if let Some(listener) = self.metrics {
+                crate::metrics::serve(listener, self.spool_dir, shutdown.clone()).await;
+            }
+        };
         tokio::join!(
             self.listeners.run(shutdown.clone()),
             control::serve(self.control, commands, shutdown.clone()),
-            self.queue.run(shutdown)
+            metrics,
+            self.queue.run(shutdown.clone())
         );
         tracing::info!("stopped");
     }

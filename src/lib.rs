@@ -19,7 +19,9 @@
 //! * [`config`]: TOML → [`config::Config`], validation, `check-config` summary.
 //! * [`daemon`]: `serve`, the pieces wired together.
 //! * [`inbound`]: listeners, the SMTP session, connectors and relay control.
-//! * [`queue`]: the envelope and the durable spool.
+//! * [`queue`]: the envelope, the durable spool, the queue manager, DSNs,
+//!   and `tlsrelay queue` (over the control socket).
+//! * [`metrics`]: Prometheus counters and the `/metrics` endpoint.
 //! * [`tls`]: certificates and keys, trust anchors, `cert-info`, `gen-cert`.
 //! * [`smtp`]: sans-IO reply reading (bounded, any chunking), used by
 //!   `cert-info --connect --starttls` and later by the outbound client.
@@ -28,6 +30,8 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod inbound;
+pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod outbound;
 pub mod queue;

@@ -44,6 +44,7 @@ pub async fn handle(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let mut gauge = crate::metrics::SessionGauge::open();
     let mut session = Session::new(state.policy.clone(), peer.ip(), None);
     // The PTR lookup runs beside the session; the first message waits for
     // what is left of its budget, so a dead DNS costs nothing else.
@@ -67,6 +68,8 @@ pub async fn handle(
             Err(e) => Err(e),
         }
     };
+    gauge.connector = session.connector_name().unwrap_or("-").to_string();
+    gauge.tls = session.tls_version().unwrap_or("plaintext").to_string();
     match result {
         Ok(()) => {
             tracing::info!(client = %peer, connector = session.connector_name().unwrap_or("-"), messages = driver.messages, "session closed")
@@ -174,6 +177,10 @@ impl Driver<'_> {
                         if let Ok(id) = &result {
                             self.messages += 1;
                             tracing::info!(queue_id = %id, "message accepted");
+                            crate::metrics::global().inc(
+                                "tlsrelay_messages_accepted_total",
+                                &[("connector", session.connector_name().unwrap_or("-"))],
+                            );
                             self.state.queue.queued(id);
                         }
                         session.committed(result.map(|_| ()), &mut out);

@@ -95,20 +95,9 @@ impl Listeners {
             let shutdown = shutdown.clone();
             let sessions = tracker.clone();
             tracker.spawn(async move {
-                loop {
-                    let accepted = tokio::select! {
-                        accepted = socket.accept() => accepted,
-                        _ = shutdown.cancelled() => break,
-                    };
-                    let (stream, peer) = match accepted {
-                        Ok(pair) => pair,
-                        Err(e) => {
-                            // Out of descriptors and the like: back off, keep serving.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
+                while let Some((stream, peer)) =
+                    crate::net::next_connection("smtp", &shutdown, || socket.accept()).await
+                {
                     let Some(admission) = admit(&limits, peer.ip()) else {
                         let hostname = state.policy.hostname.clone();
                         sessions.spawn(refuse(stream, hostname));

@@ -154,6 +154,11 @@ impl Session {
             .map(|i| self.policy.connectors[i].name.as_str())
     }
 
+    /// The TLS version of the session, `None` in plaintext.
+    pub fn tls_version(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.version.as_str())
+    }
+
     /// True while message content is being received (for timeouts).
     pub fn in_data(&self) -> bool {
         matches!(self.phase, Phase::Data(_) | Phase::Bdat { .. })

@@ -78,7 +78,39 @@ impl Session {
 struct Idle {
     session: Session,
     tls: String,
+    channel: Channel,
     since: std::time::Instant,
+}
+
+/// What an attempt's TLS came to, as the metrics count it
+/// (`tlsrelay_delivery_attempts_total`).
+#[derive(Clone, Debug)]
+enum Channel {
+    Tls {
+        version: String,
+        cipher: String,
+    },
+    /// STARTTLS not offered, or `tls = "none"`.
+    Plaintext,
+    /// Opportunistic: TLS failed on every rung, the mail went in plaintext.
+    Fallback,
+    DeferredForPolicy,
+    RungFailed,
+    ConnectFailed,
+}
+
+impl Channel {
+    /// The `tls`, `cipher` and `outcome` labels.
+    fn labels(&self) -> (&str, &str, &'static str) {
+        match self {
+            Channel::Tls { version, cipher } => (version, cipher, "sent"),
+            Channel::Plaintext => ("plaintext", "-", "sent"),
+            Channel::Fallback => ("plaintext_fallback", "-", "sent"),
+            Channel::DeferredForPolicy => ("-", "-", "deferred_for_policy"),
+            Channel::RungFailed => ("-", "-", "tls_rung_failed"),
+            Channel::ConnectFailed => ("-", "-", "connect_failed"),
+        }
+    }
 }
 
 /// Why a hop gave no verdict, so the next one is tried.
@@ -273,7 +305,17 @@ impl<R: Resolve> Deliverer<R> {
         let level = route.connector.map_or(TlsLevel::Opportunistic, |c| c.tls);
         let host = hop.host.to_string();
         let addr = SocketAddr::new(ip, hop.port);
-        let log = |tls: &str, result: &str| {
+        let log = |tls: &str, channel: &Channel, result: &str| {
+            let (version, cipher, outcome) = channel.labels();
+            crate::metrics::global().inc(
+                "tlsrelay_delivery_attempts_total",
+                &[
+                    ("level", &level.to_string()),
+                    ("tls", version),
+                    ("cipher", cipher),
+                    ("outcome", outcome),
+                ],
+            );
             let recipients: Vec<&str> = group.iter().map(|r| r.address.as_str()).collect();
             tracing::info!(
                 queue_id,
@@ -298,24 +340,24 @@ impl<R: Resolve> Deliverer<R> {
             route.connector.map_or("", |c| c.name.as_str())
         );
         if let Some(idle) = self.take(&key).await {
-            let summary = idle.tls.clone();
+            let (summary, channel) = (idle.tls.clone(), idle.channel.clone());
             let (verdicts, back) = match idle.session {
                 Session::Plain(client) => {
                     let (v, back) = converse(client, envelope, content, group, &host, |result| {
-                        log(&format!("{summary} (reused)"), result)
+                        log(&format!("{summary} (reused)"), &channel, result)
                     })
                     .await;
                     (v, back.map(Session::Plain))
                 }
                 Session::Tls(client) => {
                     let (v, back) = converse(*client, envelope, content, group, &host, |result| {
-                        log(&format!("{summary} (reused)"), result)
+                        log(&format!("{summary} (reused)"), &channel, result)
                     })
                     .await;
                     (v, back.map(|c| Session::Tls(Box::new(c))))
                 }
             };
-            self.park(&key, back, summary);
+            self.park(&key, back, summary, channel);
             return Ok(verdicts);
         }
         let mut rung = match level {
@@ -324,7 +366,7 @@ impl<R: Resolve> Deliverer<R> {
         };
         loop {
             let client = self.connect(addr).await.map_err(|reason| {
-                log("-", &reason);
+                log("-", &Channel::ConnectFailed, &reason);
                 Skip {
                     status: "4.4.1",
                     reason: format!("{host} [{addr}]: {reason}"),
@@ -342,17 +384,25 @@ impl<R: Resolve> Deliverer<R> {
                     } else {
                         why
                     };
+                    let channel = match client.capabilities.starttls && level != TlsLevel::None {
+                        true => Channel::Fallback,
+                        false => Channel::Plaintext,
+                    };
                     let (verdicts, back) =
                         converse(client, envelope, content, group, &host, |result| {
-                            log(why, result)
+                            log(why, &channel, result)
                         })
                         .await;
-                    self.park(&key, back.map(Session::Plain), why.to_string());
+                    self.park(&key, back.map(Session::Plain), why.to_string(), channel);
                     return Ok(verdicts);
                 }
                 Step::Defer { reason } => {
                     client.quit().await;
-                    log(&format!("deferred: {reason}"), "-");
+                    log(
+                        &format!("deferred: {reason}"),
+                        &Channel::DeferredForPolicy,
+                        "-",
+                    );
                     return Err(Skip {
                         status: "4.7.4",
                         reason: format!("{host}: {reason}"),
@@ -380,6 +430,10 @@ impl<R: Resolve> Deliverer<R> {
                 (Step::Deliver { note }, Some(tls)) => {
                     let negotiated = Negotiated::of(tls.get_ref().1);
                     let summary = format!("{} {} {note}", negotiated.version, negotiated.cipher);
+                    let channel = Channel::Tls {
+                        version: negotiated.version.clone(),
+                        cipher: negotiated.cipher.clone(),
+                    };
                     let mut client = Client::new(tls);
                     client.timeout_scale = self.timeout_scale;
                     match client.hello(&self.hostname).await {
@@ -402,14 +456,23 @@ impl<R: Resolve> Deliverer<R> {
                     }
                     let (verdicts, back) =
                         converse(client, envelope, content, group, &host, |result| {
-                            log(&summary, result)
+                            log(&summary, &channel, result)
                         })
                         .await;
-                    self.park(&key, back.map(|c| Session::Tls(Box::new(c))), summary);
+                    self.park(
+                        &key,
+                        back.map(|c| Session::Tls(Box::new(c))),
+                        summary,
+                        channel,
+                    );
                     return Ok(verdicts);
                 }
                 (Step::NextRung, _) => {
-                    log(&format!("TLS failed on rung {rung:?}, trying lower"), "-");
+                    log(
+                        &format!("TLS failed on rung {rung:?}, trying lower"),
+                        &Channel::RungFailed,
+                        "-",
+                    );
                     self.memory.failed(&server, rung);
                     rung = rung.below().unwrap_or(Rung::Plaintext);
                 }
@@ -417,7 +480,11 @@ impl<R: Resolve> Deliverer<R> {
                     if let Some(tls) = tls {
                         Client::new(tls).quit().await;
                     }
-                    log(&format!("deferred: {reason}"), "-");
+                    log(
+                        &format!("deferred: {reason}"),
+                        &Channel::DeferredForPolicy,
+                        "-",
+                    );
                     return Err(Skip {
                         status: "4.7.5",
                         reason: format!("{host}: {reason}"),
@@ -471,7 +538,7 @@ impl<R: Resolve> Deliverer<R> {
 
     /// Keeps a cleanly finished connection for the next message to the
     /// same server, or closes it when enough are kept already.
-    fn park(&self, key: &str, session: Option<Session>, tls: String) {
+    fn park(&self, key: &str, session: Option<Session>, tls: String, channel: Channel) {
         let Some(session) = session else { return };
         let Ok(mut idle) = self.idle.lock() else {
             return;
@@ -485,6 +552,7 @@ impl<R: Resolve> Deliverer<R> {
         list.push(Idle {
             session,
             tls,
+            channel,
             since: std::time::Instant::now(),
         });
     }

@@ -90,18 +90,9 @@ pub async fn serve(
     manager: mpsc::UnboundedSender<Command>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "control socket: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((stream, _)) =
+        crate::net::next_connection("control", &shutdown, || listener.accept()).await
+    {
         let manager = manager.clone();
         tokio::spawn(async move {
             if let Err(e) = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(stream, &manager)).await

@@ -116,6 +116,11 @@ impl Finisher {
         match result {
             Ok(dsn_id) => {
                 tracing::info!(queue_id = %id, dsn = %dsn_id, kind = ?kind, "delivery status notification queued");
+                let kind = match kind {
+                    Kind::Failure => "failure",
+                    Kind::Delay => "delay",
+                };
+                crate::metrics::global().inc("tlsrelay_notices_total", &[("kind", kind)]);
                 if let Some(handle) = &self.handle {
                     handle.queued(&dsn_id);
                 }

@@ -333,6 +333,12 @@ impl<R: Resolve> Worker<R> {
                 continue;
             };
             slot.remote_mta = outcome.remote_mta.clone();
+            let result = match &outcome.verdict {
+                Verdict::Delivered { .. } => "delivered",
+                Verdict::Failed { .. } => "failed",
+                Verdict::Deferred { .. } => "deferred",
+            };
+            crate::metrics::global().inc("tlsrelay_recipients_total", &[("result", result)]);
             match outcome.verdict {
                 Verdict::Delivered { reply } => {
                     slot.status = Status::Delivered;

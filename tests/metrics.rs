@@ -1,0 +1,222 @@
+//! `[admin] metrics_listen`: after a known mix of traffic the Prometheus
+//! counters equal what was sent, read from the exposition text.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use support::relay::Relay;
+use support::smtp::{assert_queued, Client};
+use support::tls::client_config;
+
+/// B takes mail for example.test and refuses to relay anything else.
+fn receiver() -> Relay {
+    Relay::start("")
+}
+
+/// C offers no STARTTLS at all (no certificate configured).
+fn plaintext_receiver() -> Relay {
+    Relay::start_with(
+        "[server]\nhostname = \"c.test\"\nlisten = [\"127.0.0.1:0\"]\nspool_dir = \"spool\"\n\
+         [relay]\naccepted_domains = [\"c.test\"]\n\
+         [[outbound]]\nname = \"internal\"\nrecipient_domains = [\"c.test\"]\nsmarthosts = [\"127.0.0.1:1\"]\n\
+         [dns]\nreverse_lookups = false\nnameservers = [\"127.0.0.1:1\"]\n",
+    )
+}
+
+fn sender(b: &Relay, c: &Relay) -> Relay {
+    Relay::start_with(&format!(
+        "[server]\nhostname = \"out.sender.test\"\nlisten = [\"127.0.0.1:0\"]\nspool_dir = \"spool\"\n\
+         [tls]\ncert = \"relay.crt\"\nkey = \"relay.key\"\ngenerate_if_missing = true\n\
+         [[inbound]]\nname = \"lan\"\nremote_ips = [\"127.0.0.0/8\"]\nallow_relay = true\n\
+         [[outbound]]\nname = \"to-b\"\nrecipient_domains = [\"example.test\", \"nowhere.test\", \"sender.test\"]\nsmarthosts = [\"{}\"]\n\
+         [[outbound]]\nname = \"strict\"\nrecipient_domains = [\"c.test\"]\nsmarthosts = [\"{}\"]\ntls = \"required\"\n\
+         [queue]\nretry_intervals = [\"1s\"]\n\
+         [admin]\nmetrics_listen = \"127.0.0.1:0\"\n\
+         [dns]\nreverse_lookups = false\nnameservers = [\"127.0.0.1:1\"]\n",
+        b.smtp, c.smtp
+    ))
+}
+
+/// The metrics address from the relay's `metrics listening` log line.
+fn metrics_addr(relay: &Relay) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for line in relay.log().lines() {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if event["fields"]["message"] == "metrics listening" {
+                if let Some(addr) = event["fields"]["address"].as_str() {
+                    return addr.parse().expect("metrics address");
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no metrics listener:\n{}",
+            relay.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `GET path`: the status line and the body.
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to metrics");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// Every sample of the exposition text: `name{labels}` → value.
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn value(samples: &HashMap<String, f64>, series: &str) -> f64 {
+    samples.get(series).copied().unwrap_or(0.0)
+}
+
+fn send(client: &mut Client<impl Read + Write>, to: &str, subject: &str) {
+    let content = format!("From: alice@sender.test\r\nSubject: {subject}\r\n\r\nhi\r\n");
+    assert_queued(&client.deliver("alice@sender.test", &[to], &content));
+}
+
+#[test]
+fn counters_equal_the_traffic_sent() {
+    let (b, c) = (receiver(), plaintext_receiver());
+    let a = sender(&b, &c);
+    let addr = metrics_addr(&a);
+
+    // Session 1, plaintext: two messages for B, one B will refuse.
+    let (mut client, _) = Client::connect(a.smtp);
+    client.command("EHLO client.test");
+    send(&mut client, "bob@example.test", "one");
+    send(&mut client, "bob@example.test", "two");
+    send(&mut client, "eve@nowhere.test", "refused");
+    client.command("QUIT");
+    // Session 2, STARTTLS: one for B, one for C that has no STARTTLS.
+    let (mut client, _) = Client::connect(a.smtp);
+    client.command("EHLO client.test");
+    let mut client = client.starttls(client_config(None));
+    client.command("EHLO client.test");
+    send(&mut client, "carol@example.test", "three");
+    send(&mut client, "dave@c.test", "stuck");
+    client.command("QUIT");
+    drop(client);
+
+    // Settled: B holds three messages, the refused one bounced (and the
+    // bounce, to sender.test, was refused by B and dropped), "stuck" waits.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let metrics = loop {
+        let (status, body) = get(addr, "/metrics");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let m = samples(&body);
+        let settled = b.spooled().len() == 3
+            && a.spooled().len() == 1
+            && value(&m, "tlsrelay_notices_total{kind=\"failure\"}") == 1.0
+            && value(&m, "tlsrelay_sessions_current") == 0.0
+            && value(
+                &m,
+                "tlsrelay_delivery_attempts_total{level=\"required\",tls=\"-\",cipher=\"-\",outcome=\"deferred_for_policy\"}",
+            ) >= 2.0;
+        if settled {
+            break (body, m);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled:\n{body}\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (body, m) = metrics;
+
+    assert_eq!(
+        value(&m, "tlsrelay_messages_accepted_total{connector=\"lan\"}"),
+        5.0,
+        "{body}"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "tlsrelay_sessions_total{connector=\"lan\",tls=\"plaintext\"}"
+        ),
+        1.0,
+        "{body}"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "tlsrelay_sessions_total{connector=\"lan\",tls=\"TLSv1.3\"}"
+        ),
+        1.0,
+        "{body}"
+    );
+    // Four messages went to B over TLS 1.3 (three taken, one refused); the
+    // bounce to sender.test a fifth time.
+    let tls13: f64 = m
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("tlsrelay_delivery_attempts_total{level=\"opportunistic\",tls=\"TLSv1.3\",cipher=\"TLS13_")
+                && k.ends_with("outcome=\"sent\"}")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(tls13, 5.0, "{body}");
+    assert_eq!(
+        value(&m, "tlsrelay_recipients_total{result=\"delivered\"}"),
+        3.0,
+        "{body}"
+    );
+    // The refused recipient and its refused bounce.
+    assert_eq!(
+        value(&m, "tlsrelay_recipients_total{result=\"failed\"}"),
+        2.0,
+        "{body}"
+    );
+    assert!(
+        value(&m, "tlsrelay_recipients_total{result=\"deferred\"}") >= 2.0,
+        "{body}"
+    );
+    assert_eq!(value(&m, "tlsrelay_queue_messages"), 1.0, "{body}");
+    assert!(value(&m, "tlsrelay_queue_oldest_seconds") < 60.0, "{body}");
+    let expiry = value(
+        &m,
+        "tlsrelay_certificate_expiry_timestamp_seconds{certificate=\"tls.cert\"}",
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    // gen-cert's default: 825 days.
+    assert!(
+        (expiry - now - 825.0 * 86_400.0).abs() < 2.0 * 86_400.0,
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE tlsrelay_delivery_attempts_total counter\n"),
+        "{body}"
+    );
+
+    let (status, _) = get(addr, "/other");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
