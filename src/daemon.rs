@@ -2,18 +2,20 @@
 //! failed start say exactly what is wrong before anything listens.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigErrors};
+use crate::current::Current;
 use crate::dns::Dns;
 use crate::inbound::listener::Listeners;
 use crate::inbound::policy::InboundPolicy;
 use crate::inbound::{ServerState, Timeouts};
 use crate::outbound::deliver::Deliverer;
 use crate::queue::control;
-use crate::queue::manager::QueueManager;
+use crate::queue::manager::{OutboundSlot, QueueManager};
 use crate::queue::schedule::Schedule;
 use crate::queue::spool::{Spool, SpoolError};
 use crate::queue::state::StateStore;
@@ -46,6 +48,7 @@ impl StartError {
 /// A started relay: listeners bound, spool recovered.
 pub struct Daemon {
     listeners: Listeners,
+    reloader: Reloader,
     queue: QueueManager<Dns>,
     control: tokio::net::UnixListener,
     metrics: Option<tokio::net::TcpListener>,
@@ -58,7 +61,6 @@ impl Daemon {
         for warning in config.check_files()? {
             tracing::warn!("{warning}");
         }
-        let tls = server_tls(config)?;
         let spool = Spool::open(&config.server.spool_dir)?;
         tracing::info!(spool = %config.server.spool_dir.display(), messages = spool.list()?.len(), "spool recovered");
         let queue = queue_manager(config, &spool)?;
@@ -68,14 +70,15 @@ impl Daemon {
                 path: control::socket_path(&config.server.spool_dir),
                 source,
             })?;
-        let state = Arc::new(ServerState {
-            policy: Arc::new(InboundPolicy::new(config)),
-            tls,
-            spool,
-            timeouts: Timeouts::new(config),
-            dns: reverse_dns(config),
+        let state = Current::new(server_state(config, &spool, queue.handle())?);
+        let reloader = Reloader {
+            file: config.file().to_path_buf(),
+            fixed: Arc::new(std::sync::Mutex::new(restart_only(config))),
+            inbound: state.clone(),
+            outbound: queue.outbound_slot(),
+            spool: spool.clone(),
             queue: queue.handle(),
-        });
+        };
         let addrs = |list: &[crate::config::values::ListenAddr]| {
             list.iter().map(|a| a.0).collect::<Vec<SocketAddr>>()
         };
@@ -101,6 +104,7 @@ impl Daemon {
         }
         Ok(Daemon {
             listeners,
+            reloader,
             queue,
             control,
             metrics,
@@ -111,6 +115,11 @@ impl Daemon {
     /// The bound addresses (port 0 resolved) and whether each is implicit TLS.
     pub fn local_addrs(&self) -> Vec<(SocketAddr, bool)> {
         self.listeners.local_addrs()
+    }
+
+    /// What SIGHUP calls; hand it out before [`Daemon::run`].
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Serves until `shutdown` is cancelled, then stops gracefully.
@@ -129,6 +138,110 @@ impl Daemon {
         );
         tracing::info!("stopped");
     }
+}
+
+/// What a configuration makes of the inbound side: certificate, client
+/// CAs, connectors, timeouts. Built at start and anew by each reload.
+fn server_state(
+    config: &Config,
+    spool: &Spool,
+    queue: crate::queue::manager::QueueHandle,
+) -> Result<ServerState, StartError> {
+    Ok(ServerState {
+        policy: Arc::new(InboundPolicy::new(config)),
+        tls: server_tls(config)?,
+        spool: spool.clone(),
+        timeouts: Timeouts::new(config),
+        dns: reverse_dns(config),
+        queue,
+    })
+}
+
+/// Re-reads the configuration file and swaps in what it makes (SIGHUP,
+/// DESIGN.md §7): certificates, keys, client CAs and connectors, inbound
+/// and outbound, for every session and delivery attempt that starts from
+/// then on. What is in progress finishes on what it started with. A new
+/// configuration or certificate that is wrong changes nothing.
+#[derive(Clone)]
+pub struct Reloader {
+    file: PathBuf,
+    /// The settings only a restart can change, as in force now.
+    fixed: Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
+    inbound: Current<ServerState>,
+    outbound: OutboundSlot<Dns>,
+    spool: Spool,
+    queue: crate::queue::manager::QueueHandle,
+}
+
+impl Reloader {
+    /// Reloads; on error the old configuration stays in force and the
+    /// error says exactly what is wrong.
+    pub fn reload(&self) -> Result<(), StartError> {
+        let config = Config::load(&self.file)?;
+        ensure_certificate(&config)?;
+        for warning in config.check_files()? {
+            tracing::warn!("{warning}");
+        }
+        let state = server_state(&config, &self.spool, self.queue.clone())?;
+        let deliverer = deliverer(&config)?;
+        self.inbound.replace(state);
+        self.outbound.replace(
+            deliverer,
+            Schedule::new(&config.queue),
+            config.server.hostname.to_string(),
+        );
+        if let Some(cert) = &config.tls.cert {
+            crate::metrics::certificate_expiry("tls.cert", cert);
+        }
+        let fixed = restart_only(&config);
+        if let Ok(mut old) = self.fixed.lock() {
+            for ((key, was), (_, now)) in old.iter().zip(&fixed) {
+                if was != now {
+                    tracing::warn!(
+                        key,
+                        was,
+                        now,
+                        "this setting changes only with a restart; the old value stays in force"
+                    );
+                }
+            }
+            *old = fixed;
+        }
+        tracing::info!(
+            file = %self.file.display(),
+            inbound_connectors = config.inbound.len(),
+            outbound_connectors = config.outbound.len(),
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+}
+
+/// The settings bound at start (sockets, the spool, limits held by the
+/// listeners), with their values as text for comparison.
+fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
+    let server = &config.server;
+    vec![
+        ("server.listen", format!("{:?}", server.listen)),
+        (
+            "server.listen_implicit_tls",
+            format!("{:?}", server.listen_implicit_tls),
+        ),
+        ("server.spool_dir", format!("{:?}", server.spool_dir)),
+        ("server.max_connections", server.max_connections.to_string()),
+        (
+            "server.max_connections_per_ip",
+            server.max_connections_per_ip.to_string(),
+        ),
+        (
+            "server.shutdown_grace",
+            format!("{:?}", server.shutdown_grace),
+        ),
+        (
+            "admin.metrics_listen",
+            format!("{:?}", config.admin.metrics_listen),
+        ),
+    ]
 }
 
 /// The outbound side: routing DNS, our client certificate, the schedule.

@@ -27,6 +27,7 @@
 //!   `cert-info --connect --starttls` and later by the outbound client.
 
 pub mod config;
+pub mod current;
 pub mod daemon;
 pub mod dns;
 pub mod inbound;

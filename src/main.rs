@@ -203,7 +203,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
             Err(e) => return runtime_error(e),
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
-        match stop_signals(shutdown.clone()) {
+        match signals(shutdown.clone(), daemon.reloader()) {
             Ok(()) => {}
             Err(e) => return runtime_error(e),
         }
@@ -306,15 +306,33 @@ fn print_json(value: &impl serde::Serialize) -> ExitCode {
     }
 }
 
-/// SIGTERM or SIGINT starts the graceful stop.
-fn stop_signals(shutdown: tokio_util::sync::CancellationToken) -> std::io::Result<()> {
+/// SIGTERM or SIGINT starts the graceful stop; SIGHUP reloads.
+fn signals(
+    shutdown: tokio_util::sync::CancellationToken,
+    reloader: tlsrelay::daemon::Reloader,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    tlsrelay::notify::reloading();
+                    if let Err(e) = reloader.reload() {
+                        for line in e.to_string().lines() {
+                            tracing::error!(error = %line, "reload failed; the configuration in force stays");
+                        }
+                    }
+                    tlsrelay::notify::notify("READY=1");
+                    continue;
+                }
+            }
+            break;
         }
         tlsrelay::notify::notify("STOPPING=1");
         shutdown.cancel();

@@ -1,5 +1,7 @@
 //! systemd's notify protocol (sd_notify(3)): `READY=1` once listeners are
-//! bound and the spool is recovered, `STOPPING=1` when the stop begins.
+//! bound and the spool is recovered, `RELOADING=1` (with `MONOTONIC_USEC`,
+//! as `Type=notify-reload` wants) then `READY=1` around a SIGHUP reload,
+//! `STOPPING=1` when the stop begins.
 //! A datagram to `$NOTIFY_SOCKET`; nothing when it is unset.
 
 use std::os::unix::net::UnixDatagram;
@@ -11,6 +13,23 @@ pub fn notify(state: &str) {
             tracing::warn!(error = %e, state, "could not notify systemd");
         }
     }
+}
+
+/// `RELOADING=1` with the time the reload began on CLOCK_MONOTONIC, which
+/// systemd uses to tell this reload's `READY=1` from an earlier one.
+pub fn reloading() {
+    notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+}
+
+fn monotonic_usec() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a pointer to a
+    // value we own; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000
 }
 
 /// Sends `state` to the socket `path` (`@name` for an abstract one).

@@ -15,11 +15,13 @@ use tokio_util::task::TaskTracker;
 
 use super::policy::IpCounts;
 use super::ServerState;
+use crate::current::Current;
 
 /// The bound listeners of one server.
 pub struct Listeners {
     sockets: Vec<(TcpListener, bool)>,
-    state: Arc<ServerState>,
+    /// Replaced by a reload; each session keeps the one it started with.
+    state: Current<ServerState>,
     limits: Arc<Limits>,
     shutdown_grace: Duration,
 }
@@ -50,7 +52,7 @@ impl Listeners {
     pub async fn bind(
         listen: &[SocketAddr],
         implicit_tls: &[SocketAddr],
-        state: Arc<ServerState>,
+        state: Current<ServerState>,
         max_connections: usize,
         max_per_ip: usize,
         shutdown_grace: Duration,
@@ -98,12 +100,12 @@ impl Listeners {
                 while let Some((stream, peer)) =
                     crate::net::next_connection("smtp", &shutdown, || socket.accept()).await
                 {
+                    let state = state.get();
                     let Some(admission) = admit(&limits, peer.ip()) else {
                         let hostname = state.policy.hostname.clone();
                         sessions.spawn(refuse(stream, hostname));
                         continue;
                     };
-                    let state = state.clone();
                     let shutdown = shutdown.clone();
                     sessions.spawn(async move {
                         super::connection::handle(stream, peer, state, implicit, shutdown).await;

@@ -19,6 +19,7 @@ use super::finish::{fail_pending, unix, Finisher};
 use super::schedule::Schedule;
 use super::spool::Spool;
 use super::state::{DeliveryState, StateStore, Status};
+use crate::current::Current;
 use crate::outbound::deliver::Deliverer;
 use crate::outbound::outcome::Verdict;
 use crate::outbound::route::Resolve;
@@ -41,9 +42,8 @@ impl QueueHandle {
 pub struct QueueManager<R> {
     spool: Spool,
     states: StateStore,
-    schedule: Schedule,
-    deliverer: Arc<Deliverer<R>>,
-    hostname: String,
+    /// The outbound side; a reload replaces it, attempts keep theirs.
+    worker: Current<Worker<R>>,
     receiver: mpsc::UnboundedReceiver<String>,
     handle: QueueHandle,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -110,14 +110,24 @@ impl<R: Resolve + 'static> QueueManager<R> {
     ) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let (command_sender, commands) = mpsc::unbounded_channel();
+        let handle = QueueHandle { sender };
+        let finish = Finisher {
+            spool: spool.clone(),
+            states: states.clone(),
+            hostname,
+            handle: Some(handle.clone()),
+        };
+        let worker = Worker {
+            schedule,
+            deliverer: Arc::new(deliverer),
+            finish,
+        };
         QueueManager {
             spool,
             states,
-            schedule,
-            deliverer: Arc::new(deliverer),
-            hostname,
+            worker: Current::new(worker),
             receiver,
-            handle: QueueHandle { sender },
+            handle,
             commands,
             command_sender,
         }
@@ -125,6 +135,13 @@ impl<R: Resolve + 'static> QueueManager<R> {
 
     pub fn handle(&self) -> QueueHandle {
         self.handle.clone()
+    }
+
+    /// Where a reload puts the new connectors, trust and schedule.
+    pub fn outbound_slot(&self) -> OutboundSlot<R> {
+        OutboundSlot {
+            worker: self.worker.clone(),
+        }
     }
 
     /// Where administrator requests ([`control`](super::control)) go.
@@ -149,16 +166,6 @@ impl<R: Resolve + 'static> QueueManager<R> {
         }
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         let tasks = TaskTracker::new();
-        let worker = Arc::new(Worker {
-            schedule: self.schedule.clone(),
-            deliverer: self.deliverer.clone(),
-            finish: Finisher {
-                spool: self.spool.clone(),
-                states: self.states.clone(),
-                hostname: self.hostname.clone(),
-                handle: Some(self.handle.clone()),
-            },
-        });
         let (done, mut finished) = mpsc::unbounded_channel::<Done>();
         loop {
             let next = board.due.peek().map(|Reverse((at, _))| *at);
@@ -172,7 +179,7 @@ impl<R: Resolve + 'static> QueueManager<R> {
                 Some(turn) = finished.recv() => {
                     board.busy.remove(&turn.id);
                     for command in board.held.remove(&turn.id).unwrap_or_default() {
-                        self.command(&mut board, command, &worker, &tasks, &done);
+                        self.command(&mut board, command, &self.worker.get(), &tasks, &done);
                     }
                     let untouched = !board.busy.contains(&turn.id) && !board.waiting.contains_key(&turn.id);
                     let next = match board.retry_after.remove(&turn.id) {
@@ -186,9 +193,9 @@ impl<R: Resolve + 'static> QueueManager<R> {
                     }
                 }
                 Some(command) = self.commands.recv() => {
-                    self.command(&mut board, command, &worker, &tasks, &done);
+                    self.command(&mut board, command, &self.worker.get(), &tasks, &done);
                 }
-                _ = tokio::time::sleep(sleep) => self.deliverer.sweep_idle(),
+                _ = tokio::time::sleep(sleep) => self.worker.get().deliverer.sweep_idle(),
             }
             // Start what is due, as far as free slots allow; a finished
             // attempt frees one and wakes the loop.
@@ -197,7 +204,7 @@ impl<R: Resolve + 'static> QueueManager<R> {
                     break;
                 };
                 board.busy.insert(id.clone());
-                let (worker, done) = (worker.clone(), done.clone());
+                let (worker, done) = (self.worker.get(), done.clone());
                 tasks.spawn(async move {
                     let next = worker.attempt(&id).await;
                     drop(permit);
@@ -285,6 +292,35 @@ impl<R: Resolve + 'static> QueueManager<R> {
                 });
             }
         }
+    }
+}
+
+/// Where a reload puts the new outbound side (see [`QueueManager::outbound_slot`]).
+pub struct OutboundSlot<R> {
+    worker: Current<Worker<R>>,
+}
+
+impl<R> Clone for OutboundSlot<R> {
+    fn clone(&self) -> Self {
+        OutboundSlot {
+            worker: self.worker.clone(),
+        }
+    }
+}
+
+impl<R> OutboundSlot<R> {
+    /// New connectors, trust anchors, client certificate and schedule for
+    /// every attempt that starts from now on.
+    pub fn replace(&self, deliverer: Deliverer<R>, schedule: Schedule, hostname: String) {
+        let finish = Finisher {
+            hostname,
+            ..self.worker.get().finish.clone()
+        };
+        self.worker.replace(Worker {
+            schedule,
+            deliverer: Arc::new(deliverer),
+            finish,
+        });
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Relay {
     /// The implicit-TLS listener, when configured.
     pub implicit_tls: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
+    /// Extra environment for the process (NOTIFY_SOCKET, …).
+    env: Vec<(String, String)>,
 }
 
 impl Relay {
@@ -71,6 +73,11 @@ impl Relay {
     /// A relay on exactly `config`, with `files` (name, contents) written
     /// into its folder first, for the paths the config names.
     pub fn start_with_files(config: &str, files: &[(&str, &str)]) -> Relay {
+        Relay::start_with_env(config, files, &[])
+    }
+
+    /// Like [`Relay::start_with_files`], with `env` set for the process.
+    pub fn start_with_env(config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Relay {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("tlsrelay.toml"), config).expect("write config");
         for (name, contents) in files {
@@ -82,6 +89,10 @@ impl Relay {
             smtp: "127.0.0.1:1".parse().expect("addr"),
             implicit_tls: None,
             log: Arc::default(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         relay.launch();
         relay
@@ -96,6 +107,7 @@ impl Relay {
             .args(["--log-format", "json", "--log-level", "info", "serve", "-c"])
             .arg(self.dir.path().join("tlsrelay.toml"))
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -238,12 +250,46 @@ impl Relay {
 
     /// Sends SIGTERM to the relay process (the one we started), no waiting.
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// SIGHUP: reload the configuration.
+    pub fn sighup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Sends `kill -NAME` to the relay process (the one we started).
+    fn signal(&self, name: &str) {
         let child = self.child.as_ref().expect("relay running");
         let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([&format!("-{name}"), &child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {}", child.id());
+        assert!(status.success(), "kill -{name} {}", child.id());
+    }
+
+    /// Waits (bounded) until the log has `needle` in `n` lines; the lines.
+    pub fn wait_for_log(&self, needle: &str, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let lines: Vec<String> = self
+                .log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .filter(|l| l.contains(needle))
+                .cloned()
+                .collect();
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {n} log lines with {needle:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits (bounded) for the relay to exit; its status.
