@@ -19,10 +19,12 @@ pub struct RecipientReport {
     pub recipient: Recipient,
     /// RFC 3463 status, such as `5.1.1` or `4.4.1`.
     pub status: String,
-    /// The remote server's reply (`550 5.1.1 user unknown`), or our reason.
+    /// Why, for people: the remote reply with the host, or our reason.
     pub diagnostic: String,
     /// The server that answered, when one did.
     pub remote_mta: Option<String>,
+    /// Its reply as sent (`550 5.1.1 user unknown`), when a server refused.
+    pub remote_reply: Option<String>,
 }
 
 /// Everything a notice says, besides the original message.
@@ -162,10 +164,16 @@ impl Report<'_> {
             if let Some(mta) = &r.remote_mta {
                 let _ = write!(text, "Remote-MTA: dns; {mta}\r\n");
             }
+            // RFC 3464 §2.3.6: type "smtp" quotes the server's reply. A
+            // reason of our own (no route, no connection) is no SMTP reply,
+            // so it gets a private type, as Postfix's "X-Postfix".
+            let diagnostic = match &r.remote_reply {
+                Some(reply) => format!("smtp; {}", one_line(reply)),
+                None => format!("X-tlsrelay; {}", one_line(&r.diagnostic)),
+            };
             let _ = write!(
                 text,
-                "Diagnostic-Code: smtp; {}\r\nLast-Attempt-Date: {}\r\n",
-                one_line(&r.diagnostic),
+                "Diagnostic-Code: {diagnostic}\r\nLast-Attempt-Date: {}\r\n",
                 self.now
             );
             if let (Kind::Delay, Some(until)) = (self.kind, self.retry_until) {

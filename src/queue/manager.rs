@@ -196,19 +196,20 @@ impl<R: Resolve> Worker<R> {
                 continue;
             };
             slot.remote_mta = outcome.remote_mta.clone();
+            slot.reply = outcome.verdict.remote_reply().map(str::to_string);
             match outcome.verdict {
                 Verdict::Delivered { reply } => {
                     slot.status = Status::Delivered;
                     slot.reason = Some(reply);
                     slot.code = None;
                 }
-                Verdict::Failed { status, reason } => {
+                Verdict::Failed { status, reason, .. } => {
                     slot.status = Status::Failed;
                     slot.code = Some(status);
                     slot.reason = Some(reason);
                     failed.push(slot.clone());
                 }
-                Verdict::Deferred { status, reason } => {
+                Verdict::Deferred { status, reason, .. } => {
                     slot.code = Some(status);
                     slot.reason = Some(reason);
                 }
@@ -289,6 +290,7 @@ impl<R: Resolve> Worker<R> {
                     status: slot.code.clone().unwrap_or_else(|| "4.0.0".into()),
                     diagnostic: slot.reason.clone().unwrap_or_default(),
                     remote_mta: slot.remote_mta.clone(),
+                    remote_reply: slot.reply.clone(),
                 })
             })
             .collect();
