@@ -63,6 +63,17 @@ impl Report<'_> {
             .collect()
     }
 
+    /// Why nobody hears of this notice, for the log line that says so;
+    /// `None` when someone does.
+    pub fn withheld(&self) -> Option<&'static str> {
+        if self.envelope.sender.is_empty() {
+            return Some("the sender is <>, and a bounce is never bounced (RFC 5321 §4.5.5)");
+        }
+        self.wanted()
+            .is_empty()
+            .then_some("NOTIFY excludes it for every recipient (RFC 3461 §4.1)")
+    }
+
     /// The notice as message content (CRLF lines), or `None` when nobody
     /// wants it.
     pub fn render(&self, original: &[u8], boundary: &str) -> Option<Vec<u8>> {

@@ -132,7 +132,7 @@ fn smtputf8_messages_use_the_global_types() {
 }
 
 #[test]
-fn our_own_reasons_are_not_quoted_as_smtp_replies() {
+fn our_own_reasons_are_not_quoted_as_smtp_replies_and_silence_says_why() {
     let envelope = Envelope {
         sender: "alice@a.test".into(),
         recipients: vec![recipient("erin@nomail.test", None)],
@@ -153,4 +153,20 @@ fn our_own_reasons_are_not_quoted_as_smtp_replies() {
         "{text}"
     );
     assert!(!text.contains("Remote-MTA"), "{text}");
+    assert_eq!(notice.withheld(), None);
+
+    let bounce = Envelope {
+        sender: String::new(),
+        ..envelope.clone()
+    };
+    assert!(report(&bounce, Kind::Failure)
+        .withheld()
+        .is_some_and(|why| why.contains("the sender is <>")));
+    let never = Envelope {
+        recipients: vec![recipient("x@b.test", Some(Notify::default()))],
+        ..envelope
+    };
+    assert!(report(&never, Kind::Failure)
+        .withheld()
+        .is_some_and(|why| why.contains("NOTIFY")));
 }

@@ -307,6 +307,8 @@ impl<R: Resolve> Worker<R> {
             retry_until: until,
         };
         let Some(body) = report.render(content, &format!("{id}/{}", now.unix_timestamp())) else {
+            let why = report.withheld().unwrap_or("nobody to notify");
+            tracing::info!(queue_id = id, kind = ?kind, why, "no delivery status notification sent");
             return;
         };
         let notice = Envelope {
