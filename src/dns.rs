@@ -23,9 +23,10 @@ pub struct Dns {
 pub struct DnsError(String);
 
 impl Dns {
-    /// `[dns] nameservers`, or the system's when the list is empty.
+    /// `[dns] nameservers`, or the system's when the list is empty, each
+    /// query waiting `[dns] timeout` when set (else resolv.conf's or 5 s).
     pub fn new(config: &DnsConfig) -> Result<Dns, DnsError> {
-        let builder = if config.nameservers.is_empty() {
+        let mut builder = if config.nameservers.is_empty() {
             TokioResolver::builder_tokio()
                 .map_err(|e| DnsError(format!("reading /etc/resolv.conf: {e}")))?
         } else {
@@ -39,6 +40,9 @@ impl Dns {
             }
             TokioResolver::builder_with_config(resolver_config, TokioRuntimeProvider::default())
         };
+        if let Some(timeout) = config.timeout {
+            builder.options_mut().timeout = timeout.0;
+        }
         let resolver = builder.build().map_err(|e| DnsError(e.to_string()))?;
         Ok(Dns { resolver })
     }

@@ -66,6 +66,7 @@ fn each_invalid_configuration_gets_its_own_message() {
         ("accepting everything", "[relay]\naccepted_domains = [\"*\"]\n".into(), "5:21: relay.accepted_domains[0]: \"*\" would accept mail for every domain from anyone (an open relay); list your domains"),
         ("delay warning after max age", "[queue]\nmax_age = \"1d\"\ndelay_warning_after = \"2d\"\n".into(), "6:23: queue.delay_warning_after: is not shorter than queue.max_age (1d): the warning would never be sent"),
         ("port out of range", "[delivery]\nmx_port = 70000\n".into(), "5:11: delivery.mx_port: invalid value: integer `70000`, expected a port number from 1 to 65535"),
+        ("DNS timeout", "[dns]\ntimeout = \"500ms\"\n".into(), "5:11: dns.timeout: must be at least 1s, for example \"5s\""),
         ("nameserver", "[dns]\nnameservers = [\"dns.example.test\"]\n".into(), "5:16: dns.nameservers[0]: invalid nameserver \"dns.example.test\": write an IP address, optionally with a port, for example \"127.0.0.1:5353\""),
     ];
     let mut failures = Vec::new();

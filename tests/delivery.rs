@@ -39,25 +39,12 @@ fn send_through(a: &Relay, to: &[&str]) {
     client.command("QUIT");
 }
 
-/// Waits (bounded) until A's spool is empty: everything delivered.
-fn wait_until_delivered(a: &Relay) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !a.spooled().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "A still holds mail:\n{}",
-            a.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn opportunistic_delivery_arrives_intact_over_tls_in_one_transaction() {
     let b = Relay::start("");
     let a = sender_to(&b, "tls = \"opportunistic\"");
     send_through(&a, &["bob@example.test", "carol@example.test"]);
-    wait_until_delivered(&a);
+    a.wait_spool_empty();
     let received = b.expect_spooled(1);
     let (_, envelope, content) = &received[0];
     assert_eq!(envelope.sender, "alice@sender.test");
@@ -95,7 +82,7 @@ fn tls_none_sends_plaintext() {
     let b = Relay::start("");
     let a = sender_to(&b, "tls = \"none\"");
     send_through(&a, &["bob@example.test"]);
-    wait_until_delivered(&a);
+    a.wait_spool_empty();
     let received = b.expect_spooled(1);
     let (b_header, _) = split_received(&received[0].2);
     assert!(!b_header.contains("using TLS"), "{b_header}");
@@ -134,7 +121,7 @@ fn pinned_key_is_trusted_whatever_signed_it() {
     let pin = support::openssl_spki_pin(&b.cert_path());
     let a = sender_to(&b, &format!("tls = \"pinned\"\nfingerprints = [\"{pin}\"]"));
     send_through(&a, &["bob@example.test"]);
-    wait_until_delivered(&a);
+    a.wait_spool_empty();
     let received = b.expect_spooled(1);
     let (b_header, _) = split_received(&received[0].2);
     assert!(b_header.contains("using TLSv1.3"), "{b_header}");
@@ -200,9 +187,9 @@ fn the_next_message_to_the_same_server_reuses_the_connection() {
     let b = Relay::start("");
     let a = sender_to(&b, "tls = \"opportunistic\"");
     send_through(&a, &["bob@example.test"]);
-    wait_until_delivered(&a);
+    a.wait_spool_empty();
     send_through(&a, &["carol@example.test"]);
-    wait_until_delivered(&a);
+    a.wait_spool_empty();
     assert_eq!(b.expect_spooled(2).len(), 2);
     assert!(a.log().contains("(reused)"), "{}", a.log());
     // Both messages came over one TLS session (RSET between them), which
@@ -283,7 +270,7 @@ fn injected_replies_after_starttls_are_ignored() {
     let proxy = mitm(b.smtp, inject_after_starttls);
     let a = sender_via(proxy, "tls = \"required\"");
     send_through(&a, &["bob@example.test"]);
-    wait_until_delivered(&a);
+    a.wait_spool_empty();
     let received = b.expect_spooled(1);
     let (b_header, _) = split_received(&received[0].2);
     assert!(
@@ -299,7 +286,7 @@ fn a_starttls_stripper_gets_plaintext_only_from_opportunistic() {
     let proxy = mitm(b.smtp, strip_starttls);
     let opportunistic = sender_via(proxy, "tls = \"opportunistic\"");
     send_through(&opportunistic, &["bob@example.test"]);
-    wait_until_delivered(&opportunistic);
+    opportunistic.wait_spool_empty();
     let received = b.expect_spooled(1);
     let (b_header, _) = split_received(&received[0].2);
     assert!(!b_header.contains("using TLS"), "{b_header}");

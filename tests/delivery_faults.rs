@@ -228,13 +228,5 @@ fn a_delivery_cut_short_by_sigkill_is_made_again_after_restart() {
         ["stalled", "accepted"],
         "delivered at least once after the crash"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !relay.spooled().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the delivered message stays queued:\n{}",
-            relay.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    relay.wait_spool_empty();
 }

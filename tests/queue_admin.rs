@@ -3,124 +3,41 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::receiver::Receiver;
 use support::relay::Relay;
 use support::smtp::{assert_queued, Client};
 use support::{arg, stderr, stdout, tlsrelay};
 
-/// What a next hop kept: (sender, recipients, content) per message.
-type Kept = Vec<(String, Vec<String>, String)>;
-
-/// A next hop that answers `451` to every RCPT until it is opened, then
-/// takes mail and keeps each message's (sender, recipients, content).
-struct Gate {
-    addr: SocketAddr,
-    open: Arc<AtomicBool>,
-    received: Arc<Mutex<Kept>>,
+/// A next hop that answers `451` to every RCPT until [`open`] is called.
+fn closed_gate() -> Receiver {
+    let gate = Receiver::start("127.0.0.1:0".parse().expect("addr"));
+    gate.on_rcpt("*", &["451 4.3.2 gate closed, try later"]);
+    gate
 }
 
-impl Gate {
-    fn start() -> Gate {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind gate");
-        let gate = Gate {
-            addr: listener.local_addr().expect("gate addr"),
-            open: Arc::default(),
-            received: Arc::default(),
-        };
-        let (open, received) = (gate.open.clone(), gate.received.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().map_while(Result::ok) {
-                let (open, received) = (open.clone(), received.clone());
-                std::thread::spawn(move || serve(stream, &open, &received));
-            }
-        });
-        gate
-    }
-
-    fn received(&self) -> Kept {
-        self.received.lock().expect("gate lock").clone()
-    }
-
-    /// Waits (bounded) until `n` messages arrived.
-    fn wait_for(&self, n: usize) -> Kept {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.received().len() < n {
-            assert!(Instant::now() < deadline, "gate got {:?}", self.received());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.received()
-    }
+fn open(gate: &Receiver) {
+    gate.on_rcpt("*", &["250 2.1.5 ok"]);
 }
 
-fn serve(stream: TcpStream, open: &AtomicBool, received: &Mutex<Kept>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut writer = stream.try_clone().expect("clone");
-    let mut reader = BufReader::new(stream);
-    let mut say = |line: &str| writer.write_all(format!("{line}\r\n").as_bytes());
-    let _ = say("220 gate.test ESMTP");
-    let (mut from, mut to) = (String::new(), Vec::new());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let upper = line.to_ascii_uppercase();
-        let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            "250 gate.test".to_string()
-        } else if upper.starts_with("MAIL FROM:") {
-            from = line[10..].trim().to_string();
-            to.clear();
-            "250 2.1.0 ok".into()
-        } else if upper.starts_with("RCPT TO:") {
-            if open.load(Ordering::SeqCst) {
-                to.push(line[8..].trim().to_string());
-                "250 2.1.5 ok".into()
-            } else {
-                "451 4.3.2 gate closed, try later".into()
-            }
-        } else if upper.starts_with("DATA") {
-            if to.is_empty() {
-                "554 5.5.1 no valid recipients".into()
-            } else {
-                let _ = say("354 go ahead");
-                let mut content = String::new();
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line == ".\r\n" {
-                        break;
-                    }
-                    content.push_str(&line);
-                }
-                received
-                    .lock()
-                    .expect("gate lock")
-                    .push((from.clone(), to.clone(), content));
-                "250 2.0.0 kept".into()
-            }
-        } else if upper.starts_with("QUIT") {
-            let _ = say("221 bye");
-            return;
-        } else {
-            "250 ok".into()
-        };
-        if say(&reply).is_err() {
-            return;
-        }
-    }
+/// (sender, recipients, content) of each message the gate took.
+fn kept(gate: &Receiver) -> Vec<(String, Vec<String>, String)> {
+    gate.seen()
+        .delivered()
+        .into_iter()
+        .map(|t| (t.mail_from.clone(), t.rcpt_to.clone(), t.content()))
+        .collect()
+}
+
+fn wait_kept(gate: &Receiver, n: usize) -> Vec<(String, Vec<String>, String)> {
+    gate.wait_delivered(n);
+    kept(gate)
 }
 
 /// A relay for localhost that sends everything (bounces included) to `gate`
 /// and retries only when told to.
-fn relay_to(gate: &Gate) -> Relay {
+fn relay_to(gate: &Receiver) -> Relay {
     Relay::start_with(&format!(
         "[server]\nhostname = \"relay.example.test\"\nlisten = [\"127.0.0.1:0\"]\nspool_dir = \"spool\"\n\
          [tls]\ncert = \"relay.crt\"\nkey = \"relay.key\"\ngenerate_if_missing = true\n\
@@ -204,7 +121,7 @@ fn id_of(listed: &[(String, String, String)], subject: &str) -> String {
 
 #[test]
 fn queue_commands_work_against_a_running_relay() {
-    let gate = Gate::start();
+    let gate = closed_gate();
     let relay = relay_to(&gate);
     for subject in ["one", "two", "three"] {
         send(&relay, subject);
@@ -244,11 +161,11 @@ fn queue_commands_work_against_a_running_relay() {
     assert!(text.contains("  Subject: one"), "{text}");
 
     // retry: delivered now, the others stay.
-    gate.open.store(true, Ordering::SeqCst);
+    open(&gate);
     let (code, text, err) = queue(&relay, &["retry", &one]);
     assert_eq!(code, 0, "{err}");
     assert!(text.contains(&format!("{one}: due now")), "{text}");
-    let received = gate.wait_for(1);
+    let received = wait_kept(&gate, 1);
     assert!(received[0].2.contains("Subject: one"), "{received:?}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while self::listed(&relay).len() != 2 {
@@ -273,10 +190,10 @@ fn queue_commands_work_against_a_running_relay() {
         text.contains(&format!("{three}: returned to the sender")),
         "{text}"
     );
-    let received = gate.wait_for(2);
+    let received = wait_kept(&gate, 2);
     let (from, to, dsn) = &received[1];
-    assert_eq!(from, "<>");
-    assert_eq!(to, &vec!["<alice@sender.test>".to_string()]);
+    assert_eq!(from, "");
+    assert_eq!(to, &vec!["alice@sender.test".to_string()]);
     assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
     assert!(
         dsn.contains("Final-Recipient: rfc822; bob@far.test"),
@@ -301,12 +218,12 @@ fn queue_commands_work_against_a_running_relay() {
     let (code, text, _) = queue(&relay, &["list"]);
     assert_eq!((code, text.as_str()), (0, "The queue is empty.\n"));
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(gate.received().len(), 2, "{:?}", gate.received());
+    assert_eq!(kept(&gate).len(), 2, "{:?}", kept(&gate));
 }
 
 #[test]
 fn unknown_or_malformed_ids_are_user_errors() {
-    let gate = Gate::start();
+    let gate = closed_gate();
     let relay = relay_to(&gate);
     for args in [
         &["show", "0123456789ABCDEF00"][..],
@@ -328,7 +245,7 @@ fn unknown_or_malformed_ids_are_user_errors() {
 
 #[test]
 fn with_no_relay_running_commands_act_on_the_spool_and_the_relay_picks_up() {
-    let gate = Gate::start();
+    let gate = closed_gate();
     let mut relay = relay_to(&gate);
     send(&relay, "four");
     send(&relay, "five");
@@ -359,19 +276,14 @@ fn with_no_relay_running_commands_act_on_the_spool_and_the_relay_picks_up() {
         stderr(&second)
     );
 
-    gate.open.store(true, Ordering::SeqCst);
+    open(&gate);
     let (code, text, _) = queue(&relay, &["retry", "--all"]);
     assert_eq!(code, 0);
     assert!(text.contains("due now"), "{text}");
-    let received = gate.wait_for(1);
+    let received = wait_kept(&gate, 1);
     let (from, _, dsn) = &received[0];
-    assert_eq!(from, "<>");
+    assert_eq!(from, "");
     assert!(dsn.contains("Subject: four"), "{dsn}");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        gate.received().len(),
-        1,
-        "five was deleted: {:?}",
-        gate.received()
-    );
+    assert_eq!(kept(&gate).len(), 1, "five was deleted: {:?}", kept(&gate));
 }

@@ -198,6 +198,12 @@ pub struct DnsConfig {
     /// Look up clients' PTR names for the Received header.
     #[serde(default = "default_true")]
     pub reverse_lookups: bool,
+    /// How long one query waits for a name server's answer before it is
+    /// asked again (resolv.conf's `options timeout:`); absent: resolv.conf's
+    /// value, else 5 s. A lookup that gets no answer defers the mail, so
+    /// this bounds how long a silent name server holds an attempt up.
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
 }
 
 impl Default for DnsConfig {
@@ -205,6 +211,7 @@ impl Default for DnsConfig {
         DnsConfig {
             nameservers: Vec::new(),
             reverse_lookups: true,
+            timeout: None,
         }
     }
 }

@@ -134,12 +134,15 @@ impl Config {
             .collect();
         let _ = writeln!(
             out,
-            "DNS         {}, reverse lookups {}",
+            "DNS         {}, timeout {}, reverse lookups {}",
             if nameservers.is_empty() {
                 "from /etc/resolv.conf".to_string()
             } else {
                 nameservers.join(", ")
             },
+            self.dns
+                .timeout
+                .map_or("default".to_string(), |t| t.to_string()),
             if self.dns.reverse_lookups {
                 "on"
             } else {

@@ -14,6 +14,7 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(config.server.max_message_size, values::Size(35 << 20));
     assert_eq!(config.queue.retry_intervals.len(), 7);
     assert_eq!(config.delivery.mx_port, 25);
+    assert_eq!(config.dns.timeout, None, "the resolver's own timeout");
     assert!(config.admin.metrics_listen.is_none());
     assert_eq!(
         config.server.spool_dir,

@@ -335,6 +335,13 @@ fn queue_and_delivery(c: &mut Checker) {
             "must be longer than 0s, for example \"30s\"",
         );
     }
+    if c.config
+        .dns
+        .timeout
+        .is_some_and(|t| t.0 < Duration::from_secs(1))
+    {
+        c.fail("dns.timeout", "must be at least 1s, for example \"5s\"");
+    }
     if delivery.mx_port == 0 {
         c.fail(
             "delivery.mx_port",

@@ -198,10 +198,7 @@ impl<R: Resolve> Deliverer<R> {
         };
         let Ok(domain_name) = domain.parse::<DomainName>() else {
             return all(
-                Verdict::Failed {
-                    status: "5.1.2".into(),
-                    reason: format!("invalid recipient domain {domain:?}"),
-                },
+                Verdict::failed("5.1.2", format!("invalid recipient domain {domain:?}")),
                 None,
             );
         };
@@ -216,24 +213,8 @@ impl<R: Resolve> Deliverer<R> {
         .await
         {
             Ok(Hops::Try(list)) => list,
-            Ok(Hops::Fail { status, reason }) => {
-                return all(
-                    Verdict::Failed {
-                        status: status.into(),
-                        reason,
-                    },
-                    None,
-                )
-            }
-            Err(e) => {
-                return all(
-                    Verdict::Deferred {
-                        status: "4.4.3".into(),
-                        reason: e.to_string(),
-                    },
-                    None,
-                )
-            }
+            Ok(Hops::Fail { status, reason }) => return all(Verdict::failed(status, reason), None),
+            Err(e) => return all(Verdict::deferred("4.4.3", e.to_string()), None),
         };
         let mut last = Skip {
             status: "4.4.1",
@@ -281,13 +262,7 @@ impl<R: Resolve> Deliverer<R> {
                 }
             }
         }
-        all(
-            Verdict::Deferred {
-                status: last.status.into(),
-                reason: last.reason,
-            },
-            None,
-        )
+        all(Verdict::deferred(last.status, last.reason), None)
     }
 
     /// One host address, down the ladder as the policy says.
@@ -777,10 +752,7 @@ where
         log("refused: next hop lacks SMTPUTF8");
         let reason =
             format!("{host} does not support SMTPUTF8, which this message needs (RFC 6531)");
-        let verdict = Verdict::Failed {
-            status: "5.6.7".into(),
-            reason,
-        };
+        let verdict = Verdict::failed("5.6.7", reason);
         return (vec![verdict; group.len()], Some(client));
     }
     if let Some(limit) = client.capabilities.size {
@@ -790,10 +762,7 @@ where
                 "{host} accepts at most {limit} bytes; the message has {}",
                 content.len()
             );
-            let verdict = Verdict::Failed {
-                status: "5.3.4".into(),
-                reason,
-            };
+            let verdict = Verdict::failed("5.3.4", reason);
             return (vec![verdict; group.len()], Some(client));
         }
     }

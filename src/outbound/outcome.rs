@@ -16,11 +16,15 @@ pub enum Verdict {
     Deferred {
         status: String,
         reason: String,
+        /// The remote server's reply as sent, when a server refused
+        /// (see [`Verdict::remote_reply`]).
+        reply: Option<String>,
     },
     /// Permanent: bounce to the sender.
     Failed {
         status: String,
         reason: String,
+        reply: Option<String>,
     },
 }
 
@@ -29,18 +33,50 @@ impl Verdict {
         !matches!(self, Verdict::Deferred { .. })
     }
 
+    /// A permanent failure we decided (no server reply to quote).
+    pub fn failed(status: impl Into<String>, reason: impl Into<String>) -> Verdict {
+        Verdict::Failed {
+            status: status.into(),
+            reason: reason.into(),
+            reply: None,
+        }
+    }
+
+    /// A temporary failure we decided (no server reply to quote).
+    pub fn deferred(status: impl Into<String>, reason: impl Into<String>) -> Verdict {
+        Verdict::Deferred {
+            status: status.into(),
+            reason: reason.into(),
+            reply: None,
+        }
+    }
+
+    /// The reply of the server that refused, as it sent it; `None` when
+    /// the verdict is ours (no route, no connection, policy). A DSN quotes
+    /// it as the `smtp` Diagnostic-Code (RFC 3464 §2.3.6), while `reason`
+    /// says it for people, with the host.
+    pub fn remote_reply(&self) -> Option<&str> {
+        match self {
+            Verdict::Deferred { reply, .. } | Verdict::Failed { reply, .. } => reply.as_deref(),
+            Verdict::Delivered { .. } => None,
+        }
+    }
+
     /// For a reply that refused: deferred on 4xx, failed on 5xx (and on
     /// anything nonsensical, treated as temporary).
     pub fn from_refusal(reply: &Reply, host: &str) -> Verdict {
         let reason = format!("{host} said: {}", reply.summary());
+        let sent = Some(reply.as_sent());
         match reply.code {
             500..=599 => Verdict::Failed {
                 status: status(reply, "5.0.0"),
                 reason,
+                reply: sent,
             },
             _ => Verdict::Deferred {
                 status: status(reply, "4.0.0"),
                 reason,
+                reply: sent,
             },
         }
     }
@@ -52,10 +88,7 @@ impl Verdict {
             ClientError::Io(..) | ClientError::Closed(_) => "4.4.2",
             ClientError::Protocol(..) => "4.5.0",
         };
-        Verdict::Deferred {
-            status: status.to_string(),
-            reason: format!("{host}: {error}"),
-        }
+        Verdict::deferred(status, format!("{host}: {error}"))
     }
 }
 
@@ -74,20 +107,17 @@ pub fn judge(transaction: &Transaction, recipients: usize, host: &str) -> Vec<Ve
     }
     (0..recipients)
         .map(|i| match transaction.rcpts.get(i) {
-            None => Verdict::Deferred {
-                status: "4.5.0".into(),
-                reason: format!("{host}: no reply to RCPT"),
-            },
+            None => Verdict::deferred("4.5.0", format!("{host}: no reply to RCPT")),
             Some(rcpt) if !rcpt.is_positive() => Verdict::from_refusal(rcpt, host),
             Some(_) => match &transaction.data {
                 Some(reply) if reply.is_positive() => Verdict::Delivered {
                     reply: format!("{host} said: {}", reply.summary()),
                 },
                 Some(reply) => Verdict::from_refusal(reply, host),
-                None => Verdict::Deferred {
-                    status: "4.5.0".into(),
-                    reason: format!("{host}: the message content was not taken"),
-                },
+                None => Verdict::deferred(
+                    "4.5.0",
+                    format!("{host}: the message content was not taken"),
+                ),
             },
         })
         .collect()
@@ -134,14 +164,16 @@ mod tests {
             verdicts[1],
             Verdict::Failed {
                 status: "5.1.1".into(),
-                reason: "mx.b.test said: 550 unknown".into()
+                reason: "mx.b.test said: 550 unknown".into(),
+                reply: Some("550 5.1.1 unknown".into()),
             }
         );
         assert_eq!(
             verdicts[2],
             Verdict::Deferred {
                 status: "4.2.2".into(),
-                reason: "mx.b.test said: 452 full".into()
+                reason: "mx.b.test said: 452 full".into(),
+                reply: Some("452 4.2.2 full".into()),
             }
         );
     }
@@ -177,7 +209,8 @@ mod tests {
             verdict,
             Verdict::Deferred {
                 status: "4.4.2".into(),
-                reason: "mx.b.test: connection closed by the server during end of data".into()
+                reason: "mx.b.test: connection closed by the server during end of data".into(),
+                reply: None,
             }
         );
         assert!(!verdict.is_final());

@@ -19,10 +19,12 @@ pub struct RecipientReport {
     pub recipient: Recipient,
     /// RFC 3463 status, such as `5.1.1` or `4.4.1`.
     pub status: String,
-    /// The remote server's reply (`550 5.1.1 user unknown`), or our reason.
+    /// Why, for people: the remote reply with the host, or our reason.
     pub diagnostic: String,
     /// The server that answered, when one did.
     pub remote_mta: Option<String>,
+    /// Its reply as sent (`550 5.1.1 user unknown`), when a server refused.
+    pub remote_reply: Option<String>,
 }
 
 /// Everything a notice says, besides the original message.
@@ -59,6 +61,17 @@ impl Report<'_> {
                 (Some(n), Kind::Delay) => n.delay,
             })
             .collect()
+    }
+
+    /// Why nobody hears of this notice, for the log line that says so;
+    /// `None` when someone does.
+    pub fn withheld(&self) -> Option<&'static str> {
+        if self.envelope.sender.is_empty() {
+            return Some("the sender is <>, and a bounce is never bounced (RFC 5321 §4.5.5)");
+        }
+        self.wanted()
+            .is_empty()
+            .then_some("NOTIFY excludes it for every recipient (RFC 3461 §4.1)")
     }
 
     /// The notice as message content (CRLF lines), or `None` when nobody
@@ -162,10 +175,16 @@ impl Report<'_> {
             if let Some(mta) = &r.remote_mta {
                 let _ = write!(text, "Remote-MTA: dns; {mta}\r\n");
             }
+            // RFC 3464 §2.3.6: type "smtp" quotes the server's reply. A
+            // reason of our own (no route, no connection) is no SMTP reply,
+            // so it gets a private type, as Postfix's "X-Postfix".
+            let diagnostic = match &r.remote_reply {
+                Some(reply) => format!("smtp; {}", one_line(reply)),
+                None => format!("X-tlsrelay; {}", one_line(&r.diagnostic)),
+            };
             let _ = write!(
                 text,
-                "Diagnostic-Code: smtp; {}\r\nLast-Attempt-Date: {}\r\n",
-                one_line(&r.diagnostic),
+                "Diagnostic-Code: {diagnostic}\r\nLast-Attempt-Date: {}\r\n",
                 self.now
             );
             if let (Kind::Delay, Some(until)) = (self.kind, self.retry_until) {

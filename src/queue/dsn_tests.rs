@@ -21,8 +21,9 @@ fn report(envelope: &Envelope, kind: Kind) -> Report<'_> {
             .map(|r| RecipientReport {
                 recipient: r.clone(),
                 status: "5.1.1".into(),
-                diagnostic: "550 5.1.1 <bob@b.test>: user unknown\r\n".into(),
+                diagnostic: "mx.b.test said: 550 <bob@b.test>: user unknown".into(),
                 remote_mta: Some("mx.b.test".into()),
+                remote_reply: Some("550 5.1.1 <bob@b.test>: user unknown\r\n".into()),
             })
             .collect(),
         arrival_date: "Sun, 22 Nov 2026 07:00:00 +0000",
@@ -128,4 +129,44 @@ fn smtputf8_messages_use_the_global_types() {
         .unwrap_or_default();
     assert!(text.contains("Content-Type: message/global-delivery-status\r\n"));
     assert!(text.contains("Content-Type: message/global\r\n"));
+}
+
+#[test]
+fn our_own_reasons_are_not_quoted_as_smtp_replies_and_silence_says_why() {
+    let envelope = Envelope {
+        sender: "alice@a.test".into(),
+        recipients: vec![recipient("erin@nomail.test", None)],
+        ..Envelope::default()
+    };
+    let mut notice = report(&envelope, Kind::Failure);
+    notice.recipients[0].diagnostic = "nomail.test accepts no mail (null MX, RFC 7505)".into();
+    notice.recipients[0].remote_reply = None;
+    notice.recipients[0].remote_mta = None;
+    let text = notice
+        .render(ORIGINAL, "B")
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    assert!(
+        text.contains(
+            "\r\nDiagnostic-Code: X-tlsrelay; nomail.test accepts no mail (null MX, RFC 7505)\r\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("Remote-MTA"), "{text}");
+    assert_eq!(notice.withheld(), None);
+
+    let bounce = Envelope {
+        sender: String::new(),
+        ..envelope.clone()
+    };
+    assert!(report(&bounce, Kind::Failure)
+        .withheld()
+        .is_some_and(|why| why.contains("the sender is <>")));
+    let never = Envelope {
+        recipients: vec![recipient("x@b.test", Some(Notify::default()))],
+        ..envelope
+    };
+    assert!(report(&never, Kind::Failure)
+        .withheld()
+        .is_some_and(|why| why.contains("NOTIFY")));
 }

@@ -76,6 +76,7 @@ impl Finisher {
                     recipient,
                     status: slot.code.clone().unwrap_or_else(|| "4.0.0".into()),
                     diagnostic: slot.reason.clone().unwrap_or_default(),
+                    remote_reply: slot.reply.clone(),
                     remote_mta: slot.remote_mta.clone(),
                 })
             })
@@ -92,7 +93,11 @@ impl Finisher {
             now: &date,
             retry_until: until,
         };
-        let body = report.render(content, &format!("{id}/{}", now.unix_timestamp()))?;
+        let Some(body) = report.render(content, &format!("{id}/{}", now.unix_timestamp())) else {
+            let why = report.withheld().unwrap_or("nobody to notify");
+            tracing::info!(queue_id = id, kind = ?kind, why, "no delivery status notification sent");
+            return None;
+        };
         let notice = Envelope {
             sender: String::new(),
             recipients: vec![Recipient {

@@ -369,6 +369,7 @@ impl<R: Resolve> Worker<R> {
                 continue;
             };
             slot.remote_mta = outcome.remote_mta.clone();
+            slot.reply = outcome.verdict.remote_reply().map(str::to_string);
             let result = match &outcome.verdict {
                 Verdict::Delivered { .. } => "delivered",
                 Verdict::Failed { .. } => "failed",
@@ -381,13 +382,13 @@ impl<R: Resolve> Worker<R> {
                     slot.reason = Some(reply);
                     slot.code = None;
                 }
-                Verdict::Failed { status, reason } => {
+                Verdict::Failed { status, reason, .. } => {
                     slot.status = Status::Failed;
                     slot.code = Some(status);
                     slot.reason = Some(reason);
                     failed.push(slot.clone());
                 }
-                Verdict::Deferred { status, reason } => {
+                Verdict::Deferred { status, reason, .. } => {
                     slot.code = Some(status);
                     slot.reason = Some(reason);
                 }

@@ -38,6 +38,10 @@ pub struct RecipientState {
     /// The server that gave it.
     #[serde(default)]
     pub remote_mta: Option<String>,
+    /// That server's reply as sent, when a server refused: the DSN's
+    /// `smtp` Diagnostic-Code (RFC 3464 §2.3.6).
+    #[serde(default)]
+    pub reply: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +68,7 @@ impl DeliveryState {
                     code: None,
                     reason: None,
                     remote_mta: None,
+                    reply: None,
                 })
                 .collect(),
         }

@@ -42,6 +42,18 @@ impl Reply {
         format!("{} {}", self.code, self.lines.join(" / "))
     }
 
+    /// The reply as the server sent it, on one line with its enhanced
+    /// code: what a DSN quotes after `Diagnostic-Code: smtp;` (RFC 3464
+    /// §2.3.6), so the sender sees the remote server's own words.
+    pub fn as_sent(&self) -> String {
+        let enhanced = self
+            .enhanced
+            .map_or(String::new(), |[class, subject, detail]| {
+                format!("{class}.{subject}.{detail} ")
+            });
+        format!("{} {enhanced}{}", self.code, self.lines.join(" "))
+    }
+
     /// Reads this reply as an EHLO answer (capabilities such as STARTTLS, SIZE).
     pub fn ehlo(&self) -> Result<EhloResponse<String>, ReplyError> {
         EhloResponse::parse(&mut self.raw.iter()).map_err(|e| ReplyError::Ehlo(e.to_string()))

@@ -75,6 +75,9 @@ pub fn openssl_spki_pin(pem: &Path) -> String {
     format!("sha256:{hex}")
 }
 
+pub mod dns;
+pub mod dsn;
+pub mod receiver;
 pub mod relay;
 pub mod smtp;
 pub mod tls;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tlsrelay::queue::envelope::Envelope;
+use tlsrelay::queue::state::{DeliveryState, StateStore};
 
 /// The `[server]`, `[tls]` and routing lines every test relay starts from;
 /// `{DIR}` is the relay's folder. Tests append sections or override keys
@@ -21,6 +22,21 @@ pub fn base_config() -> String {
      [[outbound]]\nname = \"internal\"\nrecipient_domains = [\"example.test\"]\nsmarthosts = [\"127.0.0.1:1\"]\n\
      [dns]\nreverse_lookups = false\nnameservers = [\"127.0.0.1:1\"]\n"
         .to_string()
+}
+
+/// A relay that routes every domain by MX lookup (no outbound
+/// connector): it relays for loopback clients (the `lan` connector), asks
+/// only the name server at `nameserver`, reaches MX hosts on `mx_port`
+/// (they listen on 127.0.0.x) and retries every second. Tests add keys
+/// with [`with_keys`].
+pub fn mx_config(mx_port: u16, nameserver: SocketAddr) -> String {
+    format!(
+        "[server]\nhostname = \"relay.example.test\"\nlisten = [\"127.0.0.1:0\"]\nspool_dir = \"spool\"\n\
+         [[inbound]]\nname = \"lan\"\nremote_ips = [\"127.0.0.0/8\"]\nallow_relay = true\n\
+         [queue]\nretry_intervals = [\"1s\"]\n\
+         [delivery]\nmx_port = {mx_port}\nconnect_timeout = \"2s\"\n{}",
+        super::dns::dns_section(nameserver)
+    )
 }
 
 /// `config` with `keys` (`key = value` lines) added to its first
@@ -103,6 +119,9 @@ impl Relay {
         // Only this start's log lines count: after a restart the previous
         // process's `listening` lines name ports nobody listens on.
         let first_line = self.log.lock().expect("log lock").len();
+        let config =
+            std::fs::read_to_string(self.dir.path().join("tlsrelay.toml")).unwrap_or_default();
+        let wants_implicit = config.contains("listen_implicit_tls = [\"");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tlsrelay"))
             .args(["--log-format", "json", "--log-level", "info", "serve", "-c"])
             .arg(self.dir.path().join("tlsrelay.toml"))
@@ -124,7 +143,8 @@ impl Relay {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let (smtp, implicit) = self.listening(first_line);
-            if let Some(smtp) = smtp {
+            // Each listener logs its own line; wait for all the config names.
+            if let (Some(smtp), true) = (smtp, implicit.is_some() || !wants_implicit) {
                 self.smtp = smtp;
                 self.implicit_tls = implicit;
                 return;
@@ -228,6 +248,50 @@ impl Relay {
             self.log()
         );
         spooled
+    }
+
+    /// The delivery state saved for queued message `id` (after its first
+    /// attempt), as `queue show` reads it.
+    pub fn state(&self, id: &str) -> Option<DeliveryState> {
+        StateStore::open(&self.dir.path().join("spool"))
+            .ok()?
+            .load(id)
+    }
+
+    /// Waits (bounded, 20 s) until message `id` has a saved state for
+    /// which `done` holds; that state.
+    pub fn wait_for_state(
+        &self,
+        id: &str,
+        what: &str,
+        done: impl Fn(&DeliveryState) -> bool,
+    ) -> DeliveryState {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(state) = self.state(id).filter(|s| done(s)) {
+                return state;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} never reached {what}: {:?}\n{}",
+                self.state(id),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (bounded, 20 s) until the spool is empty: every message done.
+    pub fn wait_spool_empty(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.spooled().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the spool still holds mail:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> u32 {

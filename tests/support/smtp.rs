@@ -171,3 +171,13 @@ pub fn assert_queued(reply: &str) {
         "not queued: {reply}"
     );
 }
+
+/// Submits one message to the relay at `addr` (hostname
+/// `relay.example.test`) as a client would: EHLO, the transaction, checked
+/// to be queued, QUIT. `from` may be empty for the null sender `<>`.
+pub fn submit(addr: SocketAddr, from: &str, to: &[&str], content: &str) {
+    let (mut client, _) = Client::connect(addr);
+    client.ehlo();
+    assert_queued(&client.deliver(from, to, content));
+    client.command("QUIT");
+}

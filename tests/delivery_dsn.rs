@@ -1,0 +1,215 @@
+//! Retries and bounces end to end: a scripted receiver answers 4xx or 5xx,
+//! and the delivery status notification (RFC 3464) has to reach the MX
+//! host of the sender's domain, found through the test DNS server like
+//! any other mail. What the receivers saw is the proof.
+
+mod support;
+
+use support::dns::DnsServer;
+use support::dsn::{bounce_at, Dsn};
+use support::receiver::Receiver;
+use support::relay::{mx_config, with_keys, Relay};
+use support::smtp::submit;
+
+/// `b.test` is where mail goes (127.0.0.2); `sender.test`, where bounces
+/// go (127.0.0.4).
+const ZONE: &str = "\
+b.test.          MX 10 mx1.b.test.
+mx1.b.test.      A 127.0.0.2
+sender.test.     MX 10 mx.sender.test.
+mx.sender.test.  A 127.0.0.4
+";
+
+const SENDER: &str = "alice@sender.test";
+
+fn message(subject: &str) -> String {
+    format!("From: {SENDER}\r\nTo: bob@b.test\r\nSubject: {subject}\r\n\r\nHello.\r\n")
+}
+
+/// The next hop, the sender's MX host, a DNS server naming both, and a
+/// relay on [`mx_config`] with `queue_keys` added to its `[queue]`.
+struct World {
+    _dns: DnsServer,
+    next_hop: Receiver,
+    sender_mx: Receiver,
+    relay: Relay,
+}
+
+fn world(queue_keys: &str) -> World {
+    let dns = DnsServer::start(ZONE);
+    let mut hosts = Receiver::on_one_port(&["127.0.0.2", "127.0.0.4"]);
+    let sender_mx = hosts.pop().expect("sender MX");
+    let next_hop = hosts.pop().expect("next hop");
+    let mut config = mx_config(next_hop.addr.port(), dns.addr);
+    if !queue_keys.is_empty() {
+        config = with_keys(&config, "queue", queue_keys);
+    }
+    World {
+        _dns: dns,
+        next_hop,
+        sender_mx,
+        relay: Relay::start_with(&config),
+    }
+}
+
+fn bounce(world: &World) -> Dsn {
+    bounce_at(&world.sender_mx, SENDER)
+}
+
+#[test]
+fn a_4xx_is_retried_until_the_receiver_takes_the_mail() {
+    let world = world("");
+    world
+        .next_hop
+        .on_data(&["451 4.3.0 come back later", "250 2.0.0 ok"]);
+    submit(world.relay.smtp, SENDER, &["bob@b.test"], &message("again"));
+    let delivered = world.next_hop.wait_delivered(1);
+    assert!(delivered[0].content().contains("Subject: again\r\n"));
+    world.relay.wait_spool_empty();
+    let seen = world.next_hop.seen();
+    let replies: Vec<_> = seen
+        .transactions
+        .iter()
+        .map(|t| t.data_reply.as_deref().unwrap_or("-"))
+        .collect();
+    assert_eq!(replies, ["451 4.3.0 come back later", "250 2.0.0 ok"]);
+    assert_eq!(
+        seen.transactions[0].data, seen.transactions[1].data,
+        "the same content both times"
+    );
+    assert_eq!(
+        world.sender_mx.seen().connections,
+        0,
+        "no bounce, no delay notice"
+    );
+}
+
+#[test]
+fn a_5xx_bounces_an_rfc3464_report_to_the_senders_domain() {
+    let world = world("");
+    world
+        .next_hop
+        .on_rcpt("bob@b.test", &["550 5.1.1 <bob@b.test>: no such user"]);
+    submit(
+        world.relay.smtp,
+        SENDER,
+        &["bob@b.test"],
+        &message("refused"),
+    );
+    let dsn = bounce(&world);
+    assert_eq!(
+        dsn.part_types,
+        [
+            "text/plain; charset=utf-8",
+            "message/delivery-status",
+            "message/rfc822"
+        ]
+    );
+    assert_eq!(dsn.header("To"), Some(&*format!("<{SENDER}>")));
+    assert_eq!(
+        dsn.per_message.field("Reporting-MTA"),
+        "dns; relay.example.test"
+    );
+    let report = dsn.recipient("bob@b.test");
+    assert_eq!(report.field("Action"), "failed");
+    assert_eq!(report.field("Status"), "5.1.1");
+    assert_eq!(report.field("Remote-MTA"), "dns; mx1.b.test");
+    assert_eq!(
+        report.field("Diagnostic-Code"),
+        "smtp; 550 5.1.1 <bob@b.test>: no such user",
+        "the remote reply as the server sent it (RFC 3464 §2.3.6)"
+    );
+    assert!(dsn.text.contains("no such user"), "{}", dsn.text);
+    world.relay.wait_spool_empty();
+    let seen = world.next_hop.seen();
+    assert!(seen.delivered().is_empty(), "{seen:?}");
+    assert_eq!(seen.transactions.len(), 1, "a 5xx is not retried");
+}
+
+#[test]
+fn max_age_bounces_with_the_last_reason() {
+    let world = world("max_age = \"3s\"\ndelay_warning_after = \"0s\"");
+    world.next_hop.on_rcpt("*", &["452 4.2.2 mailbox full"]);
+    submit(
+        world.relay.smtp,
+        SENDER,
+        &["bob@b.test"],
+        &message("too late"),
+    );
+    let dsn = bounce(&world);
+    let report = dsn.recipient("bob@b.test");
+    assert_eq!(report.field("Action"), "failed");
+    assert_eq!(report.field("Status"), "5.2.2", "the last 4.2.2, now final");
+    assert_eq!(
+        report.field("Diagnostic-Code"),
+        "smtp; 452 4.2.2 mailbox full"
+    );
+    assert!(dsn.text.contains("gave up after"), "{}", dsn.text);
+    world.relay.wait_spool_empty();
+    let seen = world.next_hop.seen();
+    assert!(
+        seen.transactions.len() >= 2,
+        "retried before giving up: {seen:?}"
+    );
+    assert!(seen.delivered().is_empty());
+}
+
+#[test]
+fn one_recipient_refused_bounces_alone_and_the_other_is_delivered() {
+    let world = world("");
+    world
+        .next_hop
+        .on_rcpt("carol@b.test", &["550 5.1.1 carol left"]);
+    submit(
+        world.relay.smtp,
+        SENDER,
+        &["bob@b.test", "carol@b.test"],
+        &message("half"),
+    );
+    let delivered = world.next_hop.wait_delivered(1);
+    assert_eq!(delivered[0].rcpt_to, ["bob@b.test"]);
+    assert_eq!(
+        delivered[0].refused,
+        [(
+            "carol@b.test".to_string(),
+            "550 5.1.1 carol left".to_string()
+        )],
+        "both in one transaction"
+    );
+    let dsn = bounce(&world);
+    assert_eq!(dsn.recipients.len(), 1, "{dsn:#?}");
+    assert_eq!(dsn.recipient("carol@b.test").field("Status"), "5.1.1");
+    world.relay.wait_spool_empty();
+    assert_eq!(world.next_hop.seen().transactions.len(), 1, "bob once");
+}
+
+#[test]
+fn a_failure_from_the_null_sender_is_dropped_not_bounced() {
+    let world = world("");
+    world
+        .next_hop
+        .on_rcpt("bob@b.test", &["550 5.1.1 no such user"]);
+    submit(world.relay.smtp, "", &["bob@b.test"], &message("a bounce"));
+    world.next_hop.wait_until("the refused RCPT", |s| {
+        s.transactions.iter().any(|t| !t.refused.is_empty())
+    });
+    world.relay.wait_spool_empty();
+    let log = world
+        .relay
+        .wait_for_log("no delivery status notification", 1)
+        .join("\n");
+    assert!(log.contains("the sender is <>"), "{log}");
+    // Give a wrongly queued bounce time to go out before looking.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        !world
+            .relay
+            .log()
+            .contains("delivery status notification queued"),
+        "no notice was even queued:\n{}",
+        world.relay.log()
+    );
+    assert_eq!(world.sender_mx.seen().connections, 0);
+    assert_eq!(world.next_hop.seen().transactions.len(), 1);
+    assert!(world.relay.spooled().is_empty());
+}
