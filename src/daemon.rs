@@ -257,7 +257,8 @@ fn queue_manager(config: &Config, spool: &Spool) -> Result<QueueManager<Dns>, St
         Schedule::new(&config.queue),
         deliverer(config)?,
         config.server.hostname.to_string(),
-    ))
+    )
+    .with_shutdown_grace(config.server.shutdown_grace.0))
 }
 
 /// The outbound machinery (routing DNS, trust anchors, our client

@@ -193,3 +193,129 @@ fn sighup_swaps_connectors_and_a_broken_config_changes_nothing() {
         "{warning:?}"
     );
 }
+
+/// One client of the SIGTERM test: what it was told, line by line; `None`
+/// where the connection closed while a reply was owed.
+fn transaction_through_sigterm(
+    addr: std::net::SocketAddr,
+    i: usize,
+    barrier: &std::sync::Barrier,
+) -> Vec<Option<String>> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut replies = Vec::new();
+    let reply = |reader: &mut BufReader<std::net::TcpStream>| {
+        // The last line of a possibly multi-line reply.
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(n) if n > 0 && line.ends_with("\r\n") => {
+                    if line.as_bytes().get(3) != Some(&b'-') {
+                        return Some(line);
+                    }
+                }
+                _ => return None,
+            }
+        }
+    };
+    let mut say = |reader: &mut BufReader<_>, line: &str| {
+        writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write");
+        reply(reader)
+    };
+    replies.push(reply(&mut reader));
+    replies.push(say(&mut reader, "EHLO client.test"));
+    let in_data = i.is_multiple_of(2);
+    if in_data {
+        replies.push(say(&mut reader, "MAIL FROM:<alice@sender.test>"));
+        replies.push(say(&mut reader, "RCPT TO:<bob@far.test>"));
+        replies.push(say(&mut reader, "DATA"));
+        say_raw(&reader, &format!("Subject: m{i}\r\n\r\nfirst half\r\n"));
+    }
+    // Once everyone is in place, and again once the relay began to stop.
+    barrier.wait();
+    barrier.wait();
+    std::thread::sleep(Duration::from_millis(20 * (i % 5) as u64));
+    if in_data {
+        replies.push(say(&mut reader, "second half\r\n."));
+    }
+    // After the stop began, a new command is answered 421.
+    replies.push(say(&mut reader, "MAIL FROM:<alice@sender.test>"));
+    replies
+}
+
+fn say_raw(reader: &std::io::BufReader<std::net::TcpStream>, text: &str) {
+    use std::io::Write;
+    reader
+        .get_ref()
+        .write_all(text.as_bytes())
+        .expect("write content");
+}
+
+#[test]
+fn sigterm_during_50_transactions_answers_every_client_and_loses_no_acknowledged_message() {
+    use support::receiver::Receiver;
+    let next_hop = Receiver::start("127.0.0.1:0".parse().expect("addr"));
+    next_hop.on_rcpt("*", &["451 4.3.2 not yet"]);
+    let config = format!(
+        "{}[[inbound]]\nname = \"lan\"\nremote_ips = [\"127.0.0.0/8\"]\nallow_relay = true\n\
+         [[outbound]]\nname = \"hop\"\nrecipient_domains = [\"far.test\"]\nsmarthosts = [\"{}\"]\ntls = \"none\"\n\
+         [queue]\nretry_intervals = [\"1s\"]\n",
+        base_config(),
+        next_hop.addr
+    );
+    let mut relay = Relay::start_with(&config);
+    let clients = 50;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients + 1));
+    let threads: Vec<_> = (0..clients)
+        .map(|i| {
+            let (addr, barrier) = (relay.smtp, barrier.clone());
+            std::thread::spawn(move || transaction_through_sigterm(addr, i, &barrier))
+        })
+        .collect();
+    barrier.wait();
+    relay.sigterm();
+    relay.wait_for_log("SIGTERM: stopping", 1);
+    std::thread::sleep(Duration::from_millis(100));
+    barrier.wait();
+    let mut acknowledged = Vec::new();
+    for (i, thread) in threads.into_iter().enumerate() {
+        let replies = thread.join().expect("client thread");
+        assert!(
+            replies.iter().all(Option::is_some),
+            "client {i} lost its connection while a reply was owed: {replies:?}"
+        );
+        let last = replies.last().cloned().flatten().unwrap_or_default();
+        assert!(last.starts_with("421 4.3.2"), "client {i}: {replies:?}");
+        if i.is_multiple_of(2) {
+            let data_reply = replies[replies.len() - 2].clone().unwrap_or_default();
+            assert!(
+                data_reply.starts_with("250"),
+                "client {i}: in-flight DATA finishes: {replies:?}"
+            );
+            acknowledged.push(format!("Subject: m{i}"));
+        }
+    }
+    assert!(relay.wait_exit().success(), "{}", relay.log());
+    assert_eq!(acknowledged.len(), clients / 2);
+
+    // After the restart every acknowledged message reaches the next hop.
+    next_hop.on_rcpt("*", &["250 2.1.5 ok"]);
+    relay.launch();
+    let delivered = next_hop.wait_delivered(acknowledged.len());
+    for subject in &acknowledged {
+        assert!(
+            delivered
+                .iter()
+                .any(|t| t.content().contains(subject.as_str())),
+            "{subject} not delivered"
+        );
+    }
+    relay.wait_spool_empty();
+}

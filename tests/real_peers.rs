@@ -7,6 +7,7 @@
 //! * `clients`: swaks, msmtp and smtplib deliver into the spool, byte for byte.
 //! * `postfix`: the Postfix harness itself, Postfix as a STARTTLS server for
 //!   `cert-info`, and Postfix relaying through tlsrelay with TLS enforced.
+//! * `service`: `systemd-analyze verify` accepts `config/tlsrelay.service`.
 //! * `testssl`: testssl.sh audits the STARTTLS listener.
 
 mod support;
@@ -18,6 +19,8 @@ mod clients;
 mod delivery;
 #[path = "real_peers/postfix.rs"]
 mod postfix;
+#[path = "real_peers/service.rs"]
+mod service;
 #[path = "real_peers/testssl.rs"]
 mod testssl;
 

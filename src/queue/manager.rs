@@ -48,6 +48,7 @@ pub struct QueueManager<R> {
     handle: QueueHandle,
     commands: mpsc::UnboundedReceiver<Command>,
     command_sender: mpsc::UnboundedSender<Command>,
+    shutdown_grace: Duration,
 }
 
 /// Unix seconds now.
@@ -130,6 +131,7 @@ impl<R: Resolve + 'static> QueueManager<R> {
             handle,
             commands,
             command_sender,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 
@@ -213,7 +215,22 @@ impl<R: Resolve + 'static> QueueManager<R> {
             }
         }
         tasks.close();
-        tasks.wait().await;
+        // Attempts in flight get the same grace as inbound transfers; one
+        // still running after it is dropped with its connection. Its
+        // message stays in the spool and is tried again after the restart
+        // (at least once: the next hop may have it already).
+        if tokio::time::timeout(self.shutdown_grace, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.shutdown_grace, "delivery attempts still running after the shutdown grace; their messages stay queued");
+        }
+    }
+
+    /// How long attempts in flight may take to finish once the stop begins.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
     }
 
     /// Carries out an administrator's request, or holds it until the
