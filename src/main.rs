@@ -208,6 +208,16 @@ fn serve(path: &std::path::Path) -> ExitCode {
             Err(e) => return runtime_error(e),
         }
         tlsrelay::notify::notify("READY=1");
+        if let Some(every) = tlsrelay::notify::watchdog_interval() {
+            // Proves to systemd that the runtime still schedules work.
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                loop {
+                    ticks.tick().await;
+                    tlsrelay::notify::notify("WATCHDOG=1");
+                }
+            });
+        }
         daemon.run(shutdown).await;
         ExitCode::SUCCESS
     })

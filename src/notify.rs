@@ -15,6 +15,20 @@ pub fn notify(state: &str) {
     }
 }
 
+/// When systemd's watchdog is on for us (`WatchdogSec=` sets
+/// `WATCHDOG_USEC`, and `WATCHDOG_PID` when given names this process):
+/// how often to send `WATCHDOG=1`, half the timeout as sd_watchdog_enabled(3)
+/// advises.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.trim() != std::process::id().to_string() {
+            return None;
+        }
+    }
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    (usec > 0).then(|| std::time::Duration::from_micros(usec / 2))
+}
+
 /// `RELOADING=1` with the time the reload began on CLOCK_MONOTONIC, which
 /// systemd uses to tell this reload's `READY=1` from an earlier one.
 pub fn reloading() {

@@ -61,6 +61,23 @@ fn sd_notify_ready_reloading_ready_stopping() {
     assert!(relay.wait_exit().success());
 }
 
+#[test]
+fn the_watchdog_is_fed_at_half_its_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let env = [("NOTIFY_SOCKET", arg(&path)), ("WATCHDOG_USEC", "400000")];
+    let _relay = Relay::start_with_env(&base_config(), &[], &env);
+    assert_eq!(notifications_until(&socket, "READY=1"), ["READY=1"]);
+    // Every 200 ms; without them the 20 s read timeout fails the test.
+    for _ in 0..3 {
+        assert_eq!(notifications_until(&socket, "WATCHDOG=1"), ["WATCHDOG=1"]);
+    }
+}
+
 /// The certificate a fresh STARTTLS session is shown, per `openssl s_client`.
 fn served_fingerprint(relay: &Relay, scratch: &Path) -> String {
     let output = run_bounded(
