@@ -7,6 +7,7 @@
 //! * `clients`: swaks, msmtp and smtplib deliver into the spool, byte for byte.
 //! * `postfix`: the Postfix harness itself, Postfix as a STARTTLS server for
 //!   `cert-info`, and Postfix relaying through tlsrelay with TLS enforced.
+//! * `faults`: disk full (a small tmpfs) and a read-only spool.
 //! * `service`: `systemd-analyze verify` accepts `config/tlsrelay.service`.
 //! * `testssl`: testssl.sh audits the STARTTLS listener.
 
@@ -17,6 +18,8 @@ mod support;
 mod clients;
 #[path = "real_peers/delivery.rs"]
 mod delivery;
+#[path = "real_peers/faults.rs"]
+mod faults;
 #[path = "real_peers/postfix.rs"]
 mod postfix;
 #[path = "real_peers/service.rs"]

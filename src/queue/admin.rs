@@ -77,6 +77,8 @@ pub fn entries(spool_dir: &Path) -> Result<Vec<Entry>, SpoolError> {
             Ok(entry) => entries.push(entry),
             // Delivered or deleted between the listing and the read.
             Err(SpoolError::File { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            // The relay moves such a file to quarantine/ when it meets it.
+            Err(e @ SpoolError::Corrupt { .. }) => tracing::warn!(error = %e, "not listed"),
             Err(e) => return Err(e),
         }
     }

@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +18,15 @@ use super::dsn::Kind;
 use super::envelope::Recipient;
 use super::finish::{fail_pending, unix, Finisher};
 use super::schedule::Schedule;
-use super::spool::Spool;
+use super::spool::{Spool, SpoolError};
 use super::state::{DeliveryState, StateStore, Status};
 use crate::current::Current;
 use crate::outbound::deliver::Deliverer;
 use crate::outbound::outcome::Verdict;
 use crate::outbound::route::Resolve;
+
+/// How long a message the disk would not give back waits before the next try.
+const READ_RETRY_SECONDS: i64 = 60;
 
 /// How many messages are attempted at once.
 const CONCURRENCY: usize = 64;
@@ -354,9 +358,25 @@ impl<R: Resolve> Worker<R> {
         let (spool, states) = (&self.finish.spool, &self.finish.states);
         let (envelope, content) = match spool.read(id) {
             Ok(message) => message,
-            Err(e) => {
-                tracing::error!(queue_id = id, error = %e, "cannot read a queued message; it stays for an administrator");
+            // Deleted meanwhile (`tlsrelay queue delete`).
+            Err(SpoolError::File { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return None
+            }
+            Err(e @ SpoolError::Corrupt { .. }) => {
+                match spool.quarantine(id) {
+                    Ok(to) => {
+                        tracing::error!(queue_id = id, error = %e, quarantined = %to.display(), "not a readable message: moved to quarantine")
+                    }
+                    Err(q) => {
+                        tracing::error!(queue_id = id, error = %e, quarantine_error = %q, "not a readable message, and it could not be moved to quarantine; it waits until restart")
+                    }
+                }
                 return None;
+            }
+            // A disk error: it may pass; try again later rather than never.
+            Err(e) => {
+                tracing::error!(queue_id = id, error = %e, "cannot read a queued message; trying again later");
+                return Some(now() + READ_RETRY_SECONDS);
             }
         };
         let mut state = states

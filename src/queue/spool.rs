@@ -7,6 +7,7 @@
 //!   lock          held (flock, exclusive) by the one process using the spool
 //!   control.sock  the running relay's control socket (`queue::control`)
 //!   state/        per-recipient delivery state (`queue::state`)
+//!   quarantine/   files found in queue/ that are not readable messages
 //!   queue/
 //!     <ID>        a committed message
 //!     <ID>.tmp    a message being received; never acknowledged, removed at start
@@ -190,6 +191,17 @@ impl Spool {
     /// Reads a committed message: its envelope and content.
     pub fn read(&self, id: &str) -> Result<(Envelope, Vec<u8>), SpoolError> {
         read_message(&self.inner.queue.join(id))
+    }
+
+    /// Moves an unreadable file out of `queue/` into `quarantine/`, so it
+    /// is neither retried for ever nor lost: an administrator can look at
+    /// it. Returns where it went.
+    pub fn quarantine(&self, id: &str) -> io::Result<PathBuf> {
+        let folder = self.inner.queue.with_file_name("quarantine");
+        fs::create_dir_all(&folder)?;
+        let to = folder.join(id);
+        fs::rename(self.inner.queue.join(id), &to)?;
+        Ok(to)
     }
 
     /// Removes a message that left the queue. Not synced: should the
