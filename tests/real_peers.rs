@@ -8,6 +8,10 @@
 //! * `postfix`: the Postfix harness itself, Postfix as a STARTTLS server for
 //!   `cert-info`, and Postfix relaying through tlsrelay with TLS enforced.
 //! * `testssl`: testssl.sh audits the STARTTLS listener.
+//! * `tls_matrix`: issue 5's acceptance matrix, every outbound TLS level
+//!   against Postfix receivers (TLS 1.3, 1.2 only, none, CA-signed, wrong
+//!   name, self-signed, expired, TLS 1.0/1.1 only, client certificate
+//!   required) and scripted ones whose STARTTLS breaks; `probe` against them.
 
 mod support;
 
@@ -20,6 +24,8 @@ mod delivery;
 mod postfix;
 #[path = "real_peers/testssl.rs"]
 mod testssl;
+#[path = "real_peers/tls_matrix.rs"]
+mod tls_matrix;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
