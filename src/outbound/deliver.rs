@@ -600,7 +600,8 @@ impl Route<'_> {
             let none = Err("no certificate".to_string());
             return Checks {
                 chain: none.clone(),
-                name: none,
+                host: none.clone(),
+                domain: none,
                 pinned: false,
             };
         };
@@ -609,20 +610,13 @@ impl Route<'_> {
             .verify_server_chain(chain, UnixTime::now())
             .map(|_| ())
             .map_err(|e| e.to_string());
-        let level = self.connector.map_or(TlsLevel::Opportunistic, |c| c.tls);
-        let name = match level {
-            TlsLevel::VerifyDomain => {
-                let patterns = self.connector.map_or(&[][..], |c| &c.tls_domains[..]);
-                domain_names_match(leaf, patterns, self.domain)
-            }
-            _ => {
-                let name = match host {
-                    Host::Name(name) => name.to_string(),
-                    Host::Ip(ip) => ip.to_string(),
-                };
-                check_name(leaf, &name).map_err(|e| e.to_string())
-            }
+        let host_name = match host {
+            Host::Name(name) => name.to_string(),
+            Host::Ip(ip) => ip.to_string(),
         };
+        let host = check_name(leaf, &host_name).map_err(|e| e.to_string());
+        let patterns = self.connector.map_or(&[][..], |c| &c.tls_domains[..]);
+        let domain = domain_names_match(leaf, patterns, self.domain);
         let pins = self.connector.map_or(&[][..], |c| &c.fingerprints[..]);
         let leaf_hash = sha256(leaf);
         let spki_hash = X509Certificate::from_der(leaf)
@@ -633,7 +627,8 @@ impl Route<'_> {
             .any(|pin| pin.0 == leaf_hash || Some(pin.0) == spki_hash);
         Checks {
             chain: chain_result,
-            name,
+            host,
+            domain,
             pinned,
         }
     }
