@@ -382,23 +382,22 @@ impl<R: Resolve> Deliverer<R> {
                     let summary = format!("{} {} {note}", negotiated.version, negotiated.cipher);
                     let mut client = Client::new(tls);
                     client.timeout_scale = self.timeout_scale;
-                    match client.hello(&self.hostname).await {
-                        Ok(reply) if reply.is_positive() => {}
+                    // A refusal here (a server that requires a client
+                    // certificate says 421 now) is an attempt like any other:
+                    // it gets its log line.
+                    let refused = match client.hello(&self.hostname).await {
+                        Ok(reply) if reply.is_positive() => None,
                         Ok(reply) => {
-                            return Err(Skip {
-                                status: "4.4.2",
-                                reason: format!(
-                                    "{host} refused EHLO after STARTTLS: {}",
-                                    reply.summary()
-                                ),
-                            })
+                            Some(format!("EHLO after STARTTLS refused: {}", reply.summary()))
                         }
-                        Err(e) => {
-                            return Err(Skip {
-                                status: "4.4.2",
-                                reason: format!("{host}: {e}"),
-                            })
-                        }
+                        Err(e) => Some(format!("EHLO after STARTTLS: {e}")),
+                    };
+                    if let Some(refused) = refused {
+                        log(&summary, &refused);
+                        return Err(Skip {
+                            status: "4.4.2",
+                            reason: format!("{host}: {refused}"),
+                        });
                     }
                     let (verdicts, back) =
                         converse(client, envelope, content, group, &host, |result| {
