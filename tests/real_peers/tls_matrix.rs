@@ -907,6 +907,12 @@ fn a_receiver_requiring_a_client_certificate_takes_mail_only_with_ours() {
         without.status == Status::Pending && why.contains("No client certificate presented"),
         "without-cert should wait with Postfix's reason: {without:?}\n{context}"
     );
+    // The attempt is logged like any other: the TLS it had, and the refusal.
+    let outcomes = attempt_outcomes(&relay, &ids[1]);
+    assert!(
+        outcomes.len() == 1 && outcomes[0].starts_with("TLSv1.3 "),
+        "one attempt line with its TLS outcome: {outcomes:?}\n{context}"
+    );
     assert!(
         log.contains(
             "NOQUEUE: abort: TLS from unknown[127.0.0.1]: No client certificate presented"
