@@ -384,8 +384,12 @@ impl Receiver {
         }
         options = match kind {
             Kind::Tls12 => options.main_cf("smtpd_tls_protocols", ">=TLSv1.2, <=TLSv1.2"),
-            // OpenSSL 3 signs TLS 1.0/1.1 handshakes with SHA-1 (or
-            // MD5+SHA-1), which only security level 0 allows.
+            // OpenSSL 3 allows the SHA-1 (or MD5+SHA-1) handshake
+            // signatures of TLS 1.0/1.1 only at security level 0. Postfix
+            // 3.7 evidently sets the level itself (TLS 1.0 works without
+            // this line, while `openssl s_server` at the default level
+            // refuses it); the line makes it explicit. OpenSSL's client
+            // needs level 0 as well (see `confirm_versions`).
             Kind::Tls10 => options
                 .main_cf("smtpd_tls_protocols", ">=TLSv1, <=TLSv1.1")
                 .main_cf("tls_medium_cipherlist", "DEFAULT:@SECLEVEL=0"),
