@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -256,6 +256,30 @@ impl Receiver {
                 if ok { "a session" } else { "a refusal" },
                 String::from_utf8_lossy(&output.stderr)
             );
+        }
+    }
+
+    /// How many mail transactions the receiver had in plaintext, once all
+    /// its sessions have ended (`None` if they do not within `limit`), and
+    /// what that count comes from, for messages.
+    pub(super) fn plaintext_transactions(&self, limit: Duration) -> (Option<usize>, String) {
+        match &self.peer {
+            Peer::Postfix(postfix) => {
+                let deadline = Instant::now() + limit;
+                while postfix.sessions().len() < postfix.connections() && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let sessions = postfix.sessions();
+                let ended = sessions.len() >= postfix.connections();
+                let plaintext = sessions.iter().filter(|s| s.plaintext_mail()).count();
+                (ended.then_some(plaintext), postfix.log())
+            }
+            Peer::Faulty(faulty) => {
+                let seen = faulty.seen();
+                let plaintext = seen.iter().filter(|s| s.starts_with("plain:")).count();
+                (Some(plaintext), format!("{seen:?}"))
+            }
         }
     }
 
