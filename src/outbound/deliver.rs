@@ -360,21 +360,26 @@ impl<R: Resolve> Deliverer<R> {
                 }
                 _ => {}
             }
-            let failed =
-                |what: String| policy::after_failed_handshake(level, rung, self.fallback, &what);
-            let (step, tls) = match client.starttls().await {
-                Err(e) => (failed(e.to_string()), None),
+            let handshake = match client.starttls().await {
+                Err(e) => Err(e.to_string()),
                 Ok(Err((reply, plain))) => {
                     plain.quit().await;
-                    (
-                        failed(format!("STARTTLS refused: {}", reply.summary())),
-                        None,
-                    )
+                    Err(format!("STARTTLS refused: {}", reply.summary()))
                 }
-                Ok(Ok(stream)) => match self.handshake(stream, hop, rung, route).await {
-                    Err(e) => (failed(e), None),
-                    Ok((tls, checks)) => (policy::after_handshake(level, &checks), Some(tls)),
-                },
+                Ok(Ok(stream)) => self.handshake(stream, hop, rung, route).await,
+            };
+            // What failed, when TLS did: the log line of a rung says it.
+            let (step, tls, failure) = match handshake {
+                Err(what) => (
+                    policy::after_failed_handshake(level, rung, self.fallback, &what),
+                    None,
+                    what,
+                ),
+                Ok((tls, checks)) => (
+                    policy::after_handshake(level, &checks),
+                    Some(tls),
+                    String::new(),
+                ),
             };
             match (step, tls) {
                 (Step::Deliver { note }, Some(tls)) => {
@@ -408,7 +413,10 @@ impl<R: Resolve> Deliverer<R> {
                     return Ok(verdicts);
                 }
                 (Step::NextRung, _) => {
-                    log(&format!("TLS failed on rung {rung:?}, trying lower"), "-");
+                    log(
+                        &format!("TLS failed on rung {rung:?} ({failure}), trying lower"),
+                        "-",
+                    );
                     self.memory.failed(&server, rung);
                     rung = rung.below().unwrap_or(Rung::Plaintext);
                 }
