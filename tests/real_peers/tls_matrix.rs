@@ -151,16 +151,17 @@ fn row(kind: Kind) -> [Expect; 7] {
             ]
         }
         Kind::HangUp | Kind::Garbage => {
-            let broken = Defer("127.0.0.1: TLS failed: handshake: ");
-            [
-                NONE,
-                Ladder("handshake: "),
-                broken,
-                broken,
-                broken,
-                broken,
-                broken,
-            ]
+            let (why, broken) = match kind {
+                Kind::HangUp => (
+                    "handshake: tls handshake eof",
+                    Defer("127.0.0.1: TLS failed: handshake: tls handshake eof"),
+                ),
+                _ => (
+                    "handshake: received corrupt message of type InvalidContentType",
+                    Defer("127.0.0.1: TLS failed: handshake: received corrupt message"),
+                ),
+            };
+            [NONE, Ladder(why), broken, broken, broken, broken, broken]
         }
         Kind::Stall => {
             let stalled = Defer("TLS failed: handshake stalled past 4s");
