@@ -120,10 +120,10 @@ fn serve(mut stream: TcpStream, seen: &Seen, after: AfterStartTls) {
 
 /// The part after `220`: no TLS, in the chosen way.
 fn broken_tls(stream: &mut TcpStream, after: AfterStartTls) {
+    let mut hello = [0u8; 512];
     match after {
         AfterStartTls::HangUp => {}
         AfterStartTls::Garbage => {
-            let mut hello = [0u8; 512];
             let _ = std::io::Read::read(stream, &mut hello);
             let _ = stream.write_all(b"this is not a TLS record\r\n");
         }
@@ -131,8 +131,14 @@ fn broken_tls(stream: &mut TcpStream, after: AfterStartTls) {
         // early when the client gives up and closes.
         AfterStartTls::Stall => {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-            let mut sink = Vec::new();
-            let _ = std::io::Read::read_to_end(stream, &mut sink);
         }
     }
+    // Hang up by FIN and read on until the client closes: closing with the
+    // ClientHello unread would reset the connection instead, and the
+    // client would see either, at random.
+    if after != AfterStartTls::Stall {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(stream, &mut rest);
 }
