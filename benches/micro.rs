@@ -235,22 +235,26 @@ fn tls_policy(c: &mut Criterion) {
     let checks = [
         Checks {
             chain: Ok(()),
-            name: Ok(()),
+            host: Ok(()),
+            domain: Ok(()),
             pinned: false,
         },
         Checks {
             chain: not("self-signed"),
-            name: Ok(()),
+            host: Ok(()),
+            domain: Ok(()),
             pinned: false,
         },
         Checks {
             chain: Ok(()),
-            name: not("certificate for mx.b.test not valid for fabrikam.test"),
+            host: Ok(()),
+            domain: not("certificate for mx.b.test not valid for fabrikam.test"),
             pinned: false,
         },
         Checks {
             chain: not("self-signed"),
-            name: not("no match"),
+            host: not("no match"),
+            domain: not("no match"),
             pinned: true,
         },
     ];

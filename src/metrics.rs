@@ -14,7 +14,7 @@
 //! | `tlsrelay_messages_accepted_total` | `connector` | messages acknowledged with `250` (on disk) |
 //! | `tlsrelay_recipients_total` | `result` | recipient outcomes per attempt: `delivered`, `deferred`, `failed` |
 //! | `tlsrelay_notices_total` | `kind` | DSNs queued: `failure` (bounces), `delay` |
-//! | `tlsrelay_delivery_attempts_total` | `level`, `tls`, `cipher`, `outcome` | one per attempt log line: TLS level asked; `TLSv1.3`, `TLSv1.2`, `plaintext`, `plaintext_fallback` or `-`; `sent` (a transaction was made), `deferred_for_policy`, `tls_rung_failed`, `connect_failed` |
+//! | `tlsrelay_delivery_attempts_total` | `level`, `tls`, `cipher`, `outcome` | one per attempt log line: TLS level asked; `TLSv1.3`, `TLSv1.2`, `plaintext`, `plaintext_fallback` or `-`; `sent` (a transaction was made), `deferred_for_policy`, `tls_rung_failed`, `connect_failed`, `refused_after_tls` |
 //! | `tlsrelay_queue_messages` | | messages in the spool |
 //! | `tlsrelay_queue_oldest_seconds` | | age of the oldest one |
 //! | `tlsrelay_certificate_expiry_timestamp_seconds` | `certificate` | `notAfter` of each certificate in use (Unix time) |

@@ -10,73 +10,12 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use support::faulty::{wait_for, AfterStartTls, FaultyReceiver, Seen};
 use support::relay::Relay;
 use support::smtp::{assert_queued, Client};
-
-/// What the broken receiver saw: per connection, "starttls" or "plain:<content>".
-type Seen = Arc<Mutex<Vec<String>>>;
-
-fn broken_tls_receiver() -> (SocketAddr, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let seen: Seen = Arc::default();
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let log = log.clone();
-            std::thread::spawn(move || serve(stream, &log));
-        }
-    });
-    (addr, seen)
-}
-
-fn serve(mut stream: TcpStream, seen: &Seen) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap_or_else(|e| panic!("{e}")));
-    let _ = stream.write_all(b"220 broken.test ESMTP\r\n");
-    let mut line = String::new();
-    let mut content = String::new();
-    let mut in_data = false;
-    while reader.read_line(&mut line).unwrap_or(0) > 0 {
-        if in_data {
-            if line == ".\r\n" {
-                in_data = false;
-                seen.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(format!("plain:{content}"));
-                let _ = stream.write_all(b"250 2.0.0 ok\r\n");
-            } else {
-                content.push_str(&line);
-            }
-        } else {
-            let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
-            let reply: &[u8] = match verb.as_str() {
-                "EHLO" => b"250-broken.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n",
-                "STAR" => {
-                    seen.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push("starttls".into());
-                    let _ = stream.write_all(b"220 2.0.0 go ahead\r\n");
-                    return; // and hang up: the handshake fails
-                }
-                "DATA" => {
-                    in_data = true;
-                    b"354 go\r\n"
-                }
-                "QUIT" => {
-                    let _ = stream.write_all(b"221 bye\r\n");
-                    return;
-                }
-                _ => b"250 ok\r\n",
-            };
-            let _ = stream.write_all(reply);
-        }
-        line.clear();
-    }
-}
 
 fn sender(to: SocketAddr) -> Relay {
     Relay::start_with(&format!(
@@ -97,27 +36,12 @@ fn send(relay: &Relay, subject: &str) {
     ));
 }
 
-fn wait_for(seen: &Seen, subject: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if now.iter().any(|s| s.contains(subject)) {
-            return now;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{subject} never arrived: {now:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn broken_starttls_goes_down_the_ladder_and_is_remembered_across_restarts() {
-    let (addr, seen) = broken_tls_receiver();
-    let mut relay = sender(addr);
+    let receiver = FaultyReceiver::start(AfterStartTls::HangUp);
+    let mut relay = sender(receiver.addr);
     send(&relay, "first");
-    let after_first = wait_for(&seen, "first");
+    let after_first = receiver.wait_for("first");
     // Rung 1 (TLS 1.3+1.2) and rung 2 (TLS 1.2) both fail, rung 3 delivers.
     assert_eq!(
         after_first.iter().filter(|s| *s == "starttls").count(),
@@ -133,7 +57,7 @@ fn broken_starttls_goes_down_the_ladder_and_is_remembered_across_restarts() {
     );
 
     send(&relay, "second");
-    let after_second = wait_for(&seen, "second");
+    let after_second = receiver.wait_for("second");
     assert_eq!(
         after_second.iter().filter(|s| *s == "starttls").count(),
         2,
@@ -143,7 +67,7 @@ fn broken_starttls_goes_down_the_ladder_and_is_remembered_across_restarts() {
     relay.terminate();
     relay.launch();
     send(&relay, "third");
-    let after_third = wait_for(&seen, "third");
+    let after_third = receiver.wait_for("third");
     assert_eq!(
         after_third.iter().filter(|s| *s == "starttls").count(),
         2,

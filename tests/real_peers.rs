@@ -10,6 +10,10 @@
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
 //! * `service`: `systemd-analyze verify` accepts `config/tlsrelay.service`.
 //! * `testssl`: testssl.sh audits the STARTTLS listener.
+//! * `tls_matrix`: issue 5's acceptance matrix, every outbound TLS level
+//!   against Postfix receivers (TLS 1.3, 1.2 only, none, CA-signed, wrong
+//!   name, self-signed, expired, TLS 1.0/1.1 only, client certificate
+//!   required) and scripted ones whose STARTTLS breaks; `probe` against them.
 
 mod support;
 
@@ -26,6 +30,8 @@ mod postfix;
 mod service;
 #[path = "real_peers/testssl.rs"]
 mod testssl;
+#[path = "real_peers/tls_matrix.rs"]
+mod tls_matrix;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

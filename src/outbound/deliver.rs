@@ -97,6 +97,8 @@ enum Channel {
     DeferredForPolicy,
     RungFailed,
     ConnectFailed,
+    /// TLS worked, then the server refused EHLO (a missing client certificate).
+    RefusedAfterTls,
 }
 
 impl Channel {
@@ -109,6 +111,7 @@ impl Channel {
             Channel::DeferredForPolicy => ("-", "-", "deferred_for_policy"),
             Channel::RungFailed => ("-", "-", "tls_rung_failed"),
             Channel::ConnectFailed => ("-", "-", "connect_failed"),
+            Channel::RefusedAfterTls => ("-", "-", "refused_after_tls"),
         }
     }
 }
@@ -385,21 +388,26 @@ impl<R: Resolve> Deliverer<R> {
                 }
                 _ => {}
             }
-            let failed =
-                |what: String| policy::after_failed_handshake(level, rung, self.fallback, &what);
-            let (step, tls) = match client.starttls().await {
-                Err(e) => (failed(e.to_string()), None),
+            let handshake = match client.starttls().await {
+                Err(e) => Err(e.to_string()),
                 Ok(Err((reply, plain))) => {
                     plain.quit().await;
-                    (
-                        failed(format!("STARTTLS refused: {}", reply.summary())),
-                        None,
-                    )
+                    Err(format!("STARTTLS refused: {}", reply.summary()))
                 }
-                Ok(Ok(stream)) => match self.handshake(stream, hop, rung, route).await {
-                    Err(e) => (failed(e), None),
-                    Ok((tls, checks)) => (policy::after_handshake(level, &checks), Some(tls)),
-                },
+                Ok(Ok(stream)) => self.handshake(stream, hop, rung, route).await,
+            };
+            // What failed, when TLS did: the log line of a rung says it.
+            let (step, tls, failure) = match handshake {
+                Err(what) => (
+                    policy::after_failed_handshake(level, rung, self.fallback, &what),
+                    None,
+                    what,
+                ),
+                Ok((tls, checks)) => (
+                    policy::after_handshake(level, &checks),
+                    Some(tls),
+                    String::new(),
+                ),
             };
             match (step, tls) {
                 (Step::Deliver { note }, Some(tls)) => {
@@ -411,23 +419,22 @@ impl<R: Resolve> Deliverer<R> {
                     };
                     let mut client = Client::new(tls);
                     client.timeout_scale = self.timeout_scale;
-                    match client.hello(&self.hostname).await {
-                        Ok(reply) if reply.is_positive() => {}
+                    // A refusal here (a server that requires a client
+                    // certificate says 421 now) is an attempt like any other:
+                    // it gets its log line.
+                    let refused = match client.hello(&self.hostname).await {
+                        Ok(reply) if reply.is_positive() => None,
                         Ok(reply) => {
-                            return Err(Skip {
-                                status: "4.4.2",
-                                reason: format!(
-                                    "{host} refused EHLO after STARTTLS: {}",
-                                    reply.summary()
-                                ),
-                            })
+                            Some(format!("EHLO after STARTTLS refused: {}", reply.summary()))
                         }
-                        Err(e) => {
-                            return Err(Skip {
-                                status: "4.4.2",
-                                reason: format!("{host}: {e}"),
-                            })
-                        }
+                        Err(e) => Some(format!("EHLO after STARTTLS: {e}")),
+                    };
+                    if let Some(refused) = refused {
+                        log(&summary, &Channel::RefusedAfterTls, &refused);
+                        return Err(Skip {
+                            status: "4.4.2",
+                            reason: format!("{host}: {refused}"),
+                        });
                     }
                     let (verdicts, back) =
                         converse(client, envelope, content, group, &host, |result| {
@@ -444,7 +451,7 @@ impl<R: Resolve> Deliverer<R> {
                 }
                 (Step::NextRung, _) => {
                     log(
-                        &format!("TLS failed on rung {rung:?}, trying lower"),
+                        &format!("TLS failed on rung {rung:?} ({failure}), trying lower"),
                         &Channel::RungFailed,
                         "-",
                     );
@@ -643,7 +650,8 @@ impl Route<'_> {
             let none = Err("no certificate".to_string());
             return Checks {
                 chain: none.clone(),
-                name: none,
+                host: none.clone(),
+                domain: none,
                 pinned: false,
             };
         };
@@ -652,20 +660,13 @@ impl Route<'_> {
             .verify_server_chain(chain, UnixTime::now())
             .map(|_| ())
             .map_err(|e| e.to_string());
-        let level = self.connector.map_or(TlsLevel::Opportunistic, |c| c.tls);
-        let name = match level {
-            TlsLevel::VerifyDomain => {
-                let patterns = self.connector.map_or(&[][..], |c| &c.tls_domains[..]);
-                domain_names_match(leaf, patterns, self.domain)
-            }
-            _ => {
-                let name = match host {
-                    Host::Name(name) => name.to_string(),
-                    Host::Ip(ip) => ip.to_string(),
-                };
-                check_name(leaf, &name).map_err(|e| e.to_string())
-            }
+        let host_name = match host {
+            Host::Name(name) => name.to_string(),
+            Host::Ip(ip) => ip.to_string(),
         };
+        let host = check_name(leaf, &host_name).map_err(|e| e.to_string());
+        let patterns = self.connector.map_or(&[][..], |c| &c.tls_domains[..]);
+        let domain = domain_names_match(leaf, patterns, self.domain);
         let pins = self.connector.map_or(&[][..], |c| &c.fingerprints[..]);
         let leaf_hash = sha256(leaf);
         let spki_hash = X509Certificate::from_der(leaf)
@@ -676,7 +677,8 @@ impl Route<'_> {
             .any(|pin| pin.0 == leaf_hash || Some(pin.0) == spki_hash);
         Checks {
             chain: chain_result,
-            name,
+            host,
+            domain,
             pinned,
         }
     }

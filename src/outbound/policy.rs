@@ -77,14 +77,20 @@ pub fn after_failed_handshake(level: TlsLevel, rung: Rung, fallback: bool, what:
     }
 }
 
-/// What verification of the server's certificate found.
+/// What verification of the server's certificate found. Every check is
+/// made whatever the level, so that `probe` can say which levels would
+/// accept the certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checks {
     /// The chain reaches a trusted anchor, or why not.
     pub chain: Result<(), String>,
-    /// The certificate names what the level asks (the host for
-    /// `verify-host`, one of the domains for `verify-domain`), or why not.
-    pub name: Result<(), String>,
+    /// The certificate names the MX or smarthost (`verify-host`, and the
+    /// "name mismatch" note of the lower levels), or why not.
+    pub host: Result<(), String>,
+    /// The certificate names one of the connector's `tls_domains`, by
+    /// default the recipient domain or a subdomain (`verify-domain`), or
+    /// why not.
+    pub domain: Result<(), String>,
     /// For `pinned`: the certificate or its key is one of the fingerprints.
     pub pinned: bool,
 }
@@ -95,7 +101,7 @@ pub fn after_handshake(level: TlsLevel, checks: &Checks) -> Step {
     let defer = |reason: String| Step::Defer { reason };
     match level {
         TlsLevel::None | TlsLevel::Opportunistic | TlsLevel::Required => {
-            match (&checks.chain, &checks.name) {
+            match (&checks.chain, &checks.host) {
                 (Ok(()), Ok(())) => deliver("verified".into()),
                 (Ok(()), Err(name)) => deliver(format!("trusted chain, name mismatch: {name}")),
                 (Err(chain), _) => deliver(format!("untrusted: {chain}")),
@@ -105,11 +111,17 @@ pub fn after_handshake(level: TlsLevel, checks: &Checks) -> Step {
             Ok(()) => deliver("verified chain".into()),
             Err(chain) => defer(format!("certificate not trusted: {chain}")),
         },
-        TlsLevel::VerifyHost | TlsLevel::VerifyDomain => match (&checks.chain, &checks.name) {
-            (Ok(()), Ok(())) => deliver("verified".into()),
-            (Err(chain), _) => defer(format!("certificate not trusted: {chain}")),
-            (Ok(()), Err(name)) => defer(name.clone()),
-        },
+        TlsLevel::VerifyHost | TlsLevel::VerifyDomain => {
+            let name = match level {
+                TlsLevel::VerifyHost => &checks.host,
+                _ => &checks.domain,
+            };
+            match (&checks.chain, name) {
+                (Ok(()), Ok(())) => deliver("verified".into()),
+                (Err(chain), _) => defer(format!("certificate not trusted: {chain}")),
+                (Ok(()), Err(name)) => defer(name.clone()),
+            }
+        }
         TlsLevel::Pinned => match checks.pinned {
             true => deliver("pinned certificate matched".into()),
             false => defer("certificate matches none of the pinned fingerprints".into()),

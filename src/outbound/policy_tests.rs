@@ -20,13 +20,45 @@ fn checks(chain: bool, name: bool, pinned: bool) -> Checks {
         } else {
             Err("self-signed".into())
         },
-        name: if name {
+        host: if name {
+            Ok(())
+        } else {
+            Err("certificate is not valid for mx.fabrikam.test (it names: mx.b.test)".into())
+        },
+        domain: if name {
             Ok(())
         } else {
             Err("certificate for mx.b.test not valid for fabrikam.test".into())
         },
         pinned,
     }
+}
+
+#[test]
+fn verify_host_reads_the_host_check_and_verify_domain_the_domain_check() {
+    let host_only = Checks {
+        domain: Err("certificate for mx.b.test not valid for fabrikam.test".into()),
+        ..checks(true, true, false)
+    };
+    let domain_only = Checks {
+        host: Err("certificate is not valid for 192.0.2.1 (it names: mx.b.test)".into()),
+        ..checks(true, true, false)
+    };
+    for (level, checks, expected) in [
+        (TlsLevel::VerifyHost, &host_only, "deliver"),
+        (TlsLevel::VerifyDomain, &host_only, "defer"),
+        (TlsLevel::VerifyHost, &domain_only, "defer"),
+        (TlsLevel::VerifyDomain, &domain_only, "deliver"),
+    ] {
+        assert_eq!(cell(after_handshake(level, checks)), expected, "{level}");
+    }
+    // Below verify-host the note is about the host, as the log line says.
+    assert_eq!(
+        after_handshake(TlsLevel::Required, &domain_only),
+        Step::Deliver {
+            note: "trusted chain, name mismatch: certificate is not valid for 192.0.2.1 (it names: mx.b.test)".into()
+        }
+    );
 }
 
 #[test]

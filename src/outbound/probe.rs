@@ -107,6 +107,12 @@ async fn probe_address<R: Resolve>(
         "  STARTTLS offered   {}",
         if offered { "yes" } else { "no" }
     );
+    if !offered {
+        let _ = writeln!(
+            out,
+            "  Levels accepting   none; opportunistic delivers in plaintext"
+        );
+    }
     match policy::after_ehlo(level, Rung::Modern, offered) {
         Step::Plaintext => {
             client.quit().await;
@@ -162,7 +168,12 @@ async fn probe_address<R: Resolve>(
     let _ = writeln!(
         out,
         "  Name               {}",
-        result(&checks.name, "matches")
+        result(&checks.host, "matches")
+    );
+    let _ = writeln!(
+        out,
+        "  Domain             {}",
+        result(&checks.domain, "matches")
     );
     let accepting: Vec<String> = levels_accepting(&checks)
         .iter()
@@ -179,6 +190,16 @@ async fn probe_address<R: Resolve>(
 
 fn verdict_after_failure(level: TlsLevel, fallback: bool, what: &str, out: &mut String) {
     let _ = writeln!(out, "  TLS                failed: {what}");
+    // The forced levels try the top rung only; opportunistic goes on.
+    let lower = if fallback {
+        "TLS 1.2 only, then plaintext"
+    } else {
+        "TLS 1.2 only"
+    };
+    let _ = writeln!(
+        out,
+        "  Levels accepting   none; opportunistic tries {lower}"
+    );
     let verdict = match policy::after_failed_handshake(level, Rung::Modern, fallback, what) {
         Step::NextRung => "would retry with TLS 1.2 only, then plaintext".to_string(),
         Step::Defer { reason } => format!("would defer: {reason}"),
@@ -187,14 +208,15 @@ fn verdict_after_failure(level: TlsLevel, fallback: bool, what: &str, out: &mut 
     let _ = writeln!(out, "  Verdict            {verdict}");
 }
 
-/// The levels whose check this certificate passes (pinning aside, which
-/// depends on the configured fingerprints).
+/// The levels whose checks this certificate passes; `verify-domain` with
+/// the connector's `tls_domains`, `pinned` with its fingerprints.
 fn levels_accepting(checks: &Checks) -> Vec<TlsLevel> {
     [
         TlsLevel::Opportunistic,
         TlsLevel::Required,
         TlsLevel::VerifyCa,
         TlsLevel::VerifyHost,
+        TlsLevel::VerifyDomain,
     ]
     .into_iter()
     .filter(|level| {

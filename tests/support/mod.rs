@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod ca;
+pub mod faulty;
 pub mod postfix;
 
 use std::path::{Path, PathBuf};

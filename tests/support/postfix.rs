@@ -148,6 +148,27 @@ impl PostfixOptions {
     }
 }
 
+/// One smtpd session as its `disconnect` line sums it up.
+#[derive(Clone, Debug)]
+pub struct SessionSummary {
+    /// `ehlo=2`, `starttls=1`, `mail=1`, … (`N/M` when some failed).
+    pub counts: Vec<String>,
+}
+
+impl SessionSummary {
+    /// The session issued `command` (`starttls`, `mail`, `data`, …) at all.
+    pub fn has(&self, command: &str) -> bool {
+        self.counts
+            .iter()
+            .any(|c| c.starts_with(&format!("{command}=")))
+    }
+
+    /// A mail transaction without TLS: MAIL, and no STARTTLS in the session.
+    pub fn plaintext_mail(&self) -> bool {
+        self.has("mail") && !self.has("starttls")
+    }
+}
+
 /// A running private Postfix instance, stopped and removed on drop.
 #[derive(Debug)]
 pub struct Postfix {
@@ -225,6 +246,24 @@ impl Postfix {
     /// Everything the instance has logged so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir().join("maillog")).unwrap_or_default()
+    }
+
+    /// smtpd's summary of every finished session, from its `disconnect
+    /// from … ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 commands=7`
+    /// log lines, in order.
+    pub fn sessions(&self) -> Vec<SessionSummary> {
+        self.log()
+            .lines()
+            .filter_map(|line| line.split_once(": disconnect from "))
+            .map(|(_, rest)| SessionSummary {
+                counts: rest.split_whitespace().skip(1).map(str::to_owned).collect(),
+            })
+            .collect()
+    }
+
+    /// How many sessions smtpd has begun (`connect from` lines).
+    pub fn connections(&self) -> usize {
+        self.log().matches(": connect from ").count()
     }
 
     /// Waits until the log contains `needle`, then returns the log; panics with
