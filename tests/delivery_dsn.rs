@@ -36,6 +36,11 @@ struct World {
 }
 
 fn world(queue_keys: &str) -> World {
+    world_with(queue_keys, "")
+}
+
+/// [`world`] with more sections (connectors) in the relay's config.
+fn world_with(queue_keys: &str, extra: &str) -> World {
     let dns = DnsServer::start(ZONE);
     let mut hosts = Receiver::on_one_port(&["127.0.0.2", "127.0.0.4"]);
     let sender_mx = hosts.pop().expect("sender MX");
@@ -44,6 +49,7 @@ fn world(queue_keys: &str) -> World {
     if !queue_keys.is_empty() {
         config = with_keys(&config, "queue", queue_keys);
     }
+    config.push_str(extra);
     World {
         _dns: dns,
         next_hop,
@@ -124,6 +130,44 @@ fn a_5xx_bounces_an_rfc3464_report_to_the_senders_domain() {
     let seen = world.next_hop.seen();
     assert!(seen.delivered().is_empty(), "{seen:?}");
     assert_eq!(seen.transactions.len(), 1, "a 5xx is not retried");
+}
+
+#[test]
+fn forced_tls_waits_in_the_queue_and_bounces_at_max_age_with_the_tls_reason() {
+    // The next hop offers no STARTTLS; b.test is under `tls = "required"`.
+    let forced =
+        "[[outbound]]\nname = \"forced\"\nrecipient_domains = [\"b.test\"]\ntls = \"required\"\n";
+    let world = world_with("max_age = \"3s\"\ndelay_warning_after = \"0s\"", forced);
+    submit(
+        world.relay.smtp,
+        SENDER,
+        &["bob@b.test"],
+        &message("secret"),
+    );
+    let dsn = bounce(&world);
+    let report = dsn.recipient("bob@b.test");
+    assert_eq!(report.field("Action"), "failed");
+    assert_eq!(
+        report.field("Status"),
+        "5.7.4",
+        "the 4.7.4 of each deferral, now final"
+    );
+    let diagnostic = report.field("Diagnostic-Code");
+    assert!(
+        diagnostic.contains("mx1.b.test") && diagnostic.contains("STARTTLS not offered"),
+        "{diagnostic}"
+    );
+    world.relay.wait_spool_empty();
+    // Never a byte of the message in plaintext: no transaction reached DATA.
+    let seen = world.next_hop.seen();
+    assert!(
+        seen.transactions.iter().all(|t| t.data.is_none()),
+        "{seen:?}"
+    );
+    assert!(
+        !seen.transactions.iter().any(|t| !t.rcpt_to.is_empty()),
+        "{seen:?}"
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! * `postfix`: the Postfix harness itself, Postfix as a STARTTLS server for
 //!   `cert-info`, and Postfix relaying through tlsrelay with TLS enforced.
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
+//! * `soak`: 20,000 messages from smtp-source through 5 SIGKILLs to smtp-sink.
 //! * `service`: `systemd-analyze verify` accepts `config/tlsrelay.service`.
 //! * `testssl`: testssl.sh audits the STARTTLS listener.
 //! * `tls_matrix`: issue 5's acceptance matrix, every outbound TLS level
@@ -28,6 +29,8 @@ mod faults;
 mod postfix;
 #[path = "real_peers/service.rs"]
 mod service;
+#[path = "real_peers/soak.rs"]
+mod soak;
 #[path = "real_peers/testssl.rs"]
 mod testssl;
 #[path = "real_peers/tls_matrix.rs"]

@@ -78,6 +78,12 @@ impl SmtpSink {
         read_files(&self.dir.path().join("mail"))
     }
 
+    /// How many messages have arrived (or begun to): a folder listing,
+    /// cheap enough to poll while thousands arrive.
+    pub fn count(&self) -> usize {
+        fs::read_dir(self.dir.path().join("mail")).map_or(0, |d| d.count())
+    }
+
     /// Waits until at least `count` messages arrived; panics after `timeout`.
     pub fn wait_for_messages(&self, count: usize, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
