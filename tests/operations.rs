@@ -33,14 +33,21 @@ fn notifications_until(socket: &UnixDatagram, last: &str) -> Vec<String> {
     }
 }
 
-#[test]
-fn sd_notify_ready_reloading_ready_stopping() {
+/// A socket standing in for systemd's NOTIFY_SOCKET (in its own folder,
+/// kept while the test runs), reads bounded to 20 s.
+fn notify_socket() -> (tempfile::TempDir, std::path::PathBuf, UnixDatagram) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&path).expect("bind notify socket");
     socket
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
+    (dir, path, socket)
+}
+
+#[test]
+fn sd_notify_ready_reloading_ready_stopping() {
+    let (_dir, path, socket) = notify_socket();
     let mut relay = Relay::start_with_env(&base_config(), &[], &[("NOTIFY_SOCKET", arg(&path))]);
     assert_eq!(notifications_until(&socket, "READY=1"), ["READY=1"]);
 
@@ -63,12 +70,7 @@ fn sd_notify_ready_reloading_ready_stopping() {
 
 #[test]
 fn the_watchdog_is_fed_at_half_its_timeout() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&path).expect("bind notify socket");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
+    let (_dir, path, socket) = notify_socket();
     let env = [("NOTIFY_SOCKET", arg(&path)), ("WATCHDOG_USEC", "400000")];
     let _relay = Relay::start_with_env(&base_config(), &[], &env);
     assert_eq!(notifications_until(&socket, "READY=1"), ["READY=1"]);
