@@ -137,7 +137,7 @@ impl Driver<'_> {
             loop {
                 let (used, action) = session.feed(&input, &mut out);
                 input.drain(..used);
-                if used > 0 && !session.in_data() {
+                if used > 0 && session.awaiting_command() {
                     last_command = Instant::now();
                 }
                 self.store(&mut writer, &mut out).await;
