@@ -161,6 +161,36 @@ fn content_that_stops_arriving_is_cut_off_at_the_data_deadline_and_not_kept() {
 }
 
 #[test]
+fn bdat_is_timed_per_chunk_and_a_stalled_chunk_is_cut_off() {
+    let relay = Relay::start_server("data_timeout = \"2s\"\ncommand_timeout = \"30s\"", "");
+    let (mut c, _) = Client::connect(relay.smtp);
+    c.ehlo();
+    c.envelope("alice@sender.test", &["bob@example.test"]);
+    c.send(b"BDAT 19\r\nSubject: chunks\r\n\r\n");
+    assert_eq!(c.reply(), "250 2.0.0 19 octets received\r\n");
+    // Between chunks the client is thinking about its next command: the
+    // command deadline applies, not the content one.
+    std::thread::sleep(Duration::from_secs(3));
+    c.send(b"BDAT 4 LAST\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(b"hi\r\n");
+    assert_queued(&c.reply());
+    // Inside a chunk, silence is cut off at data_timeout.
+    c.envelope("alice@sender.test", &["bob@example.test"]);
+    c.send(b"BDAT 100 LAST\r\nSubject: stalled chunk\r\n");
+    let started = Instant::now();
+    assert_eq!(c.reply(), TIMEOUT);
+    assert_cut_off_at(started, Duration::from_secs(2), "stalled BDAT");
+    assert!(c.closed());
+    relay.wait_for_log("\"phase\":\"DATA\"", 1);
+    let spooled = relay.expect_spooled(1);
+    let (_, body) = split_received(&spooled[0].2);
+    assert_eq!(body, b"Subject: chunks\r\n\r\nhi\r\n");
+    let files = relay.spool_files();
+    assert!(!files.iter().any(|f| f.ends_with(".tmp")), "{files:?}");
+}
+
+#[test]
 fn content_dripped_below_min_data_rate_is_cut_off_and_not_kept() {
     // 3 s of silence would be allowed; 27 bytes a second is too slow for
     // 1 KiB/s once the 10 s grace is over.
