@@ -57,6 +57,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(config: &Config) -> Result<Daemon, StartError> {
+        open_file_limit(config.server.max_connections);
         ensure_certificate(config)?;
         for warning in config.check_files()? {
             tracing::warn!("{warning}");
@@ -142,6 +143,25 @@ impl Daemon {
 
 /// What a configuration makes of the inbound side: certificate, client
 /// CAs, connectors, timeouts. Built at start and anew by each reload.
+/// Raises the open-file limit and says what it is; warns when
+/// `max_connections` cannot fit in it (each session is one descriptor, and
+/// the spool, listeners and outbound connections need some more).
+fn open_file_limit(max_connections: usize) {
+    match crate::net::raise_open_file_limit() {
+        Ok((before, now)) => {
+            tracing::info!(limit = now, before, "open-file limit (RLIMIT_NOFILE)");
+            if max_connections.saturating_add(256) as libc::rlim_t > now {
+                tracing::warn!(
+                    limit = now,
+                    max_connections,
+                    "the open-file limit is too low for max_connections: raise the hard limit (LimitNOFILE= in the unit) or lower max_connections"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
+}
+
 fn server_state(
     config: &Config,
     spool: &Spool,

@@ -30,3 +30,27 @@ where
         }
     }
 }
+
+/// The open-file limit (RLIMIT_NOFILE) before and after raising the soft
+/// limit to the hard one, as daemons do: every session is a descriptor,
+/// and the soft default (often 1024) would refuse connections long before
+/// `max_connections`. Only the soft limit moves, so no privilege is needed.
+pub fn raise_open_file_limit() -> io::Result<(libc::rlim_t, libc::rlim_t)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((before, limit.rlim_cur))
+}

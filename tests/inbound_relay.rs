@@ -98,3 +98,117 @@ fn a_relay_connector_by_ip_may_relay_but_tricks_still_fail() {
         "{received}"
     );
 }
+
+const PATH_SYNTAX: &str = "501 5.5.4 Syntax: RCPT TO:<forward-path> [parameters]\r\n";
+const NEEDS_SMTPUTF8: &str = "553 5.6.7 Non-ASCII recipient address needs SMTPUTF8\r\n";
+
+/// The classic open-relay probes (percent hack, bang paths, source
+/// routes, quoted `@`, double `@`, address literals, trailing junk, case
+/// and Unicode variants), as the text after `RCPT TO:`, with the reply
+/// without and with SMTPUTF8. Our accepted domain is example.test, the
+/// relay calls itself relay.example.test and listens on 127.0.0.1;
+/// ext.test is anybody else.
+const VECTORS: &[(&str, &str, &str)] = &[
+    // Percent hack.
+    ("<user%ext.test@example.test>", DENIED, DENIED),
+    ("<user%ext.test@relay.example.test>", DENIED, DENIED),
+    ("<user%ext.test@[127.0.0.1]>", BAD_SYNTAX, BAD_SYNTAX),
+    ("<user%ext.test>", BAD_SYNTAX, BAD_SYNTAX),
+    ("<\"user%ext.test\"@example.test>", DENIED, DENIED),
+    ("<USER%EXT.TEST@EXAMPLE.TEST>", DENIED, DENIED),
+    // Bang paths.
+    ("<ext.test!user>", BAD_SYNTAX, BAD_SYNTAX),
+    ("<ext.test!user@example.test>", DENIED, DENIED),
+    ("<relay.example.test!ext.test!user>", BAD_SYNTAX, BAD_SYNTAX),
+    // Source routes (the route is ignored: this is user@ext.test).
+    ("<@example.test:user@ext.test>", DENIED, DENIED),
+    (
+        "<@example.test,@relay.example.test:user@ext.test>",
+        DENIED,
+        DENIED,
+    ),
+    ("<@[127.0.0.1]:user@ext.test>", BAD_SYNTAX, BAD_SYNTAX),
+    // An `@` in a quoted or escaped local part.
+    ("<\"user@ext.test\">", BAD_SYNTAX, BAD_SYNTAX),
+    ("<\"user@ext.test\"@example.test>", DENIED, DENIED),
+    ("<\"user@ext.test\"@[127.0.0.1]>", BAD_SYNTAX, BAD_SYNTAX),
+    ("<\"user\\@ext.test\"@example.test>", DENIED, DENIED),
+    (
+        "<\"user@ext.test\"@example.test> NOTIFY=NEVER",
+        DENIED,
+        DENIED,
+    ),
+    ("<user@ext.test@example.test>", BAD_SYNTAX, BAD_SYNTAX),
+    ("<user@ext.test\\@example.test>", BAD_SYNTAX, BAD_SYNTAX),
+    // Address literals, ours and others'.
+    ("<user@[127.0.0.1]>", BAD_SYNTAX, BAD_SYNTAX),
+    ("<user@[192.0.2.1]>", BAD_SYNTAX, BAD_SYNTAX),
+    ("<user@[IPv6:::1]>", BAD_SYNTAX, BAD_SYNTAX),
+    // Plainly elsewhere, however it is spelt.
+    ("<user@ext.test>", DENIED, DENIED),
+    (" <user@ext.test>", DENIED, DENIED),
+    ("<USER@EXT.TEST>", DENIED, DENIED),
+    ("<postmaster@ext.test>", DENIED, DENIED),
+    ("<user@ext.test.>", DENIED, DENIED),
+    ("<user@example.test.ext.test>", DENIED, DENIED),
+    ("<user@ext.test%example.test>", DENIED, DENIED),
+    ("<user@relay.example.test>", DENIED, DENIED),
+    ("<user@localhost>", DENIED, DENIED),
+    // Trailing junk and broken brackets.
+    (
+        "<user@ext.test> junk",
+        "555 5.5.4 Unsupported parameter JUNK\r\n",
+        "555 5.5.4 Unsupported parameter JUNK\r\n",
+    ),
+    ("<user@ext.test>@example.test", PATH_SYNTAX, PATH_SYNTAX),
+    ("user@ext.test", PATH_SYNTAX, PATH_SYNTAX),
+    ("<user@ext.test", PATH_SYNTAX, PATH_SYNTAX),
+    ("<<user@ext.test>>", BAD_SYNTAX, BAD_SYNTAX),
+    (
+        "<user@ext.test>,<bob@example.test>",
+        PATH_SYNTAX,
+        PATH_SYNTAX,
+    ),
+    (
+        "<bob@example.test> <user@ext.test>",
+        PATH_SYNTAX,
+        PATH_SYNTAX,
+    ),
+    (
+        "<user@ext.test>\0",
+        "500 5.5.2 NUL character in command\r\n",
+        "500 5.5.2 NUL character in command\r\n",
+    ),
+    // Unicode: another domain, a homoglyph of ours (Cyrillic а), and
+    // compatibility forms of `@`, `%` and `!` that NFKC turns into tricks.
+    ("<user@ext.tést>", NEEDS_SMTPUTF8, DENIED),
+    ("<user@exаmple.test>", NEEDS_SMTPUTF8, DENIED),
+    ("<user＠ext.test@example.test>", NEEDS_SMTPUTF8, DENIED),
+    ("<user﹫ext.test@example.test>", NEEDS_SMTPUTF8, DENIED),
+    ("<user％ext.test@example.test>", NEEDS_SMTPUTF8, DENIED),
+    ("<ext.test！user@example.test>", NEEDS_SMTPUTF8, DENIED),
+];
+
+#[test]
+fn every_classic_open_relay_vector_is_refused_to_an_anonymous_client() {
+    let relay = Relay::start_server("max_errors = 10000", "");
+    for smtputf8 in [false, true] {
+        let (mut c, _) = Client::connect(relay.smtp);
+        c.ehlo();
+        let parameter = if smtputf8 { " SMTPUTF8" } else { "" };
+        for sender in SENDERS.iter().chain(&["postmaster@example.test"]) {
+            let mail = format!("MAIL FROM:<{sender}>{parameter}");
+            assert_eq!(c.command(&mail), "250 2.1.0 Ok\r\n");
+            for (vector, ascii, utf8) in VECTORS {
+                let expected = if smtputf8 { utf8 } else { ascii };
+                let reply = c.command(&format!("RCPT TO:{vector}"));
+                assert_eq!(&reply, expected, "{mail} then RCPT TO:{vector}");
+            }
+            // Not one recipient was taken.
+            assert_eq!(c.command("DATA"), "554 5.5.1 No valid recipients\r\n");
+            assert_eq!(c.command("RSET"), "250 2.0.0 Ok\r\n");
+        }
+        assert_eq!(c.command("QUIT"), "221 2.0.0 Bye\r\n");
+    }
+    assert_eq!(relay.spool_files(), Vec::<String>::new(), "{}", relay.log());
+}

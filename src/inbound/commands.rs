@@ -23,6 +23,12 @@ impl Session {
         if line.contains(&0) {
             return self.error(out, 500, "5.5.2", "NUL character in command");
         }
+        // smtp-proto reads arguments lossily: invalid UTF-8 would reach
+        // the envelope, the greeting and the Received header as U+FFFD.
+        // RFC 6531 §3.3 allows only well-formed UTF-8, and only with SMTPUTF8.
+        if std::str::from_utf8(line).is_err() {
+            return self.error(out, 500, "5.5.2", "Invalid UTF-8 in command");
+        }
         let request = match Request::parse(&mut line.iter()) {
             Ok(request) => request,
             Err(error) => return self.parse_error(line, error, out),

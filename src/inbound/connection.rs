@@ -131,13 +131,14 @@ impl Driver<'_> {
         let mut writer: Option<MessageWriter> = None;
         let mut last_command = Instant::now();
         let mut data = DataClock::default();
+        let mut in_data = false;
         let mut shutting_down = false;
         loop {
             // Everything already read, as far as the session can go.
             loop {
                 let (used, action) = session.feed(&input, &mut out);
                 input.drain(..used);
-                if used > 0 && !session.in_data() {
+                if used > 0 && session.awaiting_command() {
                     last_command = Instant::now();
                 }
                 self.store(&mut writer, &mut out).await;
@@ -200,7 +201,15 @@ impl Driver<'_> {
                 stream.flush().await?;
                 out.replies.clear();
             }
-            let (deadline, phase) = match session.in_data() {
+            // Between BDAT chunks the client is at the command deadline;
+            // the content clock stops, and starts again with the next chunk.
+            match (in_data, session.in_data()) {
+                (false, true) => data.resume(),
+                (true, false) => data.pause(),
+                _ => {}
+            }
+            in_data = session.in_data();
+            let (deadline, phase) = match in_data {
                 true => (data.deadline(self.state.timeouts.data), "DATA"),
                 false => (last_command + self.state.timeouts.command, "command"),
             };
@@ -260,12 +269,16 @@ impl Driver<'_> {
     }
 }
 
-/// Progress of message content, for the silence deadline and the minimum rate.
+/// Progress of message content, for the silence deadline and the minimum
+/// rate; only the time spent reading content counts (not BDAT commands).
 #[derive(Default)]
 struct DataClock {
     started: Option<Instant>,
     last: Option<Instant>,
     bytes: u64,
+    /// Time spent outside content since `started`, and since when, if now.
+    paused: Duration,
+    paused_since: Option<Instant>,
 }
 
 /// Content slower than the minimum rate is tolerated this long first.
@@ -277,8 +290,22 @@ impl DataClock {
         DataClock {
             started: Some(now),
             last: Some(now),
-            bytes: 0,
+            ..DataClock::default()
         }
+    }
+
+    /// Content stopped (a BDAT chunk is complete).
+    fn pause(&mut self) {
+        self.paused_since = Some(Instant::now());
+    }
+
+    /// Content starts again (the next BDAT chunk): silence counts from now.
+    fn resume(&mut self) {
+        let now = Instant::now();
+        if let Some(since) = self.paused_since.take() {
+            self.paused += now.duration_since(since);
+        }
+        self.last = Some(now);
     }
 
     fn deadline(&self, silence: Duration) -> Instant {
@@ -290,7 +317,9 @@ impl DataClock {
         let now = Instant::now();
         self.last = Some(now);
         self.bytes += n as u64;
-        let elapsed = now.duration_since(self.started.unwrap_or(now));
+        let elapsed = now
+            .duration_since(self.started.unwrap_or(now))
+            .saturating_sub(self.paused);
         elapsed > RATE_GRACE && (self.bytes as f64) < min_rate as f64 * elapsed.as_secs_f64()
     }
 }

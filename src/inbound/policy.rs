@@ -114,7 +114,7 @@ impl InboundPolicy {
         let Some((local, domain)) = address.rsplit_once('@') else {
             return RecipientVerdict::RelayDenied;
         };
-        if local.contains(['@', '%', '!']) {
+        if local.contains(ROUTING_CHARACTERS) {
             return RecipientVerdict::RelayTrick;
         }
         if let Some(index) = connector {
@@ -139,6 +139,16 @@ impl InboundPolicy {
         })
     }
 }
+
+/// Characters that route mail when they appear in a local part (`%` and
+/// `!` hacks, an `@` from a quoted local part), and their Unicode
+/// compatibility forms (fullwidth, small and vertical forms, `‼`), which
+/// an SMTPUTF8 server downstream that normalises to NFKC would turn into
+/// the same routing.
+const ROUTING_CHARACTERS: [char; 13] = [
+    '@', '%', '!', '\u{ff20}', '\u{ff05}', '\u{ff01}', '\u{fe6b}', '\u{fe6a}', '\u{fe57}',
+    '\u{fe15}', '\u{203c}', '\u{2048}', '\u{2049}',
+];
 
 fn connector(c: &InboundConnector) -> Connector {
     Connector {

@@ -65,6 +65,9 @@ fn relay_control() {
         "user%elsewhere.test@example.test",
         "elsewhere.test!user@example.test",
         "user@elsewhere.test@example.test",
+        "user\u{ff20}elsewhere.test@example.test",
+        "user\u{ff05}elsewhere.test@example.test",
+        "elsewhere.test\u{fe57}user@example.test",
     ] {
         assert_eq!(p.recipient(trick, None), RelayTrick, "{trick}");
         assert_eq!(p.recipient(trick, Some(1)), RelayTrick, "{trick}");

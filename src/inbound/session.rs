@@ -164,6 +164,14 @@ impl Session {
         matches!(self.phase, Phase::Data(_) | Phase::Bdat { .. })
     }
 
+    /// True at the start of a command line: input consumed to get here
+    /// was whole lines, so the command deadline starts again. Not while an
+    /// over-long line is being discarded, or a client could drip one
+    /// forever (RFC 5321 §4.5.3.2 counts from the last command).
+    pub fn awaiting_command(&self) -> bool {
+        matches!(self.phase, Phase::Command)
+    }
+
     /// Consumes input until it is used up or an action is needed. Returns
     /// the number of bytes consumed and the action.
     pub fn feed(&mut self, input: &[u8], out: &mut Output) -> (usize, Action) {

@@ -344,3 +344,20 @@ fn utf8_addresses_need_smtputf8() {
     let replies = d.codes("EHLO c\r\nMAIL FROM:<ü@b.test>\r\nMAIL FROM:<ü@b.test> SMTPUTF8\r\nRCPT TO:<ö@example.test>\r\n");
     assert_eq!(code_list(&replies), ["250", "553", "250", "250"]);
 }
+
+#[test]
+fn invalid_utf8_is_refused_even_with_smtputf8() {
+    let mut d = Driver::new("10.0.0.1");
+    let replies = d.send(
+        b"EHLO \xff\r\nEHLO c\r\nMAIL FROM:<\xc3@b.test> SMTPUTF8\r\nMAIL FROM:<a@b.test> SMTPUTF8\r\nRCPT TO:<\xff@example.test>\r\n",
+    );
+    assert_eq!(
+        replies
+            .lines()
+            .filter(|l| l.starts_with("500 5.5.2 Invalid UTF-8"))
+            .count(),
+        3,
+        "{replies}"
+    );
+    assert!(!replies.contains('\u{fffd}'), "{replies}");
+}

@@ -66,6 +66,8 @@ pub struct Relay {
     log: Arc<Mutex<Vec<String>>>,
     /// Extra environment for the process (NOTIFY_SOCKET, …).
     env: Vec<(String, String)>,
+    /// The soft RLIMIT_NOFILE the process starts with, when not inherited.
+    open_file_limit: Option<u64>,
 }
 
 impl Relay {
@@ -94,6 +96,22 @@ impl Relay {
 
     /// Like [`Relay::start_with_files`], with `env` set for the process.
     pub fn start_with_env(config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Relay {
+        Relay::start_full(config, files, env, None)
+    }
+
+    /// A relay on exactly `config` whose process starts with a soft
+    /// open-file limit of `soft` (the hard one is inherited), as a
+    /// login session's default would give it.
+    pub fn start_with_open_file_limit(config: &str, soft: u64) -> Relay {
+        Relay::start_full(config, &[], &[], Some(soft))
+    }
+
+    fn start_full(
+        config: &str,
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+        open_file_limit: Option<u64>,
+    ) -> Relay {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("tlsrelay.toml"), config).expect("write config");
         for (name, contents) in files {
@@ -109,6 +127,7 @@ impl Relay {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            open_file_limit,
         };
         relay.launch();
         relay
@@ -122,7 +141,28 @@ impl Relay {
         let config =
             std::fs::read_to_string(self.dir.path().join("tlsrelay.toml")).unwrap_or_default();
         let wants_implicit = config.contains("listen_implicit_tls = [\"");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tlsrelay"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tlsrelay"));
+        if let Some(soft) = self.open_file_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command
             .args(["--log-format", "json", "--log-level", "info", "serve", "-c"])
             .arg(self.dir.path().join("tlsrelay.toml"))
             .env_remove("RUST_LOG")
@@ -223,6 +263,19 @@ impl Relay {
                 Some((id, envelope, content))
             })
             .collect()
+    }
+
+    /// Every file in the spool's `queue/` and `state/` folders, `.tmp`
+    /// ones included: what sessions and deliveries left there.
+    pub fn spool_files(&self) -> Vec<String> {
+        let mut files = Vec::new();
+        for folder in ["queue", "state"] {
+            let path = self.dir.path().join("spool").join(folder);
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                files.push(format!("{folder}/{}", entry.file_name().to_string_lossy()));
+            }
+        }
+        files
     }
 
     /// Waits (bounded) until the spool holds `n` messages.

@@ -132,6 +132,15 @@ impl<S: Read + Write> Client<S> {
 
     /// MAIL, RCPTs and DATA, each checked to succeed: content may follow.
     pub fn start_data(&mut self, from: &str, to: &[&str]) {
+        self.envelope(from, to);
+        assert_eq!(
+            self.command("DATA"),
+            "354 End data with <CR><LF>.<CR><LF>\r\n"
+        );
+    }
+
+    /// MAIL and RCPTs, each checked to succeed: DATA or BDAT may follow.
+    pub fn envelope(&mut self, from: &str, to: &[&str]) {
         assert_eq!(
             self.command(&format!("MAIL FROM:<{from}>")),
             "250 2.1.0 Ok\r\n"
@@ -143,10 +152,6 @@ impl<S: Read + Write> Client<S> {
                 "RCPT TO:<{rcpt}>"
             );
         }
-        assert_eq!(
-            self.command("DATA"),
-            "354 End data with <CR><LF>.<CR><LF>\r\n"
-        );
     }
 
     /// [`start_data`](Self::start_data), then `content` (ending in CRLF)
