@@ -147,7 +147,7 @@ impl<R: Resolve> Deliverer<R> {
             per_destination: config.delivery.max_connections_per_destination,
             destinations: Default::default(),
             idle: Default::default(),
-            timeout_scale: 1.0,
+            timeout_scale: config.delivery.phase_timeout_scale,
         })
     }
 
