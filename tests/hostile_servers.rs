@@ -12,7 +12,10 @@
 //! * a hang-up after the end of data without a reply (RFC 1047): kept
 //!   and delivered again (a duplicate, never a loss);
 //! * silence at the greeting, after EHLO, RCPT, DATA's 354 and the end of
-//!   data: each phase times out (`phase_timeout_scale` makes it quick).
+//!   data: each phase times out (`phase_timeout_scale` makes it quick);
+//! * `250` to DATA instead of `354` (also pipelined), and `354` followed
+//!   at once by `250`: protocol violations, deferred, never counted as
+//!   delivered.
 
 mod support;
 
@@ -85,7 +88,12 @@ fn start(scripts: Vec<(&'static str, Script)>, delivery: &str) -> (Relay, Vec<Ca
                     envelope.recipients[0].address == format!("bob@{name}.test")
                 })
                 .map(|(id, _, _)| id.clone())
-                .unwrap_or_else(|| panic!("{name}: not in the spool:\n{}", relay.log()));
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{name}: gone from the spool before any retry (taken as delivered?):\n{}",
+                        relay.log()
+                    )
+                });
             Case { name, server, id }
         })
         .collect();
@@ -411,6 +419,48 @@ fn silence_in_each_phase_times_out_naming_the_phase() {
     ];
     for (case, needle) in cases.iter().zip(expected) {
         deferred(&relay, case, &[needle]);
+    }
+    delivered_on_retry(&relay, &cases);
+}
+#[test]
+fn data_acknowledged_before_the_content_is_a_protocol_error() {
+    let scripts: Vec<(&'static str, Script)> = vec![
+        (
+            "data250",
+            Box::new(|c: &mut Conn| {
+                if c.until_data().is_some() && c.expect("DATA").is_some() {
+                    let _ = c.send(b"250 2.0.0 queued, or so I say\r\n");
+                    c.hold();
+                }
+            }),
+        ),
+        (
+            // The same, pipelined: MAIL, RCPT and DATA come in one write.
+            "pipelined250",
+            Box::new(|c: &mut Conn| {
+                if c.hello(b"250-hostile.test\r\n250 PIPELINING\r\n").is_some()
+                    && c.expect("MAIL").is_some()
+                    && c.expect("RCPT").is_some()
+                    && c.expect("DATA").is_some()
+                {
+                    let _ = c.send(b"250 ok\r\n250 ok\r\n250 2.0.0 queued\r\n");
+                    c.hold();
+                }
+            }),
+        ),
+        (
+            "early250",
+            Box::new(|c: &mut Conn| {
+                if c.until_data().is_some() && c.expect("DATA").is_some() {
+                    let _ = c.send(b"354 go ahead\r\n250 2.0.0 queued already\r\n");
+                    c.hold();
+                }
+            }),
+        ),
+    ];
+    let (relay, cases) = start(scripts, "");
+    for case in &cases {
+        deferred(&relay, case, &["protocol error during DATA"]);
     }
     delivered_on_retry(&relay, &cases);
 }
