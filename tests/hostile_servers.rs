@@ -15,7 +15,10 @@
 //!   data: each phase times out (`phase_timeout_scale` makes it quick);
 //! * `250` to DATA instead of `354` (also pipelined), and `354` followed
 //!   at once by `250`: protocol violations, deferred, never counted as
-//!   delivered.
+//!   delivered;
+//! * a second, unasked `250` after the end of data: the kept connection
+//!   is out of step and not used again, so the next message is not
+//!   answered by replies to the commands before it.
 
 mod support;
 
@@ -463,4 +466,40 @@ fn data_acknowledged_before_the_content_is_a_protocol_error() {
         deferred(&relay, case, &["protocol error during DATA"]);
     }
     delivered_on_retry(&relay, &cases);
+}
+
+#[test]
+fn a_surplus_reply_keeps_no_connection_out_of_step() {
+    let scripts: Vec<(&'static str, Script)> = vec![(
+        "twice",
+        Box::new(|c: &mut Conn| c.serve_with_surplus(b"250 2.0.0 queued, I say it twice\r\n")),
+    )];
+    let (relay, cases) = start(scripts, "");
+    let server = &cases[0].server;
+    server.wait_delivered(1);
+    // Within the 5 s a connection is kept for the next message.
+    submit(
+        relay.smtp,
+        SENDER,
+        &["carol@twice.test"],
+        "Subject: second\r\n\r\nThe next message.\r\n",
+    );
+    let delivered = server.wait_delivered(2);
+    assert!(
+        delivered[1].contains("Subject: second\r\n"),
+        "{delivered:?}"
+    );
+    relay.wait_spool_empty();
+    let attempts = relay
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"delivery attempt\"") && l.contains("carol@twice.test"))
+        .count();
+    assert_eq!(
+        attempts,
+        1,
+        "the second message at its first attempt:\n{}",
+        relay.log()
+    );
+    assert_eq!(server.connections(), 2, "a new connection for it");
 }

@@ -308,21 +308,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })
     }
 
+    /// Reads what has already arrived, without waiting (a zero deadline
+    /// still polls the read once); true when bytes wait unread.
+    async fn unread(&mut self, phase: Phase) -> Result<bool, ClientError> {
+        if self.pending.is_empty() {
+            let mut chunk = [0u8; 4096];
+            match timeout(Duration::ZERO, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) => return Err(ClientError::Closed(phase)),
+                Ok(Ok(n)) => self.pending.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) => return Err(ClientError::Io(phase, e)),
+                Err(_) => {}
+            }
+        }
+        Ok(!self.pending.is_empty())
+    }
+
     /// After `354` the server has nothing to say until the content has
     /// ended (RFC 5321 §4.1.1.4): a reply already here, buffered or in
     /// the socket, answers content it has not seen, so the reply read
-    /// after the dot would be taken for an acceptance it is not. Looks
-    /// without waiting.
+    /// after the dot would be taken for an acceptance it is not.
     async fn nothing_before_content(&mut self) -> Result<(), ClientError> {
-        if self.pending.is_empty() {
-            let mut chunk = [0u8; 4096];
-            // A zero deadline still polls the read once: what has arrived.
-            match timeout(Duration::ZERO, self.stream.read(&mut chunk)).await {
-                Ok(Ok(0)) => return Err(ClientError::Closed(Phase::Data)),
-                Ok(Ok(n)) => self.pending.extend_from_slice(&chunk[..n]),
-                Ok(Err(e)) => return Err(ClientError::Io(Phase::Data, e)),
-                Err(_) => return Ok(()),
-            }
+        if !self.unread(Phase::Data).await? {
+            return Ok(());
         }
         let early = String::from_utf8_lossy(&self.pending);
         Err(ClientError::Protocol(
@@ -332,6 +339,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 reply_excerpt(early.lines().next().unwrap_or_default())
             ),
         ))
+    }
+
+    /// Whether a kept connection can carry another message: the server
+    /// said nothing since its last reply and did not hang up. A surplus
+    /// reply (a server that answers the end of data twice) would be read
+    /// as the answer to the next command, every reply after it one step
+    /// behind.
+    pub async fn in_step(&mut self) -> bool {
+        matches!(self.unread(Phase::Rset).await, Ok(false))
     }
 
     /// RSET between transactions on a reused connection.

@@ -284,10 +284,16 @@ impl Conn {
     /// DATA, 250 after the content, recorded as delivered), in bytewise
     /// mode if set.
     pub fn serve_well(&mut self) {
-        let _ = self.dialogue();
+        let _ = self.dialogue(b"");
     }
 
-    fn dialogue(&mut self) -> Option<()> {
+    /// [`Conn::serve_well`], with `surplus` sent after each 250 to the
+    /// end of data (a second reply nobody asked for).
+    pub fn serve_with_surplus(&mut self, surplus: &[u8]) {
+        let _ = self.dialogue(surplus);
+    }
+
+    fn dialogue(&mut self, surplus: &[u8]) -> Option<()> {
         self.send(
             b"220 hostile.test ESMTP ready
 ",
@@ -305,6 +311,7 @@ impl Conn {
                     let content = self.content()?;
                     self.send(b"250 2.0.0 queued\r\n").ok()?;
                     lock(&self.shared).delivered.push(content);
+                    self.send(surplus).ok()?;
                     continue;
                 }
                 "QUIT" => {
