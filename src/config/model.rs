@@ -187,6 +187,12 @@ pub struct DeliveryConfig {
     /// How long a TLS rung that failed for a host is skipped.
     #[serde(default = "default_broken_tls_memory")]
     pub broken_tls_memory: HumanDuration,
+    /// Multiplies every SMTP phase deadline of RFC 5321 §4.5.3.2 (5 min
+    /// for the greeting, MAIL and RCPT, 2 for EHLO and DATA, 10 after the
+    /// end of data). Below 1 a silent next hop is given up on sooner;
+    /// the tests use it so that a stalled phase times out in a second.
+    #[serde(default = "default_phase_timeout_scale")]
+    pub phase_timeout_scale: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,6 +260,7 @@ impl Default for DeliveryConfig {
             max_connections_per_destination: default_max_connections_per_destination(),
             opportunistic_fallback: true,
             broken_tls_memory: default_broken_tls_memory(),
+            phase_timeout_scale: default_phase_timeout_scale(),
         }
     }
 }
@@ -325,6 +332,9 @@ fn default_max_age() -> HumanDuration {
 }
 fn default_delay_warning() -> Option<HumanDuration> {
     Some(minutes(4 * 60))
+}
+fn default_phase_timeout_scale() -> f64 {
+    1.0
 }
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))

@@ -119,12 +119,13 @@ impl Config {
         let delivery = &self.delivery;
         let _ = writeln!(
             out,
-            "Delivery    connect timeout {}, MX port {}, {} connections per destination, plaintext fallback {}, broken-TLS memory {}",
+            "Delivery    connect timeout {}, MX port {}, {} connections per destination, plaintext fallback {}, broken-TLS memory {}, phase timeouts x{}",
             delivery.connect_timeout,
             delivery.mx_port,
             delivery.max_connections_per_destination,
             yes_no(delivery.opportunistic_fallback),
-            delivery.broken_tls_memory
+            delivery.broken_tls_memory,
+            delivery.phase_timeout_scale
         );
         let nameservers: Vec<String> = self
             .dns

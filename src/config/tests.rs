@@ -63,3 +63,24 @@ fn port_zero_listeners_are_not_duplicates() {
         config.err().map(|e| e.to_string()).unwrap_or_default()
     );
 }
+
+#[test]
+fn phase_timeout_scale_defaults_to_the_rfc_deadlines_and_is_bounded() {
+    let config = parse("[server]\nhostname = \"r.test\"\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.delivery.phase_timeout_scale, 1.0);
+    let fast = parse("[server]\nhostname = \"r.test\"\n[delivery]\nphase_timeout_scale = 0.005\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fast.delivery.phase_timeout_scale, 0.005);
+    for bad in ["0.0", "-1.0", "11.0", "nan"] {
+        let errors = parse(&format!(
+            "[server]\nhostname = \"r.test\"\n[delivery]\nphase_timeout_scale = {bad}\n"
+        ))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            errors.contains("delivery.phase_timeout_scale: must be more than 0"),
+            "{bad}: {errors}"
+        );
+    }
+}

@@ -348,6 +348,13 @@ fn queue_and_delivery(c: &mut Checker) {
             "use a port from 1 to 65535 (25 on the internet)",
         );
     }
+    let scale = delivery.phase_timeout_scale;
+    if !(scale.is_finite() && scale > 0.0 && scale <= 10.0) {
+        c.fail(
+            "delivery.phase_timeout_scale",
+            "must be more than 0 and at most 10 (1.0 keeps the RFC 5321 deadlines)",
+        );
+    }
     if delivery.max_connections_per_destination == 0 {
         c.fail(
             "delivery.max_connections_per_destination",

@@ -238,13 +238,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 rcpt_replies.push(self.reply(Phase::Rcpt).await?);
             }
             let data_reply = self.reply(Phase::Data).await?;
-            if data_reply.code == 354
-                && (!mail_reply.is_positive() || !rcpt_replies.iter().any(Reply::is_positive))
-            {
-                // The server said 354 although nothing was accepted: end
-                // the DATA with nothing in it rather than send the content.
-                self.write(b".\r\n", Phase::DataEnd).await?;
-                let _ = self.reply(Phase::DataEnd).await?;
+            if !mail_reply.is_positive() || !rcpt_replies.iter().any(Reply::is_positive) {
+                if data_reply.code == 354 {
+                    // The server said 354 although nothing was accepted:
+                    // end the DATA with nothing in it rather than send
+                    // the content.
+                    self.write(b".\r\n", Phase::DataEnd).await?;
+                    let _ = self.reply(Phase::DataEnd).await?;
+                }
                 return Ok(Transaction {
                     mail: mail_reply,
                     rcpts: rcpt_replies,
@@ -278,6 +279,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             (mail_reply, rcpt_replies, data_reply)
         };
         if data_reply.code != 354 {
+            if !(400..600).contains(&data_reply.code) {
+                // RFC 5321 §4.1.1.4: only 354 lets the content go, and
+                // only the reply after it takes the message. A 250 here
+                // is a server out of step, not a delivery.
+                return Err(ClientError::Protocol(
+                    Phase::Data,
+                    format!(
+                        "DATA answered with {} instead of 354, before any content",
+                        reply_excerpt(&data_reply.as_sent())
+                    ),
+                ));
+            }
             // DATA refused: its reply decides for the accepted recipients.
             return Ok(Transaction {
                 mail: mail_reply,
@@ -285,6 +298,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 data: Some(data_reply),
             });
         }
+        self.nothing_before_content().await?;
         self.write(&dot_stuff(content), Phase::DataEnd).await?;
         let data = self.reply(Phase::DataEnd).await?;
         Ok(Transaction {
@@ -292,6 +306,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             rcpts: rcpt_replies,
             data: Some(data),
         })
+    }
+
+    /// Reads what has already arrived, without waiting (a zero deadline
+    /// still polls the read once); true when bytes wait unread.
+    async fn unread(&mut self, phase: Phase) -> Result<bool, ClientError> {
+        if self.pending.is_empty() {
+            let mut chunk = [0u8; 4096];
+            match timeout(Duration::ZERO, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) => return Err(ClientError::Closed(phase)),
+                Ok(Ok(n)) => self.pending.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) => return Err(ClientError::Io(phase, e)),
+                Err(_) => {}
+            }
+        }
+        Ok(!self.pending.is_empty())
+    }
+
+    /// After `354` the server has nothing to say until the content has
+    /// ended (RFC 5321 §4.1.1.4): a reply already here, buffered or in
+    /// the socket, answers content it has not seen, so the reply read
+    /// after the dot would be taken for an acceptance it is not.
+    async fn nothing_before_content(&mut self) -> Result<(), ClientError> {
+        if !self.unread(Phase::Data).await? {
+            return Ok(());
+        }
+        let early = String::from_utf8_lossy(&self.pending);
+        Err(ClientError::Protocol(
+            Phase::Data,
+            format!(
+                "the server sent {} after 354, before the content",
+                reply_excerpt(early.lines().next().unwrap_or_default())
+            ),
+        ))
+    }
+
+    /// Whether a kept connection can carry another message: the server
+    /// said nothing since its last reply and did not hang up. A surplus
+    /// reply (a server that answers the end of data twice) would be read
+    /// as the answer to the next command, every reply after it one step
+    /// behind.
+    pub async fn in_step(&mut self) -> bool {
+        matches!(self.unread(Phase::Rset).await, Ok(false))
     }
 
     /// RSET between transactions on a reused connection.
@@ -348,6 +404,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         line.push_str("\r\n");
         line
     }
+}
+
+/// A server's words for an error message: quoted, at most 80 characters.
+fn reply_excerpt(text: &str) -> String {
+    let short: String = text.chars().take(80).collect();
+    format!("{short:?}")
 }
 
 /// An address as a path: the local part quoted when it needs it (RFC 5321

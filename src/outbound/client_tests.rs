@@ -187,6 +187,57 @@ async fn starttls_hands_back_the_stream_and_drops_injected_replies() {
     let _ = server.await;
 }
 
+/// One recipient, no pipelining, DATA answered with `data`: the error.
+async fn data_answered(data: &'static str) -> (ClientError, String) {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(scripted(
+        theirs,
+        "220 mx.b.test\r\n",
+        vec![
+            ("EHLO", Some("250 mx.b.test\r\n")),
+            ("MAIL", Some("250 ok\r\n")),
+            ("RCPT", Some("250 ok\r\n")),
+            ("DATA", Some(data)),
+            ("DATA-CONTENT", Some("250 2.0.0 queued\r\n")),
+        ],
+    ));
+    let mut client = Client::new(ours);
+    let _ = client.reply(Phase::Greeting).await;
+    let _ = client.hello("r").await;
+    let mut envelope = envelope();
+    envelope.recipients.truncate(1);
+    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
+    // Give the server's whole answer time to arrive, as on a real socket.
+    tokio::task::yield_now().await;
+    let error = match client.transaction(&envelope, &recipients, b"x\r\n").await {
+        Ok(t) => panic!("{data:?} taken as {:?}", t.data),
+        Err(e) => e,
+    };
+    drop(client);
+    (error, server.await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_reply_to_content_not_yet_sent_is_a_protocol_error_not_a_delivery() {
+    for (data, why) in [
+        (
+            "250 2.0.0 queued\r\n",
+            "\"250 2.0.0 queued\" instead of 354",
+        ),
+        (
+            "354 go\r\n250 2.0.0 queued early\r\n",
+            "\"250 2.0.0 queued early\" after 354",
+        ),
+    ] {
+        let (error, seen) = data_answered(data).await;
+        assert!(
+            matches!(&error, ClientError::Protocol(Phase::Data, text) if text.contains(why)),
+            "{data:?}: {error}"
+        );
+        assert!(!seen.contains("x\r\n.\r\n"), "content sent: {seen:?}");
+    }
+}
+
 #[tokio::test]
 async fn silence_times_out_naming_the_phase() {
     let (ours, _theirs) = tokio::io::duplex(1024);

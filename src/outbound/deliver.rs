@@ -150,7 +150,7 @@ impl<R: Resolve> Deliverer<R> {
             per_destination: config.delivery.max_connections_per_destination,
             destinations: Default::default(),
             idle: Default::default(),
-            timeout_scale: 1.0,
+            timeout_scale: config.delivery.phase_timeout_scale,
         })
     }
 
@@ -491,9 +491,15 @@ impl<R: Resolve> Deliverer<R> {
                 continue;
             }
             let mut idle = idle;
+            // Out of step (the server said more than it was asked) or
+            // gone: dropped, the message gets a new connection.
             let alive = match &mut idle.session {
-                Session::Plain(client) => client.reset().await.is_ok_and(|r| r.is_positive()),
-                Session::Tls(client) => client.reset().await.is_ok_and(|r| r.is_positive()),
+                Session::Plain(client) => {
+                    client.in_step().await && client.reset().await.is_ok_and(|r| r.is_positive())
+                }
+                Session::Tls(client) => {
+                    client.in_step().await && client.reset().await.is_ok_and(|r| r.is_positive())
+                }
             };
             if alive {
                 return Some(idle);

@@ -78,6 +78,7 @@ pub fn openssl_spki_pin(pem: &Path) -> String {
 
 pub mod dns;
 pub mod dsn;
+pub mod hostile;
 pub mod receiver;
 pub mod relay;
 pub mod smtp;
