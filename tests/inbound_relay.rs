@@ -54,7 +54,8 @@ fn check_recipients(c: &mut Client, external: &str) {
 
 #[test]
 fn anonymous_clients_reach_accepted_domains_only_and_no_trick_relays() {
-    let relay = Relay::start("");
+    // Every refusal counts toward max_errors: room for all of this table.
+    let relay = Relay::start_server("max_errors = 100", "");
     let (mut c, _) = Client::connect(relay.smtp);
     c.ehlo();
     check_recipients(&mut c, DENIED);
@@ -211,4 +212,19 @@ fn every_classic_open_relay_vector_is_refused_to_an_anonymous_client() {
         assert_eq!(c.command("QUIT"), "221 2.0.0 Bye\r\n");
     }
     assert_eq!(relay.spool_files(), Vec::<String>::new(), "{}", relay.log());
+}
+
+#[test]
+fn relay_refusals_count_toward_max_errors() {
+    let relay = Relay::start_server("max_errors = 3", "");
+    let (mut c, _) = Client::connect(relay.smtp);
+    c.ehlo();
+    assert_eq!(c.command("MAIL FROM:<alice@ext.test>"), "250 2.1.0 Ok\r\n");
+    assert_eq!(c.command("RCPT TO:<a@ext.test>"), DENIED);
+    assert_eq!(c.command("RCPT TO:<b%ext.test@example.test>"), DENIED);
+    assert_eq!(
+        c.command("RCPT TO:<c@ext.test>"),
+        "421 4.7.0 Too many errors; closing\r\n"
+    );
+    assert!(c.closed());
 }

@@ -258,9 +258,10 @@ impl Session {
         }
         match self.policy.recipient(&address, self.connector) {
             RecipientVerdict::Accept => {}
+            // Counted like any refused command (as Postfix's error limits
+            // do), so a client cannot probe for relay holes without end.
             RecipientVerdict::RelayTrick | RecipientVerdict::RelayDenied => {
-                out.reply(550, "5.7.1", "Relaying denied");
-                return Action::None;
+                return self.error(out, 550, "5.7.1", "Relaying denied");
             }
         }
         let notify = (to.flags & 0b1111 != 0).then_some(Notify {
