@@ -7,8 +7,8 @@
 //! * the same replies, actions and queued messages whether the stream
 //!   arrives whole, split at an arbitrary point, or byte by byte;
 //! * the driver's contract: content only with a message open, Commit only
-//!   after OpenMessage, and no action from `message_opened` that the
-//!   connection driver would drop;
+//!   after OpenMessage, OpenMessage only with an envelope (the driver
+//!   acts on what `message_opened` returns: `BDAT 0 LAST`, found here);
 //! * every reply line is `NNN SP`/`NNN -` text CRLF with a 2xx–5xx code;
 //! * an anonymous client never gets mail queued for a domain that is not
 //!   accepted, nor with `%`, `!` or `@` in a local part (never an open relay);
