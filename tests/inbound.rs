@@ -187,3 +187,29 @@ fn sigterm_closes_idle_sessions_lets_data_finish_and_exits_zero() {
         b"Subject: in flight\r\n\r\nfirst half\r\nsecond half\r\n"
     );
 }
+
+/// `BDAT 0 LAST` as the first and only chunk (RFC 3030 §2 allows an empty
+/// last chunk) completes the message at once. Found by the session fuzz
+/// target: the session asked for the commit from `message_opened`, the
+/// connection driver dropped that action, and the client waited for a
+/// reply until the command timeout.
+#[test]
+fn bdat_zero_last_as_the_only_chunk_is_queued() {
+    let relay = Relay::start_server("command_timeout = \"5s\"", "");
+    let (mut c, _) = Client::connect(relay.smtp);
+    c.ehlo();
+    assert_eq!(
+        c.command("MAIL FROM:<alice@sender.test>"),
+        "250 2.1.0 Ok\r\n"
+    );
+    assert_eq!(c.command("RCPT TO:<bob@example.test>"), "250 2.1.5 Ok\r\n");
+    let reply = c.command("BDAT 0 LAST");
+    assert_queued(&reply);
+    assert_eq!(c.command("NOOP"), "250 2.0.0 Ok\r\n");
+    let spooled = relay.expect_spooled(1);
+    let content = String::from_utf8_lossy(&spooled[0].2);
+    assert!(
+        content.starts_with("Received: from client.test"),
+        "{content}"
+    );
+}

@@ -152,7 +152,8 @@ const VECTORS: &[(&str, &str, &str)] = &[
     ("<postmaster@ext.test>", DENIED, DENIED),
     ("<user@ext.test.>", DENIED, DENIED),
     ("<user@example.test.ext.test>", DENIED, DENIED),
-    ("<user@ext.test%example.test>", DENIED, DENIED),
+    // Not a domain at all: refused before any routing question.
+    ("<user@ext.test%example.test>", BAD_SYNTAX, BAD_SYNTAX),
     ("<user@relay.example.test>", DENIED, DENIED),
     ("<user@localhost>", DENIED, DENIED),
     // Trailing junk and broken brackets.
@@ -193,6 +194,7 @@ const VECTORS: &[(&str, &str, &str)] = &[
 #[test]
 fn every_classic_open_relay_vector_is_refused_to_an_anonymous_client() {
     let relay = Relay::start_server("max_errors = 10000", "");
+    let mut wrong = Vec::new();
     for smtputf8 in [false, true] {
         let (mut c, _) = Client::connect(relay.smtp);
         c.ehlo();
@@ -203,7 +205,11 @@ fn every_classic_open_relay_vector_is_refused_to_an_anonymous_client() {
             for (vector, ascii, utf8) in VECTORS {
                 let expected = if smtputf8 { utf8 } else { ascii };
                 let reply = c.command(&format!("RCPT TO:{vector}"));
-                assert_eq!(&reply, expected, "{mail} then RCPT TO:{vector}");
+                if &reply != expected {
+                    wrong.push(format!(
+                        "{mail} then RCPT TO:{vector}: {reply:?}, not {expected:?}"
+                    ));
+                }
             }
             // Not one recipient was taken.
             assert_eq!(c.command("DATA"), "554 5.5.1 No valid recipients\r\n");
@@ -211,6 +217,7 @@ fn every_classic_open_relay_vector_is_refused_to_an_anonymous_client() {
         }
         assert_eq!(c.command("QUIT"), "221 2.0.0 Bye\r\n");
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert_eq!(relay.spool_files(), Vec::<String>::new(), "{}", relay.log());
 }
 

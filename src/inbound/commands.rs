@@ -187,6 +187,9 @@ impl Session {
         if !from.address.is_ascii() && !smtputf8 {
             return self.error(out, 553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8");
         }
+        if !super::policy::sender_syntax_ok(&from.address) {
+            return self.error(out, 501, "5.1.7", "Bad sender address syntax");
+        }
         let domain = from.address.rsplit_once('@').map(|(_, d)| d);
         if !self.policy.sender_allowed(domain, self.connector) {
             out.reply(
@@ -258,6 +261,9 @@ impl Session {
         }
         match self.policy.recipient(&address, self.connector) {
             RecipientVerdict::Accept => {}
+            RecipientVerdict::BadSyntax => {
+                return self.error(out, 501, "5.1.3", "Bad recipient address syntax")
+            }
             // Counted like any refused command (as Postfix's error limits
             // do), so a client cannot probe for relay holes without end.
             RecipientVerdict::RelayTrick | RecipientVerdict::RelayDenied => {

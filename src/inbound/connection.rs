@@ -133,15 +133,24 @@ impl Driver<'_> {
         let mut data = DataClock::default();
         let mut in_data = false;
         let mut shutting_down = false;
+        // An action the session returned from a callback (`message_opened`
+        // completes `BDAT 0 LAST` at once with `Commit`), run before reading on.
+        let mut next: Option<Action> = None;
         loop {
             // Everything already read, as far as the session can go.
             loop {
-                let (used, action) = session.feed(&input, &mut out);
-                input.drain(..used);
-                if used > 0 && session.awaiting_command() {
-                    last_command = Instant::now();
-                }
-                self.store(&mut writer, &mut out).await;
+                let action = match next.take() {
+                    Some(action) => action,
+                    None => {
+                        let (used, action) = session.feed(&input, &mut out);
+                        input.drain(..used);
+                        if used > 0 && session.awaiting_command() {
+                            last_command = Instant::now();
+                        }
+                        self.store(&mut writer, &mut out).await;
+                        action
+                    }
+                };
                 match action {
                     Action::None => break,
                     Action::OpenMessage => {
@@ -154,14 +163,12 @@ impl Driver<'_> {
                         let now = time::OffsetDateTime::now_utc();
                         envelope.received_at = now.unix_timestamp();
                         let new = self.state.spool.create(&envelope);
-                        let next =
+                        let then =
                             session.message_opened(new.id(), &super::rfc5322_date(now), &mut out);
                         writer = Some(new);
                         self.store(&mut writer, &mut out).await;
                         data = DataClock::start();
-                        if next == Action::Close {
-                            return self.close(stream, &out).await;
-                        }
+                        next = (then != Action::None).then_some(then);
                     }
                     Action::Commit => {
                         let result = match writer.take() {

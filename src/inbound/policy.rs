@@ -2,7 +2,7 @@
 //! and relay control (DESIGN.md §4). Pure functions over the configuration.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::config::values::{DomainName, DomainPattern, NamePattern};
 use crate::config::{Config, InboundConnector};
@@ -41,6 +41,9 @@ pub enum RecipientVerdict {
     /// `%`, `!` or an `@` hidden in the local part: old routing syntax
     /// that could make us relay.
     RelayTrick,
+    /// What follows the `@` is neither a domain nor an address
+    /// literal: our client could not write it back as a path.
+    BadSyntax,
     /// Not an accepted domain and the connector may not relay.
     RelayDenied,
 }
@@ -117,6 +120,9 @@ impl InboundPolicy {
         if local.contains(ROUTING_CHARACTERS) {
             return RecipientVerdict::RelayTrick;
         }
+        if !domain_syntax_ok(domain) {
+            return RecipientVerdict::BadSyntax;
+        }
         if let Some(index) = connector {
             if self.connectors[index].allow_relay {
                 return RecipientVerdict::Accept;
@@ -149,6 +155,38 @@ const ROUTING_CHARACTERS: [char; 13] = [
     '@', '%', '!', '\u{ff20}', '\u{ff05}', '\u{ff01}', '\u{fe6b}', '\u{fe6a}', '\u{fe57}',
     '\u{fe15}', '\u{203c}', '\u{2048}', '\u{2049}',
 ];
+
+/// RFC 5321 §4.1.2 `Domain` (U-labels allowed, RFC 6531 §3.3) or
+/// `address-literal`: the domain of an address we accept. Anything else
+/// (smtp-proto hands on `>`, quotes or spaces after the `@`) would break
+/// the path our client writes for it, or smuggle parameters into it.
+pub fn domain_syntax_ok(domain: &str) -> bool {
+    if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        return match literal.strip_prefix("IPv6:") {
+            Some(v6) => v6.parse::<Ipv6Addr>().is_ok(),
+            None => literal.parse::<Ipv4Addr>().is_ok(),
+        };
+    }
+    // A U-label letter or digit counts as one; every other rule is DomainName's.
+    let ascii: String = domain
+        .chars()
+        .map(|c| match c {
+            c if c.is_ascii() => c,
+            c if c.is_alphanumeric() => 'x',
+            _ => '!',
+        })
+        .collect();
+    ascii.parse::<DomainName>().is_ok()
+}
+
+/// A sender the session accepts by syntax: the null path, or an address
+/// whose domain passes [`domain_syntax_ok`].
+pub fn sender_syntax_ok(address: &str) -> bool {
+    match address.rsplit_once('@') {
+        Some((_, domain)) => domain_syntax_ok(domain),
+        None => address.is_empty(),
+    }
+}
 
 fn connector(c: &InboundConnector) -> Connector {
     Connector {

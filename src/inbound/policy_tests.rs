@@ -75,6 +75,40 @@ fn relay_control() {
     assert_eq!(p.recipient("no-domain", None), RelayDenied);
 }
 
+/// Found by the address fuzz target: smtp-proto hands on a domain holding
+/// `>` and quotes (from `<xt.tesy@e\xf9ample\xff\xff""">…`), and a
+/// relaying connector accepted it, so our client would have written a
+/// broken path onwards. Only domains and address literals pass, for every
+/// connector.
+#[test]
+fn recipient_domains_must_be_domains_or_literals() {
+    let p = policy(CONNECTORS);
+    use RecipientVerdict::*;
+    for bad in [
+        "xt.tesy@e\u{fffd}ample\u{fffd}\u{fffd}\"\"\">\u{fffd}\u{fffd}\"\"",
+        "x@example.test> NOTIFY=NEVER",
+        "x@exa mple.test",
+        "x@[300.1.1.1]",
+        "x@1.2.3.4",
+        "x@",
+    ] {
+        assert_eq!(p.recipient(bad, Some(1)), BadSyntax, "{bad}");
+        assert_eq!(p.recipient(bad, None), BadSyntax, "{bad}");
+    }
+    for good in [
+        "x@[192.0.2.1]",
+        "x@[IPv6:2001:db8::1]",
+        "x@bücher.test",
+        "x@elsewhere.test.",
+    ] {
+        assert_eq!(p.recipient(good, Some(1)), Accept, "{good}");
+    }
+    assert!(super::sender_syntax_ok(""));
+    assert!(super::sender_syntax_ok("a@b.test"));
+    assert!(!super::sender_syntax_ok("a@b.test>x"));
+    assert!(!super::sender_syntax_ok("bob"));
+}
+
 #[test]
 fn restricted_sender_domains_only_through_their_connector() {
     let p = policy(CONNECTORS);

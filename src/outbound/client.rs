@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
 use crate::queue::envelope::{Envelope, Recipient, Ret};
-use crate::smtp::reply::{Reply, ReplyReader};
+use crate::smtp::reply::{Reply, ReplyError, ReplyReader};
 use crate::smtp::stuff::dot_stuff;
 
 /// The steps of a delivery, each with its own deadline.
@@ -88,6 +88,25 @@ pub struct Capabilities {
     pub smtputf8: bool,
     pub chunking: bool,
     pub dsn: bool,
+}
+
+impl Capabilities {
+    /// What a positive EHLO reply offers (RFC 5321 §4.1.1.1); pure, so
+    /// that it is fuzzed without a connection.
+    pub fn from_ehlo(reply: &Reply) -> Result<Capabilities, ReplyError> {
+        let ehlo = reply.ehlo()?;
+        let has = |flag: u32| ehlo.capabilities & flag != 0;
+        Ok(Capabilities {
+            esmtp: true,
+            starttls: has(EXT_START_TLS),
+            pipelining: has(EXT_PIPELINING),
+            size: (has(EXT_SIZE) && ehlo.size > 0).then_some(ehlo.size as u64),
+            eight_bit: has(EXT_8BIT_MIME),
+            smtputf8: has(EXT_SMTP_UTF8),
+            chunking: has(EXT_CHUNKING),
+            dsn: has(EXT_DSN),
+        })
+    }
 }
 
 /// The replies of one mail transaction.
@@ -178,20 +197,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     pub async fn hello(&mut self, name: &str) -> Result<Reply, ClientError> {
         let reply = self.command(&format!("EHLO {name}"), Phase::Ehlo).await?;
         if reply.is_positive() {
-            let ehlo = reply
-                .ehlo()
+            self.capabilities = Capabilities::from_ehlo(&reply)
                 .map_err(|e| ClientError::Protocol(Phase::Ehlo, e.to_string()))?;
-            let has = |flag: u32| ehlo.capabilities & flag != 0;
-            self.capabilities = Capabilities {
-                esmtp: true,
-                starttls: has(EXT_START_TLS),
-                pipelining: has(EXT_PIPELINING),
-                size: (has(EXT_SIZE) && ehlo.size > 0).then_some(ehlo.size as u64),
-                eight_bit: has(EXT_8BIT_MIME),
-                smtputf8: has(EXT_SMTP_UTF8),
-                chunking: has(EXT_CHUNKING),
-                dsn: has(EXT_DSN),
-            };
             return Ok(reply);
         }
         if !(500..=504).contains(&reply.code) {
@@ -413,8 +420,9 @@ fn reply_excerpt(text: &str) -> String {
 }
 
 /// An address as a path: the local part quoted when it needs it (RFC 5321
-/// §4.1.2), since the parser handed it to us unquoted.
-fn path(address: &str) -> String {
+/// §4.1.2), since the parser handed it to us unquoted. Public for the
+/// address fuzz target, which checks that it parses back to the address.
+pub fn path(address: &str) -> String {
     let Some((local, domain)) = address.rsplit_once('@') else {
         return address.to_string();
     };

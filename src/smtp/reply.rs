@@ -19,6 +19,9 @@ use smtp_proto::EhloResponse;
 pub const MAX_LINE_LENGTH: usize = 1000;
 /// Far more than any EHLO reply carries (typically under 20 lines).
 pub const MAX_LINES: usize = 100;
+/// The most a [`ReplyReader`] ever holds for one reply, whatever a server
+/// sends: every line at its limit, counting the one that breaks a limit.
+pub const MAX_BUFFERED: usize = (MAX_LINES + 1) * (MAX_LINE_LENGTH + 1);
 
 /// One complete reply: its code and the text of each line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +55,11 @@ impl Reply {
                 format!("{class}.{subject}.{detail} ")
             });
         format!("{} {enhanced}{}", self.code, self.lines.join(" "))
+    }
+
+    /// The reply as it came, every line with its code and line ending.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
     }
 
     /// Reads this reply as an EHLO answer (capabilities such as STARTTLS, SIZE).
@@ -98,6 +106,11 @@ impl ReplyReader {
             line_len: 0,
             lines: 0,
         }
+    }
+
+    /// Bytes of the reply in progress held so far; never above [`MAX_BUFFERED`].
+    pub fn buffered(&self) -> usize {
+        self.raw.len()
     }
 
     /// Consumes bytes from the front of `input` until one reply is complete.

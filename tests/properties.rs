@@ -1,0 +1,201 @@
+//! Property tests (proptest) of the sans-IO protocol pieces: nothing here
+//! binds a socket or touches the disk.
+//!
+//! * Dot-stuffing round trip: whatever body the spool holds, our client's
+//!   `dot_stuff` output read by our server's DATA receiver gives the same
+//!   bytes back, in any chunking.
+//! * Chunking independence: a DATA stream, and a whole pipelined session
+//!   (commands, DATA, BDAT), give the same message and the same replies
+//!   and actions however the bytes are split into reads.
+
+mod pure;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use proptest::prelude::*;
+use pure::MemoryConnection;
+use tlsrelay::config::Config;
+use tlsrelay::inbound::policy::InboundPolicy;
+use tlsrelay::smtp::data::{BareLf, DataReceiver, DataStatus};
+use tlsrelay::smtp::stuff::dot_stuff;
+
+/// Bytes that matter to DATA (dots, CR, LF) often, anything else sometimes.
+fn body_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        3 => Just(b'.'),
+        3 => Just(b'\r'),
+        3 => Just(b'\n'),
+        4 => b'a'..=b'e',
+        1 => any::<u8>(),
+    ]
+}
+
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(body_byte(), 0..300)
+}
+
+/// Increasing cut offsets within `0..=len`, from arbitrary numbers.
+fn cuts(raw: &[usize], len: usize) -> Vec<usize> {
+    let mut cuts: Vec<usize> = raw.iter().map(|c| c % (len + 1)).collect();
+    cuts.sort_unstable();
+    cuts
+}
+
+/// The body as the spool holds it: every line ending CRLF (a bare CR or
+/// LF becomes one), written here independently of the code under test.
+fn crlf_normalised(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 8);
+    let mut i = 0;
+    while i < body.len() {
+        match (body[i], body.get(i + 1)) {
+            (b'\r', Some(b'\n')) => i += 1,
+            (b'\r' | b'\n', _) => {}
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+                continue;
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        i += 1;
+    }
+    out
+}
+
+/// Reads `wire` through the DATA receiver in the pieces `cuts` make.
+fn receive(wire: &[u8], mode: BareLf, cuts: &[usize]) -> (Vec<u8>, DataStatus, usize) {
+    let mut receiver = DataReceiver::new(mode, u64::MAX);
+    let mut content = Vec::new();
+    let mut used = 0;
+    let mut start = 0;
+    for &end in cuts.iter().chain(std::iter::once(&wire.len())) {
+        let (n, status) = receiver.feed(&wire[start..end], &mut content);
+        used += n;
+        start = end;
+        if status != DataStatus::NeedMore {
+            return (content, status, used);
+        }
+    }
+    (content, DataStatus::NeedMore, used)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A CRLF-normalised body, as spooled, comes back byte for byte.
+    #[test]
+    fn dot_stuffed_spool_content_comes_back_unchanged(
+        body in body(),
+        raw_cuts in prop::collection::vec(any::<usize>(), 0..4),
+    ) {
+        let mut spooled = crlf_normalised(&body);
+        if !spooled.is_empty() && !spooled.ends_with(b"\r\n") {
+            spooled.extend_from_slice(b"\r\n");
+        }
+        let wire = dot_stuff(&spooled);
+        let (content, status, used) = receive(&wire, BareLf::Reject, &cuts(&raw_cuts, wire.len()));
+        prop_assert_eq!(status, DataStatus::Complete);
+        prop_assert_eq!(used, wire.len(), "the terminator is the last thing sent");
+        prop_assert_eq!(content, spooled);
+    }
+
+    /// Any body at all, bare CR and LF included, arrives as its
+    /// CRLF-normalised form, ending in CRLF.
+    #[test]
+    fn dot_stuffing_normalises_line_endings(body in body()) {
+        let wire = dot_stuff(&body);
+        let (content, status, used) = receive(&wire, BareLf::Reject, &[]);
+        prop_assert_eq!(status, DataStatus::Complete);
+        prop_assert_eq!(used, wire.len());
+        let mut expected = crlf_normalised(&body);
+        if !expected.is_empty() && !expected.ends_with(b"\r\n") {
+            expected.extend_from_slice(b"\r\n");
+        }
+        prop_assert_eq!(content, expected);
+    }
+
+    /// Any DATA stream (terminated or not, smuggling attempts included),
+    /// in either bare-LF mode, gives the same outcome in any chunking.
+    #[test]
+    fn data_stream_split_anywhere_gives_the_same_message(
+        stream in prop::collection::vec(body_byte(), 0..300),
+        normalize in any::<bool>(),
+        raw_cuts in prop::collection::vec(any::<usize>(), 1..6),
+    ) {
+        let mode = if normalize { BareLf::Normalize } else { BareLf::Reject };
+        prop_assert_eq!(
+            receive(&stream, mode, &cuts(&raw_cuts, stream.len())),
+            receive(&stream, mode, &[])
+        );
+    }
+}
+
+/// An MX for example.test, small limits so that they are reached.
+const CONFIG: &str = "[server]\nhostname = \"mx.example.test\"\nmax_recipients = 3\nmax_message_size = \"200B\"\nmax_errors = 6\n\
+    [tls]\ncert = \"c\"\nkey = \"k\"\n[relay]\naccepted_domains = [\"example.test\"]\n\
+    [[outbound]]\nname = \"in\"\nrecipient_domains = [\"example.test\"]\nsmarthosts = [\"10.0.0.5\"]\n\
+    [[inbound]]\nname = \"lan\"\nremote_ips = [\"10.0.0.0/8\"]\nallow_relay = true\n";
+
+fn policy() -> Arc<InboundPolicy> {
+    static POLICY: OnceLock<Arc<InboundPolicy>> = OnceLock::new();
+    POLICY
+        .get_or_init(|| {
+            let config = Config::parse(Path::new("properties.toml"), CONFIG.to_string())
+                .unwrap_or_else(|e| panic!("{e}"));
+            Arc::new(InboundPolicy::new(&config))
+        })
+        .clone()
+}
+
+/// One client step of a pipelined session: commands, DATA with a body,
+/// BDAT with its chunk, and some mistakes.
+fn step() -> impl Strategy<Value = Vec<u8>> {
+    let address = prop_oneof![
+        Just("bob@example.test"),
+        Just("x@elsewhere.test"),
+        Just("x%y@example.test"),
+        Just(""),
+    ];
+    prop_oneof![
+        Just(b"EHLO client.test\r\n".to_vec()),
+        Just(b"HELO client.test\r\n".to_vec()),
+        Just(b"MAIL FROM:<alice@sender.test>\r\n".to_vec()),
+        Just(b"MAIL FROM:<> SIZE=100\r\n".to_vec()),
+        address.prop_map(|a| format!("RCPT TO:<{a}>\r\n").into_bytes()),
+        prop::collection::vec(body_byte(), 0..80)
+            .prop_map(|b| [&b"DATA\r\n"[..], &dot_stuff(&b)].concat()),
+        (prop::collection::vec(body_byte(), 0..40), any::<bool>()).prop_map(|(chunk, last)| {
+            let last = if last { " LAST" } else { "" };
+            [format!("BDAT {}{last}\r\n", chunk.len()).as_bytes(), &chunk].concat()
+        }),
+        Just(b"RSET\r\n".to_vec()),
+        Just(b"NOOP\r\n".to_vec()),
+        Just(b"XYZZY\r\n".to_vec()),
+        Just(b"DATA\r\nbare\n.\n".to_vec()),
+        Just(format!("NOOP {}\r\n", "x".repeat(1100)).into_bytes()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A pipelined command stream split into any reads gives the same
+    /// replies, actions and queued messages as the stream in one read.
+    #[test]
+    fn session_split_anywhere_gives_the_same_replies_and_actions(
+        steps in prop::collection::vec(step(), 1..10),
+        lan in any::<bool>(),
+        raw_cuts in prop::collection::vec(any::<usize>(), 1..8),
+    ) {
+        let stream = steps.concat();
+        let ip = match lan {
+            true => IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            false => IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        };
+        let whole = MemoryConnection::run(policy(), ip, &stream, &[]);
+        let split = MemoryConnection::run(policy(), ip, &stream, &cuts(&raw_cuts, stream.len()));
+        prop_assert_eq!(split, whole);
+    }
+}
