@@ -223,20 +223,21 @@ async fn session(shared: Arc<Shared>) -> Tally {
             .is_ok()
     };
     while Instant::now() < shared.stop_at && claim() {
-        let result = async {
-            let mut c = match conn.take() {
-                Some(c) => c,
-                None => {
-                    tally.connections += 1;
-                    Conn::open(&shared).await?
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => {
+                tally.connections += 1;
+                match Conn::open(&shared).await {
+                    Ok(c) => c,
+                    Err(failure) => {
+                        *tally.errors.entry(failure.kind()).or_default() += 1;
+                        continue;
+                    }
                 }
-            };
-            let took = c.message(&shared).await?;
-            Ok::<_, Failure>((c, took))
-        }
-        .await;
-        match result {
-            Ok((c, took)) => {
+            }
+        };
+        match c.message(&shared).await {
+            Ok(took) => {
                 tally.ok += 1;
                 tally
                     .latencies_us
@@ -247,7 +248,16 @@ async fn session(shared: Arc<Shared>) -> Tally {
                     conn = Some(c);
                 }
             }
-            Err(failure) => *tally.errors.entry(failure.kind()).or_default() += 1,
+            Err(failure) => {
+                *tally.errors.entry(failure.kind()).or_default() += 1;
+                // A refused message leaves the session usable; anything
+                // else (or a refusal mid-batch, replies unread) does not.
+                if matches!(failure, Failure::Reply("end of data", _))
+                    && !shared.args.new_connection_per_message
+                {
+                    conn = Some(c);
+                }
+            }
         }
     }
     if let Some(c) = conn {
