@@ -287,19 +287,28 @@ run() {
     say "$workload rep $rep $system: $(f rate) msg/s accepted, $sink_rate msg/s at the sink, p50 $(f p50_ms) ms, p99 $(f p99_ms) ms, $(f errors) errors"
 }
 
-# xcheck_source REP SINKADDR LABEL: smtp-source, same workload, timed by wall clock.
+# xcheck_source REP ADDR LABEL [SINK]: smtp-source, the same workload, timed
+# by the wall clock around it; with SINK, also counted at that sink.
 xcheck_source() {
-    local rep=$1 addr=$2 label=$3 start end
-    local reuse=-d
+    local rep=$1 addr=$2 label=$3 sink=${4:-} start end c0=0 t0=0 c1=0 last=0
+    [[ -z $sink ]] || read -r c0 _ t0 <<<"$(sink_stats "$sink")"
     start=$(date +%s.%N)
-    timeout "$RUN_TIMEOUT" /usr/sbin/smtp-source -4 $reuse -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" \
+    timeout "$RUN_TIMEOUT" /usr/sbin/smtp-source -4 -d -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" \
         -r "$RCPTS" -f loadgen@example.net -t rcpt@example.test -M loadgen.example.net "$addr" \
         || say "smtp-source failed"
     end=$(date +%s.%N)
-    local rate
+    local rate sink_rate=-
     rate=$(python3 -c "print(f'{$MESSAGES / ($end - $start):.1f}')")
-    printf 'xcheck\t%s\t%s\t%s\t0\t%s\t-\t-\t-\n' "$label" "$rep" "$MESSAGES" "$rate" >>"$OUT/results.tsv"
-    say "xcheck rep $rep $label: $rate msg/s"
+    if [[ -n $sink ]]; then
+        local deadline=$((SECONDS + RUN_TIMEOUT))
+        while read -r c1 last _ <<<"$(sink_stats "$sink")"; ((c1 - c0 < MESSAGES)); do
+            ((SECONDS < deadline)) || break
+            sleep 0.2
+        done
+        sink_rate=$(python3 -c "print(f'{($c1 - $c0) / max($last - $t0, 1e-6):.1f}')")
+    fi
+    printf 'xcheck\t%s\t%s\t%s\t0\t%s\t-\t-\t%s\n' "$label" "$rep" "$MESSAGES" "$rate" "$sink_rate" >>"$OUT/results.tsv"
+    say "xcheck rep $rep $label: $rate msg/s, $sink_rate msg/s at the sink"
 }
 
 start_smtp_sink() {
@@ -337,7 +346,7 @@ for rep in $(seq 1 "$REPS"); do
             xcheck)
                 [[ -n ${SMTP_SINK_ADDR:-} ]] || start_smtp_sink
                 run xcheck "loadgen>sink" "$rep" "${SINK_ADDR[plain]}" plain --reuse
-                xcheck_source "$rep" "${SINK_ADDR[plain]}" "smtp-source>sink"
+                xcheck_source "$rep" "${SINK_ADDR[plain]}" "smtp-source>sink" plain
                 # smtp-sink does not count for us: its rate is the generator's.
                 result=$(timeout "$RUN_TIMEOUT" "$LOADGEN" --target "$SMTP_SINK_ADDR" --sessions "$SESSIONS" \
                     --messages "$MESSAGES" --size "$SIZE" --rcpts "$RCPTS" --reuse | grep '^RESULT' || true)
@@ -345,6 +354,11 @@ for rep in $(seq 1 "$REPS"); do
                 printf 'xcheck\tloadgen>smtp-sink\t%s\t%s\t0\t%s\t-\t-\t-\n' "$rep" "$MESSAGES" "$rate" >>"$OUT/results.tsv"
                 say "xcheck rep $rep loadgen>smtp-sink: $rate msg/s"
                 xcheck_source "$rep" "$SMTP_SINK_ADDR" "smtp-source>smtp-sink"
+                # Through a relay, where the figures of issue 8 are made.
+                run xcheck "loadgen>tlsrelay" "$rep" "${TARGET[tlsrelay-plain]}" plain --reuse
+                xcheck_source "$rep" "${TARGET[tlsrelay-plain]}" "smtp-source>tlsrelay" plain
+                run xcheck "loadgen>postfix" "$rep" "${TARGET[postfix-plain]}" plain --reuse
+                xcheck_source "$rep" "${TARGET[postfix-plain]}" "smtp-source>postfix" plain
                 ;;
             *) die "unknown workload $workload" ;;
         esac
