@@ -1,0 +1,361 @@
+//! The SMTP load generator of issue 8: `--sessions` concurrent sessions
+//! share `--messages` messages of `--size` bytes to `--rcpts` recipients
+//! each, over plaintext or STARTTLS, with or without pipelining (RFC 2920),
+//! reusing connections or opening one per message. It reports messages
+//! per second, the p50/p99 time from the end of DATA (the final `.`
+//! written) to the `250`, and the errors by kind. benches/README.md has
+//! the options; a bare `cargo bench` only prints them.
+
+// Each tool uses its own part of the shared module.
+#[allow(dead_code)]
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use common::smtp::{message_wire, read_reply, Boxed, Reply};
+
+#[derive(Parser, Debug)]
+#[command(name = "loadgen", about = "SMTP load generator (issue 8)")]
+struct Args {
+    /// The server to load, ADDRESS:PORT.
+    #[arg(long)]
+    target: Option<SocketAddr>,
+    /// Concurrent SMTP sessions.
+    #[arg(long, default_value_t = 50)]
+    sessions: usize,
+    /// Messages in all, shared by the sessions.
+    #[arg(long, default_value_t = 10_000)]
+    messages: u64,
+    /// Message size in bytes, headers included.
+    #[arg(long, default_value_t = 2048)]
+    size: usize,
+    /// Recipients per message (rcptN@DOMAIN).
+    #[arg(long, default_value_t = 1)]
+    rcpts: usize,
+    /// Recipient domain.
+    #[arg(long, default_value = "example.test")]
+    domain: String,
+    /// Upgrade every session with STARTTLS (fails if not offered).
+    #[arg(long)]
+    starttls: bool,
+    /// Send MAIL, RCPT and DATA in one write when the server offers PIPELINING.
+    #[arg(long)]
+    pipelining: bool,
+    /// Keep each connection for many messages (the default).
+    #[arg(long, conflicts_with = "new_connection_per_message")]
+    reuse: bool,
+    /// QUIT and reconnect after every message.
+    #[arg(long)]
+    new_connection_per_message: bool,
+    /// Give up on any one reply after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    reply_timeout: u64,
+    /// Stop claiming new messages after this many seconds in all.
+    #[arg(long, default_value_t = 600)]
+    max_seconds: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Why one message did not get its `250`.
+#[derive(Debug)]
+enum Failure {
+    Connect(std::io::Error),
+    Io(&'static str, std::io::Error),
+    Timeout(&'static str),
+    Reply(&'static str, u16),
+    NoStartTls,
+}
+
+impl Failure {
+    /// The error class reported: phase and kind, not the message text.
+    fn kind(&self) -> String {
+        match self {
+            Failure::Connect(e) => format!("connect: {:?}", e.kind()),
+            Failure::Io(phase, e) => format!("{phase}: {:?}", e.kind()),
+            Failure::Timeout(phase) => format!("{phase}: timeout"),
+            Failure::Reply(phase, code) => format!("{phase}: {}xx", code / 100),
+            Failure::NoStartTls => "ehlo: STARTTLS not offered".into(),
+        }
+    }
+}
+
+struct Shared {
+    args: Args,
+    target: SocketAddr,
+    wire: Vec<u8>,
+    envelope: Vec<Vec<u8>>,
+    remaining: AtomicU64,
+    tls: TlsConnector,
+    stop_at: Instant,
+}
+
+/// One connection after EHLO (and STARTTLS, when asked).
+struct Conn {
+    io: BufReader<Boxed>,
+    line: Vec<u8>,
+    pipelining: bool,
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    latencies_us: Vec<u32>,
+    errors: BTreeMap<String, u64>,
+    connections: u64,
+}
+
+impl Conn {
+    async fn reply(&mut self, shared: &Shared, phase: &'static str) -> Result<Reply, Failure> {
+        let timeout = Duration::from_secs(shared.args.reply_timeout);
+        match tokio::time::timeout(timeout, read_reply(&mut self.io, &mut self.line)).await {
+            Err(_) => Err(Failure::Timeout(phase)),
+            Ok(Err(e)) => Err(Failure::Io(phase, e)),
+            Ok(Ok(reply)) if reply.is_positive() => Ok(reply),
+            Ok(Ok(reply)) => Err(Failure::Reply(phase, reply.code)),
+        }
+    }
+
+    async fn send(&mut self, phase: &'static str, bytes: &[u8]) -> Result<(), Failure> {
+        let io = self.io.get_mut();
+        io.write_all(bytes)
+            .await
+            .map_err(|e| Failure::Io(phase, e))?;
+        io.flush().await.map_err(|e| Failure::Io(phase, e))
+    }
+
+    async fn ehlo(&mut self, shared: &Shared) -> Result<Reply, Failure> {
+        self.send("ehlo", b"EHLO loadgen.example.net\r\n").await?;
+        self.reply(shared, "ehlo").await
+    }
+
+    async fn open(shared: &Shared) -> Result<Conn, Failure> {
+        let tcp = TcpStream::connect(shared.target)
+            .await
+            .map_err(Failure::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        let mut conn = Conn {
+            io: BufReader::new(Box::new(tcp) as Boxed),
+            line: Vec::with_capacity(512),
+            pipelining: false,
+        };
+        conn.reply(shared, "greeting").await?;
+        let mut ehlo = conn.ehlo(shared).await?;
+        if shared.args.starttls {
+            if !ehlo.has_keyword("STARTTLS") {
+                return Err(Failure::NoStartTls);
+            }
+            conn.send("starttls", b"STARTTLS\r\n").await?;
+            conn.reply(shared, "starttls").await?;
+            // Nothing read before the handshake survives it (RFC 3207 §4.2).
+            let plain = conn.io.into_inner();
+            let name =
+                ServerName::try_from("relay.example.test").map_err(|_| Failure::NoStartTls)?;
+            let tls = shared
+                .tls
+                .connect(name, plain)
+                .await
+                .map_err(|e| Failure::Io("tls handshake", e))?;
+            conn.io = BufReader::new(Box::new(tls) as Boxed);
+            ehlo = conn.ehlo(shared).await?;
+        }
+        conn.pipelining = shared.args.pipelining && ehlo.has_keyword("PIPELINING");
+        Ok(conn)
+    }
+
+    /// One transaction; the time from the end of DATA to the `250`.
+    async fn message(&mut self, shared: &Shared) -> Result<Duration, Failure> {
+        if self.pipelining {
+            let burst: Vec<u8> = shared.envelope.concat();
+            self.send("mail", &burst).await?;
+            for (i, _) in shared.envelope.iter().enumerate() {
+                let phase = match i {
+                    0 => "mail",
+                    _ if i + 1 == shared.envelope.len() => "data",
+                    _ => "rcpt",
+                };
+                self.reply(shared, phase).await?;
+            }
+        } else {
+            for (i, command) in shared.envelope.iter().enumerate() {
+                let phase = match i {
+                    0 => "mail",
+                    _ if i + 1 == shared.envelope.len() => "data",
+                    _ => "rcpt",
+                };
+                self.send(phase, command).await?;
+                self.reply(shared, phase).await?;
+            }
+        }
+        self.send("content", &shared.wire).await?;
+        let end_of_data = Instant::now();
+        self.reply(shared, "end of data").await?;
+        Ok(end_of_data.elapsed())
+    }
+
+    async fn quit(mut self, shared: &Shared) {
+        if self.send("quit", b"QUIT\r\n").await.is_ok() {
+            let _ = self.reply(shared, "quit").await;
+        }
+    }
+}
+
+/// One session: claims messages until none are left, reconnecting after
+/// an error (the failed message is counted, not retried).
+async fn session(shared: Arc<Shared>) -> Tally {
+    let mut tally = Tally::default();
+    let mut conn: Option<Conn> = None;
+    let claim = || {
+        shared
+            .remaining
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    };
+    while Instant::now() < shared.stop_at && claim() {
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => {
+                tally.connections += 1;
+                match Conn::open(&shared).await {
+                    Ok(c) => c,
+                    Err(failure) => {
+                        *tally.errors.entry(failure.kind()).or_default() += 1;
+                        continue;
+                    }
+                }
+            }
+        };
+        match c.message(&shared).await {
+            Ok(took) => {
+                tally.ok += 1;
+                tally
+                    .latencies_us
+                    .push(took.as_micros().min(u32::MAX as u128) as u32);
+                if shared.args.new_connection_per_message {
+                    c.quit(&shared).await;
+                } else {
+                    conn = Some(c);
+                }
+            }
+            Err(failure) => {
+                *tally.errors.entry(failure.kind()).or_default() += 1;
+                // A refused message leaves the session usable; anything
+                // else (or a refusal mid-batch, replies unread) does not.
+                if matches!(failure, Failure::Reply("end of data", _))
+                    && !shared.args.new_connection_per_message
+                {
+                    conn = Some(c);
+                }
+            }
+        }
+    }
+    if let Some(c) = conn {
+        c.quit(&shared).await;
+    }
+    tally
+}
+
+fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil() as usize;
+    f64::from(sorted_us[rank.clamp(1, sorted_us.len()) - 1]) / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    common::usage_if_bare::<Args>();
+    let args = Args::parse();
+    let Some(target) = args.target else {
+        eprintln!("loadgen: --target ADDRESS:PORT is required");
+        std::process::exit(2);
+    };
+    let mut envelope =
+        vec![format!("MAIL FROM:<loadgen@example.net> SIZE={}\r\n", args.size).into_bytes()];
+    for i in 0..args.rcpts {
+        envelope.push(format!("RCPT TO:<rcpt{i}@{}>\r\n", args.domain).into_bytes());
+    }
+    envelope.push(b"DATA\r\n".to_vec());
+    let mode = format!(
+        "{}, {}, {}",
+        if args.starttls {
+            "STARTTLS"
+        } else {
+            "plaintext"
+        },
+        if args.new_connection_per_message {
+            "new connection per message"
+        } else {
+            "reuse"
+        },
+        if args.pipelining {
+            "pipelining"
+        } else {
+            "no pipelining"
+        },
+    );
+    println!(
+        "loadgen: {} messages of {} B, {} recipient(s), {} sessions to {target} ({mode})",
+        args.messages, args.size, args.rcpts, args.sessions
+    );
+    let shared = Arc::new(Shared {
+        wire: message_wire(args.size, &args.domain),
+        envelope,
+        remaining: AtomicU64::new(args.messages),
+        tls: TlsConnector::from(common::tls::client_config()),
+        stop_at: Instant::now() + Duration::from_secs(args.max_seconds),
+        target,
+        args,
+    });
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..shared.args.sessions.max(1))
+        .map(|_| tokio::spawn(session(shared.clone())))
+        .collect();
+    let mut all = Tally::default();
+    for task in tasks {
+        match task.await {
+            Ok(t) => {
+                all.ok += t.ok;
+                all.connections += t.connections;
+                all.latencies_us.extend(t.latencies_us);
+                for (kind, n) in t.errors {
+                    *all.errors.entry(kind).or_default() += n;
+                }
+            }
+            Err(e) => *all.errors.entry(format!("session task: {e}")).or_default() += 1,
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    all.latencies_us.sort_unstable();
+    let errors: u64 = all.errors.values().sum();
+    let rate = all.ok as f64 / seconds;
+    let (p50, p99) = (
+        percentile_ms(&all.latencies_us, 50.0),
+        percentile_ms(&all.latencies_us, 99.0),
+    );
+    println!(
+        "{} accepted, {errors} errors in {seconds:.2} s over {} connections: {rate:.0} msg/s; \
+         end of DATA to 250: p50 {p50:.2} ms, p99 {p99:.2} ms",
+        all.ok, all.connections
+    );
+    for (kind, n) in &all.errors {
+        println!("  error {kind}: {n}");
+    }
+    // One machine-readable line for benches/compare.sh.
+    println!(
+        "RESULT ok={} errors={errors} seconds={seconds:.3} rate={rate:.1} p50_ms={p50:.3} p99_ms={p99:.3} connections={}",
+        all.ok, all.connections
+    );
+}

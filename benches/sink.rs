@@ -1,0 +1,279 @@
+//! The SMTP sink of issue 8: accepts every message (DATA, with PIPELINING
+//! and optionally STARTTLS), counts it and throws it away; it can delay
+//! the reply to the end of DATA or answer every Nth message with a
+//! temporary failure. Its first line on stdout is the address it listens
+//! on (so scripts bind port 0); `count` on stdin prints the count so far;
+//! SIGTERM, SIGINT, the end of stdin (when stdin is a pipe or a terminal)
+//! or `--max-seconds` print the final count and end it.
+
+// Each tool uses its own part of the shared module.
+#[allow(dead_code)]
+mod common;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileTypeExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_rustls::TlsAcceptor;
+
+use common::smtp::{read_line, Boxed};
+
+#[derive(Parser, Debug)]
+#[command(name = "sink", about = "SMTP sink that counts messages (issue 8)")]
+struct Args {
+    /// Where to listen; port 0 picks a free port, printed on the first line.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Offer STARTTLS with a fresh self-signed certificate.
+    #[arg(long)]
+    starttls: bool,
+    /// Wait this long before answering the end of DATA.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Answer every Nth message with `451 4.3.0` instead of `250` (0: never).
+    #[arg(long, default_value_t = 0)]
+    tempfail_every: u64,
+    /// The name in the greeting and the EHLO reply.
+    #[arg(long, default_value = "sink.example.test")]
+    hostname: String,
+    /// Stop after this many seconds whatever happens.
+    #[arg(long, default_value_t = 3600)]
+    max_seconds: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+struct Shared {
+    args: Args,
+    tls: Option<TlsAcceptor>,
+    started: Instant,
+    /// Messages answered `250`.
+    accepted: AtomicU64,
+    /// Messages whose DATA completed, answered `250` or tempfailed.
+    completed: AtomicU64,
+    /// Microseconds from `started` to the last `250`.
+    last_us: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl Shared {
+    fn stats(&self) -> String {
+        let completed = self.completed.load(Ordering::Relaxed);
+        let accepted = self.accepted.load(Ordering::Relaxed);
+        format!(
+            "count={accepted} tempfailed={} connections={} last={:.6} now={:.6}",
+            completed - accepted.min(completed),
+            self.connections.load(Ordering::Relaxed),
+            self.last_us.load(Ordering::Relaxed) as f64 / 1e6,
+            self.started.elapsed().as_secs_f64(),
+        )
+    }
+}
+
+/// Adds to the reply buffer; `flush` sends it once no pipelined input
+/// waits (RFC 2920 §3.2: replies to a batch may go together).
+async fn flush(io: &mut BufReader<Boxed>, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if !out.is_empty() && io.buffer().is_empty() {
+        io.get_mut().write_all(out).await?;
+        io.get_mut().flush().await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Serves one session; `Some(stream)` when the client asked for STARTTLS.
+async fn serve(shared: &Shared, stream: Boxed, tls: bool) -> std::io::Result<Option<Boxed>> {
+    let mut io = BufReader::new(stream);
+    let mut out: Vec<u8> = Vec::with_capacity(512);
+    let mut line = Vec::with_capacity(1024);
+    let (mut mail, mut rcpts) = (false, 0usize);
+    if !tls {
+        out.extend_from_slice(format!("220 {} ESMTP sink\r\n", shared.args.hostname).as_bytes());
+        flush(&mut io, &mut out).await?;
+    }
+    while read_line(&mut io, &mut line).await? {
+        let verb: String = line
+            .iter()
+            .take_while(|b| b.is_ascii_alphabetic())
+            .map(|b| b.to_ascii_uppercase() as char)
+            .collect();
+        match verb.as_str() {
+            "EHLO" => {
+                let starttls = shared.tls.is_some() && !tls;
+                out.extend_from_slice(format!("250-{}\r\n", shared.args.hostname).as_bytes());
+                out.extend_from_slice(b"250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 104857600\r\n");
+                if starttls {
+                    out.extend_from_slice(b"250-STARTTLS\r\n");
+                }
+                out.extend_from_slice(b"250 ENHANCEDSTATUSCODES\r\n");
+                (mail, rcpts) = (false, 0);
+            }
+            "HELO" => out.extend_from_slice(format!("250 {}\r\n", shared.args.hostname).as_bytes()),
+            "MAIL" => {
+                (mail, rcpts) = (true, 0);
+                out.extend_from_slice(b"250 2.1.0 Ok\r\n");
+            }
+            "RCPT" if mail => {
+                rcpts += 1;
+                out.extend_from_slice(b"250 2.1.5 Ok\r\n");
+            }
+            "DATA" if mail && rcpts > 0 => {
+                out.extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
+                flush(&mut io, &mut out).await?;
+                loop {
+                    if !read_line(&mut io, &mut line).await? {
+                        return Ok(None);
+                    }
+                    if line == b".\r\n" {
+                        break;
+                    }
+                }
+                if shared.args.delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(shared.args.delay_ms)).await;
+                }
+                let n = shared.completed.fetch_add(1, Ordering::Relaxed) + 1;
+                let every = shared.args.tempfail_every;
+                if every > 0 && n.is_multiple_of(every) {
+                    out.extend_from_slice(b"451 4.3.0 Tempfail as configured\r\n");
+                } else {
+                    let id = shared.accepted.fetch_add(1, Ordering::Relaxed) + 1;
+                    let at = shared.started.elapsed().as_micros() as u64;
+                    shared.last_us.fetch_max(at, Ordering::Relaxed);
+                    out.extend_from_slice(format!("250 2.0.0 Ok: queued as {id}\r\n").as_bytes());
+                }
+                (mail, rcpts) = (false, 0);
+            }
+            "RCPT" | "DATA" => out.extend_from_slice(b"503 5.5.1 Bad sequence of commands\r\n"),
+            "RSET" => {
+                (mail, rcpts) = (false, 0);
+                out.extend_from_slice(b"250 2.0.0 Ok\r\n");
+            }
+            "NOOP" => out.extend_from_slice(b"250 2.0.0 Ok\r\n"),
+            "QUIT" => {
+                out.extend_from_slice(b"221 2.0.0 Bye\r\n");
+                io.get_mut().write_all(&out).await?;
+                let _ = io.get_mut().shutdown().await;
+                return Ok(None);
+            }
+            "STARTTLS" if shared.tls.is_some() && !tls => {
+                out.extend_from_slice(b"220 2.0.0 Ready to start TLS\r\n");
+                io.get_mut().write_all(&out).await?;
+                // Input pipelined after STARTTLS is an attack (RFC 3207 §4.2).
+                if !io.buffer().is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some(io.into_inner()));
+            }
+            _ => out.extend_from_slice(b"502 5.5.2 Command not implemented\r\n"),
+        }
+        flush(&mut io, &mut out).await?;
+    }
+    Ok(None)
+}
+
+async fn connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
+    shared.connections.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.set_nodelay(true);
+    let Ok(Some(plain)) = serve(&shared, Box::new(stream), false).await else {
+        return;
+    };
+    let Some(acceptor) = shared.tls.clone() else {
+        return;
+    };
+    if let Ok(tls) = acceptor.accept(plain).await {
+        let _ = serve(&shared, Box::new(tls), true).await;
+    }
+}
+
+/// Watch stdin only when someone can close it: a pipe, a FIFO, a socket or
+/// a terminal. `/dev/null` (a background job's stdin) would end us at once.
+fn stdin_is_a_channel() -> bool {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return true;
+    }
+    std::fs::metadata("/dev/stdin")
+        .map(|m| m.file_type().is_fifo() || m.file_type().is_socket())
+        .unwrap_or(false)
+}
+
+#[tokio::main]
+async fn main() {
+    common::usage_if_bare::<Args>();
+    let args = Args::parse();
+    let Some(listen) = args.listen else {
+        eprintln!("sink: --listen ADDRESS:PORT is required (port 0 picks one)");
+        std::process::exit(2);
+    };
+    let listener = match TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("sink: cannot listen on {listen}: {e}");
+            std::process::exit(2);
+        }
+    };
+    let address = listener.local_addr().unwrap_or(listen);
+    let shared = Arc::new(Shared {
+        tls: args
+            .starttls
+            .then(|| TlsAcceptor::from(common::tls::server_config(&args.hostname))),
+        started: Instant::now(),
+        accepted: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
+        last_us: AtomicU64::new(0),
+        connections: AtomicU64::new(0),
+        args,
+    });
+    println!("{address}");
+    let accept = {
+        let shared = shared.clone();
+        async move {
+            loop {
+                if let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(connection(shared.clone(), stream));
+                }
+            }
+        }
+    };
+    let stdin = {
+        let shared = shared.clone();
+        async move {
+            if !stdin_is_a_channel() {
+                return std::future::pending().await;
+            }
+            let mut lines = BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.trim() == "count" {
+                    println!("{}", shared.stats());
+                }
+            }
+        }
+    };
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            eprintln!("sink: cannot install signal handlers");
+            std::process::exit(2);
+        }
+    };
+    let limit = Duration::from_secs(shared.args.max_seconds);
+    tokio::select! {
+        _ = accept => {}
+        _ = stdin => {}
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = tokio::time::sleep(limit) => eprintln!("sink: --max-seconds reached"),
+    }
+    println!("{}", shared.stats());
+}
