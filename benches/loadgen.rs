@@ -95,7 +95,10 @@ struct Shared {
     args: Args,
     target: SocketAddr,
     wire: Vec<u8>,
+    /// MAIL, the RCPTs and DATA, one command each…
     envelope: Vec<Vec<u8>>,
+    /// …and all together, for pipelining.
+    burst: Vec<u8>,
     remaining: AtomicU64,
     tls: TlsConnector,
     stop_at: Instant,
@@ -176,26 +179,21 @@ impl Conn {
 
     /// One transaction; the time from the end of DATA to the `250`.
     async fn message(&mut self, shared: &Shared) -> Result<Duration, Failure> {
+        let last = shared.envelope.len() - 1;
+        let phase = |i: usize| match i {
+            0 => "mail",
+            _ if i == last => "data",
+            _ => "rcpt",
+        };
         if self.pipelining {
-            let burst: Vec<u8> = shared.envelope.concat();
-            self.send("mail", &burst).await?;
-            for (i, _) in shared.envelope.iter().enumerate() {
-                let phase = match i {
-                    0 => "mail",
-                    _ if i + 1 == shared.envelope.len() => "data",
-                    _ => "rcpt",
-                };
-                self.reply(shared, phase).await?;
+            self.send("mail", &shared.burst).await?;
+            for i in 0..=last {
+                self.reply(shared, phase(i)).await?;
             }
         } else {
             for (i, command) in shared.envelope.iter().enumerate() {
-                let phase = match i {
-                    0 => "mail",
-                    _ if i + 1 == shared.envelope.len() => "data",
-                    _ => "rcpt",
-                };
-                self.send(phase, command).await?;
-                self.reply(shared, phase).await?;
+                self.send(phase(i), command).await?;
+                self.reply(shared, phase(i)).await?;
             }
         }
         self.send("content", &shared.wire).await?;
@@ -312,6 +310,7 @@ async fn main() {
     );
     let shared = Arc::new(Shared {
         wire: message_wire(args.size, &args.domain),
+        burst: envelope.concat(),
         envelope,
         remaining: AtomicU64::new(args.messages),
         tls: TlsConnector::from(common::tls::client_config()),
