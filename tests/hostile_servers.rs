@@ -490,6 +490,7 @@ fn a_surplus_reply_keeps_no_connection_out_of_step() {
         "{delivered:?}"
     );
     relay.wait_spool_empty();
+    relay.wait_for_log("\"recipients\":\"carol@twice.test\"", 1);
     let attempts = relay
         .log()
         .lines()

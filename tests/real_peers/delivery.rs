@@ -79,11 +79,7 @@ fn smtp_sink_receives_the_message_intact_both_recipients_in_one_transaction() {
         format!("{}\n", sent.replace("\r\n", "\n")),
         "identical apart from our Received header"
     );
-    assert!(
-        relay.log().contains("plaintext (STARTTLS not offered)"),
-        "{}",
-        relay.log()
-    );
+    relay.wait_for_log("plaintext (STARTTLS not offered)", 1);
     assert_eq!(sent, message("to the sink"));
 }
 
