@@ -244,8 +244,9 @@ pub fn render_show(entry: &Entry, content: &[u8], now: i64) -> String {
         }
     }
     let _ = writeln!(out, "headers:");
-    let end = find(content, b"\r\n\r\n").map_or(content.len(), |i| i + 2);
-    for line in String::from_utf8_lossy(&content[..end]).lines() {
+    // Only the empty line that ends the header section is empty.
+    let headers = String::from_utf8_lossy(super::dsn::headers(content));
+    for line in headers.lines().filter(|l| !l.is_empty()) {
         let _ = writeln!(out, "  {line}");
     }
     out
@@ -355,10 +356,6 @@ pub fn size(bytes: u64) -> String {
 
 fn date(unix_seconds: i64) -> String {
     crate::inbound::rfc5322_date(unix(unix_seconds))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -211,7 +211,7 @@ impl Report<'_> {
 }
 
 /// The header section of a message, up to and including the empty line.
-fn headers(message: &[u8]) -> &[u8] {
+pub(crate) fn headers(message: &[u8]) -> &[u8] {
     match message.windows(4).position(|w| w == b"\r\n\r\n") {
         Some(end) => &message[..end + 4],
         None => message,
