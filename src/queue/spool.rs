@@ -276,6 +276,33 @@ pub fn read_message(path: &Path) -> Result<(Envelope, Vec<u8>), SpoolError> {
         path: path.to_path_buf(),
         source,
     })?;
+    let (envelope, start) = parse_head(path, &data)?;
+    Ok((envelope, data[start..].to_vec()))
+}
+
+/// Reads only the envelope of one message file, and the content's size:
+/// what a queue listing needs, without reading every message whole.
+pub fn read_envelope(path: &Path) -> Result<(Envelope, u64), SpoolError> {
+    use std::io::BufRead;
+    let file_error = |source| SpoolError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(file_error)?;
+    let len = file.metadata().map_err(file_error)?.len();
+    // The magic line and the envelope line: all parse_head looks at.
+    let mut head = Vec::new();
+    let mut reader = io::BufReader::new(file);
+    for _ in 0..2 {
+        reader.read_until(b'\n', &mut head).map_err(file_error)?;
+    }
+    let (envelope, start) = parse_head(path, &head)?;
+    Ok((envelope, len.saturating_sub(start as u64)))
+}
+
+/// The envelope at the start of a message file's bytes, and where the
+/// content begins.
+fn parse_head(path: &Path, data: &[u8]) -> Result<(Envelope, usize), SpoolError> {
     let corrupt = |message: &str| SpoolError::Corrupt {
         path: path.to_path_buf(),
         message: message.into(),
@@ -289,37 +316,7 @@ pub fn read_message(path: &Path) -> Result<(Envelope, Vec<u8>), SpoolError> {
         .ok_or_else(|| corrupt("envelope not terminated"))?;
     let envelope =
         serde_json::from_slice(&rest[..end]).map_err(|e| corrupt(&format!("envelope: {e}")))?;
-    Ok((envelope, rest[end + 1..].to_vec()))
-}
-
-/// Reads only the envelope of one message file, and the content's size:
-/// what a queue listing needs, without reading every message whole.
-pub fn read_envelope(path: &Path) -> Result<(Envelope, u64), SpoolError> {
-    use std::io::BufRead;
-    let file_error = |source| SpoolError::File {
-        path: path.to_path_buf(),
-        source,
-    };
-    let corrupt = |message: &str| SpoolError::Corrupt {
-        path: path.to_path_buf(),
-        message: message.into(),
-    };
-    let file = File::open(path).map_err(file_error)?;
-    let len = file.metadata().map_err(file_error)?.len();
-    let mut reader = io::BufReader::new(file);
-    let mut magic = Vec::new();
-    reader.read_until(b'\n', &mut magic).map_err(file_error)?;
-    if magic != MAGIC.as_bytes() {
-        return Err(corrupt("not a tlsrelay spool file"));
-    }
-    let mut line = Vec::new();
-    reader.read_until(b'\n', &mut line).map_err(file_error)?;
-    if line.pop() != Some(b'\n') {
-        return Err(corrupt("envelope not terminated"));
-    }
-    let envelope = serde_json::from_slice(&line).map_err(|e| corrupt(&format!("envelope: {e}")))?;
-    let header = (magic.len() + line.len() + 1) as u64;
-    Ok((envelope, len.saturating_sub(header)))
+    Ok((envelope, MAGIC.len() + end + 1))
 }
 
 /// Syncs the folder once for every batch of waiting requests.
