@@ -56,8 +56,16 @@ fuzz_target!(|data: &[u8]| {
             String::from_utf8_lossy(&line[..end]).to_ascii_uppercase()
         })
         .collect();
-    let whole: Vec<String> = raw_lines
-        .iter()
+    // The lines that are exactly a keyword as a server sends one: nothing
+    // but the keyword between `250-` and CRLF. Only these must be seen;
+    // a keyword behind a tab or a stray CR may be missed (fuzzing found
+    // `250-\t\rSMTPUTF8`), which costs an extension, never safety.
+    let whole: Vec<String> = reply
+        .raw()
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .filter_map(|line| line.get(4..))
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
         .map(|line| String::from_utf8_lossy(line).to_ascii_uppercase())
         .collect();
     for (claimed, keyword) in [
