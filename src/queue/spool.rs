@@ -8,6 +8,7 @@
 //!   control.sock  the running relay's control socket (`queue::control`)
 //!   state/        per-recipient delivery state (`queue::state`)
 //!   quarantine/   files found in queue/ that are not readable messages
+//!   spare/        emptied files of finished messages, reused for new ones
 //!   queue/
 //!     <ID>        a committed message
 //!     <ID>.tmp    a message being received; never acknowledged, removed at start
@@ -31,6 +32,28 @@
 //!
 //! Small messages stay in memory until commit, so the common case costs
 //! one blocking task: create, write, sync, rename.
+//!
+//! # Spare files
+//!
+//! A finished message's file is not unlinked but renamed into `spare/` and
+//! emptied, and the next message takes it instead of creating a file. This
+//! keeps inodes in use rather than freeing one and allocating one per
+//! message: on ext4 without a journal, allocation skips every inode freed
+//! in the last few seconds (five, or 300 while the inode table block is
+//! dirty), so at a thousand messages a second each new file meant a linear
+//! scan of thousands of freed inodes under the folder's lock. That scan
+//! was half of the relay's CPU time under load (BENCHMARKS.md). At most
+//! [`SPARE_LIMIT`] files wait in `spare/` (empty inodes, enough for a
+//! backlog of that many messages to drain and fill again without a new
+//! one); past that they are unlinked.
+//!
+//! A crash can leave a spare with content (the rename survived, the
+//! truncation did not), so every spare is emptied again at start and when
+//! taken; or an empty file under its message id in `queue/` (the
+//! truncation survived, the rename did not). A committed message is never
+//! empty (it starts with the format line and was synced before its
+//! rename), so [`Spool::open`] removes empty files from `queue/`: the
+//! message they held was delivered.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -47,6 +70,8 @@ const MAGIC: &str = "tlsrelay-spool 1\n";
 pub const LOCK_FILE: &str = "lock";
 /// Content beyond this is written to the `.tmp` file as it arrives.
 const MEMORY_LIMIT: usize = 256 * 1024;
+/// At most this many emptied files wait in `spare/` to be reused.
+pub const SPARE_LIMIT: usize = 16_384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -81,6 +106,7 @@ pub struct Spool {
 #[derive(Debug)]
 struct Inner {
     queue: PathBuf,
+    spares: Spares,
     next: AtomicU64,
     id_base: u64,
     syncer: mpsc::Sender<oneshot::Sender<io::Result<()>>>,
@@ -115,6 +141,17 @@ impl Spool {
                 })?;
             }
         }
+        let spares = Spares::open(dir.join("spare")).map_err(|source| SpoolError::Folder {
+            path: dir.join("spare"),
+            source,
+        })?;
+        for entry in fs::read_dir(&queue).map_err(folder_error)? {
+            let entry = entry.map_err(folder_error)?;
+            if entry.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) {
+                // A spare whose rename the crash lost; see "Spare files".
+                let _ = fs::remove_file(entry.path());
+            }
+        }
         sync_folder(&queue).map_err(folder_error)?;
         // Probe writability now, so a read-only spool stops the start.
         let probe = queue.join(".write-test.tmp");
@@ -133,6 +170,7 @@ impl Spool {
         Ok(Spool {
             inner: Arc::new(Inner {
                 queue,
+                spares,
                 next: AtomicU64::new(0),
                 id_base: micros,
                 syncer,
@@ -204,10 +242,14 @@ impl Spool {
         Ok(to)
     }
 
-    /// Removes a message that left the queue. Not synced: should the
-    /// removal be lost in a crash, the message is delivered again.
+    /// Removes a message that left the queue: its file becomes a spare.
+    /// Not synced: should the removal be lost in a crash, the message is
+    /// delivered again.
     pub fn remove(&self, id: &str) {
-        let _ = fs::remove_file(self.inner.queue.join(id));
+        let path = self.inner.queue.join(id);
+        if !self.inner.spares.put(&path) {
+            let _ = fs::remove_file(path);
+        }
     }
 
     /// Asks the folder-sync thread to sync `queue/`, waiting for the batch.
@@ -339,6 +381,99 @@ fn sync_folder(folder: &Path) -> io::Result<()> {
     File::open(folder)?.sync_all()
 }
 
+/// The emptied files in `spare/`, by number; see "Spare files" above.
+#[derive(Debug)]
+struct Spares {
+    folder: PathBuf,
+    free: std::sync::Mutex<Vec<u64>>,
+    next: AtomicU64,
+}
+
+impl Spares {
+    /// Takes stock of `folder` (creating it), emptying every spare and
+    /// removing what is not one.
+    fn open(folder: PathBuf) -> io::Result<Spares> {
+        fs::create_dir_all(&folder)?;
+        let mut free = Vec::new();
+        for entry in fs::read_dir(&folder)? {
+            let path = entry?.path();
+            let number = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u64>().ok());
+            match number {
+                Some(n) if free.len() < SPARE_LIMIT && emptied(&path).is_ok() => free.push(n),
+                _ => {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        let next = free.iter().max().map_or(0, |n| n + 1);
+        Ok(Spares {
+            folder,
+            free: std::sync::Mutex::new(free),
+            next: AtomicU64::new(next),
+        })
+    }
+
+    /// A file for a new message at `path`: a spare renamed there, or a
+    /// new file when none is left.
+    fn take(&self, path: &Path) -> io::Result<File> {
+        let spare = self.free.lock().ok().and_then(|mut free| free.pop());
+        if let Some(n) = spare {
+            if fs::rename(self.folder.join(n.to_string()), path).is_ok() {
+                if let Ok(file) = File::options().write(true).truncate(true).open(path) {
+                    return Ok(file);
+                }
+            }
+        }
+        File::create(path)
+    }
+
+    /// Makes the file at `path` a spare; false when it must be unlinked
+    /// instead (the pool is full, or the rename failed).
+    fn put(&self, path: &Path) -> bool {
+        // Racing removals may overshoot the limit by a few; the lock is
+        // not held across the file operations.
+        if self
+            .free
+            .lock()
+            .map_or(true, |free| free.len() >= SPARE_LIMIT)
+        {
+            return false;
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let spare = self.folder.join(n.to_string());
+        if fs::rename(path, &spare).is_err() {
+            return false;
+        }
+        match (empty(&spare), self.free.lock()) {
+            (Ok(()), Ok(mut free)) => free.push(n),
+            _ => {
+                let _ = fs::remove_file(&spare);
+            }
+        }
+        true
+    }
+}
+
+/// Truncates the file at `path` to nothing.
+fn empty(path: &Path) -> io::Result<()> {
+    File::options()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map(drop)
+}
+
+/// Like [`empty`], but only opens a file that is not empty already.
+fn emptied(path: &Path) -> io::Result<()> {
+    match fs::metadata(path)?.len() {
+        0 => Ok(()),
+        _ => empty(path),
+    }
+}
+
 /// A message being received. Dropping it without [`commit`](Self::commit)
 /// removes every trace of it.
 #[derive(Debug)]
@@ -371,10 +506,11 @@ impl MessageWriter {
         let buffer = std::mem::take(&mut self.buffer);
         let file = self.file.take();
         let tmp = self.tmp.clone();
+        let spool = self.spool.clone();
         let (file, result) = blocking(move || {
             let mut file = match file {
                 Some(file) => file,
-                None => match File::create(&tmp) {
+                None => match spool.inner.spares.take(&tmp) {
                     Ok(file) => file,
                     Err(e) => return (None, Err(e)),
                 },
@@ -409,10 +545,11 @@ impl MessageWriter {
         let file = self.file.take();
         let tmp = self.tmp.clone();
         let done = self.spool.inner.queue.join(&self.id);
+        let spool = self.spool.clone();
         let result = blocking(move || {
             let mut file = match file {
                 Some(file) => file,
-                None => File::create(&tmp)?,
+                None => spool.inner.spares.take(&tmp)?,
             };
             file.write_all(&buffer)?;
             file.sync_data()?;

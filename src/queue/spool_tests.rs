@@ -150,3 +150,90 @@ fn ids_stay_unique_and_ordered_when_the_counter_wraps() {
     assert!(first < last_before_wrap && last_before_wrap < after_wrap);
     assert_eq!(after_wrap.len(), first.len());
 }
+
+/// The inode number of the file at `path`.
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).map_or(0, |m| m.ino())
+}
+
+async fn commit(spool: &Spool, body: &[u8]) -> String {
+    let mut writer = spool.create(&envelope());
+    writer.write(body).await.unwrap_or_else(|e| panic!("{e}"));
+    writer.commit().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn a_finished_message_leaves_an_empty_spare_that_the_next_one_reuses() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let first = commit(&spool, b"Subject: one\r\n\r\nsecret\r\n").await;
+    let first_inode = inode(&dir.path().join("queue").join(&first));
+    spool.remove(&first);
+    assert!(!spool.contains(&first));
+    let spares: Vec<_> = fs::read_dir(dir.path().join("spare"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert_eq!(spares.len(), 1, "{spares:?}");
+    assert_eq!(fs::metadata(&spares[0]).map(|m| m.len()).ok(), Some(0));
+    assert_eq!(inode(&spares[0]), first_inode);
+
+    let second = commit(&spool, b"Subject: two\r\n\r\nhi\r\n").await;
+    assert_eq!(inode(&dir.path().join("queue").join(&second)), first_inode);
+    assert_eq!(
+        spool.read(&second).map(|(_, c)| c).ok(),
+        Some(b"Subject: two\r\n\r\nhi\r\n".to_vec())
+    );
+    assert_eq!(
+        fs::read_dir(dir.path().join("spare"))
+            .map(|d| d.count())
+            .ok(),
+        Some(0)
+    );
+}
+
+#[tokio::test]
+async fn open_empties_spares_and_drops_what_a_crash_left_half_recycled() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let kept = {
+        let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        commit(&spool, b"Subject: kept\r\n\r\nhi\r\n").await
+    };
+    let queue = dir.path().join("queue");
+    let spare = dir.path().join("spare");
+    // The truncation survived, the rename to spare/ did not.
+    fs::write(queue.join("00000000000A000001"), b"").unwrap_or_else(|e| panic!("{e}"));
+    // The rename survived, the truncation did not.
+    fs::write(spare.join("7"), b"old content").unwrap_or_else(|e| panic!("{e}"));
+    fs::write(spare.join("stray"), b"x").unwrap_or_else(|e| panic!("{e}"));
+
+    let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spool.list().ok(), Some(vec![kept.clone()]));
+    assert_eq!(fs::metadata(spare.join("7")).map(|m| m.len()).ok(), Some(0));
+    assert!(!spare.join("stray").exists());
+    // The next removal is numbered past the spares found.
+    spool.remove(&kept);
+    assert!(spare.join("8").exists());
+}
+
+#[tokio::test]
+async fn past_the_limit_finished_messages_are_unlinked() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let spare = dir.path().join("spare");
+    fs::create_dir_all(&spare).unwrap_or_else(|e| panic!("{e}"));
+    for n in 0..SPARE_LIMIT {
+        fs::write(spare.join(n.to_string()), b"").unwrap_or_else(|e| panic!("{e}"));
+    }
+    fs::write(spare.join(SPARE_LIMIT.to_string()), b"").unwrap_or_else(|e| panic!("{e}"));
+    let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let count = || fs::read_dir(&spare).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(count(), SPARE_LIMIT);
+    let id = commit(&spool, b"Subject: x\r\n\r\nhi\r\n").await;
+    assert_eq!(count(), SPARE_LIMIT - 1);
+    spool.remove(&id);
+    let id = commit(&spool, b"Subject: y\r\n\r\nhi\r\n").await;
+    assert_eq!(count(), SPARE_LIMIT - 1);
+    spool.remove(&id);
+    assert!(!spool.contains(&id));
+    assert_eq!(count(), SPARE_LIMIT);
+}
