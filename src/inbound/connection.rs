@@ -127,7 +127,7 @@ impl Driver<'_> {
         if greet {
             session.greeting(&mut out);
         }
-        let mut input: Vec<u8> = Vec::with_capacity(4096);
+        let mut input: Vec<u8> = Vec::new();
         let mut writer: Option<MessageWriter> = None;
         let mut last_command = Instant::now();
         let mut data = DataClock::default();
@@ -220,7 +220,14 @@ impl Driver<'_> {
                 true => (data.deadline(self.state.timeouts.data), "DATA"),
                 false => (last_command + self.state.timeouts.command, "command"),
             };
-            input.reserve(8192);
+            // A session waiting for a command keeps a small buffer (an idle
+            // one holds little memory); content gets room for full reads.
+            let room = if in_data { DATA_READ } else { COMMAND_READ };
+            if input.is_empty() && input.capacity() > room {
+                input = Vec::with_capacity(room);
+            } else {
+                input.reserve(room);
+            }
             tokio::select! {
                 read = timeout_at(deadline, stream.read_buf(&mut input)) => match read {
                     Ok(Ok(0)) => return Ok(Outcome::Closed),
@@ -275,6 +282,12 @@ impl Driver<'_> {
         Ok(Outcome::Closed)
     }
 }
+
+/// Read buffer room while commands are expected: a pipelined burst of
+/// commands reads in a few pieces; an idle session holds no more than this.
+const COMMAND_READ: usize = 1024;
+/// Read buffer room while message content arrives.
+const DATA_READ: usize = 16 * 1024;
 
 /// Progress of message content, for the silence deadline and the minimum
 /// rate; only the time spent reading content counts (not BDAT commands).
