@@ -144,10 +144,23 @@ impl DataReceiver {
     /// were consumed and the status; on `Complete` the rest of `input` is
     /// the next command.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, DataStatus) {
-        for (i, &byte) in input.iter().enumerate() {
-            let status = self.step(byte, out);
+        let mut i = 0;
+        while i < input.len() {
+            if self.state == State::InLine {
+                // Inside a line every byte but CR and LF is content as it
+                // is: the run up to the next one goes in one piece.
+                let rest = &input[i..];
+                let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                if run > 0 {
+                    self.emit(&rest[..run], out);
+                    i += run;
+                    continue;
+                }
+            }
+            let status = self.step(input[i], out);
+            i += 1;
             if status != DataStatus::NeedMore {
-                return (i + 1, status);
+                return (i, status);
             }
         }
         (input.len(), DataStatus::NeedMore)

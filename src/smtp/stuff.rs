@@ -5,27 +5,26 @@
 /// `content` as DATA sends it, terminator included.
 pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + content.len() / 64 + 5);
+    let mut rest = content;
     let mut at_line_start = true;
-    let mut bytes = content.iter().copied().peekable();
-    while let Some(byte) = bytes.next() {
-        match byte {
-            b'\r' => {
-                if bytes.peek() == Some(&b'\n') {
-                    bytes.next();
-                }
-                out.extend_from_slice(b"\r\n");
-                at_line_start = true;
-            }
-            b'\n' => {
-                out.extend_from_slice(b"\r\n");
-                at_line_start = true;
-            }
-            _ => {
-                if at_line_start && byte == b'.' {
-                    out.push(b'.');
-                }
-                out.push(byte);
+    // Line by line: the bytes up to the next CR or LF go in one piece.
+    while let Some(&first) = rest.first() {
+        if at_line_start && first == b'.' {
+            out.push(b'.');
+        }
+        match memchr::memchr2(b'\r', b'\n', rest) {
+            None => {
+                out.extend_from_slice(rest);
                 at_line_start = false;
+                rest = &[];
+            }
+            Some(end) => {
+                out.extend_from_slice(&rest[..end]);
+                out.extend_from_slice(b"\r\n");
+                // CRLF, a bare CR or a bare LF: each is one line end.
+                let crlf = rest[end] == b'\r' && rest.get(end + 1) == Some(&b'\n');
+                rest = &rest[end + if crlf { 2 } else { 1 }..];
+                at_line_start = true;
             }
         }
     }
