@@ -534,12 +534,15 @@ fsync_run() { # SYSTEM
     stop_pid "$STRACE_PID"
     STRACE_PID=
     mapfile -t tasks <"$WORK/strace-$system.tasks"
-    counted=$(procstat fsyncs "$log" "${tasks[@]}")
+    counted=$(procstat fsyncs "$log" "${tasks[@]}" || echo calls=0)
     f() { sed -n "s/.*\<$1=\([^ ]*\).*/\1/p" <<<"$counted"; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "${ok:-0}" "$(f calls)" \
-        "$(python3 -c "print(f'{$(f calls) / ${ok:-0}:.2f}' if ${ok:-0} else '-')")" \
+    local calls
+    calls=$(f calls)
+    ok=${ok:-0} calls=${calls:-0}
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$ok" "$calls" \
+        "$(python3 -c "print(f'{$calls / $ok:.2f}' if $ok else '-')")" \
         "$(f by_call)" "$(f callers)" "$(f late_callers)" >>"$OUT/fsync.tsv"
-    say "fsync $system: $counted for ${ok:-0} messages"
+    say "fsync $system: $counted for $ok messages"
 }
 if wants fsync; then
     for system in postfix tlsrelay; do fsync_run "$system"; done
