@@ -29,7 +29,7 @@
 #   PIPELINING=0 (1: the generator pipelines), RUN_TIMEOUT=300 (s, per run)
 #   POSTFIX_TLS_REUSE=1 (0: Postfix's default, a new outbound TLS connection
 #   per message)
-#   OUT=target/compare (results.tsv and results.md), KEEP_WORK=1 keeps the
+#   OUT=target/compare (results.tsv, fsync.tsv, idle.tsv, results.md), KEEP_WORK=1 keeps the
 #   instances' folder and logs under /tmp
 set -euo pipefail
 cd "$(dirname "$0")/.."
