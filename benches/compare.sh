@@ -14,11 +14,22 @@
 #
 # Scale with the environment:
 #   REPS=3 MESSAGES=5000 SESSIONS=50 SIZE=2048 RCPTS=1
-#   WORKLOADS="null W1 W2 W3" (also: xcheck, our generator against smtp-source)
+#   WORKLOADS="null W1 W2 W3 W4a W4b W5 fsync" (also: W6, idle sessions;
+#   xcheck, our generator against smtp-source). W4a: 100 KB messages
+#   (W4A_MESSAGES, default MESSAGES/10, at least 100); W4b: 10 MB
+#   (W4B_MESSAGES, default MESSAGES/100, at least 20, from W4B_SESSIONS=10
+#   sessions), both with each relay's peak RSS; W5: 50 recipients
+#   (W5_RCPTS) per 2 KB message (W5_MESSAGES, default MESSAGES/5, at least
+#   200). fsync and W6 run once, after the repetitions: fsync, W1 with
+#   FSYNC_MESSAGES=1000 under strace, counting sync calls per message;
+#   W6, W6_SESSIONS=10000 idle sessions to tlsrelay and
+#   W6_POSTFIX_SESSIONS=2000 to Postfix (a process each), plaintext and
+#   after STARTTLS, memory per session (W6_MODES="plain starttls",
+#   W6_TIMEOUT=900 s to open them).
 #   PIPELINING=0 (1: the generator pipelines), RUN_TIMEOUT=300 (s, per run)
 #   POSTFIX_TLS_REUSE=1 (0: Postfix's default, a new outbound TLS connection
 #   per message)
-#   OUT=target/compare (results.tsv and results.md), KEEP_WORK=1 keeps the
+#   OUT=target/compare (results.tsv, fsync.tsv, idle.tsv, results.md), KEEP_WORK=1 keeps the
 #   instances' folder and logs under /tmp
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,16 +39,36 @@ MESSAGES=${MESSAGES:-5000}
 SESSIONS=${SESSIONS:-50}
 SIZE=${SIZE:-2048}
 RCPTS=${RCPTS:-1}
-WORKLOADS=${WORKLOADS:-"null W1 W2 W3"}
+WORKLOADS=${WORKLOADS:-"null W1 W2 W3 W4a W4b W5 fsync"}
+W4A_SIZE=${W4A_SIZE:-102400}
+W4A_MESSAGES=${W4A_MESSAGES:-$((MESSAGES / 10 > 100 ? MESSAGES / 10 : 100))}
+W4B_SIZE=${W4B_SIZE:-10485760}
+W4B_MESSAGES=${W4B_MESSAGES:-$((MESSAGES / 100 > 20 ? MESSAGES / 100 : 20))}
+W4B_SESSIONS=${W4B_SESSIONS:-$((SESSIONS < 10 ? SESSIONS : 10))}
+W5_RCPTS=${W5_RCPTS:-50}
+W5_MESSAGES=${W5_MESSAGES:-$((MESSAGES / 5 > 200 ? MESSAGES / 5 : 200))}
+FSYNC_MESSAGES=${FSYNC_MESSAGES:-1000}
+W6_SESSIONS=${W6_SESSIONS:-10000}
+W6_POSTFIX_SESSIONS=${W6_POSTFIX_SESSIONS:-$((W6_SESSIONS < 2000 ? W6_SESSIONS : 2000))}
+W6_MODES=${W6_MODES:-"plain starttls"}
+W6_TIMEOUT=${W6_TIMEOUT:-900}
 PIPELINING=${PIPELINING:-0}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 OUT=${OUT:-target/compare}
 POSTFIX=/usr/sbin/postfix
+BENCHES=$PWD/benches
+# procstat: the processes of a relay, their memory and CPU (benches/procstat.py).
+procstat() { python3 "$BENCHES/procstat.py" "$@"; }
 
 say() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 [[ $(id -u) == 0 ]] || die "run as root: a private Postfix instance must be started by root"
+# A descriptor per session: W6 holds 10,000 at once, in the generator and
+# in each relay (Postfix's daemons inherit this limit from its master).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+[[ $(ulimit -n) == 65536 ]] || say "ulimit -n is $(ulimit -n) (the hard limit here)"
+wants() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 
 # --- Postfix from Debian's packages -------------------------------------
 if ! dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep -q 'install ok installed'; then
@@ -46,6 +77,10 @@ if ! dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep -q 'install ok inst
     echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
     apt-get update -q
     apt-get install -y -q postfix
+fi
+if wants fsync && ! command -v strace >/dev/null; then
+    say "installing strace (for the fsync count)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q strace
 fi
 
 # --- build ----------------------------------------------------------------
@@ -74,6 +109,20 @@ say "work folder $WORK"
 # --- cleanup: only what this script started, by pid ---------------------
 PIDS=()
 POSTFIX_DIRS=()
+# forget_pid PID: a process this script started and has already waited for.
+forget_pid() {
+    local keep=() pid
+    for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || keep+=("$pid"); done
+    PIDS=("${keep[@]}")
+}
+# stop_pid PID: TERM, up to 10 s, then KILL; waited for and forgotten.
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    forget_pid "$1"
+}
 cleanup() {
     set +e
     for dir in "${POSTFIX_DIRS[@]}"; do
@@ -106,13 +155,14 @@ wait_for() {
 }
 
 # --- sinks: first stdout line is the address; `count` on stdin reports --
-declare -A SINK_ADDR SINK_FD
+declare -A SINK_ADDR SINK_FD SINK_PID
 start_sink() { # NAME FLAGS...
     local name=$1
     shift
     mkfifo "$WORK/sink-$name.in"
     "$SINK" --listen 127.0.0.1:0 "$@" <"$WORK/sink-$name.in" >"$WORK/sink-$name.out" 2>&1 &
     PIDS+=($!)
+    SINK_PID[$name]=$!
     local fd
     exec {fd}>"$WORK/sink-$name.in"
     SINK_FD[$name]=$fd
@@ -141,10 +191,17 @@ chmod 755 "$WORK/certs"
 chmod 644 "$WORK/certs/relay.key"
 
 # --- Postfix --------------------------------------------------------------
-declare -A TARGET
-start_postfix() { # NAME SINK TLS(0|1)
-    local name=$1 sink=${SINK_ADDR[$2]} tls=$3 dir=$WORK/postfix-$1 port
+# TARGET[SYSTEM-NAME]: where it listens; ROOT[SYSTEM-NAME]: the pid whose
+# process tree is that relay (tlsrelay's one process, Postfix's master).
+declare -A TARGET ROOT WRAPPER
+# start_postfix NAME SINK TLS(0|1) [IDLE]: with IDLE, an instance for W6
+# that takes IDLE sessions at once from one client, offers STARTTLS and
+# lets an idle smtpd exit after 2 s (max_idle) so a measurement starts
+# from the bare daemons.
+start_postfix() {
+    local name=$1 sink=${SINK_ADDR[$2]} tls=$3 idle=${4:-} dir=$WORK/postfix-$1 port
     port=$(free_port)
+    rm -rf "$dir"
     mkdir -p "$dir"/{etc,spool,data}
     chown postfix:postfix "$dir/data"
     : >"$dir/maillog"
@@ -169,9 +226,9 @@ smtpd_peername_lookup = no
 biff = no
 relayhost = [${sink%:*}]:${sink##*:}
 default_destination_concurrency_limit = 20
-smtpd_client_connection_count_limit = 200
+smtpd_client_connection_count_limit = $([[ -n $idle ]] && echo 0 || echo 200)
 smtp_tls_security_level = $([[ $tls == 1 ]] && echo encrypt || echo none)
-smtpd_tls_security_level = $([[ $tls == 1 ]] && echo may || echo none)
+smtpd_tls_security_level = $([[ $tls == 1 || -n $idle ]] && echo may || echo none)
 smtpd_tls_cert_file = $WORK/certs/relay.crt
 smtpd_tls_key_file = $WORK/certs/relay.key
 smtp_tls_loglevel = 1
@@ -179,9 +236,18 @@ smtpd_tls_loglevel = 1
 # tlsrelay keeps a TLS connection to the next hop for many messages;
 # Postfix does too only with this (through tlsproxy), so both reuse.
 smtp_tls_connection_reuse = $([[ ${POSTFIX_TLS_REUSE:-1} == 1 ]] && echo yes || echo no)
+# W4's 10 MB messages: the default (10,240,000 bytes) is below them; this
+# is tlsrelay's default max_message_size, 35 MiB.
+message_size_limit = 36700160
 EOF
+    if [[ -n $idle ]]; then
+        cat >>"$dir/etc/main.cf" <<EOF
+default_process_limit = $((idle + 100))
+max_idle = 2s
+EOF
+    fi
     {
-        echo "127.0.0.1:$port inet n - n - - smtpd"
+        echo "127.0.0.1:$port inet n - n - $([[ -n $idle ]] && echo $((idle + 100)) || echo -) smtpd"
         cat <<'EOF'
 pickup    unix  n - n 60    1 pickup
 cleanup   unix  n - n -     0 cleanup
@@ -208,22 +274,38 @@ EOF
     } >"$dir/etc/master.cf"
     "$POSTFIX" -c "$dir/etc" start-fg >"$dir/postfix.out" 2>&1 </dev/null &
     PIDS+=($!)
+    WRAPPER[postfix-$name]=$!
     POSTFIX_DIRS+=("$dir")
     wait_for "$dir/maillog" 'daemon started' 30 || die "Postfix $name did not start: $(cat "$dir/postfix.out" "$dir/maillog")"
     TARGET[postfix-$name]=127.0.0.1:$port
+    ROOT[postfix-$name]=$(tr -d ' \n' <"$dir/spool/pid/master.pid")
+    [[ -d /proc/${ROOT[postfix-$name]} ]] || die "Postfix $name: no master process"
     say "postfix $name on 127.0.0.1:$port -> $sink"
 }
 
+# stop_postfix NAME: stops an instance (W6 starts a fresh one per measurement).
+stop_postfix() {
+    local dir=$WORK/postfix-$1 keep=() d
+    timeout 60 "$POSTFIX" -c "$dir/etc" stop >/dev/null 2>&1 || say "postfix $1: stop failed"
+    stop_pid "${WRAPPER[postfix-$1]}"
+    for d in "${POSTFIX_DIRS[@]}"; do [[ $d == "$dir" ]] || keep+=("$d"); done
+    POSTFIX_DIRS=("${keep[@]}")
+}
+
 # --- tlsrelay ---------------------------------------------------------------
-start_tlsrelay() { # NAME SINK TLS-LEVEL
-    local name=$1 sink=${SINK_ADDR[$2]} level=$3 dir=$WORK/tlsrelay-$1
+# start_tlsrelay NAME SINK TLS-LEVEL [IDLE]: with IDLE, the connection
+# limits allow IDLE sessions at once from one address (W6).
+start_tlsrelay() {
+    local name=$1 sink=${SINK_ADDR[$2]} level=$3 idle=${4:-} dir=$WORK/tlsrelay-$1
+    rm -rf "$dir"
     mkdir -p "$dir"
     cat >"$dir/tlsrelay.toml" <<EOF
 [server]
 hostname = "relay.example.test"
 listen = ["127.0.0.1:0"]
 spool_dir = "spool"
-max_connections_per_ip = 200
+max_connections_per_ip = $([[ -n $idle ]] && echo $((idle + 100)) || echo 200)
+$([[ -n $idle ]] && echo "max_connections = $((idle + 100))")
 [tls]
 cert = "$WORK/certs/relay.crt"
 key = "$WORK/certs/relay.key"
@@ -246,6 +328,7 @@ nameservers = ["127.0.0.1:1"]
 EOF
     "$TLSRELAY" --log-format json serve -c "$dir/tlsrelay.toml" >/dev/null 2>"$dir/log" </dev/null &
     PIDS+=($!)
+    ROOT[tlsrelay-$name]=$!
     wait_for "$dir/log" '"message":"listening"' 30 || die "tlsrelay $name did not start: $(cat "$dir/log")"
     TARGET[tlsrelay-$name]=$(grep '"message":"listening"' "$dir/log" | head -n1 \
         | sed -n 's/.*"address":"\([0-9.:]*\)".*/\1/p')
@@ -258,17 +341,40 @@ start_tlsrelay plain plain none
 start_tlsrelay tls tls required
 
 # --- one run ------------------------------------------------------------
-printf 'workload\tsystem\trep\taccepted\terrors\tgen_rate\tp50_ms\tp99_ms\tsink_rate\n' >"$OUT/results.tsv"
+COLUMNS_TSV='workload\tsystem\trep\taccepted\terrors\tgen_rate\tp50_ms\tp99_ms\tsink_rate\tmessages\tsize\trcpts\tsessions\tcpu_s\tcpu_s_per_1k\tpeak_rss\tpeak_rss_sampled\tpeak_pss_sampled'
+printf '%b\n' "$COLUMNS_TSV" >"$OUT/results.tsv"
 
-# run WORKLOAD SYSTEM REP TARGET SINK LOADGEN-FLAGS...
+# What a sampler (procstat.py sample) is doing in the background, if anything.
+SAMPLER_PID=
+# run WORKLOAD SYSTEM REP TARGET SINK ROOT LOADGEN-FLAGS...
+# ROOT: the pid whose process tree is the system under test (its CPU
+# time is read before and after). The environment may override
+# R_MESSAGES, R_SIZE, R_RCPTS, R_SESSIONS; R_PEAK=1 also records the peak
+# RSS (VmHWM reset first for tlsrelay; the sampled sum for all).
 run() {
-    local workload=$1 system=$2 rep=$3 target=$4 sink=$5
-    shift 5
-    local before after result ok
+    local workload=$1 system=$2 rep=$3 target=$4 sink=$5 root=$6
+    shift 6
+    local messages=${R_MESSAGES:-$MESSAGES} size=${R_SIZE:-$SIZE} rcpts=${R_RCPTS:-$RCPTS}
+    local sessions=${R_SESSIONS:-$SESSIONS} result ok cpu0 cpu1 peak='' sampled='' sampled_pss='' c0 t0
     read -r c0 _ t0 <<<"$(sink_stats "$sink")"
-    result=$(timeout "$RUN_TIMEOUT" "$LOADGEN" --target "$target" --sessions "$SESSIONS" \
-        --messages "$MESSAGES" --size "$SIZE" --rcpts "$RCPTS" "$@" | grep '^RESULT' || true)
-    [[ -n $result ]] || { say "$workload $system: the generator gave no result"; return; }
+    if [[ ${R_PEAK:-0} == 1 ]]; then
+        # Peak RSS of this run only: clear_refs 5 resets VmHWM to the current RSS.
+        [[ $system == tlsrelay ]] && echo 5 >"/proc/$root/clear_refs"
+        # python3 itself in the background (not the procstat function, whose
+        # subshell would leave python running when signalled).
+        python3 "$BENCHES/procstat.py" sample --interval 0.1 --max-seconds $((2 * RUN_TIMEOUT + 60)) \
+            "$root" >"$WORK/sample.out" &
+        SAMPLER_PID=$!
+        PIDS+=("$SAMPLER_PID")
+    fi
+    cpu0=$(procstat tree "$root" | sed -n 's/.* cpu=\([0-9.]*\).*/\1/p')
+    result=$(timeout "$RUN_TIMEOUT" "$LOADGEN" --target "$target" --sessions "$sessions" \
+        --messages "$messages" --size "$size" --rcpts "$rcpts" "$@" | grep '^RESULT' || true)
+    if [[ -z $result ]]; then
+        say "$workload $system: the generator gave no result"
+        [[ -z $SAMPLER_PID ]] || { stop_pid "$SAMPLER_PID"; SAMPLER_PID=; }
+        return
+    fi
     ok=$(sed -n 's/.* ok=\([0-9]*\) .*/\1/p' <<<"$result")
     # The relay has queued what it accepted: wait until the sink has it all.
     local deadline=$((SECONDS + RUN_TIMEOUT)) c1=0 last=0
@@ -278,13 +384,25 @@ run() {
         ((SECONDS < deadline)) || { say "$workload $system: sink got $((c1 - c0)) of $ok"; break; }
         sleep 0.2
     done
-    local sink_rate
+    cpu1=$(procstat tree "$root" | sed -n 's/.* cpu=\([0-9.]*\).*/\1/p')
+    if [[ -n $SAMPLER_PID ]]; then
+        stop_pid "$SAMPLER_PID"
+        SAMPLER_PID=
+        sampled=$(sed -n 's/^peak_rss=\([0-9]*\) .*/\1/p' "$WORK/sample.out")
+        sampled_pss=$(sed -n 's/.* peak_pss=\([0-9]*\) .*/\1/p' "$WORK/sample.out")
+        if [[ $system == tlsrelay ]]; then
+            peak=$(($(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$root/status") * 1024))
+        fi
+    fi
+    local sink_rate cpu cpu_1k
     sink_rate=$(python3 -c "print(f'{($c1 - $c0) / max($last - $t0, 1e-6):.1f}')")
-    local f
+    cpu=$(python3 -c "print(f'{$cpu1 - $cpu0:.2f}')")
+    cpu_1k=$(python3 -c "print(f'{($cpu1 - $cpu0) * 1000 / $ok:.3f}' if $ok else '-')")
     f() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$result"; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$system" "$rep" "$ok" \
-        "$(f errors)" "$(f rate)" "$(f p50_ms)" "$(f p99_ms)" "$sink_rate" >>"$OUT/results.tsv"
-    say "$workload rep $rep $system: $(f rate) msg/s accepted, $sink_rate msg/s at the sink, p50 $(f p50_ms) ms, p99 $(f p99_ms) ms, $(f errors) errors"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$system" "$rep" "$ok" \
+        "$(f errors)" "$(f rate)" "$(f p50_ms)" "$(f p99_ms)" "$sink_rate" \
+        "$messages" "$size" "$rcpts" "$sessions" "$cpu" "$cpu_1k" "${peak:--}" "${sampled:--}" "${sampled_pss:--}" >>"$OUT/results.tsv"
+    say "$workload rep $rep $system: $(f rate) msg/s accepted, $sink_rate msg/s at the sink, p50 $(f p50_ms) ms, p99 $(f p99_ms) ms, $(f errors) errors, ${cpu} CPU s${peak:+, peak RSS $peak}${sampled:+ (sampled: RSS $sampled, PSS $sampled_pss)}"
 }
 
 # xcheck_source REP ADDR LABEL [SINK]: smtp-source, the same workload, timed
@@ -307,7 +425,8 @@ xcheck_source() {
         done
         sink_rate=$(python3 -c "print(f'{($c1 - $c0) / max($last - $t0, 1e-6):.1f}')")
     fi
-    printf 'xcheck\t%s\t%s\t%s\t0\t%s\t-\t-\t%s\n' "$label" "$rep" "$MESSAGES" "$rate" "$sink_rate" >>"$OUT/results.tsv"
+    printf 'xcheck\t%s\t%s\t%s\t0\t%s\t-\t-\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\n' "$label" "$rep" "$MESSAGES" "$rate" \
+        "$sink_rate" "$MESSAGES" "$SIZE" "$RCPTS" "$SESSIONS" >>"$OUT/results.tsv"
     say "xcheck rep $rep $label: $rate msg/s, $sink_rate msg/s at the sink"
 }
 
@@ -331,35 +450,45 @@ for rep in $(seq 1 "$REPS"); do
     for workload in $WORKLOADS; do
         case $workload in
             null)
-                run null sink "$rep" "${SINK_ADDR[plain]}" plain --reuse "${FLAGS[@]}"
-                run null-tls sink "$rep" "${SINK_ADDR[tls]}" tls --reuse --starttls "${FLAGS[@]}"
+                run null sink "$rep" "${SINK_ADDR[plain]}" plain "${SINK_PID[plain]}" --reuse "${FLAGS[@]}"
+                run null-tls sink "$rep" "${SINK_ADDR[tls]}" tls "${SINK_PID[tls]}" --reuse --starttls "${FLAGS[@]}"
                 ;;
-            W1 | W2 | W3)
+            W1 | W2 | W3 | W4a | W4b | W5)
                 for system in $order; do
+                    plain=("$system" "$rep" "${TARGET[$system-plain]}" plain "${ROOT[$system-plain]}")
                     case $workload in
-                        W1) run W1 "$system" "$rep" "${TARGET[$system-plain]}" plain --reuse "${FLAGS[@]}" ;;
-                        W2) run W2 "$system" "$rep" "${TARGET[$system-plain]}" plain --new-connection-per-message "${FLAGS[@]}" ;;
-                        W3) run W3 "$system" "$rep" "${TARGET[$system-tls]}" tls --reuse --starttls "${FLAGS[@]}" ;;
+                        W1) run W1 "${plain[@]}" --reuse "${FLAGS[@]}" ;;
+                        W2) run W2 "${plain[@]}" --new-connection-per-message "${FLAGS[@]}" ;;
+                        W3) run W3 "$system" "$rep" "${TARGET[$system-tls]}" tls "${ROOT[$system-tls]}" \
+                            --reuse --starttls "${FLAGS[@]}" ;;
+                        W4a) R_SIZE=$W4A_SIZE R_MESSAGES=$W4A_MESSAGES R_PEAK=1 \
+                            run W4a "${plain[@]}" --reuse "${FLAGS[@]}" ;;
+                        W4b) R_SIZE=$W4B_SIZE R_MESSAGES=$W4B_MESSAGES R_SESSIONS=$W4B_SESSIONS R_PEAK=1 \
+                            run W4b "${plain[@]}" --reuse "${FLAGS[@]}" ;;
+                        W5) R_RCPTS=$W5_RCPTS R_MESSAGES=$W5_MESSAGES \
+                            run W5 "${plain[@]}" --reuse "${FLAGS[@]}" ;;
                     esac
                 done
                 ;;
+            fsync | W6) ;; # once, after the repetitions
             xcheck)
                 [[ -n ${SMTP_SINK_ADDR:-} ]] || start_smtp_sink
-                run xcheck "loadgen>sink" "$rep" "${SINK_ADDR[plain]}" plain --reuse
+                run xcheck "loadgen>sink" "$rep" "${SINK_ADDR[plain]}" plain "${SINK_PID[plain]}" --reuse
                 xcheck_source "$rep" "${SINK_ADDR[plain]}" "smtp-source>sink" plain
                 # smtp-sink does not count for us: its rate is the generator's.
                 result=$(timeout "$RUN_TIMEOUT" "$LOADGEN" --target "$SMTP_SINK_ADDR" --sessions "$SESSIONS" \
                     --messages "$MESSAGES" --size "$SIZE" --rcpts "$RCPTS" --reuse | grep '^RESULT' || true)
                 rate=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$result")
-                printf 'xcheck\tloadgen>smtp-sink\t%s\t%s\t0\t%s\t-\t-\t-\n' "$rep" "$MESSAGES" "$rate" >>"$OUT/results.tsv"
+                printf 'xcheck\tloadgen>smtp-sink\t%s\t%s\t0\t%s\t-\t-\t-\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\n' "$rep" "$MESSAGES" "$rate" \
+                    "$MESSAGES" "$SIZE" "$RCPTS" "$SESSIONS" >>"$OUT/results.tsv"
                 say "xcheck rep $rep loadgen>smtp-sink: $rate msg/s"
                 xcheck_source "$rep" "$SMTP_SINK_ADDR" "smtp-source>smtp-sink"
                 # Through a relay, where the figures of issue 8 are made;
                 # the generators take turns going first.
                 for relay in tlsrelay postfix; do
-                    for generator in $(((rep % 2)) && echo loadgen smtp-source || echo smtp-source loadgen); do
+                    for generator in $( ((rep % 2)) && echo loadgen smtp-source || echo smtp-source loadgen); do
                         if [[ $generator == loadgen ]]; then
-                            run xcheck "loadgen>$relay" "$rep" "${TARGET[$relay-plain]}" plain --reuse
+                            run xcheck "loadgen>$relay" "$rep" "${TARGET[$relay-plain]}" plain "${ROOT[$relay-plain]}" --reuse
                         else
                             xcheck_source "$rep" "${TARGET[$relay-plain]}" "smtp-source>$relay" plain
                         fi
@@ -371,37 +500,102 @@ for rep in $(seq 1 "$REPS"); do
     done
 done
 
+# --- fsync: W1 once per relay under strace, after the timed runs ---------
+# strace stops the relay at every system call, so this run is slow and
+# not timed with the others; it counts the sync calls per message, the
+# delivery to the sink included. All processes of the relay are attached
+# (Postfix: the master and its live daemons, such as a cleanup kept from
+# an earlier run) and -f follows those forked later.
+printf 'system\tmessages\tcalls\tper_message\tby_call\tcallers\tlate_callers\n' >"$OUT/fsync.tsv"
+STRACE_PID=
+fsync_run() { # SYSTEM
+    local system=$1 root=${ROOT[$1-plain]} log=$WORK/strace-$1.log pids=() attach=() tasks=() p n ok counted
+    mapfile -t pids < <(procstat pids "$root")
+    for p in "${pids[@]}"; do attach+=(-p "$p"); done
+    procstat tasks "$root" >"$WORK/strace-$system.tasks"
+    strace -f -o "$log" -e trace=fsync,fdatasync,sync_file_range,syncfs "${attach[@]}" 2>"$WORK/strace-$system.err" &
+    STRACE_PID=$!
+    PIDS+=("$STRACE_PID")
+    # "Process N attached", one line per thread: wait for every thread.
+    # "Process N attached" or "Process N attached with K threads".
+    n=$(wc -l <"$WORK/strace-$system.tasks")
+    attached() { awk '/attached with/ { n += $(NF - 1); next } /attached/ { n++ } END { print n + 0 }' "$WORK/strace-$system.err"; }
+    for _ in $(seq 1 200); do
+        (($(attached) >= n)) && break
+        sleep 0.1
+    done
+    say "fsync $system: strace attached to $(attached) of $n threads in ${#pids[@]} processes"
+    R_MESSAGES=$FSYNC_MESSAGES run fsync "$system" 1 "${TARGET[$system-plain]}" plain "$root" --reuse "${FLAGS[@]}"
+    ok=$(tail -n1 "$OUT/results.tsv" | awk -F'\t' '$1 == "fsync" { print $4 }')
+    # Delivered is not yet removed from the spool: give that a moment.
+    sleep 1
+    kill -INT "$STRACE_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$STRACE_PID" 2>/dev/null || break; sleep 0.1; done
+    stop_pid "$STRACE_PID"
+    STRACE_PID=
+    mapfile -t tasks <"$WORK/strace-$system.tasks"
+    counted=$(procstat fsyncs "$log" "${tasks[@]}" || echo calls=0)
+    f() { sed -n "s/.*\<$1=\([^ ]*\).*/\1/p" <<<"$counted"; }
+    local calls
+    calls=$(f calls)
+    ok=${ok:-0} calls=${calls:-0}
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$ok" "$calls" \
+        "$(python3 -c "print(f'{$calls / $ok:.2f}' if $ok else '-')")" \
+        "$(f by_call)" "$(f callers)" "$(f late_callers)" >>"$OUT/fsync.tsv"
+    say "fsync $system: $counted for $ok messages"
+}
+if wants fsync; then
+    for system in postfix tlsrelay; do fsync_run "$system"; done
+fi
+
+# --- W6: idle sessions, memory per session ----------------------------------
+# A fresh instance per measurement (so nothing freed by an earlier one is
+# reused): its memory bare, then with N sessions held after EHLO (and
+# STARTTLS), counted with ss; (with - bare) / established.
+printf 'system\tmode\tasked\testablished\tss_established\tquit_answered\tprocs_bare\tprocs_with\trss_bare\trss_with\tpss_bare\tpss_with\trss_per_session\tpss_per_session\topen_seconds\n' >"$OUT/idle.tsv"
+idle_run() { # SYSTEM MODE N
+    local system=$1 mode=$2 n=$3 flags=() target root port bare with gen result released ss_count
+    [[ $mode == starttls ]] && flags+=(--starttls)
+    if [[ $system == postfix ]]; then start_postfix idle plain 0 "$n"; else start_tlsrelay idle plain none "$n"; fi
+    target=${TARGET[$system-idle]} root=${ROOT[$system-idle]} port=${target##*:}
+    sleep 3 # let the fresh instance settle
+    bare=$(procstat tree "$root")
+    "$LOADGEN" --target "$target" --idle "$n" --sessions 50 --hold-seconds "$W6_TIMEOUT" \
+        --max-seconds "$W6_TIMEOUT" "${flags[@]}" >"$WORK/idle-$system-$mode.out" 2>&1 &
+    gen=$!
+    PIDS+=("$gen")
+    wait_for "$WORK/idle-$system-$mode.out" '^RESULT' "$W6_TIMEOUT" || say "W6 $system $mode: the generator gave no result in $W6_TIMEOUT s"
+    sleep 2
+    ss_count=$(ss -Htn state established "( sport = :$port )" | wc -l)
+    with=$(procstat tree "$root")
+    result=$(grep '^RESULT' "$WORK/idle-$system-$mode.out" || true)
+    # End the hold; the generator says QUIT on every session and reports.
+    kill -TERM "$gen" 2>/dev/null || true
+    for _ in $(seq 1 600); do kill -0 "$gen" 2>/dev/null || break; sleep 0.1; done
+    stop_pid "$gen"
+    released=$(sed -n 's/^RELEASED .*quit_answered=\([0-9]*\).*/\1/p' "$WORK/idle-$system-$mode.out")
+    if [[ $system == postfix ]]; then stop_postfix idle; else stop_pid "$root"; fi
+    unset "TARGET[$system-idle]" "ROOT[$system-idle]"
+    g() { sed -n "s/.*\<$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+    local established
+    established=$(g established "$result")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$mode" "$n" "${established:-0}" \
+        "$ss_count" "${released:--}" "$(g procs "$bare")" "$(g procs "$with")" "$(g rss "$bare")" "$(g rss "$with")" \
+        "$(g pss "$bare")" "$(g pss "$with")" \
+        "$(python3 -c "print(($(g rss "$with") - $(g rss "$bare")) // $ss_count if $ss_count else '-')")" \
+        "$(python3 -c "print(($(g pss "$with") - $(g pss "$bare")) // $ss_count if $ss_count else '-')")" \
+        "$(g seconds "$result")" >>"$OUT/idle.tsv"
+    say "W6 $system $mode: ${established:-0} of $n established ($ss_count by ss), bare: $bare; with: $with; ${released:-?} answered QUIT after the hold"
+}
+if wants W6; then
+    for system in postfix tlsrelay; do
+        n=$([[ $system == postfix ]] && echo "$W6_POSTFIX_SESSIONS" || echo "$W6_SESSIONS")
+        for mode in $W6_MODES; do idle_run "$system" "$mode" "$n"; done
+    done
+fi
+
 # --- report -----------------------------------------------------------------
-python3 - "$OUT/results.tsv" >"$OUT/results.md" <<'EOF'
-import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-def med(rs, key):
-    vals = [float(r[key]) for r in rs if r[key] not in ("-", "")]
-    return statistics.median(vals) if vals else None
-def fmt(v, d=0):
-    return "-" if v is None else f"{v:.{d}f}"
-groups = {}
-for r in rows:
-    groups.setdefault((r["workload"], r["system"]), []).append(r)
-print("| workload | system | runs | accepted msg/s | delivered msg/s (at sink) | p50 ms | p99 ms | errors |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-for (w, s), rs in groups.items():
-    errors = sum(int(r["errors"] or 0) for r in rs)
-    print(f"| {w} | {s} | {len(rs)} | {fmt(med(rs,'gen_rate'))} | {fmt(med(rs,'sink_rate'))} "
-          f"| {fmt(med(rs,'p50_ms'),2)} | {fmt(med(rs,'p99_ms'),2)} | {errors} |")
-print()
-print("| workload | tlsrelay/Postfix accepted | tlsrelay/Postfix delivered | p99 tlsrelay/Postfix | tlsrelay delivered / null relay |")
-print("| --- | --- | --- | --- | --- |")
-null = {"W1": "null", "W2": "null", "W3": "null-tls"}
-for w in ("W1", "W2", "W3"):
-    t, p = groups.get((w, "tlsrelay")), groups.get((w, "postfix"))
-    if not t or not p:
-        continue
-    ratio = lambda k: (med(t, k) / med(p, k)) if med(p, k) else None
-    n = groups.get((null[w], "sink"))
-    of_null = med(t, "sink_rate") / med(n, "sink_rate") if n and med(n, "sink_rate") else None
-    print(f"| {w} | {fmt(ratio('gen_rate'),2)} | {fmt(ratio('sink_rate'),2)} | {fmt(ratio('p99_ms'),2)} | {fmt(of_null,2)} |")
-EOF
+python3 "$BENCHES/report.py" "$OUT/results.tsv" "$OUT/fsync.tsv" "$OUT/idle.tsv" >"$OUT/results.md"
 # What really went over TLS, from the peers' own logs.
 {
     echo

@@ -3,8 +3,11 @@
 //! each, over plaintext or STARTTLS, with or without pipelining (RFC 2920),
 //! reusing connections or opening one per message. It reports messages
 //! per second, the p50/p99 time from the end of DATA (the final `.`
-//! written) to the `250`, and the errors by kind. benches/README.md has
-//! the options; a bare `cargo bench` only prints them.
+//! written) to the `250`, and the errors by kind. With `--idle N` it sends
+//! no mail: it opens N sessions, takes each through EHLO (and STARTTLS),
+//! and holds them, so a script can measure what an idle session costs the
+//! server. benches/README.md has the options; a bare `cargo bench` only
+//! prints them.
 
 // Each tool uses its own part of the shared module.
 #[allow(dead_code)]
@@ -20,6 +23,7 @@ use clap::Parser;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio_rustls::TlsConnector;
 
 use common::smtp::{message_wire, read_reply, Boxed, Reply};
@@ -63,6 +67,16 @@ struct Args {
     /// Stop claiming new messages after this many seconds in all.
     #[arg(long, default_value_t = 600)]
     max_seconds: u64,
+    /// Send no mail: open this many sessions (at most --sessions
+    /// connecting at a time), take each through EHLO (and STARTTLS and
+    /// EHLO again with --starttls), print a RESULT line once all have been
+    /// tried, and hold them idle.
+    #[arg(long, default_value_t = 0)]
+    idle: usize,
+    /// With --idle, how long to hold the sessions after the RESULT line;
+    /// SIGTERM or SIGINT ends the hold sooner. Then every session says QUIT.
+    #[arg(long, default_value_t = 30)]
+    hold_seconds: u64,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -202,10 +216,10 @@ impl Conn {
         Ok(end_of_data.elapsed())
     }
 
-    async fn quit(mut self, shared: &Shared) {
-        if self.send("quit", b"QUIT\r\n").await.is_ok() {
-            let _ = self.reply(shared, "quit").await;
-        }
+    /// Says QUIT; true when the server answered it (the session was
+    /// still open).
+    async fn quit(mut self, shared: &Shared) -> bool {
+        self.send("quit", b"QUIT\r\n").await.is_ok() && self.reply(shared, "quit").await.is_ok()
     }
 }
 
@@ -272,6 +286,89 @@ fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
     f64::from(sorted_us[rank.clamp(1, sorted_us.len()) - 1]) / 1000.0
 }
 
+/// `--idle`: opens the sessions, reports how many got through EHLO (and
+/// STARTTLS), holds them for `--hold-seconds` or until a signal, then
+/// says QUIT on each.
+async fn idle(shared: Arc<Shared>) {
+    let n = shared.args.idle;
+    // One descriptor per session: the soft limit (often 1,024) would stop
+    // a 10,000-session run long before the hard one.
+    match tlsrelay::net::raise_open_file_limit() {
+        Ok((_, now)) if (now as u128) < n as u128 + 64 => {
+            eprintln!(
+                "loadgen: the open-file limit is {now}, too low for {n} sessions; raise ulimit -n"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("loadgen: cannot raise the open-file limit: {e}"),
+    }
+    let start = Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(shared.args.sessions.max(1)));
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (shared, gate) = (shared.clone(), gate.clone());
+        opening.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            Conn::open(&shared).await
+        });
+    }
+    let mut conns = Vec::with_capacity(n);
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    while let Some(joined) = opening.join_next().await {
+        match joined {
+            Ok(Ok(conn)) => conns.push(conn),
+            Ok(Err(failure)) => *errors.entry(failure.kind()).or_default() += 1,
+            Err(e) => *errors.entry(format!("session task: {e}")).or_default() += 1,
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let failed: u64 = errors.values().sum();
+    println!(
+        "{} of {n} sessions established in {seconds:.2} s, {failed} failed; holding them {} s",
+        conns.len(),
+        shared.args.hold_seconds
+    );
+    for (kind, count) in &errors {
+        println!("  error {kind}: {count}");
+    }
+    println!(
+        "RESULT idle={n} established={} errors={failed} seconds={seconds:.3}",
+        conns.len()
+    );
+    let hold = tokio::time::sleep(Duration::from_secs(shared.args.hold_seconds));
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = hold => {}
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        },
+        Err(_) => tokio::select! {
+            _ = hold => {}
+            _ = tokio::signal::ctrl_c() => {}
+        },
+    }
+    // A session the server dropped during the hold does not answer QUIT.
+    let held = conns.len();
+    let mut closing = tokio::task::JoinSet::new();
+    for conn in conns {
+        let shared = shared.clone();
+        closing.spawn(async move {
+            tokio::time::timeout(Duration::from_secs(10), conn.quit(&shared))
+                .await
+                .unwrap_or(false)
+        });
+    }
+    let mut answered = 0usize;
+    while let Some(joined) = closing.join_next().await {
+        answered += usize::from(joined.unwrap_or(false));
+    }
+    println!(
+        "released {held} sessions after {:.1} s; {answered} still answered QUIT",
+        start.elapsed().as_secs_f64()
+    );
+    println!("RELEASED held={held} quit_answered={answered}");
+}
+
 #[tokio::main]
 async fn main() {
     common::usage_if_bare::<Args>();
@@ -304,10 +401,24 @@ async fn main() {
             "no pipelining"
         },
     );
-    println!(
-        "loadgen: {} messages of {} B, {} recipient(s), {} sessions to {target} ({mode})",
-        args.messages, args.size, args.rcpts, args.sessions
-    );
+    if args.idle > 0 {
+        println!(
+            "loadgen: {} idle sessions to {target} ({}), {} connecting at a time, held {} s",
+            args.idle,
+            if args.starttls {
+                "STARTTLS"
+            } else {
+                "plaintext"
+            },
+            args.sessions.max(1),
+            args.hold_seconds
+        );
+    } else {
+        println!(
+            "loadgen: {} messages of {} B, {} recipient(s), {} sessions to {target} ({mode})",
+            args.messages, args.size, args.rcpts, args.sessions
+        );
+    }
     let shared = Arc::new(Shared {
         wire: message_wire(args.size, &args.domain),
         burst: envelope.concat(),
@@ -318,6 +429,10 @@ async fn main() {
         target,
         args,
     });
+    if shared.args.idle > 0 {
+        idle(shared).await;
+        return;
+    }
     let start = Instant::now();
     let tasks: Vec<_> = (0..shared.args.sessions.max(1))
         .map(|_| tokio::spawn(session(shared.clone())))
