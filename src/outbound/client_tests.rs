@@ -257,3 +257,29 @@ fn paths_and_xtext() {
     assert_eq!(path(""), "");
     assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
 }
+
+/// What a reply as sent gives as capabilities (`None`: not a reply, or not
+/// an EHLO reply the parser accepts).
+fn capabilities_of(wire: &[u8]) -> Option<Capabilities> {
+    let mut input = wire;
+    let reply = crate::smtp::reply::ReplyReader::new()
+        .read(&mut input)
+        .ok()??;
+    Capabilities::from_ehlo(&reply).ok()
+}
+
+/// Found by the `ehlo` fuzz target: a keyword behind a tab and a stray CR
+/// is not an extension a server offers (and missing it is safe), while
+/// the same keyword on a line of its own is seen.
+#[test]
+fn a_keyword_behind_a_tab_and_a_stray_cr_is_not_taken_as_offered() {
+    let odd = capabilities_of(
+        b"250-\0\0V\0\0VE\x05\n250-\t\rSMTPUTF8\n250  E0\xff\xff\x07\xa7\xaaSC\rESD\r\n",
+    );
+    assert!(odd.is_none_or(|caps| !caps.smtputf8), "{odd:?}");
+    let plain = capabilities_of(b"250-mx.test\r\n250-SMTPUTF8\r\n250 8BITMIME\r\n");
+    assert!(
+        plain.is_some_and(|caps| caps.smtputf8 && caps.eight_bit),
+        "{plain:?}"
+    );
+}
