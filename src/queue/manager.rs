@@ -356,7 +356,9 @@ impl<R: Resolve> Worker<R> {
     /// Attempts message `id`; returns when to try again, `None` when done.
     async fn attempt(&self, id: &str) -> Option<i64> {
         let (spool, states) = (&self.finish.spool, &self.finish.states);
-        let (envelope, content) = match spool.read(id) {
+        let fresh = spool.take_fresh(id);
+        let first = fresh.is_some();
+        let (envelope, content) = match fresh.map_or_else(|| spool.read(id), Ok) {
             Ok(message) => message,
             // Deleted meanwhile (`tlsrelay queue delete`).
             Err(SpoolError::File { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -379,8 +381,10 @@ impl<R: Resolve> Worker<R> {
                 return Some(now() + READ_RETRY_SECONDS);
             }
         };
-        let mut state = states
-            .load(id)
+        // A fresh message was never attempted: it has no saved state.
+        let mut state = (!first)
+            .then(|| states.load(id))
+            .flatten()
             .unwrap_or_else(|| DeliveryState::new(&envelope, now()));
         let pending: Vec<&Recipient> = envelope
             .recipients

@@ -31,7 +31,11 @@
 //! (a duplicate, never a loss; RFC 1047).
 //!
 //! Small messages stay in memory until commit, so the common case costs
-//! one blocking task: create, write, sync, rename.
+//! one blocking task: create, write, sync, rename. Such a message is then
+//! kept in memory (up to `FRESH_LIMIT` bytes in all) until its first
+//! delivery attempt takes it ([`Spool::take_fresh`]), so that attempt does
+//! not read back the file just written; the file stays the only copy that
+//! counts, and later attempts and restarts read it.
 //!
 //! # Spare files
 //!
@@ -70,6 +74,8 @@ const MAGIC: &str = "tlsrelay-spool 1\n";
 pub const LOCK_FILE: &str = "lock";
 /// Content beyond this is written to the `.tmp` file as it arrives.
 const MEMORY_LIMIT: usize = 256 * 1024;
+/// Messages held whole in memory for their first delivery attempt, in bytes.
+const FRESH_LIMIT: usize = 32 * 1024 * 1024;
 /// At most this many emptied files wait in `spare/` to be reused.
 pub const SPARE_LIMIT: usize = 16_384;
 
@@ -107,6 +113,7 @@ pub struct Spool {
 struct Inner {
     queue: PathBuf,
     spares: Spares,
+    fresh: std::sync::Mutex<Fresh>,
     next: AtomicU64,
     id_base: u64,
     syncer: mpsc::Sender<oneshot::Sender<io::Result<()>>>,
@@ -171,6 +178,7 @@ impl Spool {
             inner: Arc::new(Inner {
                 queue,
                 spares,
+                fresh: std::sync::Mutex::new(Fresh::default()),
                 next: AtomicU64::new(0),
                 id_base: micros,
                 syncer,
@@ -231,6 +239,18 @@ impl Spool {
         read_message(&self.inner.queue.join(id))
     }
 
+    /// A message committed by this process and not read since, from
+    /// memory: the first delivery attempt need not read back the file it
+    /// just wrote. Taken, so it is handed out once; `None` sends the
+    /// caller to [`read`](Self::read). A message given out here has never
+    /// been attempted, so it has no delivery state yet.
+    pub fn take_fresh(&self, id: &str) -> Option<(Envelope, Vec<u8>)> {
+        let mut data = self.inner.fresh.lock().ok()?.take(id)?;
+        let (envelope, start) = parse_head(&self.inner.queue.join(id), &data).ok()?;
+        data.drain(..start);
+        Some((envelope, data))
+    }
+
     /// Moves an unreadable file out of `queue/` into `quarantine/`, so it
     /// is neither retried for ever nor lost: an administrator can look at
     /// it. Returns where it went.
@@ -246,6 +266,9 @@ impl Spool {
     /// Not synced: should the removal be lost in a crash, the message is
     /// delivered again.
     pub fn remove(&self, id: &str) {
+        if let Ok(mut fresh) = self.inner.fresh.lock() {
+            fresh.take(id);
+        }
         let path = self.inner.queue.join(id);
         if !self.inner.spares.put(&path) {
             let _ = fs::remove_file(path);
@@ -379,6 +402,29 @@ fn folder_syncer(folder: &Path, requests: &mpsc::Receiver<oneshot::Sender<io::Re
 
 fn sync_folder(folder: &Path) -> io::Result<()> {
     File::open(folder)?.sync_all()
+}
+
+/// Committed messages not yet read, whole file images by id, within
+/// [`FRESH_LIMIT`] bytes in all.
+#[derive(Debug, Default)]
+struct Fresh {
+    messages: std::collections::HashMap<String, Vec<u8>>,
+    bytes: usize,
+}
+
+impl Fresh {
+    fn keep(&mut self, id: &str, data: Vec<u8>) {
+        if self.bytes + data.len() <= FRESH_LIMIT {
+            self.bytes += data.len();
+            self.messages.insert(id.to_string(), data);
+        }
+    }
+
+    fn take(&mut self, id: &str) -> Option<Vec<u8>> {
+        let data = self.messages.remove(id)?;
+        self.bytes -= data.len();
+        Some(data)
+    }
 }
 
 /// The emptied files in `spare/`, by number; see "Spare files" above.
@@ -546,6 +592,8 @@ impl MessageWriter {
         let tmp = self.tmp.clone();
         let done = self.spool.inner.queue.join(&self.id);
         let spool = self.spool.clone();
+        // A message that stayed in memory whole is kept for its first attempt.
+        let whole = file.is_none();
         let result = blocking(move || {
             let mut file = match file {
                 Some(file) => file,
@@ -553,17 +601,21 @@ impl MessageWriter {
             };
             file.write_all(&buffer)?;
             file.sync_data()?;
-            fs::rename(&tmp, &done)
+            fs::rename(&tmp, &done)?;
+            Ok(buffer)
         })
         .await
         .and_then(|r| r);
-        if let Err(source) = result {
-            let _ = fs::remove_file(&self.tmp);
-            return Err(SpoolError::File {
-                path: self.tmp.clone(),
-                source,
-            });
-        }
+        let buffer = match result {
+            Ok(buffer) => buffer,
+            Err(source) => {
+                let _ = fs::remove_file(&self.tmp);
+                return Err(SpoolError::File {
+                    path: self.tmp.clone(),
+                    source,
+                });
+            }
+        };
         // Renamed: from here on the Drop below must not remove anything.
         let id = std::mem::take(&mut self.id);
         self.tmp = PathBuf::new();
@@ -574,6 +626,11 @@ impl MessageWriter {
                 path: self.spool.inner.queue.clone(),
                 source,
             })?;
+        if whole {
+            if let Ok(mut fresh) = self.spool.inner.fresh.lock() {
+                fresh.keep(&id, buffer);
+            }
+        }
         Ok(id)
     }
 }

@@ -237,3 +237,31 @@ async fn past_the_limit_finished_messages_are_unlinked() {
     assert!(!spool.contains(&id));
     assert_eq!(count(), SPARE_LIMIT);
 }
+
+#[tokio::test]
+async fn a_small_message_is_handed_out_once_from_memory_a_spilled_one_never() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let small = commit(&spool, b"Subject: small\r\n\r\nhi\r\n").await;
+    assert_eq!(
+        spool.take_fresh(&small),
+        Some((envelope(), b"Subject: small\r\n\r\nhi\r\n".to_vec()))
+    );
+    assert_eq!(spool.take_fresh(&small), None);
+    // Still on disk, as committed.
+    assert_eq!(
+        spool.read(&small).map(|(_, c)| c).ok(),
+        Some(b"Subject: small\r\n\r\nhi\r\n".to_vec())
+    );
+
+    let removed = commit(&spool, b"Subject: gone\r\n\r\nhi\r\n").await;
+    spool.remove(&removed);
+    assert_eq!(spool.take_fresh(&removed), None);
+
+    let big = commit(&spool, &vec![b'a'; 2 * MEMORY_LIMIT]).await;
+    assert_eq!(spool.take_fresh(&big), None);
+    assert_eq!(
+        spool.read(&big).map(|(_, c)| c.len()).ok(),
+        Some(2 * MEMORY_LIMIT)
+    );
+}
