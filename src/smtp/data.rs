@@ -86,15 +86,16 @@ impl Content {
         self.received_headers
     }
 
-    /// Appends content to `out` while within the limit.
+    /// Appends content to `out` up to the limit: the bytes that still fit,
+    /// however the content is cut into pieces.
     pub fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         if self.in_headers {
             self.watch_headers(bytes);
         }
+        let room = self.limit.saturating_sub(self.size);
+        let keep = usize::try_from(room).map_or(bytes.len(), |room| room.min(bytes.len()));
+        out.extend_from_slice(&bytes[..keep]);
         self.size += bytes.len() as u64;
-        if self.size <= self.limit {
-            out.extend_from_slice(bytes);
-        }
     }
 
     /// Tracks the header section: counts `Received:` fields, and ends at

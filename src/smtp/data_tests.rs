@@ -138,6 +138,23 @@ fn size_limit_counts_everything_and_keeps_memory_bounded() {
     assert!(out.len() <= 1000);
 }
 
+/// Found by the `data` fuzz target once line content went in as runs: a
+/// run crossing the limit kept nothing of itself, so the content kept
+/// depended on how the input was cut. It is the bytes up to the limit.
+#[test]
+fn content_up_to_the_limit_is_kept_however_the_input_is_cut() {
+    let input = b"Received: from a\r\nSubject: a long subject line\r\n\r\nbody\r\n.\r\n";
+    let whole = run(input, BareLf::Reject, 20, input.len());
+    assert_eq!(whole.0, b"Received: from a\r\nSu");
+    for chunk in 1..input.len() {
+        assert_eq!(
+            run(input, BareLf::Reject, 20, chunk),
+            whole,
+            "chunk size {chunk}"
+        );
+    }
+}
+
 #[test]
 fn counts_received_headers_in_the_header_section_only() {
     let input = b"Received: from a\r\nreceived: from b\r\n\tby c\r\nX-Received: no\r\nRECEIVED:d\r\n\r\nReceived: in the body\r\n.\r\n";
