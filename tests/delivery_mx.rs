@@ -202,3 +202,37 @@ fn mail_queued_while_the_hop_is_down_is_delivered_after_a_restart() {
     assert!(delivered[0].content().contains("Subject: kept\r\n"));
     relay.wait_spool_empty();
 }
+
+/// A kept connection the next hop has cut is not a failed delivery: the
+/// next message goes over a new connection in the same attempt, whether
+/// the cut shows before the RSET or only in its reply (the RSET travels
+/// in front of MAIL, pipelined).
+#[test]
+fn a_kept_connection_cut_by_the_next_hop_costs_no_delay() {
+    let (_dns, mut hosts, relay) = world(&["127.0.0.2"]);
+    submit(
+        relay.smtp,
+        SENDER,
+        &["bob@b.test"],
+        &message("bob@b.test", "one"),
+    );
+    hosts[0].wait_delivered(1);
+    relay.wait_spool_empty();
+    hosts[0].stop();
+    hosts[0].restart();
+    submit(
+        relay.smtp,
+        SENDER,
+        &["bob@b.test"],
+        &message("bob@b.test", "two"),
+    );
+    let delivered = hosts[0].wait_delivered(2);
+    assert!(delivered[1].content().contains("Subject: two\r\n"));
+    relay.wait_spool_empty();
+    let log = relay.log();
+    assert!(
+        !log.contains("\"result\":\"connection"),
+        "a stale connection was taken for a failed attempt:\n{log}"
+    );
+    assert_eq!(relay.wait_for_log("message finished", 2).len(), 2);
+}

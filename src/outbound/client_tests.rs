@@ -283,3 +283,86 @@ fn a_keyword_behind_a_tab_and_a_stray_cr_is_not_taken_as_offered() {
         "{plain:?}"
     );
 }
+
+/// From alice@a.test to bob@b.test, nothing else.
+fn to_bob() -> Envelope {
+    Envelope {
+        sender: "alice@a.test".into(),
+        recipients: vec![Recipient {
+            address: "bob@b.test".into(),
+            orcpt: None,
+            notify: None,
+        }],
+        ..Envelope::default()
+    }
+}
+
+/// A kept connection's RSET goes out in front of the next MAIL, in the
+/// same write, and its reply is read first.
+#[tokio::test]
+async fn a_kept_connection_pipelines_its_rset_in_front_of_the_next_mail() {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(scripted(
+        theirs,
+        "220 mx.b.test ESMTP\r\n",
+        vec![
+            ("EHLO", Some(EHLO_FULL)),
+            ("RSET", None),
+            ("MAIL", None),
+            ("RCPT", None),
+            (
+                "DATA",
+                Some("250 2.0.0 reset\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"),
+            ),
+            ("DATA-CONTENT", Some("250 2.0.0 queued\r\n")),
+        ],
+    ));
+    let mut client = Client::new(ours);
+    let _ = client.reply(Phase::Greeting).await;
+    assert!(client.hello("relay.example.test").await.is_ok());
+    let envelope = to_bob();
+    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
+    // As if the connection had just been kept after a transaction.
+    let mut input = client;
+    assert!(input.ready_for_next().await);
+    let outcome = input
+        .transaction(&envelope, &recipients, b"Subject: x\r\n\r\nhi\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(outcome.data.map(|r| r.code), Some(250));
+    drop(input);
+    let seen = server.await.unwrap_or_default();
+    assert!(
+        seen.starts_with(
+            "EHLO relay.example.test\r\nRSET\r\nMAIL FROM:<alice@a.test> SIZE=18\r\nRCPT TO:<bob@b.test>\r\nDATA\r\n\
+             Subject: x\r\n\r\nhi\r\n.\r\n"
+        ),
+        "{seen}"
+    );
+}
+
+/// A kept connection the server has closed fails in the RSET phase, so
+/// the delivery takes a new connection instead of deferring the message.
+#[tokio::test]
+async fn a_closed_kept_connection_fails_in_the_rset_phase() {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(scripted(
+        theirs,
+        "220 mx.b.test ESMTP\r\n",
+        vec![("EHLO", Some(EHLO_FULL))],
+    ));
+    let mut client = Client::new(ours);
+    let _ = client.reply(Phase::Greeting).await;
+    assert!(client.hello("relay.example.test").await.is_ok());
+    let _ = server.await;
+    // The server is gone; in_step may not have seen it yet.
+    client.reset_first = true;
+    let envelope = to_bob();
+    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
+    let outcome = client.transaction(&envelope, &recipients, b"hi\r\n").await;
+    assert!(
+        outcome.as_ref().is_err_and(|e| e.phase() == Phase::Rset),
+        "{:?}",
+        outcome.map(|t| t.mail.code)
+    );
+}

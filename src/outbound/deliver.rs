@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::client::Client;
+use super::client::{Client, Phase};
 use super::outcome::{judge, Verdict};
 use super::policy::{self, Checks, Rung, Step};
 use super::route::{connector_for, hops, Hop, Hops, Resolve};
@@ -335,8 +335,12 @@ impl<R: Resolve> Deliverer<R> {
                     (v, back.map(|c| Session::Tls(Box::new(c))))
                 }
             };
-            self.park(&key, back, summary, channel);
-            return Ok(verdicts);
+            if !verdicts.is_empty() {
+                self.park(&key, back, summary, channel);
+                return Ok(verdicts);
+            }
+            // Its RSET, pipelined in front of MAIL, failed: the kept
+            // connection had gone stale, nothing was sent; a new one.
         }
         let mut rung = match level {
             TlsLevel::Opportunistic => self.memory.start(&server),
@@ -494,12 +498,8 @@ impl<R: Resolve> Deliverer<R> {
             // Out of step (the server said more than it was asked) or
             // gone: dropped, the message gets a new connection.
             let alive = match &mut idle.session {
-                Session::Plain(client) => {
-                    client.in_step().await && client.reset().await.is_ok_and(|r| r.is_positive())
-                }
-                Session::Tls(client) => {
-                    client.in_step().await && client.reset().await.is_ok_and(|r| r.is_positive())
-                }
+                Session::Plain(client) => client.ready_for_next().await,
+                Session::Tls(client) => client.ready_for_next().await,
             };
             if alive {
                 return Some(idle);
@@ -745,6 +745,8 @@ fn domain_names_match(
 /// The transaction on a ready client, judged per recipient; a broken
 /// conversation defers everyone (the next attempt may use another host).
 /// The client comes back when the conversation ended cleanly, for reuse.
+/// No verdicts at all: a kept connection failed its RSET (sent in front of
+/// MAIL), before anything of this message went out; try a new connection.
 async fn converse<S>(
     mut client: Client<S>,
     envelope: &Envelope,
@@ -785,6 +787,12 @@ where
                 .summary();
             log(&result);
             (verdicts, Some(client))
+        }
+        // Only a kept connection sends RSET: it went stale before any of
+        // the message left; no verdicts, the caller opens a new one.
+        Err(e) if matches!(e.phase(), Phase::Rset) => {
+            tracing::debug!(host, error = %e, "kept connection unusable");
+            (Vec::new(), None)
         }
         Err(e) => {
             log(&e.to_string());
