@@ -89,12 +89,30 @@ impl Content {
     /// Appends content to `out` up to the limit: the bytes that still fit,
     /// however the content is cut into pieces.
     pub fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let keep = usize::try_from(self.room()).map_or(bytes.len(), |room| room.min(bytes.len()));
+        out.extend_from_slice(&bytes[..keep]);
+        self.account(bytes);
+    }
+
+    /// Like [`push`](Self::push) for a piece that must not be cut (a
+    /// CRLF: half of one would be a bare CR): all of it fits, or none.
+    fn push_whole(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if self.room() >= bytes.len() as u64 {
+            out.extend_from_slice(bytes);
+        }
+        self.account(bytes);
+    }
+
+    /// Bytes still within the limit.
+    fn room(&self) -> u64 {
+        self.limit.saturating_sub(self.size)
+    }
+
+    /// Counts `bytes` as content seen, kept or not.
+    fn account(&mut self, bytes: &[u8]) {
         if self.in_headers {
             self.watch_headers(bytes);
         }
-        let room = self.limit.saturating_sub(self.size);
-        let keep = usize::try_from(room).map_or(bytes.len(), |room| room.min(bytes.len()));
-        out.extend_from_slice(&bytes[..keep]);
         self.size += bytes.len() as u64;
     }
 
@@ -234,7 +252,10 @@ impl DataReceiver {
     }
 
     fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        self.content.push(bytes, out);
+        match bytes {
+            b"\r\n" => self.content.push_whole(bytes, out),
+            _ => self.content.push(bytes, out),
+        }
     }
 }
 

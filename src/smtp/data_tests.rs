@@ -153,6 +153,9 @@ fn content_up_to_the_limit_is_kept_however_the_input_is_cut() {
             "chunk size {chunk}"
         );
     }
+    // A CRLF across the limit is kept whole or not at all: never a bare CR.
+    let cut = run(input, BareLf::Reject, 17, input.len());
+    assert_eq!(cut.0, b"Received: from a");
 }
 
 #[test]
