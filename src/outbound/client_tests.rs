@@ -323,14 +323,13 @@ async fn a_kept_connection_pipelines_its_rset_in_front_of_the_next_mail() {
     let envelope = to_bob();
     let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
     // As if the connection had just been kept after a transaction.
-    let mut input = client;
-    assert!(input.ready_for_next().await);
-    let outcome = input
+    assert!(client.ready_for_next().await);
+    let outcome = client
         .transaction(&envelope, &recipients, b"Subject: x\r\n\r\nhi\r\n")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome.data.map(|r| r.code), Some(250));
-    drop(input);
+    drop(client);
     let seen = server.await.unwrap_or_default();
     assert!(
         seen.starts_with(

@@ -468,7 +468,7 @@ impl Spares {
         let spare = self.free.lock().ok().and_then(|mut free| free.pop());
         if let Some(n) = spare {
             if fs::rename(self.folder.join(n.to_string()), path).is_ok() {
-                if let Ok(file) = File::options().write(true).truncate(true).open(path) {
+                if let Ok(file) = open_emptied(path) {
                     return Ok(file);
                 }
             }
@@ -503,13 +503,14 @@ impl Spares {
     }
 }
 
+/// Opens the file at `path` for writing, truncated to nothing.
+fn open_emptied(path: &Path) -> io::Result<File> {
+    File::options().write(true).truncate(true).open(path)
+}
+
 /// Truncates the file at `path` to nothing.
 fn empty(path: &Path) -> io::Result<()> {
-    File::options()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .map(drop)
+    open_emptied(path).map(drop)
 }
 
 /// Like [`empty`], but only opens a file that is not empty already.
