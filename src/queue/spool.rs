@@ -140,25 +140,22 @@ impl Spool {
         fs::create_dir_all(&queue).map_err(folder_error)?;
         let lock = lock(dir)?;
         for entry in fs::read_dir(&queue).map_err(folder_error)? {
-            let path = entry.map_err(folder_error)?.path();
+            let entry = entry.map_err(folder_error)?;
+            let path = entry.path();
             if path.extension().is_some_and(|e| e == "tmp") {
                 fs::remove_file(&path).map_err(|source| SpoolError::File {
                     path: path.clone(),
                     source,
                 })?;
+            } else if entry.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) {
+                // A spare whose rename the crash lost; see "Spare files".
+                let _ = fs::remove_file(&path);
             }
         }
         let spares = Spares::open(dir.join("spare")).map_err(|source| SpoolError::Folder {
             path: dir.join("spare"),
             source,
         })?;
-        for entry in fs::read_dir(&queue).map_err(folder_error)? {
-            let entry = entry.map_err(folder_error)?;
-            if entry.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) {
-                // A spare whose rename the crash lost; see "Spare files".
-                let _ = fs::remove_file(entry.path());
-            }
-        }
         sync_folder(&queue).map_err(folder_error)?;
         // Probe writability now, so a read-only spool stops the start.
         let probe = queue.join(".write-test.tmp");
