@@ -91,7 +91,7 @@ fn a_verified_client_certificate_selects_its_connector_and_may_relay() {
         "{received}"
     );
     assert!(
-        received.contains("(tlsrelay; connector contoso) with ESMTPSA id "),
+        received.contains("(tlsrelay; connector contoso) with ESMTPS id "),
         "{received}"
     );
 }

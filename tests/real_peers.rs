@@ -5,6 +5,9 @@
 //! `cargo test` skips it.
 //!
 //! * `clients`: swaks, msmtp and smtplib deliver into the spool, byte for byte.
+//! * `client_certs`: Postfix, msmtp, Python `ssl`, `openssl s_client` and
+//!   swaks with and without a client certificate against a
+//!   certificate-keyed inbound connector.
 //! * `postfix`: the Postfix harness itself, Postfix as a STARTTLS server for
 //!   `cert-info`, and Postfix relaying through tlsrelay with TLS enforced.
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
@@ -19,6 +22,8 @@
 mod support;
 
 // A test target's root resolves modules beside it, in tests/.
+#[path = "real_peers/client_certs.rs"]
+mod client_certs;
 #[path = "real_peers/clients.rs"]
 mod clients;
 #[path = "real_peers/delivery.rs"]

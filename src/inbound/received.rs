@@ -65,9 +65,10 @@ impl Session {
         header
     }
 
-    /// The `with` keyword of RFC 3848 / RFC 6531: ESMTP, plus S for TLS,
-    /// plus A when the client authenticated (here: a verified client
-    /// certificate that selected the connector); UTF8SMTP* for SMTPUTF8.
+    /// The `with` keyword of RFC 3848 / RFC 6531: ESMTP, plus S for TLS;
+    /// UTF8SMTP* for SMTPUTF8. Never the A of `ESMTPSA`: RFC 3848 keeps it
+    /// for SMTP AUTH, and a client certificate is not that; the verified
+    /// subject is in the TLS comment instead.
     fn protocol(&self) -> String {
         let base = match (
             self.esmtp,
@@ -77,14 +78,10 @@ impl Session {
             (true, true) => "UTF8SMTP",
             (true, false) => "ESMTP",
         };
-        let Some(tls) = &self.tls else {
-            return base.to_string();
-        };
-        let authenticated = matches!(tls.client_cert, ClientCert::Verified { .. })
-            && self
-                .connector
-                .is_some_and(|i| !self.policy.connectors[i].cert_names.is_empty());
-        format!("{base}S{}", if authenticated { "A" } else { "" })
+        match self.tls {
+            Some(_) => format!("{base}S"),
+            None => base.to_string(),
+        }
     }
 }
 

@@ -255,7 +255,7 @@ fn verified_client_certificate_selects_its_connector() {
     });
     let replies = d.codes("EHLO mail.contoso.test\r\nMAIL FROM:<a@contoso.test>\r\nRCPT TO:<x@elsewhere.test>\r\nDATA\r\nhi\r\n.\r\n");
     assert_eq!(code_list(&replies), ["250", "250", "250", "354", "250"]);
-    assert!(d.queued[0].1.contains("with ESMTPSA id Q1"));
+    assert!(d.queued[0].1.contains("with ESMTPS id Q1"));
     assert_eq!(d.queued[0].0.client.connector.as_deref(), Some("partner"));
     // An unverified certificate with the same name does not.
     let mut d = Driver::new("192.0.2.1");

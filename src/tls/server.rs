@@ -52,10 +52,15 @@ impl ServerTls {
             trust
                 .add_certificates(client_ca)
                 .map_err(rustls::Error::General)?;
+            // The CertificateRequest's certificate_authorities are whole
+            // DER Names (RFC 8446 §4.2.4, RFC 5246 §7.4.4); webpki keeps an
+            // anchor's subject without its outer SEQUENCE. Sent bare, OpenSSL
+            // clients abort the handshake ("wrong tag") and GnuTLS clients
+            // find no certificate of theirs under any listed CA.
             let hints = trust
                 .anchors()
                 .iter()
-                .map(|a| DistinguishedName::from(a.subject.to_vec()))
+                .map(|a| DistinguishedName::in_sequence(&a.subject))
                 .collect();
             let verifier = AnyClientCert {
                 hints,
