@@ -250,3 +250,93 @@ fn gen_cert_round_trip_and_overwrite_refusal() {
     assert!(forced.status.success(), "{}", stderr(&forced));
     assert_ne!(std::fs::read(&cert).unwrap(), before);
 }
+
+/// The extended key usage, as openssl reads it; a certificate without
+/// clientAuth is flagged, since receivers refuse it as a client's (issue 12).
+#[test]
+fn extended_key_usage_is_shown_and_a_missing_client_auth_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = TestCa::root("test root", Key::P256);
+    for (spec, json_usages, text_usages, client) in [
+        (
+            Spec::new(&["both.example.test"], Key::P256),
+            vec!["serverAuth", "clientAuth"],
+            "serverAuth, clientAuth\n",
+            "TLS Web Server Authentication, TLS Web Client Authentication",
+        ),
+        (
+            Spec::new(&["server.example.test"], Key::P256).server_auth_only(),
+            vec!["serverAuth"],
+            "serverAuth (no clientAuth: receivers refuse it as a client certificate)\n",
+            "TLS Web Server Authentication\n",
+        ),
+    ] {
+        let pem = write(dir.path(), "leaf.pem", &root.leaf(&spec).cert_pem);
+        let openssl_text = openssl(&["x509", "-noout", "-text", "-in", arg(&pem)]);
+        assert!(
+            openssl_text.contains(&format!(
+                "X509v3 Extended Key Usage: \n                {client}"
+            )),
+            "{openssl_text}"
+        );
+        let report = json(&["cert-info", arg(&pem), "--json"]);
+        assert_eq!(
+            report["certificates"][0]["extended_key_usage"],
+            serde_json::json!(json_usages)
+        );
+        let out = tlsrelay(&["cert-info", arg(&pem)]);
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!("  Extended key usage     {text_usages}")),
+            "{text}"
+        );
+    }
+    // The CA certificates carry no such extension: any purpose.
+    let ca = write(dir.path(), "ca.pem", root.pem());
+    let report = json(&["cert-info", arg(&ca), "--json"]);
+    assert_eq!(
+        report["certificates"][0]["extended_key_usage"],
+        serde_json::Value::Null
+    );
+}
+
+/// `check-config` warns (exit 0) for every connector that presents `[tls]
+/// cert` as a client certificate when it lacks clientAuth, at the
+/// connector's `client_cert` line; a certificate with clientAuth is quiet.
+#[test]
+fn check_config_warns_when_the_client_certificate_lacks_client_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = TestCa::root("test root", Key::P256);
+    let config = "[server]\nhostname = \"relay.example.test\"\nlisten = [\"127.0.0.1:2525\"]\n\
+                  spool_dir = \"spool\"\n[tls]\ncert = \"relay.crt\"\nkey = \"relay.key\"\n\
+                  [relay]\naccepted_domains = [\"example.test\"]\n\
+                  [[outbound]]\nname = \"internal\"\nrecipient_domains = [\"example.test\"]\n\
+                  smarthosts = [\"192.0.2.1:25\"]\n\
+                  [[outbound]]\nname = \"partner\"\nrecipient_domains = [\"partner.test\"]\n\
+                  tls = \"verify-domain\"\nclient_cert = true\n";
+    let file = write(dir.path(), "tlsrelay.toml", config);
+    for (spec, warned) in [
+        (
+            Spec::new(&["relay.example.test"], Key::P256).server_auth_only(),
+            true,
+        ),
+        (Spec::new(&["relay.example.test"], Key::P256), false),
+    ] {
+        let leaf = root.leaf(&spec);
+        write(dir.path(), "relay.crt", &leaf.cert_pem);
+        write(dir.path(), "relay.key", &leaf.key_pem);
+        let out = tlsrelay(&["check-config", "-c", arg(&file)]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let expected = format!(
+            "{}:18:15: outbound[1].client_cert: warning: {}/relay.crt has an extended key usage without clientAuth;",
+            file.display(),
+            dir.path().display()
+        );
+        assert_eq!(
+            stderr(&out).starts_with(&expected),
+            warned,
+            "{}",
+            stderr(&out)
+        );
+    }
+}

@@ -69,12 +69,17 @@ impl Config {
             return;
         }
         match certs::load_identity(cert, key) {
-            Ok(identity) => warnings.extend(
-                identity
-                    .warnings
-                    .iter()
-                    .map(|w| self.error("tls.cert", format!("warning: {w}"))),
-            ),
+            Ok(identity) => {
+                warnings.extend(
+                    identity
+                        .warnings
+                        .iter()
+                        .map(|w| self.error("tls.cert", format!("warning: {w}"))),
+                );
+                if !identity.client_auth {
+                    warnings.extend(self.client_cert_without_client_auth(cert));
+                }
+            }
             Err(e) => {
                 let key_name = match &e {
                     CertError::Read { path, .. } | CertError::Invalid { path, .. }
@@ -87,5 +92,25 @@ impl Config {
                 errors.push(self.error(key_name, e.to_string()));
             }
         }
+    }
+
+    /// Warnings for the outbound connectors that present `[tls] cert` as
+    /// a client certificate when its extended key usage lacks clientAuth:
+    /// Postfix and other OpenSSL receivers refuse such a certificate, and
+    /// public CAs stop putting clientAuth in server certificates in 2026.
+    fn client_cert_without_client_auth<'a>(
+        &'a self,
+        cert: &'a Path,
+    ) -> impl Iterator<Item = ConfigError> + 'a {
+        self.outbound
+            .iter()
+            .enumerate()
+            .filter(|(_, connector)| connector.client_cert)
+            .map(move |(i, _)| {
+                self.error(&format!("outbound[{i}].client_cert"), format!(
+                    "warning: {} has an extended key usage without clientAuth; receivers that check it (Postfix: \"not designated for use as a client certificate\") will not accept it as this connector's client certificate: use a certificate with clientAuth (for example from a private CA the partner trusts), or set client_cert = false",
+                    cert.display()
+                ))
+            })
     }
 }

@@ -24,6 +24,9 @@ pub struct Identity {
     pub key: PrivateKeyDer<'static>,
     /// Things worth telling the administrator that do not stop use (expired, expiring soon).
     pub warnings: Vec<String>,
+    /// The leaf may serve as a TLS client certificate (its extended key
+    /// usage allows `clientAuth`), as `client_cert = true` needs.
+    pub client_auth: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,10 +82,13 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, CertError> {
     }
     check_order(cert, &parsed)?;
     let warnings = validity_warnings(cert, &parsed, time::OffsetDateTime::now_utc());
+    let client_auth =
+        super::x509::allows_client_auth(super::x509::extended_key_usage(&parsed[0]).as_deref());
     Ok(Identity {
         chain,
         key: key_der,
         warnings,
+        client_auth,
     })
 }
 

@@ -100,6 +100,44 @@ pub fn oid_name(oid: &x509_parser::oid_registry::Oid<'_>) -> String {
     }
 }
 
+/// The extended key usages of a certificate in OpenSSL's short names
+/// (`serverAuth`, `clientAuth`, …; other purposes as dotted OIDs), or
+/// `None` when the extension is absent, which allows every purpose.
+pub fn extended_key_usage(cert: &X509Certificate<'_>) -> Option<Vec<String>> {
+    let eku = cert.extended_key_usage().ok().flatten()?.value;
+    let known = [
+        (eku.any, "anyExtendedKeyUsage"),
+        (eku.server_auth, "serverAuth"),
+        (eku.client_auth, "clientAuth"),
+        (eku.code_signing, "codeSigning"),
+        (eku.email_protection, "emailProtection"),
+        (eku.time_stamping, "timeStamping"),
+        (eku.ocsp_signing, "OCSPSigning"),
+    ];
+    let named = known
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| name.to_owned());
+    Some(
+        named
+            .chain(eku.other.iter().map(|o| o.to_id_string()))
+            .collect(),
+    )
+}
+
+/// Whether OpenSSL-based peers accept a certificate with these extended
+/// key usages ([`extended_key_usage`]) as a TLS client's: no such
+/// extension at all, or one that names `clientAuth` or any purpose.
+/// Postfix otherwise refuses it: "not designated for use as a client
+/// certificate".
+pub fn allows_client_auth(usages: Option<&[String]>) -> bool {
+    usages.is_none_or(|usages| {
+        usages
+            .iter()
+            .any(|u| u == "clientAuth" || u == "anyExtendedKeyUsage")
+    })
+}
+
 /// The values of one attribute (CN, O, OU) of a name, joined with ", ".
 pub fn attribute<'a, I>(values: I) -> Option<String>
 where

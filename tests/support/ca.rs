@@ -67,6 +67,9 @@ pub struct Spec {
     /// Validity relative to now.
     pub not_before: Duration,
     pub not_after: Duration,
+    /// Extended key usage: serverAuth and clientAuth (`true`, the default),
+    /// or serverAuth alone, as public CAs issue server certificates now.
+    pub client_auth: bool,
 }
 
 impl Spec {
@@ -78,7 +81,14 @@ impl Spec {
             key,
             not_before: Duration::days(-1),
             not_after: Duration::days(365),
+            client_auth: true,
         }
+    }
+
+    /// Extended key usage serverAuth only: not usable as a client certificate.
+    pub fn server_auth_only(mut self) -> Self {
+        self.client_auth = false;
+        self
     }
 
     pub fn org(mut self, organization: &str, unit: &str) -> Self {
@@ -178,10 +188,12 @@ impl TestCa {
 
 fn leaf_params(spec: &Spec) -> CertificateParams {
     let mut params = spec.params();
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    if spec.client_auth {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+    }
     params
 }
 

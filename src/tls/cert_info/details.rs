@@ -37,6 +37,9 @@ pub struct CertDetails {
     pub sha256_fingerprint: String,
     /// SHA-256 of the SubjectPublicKeyInfo DER, `sha256:…`, for `tls = "pinned"`.
     pub spki_sha256: String,
+    /// Extended key usages (`serverAuth`, `clientAuth`, …); `null` when the
+    /// certificate has no such extension, which allows every purpose.
+    pub extended_key_usage: Option<Vec<String>>,
     #[serde(skip)]
     pub(crate) not_before_at: OffsetDateTime,
     #[serde(skip)]
@@ -68,6 +71,7 @@ impl CertDetails {
             days_left: (not_after_at - now).whole_days(),
             sha256_fingerprint: digest::openssl_fingerprint(der),
             spki_sha256: digest::pin(cert.public_key().raw),
+            extended_key_usage: x509::extended_key_usage(cert),
             not_before_at,
             not_after_at,
         }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::{CertDetails, Report};
-use crate::tls::x509::utc;
+use crate::tls::x509::{self, utc};
 
 const WIDTH: usize = 22;
 const PARTNER_WIDTH: usize = 36;
@@ -130,6 +130,16 @@ fn certificate(out: &mut String, cert: &CertDetails) {
     row(out, WIDTH, "Serial", &cert.serial);
     row(out, WIDTH, "Signature algorithm", &cert.signature_algorithm);
     row(out, WIDTH, "Key", &cert.key_strength);
+    let usages = cert.extended_key_usage.as_deref();
+    let usage = match usages {
+        None => "(not restricted)".to_string(),
+        Some(list) if x509::allows_client_auth(usages) => list.join(", "),
+        Some(list) => format!(
+            "{} (no clientAuth: receivers refuse it as a client certificate)",
+            list.join(", ")
+        ),
+    };
+    row(out, WIDTH, "Extended key usage", &usage);
     row(out, WIDTH, "Valid from", &utc(cert.not_before_at));
     let left = match cert.days_left {
         d if d < 0 => format!("EXPIRED {} days ago", -d),
