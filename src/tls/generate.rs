@@ -66,6 +66,9 @@ pub fn generate(options: &Options) -> Result<Generated, GenError> {
     if options.days == 0 {
         return Err(GenError::NoDays);
     }
+    for name in &options.hostnames {
+        check_hostname(name)?;
+    }
     let mut params = CertificateParams::new(options.hostnames.clone()).map_err(|e| {
         let name = options
             .hostnames
@@ -97,6 +100,29 @@ pub fn generate(options: &Options) -> Result<Generated, GenError> {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// A certificate name must be what a peer can ask for: an IP address, a
+/// DNS name (A-labels), or a DNS name under a `*.` wildcard label.
+fn check_hostname(name: &str) -> Result<(), GenError> {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let dns = name.strip_prefix("*.").unwrap_or(name);
+    match dns.parse::<crate::config::values::DomainName>() {
+        Ok(_) if !name.ends_with('.') => Ok(()),
+        Ok(_) => Err(GenError::BadHostname {
+            name: name.to_string(),
+            reason: "write it without the trailing dot".into(),
+        }),
+        Err(reason) => Err(GenError::BadHostname {
+            name: name.to_string(),
+            reason: reason
+                .split_once(": ")
+                .map_or(reason.as_str(), |(_, why)| why)
+                .to_string(),
+        }),
+    }
 }
 
 fn key_pair(key_type: KeyType) -> Result<KeyPair, rcgen::Error> {
@@ -246,5 +272,41 @@ mod tests {
         assert!(matches!(generate(&o), Err(GenError::NoDays)));
         o.hostnames.clear();
         assert!(matches!(generate(&o), Err(GenError::NoHostname)));
+    }
+
+    #[test]
+    fn names_that_are_not_dns_names_are_refused() {
+        for bad in [
+            "relay example.test",
+            "relay_host!.test",
+            "-relay.example.test",
+            "relay..example.test",
+            "relay.example.test.",
+            "mail@example.test",
+            "",
+            "*",
+            "a.*.example.test",
+        ] {
+            let o = Options {
+                hostnames: vec![bad.into()],
+                ..options()
+            };
+            assert!(
+                matches!(generate(&o), Err(GenError::BadHostname { ref name, .. }) if name == bad),
+                "{bad:?} should be refused"
+            );
+        }
+        for good in [
+            "relay",
+            "*.example.test",
+            "2001:db8::1",
+            "xn--bcher-kva.test",
+        ] {
+            let o = Options {
+                hostnames: vec![good.into()],
+                ..options()
+            };
+            assert!(generate(&o).is_ok(), "{good:?} should be accepted");
+        }
     }
 }
