@@ -27,6 +27,14 @@ fn assert_matches_openssl(pem: &Path) -> serde_json::Value {
     let text = openssl(&["x509", "-noout", "-text", "-in", arg(pem)]);
 
     assert_eq!(cert["sha256_fingerprint"], openssl_fingerprint(pem));
+    // Both pins in the form `fingerprints` takes.
+    assert_eq!(
+        cert["certificate_pin"],
+        format!(
+            "sha256:{}",
+            openssl_fingerprint(pem).replace(':', "").to_lowercase()
+        )
+    );
     assert_eq!(cert["spki_sha256"], openssl_spki_pin(pem));
     let subject = openssl(&["x509", "-noout", "-subject", "-in", arg(pem)]);
     assert_eq!(

@@ -462,8 +462,10 @@ impl<'de> Deserialize<'de> for Nameserver {
     }
 }
 
-/// A pinned certificate or public key: `sha256:` and 64 hex digits
-/// (colons between byte pairs are accepted, as `openssl` prints them).
+/// A pinned certificate or public key: `sha256:` and 64 hex digits, as
+/// `tlsrelay cert-info` prints its pins; colons between byte pairs are
+/// accepted, and so is the line `openssl x509 -fingerprint -sha256` prints
+/// (`sha256 Fingerprint=AB:CD:…`, or just `AB:CD:…`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Fingerprint(pub [u8; 32]);
 
@@ -471,15 +473,20 @@ impl FromStr for Fingerprint {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
         let help = format!(
-            "invalid fingerprint {text:?}: write \"sha256:\" and 64 hex digits (the `tlsrelay cert-info` public key or certificate SHA-256)"
+            "invalid fingerprint {text:?}: write \"sha256:\" and 64 hex digits (a pin `tlsrelay cert-info` prints), or the AB:CD:… that `openssl x509 -fingerprint -sha256` prints"
         );
-        let hex: String = text
+        let lower = text.trim().to_ascii_lowercase();
+        let (digits, colons_required) = match lower
             .strip_prefix("sha256:")
-            .ok_or_else(|| help.clone())?
-            .chars()
-            .filter(|c| *c != ':')
-            .collect();
-        if hex.len() != 64 || !hex.is_ascii() {
+            .or_else(|| lower.strip_prefix("sha256 fingerprint="))
+        {
+            Some(rest) => (rest, false),
+            // Without a prefix, only openssl's colon-separated form: a bare
+            // run of hex could be any kind of digest.
+            None => (lower.as_str(), true),
+        };
+        let hex: String = digits.chars().filter(|c| *c != ':').collect();
+        if hex.len() != 64 || !hex.is_ascii() || (colons_required && digits.len() != 95) {
             return Err(help);
         }
         let mut bytes = [0u8; 32];

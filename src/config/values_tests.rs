@@ -123,8 +123,19 @@ fn networks_and_fingerprints() {
             .map(|f| f.0),
         Ok([0xab; 32])
     );
+    // What `openssl x509 -noout -fingerprint -sha256` prints (OpenSSL 3
+    // and 1.1 spellings), and its value alone.
+    for openssl in [
+        format!("sha256 Fingerprint={colons}"),
+        format!("SHA256 Fingerprint={colons}\n"),
+        colons.clone(),
+    ] {
+        assert_eq!(openssl.parse::<Fingerprint>().map(|f| f.0), Ok([0xab; 32]));
+    }
     assert!(hex.parse::<Fingerprint>().is_err());
     assert!("sha256:abcd".parse::<Fingerprint>().is_err());
+    assert!(colons[3..].parse::<Fingerprint>().is_err());
+    assert!("md5 Fingerprint=AB:CD".parse::<Fingerprint>().is_err());
 }
 
 #[test]

@@ -35,7 +35,11 @@ pub struct CertDetails {
     pub days_left: i64,
     /// SHA-256 of the certificate DER, `AB:CD:…` like `openssl x509 -fingerprint -sha256`.
     pub sha256_fingerprint: String,
-    /// SHA-256 of the SubjectPublicKeyInfo DER, `sha256:…`, for `tls = "pinned"`.
+    /// The same SHA-256 of the certificate as `sha256:…`, the form
+    /// `fingerprints` takes for `tls = "pinned"` (pins this certificate only).
+    pub certificate_pin: String,
+    /// SHA-256 of the SubjectPublicKeyInfo DER, `sha256:…`, for `tls = "pinned"`
+    /// (survives a renewal that keeps the key).
     pub spki_sha256: String,
     /// Extended key usages (`serverAuth`, `clientAuth`, …); `null` when the
     /// certificate has no such extension, which allows every purpose.
@@ -70,6 +74,7 @@ impl CertDetails {
             not_after: rfc3339(not_after_at),
             days_left: (not_after_at - now).whole_days(),
             sha256_fingerprint: digest::openssl_fingerprint(der),
+            certificate_pin: digest::pin(der),
             spki_sha256: digest::pin(cert.public_key().raw),
             extended_key_usage: x509::extended_key_usage(cert),
             not_before_at,

@@ -152,5 +152,6 @@ fn certificate(out: &mut String, cert: &CertDetails) {
         &format!("{} ({left})", utc(cert.not_after_at)),
     );
     row(out, WIDTH, "SHA-256 fingerprint", &cert.sha256_fingerprint);
-    row(out, WIDTH, "Public key SHA-256", &cert.spki_sha256);
+    row(out, WIDTH, "Certificate pin", &cert.certificate_pin);
+    row(out, WIDTH, "Public key pin", &cert.spki_sha256);
 }
