@@ -167,8 +167,34 @@ pub struct QueueConfig {
     #[serde(default = "default_max_age")]
     pub max_age: HumanDuration,
     /// A delayed-delivery notice after this long; `"0s"` turns it off.
-    #[serde(default = "default_delay_warning", deserialize_with = "zero_is_off")]
-    pub delay_warning_after: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "zero_is_off")]
+    pub delay_warning_after: DelayWarning,
+}
+
+/// `[queue] delay_warning_after` as the administrator wrote it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DelayWarning {
+    /// Not set: 4h, or half of `max_age` when that is shorter, so a short
+    /// `max_age` alone is never an error.
+    #[default]
+    Adaptive,
+    /// `"0s"`: no delayed-delivery notices.
+    Off,
+    /// Set explicitly; must be shorter than `max_age`.
+    After(HumanDuration),
+}
+
+impl QueueConfig {
+    /// When the delayed-delivery notice goes out, if at all.
+    pub fn delay_warning(&self) -> Option<HumanDuration> {
+        match self.delay_warning_after {
+            DelayWarning::Adaptive => {
+                Some(default_delay_warning().min(HumanDuration(self.max_age.0 / 2)))
+            }
+            DelayWarning::Off => None,
+            DelayWarning::After(after) => Some(after),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,7 +273,7 @@ impl Default for QueueConfig {
         QueueConfig {
             retry_intervals: default_retry_intervals(),
             max_age: default_max_age(),
-            delay_warning_after: default_delay_warning(),
+            delay_warning_after: DelayWarning::Adaptive,
         }
     }
 }
@@ -265,9 +291,12 @@ impl Default for DeliveryConfig {
     }
 }
 
-fn zero_is_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HumanDuration>, D::Error> {
+fn zero_is_off<'de, D: Deserializer<'de>>(d: D) -> Result<DelayWarning, D::Error> {
     let duration = HumanDuration::deserialize(d)?;
-    Ok((duration.0 != Duration::ZERO).then_some(duration))
+    Ok(match duration.0 {
+        Duration::ZERO => DelayWarning::Off,
+        _ => DelayWarning::After(duration),
+    })
 }
 
 fn empty_is_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ListenAddr>, D::Error> {
@@ -330,8 +359,8 @@ fn default_retry_intervals() -> Vec<HumanDuration> {
 fn default_max_age() -> HumanDuration {
     minutes(5 * 24 * 60)
 }
-fn default_delay_warning() -> Option<HumanDuration> {
-    Some(minutes(4 * 60))
+fn default_delay_warning() -> HumanDuration {
+    minutes(4 * 60)
 }
 fn default_phase_timeout_scale() -> f64 {
     1.0

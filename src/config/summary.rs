@@ -106,7 +106,7 @@ impl Config {
             .map(ToString::to_string)
             .collect();
         let warning = queue
-            .delay_warning_after
+            .delay_warning()
             .map_or("no delay notices".to_string(), |d| {
                 format!("delay notice after {d}")
             });

@@ -84,3 +84,35 @@ fn phase_timeout_scale_defaults_to_the_rfc_deadlines_and_is_bounded() {
         );
     }
 }
+
+/// A short `max_age` alone is never an error: the delay notice that the
+/// user did not set adapts to half of it. Only an explicit
+/// `delay_warning_after` must be shorter than `max_age`; `"0s"` is off.
+#[test]
+fn the_default_delay_notice_adapts_to_a_short_max_age() {
+    let queue = |keys: &str| {
+        parse(&format!(
+            "[server]\nhostname = \"relay.example.test\"\n[queue]\n{keys}"
+        ))
+        .map(|c| c.queue.delay_warning().map(|d| d.to_string()))
+    };
+    let hours =
+        |h: u64| Some(values::HumanDuration(std::time::Duration::from_secs(h * 3600)).to_string());
+    assert_eq!(queue("").ok(), Some(hours(4)));
+    assert_eq!(queue("max_age = \"2h\"\n").ok(), Some(hours(1)));
+    assert_eq!(
+        queue("max_age = \"2h\"\ndelay_warning_after = \"0s\"\n").ok(),
+        Some(None)
+    );
+    assert_eq!(
+        queue("max_age = \"5h\"\ndelay_warning_after = \"2h\"\n").ok(),
+        Some(hours(2))
+    );
+    let explicit = queue("max_age = \"2h\"\ndelay_warning_after = \"4h\"\n");
+    assert!(
+        explicit
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("queue.delay_warning_after")),
+        "{explicit:?}"
+    );
+}

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::error::{ConfigError, ConfigErrors};
-use super::model::Config;
+use super::model::{Config, DelayWarning};
 use super::values::{DomainPattern, TlsLevel};
 
 struct Checker<'a> {
@@ -318,7 +318,7 @@ fn queue_and_delivery(c: &mut Checker) {
             "must be longer than 0s, for example \"5d\"",
         );
     }
-    if let Some(warning) = queue.delay_warning_after {
+    if let DelayWarning::After(warning) = queue.delay_warning_after {
         if warning >= queue.max_age {
             c.fail(
                 "queue.delay_warning_after",

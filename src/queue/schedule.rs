@@ -23,7 +23,7 @@ impl Schedule {
         Schedule {
             intervals: config.retry_intervals.iter().map(|d| d.0).collect(),
             max_age: config.max_age.0,
-            delay_warning: config.delay_warning_after.map(|d| d.0),
+            delay_warning: config.delay_warning().map(|d| d.0),
         }
     }
 
@@ -69,6 +69,7 @@ impl Schedule {
 mod tests {
     use super::*;
     use crate::config::values::HumanDuration;
+    use crate::config::DelayWarning;
 
     fn schedule() -> Schedule {
         Schedule::new(&QueueConfig {
@@ -76,7 +77,7 @@ mod tests {
                 .map(|s| HumanDuration(Duration::from_secs(s)))
                 .to_vec(),
             max_age: HumanDuration(Duration::from_secs(3600)),
-            delay_warning_after: Some(HumanDuration(Duration::from_secs(1800))),
+            delay_warning_after: DelayWarning::After(HumanDuration(Duration::from_secs(1800))),
         })
     }
 
