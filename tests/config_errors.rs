@@ -58,6 +58,8 @@ fn each_invalid_configuration_gets_its_own_message() {
         ("duplicate inbound names", "[[inbound]]\nname = \"lan\"\nremote_ips = [\"10.0.0.0/8\"]\n[[inbound]]\nname = \"lan\"\nremote_ips = [\"10.1.0.0/16\"]\n".into(), "8:8: inbound[1].name: connector name \"lan\" is already used by inbound[0]"),
         ("connector matching no one", "[[inbound]]\nname = \"lan\"\nallow_relay = true\n".into(), "5:8: inbound[0].name: this connector matches no client: set remote_ips or tls_client_cert_names"),
         ("open relay by IP", "[[inbound]]\nname = \"all\"\nremote_ips = [\"0.0.0.0/0\"]\nallow_relay = true\n".into(), "6:15: inbound[0].remote_ips[0]: allow_relay for 0.0.0.0/0 lets anyone relay (an open relay); list your own networks"),
+        ("open relay by halves", "[[inbound]]\nname = \"low\"\nremote_ips = [\"0.0.0.0/1\"]\nallow_relay = true\n[[inbound]]\nname = \"high\"\nremote_ips = [\"10.0.0.0/8\", \"128.0.0.0/1\"]\nallow_relay = true\n".into(), "6:15: inbound[0].remote_ips[0]: the allow_relay networks 0.0.0.0/1, 10.0.0.0/8, 128.0.0.0/1 together cover every IPv4 address, so anyone could relay (an open relay); list your own networks"),
+        ("open relay by IPv6 halves", "[[inbound]]\nname = \"v6\"\nremote_ips = [\"::/1\", \"8000::/1\"]\nallow_relay = true\n".into(), "6:15: inbound[0].remote_ips[0]: the allow_relay networks ::/1, 8000::/1 together cover every IPv6 address, so anyone could relay (an open relay); list your own networks"),
         ("client cert names without client CA", format!("{CERT}[[inbound]]\nname = \"partner\"\ntls_client_cert_names = [\"mail.partner.test\"]\n"), "9:25: inbound[0].tls_client_cert_names: client certificates are verified against tls.client_ca, which is empty: add the partner's CA file"),
         ("restrict without sender domains", "[[inbound]]\nname = \"lan\"\nremote_ips = [\"10.0.0.0/8\"]\nrestrict_sender_domains = true\n".into(), "7:27: inbound[0].restrict_sender_domains: needs sender_domains: the domains only this connector may send from"),
         ("two connectors, one domain", format!("{}[[outbound]]\nname = \"q\"\nrecipient_domains = [\"other.test\", \"partner.test\"]\n", outbound("")), "9:36: outbound[1].recipient_domains[1]: partner.test is already claimed by outbound connector \"p\"; a domain can have one route"),
@@ -80,4 +82,35 @@ fn each_invalid_configuration_gets_its_own_message() {
     }
     assert!(cases.len() >= 20);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A public relay network wider than a /16 (IPv6: /32) is allowed with a
+/// warning; private ranges and narrower public ones are quiet; a network
+/// keyed by client certificate is not an address-only relay.
+#[test]
+fn wide_public_relay_networks_are_warned_about() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("wide.toml");
+    let text = format!(
+        "{BASE}[relay]\naccepted_domains = []\n\
+         [[inbound]]\nname = \"lan\"\nremote_ips = [\"10.0.0.0/8\", \"198.50.0.0/15\", \"203.0.113.0/24\", \"2001:db8::/29\"]\nallow_relay = true\n"
+    );
+    std::fs::write(&file, &text).expect("write");
+    let config = Config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = config
+        .check_files()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|w| {
+            w.to_string()
+                .replace(&file.display().to_string(), "wide.toml")
+        })
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "wide.toml:8:29: inbound[0].remote_ips[1]: warning: allow_relay for 198.50.0.0/15 lets every host of a wide public network relay; list only your own mail servers if you can",
+            "wide.toml:8:64: inbound[0].remote_ips[3]: warning: allow_relay for 2001:db8::/29 lets every host of a wide public network relay; list only your own mail servers if you can",
+        ]
+    );
 }

@@ -11,10 +11,11 @@ use crate::tls::certs::{self, CertError};
 impl Config {
     /// Reads every certificate, key and CA file the configuration names.
     /// Returns warnings (placed like errors, message starting `warning:`)
-    /// for things that do not stop the relay, such as an expiring certificate.
+    /// for things that do not stop the relay, such as an expiring
+    /// certificate, and the configuration's own (a wide relay network).
     pub fn check_files(&self) -> Result<Vec<ConfigError>, ConfigErrors> {
         let mut errors = Vec::new();
-        let mut warnings = Vec::new();
+        let mut warnings = super::validate::warnings(self);
         self.check_identity(&mut errors, &mut warnings);
         for (i, path) in self.tls.client_ca.iter().enumerate() {
             if let Err(e) = certs::load_ca_file(path) {
