@@ -269,6 +269,7 @@ fn queue(action: QueueAction, path: &std::path::Path) -> ExitCode {
                     print!("{}", admin::render_list(&entries, now));
                     ExitCode::SUCCESS
                 }
+                Err(e) if e.is_user_error() => user_error(e),
                 Err(e) => runtime_error(e),
             };
         }

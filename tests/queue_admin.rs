@@ -287,3 +287,45 @@ fn with_no_relay_running_commands_act_on_the_spool_and_the_relay_picks_up() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(kept(&gate).len(), 1, "five was deleted: {:?}", kept(&gate));
 }
+
+/// A configuration whose spool does not exist (a wrong `-c`, or a relay
+/// that never ran): every queue command says so and exits 1, and none of
+/// them creates the spool.
+#[test]
+fn a_missing_spool_is_a_user_error_and_is_not_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tlsrelay.toml");
+    std::fs::write(
+        &config,
+        "[server]\nhostname = \"relay.example.test\"\nspool_dir = \"spool\"\n",
+    )
+    .expect("write config");
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["show", "0123456789ABCDEF00"],
+        &["retry", "--all"],
+        &["retry", "0123456789ABCDEF00"],
+        &["delete", "0123456789ABCDEF00"],
+        &["bounce", "0123456789ABCDEF00"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tlsrelay"))
+            .arg("queue")
+            .args(args)
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .expect("run tlsrelay");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("spool: no spool here (no queue/ folder): check server.spool_dir"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            !dir.path().join("spool").exists(),
+            "{args:?} created the spool"
+        );
+    }
+}

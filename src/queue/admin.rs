@@ -30,12 +30,19 @@ pub enum AdminError {
     NoSuchMessage(String),
     #[error("{}: the relay holds the spool but does not answer on {}: is it an older version?", path.display(), control::socket_path(path).display())]
     Unreachable { path: PathBuf },
+    /// No spool where the configuration says (exit 1): a wrong `-c`, or a
+    /// relay that never ran with it.
+    #[error("{}: no spool here (no queue/ folder): check server.spool_dir in the configuration given with -c, or start the relay once", path.display())]
+    NoSpool { path: PathBuf },
 }
 
 impl AdminError {
     /// True for errors the administrator made (exit 1), not the system.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, AdminError::NoSuchMessage(_))
+        matches!(
+            self,
+            AdminError::NoSuchMessage(_) | AdminError::NoSpool { .. }
+        )
     }
 }
 
@@ -64,12 +71,22 @@ pub struct RecipientEntry {
     pub remote_mta: Option<String>,
 }
 
-/// Every message in the spool under `spool_dir`, oldest first.
-pub fn entries(spool_dir: &Path) -> Result<Vec<Entry>, SpoolError> {
+/// The spool's `queue/` folder, which every command needs: an empty
+/// listing of a folder that is not there would hide a wrong `-c`, and
+/// acting on it would create a spool nobody uses.
+fn queue_folder(spool_dir: &Path) -> Result<PathBuf, AdminError> {
     let queue = spool_dir.join("queue");
-    if !queue.is_dir() {
-        return Ok(Vec::new());
+    match queue.is_dir() {
+        true => Ok(queue),
+        false => Err(AdminError::NoSpool {
+            path: spool_dir.to_path_buf(),
+        }),
     }
+}
+
+/// Every message in the spool under `spool_dir`, oldest first.
+pub fn entries(spool_dir: &Path) -> Result<Vec<Entry>, AdminError> {
+    let queue = queue_folder(spool_dir)?;
     let states = StateStore::reader(spool_dir);
     let mut entries = Vec::new();
     for id in spool::list_ids(&queue)? {
@@ -79,7 +96,7 @@ pub fn entries(spool_dir: &Path) -> Result<Vec<Entry>, SpoolError> {
             Err(SpoolError::File { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
             // The relay moves such a file to quarantine/ when it meets it.
             Err(e @ SpoolError::Corrupt { .. }) => tracing::warn!(error = %e, "not listed"),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(entries)
@@ -87,7 +104,7 @@ pub fn entries(spool_dir: &Path) -> Result<Vec<Entry>, SpoolError> {
 
 /// One message, with its content.
 pub fn entry(spool_dir: &Path, id: &str) -> Result<(Entry, Vec<u8>), AdminError> {
-    let queue = spool_dir.join("queue");
+    let queue = queue_folder(spool_dir)?;
     if !spool::valid_id(id) || !queue.join(id).is_file() {
         return Err(AdminError::NoSuchMessage(id.to_string()));
     }
@@ -259,6 +276,7 @@ pub async fn execute(
     hostname: &str,
     request: &Request,
 ) -> Result<Response, AdminError> {
+    queue_folder(spool_dir)?;
     match control::send(spool_dir, request).await {
         Ok(response) => Ok(response),
         Err(ControlError::NotRunning { .. }) => offline(spool_dir, hostname, request).await,
