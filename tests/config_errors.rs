@@ -114,3 +114,34 @@ fn wide_public_relay_networks_are_warned_about() {
         ]
     );
 }
+
+/// One run reports every problem it can find: a missing required key, a
+/// wrong value, an unknown key and a cross-field error (the open relay)
+/// together, in file order. Checks that read a section where a key was
+/// refused are left for the next run instead of judging what is left.
+#[test]
+fn every_problem_is_reported_in_one_run() {
+    let text = "[server]\nlisten = [\"127.0.0.1:2525\"]\nmax_hops = \"many\"\n\
+                [tls]\nmin_version = \"1.0\"\n\
+                [[inbound]]\nname = \"all\"\nremote_ips = [\"0.0.0.0/1\", \"128.0.0.0/1\"]\nallow_relay = true\n\
+                [[outbound]]\nname = \"p\"\nrecipient_domains = [\"partner.test\", \"bad..test\"]\ntlss = \"none\"\n\
+                [queue]\nmax_age = \"0s\"\n";
+    let errors = match Config::parse(Path::new("bad.toml"), text.to_string()) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    let lines: Vec<&str> = errors.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "bad.toml:1:1: server.hostname: missing: this key is required",
+            "bad.toml:3:12: server.max_hops: invalid type: string \"many\", expected a whole number",
+            "bad.toml:5:15: tls.min_version: TLS 1.0 is not offered: it is broken; use \"1.2\" or \"1.3\"",
+            "bad.toml:8:15: inbound[0].remote_ips[0]: the allow_relay networks 0.0.0.0/1, 128.0.0.0/1 together cover every IPv4 address, so anyone could relay (an open relay); list your own networks",
+            "bad.toml:12:38: outbound[0].recipient_domains[1]: invalid domain name \"bad..test\": it has an empty label (two dots in a row, or a leading dot)",
+            "bad.toml:13:1: outbound[0].tlss: unknown key `tlss`; known keys here: `name`, `recipient_domains`, `smarthosts`, `tls`, `tls_domains`, `ca_file`, `fingerprints`, `client_cert`, `min_tls_version`",
+            "bad.toml:15:11: queue.max_age: must be longer than 0s, for example \"5d\"",
+        ],
+        "{errors}"
+    );
+}

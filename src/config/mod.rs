@@ -3,7 +3,8 @@
 //! Loading has three steps, each reporting `FILE:LINE:COL: key.path: …`:
 //!
 //! 1. serde with `deny_unknown_fields` into the types of [`model`]; every
-//!    value type ([`values`]) parses and explains itself;
+//!    value type ([`values`]) parses and explains itself; every key serde
+//!    refuses is reported, not only the first ([`deserialize`]);
 //! 2. cross-field checks ([`validate`]) that need the whole file, such as
 //!    mail loops and connectors claiming the same domain;
 //! 3. [`Config::check_files`], run by `check-config` and `serve` but not by
@@ -12,6 +13,7 @@
 //!
 //! Relative paths resolve against the configuration file's folder.
 
+mod deserialize;
 mod error;
 mod files;
 mod model;
@@ -39,11 +41,33 @@ impl Config {
     /// Parses and validates configuration text as if read from `path`.
     pub fn parse(path: &Path, text: String) -> Result<Config, ConfigErrors> {
         let located = Located::new(path, text);
-        let mut config = deserialize(&located)?;
+        let (config, mut errors) = match deserialize::deserialize(&located) {
+            Ok(config) => (config, Vec::new()),
+            Err(deserialize::Refused {
+                errors,
+                repaired: Some(config),
+            }) => (*config, errors),
+            Err(deserialize::Refused {
+                errors,
+                repaired: None,
+            }) => return Err(ConfigErrors(errors)),
+        };
+        let mut config = config;
         config.resolve_paths(&base_dir(path));
         config.located = located;
-        validate::check(&config)?;
-        Ok(config)
+        // The cross-field checks run on what serde accepted, so one run
+        // reports every problem it can find, but only those that read no
+        // section where serde refused a key.
+        let refused: Vec<&str> = errors.iter().map(|e| section_of(&e.key)).collect();
+        if let Err(checked) = validate::check(&config, &refused) {
+            errors.extend(checked.0);
+        }
+        if errors.is_empty() {
+            return Ok(config);
+        }
+        errors.sort_by_key(|e| e.position);
+        errors.dedup();
+        Err(ConfigErrors(errors))
     }
 
     /// The file this configuration came from.
@@ -72,6 +96,11 @@ impl Config {
     }
 }
 
+/// The top-level section of a key path: `outbound` for `outbound[1].tls`.
+fn section_of(key: &str) -> &str {
+    key.split(['.', '[']).next().unwrap_or(key)
+}
+
 /// The folder relative paths resolve against: the configuration file's,
 /// made absolute so that logs and errors show usable paths.
 fn base_dir(file: &Path) -> PathBuf {
@@ -96,65 +125,6 @@ fn join_clean(base: &Path, relative: &Path) -> PathBuf {
         }
     }
     joined
-}
-
-fn deserialize(located: &Located) -> Result<Config, ConfigError> {
-    let deserializer = toml::Deserializer::parse(&located.text).map_err(|e| {
-        located.error_at_span("", e.span(), format!("TOML syntax: {}", e.message()))
-    })?;
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let path = match e.path().to_string() {
-            root if root == "." => String::new(),
-            path => path,
-        };
-        let serde_message = e.inner().message();
-        // "missing field" comes with the path of the table that lacks it:
-        // point at that table, name the missing key.
-        if let Some(field) = serde_message.strip_prefix("missing field ") {
-            let field = field.trim_matches('`');
-            let key = match path.as_str() {
-                "" => field.to_string(),
-                table => format!("{table}.{field}"),
-            };
-            let span = match path.as_str() {
-                "" => Some(0..0),
-                table => located.span_of(table, Target::Value),
-            };
-            return located.error_at_span(&key, span, "missing: this key is required");
-        }
-        let (message, target) = explain_serde(serde_message);
-        let span = located.span_of(&path, target).or(e.inner().span());
-        located.error_at_span(&path, span, message)
-    })
-}
-
-/// Rewords serde's messages in the administrator's terms, and says whether
-/// they concern the key itself or its value.
-fn explain_serde(message: &str) -> (String, Target) {
-    if let Some(rest) = message.strip_prefix("unknown field ") {
-        let (field, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
-        let message = match expected {
-            "" => format!("unknown key {field}"),
-            _ => format!(
-                "unknown key {field}; known keys here: {}",
-                expected.trim_start_matches("one of ")
-            ),
-        };
-        return (message, Target::Key);
-    }
-    if let Some(rest) = message.strip_prefix("unknown variant ") {
-        let (value, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
-        let expected = expected.trim_start_matches("one of ");
-        return (
-            format!("invalid value {value}; use {expected}"),
-            Target::Value,
-        );
-    }
-    let plain = message
-        .replace("expected usize", "expected a whole number")
-        .replace("expected u16", "expected a port number from 1 to 65535")
-        .replace("expected a boolean", "expected true or false");
-    (plain, Target::Value)
 }
 
 #[cfg(test)]
