@@ -221,7 +221,7 @@ fn verdict_after_failure(
     let verdict = match (memory_verdict(start), step) {
         (Some(skipped), _) => skipped,
         (None, Step::NextRung) => format!("would retry with {lower}"),
-        (None, Step::Defer { code, reason }) => format!("would defer ({code}): {reason}"),
+        (None, Step::Defer { reason, .. }) => format!("would defer: {reason}"),
         (None, other) => format!("{other:?}"),
     };
     let _ = writeln!(out, "  Verdict            {verdict}");
