@@ -216,12 +216,8 @@ fn row(level: TlsLevel, checks: &[Checks; 4]) -> Vec<Step> {
     steps.push(policy::after_ehlo(level, Rung::Plaintext, true));
     for rung in [Rung::Modern, Rung::Tls12] {
         for fallback in [true, false] {
-            steps.push(policy::after_failed_handshake(
-                level,
-                rung,
-                fallback,
-                "alert: handshake failure",
-            ));
+            let failure = policy::Failure::Handshake("alert: handshake failure".into());
+            steps.push(policy::after_failure(level, rung, fallback, &failure));
         }
     }
     for check in checks {

@@ -14,6 +14,8 @@ use crate::inbound::listener::Listeners;
 use crate::inbound::policy::InboundPolicy;
 use crate::inbound::{ServerState, Timeouts};
 use crate::outbound::deliver::Deliverer;
+use crate::outbound::memory::TlsMemory;
+use crate::outbound::memory_file::system_clock;
 use crate::queue::control;
 use crate::queue::manager::{OutboundSlot, QueueManager};
 use crate::queue::schedule::Schedule;
@@ -53,6 +55,7 @@ pub struct Daemon {
     control: tokio::net::UnixListener,
     metrics: Option<tokio::net::TcpListener>,
     spool_dir: std::path::PathBuf,
+    memory: Arc<TlsMemory>,
 }
 
 impl Daemon {
@@ -64,7 +67,12 @@ impl Daemon {
         }
         let spool = Spool::open(&config.server.spool_dir)?;
         tracing::info!(spool = %config.server.spool_dir.display(), messages = spool.list()?.len(), "spool recovered");
-        let queue = queue_manager(config, &spool)?;
+        let memory = Arc::new(TlsMemory::open(
+            &config.server.spool_dir,
+            config.delivery.broken_tls_memory.0,
+            system_clock(),
+        ));
+        let queue = queue_manager(config, &spool, memory.clone())?;
         // Holding the spool's lock, so a socket file left by a dead relay is ours to replace.
         let control =
             control::bind(&config.server.spool_dir).map_err(|source| SpoolError::Folder {
@@ -79,6 +87,7 @@ impl Daemon {
             outbound: queue.outbound_slot(),
             spool: spool.clone(),
             queue: queue.handle(),
+            memory: memory.clone(),
         };
         let addrs = |list: &[crate::config::values::ListenAddr]| {
             list.iter().map(|a| a.0).collect::<Vec<SocketAddr>>()
@@ -110,6 +119,7 @@ impl Daemon {
             control,
             metrics,
             spool_dir: config.server.spool_dir.clone(),
+            memory,
         })
     }
 
@@ -126,6 +136,9 @@ impl Daemon {
     /// Serves until `shutdown` is cancelled, then stops gracefully.
     pub async fn run(self, shutdown: CancellationToken) {
         let commands = self.queue.commands();
+        let memory = self.memory.clone();
+        let local: control::Local =
+            Arc::new(move |request| crate::queue::tls_memory::answer(&memory, request));
         let metrics = async {
             if let Some(listener) = self.metrics {
                 crate::metrics::serve(listener, self.spool_dir, shutdown.clone()).await;
@@ -133,10 +146,18 @@ impl Daemon {
         };
         tokio::join!(
             self.listeners.run(shutdown.clone()),
-            control::serve(self.control, commands, shutdown.clone()),
+            control::serve(self.control, commands, local, shutdown.clone()),
             metrics,
             self.queue.run(shutdown.clone())
         );
+        // The writer thread may not have caught up with the last change
+        // (a `tls-memory forget` just before the stop must hold).
+        let memory = self.memory;
+        match tokio::task::spawn_blocking(move || memory.save()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not save the broken-TLS memory"),
+            Err(e) => tracing::warn!(error = %e, "could not save the broken-TLS memory"),
+        }
         tracing::info!("stopped");
     }
 }
@@ -191,6 +212,7 @@ pub struct Reloader {
     outbound: OutboundSlot<Dns>,
     spool: Spool,
     queue: crate::queue::manager::QueueHandle,
+    memory: Arc<TlsMemory>,
 }
 
 impl Reloader {
@@ -203,7 +225,9 @@ impl Reloader {
             tracing::warn!("{warning}");
         }
         let state = server_state(&config, &self.spool, self.queue.clone())?;
-        let deliverer = deliverer(&config)?;
+        let deliverer = deliverer(&config, self.memory.clone())?;
+        self.memory
+            .set_lifetime(config.delivery.broken_tls_memory.0);
         self.inbound.replace(state);
         self.outbound.replace(
             deliverer,
@@ -265,7 +289,11 @@ fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
 }
 
 /// The outbound side: routing DNS, our client certificate, the schedule.
-fn queue_manager(config: &Config, spool: &Spool) -> Result<QueueManager<Dns>, StartError> {
+fn queue_manager(
+    config: &Config,
+    spool: &Spool,
+    memory: Arc<TlsMemory>,
+) -> Result<QueueManager<Dns>, StartError> {
     let states =
         StateStore::open(&config.server.spool_dir).map_err(|source| SpoolError::Folder {
             path: config.server.spool_dir.join("state"),
@@ -275,15 +303,15 @@ fn queue_manager(config: &Config, spool: &Spool) -> Result<QueueManager<Dns>, St
         spool.clone(),
         states,
         Schedule::new(&config.queue),
-        deliverer(config)?,
+        deliverer(config, memory)?,
         config.server.hostname.to_string(),
     )
     .with_shutdown_grace(config.server.shutdown_grace.0))
 }
 
 /// The outbound machinery (routing DNS, trust anchors, our client
-/// certificate), for `serve` and `probe`.
-pub fn deliverer(config: &Config) -> Result<Deliverer<Dns>, StartError> {
+/// certificate, the broken-TLS memory), for `serve` and `probe`.
+pub fn deliverer(config: &Config, memory: Arc<TlsMemory>) -> Result<Deliverer<Dns>, StartError> {
     let identity = match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) if cert.exists() && key.exists() => {
             Some(Arc::new(certs::load_identity(cert, key).map_err(|e| {
@@ -292,7 +320,8 @@ pub fn deliverer(config: &Config) -> Result<Deliverer<Dns>, StartError> {
         }
         _ => None,
     };
-    Deliverer::new(config, Dns::new(&config.dns)?, identity).map_err(StartError::Certificate)
+    Deliverer::new(config, Dns::new(&config.dns)?, identity, memory)
+        .map_err(StartError::Certificate)
 }
 
 fn reverse_dns(config: &Config) -> Option<crate::dns::Dns> {

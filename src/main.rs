@@ -68,6 +68,14 @@ enum Command {
         #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
         config: PathBuf,
     },
+    /// What the broken-TLS memory holds (rungs skipped per host), and clearing it.
+    TlsMemory {
+        #[command(subcommand)]
+        action: TlsMemoryAction,
+        /// Configuration file (for the spool folder).
+        #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+    },
     /// Print the certificate details a partner needs to set up forced TLS.
     CertInfo(CertInfoArgs),
     /// Write a self-signed certificate and key for first runs and tests.
@@ -121,6 +129,19 @@ enum QueueAction {
     Bounce { id: String },
 }
 
+#[derive(Subcommand)]
+enum TlsMemoryAction {
+    /// Every host and rung: state, failures, first and last failure, until when.
+    List,
+    /// Forget a host (MX or smarthost name, IP, or IP:port), or everything with --all.
+    Forget {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        host: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
 #[derive(Args)]
 struct CertInfoArgs {
     /// PEM file holding a certificate or a chain (leaf first).
@@ -158,6 +179,7 @@ fn main() -> ExitCode {
         } => probe(&domain, &config, port),
         Command::CheckConfig { config } => check_config(&config),
         Command::Queue { action, config } => queue(action, &config),
+        Command::TlsMemory { action, config } => tls_memory(action, &config),
         Command::CertInfo(args) => run_cert_info(args),
         Command::GenCert {
             hostnames,
@@ -240,7 +262,13 @@ fn probe(domain: &str, path: &std::path::Path, port: Option<u16>) -> ExitCode {
         Err(e) => return runtime_error(e),
     };
     runtime.block_on(async {
-        let deliverer = match tlsrelay::daemon::deliverer(&config) {
+        // What the relay's memory says, read only: probe changes nothing.
+        let memory = std::sync::Arc::new(tlsrelay::outbound::memory::TlsMemory::reader(
+            &config.server.spool_dir,
+            config.delivery.broken_tls_memory.0,
+            tlsrelay::outbound::memory_file::system_clock(),
+        ));
+        let deliverer = match tlsrelay::daemon::deliverer(&config, memory) {
             Ok(deliverer) => deliverer,
             Err(e) if e.is_user_error() => return user_error(e),
             Err(e) => return runtime_error(e),
@@ -299,6 +327,42 @@ fn queue(action: QueueAction, path: &std::path::Path) -> ExitCode {
     match runtime.block_on(admin::execute(spool_dir, &hostname, &request)) {
         Ok(response) if response.ok => {
             println!("{}", response.message);
+            ExitCode::SUCCESS
+        }
+        Ok(response) => user_error(response.message),
+        Err(e) if e.is_user_error() => user_error(e),
+        Err(e) => runtime_error(e),
+    }
+}
+
+fn tls_memory(action: TlsMemoryAction, path: &std::path::Path) -> ExitCode {
+    use tlsrelay::queue::control::Request;
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => return user_error(errors),
+    };
+    let request = match action {
+        TlsMemoryAction::List => Request::TlsMemoryList,
+        TlsMemoryAction::Forget { host, .. } => Request::TlsMemoryForget { host },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return runtime_error(e),
+    };
+    let execute = tlsrelay::queue::tls_memory::execute(
+        &config.server.spool_dir,
+        config.delivery.broken_tls_memory.0,
+        &request,
+    );
+    match runtime.block_on(execute) {
+        Ok(response) if response.ok => {
+            print!("{}", response.message);
+            if !response.message.ends_with('\n') {
+                println!();
+            }
             ExitCode::SUCCESS
         }
         Ok(response) => user_error(response.message),

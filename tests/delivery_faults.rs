@@ -2,7 +2,10 @@
 //!
 //! * one whose TLS is broken (offers STARTTLS, says 220, hangs up): the
 //!   opportunistic ladder still delivers, in plaintext on the last rung,
-//!   and later messages, also after a restart, start at the rung that worked;
+//!   yet the broken-TLS memory gives an attacker who breaks a handshake
+//!   no plaintext start later (issue 12 item 2): later messages start at
+//!   the top rung until 3 failures over 30 minutes, a remembered rung is
+//!   tried first once an hour, a success forgets it;
 //! * one that takes the content and never answers: the sender is killed
 //!   mid-delivery and delivers again after its restart (at least once).
 
@@ -36,38 +39,201 @@ fn send(relay: &Relay, subject: &str) {
     ));
 }
 
+/// How many times the receiver saw STARTTLS.
+fn starttls(seen: &[String]) -> usize {
+    seen.iter().filter(|s| *s == "starttls").count()
+}
+
+/// The table rows of `tls-memory list` in state `state`.
+fn rows(listed: &str, state: &str) -> usize {
+    listed
+        .lines()
+        .filter(|l| !l.starts_with("--") && l.contains(&format!(" {state} ")))
+        .count()
+}
+
+/// `tlsrelay tls-memory ARGS -c` the relay's config: its output.
+fn tls_memory(relay: &Relay, args: &[&str]) -> String {
+    let config = relay.dir().join("tlsrelay.toml");
+    let mut all = vec!["tls-memory"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-c", support::arg(&config)]);
+    let output = support::tlsrelay(&all);
+    assert!(
+        output.status.success(),
+        "tls-memory {args:?}: {}",
+        support::stderr(&output)
+    );
+    support::stdout(&output)
+}
+
+/// Issue 12 item 2, with an attacker in the path: a handshake breaker
+/// fails one attempt (the ladder still ends in plaintext for that
+/// message, as DESIGN.md §5 says), then an honest TLS receiver is back
+/// on the same address: the next message goes over TLS, and the success
+/// leaves nothing in the memory.
 #[test]
-fn broken_starttls_goes_down_the_ladder_and_is_remembered_across_restarts() {
+fn one_broken_handshake_buys_the_attacker_no_later_plaintext() {
     let receiver = FaultyReceiver::start(AfterStartTls::HangUp);
-    let mut relay = sender(receiver.addr);
+    let relay = sender(receiver.addr);
     send(&relay, "first");
     let after_first = receiver.wait_for("first");
     // Rung 1 (TLS 1.3+1.2) and rung 2 (TLS 1.2) both fail, rung 3 delivers.
-    assert_eq!(
-        after_first.iter().filter(|s| *s == "starttls").count(),
-        2,
-        "{after_first:?}"
-    );
+    assert_eq!(starttls(&after_first), 2, "{after_first:?}");
     // The attempt's line is logged after the receiver's 250: wait for it.
     relay.wait_for_log("plaintext (TLS failed on higher rungs)", 1);
+    let counting = tls_memory(&relay, &["list"]);
+    assert_eq!(rows(&counting, "counting"), 2, "{counting}");
 
+    receiver.heal();
     send(&relay, "second");
-    let after_second = receiver.wait_for("second");
-    assert_eq!(
-        after_second.iter().filter(|s| *s == "starttls").count(),
-        2,
-        "second message started at the plaintext rung: {after_second:?}"
+    let seen = receiver.wait_for("second");
+    assert!(
+        seen.iter()
+            .any(|s| s.starts_with("tls:") && s.contains("Subject: second")),
+        "the second message did not arrive over TLS: {seen:?}"
     );
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.starts_with("plain:") && s.contains("Subject: second")),
+        "the second message arrived in plaintext: {seen:?}"
+    );
+    assert_eq!(starttls(&seen), 3, "{seen:?}");
+    let after = tls_memory(&relay, &["list"]);
+    assert!(
+        after.contains("is empty"),
+        "the success forgot nothing:\n{after}"
+    );
+}
 
+/// One or two failures (or three within seconds) never make a plaintext
+/// start: every message starts at the top rung, also after a restart.
+#[test]
+fn failures_close_together_never_start_a_message_in_plaintext() {
+    let receiver = FaultyReceiver::start(AfterStartTls::HangUp);
+    let mut relay = sender(receiver.addr);
+    for (n, subject) in ["one", "two", "three"].iter().enumerate() {
+        send(&relay, subject);
+        let seen = receiver.wait_for(&format!("Subject: {subject}"));
+        assert_eq!(
+            starttls(&seen),
+            2 * (n + 1),
+            "message {subject} did not start at the top rung: {seen:?}"
+        );
+        relay.wait_for_log("plaintext (TLS failed on higher rungs)", n + 1);
+    }
     relay.terminate();
     relay.launch();
-    send(&relay, "third");
-    let after_third = receiver.wait_for("third");
-    assert_eq!(
-        after_third.iter().filter(|s| *s == "starttls").count(),
-        2,
-        "remembered across the restart: {after_third:?}"
+    send(&relay, "four");
+    let seen = receiver.wait_for("Subject: four");
+    assert_eq!(starttls(&seen), 8, "after the restart: {seen:?}");
+    assert!(
+        !relay.log().contains("skipped-rung"),
+        "the memory decided on failures seconds apart"
     );
+}
+
+/// A relay with two opportunistic connectors, `skip.test` and
+/// `retry.test`, to the two receivers.
+fn two_routes(skip: SocketAddr, retry: SocketAddr) -> Relay {
+    Relay::start_with(&format!(
+        "[server]\nhostname = \"out.sender.test\"\nlisten = [\"127.0.0.1:0\"]\nspool_dir = \"spool\"\n\
+         [[inbound]]\nname = \"lan\"\nremote_ips = [\"127.0.0.0/8\"]\nallow_relay = true\n\
+         [[outbound]]\nname = \"skip\"\nrecipient_domains = [\"skip.test\"]\nsmarthosts = [\"{skip}\"]\n\
+         [[outbound]]\nname = \"retry\"\nrecipient_domains = [\"retry.test\"]\nsmarthosts = [\"{retry}\"]\n\
+         [dns]\nreverse_lookups = false\nnameservers = [\"127.0.0.1:1\"]\n"
+    ))
+}
+
+/// A memory entry: `rung` of `server` failed 3 times over the last two
+/// hours, the last time (and last tried) `tried` minutes ago.
+fn entry(server: SocketAddr, rung: &str, tried: i64, now: i64) -> String {
+    format!(
+        r#"{{"server":"{server}","host":"{ip}","rung":"{rung}","failures":3,"first_failure":{first},"last_failure":{last},"last_tried":{tried},"until":{until}}}"#,
+        ip = server.ip(),
+        first = now - 120 * 60,
+        last = now - tried * 60,
+        tried = now - tried * 60,
+        until = now + 20 * 3600,
+    )
+}
+
+/// After 3 failures spread over 30 minutes (a memory file seeded so),
+/// the broken rungs are skipped, the log line says so, and yet a rung
+/// last tried over an hour ago is tried first again; its success (an
+/// honest server now) forgets it. `forget` clears the rest.
+#[test]
+fn a_confirmed_broken_rung_is_skipped_but_tried_first_once_an_hour() {
+    let skip = FaultyReceiver::start(AfterStartTls::HangUp);
+    let retry = FaultyReceiver::start(AfterStartTls::HangUp);
+    retry.heal();
+    let mut relay = two_routes(skip.addr, retry.addr);
+    relay.terminate();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let entries = [
+        entry(skip.addr, "Modern", 10, now),
+        entry(skip.addr, "Tls12", 10, now),
+        entry(retry.addr, "Modern", 61, now),
+    ];
+    let file = relay.dir().join("spool/tls-memory.json");
+    std::fs::write(
+        &file,
+        format!(r#"{{"version":2,"entries":[{}]}}"#, entries.join(",")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    relay.launch();
+    let listed = tls_memory(&relay, &["list"]);
+    assert_eq!(rows(&listed, "broken"), 2, "{listed}");
+    assert_eq!(rows(&listed, "retry due"), 1, "{listed}");
+
+    for to in ["b@skip.test", "b@retry.test"] {
+        let (mut client, _) = Client::connect(relay.smtp);
+        client.command("EHLO client.test");
+        assert_queued(&client.deliver(
+            "a@sender.test",
+            &[to],
+            &format!("Subject: to {to}\r\n\r\nhi\r\n"),
+        ));
+    }
+    let skipped = skip.wait_for("Subject: to b@skip.test");
+    assert_eq!(
+        starttls(&skipped),
+        0,
+        "both TLS rungs remembered broken: {skipped:?}"
+    );
+    relay.wait_for_log("skipped-rung-modern,skipped-rung-tls12", 1);
+    relay.wait_for_log("plaintext (the broken-TLS memory skipped the TLS rungs)", 1);
+
+    let retried = retry.wait_for("Subject: to b@retry.test");
+    assert!(
+        retried
+            .iter()
+            .any(|s| s.starts_with("tls:") && s.contains("to b@retry.test")),
+        "the hourly retry of the top rung did not deliver over TLS: {retried:?}"
+    );
+    relay.wait_for_log("retried-rung-modern", 1);
+    let listed = tls_memory(&relay, &["list"]);
+    assert!(
+        !listed.contains(&retry.addr.to_string()) && listed.contains(&skip.addr.to_string()),
+        "the success forgot the retried entry only:\n{listed}"
+    );
+    let forgot = tls_memory(&relay, &["forget", &skip.addr.ip().to_string()]);
+    assert!(forgot.contains("2 entries forgotten"), "{forgot}");
+    assert!(tls_memory(&relay, &["list"]).contains("is empty"));
+    // With the relay stopped, the command edits the file.
+    relay.terminate();
+    let output = support::tlsrelay(&[
+        "tls-memory",
+        "forget",
+        "--all",
+        "-c",
+        support::arg(&relay.dir().join("tlsrelay.toml")),
+    ]);
+    assert!(output.status.success(), "{}", support::stderr(&output));
+    assert!(support::stdout(&output).contains("0 entries forgotten"));
 }
 
 /// A receiver that takes the content but never answers the first time

@@ -12,8 +12,9 @@ use tokio::net::TcpStream;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::client::{Client, Phase};
+use super::memory::TlsMemory;
 use super::outcome::{judge, Verdict};
-use super::policy::{self, Checks, Rung, Step};
+use super::policy::{self, Checks, Failure, Rung, Step};
 use super::route::{connector_for, hops, Hop, Hops, Resolve};
 use crate::config::values::{DomainName, DomainPattern, Host, TlsLevel, TlsVersion};
 use crate::config::{Config, OutboundConnector};
@@ -43,8 +44,9 @@ pub struct Deliverer<R> {
     pub fallback: bool,
     pub resolver: R,
     identity: Option<Arc<Identity>>,
-    /// Where the opportunistic ladder starts for each server.
-    memory: super::memory::TlsMemory,
+    /// Where the opportunistic ladder starts for each server; the same
+    /// one across reloads, and the control socket's.
+    pub(crate) memory: Arc<TlsMemory>,
     /// `[delivery] max_connections_per_destination`, per host and port.
     per_destination: usize,
     destinations: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
@@ -127,6 +129,7 @@ impl<R: Resolve> Deliverer<R> {
         config: &Config,
         resolver: R,
         identity: Option<Arc<Identity>>,
+        memory: Arc<TlsMemory>,
     ) -> Result<Self, String> {
         let mut trust = Vec::new();
         for connector in &config.outbound {
@@ -143,10 +146,7 @@ impl<R: Resolve> Deliverer<R> {
             fallback: config.delivery.opportunistic_fallback,
             resolver,
             identity,
-            memory: super::memory::TlsMemory::open(
-                &config.server.spool_dir,
-                config.delivery.broken_tls_memory.0,
-            ),
+            memory,
             per_destination: config.delivery.max_connections_per_destination,
             destinations: Default::default(),
             idle: Default::default(),
@@ -283,6 +283,8 @@ impl<R: Resolve> Deliverer<R> {
         let level = route.connector.map_or(TlsLevel::Opportunistic, |c| c.tls);
         let host = hop.host.to_string();
         let addr = SocketAddr::new(ip, hop.port);
+        // What the broken-TLS memory decided, once it was asked.
+        let memory_note = std::sync::OnceLock::<String>::new();
         let log = |tls: &str, channel: &Channel, result: &str| {
             let (version, cipher, outcome) = channel.labels();
             crate::metrics::global().inc(
@@ -303,6 +305,7 @@ impl<R: Resolve> Deliverer<R> {
                 connector = route.connector.map_or("(default)", |c| c.name.as_str()),
                 tls_level = %level,
                 tls,
+                tls_memory = memory_note.get().map_or("-", String::as_str),
                 result,
                 "delivery attempt"
             );
@@ -342,10 +345,9 @@ impl<R: Resolve> Deliverer<R> {
             // Its RSET, pipelined in front of MAIL, failed: the kept
             // connection had gone stale, nothing was sent; a new one.
         }
-        let mut rung = match level {
-            TlsLevel::Opportunistic => self.memory.start(&server),
-            _ => Rung::Modern,
-        };
+        let start = self.memory.start(level, self.fallback, &server);
+        let _ = memory_note.set(start.note());
+        let mut rung = start.rung;
         loop {
             let client = self.connect(addr).await.map_err(|reason| {
                 log("-", &Channel::ConnectFailed, &reason);
@@ -356,29 +358,31 @@ impl<R: Resolve> Deliverer<R> {
             })?;
             match policy::after_ehlo(level, rung, client.capabilities.starttls) {
                 Step::Plaintext => {
-                    let why = if client.capabilities.starttls {
-                        "plaintext (TLS failed on higher rungs)"
-                    } else {
-                        "plaintext (STARTTLS not offered)"
-                    };
                     let why = if level == TlsLevel::None {
                         "plaintext (tls = none)"
+                    } else if !client.capabilities.starttls {
+                        "plaintext (STARTTLS not offered)"
+                    } else if start.rung == Rung::Plaintext {
+                        "plaintext (the broken-TLS memory skipped the TLS rungs)"
                     } else {
-                        why
+                        "plaintext (TLS failed on higher rungs)"
                     };
                     let channel = match client.capabilities.starttls && level != TlsLevel::None {
                         true => Channel::Fallback,
                         false => Channel::Plaintext,
                     };
-                    let (verdicts, back) =
+                    let (mut verdicts, back) =
                         converse(client, envelope, content, group, &host, |result| {
                             log(why, &channel, result)
                         })
                         .await;
+                    if matches!(channel, Channel::Fallback) {
+                        verdicts = verdicts.into_iter().map(Verdict::after_fallback).collect();
+                    }
                     self.park(&key, back.map(Session::Plain), why.to_string(), channel);
                     return Ok(verdicts);
                 }
-                Step::Defer { reason } => {
+                Step::Defer { code, reason } => {
                     client.quit().await;
                     log(
                         &format!("deferred: {reason}"),
@@ -386,62 +390,48 @@ impl<R: Resolve> Deliverer<R> {
                         "-",
                     );
                     return Err(Skip {
-                        status: "4.7.4",
+                        status: code,
                         reason: format!("{host}: {reason}"),
                     });
                 }
                 _ => {}
             }
-            let handshake = match client.starttls().await {
-                Err(e) => Err(e.to_string()),
-                Ok(Err((reply, plain))) => {
-                    plain.quit().await;
-                    Err(format!("STARTTLS refused: {}", reply.summary()))
+            let (step, tls, channel) = match self.upgrade(client, hop, rung, route).await {
+                Err(failure) => {
+                    self.memory.failed(level, &server, &host, rung);
+                    let step = policy::after_failure(level, rung, self.fallback, &failure);
+                    let channel = match (&failure, &step) {
+                        (Failure::RefusedAfterTls(_), _) => Channel::RefusedAfterTls,
+                        (_, Step::NextRung) => Channel::RungFailed,
+                        _ => Channel::DeferredForPolicy,
+                    };
+                    if step == Step::NextRung {
+                        log(
+                            &format!("TLS failed on rung {rung:?} ({failure}), trying lower"),
+                            &channel,
+                            "-",
+                        );
+                        rung = rung.below().unwrap_or(Rung::Plaintext);
+                        continue;
+                    }
+                    (step, None, channel)
                 }
-                Ok(Ok(stream)) => self.handshake(stream, hop, rung, route).await,
+                Ok(upgraded) => {
+                    self.memory.succeeded(&server, rung);
+                    let step = policy::after_handshake(level, &upgraded.checks);
+                    (step, Some(upgraded), Channel::DeferredForPolicy)
+                }
             };
-            // What failed, when TLS did: the log line of a rung says it.
-            let (step, tls, failure) = match handshake {
-                Err(what) => (
-                    policy::after_failed_handshake(level, rung, self.fallback, &what),
-                    None,
-                    what,
-                ),
-                Ok((tls, checks)) => (
-                    policy::after_handshake(level, &checks),
-                    Some(tls),
-                    String::new(),
-                ),
-            };
-            match (step, tls) {
-                (Step::Deliver { note }, Some(tls)) => {
-                    let negotiated = Negotiated::of(tls.get_ref().1);
+            return match (step, tls) {
+                (Step::Deliver { note }, Some(upgraded)) => {
+                    let negotiated = upgraded.negotiated;
                     let summary = format!("{} {} {note}", negotiated.version, negotiated.cipher);
                     let channel = Channel::Tls {
-                        version: negotiated.version.clone(),
-                        cipher: negotiated.cipher.clone(),
+                        version: negotiated.version,
+                        cipher: negotiated.cipher,
                     };
-                    let mut client = Client::new(tls);
-                    client.timeout_scale = self.timeout_scale;
-                    // A refusal here (a server that requires a client
-                    // certificate says 421 now) is an attempt like any other:
-                    // it gets its log line.
-                    let refused = match client.hello(&self.hostname).await {
-                        Ok(reply) if reply.is_positive() => None,
-                        Ok(reply) => {
-                            Some(format!("EHLO after STARTTLS refused: {}", reply.summary()))
-                        }
-                        Err(e) => Some(format!("EHLO after STARTTLS: {e}")),
-                    };
-                    if let Some(refused) = refused {
-                        log(&summary, &Channel::RefusedAfterTls, &refused);
-                        return Err(Skip {
-                            status: "4.4.2",
-                            reason: format!("{host}: {refused}"),
-                        });
-                    }
                     let (verdicts, back) =
-                        converse(client, envelope, content, group, &host, |result| {
+                        converse(upgraded.client, envelope, content, group, &host, |result| {
                             log(&summary, &channel, result)
                         })
                         .await;
@@ -451,38 +441,23 @@ impl<R: Resolve> Deliverer<R> {
                         summary,
                         channel,
                     );
-                    return Ok(verdicts);
+                    Ok(verdicts)
                 }
-                (Step::NextRung, _) => {
-                    log(
-                        &format!("TLS failed on rung {rung:?} ({failure}), trying lower"),
-                        &Channel::RungFailed,
-                        "-",
-                    );
-                    self.memory.failed(&server, rung);
-                    rung = rung.below().unwrap_or(Rung::Plaintext);
-                }
-                (Step::Defer { reason }, tls) => {
-                    if let Some(tls) = tls {
-                        Client::new(tls).quit().await;
+                (Step::Defer { code, reason }, tls) => {
+                    if let Some(upgraded) = tls {
+                        upgraded.client.quit().await;
                     }
-                    log(
-                        &format!("deferred: {reason}"),
-                        &Channel::DeferredForPolicy,
-                        "-",
-                    );
-                    return Err(Skip {
-                        status: "4.7.5",
+                    log(&format!("deferred: {reason}"), &channel, "-");
+                    Err(Skip {
+                        status: code,
                         reason: format!("{host}: {reason}"),
-                    });
-                }
-                (other, _) => {
-                    return Err(Skip {
-                        status: "4.7.0",
-                        reason: format!("{host}: unexpected TLS step {other:?}"),
                     })
                 }
-            }
+                (other, _) => Err(Skip {
+                    status: "4.7.0",
+                    reason: format!("{host}: unexpected TLS step {other:?}"),
+                }),
+            };
         }
     }
 
@@ -526,8 +501,14 @@ impl<R: Resolve> Deliverer<R> {
 
     /// Keeps a cleanly finished connection for the next message to the
     /// same server, or closes it when enough are kept already.
+    /// A plaintext session after TLS failed is not kept: the next message
+    /// tries TLS again, so a broken handshake buys no later plaintext.
     fn park(&self, key: &str, session: Option<Session>, tls: String, channel: Channel) {
         let Some(session) = session else { return };
+        if matches!(channel, Channel::Fallback) {
+            tokio::spawn(session.quit());
+            return;
+        }
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
@@ -595,6 +576,62 @@ impl<R: Resolve> Deliverer<R> {
         }
     }
 
+    /// STARTTLS, the handshake of `rung`, then EHLO again over TLS (RFC
+    /// 3207 §4.2). A refused EHLO, or a connection closed instead of an
+    /// answer, is [`Failure::RefusedAfterTls`]: that is how a TLS 1.3
+    /// server that wants a client certificate says so. Delivery and
+    /// `probe` both go through here, so `probe` predicts it.
+    pub(crate) async fn upgrade(
+        &self,
+        client: Client<TcpStream>,
+        hop: &Hop,
+        rung: Rung,
+        route: &Route<'_>,
+    ) -> Result<Upgraded, Failure> {
+        let stream = match client.starttls().await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err((reply, plain))) => {
+                plain.quit().await;
+                let refused = format!("STARTTLS refused: {}", reply.summary());
+                return Err(Failure::Handshake(refused));
+            }
+            Err(e) => return Err(Failure::Handshake(e.to_string())),
+        };
+        let (tls, checks) = self
+            .handshake(stream, hop, rung, route)
+            .await
+            .map_err(Failure::Handshake)?;
+        let negotiated = Negotiated::of(tls.get_ref().1);
+        let chain: Vec<CertificateDer<'static>> = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .unwrap_or_default()
+            .to_vec();
+        let mut client = Client::new(tls);
+        client.timeout_scale = self.timeout_scale;
+        let what = match client.hello(&self.hostname).await {
+            Ok(reply) if reply.is_positive() => {
+                return Ok(Upgraded {
+                    client,
+                    negotiated,
+                    chain,
+                    checks,
+                })
+            }
+            Ok(reply) => {
+                let refused = format!("EHLO refused: {}", reply.summary());
+                client.quit().await;
+                refused
+            }
+            Err(e) => format!("EHLO: {e}"),
+        };
+        Err(Failure::RefusedAfterTls(format!(
+            "{} {}, then {what}",
+            negotiated.version, negotiated.cipher
+        )))
+    }
+
     /// The TLS handshake of one rung, then what the certificate is worth.
     pub(crate) async fn handshake(
         &self,
@@ -640,6 +677,15 @@ impl<R: Resolve> Deliverer<R> {
         let checks = route.checks(&chain, &hop.host);
         Ok((tls, checks))
     }
+}
+
+/// A session upgraded to TLS on one rung, its EHLO answered.
+pub(crate) struct Upgraded {
+    pub(crate) client: Client<TlsStream>,
+    pub(crate) negotiated: Negotiated,
+    /// The server's certificates, leaf first.
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) checks: Checks,
 }
 
 /// The routing facts an attempt's TLS checks need.

@@ -6,7 +6,8 @@
 //!   type, pipelining, DSN parameters, per-phase deadlines;
 //! * [`deliver`]: one attempt: group by domain, route, hosts in turn, TLS
 //!   as the policy says, one log line per attempt;
-//! * [`memory`]: broken-TLS memory, the rung each server last worked at;
+//! * [`memory`]: broken-TLS memory, the rungs confirmed broken per server
+//!   (the rule), kept in a file by [`memory_file`];
 //! * [`outcome`]: replies and errors → delivered, deferred or failed;
 //! * [`policy`]: the TLS decision of DESIGN.md §5 as pure functions;
 //! * [`probe`]: `tlsrelay probe`, the same steps reported instead of taken.
@@ -14,6 +15,7 @@
 pub mod client;
 pub mod deliver;
 pub mod memory;
+pub mod memory_file;
 pub mod outcome;
 pub mod policy;
 pub mod probe;

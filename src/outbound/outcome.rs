@@ -81,6 +81,25 @@ impl Verdict {
         }
     }
 
+    /// On a plaintext connection after TLS failed (the ladder's last rung):
+    /// a `530` refusal ("Must issue a STARTTLS command first", RFC 3207
+    /// §4) says the server insists on the TLS we could not agree, which
+    /// may work another time: the mail waits instead of bouncing.
+    pub fn after_fallback(self) -> Verdict {
+        match self {
+            Verdict::Failed { reason, reply, .. }
+                if reply.as_deref().is_some_and(|r| r.starts_with("530")) =>
+            {
+                Verdict::Deferred {
+                    status: "4.7.0".into(),
+                    reason: format!("{reason} (it insists on TLS, which failed on every TLS rung)"),
+                    reply,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// A conversation that broke off: always temporary.
     pub fn from_error(error: &ClientError, host: &str) -> Verdict {
         let status = match error {
@@ -197,6 +216,22 @@ mod tests {
         let verdicts = judge(&content_refused, 2, "h");
         assert_eq!(kinds(&verdicts), ["failed", "failed"]);
         assert!(matches!(&verdicts[0], Verdict::Failed { status, .. } if status == "5.6.0"));
+    }
+
+    #[test]
+    fn a_530_after_tls_failed_waits_instead_of_bouncing() {
+        let refused = Verdict::from_refusal(
+            &reply("530 5.7.0 Must issue a STARTTLS command first\r\n"),
+            "mx.test",
+        );
+        assert!(refused.is_final());
+        let waits = refused.after_fallback();
+        assert!(
+            matches!(&waits, Verdict::Deferred { status, reason, .. } if status == "4.7.0" && reason.contains("insists on TLS")),
+            "{waits:?}"
+        );
+        let other = Verdict::from_refusal(&reply("550 5.1.1 no such user\r\n"), "mx.test");
+        assert_eq!(other.clone().after_fallback(), other);
     }
 
     #[test]

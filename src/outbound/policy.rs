@@ -18,8 +18,18 @@ pub enum Step {
     /// Try again on a new connection one rung lower (opportunistic only).
     NextRung,
     /// Do not send: try the next host, then keep the mail queued with this
-    /// 4.7.x reason. Never plaintext.
-    Defer { reason: String },
+    /// 4.7.x enhanced status code (RFC 3463) and reason. Never plaintext.
+    Defer { code: &'static str, reason: String },
+}
+
+/// The enhanced status codes of a policy deferral (RFC 3463 §3.8).
+pub mod code {
+    /// X.7.1: the server refused us: it wants a client certificate.
+    pub const NOT_AUTHORIZED: &str = "4.7.1";
+    /// X.7.4: STARTTLS, a security feature the level needs, is missing.
+    pub const NO_STARTTLS: &str = "4.7.4";
+    /// X.7.5: the handshake failed, or the certificate is not good enough.
+    pub const TLS_FAILED: &str = "4.7.5";
 }
 
 /// The rungs of the opportunistic ladder.
@@ -36,6 +46,15 @@ pub enum Rung {
 }
 
 impl Rung {
+    /// Its name in the log, `probe` and `tls-memory list`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rung::Modern => "modern",
+            Rung::Tls12 => "tls12",
+            Rung::Plaintext => "plaintext",
+        }
+    }
+
     pub fn below(self) -> Option<Rung> {
         match self {
             Rung::Modern => Some(Rung::Tls12),
@@ -53,27 +72,138 @@ pub fn after_ehlo(level: TlsLevel, rung: Rung, starttls_offered: bool) -> Step {
         (_, true) => Step::StartTls,
         (TlsLevel::Opportunistic, false) => Step::Plaintext,
         (_, false) => Step::Defer {
+            code: code::NO_STARTTLS,
             reason: "STARTTLS not offered".into(),
         },
     }
 }
 
-/// The STARTTLS command was refused, or the handshake failed or stalled.
-/// `fallback` is `[delivery] opportunistic_fallback`.
-pub fn after_failed_handshake(level: TlsLevel, rung: Rung, fallback: bool, what: &str) -> Step {
-    match level {
-        TlsLevel::Opportunistic => match rung.below() {
-            Some(Rung::Plaintext) if !fallback => Step::Defer {
-                reason: format!("TLS failed ({what}) and opportunistic_fallback is off"),
-            },
+/// How TLS failed on one rung.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The STARTTLS command was refused, or the handshake failed or stalled.
+    Handshake(String),
+    /// The handshake completed, then the server refused EHLO or closed the
+    /// connection. A TLS 1.3 server that wants a client certificate says
+    /// so only now: the client's part of the handshake is over before the
+    /// server has judged its (missing) certificate (RFC 8446 §4.4.2.4).
+    RefusedAfterTls(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Handshake(what) => f.write_str(what),
+            Failure::RefusedAfterTls(what) => {
+                write!(f, "refused right after the TLS handshake: {what}")
+            }
+        }
+    }
+}
+
+/// TLS failed on `rung`: for `opportunistic` a failed rung (the next one
+/// on a new connection, finally plaintext); for the forced levels a
+/// deferral. `fallback` is `[delivery] opportunistic_fallback`.
+pub fn after_failure(level: TlsLevel, rung: Rung, fallback: bool, failure: &Failure) -> Step {
+    let defer = |code, reason| Step::Defer { code, reason };
+    match (level, failure) {
+        (TlsLevel::Opportunistic, _) => match rung.below() {
+            Some(Rung::Plaintext) if !fallback => defer(
+                code::TLS_FAILED,
+                format!("TLS failed ({failure}) and opportunistic_fallback is off"),
+            ),
             Some(_) => Step::NextRung,
-            None => Step::Defer {
-                reason: what.to_string(),
+            None => defer(code::TLS_FAILED, failure.to_string()),
+        },
+        (_, Failure::Handshake(what)) => defer(code::TLS_FAILED, format!("TLS failed: {what}")),
+        (_, Failure::RefusedAfterTls(what)) => defer(
+            code::NOT_AUTHORIZED,
+            format!("the server wants a client certificate (it refused the session right after the TLS handshake: {what})"),
+        ),
+    }
+}
+
+/// What the broken-TLS memory knows of one rung of one server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remembered {
+    /// Nothing, or not enough to act on.
+    No,
+    /// Confirmed broken (DESIGN.md §5): skip it.
+    Broken,
+    /// Confirmed broken, and its hourly retry is due: try it first.
+    RetryDue,
+}
+
+/// Whether the broken-TLS memory may move where the ladder starts. Only
+/// under `opportunistic`: a forced level tries the top rung and defers.
+/// DANE and MTA-STS (DESIGN.md §5b), once they govern a destination,
+/// veto it here too: this is the one place that decides.
+pub fn memory_applies(level: TlsLevel) -> bool {
+    level == TlsLevel::Opportunistic
+}
+
+/// Where the ladder starts, and what the memory did to get there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Start {
+    pub rung: Rung,
+    /// The rungs skipped because they are remembered as broken.
+    pub skipped: Vec<Rung>,
+    /// A remembered rung tried first all the same (its hourly retry).
+    pub retried: Option<Rung>,
+}
+
+impl Start {
+    /// The top rung, the memory not asked or saying nothing.
+    pub const TOP: Start = Start {
+        rung: Rung::Modern,
+        skipped: Vec::new(),
+        retried: None,
+    };
+
+    /// For the attempt's log line and `probe`: `-` when the memory did
+    /// not decide, else `skipped-rung-modern`, `retried-rung-tls12`, …
+    pub fn note(&self) -> String {
+        let mut parts: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|r| format!("skipped-rung-{}", r.name()))
+            .collect();
+        parts.extend(self.retried.map(|r| format!("retried-rung-{}", r.name())));
+        match parts.is_empty() {
+            true => "-".into(),
+            false => parts.join(","),
+        }
+    }
+}
+
+/// The first rung of the ladder: the top one, unless the memory applies
+/// and remembers it as broken and not due for its hourly retry; then the
+/// next one, and so on. Never plaintext when `fallback` is off.
+pub fn first_rung(
+    level: TlsLevel,
+    fallback: bool,
+    remembered: impl Fn(Rung) -> Remembered,
+) -> Start {
+    let mut start = Start::TOP;
+    if !memory_applies(level) {
+        return start;
+    }
+    loop {
+        match remembered(start.rung) {
+            Remembered::No => return start,
+            Remembered::RetryDue => {
+                start.retried = Some(start.rung);
+                return start;
+            }
+            Remembered::Broken => match start.rung.below() {
+                Some(Rung::Plaintext) if !fallback => return start,
+                Some(lower) => {
+                    start.skipped.push(start.rung);
+                    start.rung = lower;
+                }
+                None => return start,
             },
-        },
-        _ => Step::Defer {
-            reason: format!("TLS failed: {what}"),
-        },
+        }
     }
 }
 
@@ -98,7 +228,10 @@ pub struct Checks {
 /// The handshake succeeded: deliver, or defer, per the level.
 pub fn after_handshake(level: TlsLevel, checks: &Checks) -> Step {
     let deliver = |note: String| Step::Deliver { note };
-    let defer = |reason: String| Step::Defer { reason };
+    let defer = |reason: String| Step::Defer {
+        code: code::TLS_FAILED,
+        reason,
+    };
     match level {
         TlsLevel::None | TlsLevel::Opportunistic | TlsLevel::Required => {
             match (&checks.chain, &checks.host) {

@@ -13,6 +13,10 @@ fn cell(step: Step) -> &'static str {
     }
 }
 
+fn handshake(what: &str) -> Failure {
+    Failure::Handshake(what.into())
+}
+
 fn checks(chain: bool, name: bool, pinned: bool) -> Checks {
     Checks {
         chain: if chain {
@@ -99,7 +103,12 @@ fn the_table_of_design_section_5() {
             "{level}: offered"
         );
         assert_eq!(
-            cell(after_failed_handshake(level, Rung::Modern, true, "alert")),
+            cell(after_failure(
+                level,
+                Rung::Modern,
+                true,
+                &handshake("alert")
+            )),
             handshake_fails,
             "{level}: handshake fails"
         );
@@ -128,11 +137,11 @@ fn pinned_lets_the_fingerprint_decide() {
         "defer"
     );
     assert_eq!(
-        cell(after_failed_handshake(
+        cell(after_failure(
             TlsLevel::Pinned,
             Rung::Modern,
             true,
-            "x"
+            &handshake("x")
         )),
         "defer"
     );
@@ -158,15 +167,15 @@ fn pinned_lets_the_fingerprint_decide() {
 fn the_opportunistic_ladder_goes_down_to_plaintext_only_when_allowed() {
     let level = TlsLevel::Opportunistic;
     assert_eq!(
-        after_failed_handshake(level, Rung::Modern, true, "x"),
+        after_failure(level, Rung::Modern, true, &handshake("x")),
         Step::NextRung
     );
     assert_eq!(
-        after_failed_handshake(level, Rung::Tls12, true, "x"),
+        after_failure(level, Rung::Tls12, true, &handshake("x")),
         Step::NextRung
     );
     assert_eq!(
-        cell(after_failed_handshake(level, Rung::Tls12, false, "x")),
+        cell(after_failure(level, Rung::Tls12, false, &handshake("x"))),
         "defer"
     );
     assert_eq!(
@@ -184,6 +193,7 @@ fn reasons_name_what_failed() {
     assert_eq!(
         step,
         Step::Defer {
+            code: "4.7.5",
             reason: "certificate for mx.b.test not valid for fabrikam.test".into()
         }
     );
@@ -191,6 +201,7 @@ fn reasons_name_what_failed() {
     assert_eq!(
         step,
         Step::Defer {
+            code: "4.7.4",
             reason: "STARTTLS not offered".into()
         }
     );
@@ -201,4 +212,111 @@ fn reasons_name_what_failed() {
             note: "untrusted: self-signed".into()
         }
     );
+}
+
+/// DESIGN.md §5: "a server that refuses EHLO right after the handshake (a
+/// TLS 1.3 server demanding a client certificate)" is a failed rung for
+/// `opportunistic`, a 4.7.x deferral saying so for every forced level.
+#[test]
+fn a_refusal_right_after_the_handshake_is_a_failed_rung() {
+    let refused = Failure::RefusedAfterTls(
+        "EHLO after STARTTLS refused: 421 4.7.1 No client certificate presented".into(),
+    );
+    let opportunistic = TlsLevel::Opportunistic;
+    assert_eq!(
+        after_failure(opportunistic, Rung::Modern, true, &refused),
+        Step::NextRung
+    );
+    assert_eq!(
+        after_failure(opportunistic, Rung::Tls12, true, &refused),
+        Step::NextRung
+    );
+    assert_eq!(
+        cell(after_failure(opportunistic, Rung::Tls12, false, &refused)),
+        "defer",
+        "no plaintext with opportunistic_fallback off"
+    );
+    for level in [
+        TlsLevel::Required,
+        TlsLevel::VerifyCa,
+        TlsLevel::VerifyHost,
+        TlsLevel::VerifyDomain,
+        TlsLevel::Pinned,
+    ] {
+        let Step::Defer { code, reason } = after_failure(level, Rung::Modern, true, &refused)
+        else {
+            panic!("{level}: not a deferral");
+        };
+        assert_eq!(code, "4.7.1", "{level}");
+        assert!(
+            reason.starts_with("the server wants a client certificate (")
+                && reason.contains("No client certificate presented"),
+            "{level}: {reason}"
+        );
+        let Step::Defer { code, .. } = after_failure(level, Rung::Modern, true, &handshake("x"))
+        else {
+            panic!("{level}: not a deferral");
+        };
+        assert_eq!(code, "4.7.5", "{level}");
+    }
+}
+
+/// The memory's say on the ladder's start: (what it remembers of modern,
+/// of tls12; fallback) -> (first rung, note). Only `opportunistic` asks.
+#[test]
+fn the_memory_moves_the_start_of_the_opportunistic_ladder_only() {
+    use Remembered::{Broken, No, RetryDue};
+    let table = [
+        ((No, No), true, Rung::Modern, "-"),
+        ((No, Broken), true, Rung::Modern, "-"),
+        (
+            (RetryDue, Broken),
+            true,
+            Rung::Modern,
+            "retried-rung-modern",
+        ),
+        ((Broken, No), true, Rung::Tls12, "skipped-rung-modern"),
+        (
+            (Broken, RetryDue),
+            true,
+            Rung::Tls12,
+            "skipped-rung-modern,retried-rung-tls12",
+        ),
+        (
+            (Broken, Broken),
+            true,
+            Rung::Plaintext,
+            "skipped-rung-modern,skipped-rung-tls12",
+        ),
+        // Never a plaintext start when plaintext is not allowed at all.
+        ((Broken, Broken), false, Rung::Tls12, "skipped-rung-modern"),
+    ];
+    for ((modern, tls12), fallback, rung, note) in table {
+        let remembered = |r: Rung| match r {
+            Rung::Modern => modern,
+            Rung::Tls12 => tls12,
+            Rung::Plaintext => No,
+        };
+        let start = first_rung(TlsLevel::Opportunistic, fallback, remembered);
+        assert_eq!(
+            (start.rung, start.note().as_str()),
+            (rung, note),
+            "{modern:?} {tls12:?} {fallback}"
+        );
+        for level in [
+            TlsLevel::None,
+            TlsLevel::Required,
+            TlsLevel::VerifyCa,
+            TlsLevel::VerifyHost,
+            TlsLevel::VerifyDomain,
+            TlsLevel::Pinned,
+        ] {
+            assert_eq!(
+                first_rung(level, fallback, remembered),
+                Start::TOP,
+                "{level}"
+            );
+            assert!(!memory_applies(level), "{level}");
+        }
+    }
 }

@@ -10,10 +10,9 @@ use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::deliver::Deliverer;
-use super::policy::{self, Checks, Rung, Step};
+use super::policy::{self, Checks, Failure, Rung, Step};
 use super::route::{hops, Hop, Hops, Resolve};
 use crate::config::values::{DomainName, Host, TlsLevel};
-use crate::tls::client::Negotiated;
 
 /// The report for one domain, as text.
 pub async fn probe<R: Resolve>(
@@ -113,44 +112,36 @@ async fn probe_address<R: Resolve>(
             "  Levels accepting   none; opportunistic delivers in plaintext"
         );
     }
+    let server = std::net::SocketAddr::new(ip, hop.port).to_string();
+    let start = deliverer.memory.peek(level, deliverer.fallback, &server);
+    if policy::memory_applies(level) {
+        let said = match start.note().as_str() {
+            "-" => "nothing remembered".to_string(),
+            note => format!("{note} (see `tlsrelay tls-memory list`)"),
+        };
+        let _ = writeln!(out, "  TLS memory         {said}");
+    }
     match policy::after_ehlo(level, Rung::Modern, offered) {
         Step::Plaintext => {
             client.quit().await;
             let _ = writeln!(out, "  Verdict            would deliver in plaintext");
             return;
         }
-        Step::Defer { reason } => {
+        Step::Defer { reason, .. } => {
             client.quit().await;
             let _ = writeln!(out, "  Verdict            would defer: {reason}");
             return;
         }
         _ => {}
     }
-    let stream = match client.starttls().await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err((reply, client))) => {
-            client.quit().await;
-            return verdict_after_failure(
-                level,
-                deliverer.fallback,
-                &format!("STARTTLS refused: {}", reply.summary()),
-                out,
-            );
+    let upgraded = match deliverer.upgrade(client, hop, Rung::Modern, route).await {
+        Ok(upgraded) => upgraded,
+        Err(failure) => {
+            return verdict_after_failure(level, deliverer.fallback, &failure, &start, out)
         }
-        Err(e) => return verdict_after_failure(level, deliverer.fallback, &e.to_string(), out),
     };
-    let (tls, checks) = match deliverer.handshake(stream, hop, Rung::Modern, route).await {
-        Ok(done) => done,
-        Err(e) => return verdict_after_failure(level, deliverer.fallback, &e, out),
-    };
-    let negotiated = Negotiated::of(tls.get_ref().1);
-    let chain: Vec<CertificateDer<'static>> = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .unwrap_or_default()
-        .to_vec();
-    super::client::Client::new(tls).quit().await;
+    let (negotiated, chain, checks) = (upgraded.negotiated, upgraded.chain, upgraded.checks);
+    upgraded.client.quit().await;
     let group = negotiated.group.as_deref().unwrap_or("unknown");
     let _ = writeln!(
         out,
@@ -180,16 +171,42 @@ async fn probe_address<R: Resolve>(
         .map(ToString::to_string)
         .collect();
     let _ = writeln!(out, "  Levels accepting   {}", accepting.join(", "));
-    let verdict = match policy::after_handshake(level, &checks) {
-        Step::Deliver { note } => format!("would deliver with {}, {note}", negotiated.version),
-        Step::Defer { reason } => format!("would defer: {reason}"),
-        other => format!("{other:?}"),
+    let verdict = match (
+        memory_verdict(&start),
+        policy::after_handshake(level, &checks),
+    ) {
+        (Some(skipped), _) => skipped,
+        (None, Step::Deliver { note }) => {
+            format!("would deliver with {}, {note}", negotiated.version)
+        }
+        (None, Step::Defer { reason, .. }) => format!("would defer: {reason}"),
+        (None, other) => format!("{other:?}"),
     };
     let _ = writeln!(out, "  Verdict            {verdict}");
 }
 
-fn verdict_after_failure(level: TlsLevel, fallback: bool, what: &str, out: &mut String) {
-    let _ = writeln!(out, "  TLS                failed: {what}");
+/// What delivery does when the memory moves the start of the ladder,
+/// whatever the top rung would do now.
+fn memory_verdict(start: &policy::Start) -> Option<String> {
+    let skipped = match start.rung {
+        Rung::Modern => return None,
+        Rung::Tls12 => "would try TLS 1.2 only first",
+        Rung::Plaintext => "would deliver in plaintext",
+    };
+    Some(format!(
+        "{skipped}: the broken-TLS memory skips the rungs above ({}); `tlsrelay tls-memory forget` clears it",
+        start.note()
+    ))
+}
+
+fn verdict_after_failure(
+    level: TlsLevel,
+    fallback: bool,
+    failure: &Failure,
+    start: &policy::Start,
+    out: &mut String,
+) {
+    let _ = writeln!(out, "  TLS                failed: {failure}");
     // The forced levels try the top rung only; opportunistic goes on.
     let lower = if fallback {
         "TLS 1.2 only, then plaintext"
@@ -200,10 +217,12 @@ fn verdict_after_failure(level: TlsLevel, fallback: bool, what: &str, out: &mut 
         out,
         "  Levels accepting   none; opportunistic tries {lower}"
     );
-    let verdict = match policy::after_failed_handshake(level, Rung::Modern, fallback, what) {
-        Step::NextRung => "would retry with TLS 1.2 only, then plaintext".to_string(),
-        Step::Defer { reason } => format!("would defer: {reason}"),
-        other => format!("{other:?}"),
+    let step = policy::after_failure(level, Rung::Modern, fallback, failure);
+    let verdict = match (memory_verdict(start), step) {
+        (Some(skipped), _) => skipped,
+        (None, Step::NextRung) => format!("would retry with {lower}"),
+        (None, Step::Defer { reason, .. }) => format!("would defer: {reason}"),
+        (None, other) => format!("{other:?}"),
     };
     let _ = writeln!(out, "  Verdict            {verdict}");
 }

@@ -318,6 +318,9 @@ async fn offline(
             )));
         }
         Request::Retry { id: Some(id) } | Request::Delete { id } | Request::Bounce { id } => id,
+        Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {
+            return Ok(Response::error("not a queue request"))
+        }
     };
     if !spool.contains(id) {
         return Err(AdminError::NoSuchMessage(id.clone()));
@@ -337,6 +340,9 @@ async fn offline(
             Ok(message) => Response::ok(message),
             Err(message) => Response::error(message),
         },
+        Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {
+            Response::error("not a queue request")
+        }
     })
 }
 

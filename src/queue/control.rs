@@ -10,6 +10,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 pub const SOCKET: &str = "control.sock";
 /// A request is one short line; anything longer is not ours.
 const MAX_LINE: u64 = 4096;
+/// An answer is one line of at most this many bytes.
+const MAX_ANSWER: u64 = 16 << 20;
 /// How long one exchange may take (a bounce writes and syncs a notice).
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -35,6 +38,10 @@ pub enum Request {
     Delete { id: String },
     /// Fail every pending recipient and return the message to its sender.
     Bounce { id: String },
+    /// `tlsrelay tls-memory list`: the broken-TLS memory, as a table.
+    TlsMemoryList,
+    /// `tlsrelay tls-memory forget HOST`, or everything (`--all`, `None`).
+    TlsMemoryForget { host: Option<String> },
 }
 
 /// The answer: did it work, and what happened, in words for the terminal.
@@ -63,6 +70,10 @@ impl Response {
 /// A request on its way to the queue manager, with where to answer.
 pub type Command = (Request, oneshot::Sender<Response>);
 
+/// Answers the requests that need no queue manager (the broken-TLS
+/// memory's); `None` for the others.
+pub type Local = Arc<dyn Fn(&Request) -> Option<Response> + Send + Sync>;
+
 /// Where the socket of the spool in `spool_dir` is.
 pub fn socket_path(spool_dir: &Path) -> PathBuf {
     spool_dir.join(SOCKET)
@@ -84,26 +95,28 @@ pub fn bind(spool_dir: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Answers requests until `shutdown`, passing each to the queue manager.
+/// Answers requests until `shutdown`: `local` those it knows, the queue
+/// manager the others.
 pub async fn serve(
     listener: UnixListener,
     manager: mpsc::UnboundedSender<Command>,
+    local: Local,
     shutdown: CancellationToken,
 ) {
     while let Some((stream, _)) =
         crate::net::next_connection("control", &shutdown, || listener.accept()).await
     {
-        let manager = manager.clone();
+        let (manager, local) = (manager.clone(), local.clone());
         tokio::spawn(async move {
-            if let Err(e) = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(stream, &manager)).await
-            {
+            let exchange = exchange(stream, &manager, &local);
+            if let Err(e) = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await {
                 tracing::warn!(error = %e, "control socket: request timed out");
             }
         });
     }
 }
 
-async fn exchange(stream: UnixStream, manager: &mpsc::UnboundedSender<Command>) {
+async fn exchange(stream: UnixStream, manager: &mpsc::UnboundedSender<Command>, local: &Local) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let read = BufReader::new(read.take(MAX_LINE))
@@ -112,16 +125,19 @@ async fn exchange(stream: UnixStream, manager: &mpsc::UnboundedSender<Command>) 
     let response = match read.map(|_| serde_json::from_str::<Request>(&line)) {
         Err(e) => Response::error(format!("reading the request: {e}")),
         Ok(Err(e)) => Response::error(format!("not a request: {e}")),
-        Ok(Ok(request)) => {
-            tracing::info!(?request, "queue command from the control socket");
-            let (reply, answer) = oneshot::channel();
-            match manager.send((request, reply)) {
-                Ok(()) => answer
-                    .await
-                    .unwrap_or_else(|_| Response::error("the relay is stopping")),
-                Err(_) => Response::error("the relay is stopping"),
+        Ok(Ok(request)) => match local(&request) {
+            Some(response) => response,
+            None => {
+                tracing::info!(?request, "queue command from the control socket");
+                let (reply, answer) = oneshot::channel();
+                match manager.send((request, reply)) {
+                    Ok(()) => answer
+                        .await
+                        .unwrap_or_else(|_| Response::error("the relay is stopping")),
+                    Err(_) => Response::error("the relay is stopping"),
+                }
             }
-        }
+        },
     };
     let mut text = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into());
     text.push('\n');
@@ -161,7 +177,8 @@ pub async fn send(spool_dir: &Path, request: &Request) -> Result<Response, Contr
         text.push('\n');
         stream.write_all(text.as_bytes()).await?;
         let mut line = String::new();
-        BufReader::new(stream.take(MAX_LINE * 16))
+        // A `tls-memory list` table may be long.
+        BufReader::new(stream.take(MAX_ANSWER))
             .read_line(&mut line)
             .await?;
         serde_json::from_str::<Response>(&line).map_err(|e| {

@@ -270,6 +270,11 @@ impl<R: Resolve + 'static> QueueManager<R> {
             Request::Retry { id: Some(id) } | Request::Delete { id } | Request::Bounce { id } => {
                 id.clone()
             }
+            // The control socket answers these itself.
+            Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {
+                let _ = reply.send(Response::error("not a queue request"));
+                return;
+            }
         };
         if !self.spool.contains(&id) {
             let _ = reply.send(Response::error(format!(
@@ -312,6 +317,8 @@ impl<R: Resolve + 'static> QueueManager<R> {
                     let _ = done.send(Done { id, next: None });
                 });
             }
+            // Answered above.
+            Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {}
         }
     }
 }

@@ -9,3 +9,4 @@ pub mod manager;
 pub mod schedule;
 pub mod spool;
 pub mod state;
+pub mod tls_memory;

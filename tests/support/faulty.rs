@@ -1,12 +1,21 @@
 //! A scripted SMTP receiver whose TLS is broken: it offers STARTTLS,
 //! answers `220`, and then does not do TLS (hangs up, sends garbage, or
-//! stalls). Everything else it accepts in plaintext and records, so a test
-//! can tell exactly what reached it in the clear.
+//! stalls), the way an attacker in the path breaks a handshake.
+//! Everything else it accepts in plaintext and records, so a test can
+//! tell exactly what reached it in the clear. Once [healed](FaultyReceiver::heal)
+//! it does honest TLS on the same address, and records what came over it.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::PrivateKeyDer;
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+use super::ca::{self_signed, Key, Spec};
 
 /// What the receiver does once it has said `220` to STARTTLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,13 +29,15 @@ pub enum AfterStartTls {
 }
 
 /// What the receiver saw, in order: `starttls` per STARTTLS, `rcpt:ADDR`
-/// per RCPT and `plain:CONTENT` per message, all in plaintext.
+/// per RCPT in plaintext, `plain:CONTENT` per message in plaintext and
+/// `tls:CONTENT` per message over TLS (once healed).
 pub type Seen = Arc<Mutex<Vec<String>>>;
 
 /// A running receiver (its threads live as long as the test process).
 pub struct FaultyReceiver {
     pub addr: SocketAddr,
     seen: Seen,
+    healed: Arc<AtomicBool>,
 }
 
 impl FaultyReceiver {
@@ -35,14 +46,23 @@ impl FaultyReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let seen: Seen = Arc::default();
-        let log = seen.clone();
+        let healed = Arc::new(AtomicBool::new(false));
+        let (log, honest) = (seen.clone(), healed.clone());
+        let tls = honest_tls();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let log = log.clone();
-                std::thread::spawn(move || serve(stream, &log, after));
+                let tls = honest.load(Ordering::SeqCst).then(|| tls.clone());
+                std::thread::spawn(move || serve(stream, &log, after, tls));
             }
         });
-        FaultyReceiver { addr, seen }
+        FaultyReceiver { addr, seen, healed }
+    }
+
+    /// The attacker is gone: connections from now on get honest TLS
+    /// (TLS 1.3 and 1.2, a self-signed certificate for mx.broken.test).
+    pub fn heal(&self) {
+        self.healed.store(true, Ordering::SeqCst);
     }
 
     /// Everything seen so far.
@@ -70,11 +90,46 @@ pub fn wait_for(seen: &Seen, needle: &str) -> Vec<String> {
     }
 }
 
-fn serve(mut stream: TcpStream, seen: &Seen, after: AfterStartTls) {
-    let record = |entry: String| seen.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+fn honest_tls() -> Arc<ServerConfig> {
+    let issued = self_signed(&Spec::new(&["mx.broken.test"], Key::P256));
+    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).expect("test key");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![issued.der], key)
+        .expect("server certificate");
+    Arc::new(config)
+}
+
+/// One connection: plaintext until STARTTLS, then broken TLS, or honest
+/// TLS when `tls` is given.
+fn serve(stream: TcpStream, seen: &Seen, after: AfterStartTls, tls: Option<Arc<ServerConfig>>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap_or_else(|e| panic!("{e}")));
-    let _ = stream.write_all(b"220 broken.test ESMTP\r\n");
+    let mut reader = BufReader::new(stream);
+    let _ = reader.get_mut().write_all(b"220 broken.test ESMTP\r\n");
+    if !dialogue(&mut reader, seen, "plain") {
+        return;
+    }
+    let mut stream = reader.into_inner();
+    let _ = stream.write_all(b"220 2.0.0 go ahead\r\n");
+    match tls {
+        None => broken_tls(&mut stream, after),
+        Some(config) => {
+            let Ok(connection) = ServerConnection::new(config) else {
+                return;
+            };
+            let mut reader = BufReader::new(StreamOwned::new(connection, stream));
+            dialogue(&mut reader, seen, "tls");
+        }
+    }
+}
+
+/// Commands until QUIT or the end; true when STARTTLS was asked (offered
+/// only in plaintext). Contents are recorded as `KIND:CONTENT`.
+fn dialogue<S: Read + Write>(reader: &mut BufReader<S>, seen: &Seen, kind: &str) -> bool {
+    let record = |entry: String| seen.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
     let mut line = String::new();
     let mut content = String::new();
     let mut in_data = false;
@@ -82,40 +137,42 @@ fn serve(mut stream: TcpStream, seen: &Seen, after: AfterStartTls) {
         if in_data {
             if line == ".\r\n" {
                 in_data = false;
-                record(format!("plain:{}", std::mem::take(&mut content)));
-                let _ = stream.write_all(b"250 2.0.0 ok\r\n");
+                record(format!("{kind}:{}", std::mem::take(&mut content)));
+                let _ = reader.get_mut().write_all(b"250 2.0.0 ok\r\n");
             } else {
                 content.push_str(&line);
             }
         } else {
             let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
-            let reply: &[u8] = match verb.as_str() {
-                "EHLO" => b"250-broken.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n",
-                "STAR" => {
+            let reply: &[u8] = match (verb.as_str(), kind) {
+                ("EHLO", "plain") => b"250-broken.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n",
+                ("EHLO", _) => b"250-broken.test\r\n250 PIPELINING\r\n",
+                ("STAR", "plain") => {
                     record("starttls".into());
-                    let _ = stream.write_all(b"220 2.0.0 go ahead\r\n");
-                    broken_tls(&mut stream, after);
-                    return;
+                    return true;
                 }
-                "RCPT" => {
+                ("RCPT", _) => {
                     let address = line.trim_end().get(8..).unwrap_or("").to_string();
                     record(format!("rcpt:{address}"));
                     b"250 ok\r\n"
                 }
-                "DATA" => {
+                ("DATA", _) => {
                     in_data = true;
                     b"354 go\r\n"
                 }
-                "QUIT" => {
-                    let _ = stream.write_all(b"221 bye\r\n");
-                    return;
+                ("QUIT", _) => {
+                    let _ = reader.get_mut().write_all(b"221 bye\r\n");
+                    let _ = reader.get_mut().flush();
+                    return false;
                 }
                 _ => b"250 ok\r\n",
             };
-            let _ = stream.write_all(reply);
+            let _ = reader.get_mut().write_all(reply);
+            let _ = reader.get_mut().flush();
         }
         line.clear();
     }
+    false
 }
 
 /// The part after `220`: no TLS, in the chosen way.

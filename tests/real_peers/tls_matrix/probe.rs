@@ -10,7 +10,7 @@ use super::relay::{relay_config, relay_files};
 use crate::support::postfix::run_bounded;
 
 /// `tlsrelay probe DOMAIN -c FILE` (it needs no running relay).
-fn probe(config: &Path, domain: &str) -> String {
+pub(super) fn probe(config: &Path, domain: &str) -> String {
     let output = run_bounded(
         Command::new(env!("CARGO_BIN_EXE_tlsrelay"))
             .args(["probe", domain, "-c"])
