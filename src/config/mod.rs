@@ -12,6 +12,7 @@
 //!
 //! Relative paths resolve against the configuration file's folder.
 
+pub mod domain;
 mod error;
 mod files;
 mod model;
