@@ -4,6 +4,8 @@
 //! `cargo test --test real_peers -- --ignored --test-threads=1`; a plain
 //! `cargo test` skips it.
 //!
+//! * `addresses`: smtplib's Unicode sender spellings meet the sender
+//!   restriction; swaks sends to and from address literals.
 //! * `clients`: swaks, msmtp and smtplib deliver into the spool, byte for byte.
 //! * `postfix`: the Postfix harness itself, Postfix as a STARTTLS server for
 //!   `cert-info`, and Postfix relaying through tlsrelay with TLS enforced.
@@ -19,6 +21,8 @@
 mod support;
 
 // A test target's root resolves modules beside it, in tests/.
+#[path = "real_peers/addresses.rs"]
+mod addresses;
 #[path = "real_peers/clients.rs"]
 mod clients;
 #[path = "real_peers/delivery.rs"]
