@@ -250,7 +250,7 @@ fn probe(domain: &str, path: &std::path::Path, port: Option<u16>) -> ExitCode {
         Ok(config) => config,
         Err(errors) => return user_error(errors),
     };
-    let domain: tlsrelay::config::values::DomainName = match domain.parse() {
+    let domain: tlsrelay::config::domain::MailDomain = match domain.parse() {
         Ok(domain) => domain,
         Err(e) => return user_error(e),
     };

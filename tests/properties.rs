@@ -7,6 +7,10 @@
 //! * Chunking independence: a DATA stream, and a whole pipelined session
 //!   (commands, DATA, BDAT), give the same message and the same replies
 //!   and actions however the bytes are split into reads.
+//! * One domain, every spelling (issue 12 item 3): any Unicode spelling
+//!   of a restricted sender domain (case, full-width forms, U-label or
+//!   A-label, dot variants, a trailing dot, ignorable characters) is
+//!   refused to an anonymous client and accepted from its connector.
 
 mod pure;
 
@@ -140,13 +144,14 @@ const CONFIG: &str = "[server]\nhostname = \"mx.example.test\"\nmax_recipients =
 
 fn policy() -> Arc<InboundPolicy> {
     static POLICY: OnceLock<Arc<InboundPolicy>> = OnceLock::new();
-    POLICY
-        .get_or_init(|| {
-            let config = Config::parse(Path::new("properties.toml"), CONFIG.to_string())
-                .unwrap_or_else(|e| panic!("{e}"));
-            Arc::new(InboundPolicy::new(&config))
-        })
-        .clone()
+    POLICY.get_or_init(|| load_policy(CONFIG)).clone()
+}
+
+/// The inbound policy of configuration `text`, which must load.
+fn load_policy(text: &str) -> Arc<InboundPolicy> {
+    let config = Config::parse(Path::new("properties.toml"), text.to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    Arc::new(InboundPolicy::new(&config))
 }
 
 /// One client step of a pipelined session: commands, DATA with a body,
@@ -197,5 +202,111 @@ proptest! {
         let whole = MemoryConnection::run(policy(), ip, &stream, &[]);
         let split = MemoryConnection::run(policy(), ip, &stream, &cuts(&raw_cuts, stream.len()));
         prop_assert_eq!(split, whole);
+    }
+}
+
+/// Restricted sender domains, owned by the connector for 10.0.0.0/8: one
+/// written as an A-label (the issue's case), one as a U-label, one ASCII.
+const RESTRICTED: &str = "[server]\nhostname = \"mx.example.test\"\nmax_errors = 1000\n\
+    [[inbound]]\nname = \"partner\"\nremote_ips = [\"10.0.0.0/8\"]\n\
+    sender_domains = [\"xn--bcher-kva.test\", \"münchen.test\", \"partner.test\"]\nrestrict_sender_domains = true\n";
+
+fn restricted_policy() -> Arc<InboundPolicy> {
+    static POLICY: OnceLock<Arc<InboundPolicy>> = OnceLock::new();
+    POLICY.get_or_init(|| load_policy(RESTRICTED)).clone()
+}
+
+/// The restricted domains' first labels, as U-label and as A-label
+/// (`.test` follows each).
+const LABELS: [(&str, &str); 3] = [
+    ("bücher", "xn--bcher-kva"),
+    ("münchen", "xn--mnchen-3ya"),
+    ("partner", "partner"),
+];
+
+/// Spellings of one character that IDNA 2008 with the UTS #46 mapping
+/// takes to the same thing, written out here from the Unicode tables
+/// (not computed by the code under test): ASCII case, full-width forms
+/// (U+FF01..U+FF5E are ASCII + 0xFEE0), the dots UTS #46 maps to `.`,
+/// ü precomposed and decomposed.
+fn variants(c: char) -> Vec<String> {
+    let full = |c: char| char::from_u32(c as u32 + 0xFEE0).map(String::from);
+    match c {
+        '.' => vec![
+            ".".into(),
+            "\u{ff0e}".into(),
+            "\u{3002}".into(),
+            "\u{ff61}".into(),
+        ],
+        'ü' => vec!["ü".into(), "Ü".into(), "u\u{308}".into(), "U\u{308}".into()],
+        c if c.is_ascii_alphanumeric() || c == '-' => {
+            let upper = c.to_ascii_uppercase();
+            [
+                Some(c.to_string()),
+                Some(upper.to_string()),
+                full(c),
+                full(upper),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
+        }
+        c => vec![c.to_string()],
+    }
+}
+
+/// One spelling of a restricted domain: which domain, U- or A-label,
+/// a variant per character, soft hyphens (U+00AD, which UTS #46 maps to
+/// nothing) after some characters, and perhaps a trailing dot.
+fn spelling() -> impl Strategy<Value = String> {
+    (
+        0..LABELS.len(),
+        any::<bool>(),
+        prop::collection::vec((0..4usize, prop::bool::weighted(0.1)), 24),
+        prop::option::of(0..4usize),
+    )
+        .prop_map(|(domain, a_label, choices, trailing_dot)| {
+            let (u, a) = LABELS[domain];
+            let plain = format!("{}.test", if a_label { a } else { u });
+            let mut out = String::new();
+            for (c, (choice, soft_hyphen)) in plain.chars().zip(choices.iter().cycle()) {
+                let options = variants(c);
+                out.push_str(&options[choice % options.len()]);
+                if *soft_hyphen {
+                    out.push('\u{ad}');
+                }
+            }
+            if let Some(dot) = trailing_dot {
+                out.push_str(&variants('.')[dot]);
+            }
+            out
+        })
+}
+
+/// The reply to `MAIL FROM:<a@domain> SMTPUTF8` from a client at `ip`.
+fn mail_reply(ip: IpAddr, domain: &str) -> String {
+    let input = format!("EHLO client.test\r\nMAIL FROM:<a@{domain}> SMTPUTF8\r\n");
+    let transcript = MemoryConnection::run(restricted_policy(), ip, input.as_bytes(), &[]);
+    let replies = String::from_utf8_lossy(&transcript.replies).into_owned();
+    replies.lines().last().unwrap_or_default().to_string()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any spelling of a restricted domain is that domain: refused to an
+    /// anonymous client (the issue 12 bypass), and still accepted from
+    /// the connector that owns it (so the refusal is the restriction, not
+    /// a syntax error).
+    #[test]
+    fn every_spelling_of_a_restricted_sender_domain_is_restricted(domain in spelling()) {
+        let anonymous = mail_reply(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), &domain);
+        prop_assert_eq!(
+            anonymous,
+            "550 5.7.1 Sender domain not permitted through this connection",
+            "anonymous MAIL FROM:<a@{}>", domain
+        );
+        let partner = mail_reply(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), &domain);
+        prop_assert_eq!(partner, "250 2.1.0 Ok", "partner MAIL FROM:<a@{}>", domain);
     }
 }

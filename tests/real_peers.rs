@@ -4,6 +4,8 @@
 //! `cargo test --test real_peers -- --ignored --test-threads=1`; a plain
 //! `cargo test` skips it.
 //!
+//! * `addresses`: smtplib's Unicode sender spellings meet the sender
+//!   restriction; swaks sends to and from address literals.
 //! * `clients`: swaks, msmtp and smtplib deliver into the spool, byte for byte.
 //! * `client_certs`: Postfix, msmtp, Python `ssl`, `openssl s_client` and
 //!   swaks with and without a client certificate against a
@@ -22,6 +24,8 @@
 mod support;
 
 // A test target's root resolves modules beside it, in tests/.
+#[path = "real_peers/addresses.rs"]
+mod addresses;
 #[path = "real_peers/client_certs.rs"]
 mod client_certs;
 #[path = "real_peers/clients.rs"]

@@ -14,6 +14,7 @@
 //! Relative paths resolve against the configuration file's folder.
 
 mod deserialize;
+pub mod domain;
 mod error;
 mod files;
 mod model;

@@ -116,3 +116,46 @@ fn the_default_delay_notice_adapts_to_a_short_max_age() {
         "{explicit:?}"
     );
 }
+
+/// Issue 12 item 3: U-labels (and other spellings) are accepted wherever
+/// a domain is configured, and kept in the one canonical A-label form
+/// that every comparison uses; address literals are accepted domains.
+#[test]
+fn every_domain_key_takes_u_labels_in_canonical_form() {
+    let config = parse(
+        "[server]\nhostname = \"Relay.Bücher.test\"\n[tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = [\"ca\"]\n\
+         [relay]\naccepted_domains = [\"bücher.test\", \"[192.0.2.1]\"]\n\
+         [[inbound]]\nname = \"partner\"\ntls_client_cert_names = [\"mail.ｐａｒｔｎｅｒ.test\"]\n\
+         sender_domains = [\"*.partner.test\", \"faß.test\"]\nrestrict_sender_domains = true\n\
+         [[outbound]]\nname = \"in\"\nrecipient_domains = [\"BÜCHER.test.\", \"[IPv6:::ffff:192.0.2.1]\"]\n\
+         smarthosts = [\"mx.bücher.test:25\"]\ntls = \"verify-domain\"\ntls_domains = [\"*.bücher.test\"]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let show = |items: &[values::DomainPattern]| -> Vec<String> {
+        items.iter().map(ToString::to_string).collect()
+    };
+    assert_eq!(config.server.hostname.as_str(), "relay.xn--bcher-kva.test");
+    assert_eq!(
+        show(&config.relay.accepted_domains),
+        ["xn--bcher-kva.test", "[192.0.2.1]"]
+    );
+    let inbound = &config.inbound[0];
+    assert_eq!(
+        inbound.tls_client_cert_names[0].to_string(),
+        "mail.partner.test"
+    );
+    assert_eq!(
+        show(&inbound.sender_domains),
+        ["*.partner.test", "xn--fa-hia.test"]
+    );
+    let outbound = &config.outbound[0];
+    assert_eq!(
+        show(&outbound.recipient_domains),
+        ["xn--bcher-kva.test", "[192.0.2.1]"]
+    );
+    assert_eq!(
+        outbound.smarthosts[0].to_string(),
+        "mx.xn--bcher-kva.test:25"
+    );
+    assert_eq!(outbound.tls_domains[0].to_string(), "*.xn--bcher-kva.test");
+}

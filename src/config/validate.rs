@@ -198,14 +198,20 @@ fn relay(c: &mut Checker) {
             );
             continue;
         }
+        // An accepted address literal is (usually) this relay's own
+        // address: delivered straight to it, mail would come back here.
+        let lookup = match pattern {
+            DomainPattern::Literal(_) => "straight to that address, which is this relay",
+            _ => "by MX lookup, which points back here",
+        };
         match crate::outbound::route::connector_covering(&config.outbound, pattern) {
             Some(connector) if !connector.smarthosts.is_empty() => {}
             Some(connector) => c.fail(&key, format!(
-                "mail for {pattern} is accepted here and outbound connector \"{}\" would deliver it by MX lookup, which points back here (mail loop); give that connector smarthosts, such as your internal server",
+                "mail for {pattern} is accepted here and outbound connector \"{}\" would deliver it {lookup} (mail loop); give that connector smarthosts, such as your internal server",
                 connector.name
             )),
             None => c.fail(&key, format!(
-                "mail for {pattern} is accepted here and would be delivered by MX lookup, which points back here (mail loop); add an [[outbound]] connector with recipient_domains = [\"{pattern}\"] and smarthosts = your internal server"
+                "mail for {pattern} is accepted here and would be delivered {lookup} (mail loop); add an [[outbound]] connector with recipient_domains = [\"{pattern}\"] and smarthosts = your internal server"
             )),
         }
     }

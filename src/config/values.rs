@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use super::domain::{DomainError, MailDomain};
+
 /// Implements `Deserialize` through `FromStr`, so every value type reports
 /// its own parse error (serde adds the key path, the loader the line:col).
 macro_rules! deserialize_from_str {
@@ -169,7 +171,8 @@ impl fmt::Display for HumanDuration {
     }
 }
 
-/// A fully qualified domain name in A-label form, lower-cased, without a trailing dot.
+/// A DNS name in its canonical form (src/config/domain.rs): IDNA 2008
+/// A-labels after the UTS #46 mapping, lower case, no trailing dot.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DomainName(String);
 
@@ -187,41 +190,12 @@ impl DomainName {
     }
 }
 
+/// Through [`super::domain::canonical`]: U-labels, upper case and
+/// compatibility forms are accepted and mapped to the A-label form.
 impl FromStr for DomainName {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
-        let bad = |why: &str| Err(format!("invalid domain name {text:?}: {why}"));
-        if name.is_empty() {
-            return bad("it is empty");
-        }
-        if !name.is_ascii() {
-            return bad("write internationalised names in their A-label (xn--) form");
-        }
-        if name.len() > 253 {
-            return bad("longer than 253 characters");
-        }
-        for label in name.split('.') {
-            if label.is_empty() {
-                return bad("it has an empty label (two dots in a row, or a leading dot)");
-            }
-            if label.len() > 63 {
-                return bad("a label is longer than 63 characters");
-            }
-            if !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return bad("only letters, digits, '-' and '.' are allowed");
-            }
-            if label.starts_with('-') || label.ends_with('-') {
-                return bad("a label cannot start or end with '-'");
-            }
-        }
-        if name.parse::<IpAddr>().is_ok() {
-            return bad("this is an IP address, not a domain name");
-        }
-        Ok(DomainName(name))
+    type Err = super::domain::DomainError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        super::domain::canonical(text).map(DomainName)
     }
 }
 
@@ -232,20 +206,28 @@ impl fmt::Display for DomainName {
 }
 
 /// Which recipient domains a connector claims: `example.test`,
-/// `*.example.test` (its subdomains, not itself) or `*` (everything else).
+/// `*.example.test` (its subdomains, not itself), `[192.0.2.1]` (an
+/// address literal, RFC 5321 §4.1.3) or `*` (everything else, address
+/// literals included). Names are canonical (A-labels), so a U-label in
+/// the configuration matches the same domain however a client spells it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DomainPattern {
     Exact(DomainName),
     Subdomains(DomainName),
+    Literal(IpAddr),
     Any,
 }
 
 impl DomainPattern {
-    pub fn matches(&self, domain: &DomainName) -> bool {
-        match self {
-            DomainPattern::Exact(name) => name == domain,
-            DomainPattern::Subdomains(parent) => domain != parent && domain.is_within(parent),
-            DomainPattern::Any => true,
+    pub fn matches(&self, domain: &MailDomain) -> bool {
+        match (self, domain) {
+            (DomainPattern::Any, _) => true,
+            (DomainPattern::Exact(name), MailDomain::Name(domain)) => name == domain,
+            (DomainPattern::Subdomains(parent), MailDomain::Name(domain)) => {
+                domain != parent && domain.is_within(parent)
+            }
+            (DomainPattern::Literal(ip), MailDomain::Literal(literal)) => ip == literal,
+            _ => false,
         }
     }
 
@@ -254,18 +236,19 @@ impl DomainPattern {
         match (self, other) {
             (DomainPattern::Any, _) => true,
             (_, DomainPattern::Any) => false,
-            (DomainPattern::Exact(a), DomainPattern::Exact(b)) => a == b,
-            (DomainPattern::Exact(_), DomainPattern::Subdomains(_)) => false,
-            (DomainPattern::Subdomains(_), DomainPattern::Exact(b)) => self.matches(b),
+            (_, DomainPattern::Exact(b)) => self.matches(&MailDomain::Name(b.clone())),
+            (_, DomainPattern::Literal(ip)) => self.matches(&MailDomain::Literal(*ip)),
             (DomainPattern::Subdomains(a), DomainPattern::Subdomains(b)) => b.is_within(a),
+            (_, DomainPattern::Subdomains(_)) => false,
         }
     }
 
-    /// Ordering for "most specific wins": exact names first, then the
-    /// longest suffix, then `*`.
+    /// Ordering for "most specific wins": exact names and address
+    /// literals first, then the longest suffix, then `*`.
     pub fn specificity(&self) -> (u8, usize) {
         match self {
             DomainPattern::Exact(name) => (2, name.as_str().len()),
+            DomainPattern::Literal(_) => (2, 0),
             DomainPattern::Subdomains(name) => (1, name.as_str().len()),
             DomainPattern::Any => (0, 0),
         }
@@ -278,12 +261,21 @@ impl FromStr for DomainPattern {
         if text == "*" {
             return Ok(DomainPattern::Any);
         }
-        match text.strip_prefix("*.") {
-            Some(parent) => parent.parse().map(DomainPattern::Subdomains),
-            None if text.contains('*') => Err(format!(
+        if let Some(parent) = text.strip_prefix("*.") {
+            return parent
+                .parse()
+                .map(DomainPattern::Subdomains)
+                .map_err(|e: DomainError| e.to_string());
+        }
+        if text.contains('*') {
+            return Err(format!(
                 "invalid domain pattern {text:?}: write \"example.test\", \"*.example.test\" or \"*\""
-            )),
-            None => text.parse().map(DomainPattern::Exact),
+            ));
+        }
+        match text.parse::<MailDomain>() {
+            Ok(MailDomain::Name(name)) => Ok(DomainPattern::Exact(name)),
+            Ok(MailDomain::Literal(ip)) => Ok(DomainPattern::Literal(ip)),
+            Err(e) => Err(e.to_string()),
         }
     }
 }
@@ -293,6 +285,7 @@ impl fmt::Display for DomainPattern {
         match self {
             DomainPattern::Exact(name) => write!(f, "{name}"),
             DomainPattern::Subdomains(name) => write!(f, "*.{name}"),
+            DomainPattern::Literal(ip) => MailDomain::Literal(*ip).fmt(f),
             DomainPattern::Any => f.write_str("*"),
         }
     }
@@ -310,6 +303,9 @@ impl FromStr for NamePattern {
         match text.parse()? {
             DomainPattern::Any => Err(format!(
                 "{text:?} would accept a certificate for any name: list the names, for example \"mail.example.test\" or \"*.example.test\""
+            )),
+            DomainPattern::Literal(_) => Err(format!(
+                "{text:?} is an address literal; a certificate name is a DNS name, for example \"mail.example.test\" or \"*.example.test\""
             )),
             pattern => Ok(NamePattern(pattern)),
         }
@@ -378,7 +374,7 @@ impl FromStr for HostPort {
         };
         let host = match host.parse::<IpAddr>() {
             Ok(ip) => Host::Ip(ip),
-            Err(_) => Host::Name(host.parse()?),
+            Err(_) => Host::Name(host.parse().map_err(|e: DomainError| e.to_string())?),
         };
         Ok(HostPort { host, port })
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::domain::MailDomain;
 
 #[test]
 fn sizes() {
@@ -47,8 +48,9 @@ fn domain_names_and_patterns() {
         "a-.test",
         "a b.test",
         "ex@mple.test",
-        "bücher.test",
+        "xn--a.test",
         "192.0.2.1",
+        "[192.0.2.1]",
     ] {
         assert!(
             bad.parse::<DomainName>().is_err(),
@@ -56,11 +58,25 @@ fn domain_names_and_patterns() {
         );
     }
     let p = |s: &str| s.parse::<DomainPattern>().unwrap_or(DomainPattern::Any);
-    let d = |s: &str| s.parse::<DomainName>().unwrap_or_else(|e| panic!("{e}"));
+    let d = |s: &str| s.parse::<MailDomain>().unwrap_or_else(|e| panic!("{e}"));
     assert!(p("*.fabrikam.test").matches(&d("mx.fabrikam.test")));
     assert!(!p("*.fabrikam.test").matches(&d("fabrikam.test")));
     assert!(!p("*.fabrikam.test").matches(&d("notfabrikam.test")));
     assert!(p("fabrikam.test").matches(&d("FABRIKAM.test")));
+    // U-labels are accepted in the configuration, in canonical form.
+    assert_eq!(p("*.Bücher.test").to_string(), "*.xn--bcher-kva.test");
+    assert!(p("bücher.test").matches(&d("xn--bcher-kva.test")));
+    assert!(p("*.xn--bcher-kva.test").matches(&d("mx.BÜCHER.test.")));
+    // Address literals match only themselves, and `*` everything.
+    assert!(p("[192.0.2.1]").matches(&d("[192.0.2.1]")));
+    assert!(p("[IPv6:2001:db8::1]").matches(&d("[IPv6:2001:DB8:0:0::1]")));
+    assert!(!p("[192.0.2.1]").matches(&d("[192.0.2.2]")));
+    assert!(p("*").matches(&d("[192.0.2.1]")));
+    assert!(p("*").covers(&p("[192.0.2.1]")));
+    assert!(!p("[192.0.2.1]").covers(&p("*")));
+    assert!(!p("*.test").covers(&p("[192.0.2.1]")));
+    assert!(p("[192.0.2.1]").specificity() > p("*.a.test").specificity());
+    assert!("[192.0.2.1]".parse::<NamePattern>().is_err());
     assert!(p("*").covers(&p("*.a.test")));
     assert!(p("*.a.test").covers(&p("*.b.a.test")));
     assert!(p("*.a.test").covers(&p("b.a.test")));

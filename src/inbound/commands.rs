@@ -5,8 +5,10 @@ use smtp_proto::{Error as ParseError, Request};
 
 use super::policy::RecipientVerdict;
 use super::session::{Action, Output, Phase, Session};
+use crate::config::domain::DomainError;
 use crate::queue::envelope::{Envelope, Notify, Recipient, Ret};
 use crate::smtp::data::{BdatReceiver, Content};
+use crate::smtp::literal;
 
 impl Session {
     /// Answers one complete command line (ending in LF).
@@ -29,7 +31,11 @@ impl Session {
         if std::str::from_utf8(line).is_err() {
             return self.error(out, 500, "5.5.2", "Invalid UTF-8 in command");
         }
-        let request = match Request::parse(&mut line.iter()) {
+        // An address literal is hidden from smtp-proto, which refuses `[`.
+        let masked = literal::mask(line);
+        let parsed = masked.as_ref().map_or(line, |m| &m.line[..]);
+        let literal = masked.as_ref().map(|m| m.literal.as_str());
+        let request = match Request::parse(&mut parsed.iter()) {
             Ok(request) => request,
             Err(error) => return self.parse_error(line, error, out),
         };
@@ -37,8 +43,8 @@ impl Session {
             Request::Ehlo { host } => self.hello(&host, true, out),
             Request::Helo { host } => self.hello(&host, false, out),
             Request::StartTls => return self.starttls(out),
-            Request::Mail { from } => return self.mail(from, out),
-            Request::Rcpt { to } => return self.rcpt(line, to, out),
+            Request::Mail { from } => return self.mail(from, literal, out),
+            Request::Rcpt { to } => return self.rcpt(line, to, literal, out),
             Request::Data => return self.data(out),
             Request::Bdat { chunk_size, is_last } => return self.bdat(chunk_size, is_last, out),
             Request::Rset => {
@@ -161,6 +167,7 @@ impl Session {
     fn mail(
         &mut self,
         from: smtp_proto::MailFrom<std::borrow::Cow<'_, str>>,
+        literal: Option<&str>,
         out: &mut Output,
     ) -> Action {
         if self.helo.is_none() {
@@ -187,11 +194,19 @@ impl Session {
         if !from.address.is_ascii() && !smtputf8 {
             return self.error(out, 553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8");
         }
-        if !super::policy::sender_syntax_ok(&from.address) {
+        let Some(address) = with_literal(&from.address, literal) else {
             return self.error(out, 501, "5.1.7", "Bad sender address syntax");
-        }
-        let domain = from.address.rsplit_once('@').map(|(_, d)| d);
-        if !self.policy.sender_allowed(domain, self.connector) {
+        };
+        let domain = match super::policy::sender_domain(&address) {
+            Ok(domain) => domain,
+            Err(e) => {
+                let (code, text) = domain_refusal(&e, "sender");
+                return self.error(out, code, "5.1.7", &text);
+            }
+        };
+        // Decided on the canonical domain: `bücher.test`, `BÜCHER.test.`
+        // and `xn--bcher-kva.test` are one sender domain.
+        if !self.policy.sender_allowed(domain.as_ref(), self.connector) {
             out.reply(
                 550,
                 "5.7.1",
@@ -207,7 +222,7 @@ impl Session {
             None
         };
         self.envelope = Some(Envelope {
-            sender: from.address.to_string(),
+            sender: address,
             eight_bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8,
             ret,
@@ -223,6 +238,7 @@ impl Session {
         &mut self,
         line: &[u8],
         to: smtp_proto::RcptTo<std::borrow::Cow<'_, str>>,
+        literal: Option<&str>,
         out: &mut Output,
     ) -> Action {
         let Some(envelope) = &self.envelope else {
@@ -249,7 +265,10 @@ impl Session {
                     return Action::None;
                 }
             },
-            address => address.to_string(),
+            address => match with_literal(address, literal) {
+                Some(address) => address,
+                None => return self.error(out, 501, "5.1.3", "Bad recipient address syntax"),
+            },
         };
         if !address.is_ascii() && !smtputf8 {
             return self.error(
@@ -261,8 +280,9 @@ impl Session {
         }
         match self.policy.recipient(&address, self.connector) {
             RecipientVerdict::Accept => {}
-            RecipientVerdict::BadSyntax => {
-                return self.error(out, 501, "5.1.3", "Bad recipient address syntax")
+            RecipientVerdict::BadDomain(e) => {
+                let (code, text) = domain_refusal(&e, "recipient");
+                return self.error(out, code, "5.1.3", &text);
             }
             // Counted like any refused command (as Postfix's error limits
             // do), so a client cannot probe for relay holes without end.
@@ -284,7 +304,7 @@ impl Session {
             if !envelope
                 .recipients
                 .iter()
-                .any(|r| r.address.eq_ignore_ascii_case(&recipient.address))
+                .any(|r| super::policy::same_mailbox(&r.address, &recipient.address))
             {
                 envelope.recipients.push(recipient);
             }
@@ -346,6 +366,44 @@ impl Session {
             0 => self.bdat_chunk_done(out),
             _ => Action::None,
         }
+    }
+}
+
+/// The parsed address, with the masked address literal put back.
+fn with_literal(address: &str, masked: Option<&str>) -> Option<String> {
+    match masked {
+        Some(masked) => literal::restore(address, masked),
+        None => Some(address.to_string()),
+    }
+}
+
+/// The reply code and text for an address whose domain is refused; the
+/// caller adds the enhanced code (5.1.7 for a sender, 5.1.3 for a
+/// recipient, RFC 3463 "bad mailbox address syntax").
+///
+/// * 501 (RFC 5321 §4.2.2, syntax error in the argument) when what
+///   follows the `@` is neither a `Domain` (§4.1.2) nor an
+///   `address-literal` (§4.1.3). A dotted quad without brackets is one
+///   of those: the text says how to write it.
+/// * 553 ("mailbox name not allowed") when it is written as an
+///   internationalised domain (U-labels under SMTPUTF8, or `xn--` labels)
+///   that has no IDNA 2008 A-label form under UTS #46: the grammar's
+///   U-label is defined by IDNA itself, so the text is not malformed
+///   SMTP; the name is refused because no such name can exist in DNS,
+///   and no routing or sender-restriction decision can be made on it.
+///   Like the 553 5.6.7 for a non-ASCII address without SMTPUTF8.
+fn domain_refusal(error: &DomainError, role: &str) -> (u16, String) {
+    match error {
+        DomainError::Syntax { .. } => (501, format!("Bad {role} address syntax")),
+        DomainError::BareAddress { text } => (
+            501,
+            format!("Bad {role} address syntax: an IP address is written as an address literal, [{text}]"),
+        ),
+        DomainError::Literal { why, .. } => (501, format!("Bad address literal: {why}")),
+        DomainError::Unmappable { .. } => (
+            553,
+            format!("The {role} domain has no IDNA 2008 A-label form (UTS #46)"),
+        ),
     }
 }
 

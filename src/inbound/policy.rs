@@ -2,8 +2,9 @@
 //! and relay control (DESIGN.md §4). Pure functions over the configuration.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
+use crate::config::domain::{DomainError, MailDomain};
 use crate::config::values::{DomainName, DomainPattern, NamePattern};
 use crate::config::{Config, InboundConnector};
 
@@ -35,15 +36,16 @@ pub struct Connector {
 }
 
 /// Why a recipient is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecipientVerdict {
     Accept,
     /// `%`, `!` or an `@` hidden in the local part: old routing syntax
     /// that could make us relay.
     RelayTrick,
-    /// What follows the `@` is neither a domain nor an address
-    /// literal: our client could not write it back as a path.
-    BadSyntax,
+    /// What follows the `@` is neither a domain (that maps to A-labels)
+    /// nor an address literal: no routing decision can be made on it, and
+    /// our client could not write it back as a path.
+    BadDomain(DomainError),
     /// Not an accepted domain and the connector may not relay.
     RelayDenied,
 }
@@ -101,14 +103,19 @@ impl InboundPolicy {
         })
     }
 
-    /// May this session send as `sender`? `None` for the null sender is always allowed.
-    pub fn sender_allowed(&self, sender_domain: Option<&str>, connector: Option<usize>) -> bool {
-        let Some(domain) = sender_domain.and_then(|d| d.parse::<DomainName>().ok()) else {
+    /// May this session send from `sender_domain` (canonical, from
+    /// [`sender_domain`])? `None`, the null sender, is always allowed.
+    pub fn sender_allowed(
+        &self,
+        sender_domain: Option<&MailDomain>,
+        connector: Option<usize>,
+    ) -> bool {
+        let Some(domain) = sender_domain else {
             return true;
         };
         self.restricted_senders
             .iter()
-            .filter(|(pattern, _)| pattern.matches(&domain))
+            .filter(|(pattern, _)| pattern.matches(domain))
             .all(|(_, owner)| Some(*owner) == connector)
     }
 
@@ -120,19 +127,18 @@ impl InboundPolicy {
         if local.contains(ROUTING_CHARACTERS) {
             return RecipientVerdict::RelayTrick;
         }
-        if !domain_syntax_ok(domain) {
-            return RecipientVerdict::BadSyntax;
-        }
+        let domain = match domain.parse::<MailDomain>() {
+            Ok(domain) => domain,
+            Err(e) => return RecipientVerdict::BadDomain(e),
+        };
         if let Some(index) = connector {
             if self.connectors[index].allow_relay {
                 return RecipientVerdict::Accept;
             }
         }
-        match domain.parse::<DomainName>() {
-            Ok(domain) if self.accepted_domains.iter().any(|p| p.matches(&domain)) => {
-                RecipientVerdict::Accept
-            }
-            _ => RecipientVerdict::RelayDenied,
+        match self.accepted_domains.iter().any(|p| p.matches(&domain)) {
+            true => RecipientVerdict::Accept,
+            false => RecipientVerdict::RelayDenied,
         }
     }
 
@@ -156,36 +162,40 @@ const ROUTING_CHARACTERS: [char; 13] = [
     '\u{fe15}', '\u{203c}', '\u{2048}', '\u{2049}',
 ];
 
-/// RFC 5321 §4.1.2 `Domain` (U-labels allowed, RFC 6531 §3.3) or
-/// `address-literal`: the domain of an address we accept. Anything else
-/// (smtp-proto hands on `>`, quotes or spaces after the `@`) would break
-/// the path our client writes for it, or smuggle parameters into it.
-pub fn domain_syntax_ok(domain: &str) -> bool {
-    if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
-        return match literal.strip_prefix("IPv6:") {
-            Some(v6) => v6.parse::<Ipv6Addr>().is_ok(),
-            None => literal.parse::<Ipv4Addr>().is_ok(),
-        };
+/// The canonical domain of a sender the session accepts by syntax:
+/// `None` for the null path, else the domain after the last `@`, which
+/// must be a domain that maps to A-labels or an address literal (RFC 5321
+/// §4.1.2, RFC 6531 §3.3). Anything else (smtp-proto hands on `>`,
+/// quotes or spaces after the `@`) would break the path our client
+/// writes for it, or smuggle parameters into it.
+pub fn sender_domain(address: &str) -> Result<Option<MailDomain>, DomainError> {
+    match MailDomain::of_address(address) {
+        Some(domain) => domain.map(Some),
+        None if address.is_empty() => Ok(None),
+        None => Err(DomainError::Syntax {
+            text: address.to_string(),
+            why: "an address needs a domain",
+        }),
     }
-    // A U-label letter or digit counts as one; every other rule is DomainName's.
-    let ascii: String = domain
-        .chars()
-        .map(|c| match c {
-            c if c.is_ascii() => c,
-            c if c.is_alphanumeric() => 'x',
-            _ => '!',
-        })
-        .collect();
-    ascii.parse::<DomainName>().is_ok()
 }
 
-/// A sender the session accepts by syntax: the null path, or an address
-/// whose domain passes [`domain_syntax_ok`].
-pub fn sender_syntax_ok(address: &str) -> bool {
-    match address.rsplit_once('@') {
-        Some((_, domain)) => domain_syntax_ok(domain),
-        None => address.is_empty(),
-    }
+/// Two recipient addresses name the same mailbox: the local parts equal
+/// ignoring ASCII case (as before: RFC 5321 lets the receiver decide, and
+/// every server we know folds it), the domains equal in canonical form.
+pub fn same_mailbox(a: &str, b: &str) -> bool {
+    let (Some((local_a, domain_a)), Some((local_b, domain_b))) =
+        (a.rsplit_once('@'), b.rsplit_once('@'))
+    else {
+        return a.eq_ignore_ascii_case(b);
+    };
+    local_a.eq_ignore_ascii_case(local_b)
+        && match (
+            domain_a.parse::<MailDomain>(),
+            domain_b.parse::<MailDomain>(),
+        ) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => domain_a.eq_ignore_ascii_case(domain_b),
+        }
 }
 
 fn connector(c: &InboundConnector) -> Connector {
@@ -210,7 +220,7 @@ pub fn name_matches(pattern: &NamePattern, name: &str) -> bool {
             .as_str()
             .split_once('.')
             .is_some_and(|(_, rest)| rest == parent.as_str()),
-        DomainPattern::Any => false,
+        DomainPattern::Literal(_) | DomainPattern::Any => false,
     }
 }
 

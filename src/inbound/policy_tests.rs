@@ -3,10 +3,19 @@ use std::path::Path;
 use super::*;
 
 fn policy(extra: &str) -> InboundPolicy {
+    config_policy("\"example.test\", \"*.sub.example.test\"", extra)
+}
+
+/// `accepted` (TOML strings) as the accepted domains, each routed inside.
+fn policy_with_accepted(accepted: &str) -> InboundPolicy {
+    config_policy(accepted, "")
+}
+
+fn config_policy(accepted: &str, extra: &str) -> InboundPolicy {
     let text = format!(
         "[server]\nhostname = \"relay.example.test\"\n[tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = [\"ca\"]\n\
-         [relay]\naccepted_domains = [\"example.test\", \"*.sub.example.test\"]\n\
-         [[outbound]]\nname = \"in\"\nrecipient_domains = [\"example.test\", \"*.sub.example.test\"]\nsmarthosts = [\"10.0.0.5\"]\n{extra}"
+         [relay]\naccepted_domains = [{accepted}]\n\
+         [[outbound]]\nname = \"in\"\nrecipient_domains = [{accepted}]\nsmarthosts = [\"10.0.0.5\"]\n{extra}"
     );
     match Config::parse(Path::new("t.toml"), text) {
         Ok(config) => InboundPolicy::new(&config),
@@ -73,6 +82,37 @@ fn relay_control() {
         assert_eq!(p.recipient(trick, Some(1)), RelayTrick, "{trick}");
     }
     assert_eq!(p.recipient("no-domain", None), RelayDenied);
+    // Accepted domains match however the client spells them.
+    assert_eq!(p.recipient("bob@ＥＸＡＭＰＬＥ.test", None), Accept);
+    assert_eq!(p.recipient("bob@a.SUB.example.test.", None), Accept);
+    // An address literal is not local unless listed: it needs allow_relay.
+    assert_eq!(p.recipient("bob@[192.0.2.1]", None), RelayDenied);
+    assert_eq!(p.recipient("bob@[192.0.2.1]", Some(1)), Accept);
+    let listed = policy_with_accepted("\"[192.0.2.1]\", \"[IPv6:2001:db8::1]\"");
+    assert_eq!(listed.recipient("bob@[192.0.2.1]", None), Accept);
+    assert_eq!(
+        listed.recipient("bob@[IPv6:::ffff:192.0.2.1]", None),
+        Accept
+    );
+    assert_eq!(listed.recipient("bob@[IPv6:2001:db8:0::1]", None), Accept);
+    assert_eq!(listed.recipient("bob@[192.0.2.2]", None), RelayDenied);
+}
+
+#[test]
+fn duplicate_recipients_are_one_mailbox_in_any_spelling() {
+    assert!(super::same_mailbox(
+        "Bob@bücher.test",
+        "bob@XN--BCHER-KVA.test."
+    ));
+    assert!(super::same_mailbox(
+        "bob@[IPv6:::ffff:192.0.2.1]",
+        "bob@[192.0.2.1]"
+    ));
+    assert!(!super::same_mailbox("bob@bücher.test", "bob@bucher.test"));
+    assert!(!super::same_mailbox(
+        "bob@example.test",
+        "alice@example.test"
+    ));
 }
 
 /// Found by the address fuzz target: smtp-proto hands on a domain holding
@@ -89,11 +129,17 @@ fn recipient_domains_must_be_domains_or_literals() {
         "x@example.test> NOTIFY=NEVER",
         "x@exa mple.test",
         "x@[300.1.1.1]",
+        "x@[tag:content]",
         "x@1.2.3.4",
+        "x@xn--a.test",
         "x@",
     ] {
-        assert_eq!(p.recipient(bad, Some(1)), BadSyntax, "{bad}");
-        assert_eq!(p.recipient(bad, None), BadSyntax, "{bad}");
+        let expected = match bad.rsplit_once('@').map(|(_, d)| d.parse::<MailDomain>()) {
+            Some(Err(e)) => BadDomain(e),
+            other => panic!("{bad}: {other:?}"),
+        };
+        assert_eq!(p.recipient(bad, Some(1)), expected, "{bad}");
+        assert_eq!(p.recipient(bad, None), expected, "{bad}");
     }
     for good in [
         "x@[192.0.2.1]",
@@ -103,19 +149,21 @@ fn recipient_domains_must_be_domains_or_literals() {
     ] {
         assert_eq!(p.recipient(good, Some(1)), Accept, "{good}");
     }
-    assert!(super::sender_syntax_ok(""));
-    assert!(super::sender_syntax_ok("a@b.test"));
-    assert!(!super::sender_syntax_ok("a@b.test>x"));
-    assert!(!super::sender_syntax_ok("bob"));
+    assert_eq!(super::sender_domain(""), Ok(None));
+    assert!(matches!(super::sender_domain("a@B.test"), Ok(Some(_))));
+    assert!(super::sender_domain("a@b.test>x").is_err());
+    assert!(super::sender_domain("bob").is_err());
 }
 
 #[test]
 fn restricted_sender_domains_only_through_their_connector() {
     let p = policy(CONNECTORS);
-    assert!(p.sender_allowed(Some("contoso.test"), Some(2)));
-    assert!(!p.sender_allowed(Some("contoso.test"), Some(1)));
-    assert!(!p.sender_allowed(Some("CONTOSO.test"), None));
-    assert!(p.sender_allowed(Some("fabrikam.test"), None));
+    let d = |text: &str| text.parse::<MailDomain>().unwrap_or_else(|e| panic!("{e}"));
+    assert!(p.sender_allowed(Some(&d("contoso.test")), Some(2)));
+    assert!(!p.sender_allowed(Some(&d("contoso.test")), Some(1)));
+    assert!(!p.sender_allowed(Some(&d("CONTOSO.test")), None));
+    assert!(!p.sender_allowed(Some(&d("ｃｏｎｔｏｓｏ.test")), None));
+    assert!(p.sender_allowed(Some(&d("fabrikam.test")), None));
     assert!(p.sender_allowed(None, None));
     assert_eq!(p.postmaster().as_deref(), Some("postmaster@example.test"));
 }

@@ -16,6 +16,7 @@ use super::memory::TlsMemory;
 use super::outcome::{judge, Verdict};
 use super::policy::{self, Checks, Failure, Rung, Step};
 use super::route::{connector_for, hops, Hop, Hops, Resolve};
+use crate::config::domain::MailDomain;
 use crate::config::values::{DomainName, DomainPattern, Host, TlsLevel, TlsVersion};
 use crate::config::{Config, OutboundConnector};
 use crate::queue::envelope::{Envelope, Recipient};
@@ -164,12 +165,13 @@ impl<R: Resolve> Deliverer<R> {
     ) -> Vec<RecipientOutcome> {
         let mut by_domain: BTreeMap<String, Vec<&Recipient>> = BTreeMap::new();
         for recipient in pending {
-            let domain = recipient
-                .address
-                .rsplit_once('@')
-                .map_or("", |(_, d)| d)
-                .to_ascii_lowercase();
-            by_domain.entry(domain).or_default().push(recipient);
+            let domain = recipient.address.rsplit_once('@').map_or("", |(_, d)| d);
+            // One group per canonical domain: `bücher.test` and
+            // `xn--bcher-kva.test` are one destination.
+            let key = domain
+                .parse::<MailDomain>()
+                .map_or_else(|_| domain.to_string(), |d| d.to_string());
+            by_domain.entry(key).or_default().push(recipient);
         }
         let mut outcomes = Vec::new();
         for (domain, group) in by_domain {
@@ -199,7 +201,7 @@ impl<R: Resolve> Deliverer<R> {
                 })
                 .collect::<Vec<_>>()
         };
-        let Ok(domain_name) = domain.parse::<DomainName>() else {
+        let Ok(domain_name) = domain.parse::<MailDomain>() else {
             return all(
                 Verdict::failed("5.1.2", format!("invalid recipient domain {domain:?}")),
                 None,
@@ -536,7 +538,7 @@ impl<R: Resolve> Deliverer<R> {
     }
 
     /// The connector and trust anchors for mail to `domain`.
-    pub(crate) fn route<'a>(&'a self, domain: &'a DomainName) -> Route<'a> {
+    pub(crate) fn route<'a>(&'a self, domain: &'a MailDomain) -> Route<'a> {
         let index = connector_for(&self.connectors, domain)
             .and_then(|c| self.connectors.iter().position(|x| std::ptr::eq(x, c)));
         Route {
@@ -692,7 +694,7 @@ pub(crate) struct Upgraded {
 pub(crate) struct Route<'a> {
     pub(crate) connector: Option<&'a OutboundConnector>,
     pub(crate) trust: &'a TrustStore,
-    pub(crate) domain: &'a DomainName,
+    pub(crate) domain: &'a MailDomain,
 }
 
 impl Route<'_> {
@@ -737,11 +739,12 @@ impl Route<'_> {
 }
 
 /// `verify-domain`: the certificate names one of `patterns`, or, when
-/// none are configured, the recipient domain or one of its subdomains.
+/// none are configured, the recipient domain or one of its subdomains
+/// (for an address literal: its IP address).
 fn domain_names_match(
     leaf: &CertificateDer<'_>,
     patterns: &[crate::config::values::NamePattern],
-    domain: &DomainName,
+    domain: &MailDomain,
 ) -> Result<(), String> {
     let presented: Vec<String> = X509Certificate::from_der(leaf)
         .map(|(_, cert)| crate::tls::x509::alt_names(&cert).dns)
@@ -749,8 +752,9 @@ fn domain_names_match(
         .into_iter()
         .map(|n| n.to_ascii_lowercase())
         .collect();
-    let ok = match patterns {
-        [] => {
+    let ok = match (patterns, domain) {
+        ([], MailDomain::Literal(ip)) => check_name(leaf, &ip.to_string()).is_ok(),
+        ([], MailDomain::Name(domain)) => {
             check_name(leaf, domain.as_str()).is_ok()
                 || presented.iter().any(|n| {
                     n.trim_start_matches("*.")
@@ -766,7 +770,7 @@ fn domain_names_match(
                         !label.contains('*') && rest == parent.as_str()
                     })
             }),
-            DomainPattern::Any => false,
+            DomainPattern::Literal(_) | DomainPattern::Any => false,
         }),
     };
     if ok {

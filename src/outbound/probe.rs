@@ -12,12 +12,13 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::deliver::Deliverer;
 use super::policy::{self, Checks, Failure, Rung, Step};
 use super::route::{hops, Hop, Hops, Resolve};
-use crate::config::values::{DomainName, Host, TlsLevel};
+use crate::config::domain::MailDomain;
+use crate::config::values::{Host, TlsLevel};
 
 /// The report for one domain, as text.
 pub async fn probe<R: Resolve>(
     deliverer: &Deliverer<R>,
-    domain: &DomainName,
+    domain: &MailDomain,
     port: Option<u16>,
 ) -> String {
     let mut out = String::new();

@@ -2,7 +2,9 @@
 //! connector whose pattern is most specific, then its smarthosts in order,
 //! or the domain's MX hosts by preference (RFC 5321 §5.1), equal
 //! preferences in random order, the domain itself when it has no MX
-//! (implicit MX), nowhere when it publishes a null MX (RFC 7505).
+//! (implicit MX), nowhere when it publishes a null MX (RFC 7505). An
+//! address literal (`user@[192.0.2.1]`, RFC 5321 §4.1.3) without a
+//! connector goes straight to that address on `mx_port`, with no lookup.
 //!
 //! DNS sits behind [`Resolve`] so the ordering rules are tested without a
 //! network; the relay's resolver implements it in `crate::dns`.
@@ -10,17 +12,23 @@
 use std::future::Future;
 use std::net::IpAddr;
 
+use crate::config::domain::MailDomain;
 use crate::config::values::{DomainName, DomainPattern, Host};
 use crate::config::OutboundConnector;
 
 /// The connector that carries mail for `domain`: the most specific
-/// pattern wins (exact, then the longest `*.suffix`, then `*`); `None`
-/// means the default: MX lookup with opportunistic TLS.
+/// pattern wins (exact or the literal, then the longest `*.suffix`, then
+/// `*`); `None` means the default: MX lookup (or the literal's address)
+/// with opportunistic TLS.
 pub fn connector_for<'a>(
     connectors: &'a [OutboundConnector],
-    domain: &DomainName,
+    domain: &MailDomain,
 ) -> Option<&'a OutboundConnector> {
-    connector_covering(connectors, &DomainPattern::Exact(domain.clone()))
+    let pattern = match domain {
+        MailDomain::Name(name) => DomainPattern::Exact(name.clone()),
+        MailDomain::Literal(ip) => DomainPattern::Literal(*ip),
+    };
+    connector_covering(connectors, &pattern)
 }
 
 /// The connector that carries mail for every domain `pattern` matches:
@@ -92,7 +100,7 @@ pub enum Hops {
 pub async fn hops<R: Resolve>(
     resolver: &R,
     connector: Option<&OutboundConnector>,
-    domain: &DomainName,
+    domain: &MailDomain,
     mx_port: u16,
     shuffle: impl FnMut(&mut [String]),
 ) -> Result<Hops, LookupError> {
@@ -107,6 +115,15 @@ pub async fn hops<R: Resolve>(
             .collect();
         return Ok(Hops::Try(hops));
     }
+    let domain = match domain {
+        MailDomain::Name(name) => name,
+        MailDomain::Literal(ip) => {
+            return Ok(Hops::Try(vec![Hop {
+                host: Host::Ip(*ip),
+                port: mx_port,
+            }]))
+        }
+    };
     let names = match resolver.mx(domain.as_str()).await? {
         MxAnswer::Hosts(records) => order_mx(records, shuffle),
         MxAnswer::NoMx => vec![domain.to_string()],

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::*;
+use crate::config::domain::MailDomain;
 use crate::config::Config;
 
 struct FakeDns(HashMap<&'static str, Result<MxAnswer, LookupError>>);
@@ -23,11 +24,13 @@ fn config() -> Config {
         [[outbound]]\nname = \"exact\"\nrecipient_domains = [\"fabrikam.test\"]\nsmarthosts = [\"mx1.fabrikam.test:2525\", \"[192.0.2.1]\"]\n\
         [[outbound]]\nname = \"subs\"\nrecipient_domains = [\"*.fabrikam.test\"]\ntls = \"verify-ca\"\n\
         [[outbound]]\nname = \"deeper\"\nrecipient_domains = [\"*.eu.fabrikam.test\"]\ntls = \"required\"\n\
+        [[outbound]]\nname = \"idn\"\nrecipient_domains = [\"*.BÜCHER.test\"]\nsmarthosts = [\"mx.bücher.test\"]\n\
+        [[outbound]]\nname = \"literal\"\nrecipient_domains = [\"[192.0.2.7]\", \"[IPv6:2001:db8::7]\"]\nsmarthosts = [\"192.0.2.25\"]\n\
         [[outbound]]\nname = \"rest\"\nrecipient_domains = [\"*\"]\ntls = \"none\"\n";
     Config::parse(Path::new("t.toml"), text.to_string()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn domain(name: &str) -> DomainName {
+fn domain(name: &str) -> MailDomain {
     name.parse().unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -40,6 +43,14 @@ fn the_most_specific_connector_wins() {
     assert_eq!(name("a.eu.fabrikam.test").as_deref(), Some("deeper"));
     assert_eq!(name("eu.fabrikam.test").as_deref(), Some("subs"));
     assert_eq!(name("contoso.test").as_deref(), Some("rest"));
+    // Patterns and domains meet in canonical form, however either is spelt.
+    assert_eq!(name("mx.xn--bcher-kva.test").as_deref(), Some("idn"));
+    assert_eq!(name("mx.ｂüｃｈｅｒ.test").as_deref(), Some("idn"));
+    assert_eq!(name("bücher.test").as_deref(), Some("rest"));
+    // An address literal: its own connector, else `*` (everything else).
+    assert_eq!(name("[192.0.2.7]").as_deref(), Some("literal"));
+    assert_eq!(name("[IPv6:2001:DB8:0::7]").as_deref(), Some("literal"));
+    assert_eq!(name("[192.0.2.8]").as_deref(), Some("rest"));
     let none: Vec<crate::config::OutboundConnector> = Vec::new();
     assert!(connector_for(&none, &domain("contoso.test")).is_none());
 }
@@ -116,5 +127,20 @@ async fn hops_from_smarthosts_mx_implicit_mx_and_failures() {
     assert_eq!(
         show(hops(&dns, None, &domain("broken.test"), 25, |_| {}).await),
         "defer DNS lookup for broken.test failed: timed out"
+    );
+    // An address literal is its own next hop, on the MX port, no lookup
+    // (FakeDns would say NXDOMAIN), unless a connector has smarthosts.
+    assert_eq!(
+        show(hops(&dns, None, &domain("[192.0.2.9]"), 2525, |_| {}).await),
+        "192.0.2.9:2525"
+    );
+    assert_eq!(
+        show(hops(&dns, None, &domain("[IPv6:2001:db8::9]"), 25, |_| {}).await),
+        "[2001:db8::9]:25"
+    );
+    let literal = connector_for(&config.outbound, &domain("[192.0.2.7]"));
+    assert_eq!(
+        show(hops(&dns, literal, &domain("[192.0.2.7]"), 25, |_| {}).await),
+        "192.0.2.25:25"
     );
 }

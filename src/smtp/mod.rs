@@ -1,6 +1,8 @@
 //! Sans-IO SMTP pieces (no tokio here): the DATA and BDAT receivers for
-//! the server side, the reply reader for the client side.
+//! the server side, address-literal masking for the command parser, the
+//! reply reader for the client side.
 
 pub mod data;
+pub mod literal;
 pub mod reply;
 pub mod stuff;

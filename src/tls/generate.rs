@@ -109,19 +109,21 @@ fn check_hostname(name: &str) -> Result<(), GenError> {
         return Ok(());
     }
     let dns = name.strip_prefix("*.").unwrap_or(name);
+    let bad = |reason: String| {
+        Err(GenError::BadHostname {
+            name: name.to_string(),
+            reason,
+        })
+    };
     match dns.parse::<crate::config::values::DomainName>() {
-        Ok(_) if !name.ends_with('.') => Ok(()),
-        Ok(_) => Err(GenError::BadHostname {
-            name: name.to_string(),
-            reason: "write it without the trailing dot".into(),
-        }),
-        Err(reason) => Err(GenError::BadHostname {
-            name: name.to_string(),
-            reason: reason
-                .split_once(": ")
-                .map_or(reason.as_str(), |(_, why)| why)
-                .to_string(),
-        }),
+        // A certificate carries the A-label form, exactly as peers ask for it.
+        Ok(canonical) if canonical.as_str() == dns.to_ascii_lowercase() => Ok(()),
+        Ok(canonical) => bad(format!(
+            "write it as {}{canonical}",
+            if dns.len() < name.len() { "*." } else { "" }
+        )),
+        Err(crate::config::domain::DomainError::Syntax { why, .. }) => bad(why.to_string()),
+        Err(other) => bad(other.to_string()),
     }
 }
 
@@ -286,6 +288,7 @@ mod tests {
             "",
             "*",
             "a.*.example.test",
+            "bücher.test",
         ] {
             let o = Options {
                 hostnames: vec![bad.into()],

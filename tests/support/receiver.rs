@@ -6,7 +6,8 @@
 //! records every transaction as it saw it (envelope, dot-unstuffed
 //! content, the replies it gave), and can be stopped and started again on
 //! the same address, so a host is "down" and later "up". Plaintext only,
-//! with PIPELINING (RFC 2920): the relay's opportunistic TLS falls back to
+//! with PIPELINING (RFC 2920) and SMTPUTF8 (RFC 6531, for internationalised
+//! addresses): the relay's opportunistic TLS falls back to
 //! plaintext when STARTTLS is not offered.
 
 use std::collections::HashMap;
@@ -314,7 +315,7 @@ fn converse(stream: TcpStream, connection: usize, script: &Mutex<Script>, seen: 
         let upper = text.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") {
             current = None;
-            "250-receiver.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES".into()
+            "250-receiver.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES".into()
         } else if upper.starts_with("HELO") {
             current = None;
             "250 receiver.test".into()

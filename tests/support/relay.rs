@@ -24,6 +24,20 @@ pub fn base_config() -> String {
         .to_string()
 }
 
+/// [`base_config`] with `also` (TOML strings, e.g. `"[127.0.0.1]"`)
+/// accepted and routed to the internal smarthost like example.test.
+pub fn base_config_accepting(also: &str) -> String {
+    base_config()
+        .replace(
+            "accepted_domains = [\"example.test\"]",
+            &format!("accepted_domains = [\"example.test\", {also}]"),
+        )
+        .replace(
+            "recipient_domains = [\"example.test\"]",
+            &format!("recipient_domains = [\"example.test\", {also}]"),
+        )
+}
+
 /// A relay that routes every domain by MX lookup (no outbound
 /// connector): it relays for loopback clients (the `lan` connector), asks
 /// only the name server at `nameserver`, reaches MX hosts on `mx_port`
