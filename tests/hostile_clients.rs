@@ -205,7 +205,10 @@ fn content_dripped_below_min_data_rate_is_cut_off_and_not_kept() {
         8,
         Duration::from_millis(300),
     );
-    assert_eq!(c.reply(), "421 4.4.2 Data rate too slow; closing\r\n");
+    assert_eq!(
+        c.reply(),
+        "421 4.4.2 relay.example.test Data rate too slow; closing\r\n"
+    );
     assert_cut_off_at(started, Duration::from_secs(10), "slow DATA");
     assert!(c.closed());
     hang_up(&c, dripper);
@@ -376,7 +379,10 @@ fn junk_of_every_kind_counts_toward_the_error_limit() {
     assert_eq!(c.reply(), "501 5.1.7 Bad sender address syntax\r\n");
     assert_eq!(c.reply(), "503 5.5.1 Need MAIL before RCPT\r\n");
     // The seventh error: no 503 for DATA, no answer to the NOOP after it.
-    assert_eq!(c.reply(), "421 4.7.0 Too many errors; closing\r\n");
+    assert_eq!(
+        c.reply(),
+        "421 4.7.0 relay.example.test Too many errors; closing\r\n"
+    );
     assert!(c.closed());
 }
 
@@ -508,6 +514,14 @@ fn over_long_lines_in_every_state_get_their_reply_and_nothing_more() {
         c.command("BDAT 18446744073709551616 LAST"),
         "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n"
     );
+    // Junk after LAST, or anything but LAST: a syntax error, as in Postfix.
+    for junk in ["BDAT 5 LAST junk", "BDAT 5 NOW", "BDAT 5x"] {
+        assert_eq!(
+            c.command(junk),
+            "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n",
+            "{junk}"
+        );
+    }
     let chunk = 3 << 20;
     c.send(format!("BDAT {chunk} LAST\r\n").as_bytes());
     c.send(&vec![b'b'; chunk]);

@@ -233,7 +233,7 @@ impl Driver<'_> {
                     Ok(Ok(0)) => return Ok(Outcome::Closed),
                     Ok(Ok(n)) => {
                         if session.in_data() && data.too_slow(n, self.state.timeouts.min_data_rate) {
-                            out.reply(421, "4.4.2", "Data rate too slow; closing");
+                            session.closing(&mut out, "4.4.2", "Data rate too slow; closing");
                             self.close(stream, &out).await?;
                             return Err(Ended::Timeout("DATA rate"));
                         }
@@ -249,7 +249,7 @@ impl Driver<'_> {
                     shutting_down = true;
                     session.shut_down();
                     if !session.in_data() && input.is_empty() {
-                        out.reply(421, "4.3.2", "Service shutting down, closing transmission channel");
+                        session.closing(&mut out, "4.3.2", "Service shutting down, closing transmission channel");
                         return self.close(stream, &out).await;
                     }
                 }
