@@ -215,6 +215,107 @@ fn content_dripped_below_min_data_rate_is_cut_off_and_not_kept() {
     assert_nothing_kept(&relay, "\"phase\":\"DATA rate\"", 1);
 }
 
+// Clients that never read.
+
+/// How a client that only writes fared: when its writes last made
+/// progress, and how they ended.
+struct OnlyWriting {
+    last_progress: Instant,
+    end: std::io::Result<()>,
+}
+
+/// Pipelines `HELP` (a short command with a long reply) from a thread and
+/// never reads, until a write fails: the relay hung up, or 30 s passed
+/// without progress (the socket's write timeout: the relay never cut it).
+/// Bounded: at most 64 MiB.
+fn pipeline_never_reading<S: Write + Send + 'static>(mut stream: S) -> JoinHandle<OnlyWriting> {
+    std::thread::spawn(move || {
+        let batch = b"HELP\r\n".repeat(10_000);
+        let mut last_progress = Instant::now();
+        let mut end = Ok(());
+        for _ in 0..(64 << 20) / batch.len() {
+            if let Err(e) = stream.write_all(&batch).and_then(|()| stream.flush()) {
+                end = Err(e);
+                break;
+            }
+            last_progress = Instant::now();
+        }
+        OnlyWriting { last_progress, end }
+    })
+}
+
+/// The relay cut the never-reading client within `command_timeout` of its
+/// writes stalling, and logged the cut with the phase and the client.
+fn assert_cut_for_not_reading(
+    relay: &Relay,
+    writer: JoinHandle<OnlyWriting>,
+    client: &str,
+    limit: Duration,
+) {
+    let outcome = writer.join().expect("writer thread");
+    let stalled = outcome.last_progress.elapsed();
+    match &outcome.end {
+        Err(e)
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!(
+            "the relay never cut the client ({other:?}):\n{}",
+            relay.log()
+        ),
+    }
+    assert!(
+        stalled < limit + Duration::from_secs(4),
+        "cut {stalled:?} after the writes stalled; command_timeout is {limit:?}"
+    );
+    let lines = relay.wait_for_log("\"phase\":\"reply write\"", 1);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("session timed out") && l.contains(client)),
+        "no log line naming {client}: {lines:?}"
+    );
+}
+
+#[test]
+fn a_client_that_pipelines_and_never_reads_is_cut_at_the_command_timeout() {
+    let relay = Relay::start_server("command_timeout = \"2s\"", "");
+    let (mut c, _) = Client::connect(relay.smtp);
+    c.ehlo();
+    let client = c.stream().local_addr().expect("address").to_string();
+    let stream = c.into_stream();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("write timeout");
+    let writer = pipeline_never_reading(stream);
+    assert_cut_for_not_reading(&relay, writer, &client, Duration::from_secs(2));
+    // The slot is free again: a new client makes a whole transaction.
+    submit(
+        relay.smtp,
+        "alice@sender.test",
+        &["bob@example.test"],
+        "Subject: after\r\n\r\nx\r\n",
+    );
+}
+
+#[test]
+fn a_tls_client_that_pipelines_and_never_reads_is_cut_at_the_command_timeout() {
+    let relay = Relay::start_server("command_timeout = \"2s\"", "");
+    let (mut c, _) = Client::connect(relay.smtp);
+    c.ehlo();
+    let client = c.stream().local_addr().expect("address").to_string();
+    let mut c = c.starttls(support::tls::client_config(None));
+    c.ehlo();
+    let stream = c.into_stream();
+    stream
+        .sock
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("write timeout");
+    let writer = pipeline_never_reading(stream);
+    assert_cut_for_not_reading(&relay, writer, &client, Duration::from_secs(2));
+}
+
 // Many idle sessions.
 
 /// Idle sessions held at once.
