@@ -176,12 +176,13 @@ fn data(c: &mut Criterion) {
         for (name, chunk) in [("bdat_whole", content.len()), ("bdat_chunked_1460", MSS)] {
             group.bench_function(BenchmarkId::new(name, label), |b| {
                 b.iter(|| {
-                    let mut receiver = BdatReceiver::new(content.len() as u64);
+                    let mut receiver = BdatReceiver::new(content.len() as u64, BareLf::Reject);
                     let mut accounting = Content::new(LIMIT);
                     out.clear();
                     let mut done = false;
                     for piece in content.chunks(chunk) {
-                        done = receiver.feed(black_box(piece), &mut accounting, &mut out).1;
+                        done = receiver.feed(black_box(piece), &mut accounting, &mut out).1
+                            == DataStatus::Complete;
                     }
                     (done, accounting.received_headers())
                 })

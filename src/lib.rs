@@ -22,6 +22,7 @@
 //! * [`queue`]: the envelope, the durable spool, the queue manager, DSNs,
 //!   and `tlsrelay queue` (over the control socket).
 //! * [`metrics`]: Prometheus counters and the `/metrics` endpoint.
+//! * [`log_sink`]: the log's way out, which drops lines rather than block.
 //! * [`tls`]: certificates and keys, trust anchors, `cert-info`, `gen-cert`.
 //! * [`smtp`]: sans-IO reply reading (bounded, any chunking), used by
 //!   `cert-info --connect --starttls` and later by the outbound client.
@@ -31,6 +32,7 @@ pub mod current;
 pub mod daemon;
 pub mod dns;
 pub mod inbound;
+pub mod log_sink;
 pub mod metrics;
 pub mod net;
 pub mod notify;

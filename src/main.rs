@@ -169,8 +169,20 @@ struct CertInfoArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log_level);
-    match cli.command {
+    let log = init_logging(cli.log_format, &cli.log_level);
+    let code = run(cli.command);
+    // The last lines (the stop of `serve`), if the output takes them soon.
+    if let Some(log) = log {
+        log.flush(LOG_FLUSH_AT_EXIT);
+    }
+    code
+}
+
+/// How long the exit waits for queued log lines to be written.
+const LOG_FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
+
+fn run(command: Command) -> ExitCode {
+    match command {
         Command::Serve { config } => serve(&config),
         Command::Probe {
             domain,
@@ -423,7 +435,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     match config.check_files() {
         Ok(notes) => {
             for note in notes {
-                eprintln!("{note}");
+                say(format_args!("{note}"));
             }
             print!("{}", config.summary());
             ExitCode::SUCCESS
@@ -469,26 +481,47 @@ fn run_cert_info(args: CertInfoArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logging(format: LogFormat, level: &str) {
+/// Logs to stderr through a [`LogSink`](tlsrelay::log_sink::LogSink):
+/// a stuck, slow or closed stderr (`serve 2>&1 | reader` with the reader
+/// stalled or gone) drops log lines, counted, and never blocks or panics
+/// the relay (DESIGN §7). The sink, to flush at exit.
+fn init_logging(format: LogFormat, level: &str) -> Option<tlsrelay::log_sink::LogSink> {
+    use tlsrelay::log_sink::{LogSink, QUEUE_LINES};
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let sink = LogSink::start(std::io::stderr(), QUEUE_LINES).ok();
+    let writer = match &sink {
+        Some(sink) => BoxMakeWriter::new(sink.clone()),
+        // No thread for it: stderr directly, still never a panic.
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer)
+        // Its report of a failed write is an eprintln!, which panics.
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    sink
+}
+
+/// Prints to stderr; a stderr that is gone is not worth a panic.
+fn say(text: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 fn user_error(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{e}");
+    say(format_args!("{e}"));
     ExitCode::from(1)
 }
 
 fn runtime_error(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {e}");
+    say(format_args!("error: {e}"));
     ExitCode::from(2)
 }

@@ -18,6 +18,7 @@
 //! | `tlsrelay_queue_messages` | | messages in the spool |
 //! | `tlsrelay_queue_oldest_seconds` | | age of the oldest one |
 //! | `tlsrelay_certificate_expiry_timestamp_seconds` | `certificate` | `notAfter` of each certificate in use (Unix time) |
+//! | `tlsrelay_log_lines_dropped_total` | | log lines dropped because the log output was stuck, slow or gone |
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -77,6 +78,11 @@ const FAMILIES: &[Family] = &[
         name: "tlsrelay_queue_oldest_seconds",
         kind: "gauge",
         help: "Age of the oldest message in the spool.",
+    },
+    Family {
+        name: LOG_LINES_DROPPED,
+        kind: "counter",
+        help: "Log lines dropped because the log output was stuck, slow or gone.",
     },
     Family {
         name: "tlsrelay_certificate_expiry_timestamp_seconds",
@@ -155,6 +161,14 @@ impl Registry {
 }
 
 const CERT_EXPIRY: &str = "tlsrelay_certificate_expiry_timestamp_seconds";
+
+/// Log lines the log sink could not write (`crate::log_sink`).
+pub const LOG_LINES_DROPPED: &str = "tlsrelay_log_lines_dropped_total";
+
+/// Counts one log line dropped. Never logs: it is called from the logger.
+pub fn log_line_dropped() {
+    global().inc(LOG_LINES_DROPPED, &[]);
+}
 
 fn label_text(labels: &Labels) -> String {
     if labels.is_empty() {

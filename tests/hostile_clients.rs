@@ -205,11 +205,115 @@ fn content_dripped_below_min_data_rate_is_cut_off_and_not_kept() {
         8,
         Duration::from_millis(300),
     );
-    assert_eq!(c.reply(), "421 4.4.2 Data rate too slow; closing\r\n");
+    assert_eq!(
+        c.reply(),
+        "421 4.4.2 relay.example.test Data rate too slow; closing\r\n"
+    );
     assert_cut_off_at(started, Duration::from_secs(10), "slow DATA");
     assert!(c.closed());
     hang_up(&c, dripper);
     assert_nothing_kept(&relay, "\"phase\":\"DATA rate\"", 1);
+}
+
+// Clients that never read.
+
+/// How a client that only writes fared: when its writes last made
+/// progress, and how they ended.
+struct OnlyWriting {
+    last_progress: Instant,
+    end: std::io::Result<()>,
+}
+
+/// Pipelines `HELP` (a short command with a long reply) from a thread and
+/// never reads, until a write fails: the relay hung up, or 30 s passed
+/// without progress (the socket's write timeout: the relay never cut it).
+/// Bounded: at most 64 MiB.
+fn pipeline_never_reading<S: Write + Send + 'static>(mut stream: S) -> JoinHandle<OnlyWriting> {
+    std::thread::spawn(move || {
+        let batch = b"HELP\r\n".repeat(10_000);
+        let mut last_progress = Instant::now();
+        let mut end = Ok(());
+        for _ in 0..(64 << 20) / batch.len() {
+            if let Err(e) = stream.write_all(&batch).and_then(|()| stream.flush()) {
+                end = Err(e);
+                break;
+            }
+            last_progress = Instant::now();
+        }
+        OnlyWriting { last_progress, end }
+    })
+}
+
+/// The relay cut the never-reading client within `command_timeout` of its
+/// writes stalling, and logged the cut with the phase and the client.
+fn assert_cut_for_not_reading(
+    relay: &Relay,
+    writer: JoinHandle<OnlyWriting>,
+    client: &str,
+    limit: Duration,
+) {
+    let outcome = writer.join().expect("writer thread");
+    let stalled = outcome.last_progress.elapsed();
+    match &outcome.end {
+        Err(e)
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!(
+            "the relay never cut the client ({other:?}):\n{}",
+            relay.log()
+        ),
+    }
+    assert!(
+        stalled < limit + Duration::from_secs(4),
+        "cut {stalled:?} after the writes stalled; command_timeout is {limit:?}"
+    );
+    let lines = relay.wait_for_log("\"phase\":\"reply write\"", 1);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("session timed out") && l.contains(client)),
+        "no log line naming {client}: {lines:?}"
+    );
+}
+
+#[test]
+fn a_client_that_pipelines_and_never_reads_is_cut_at_the_command_timeout() {
+    let relay = Relay::start_server("command_timeout = \"2s\"", "");
+    let (mut c, _) = Client::connect(relay.smtp);
+    c.ehlo();
+    let client = c.stream().local_addr().expect("address").to_string();
+    let stream = c.into_stream();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("write timeout");
+    let writer = pipeline_never_reading(stream);
+    assert_cut_for_not_reading(&relay, writer, &client, Duration::from_secs(2));
+    // The slot is free again: a new client makes a whole transaction.
+    submit(
+        relay.smtp,
+        "alice@sender.test",
+        &["bob@example.test"],
+        "Subject: after\r\n\r\nx\r\n",
+    );
+}
+
+#[test]
+fn a_tls_client_that_pipelines_and_never_reads_is_cut_at_the_command_timeout() {
+    let relay = Relay::start_server("command_timeout = \"2s\"", "");
+    let (mut c, _) = Client::connect(relay.smtp);
+    c.ehlo();
+    let client = c.stream().local_addr().expect("address").to_string();
+    let mut c = c.starttls(support::tls::client_config(None));
+    c.ehlo();
+    let stream = c.into_stream();
+    stream
+        .sock
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("write timeout");
+    let writer = pipeline_never_reading(stream);
+    assert_cut_for_not_reading(&relay, writer, &client, Duration::from_secs(2));
 }
 
 // Many idle sessions.
@@ -376,7 +480,10 @@ fn junk_of_every_kind_counts_toward_the_error_limit() {
     assert_eq!(c.reply(), "501 5.1.7 Bad sender address syntax\r\n");
     assert_eq!(c.reply(), "503 5.5.1 Need MAIL before RCPT\r\n");
     // The seventh error: no 503 for DATA, no answer to the NOOP after it.
-    assert_eq!(c.reply(), "421 4.7.0 Too many errors; closing\r\n");
+    assert_eq!(
+        c.reply(),
+        "421 4.7.0 relay.example.test Too many errors; closing\r\n"
+    );
     assert!(c.closed());
 }
 
@@ -508,6 +615,14 @@ fn over_long_lines_in_every_state_get_their_reply_and_nothing_more() {
         c.command("BDAT 18446744073709551616 LAST"),
         "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n"
     );
+    // Junk after LAST, or anything but LAST: a syntax error, as in Postfix.
+    for junk in ["BDAT 5 LAST junk", "BDAT 5 NOW", "BDAT 5x"] {
+        assert_eq!(
+            c.command(junk),
+            "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n",
+            "{junk}"
+        );
+    }
     let chunk = 3 << 20;
     c.send(format!("BDAT {chunk} LAST\r\n").as_bytes());
     c.send(&vec![b'b'; chunk]);

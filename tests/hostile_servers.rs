@@ -13,6 +13,9 @@
 //!   and delivered again (a duplicate, never a loss);
 //! * silence at the greeting, after EHLO, RCPT, DATA's 354 and the end of
 //!   data: each phase times out (`phase_timeout_scale` makes it quick);
+//! * a server that stops reading in the middle of the content (its
+//!   socket buffers full): the relay's write is cut at the DATA block
+//!   deadline, and the message deferred, not hung;
 //! * `250` to DATA instead of `354` (also pipelined), and `354` followed
 //!   at once by `250`: protocol violations, deferred, never counted as
 //!   delivered;
@@ -425,6 +428,45 @@ fn silence_in_each_phase_times_out_naming_the_phase() {
     }
     delivered_on_retry(&relay, &cases);
 }
+#[test]
+fn a_server_that_stops_reading_during_the_content_is_cut_and_the_message_deferred() {
+    let server = Hostile::start(|c: &mut Conn| {
+        if c.until_data().is_some() && c.expect("DATA").is_some() {
+            let _ = c.send(b"354 go ahead\r\n");
+            c.stall();
+        }
+    });
+    // 0.005: 0.9 s for each piece of content to leave.
+    let relay = relay(&[("stall", server.addr)], "phase_timeout_scale = 0.005");
+    // 8 MiB: more than the socket buffers between them hold.
+    let line = format!("{}\r\n", "x".repeat(998));
+    let content = format!("Subject: stall\r\n\r\n{}", line.repeat(8 << 10));
+    submit(relay.smtp, SENDER, &["bob@stall.test"], &content);
+    let spooled = relay.wait_for_spooled(1);
+    let case = Case {
+        name: "stall",
+        server,
+        id: spooled[0].0.clone(),
+    };
+    let started = std::time::Instant::now();
+    deferred(
+        &relay,
+        &case,
+        &["the server stopped reading during message content"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "deferred after {:?}",
+        started.elapsed()
+    );
+    let lines = relay.wait_for_log("stopped reading during message content", 1);
+    assert!(
+        lines.iter().any(|l| l.contains("\"delivery attempt\"")),
+        "{lines:?}"
+    );
+    delivered_on_retry(&relay, std::slice::from_ref(&case));
+}
+
 #[test]
 fn data_acknowledged_before_the_content_is_a_protocol_error() {
     let scripts: Vec<(&'static str, Script)> = vec![

@@ -164,7 +164,7 @@ fn sigterm_closes_idle_sessions_lets_data_finish_and_exits_zero() {
     relay.sigterm();
     assert_eq!(
         idle.reply(),
-        "421 4.3.2 Service shutting down, closing transmission channel\r\n"
+        "421 4.3.2 relay.example.test Service shutting down, closing transmission channel\r\n"
     );
     assert!(idle.closed());
 
@@ -173,7 +173,7 @@ fn sigterm_closes_idle_sessions_lets_data_finish_and_exits_zero() {
     assert_queued(&reply);
     assert_eq!(
         busy.command("MAIL FROM:<alice@sender.test>"),
-        "421 4.3.2 Service shutting down, closing transmission channel\r\n"
+        "421 4.3.2 relay.example.test Service shutting down, closing transmission channel\r\n"
     );
     assert!(busy.closed());
 

@@ -151,7 +151,7 @@ fn too_many_bad_commands_end_the_session_with_421() {
     assert_eq!(c.command("BOGUS 2"), unknown);
     assert_eq!(
         c.command("BOGUS 3"),
-        "421 4.7.0 Too many errors; closing\r\n"
+        "421 4.7.0 relay.example.test Too many errors; closing\r\n"
     );
     assert!(c.closed());
 }

@@ -239,7 +239,7 @@ fn relay_refusals_count_toward_max_errors() {
     assert_eq!(c.command("RCPT TO:<b%ext.test@example.test>"), DENIED);
     assert_eq!(
         c.command("RCPT TO:<c@ext.test>"),
-        "421 4.7.0 Too many errors; closing\r\n"
+        "421 4.7.0 relay.example.test Too many errors; closing\r\n"
     );
     assert!(c.closed());
 }

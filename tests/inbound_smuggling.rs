@@ -1,11 +1,13 @@
 //! SMTP smuggling (CVE-2023-51764 and kin): an end-of-data look-alike
 //! inside DATA, followed by a whole second transaction, must never make
-//! a second message, whatever `bare_lf` says.
+//! a second message, whatever `bare_lf` says. And the content rules
+//! behind it, the same for DATA and BDAT: bare LF or CR per `bare_lf`,
+//! no NUL.
 
 mod support;
 
 use support::relay::{recipients, Relay};
-use support::smtp::Client;
+use support::smtp::{assert_queued, Client};
 use support::split_received;
 
 /// The look-alikes, each placed between a first line of content and the
@@ -80,24 +82,16 @@ fn reject_mode_closes_on_bare_line_endings_and_never_spools_a_second_message() {
         let before = relay.spooled().len();
         let (mut c, reply) = try_to_smuggle(&relay, sequence);
         if has_bare_line_ending(&payload(sequence)) {
-            assert_eq!(
-                reply,
-                "521 5.5.2 Bare LF or CR in message content violates RFC 5321 §2.3.8; closing\r\n",
-                "{what}"
-            );
+            assert_eq!(reply, BARE, "{what}");
             assert!(c.closed(), "{what}: still open after 521");
-            assert_eq!(relay.spooled().len(), before, "{what}: {}", relay.log());
         } else {
-            assert!(
-                reply.starts_with("250 2.0.0 Ok: queued as "),
-                "{what}: {reply}"
-            );
+            // Only the NUL sequence has no bare CR or LF: refused for the NUL.
+            assert_eq!(reply, NUL, "{what}");
             assert_eq!(c.command("QUIT"), "221 2.0.0 Bye\r\n", "{what}");
-            one_more_message(&relay, before, &what);
         }
+        assert_eq!(relay.spooled().len(), before, "{what}: {}", relay.log());
     }
-    // Only the NUL sequence has no bare CR or LF, so one message in all.
-    assert_eq!(relay.spooled().len(), 1);
+    assert_eq!(relay.spooled().len(), 0);
 }
 
 #[test]
@@ -107,12 +101,17 @@ fn normalize_mode_keeps_the_second_transaction_as_text_of_one_message() {
         let what = format!("{:?}", String::from_utf8_lossy(sequence));
         let before = relay.spooled().len();
         let (mut c, reply) = try_to_smuggle(&relay, sequence);
+        // Exactly one reply for the whole payload: the next is QUIT's.
+        let quit = c.command("QUIT");
+        assert_eq!(quit, "221 2.0.0 Bye\r\n", "{what}");
+        if sequence.contains(&0) {
+            assert_eq!(reply, NUL, "{what}");
+            continue;
+        }
         assert!(
             reply.starts_with("250 2.0.0 Ok: queued as "),
             "{what}: {reply}"
         );
-        // Exactly one reply for the whole payload: the next is QUIT's.
-        assert_eq!(c.command("QUIT"), "221 2.0.0 Bye\r\n", "{what}");
         let body = one_more_message(&relay, before, &what);
         assert!(
             !has_bare_line_ending(&body),
@@ -120,5 +119,103 @@ fn normalize_mode_keeps_the_second_transaction_as_text_of_one_message() {
             String::from_utf8_lossy(&body)
         );
     }
-    assert_eq!(relay.spooled().len(), SEQUENCES.len());
+    assert_eq!(relay.spooled().len(), SEQUENCES.len() - 1);
+}
+
+const BARE: &str =
+    "521 5.5.2 Bare LF or CR in message content violates RFC 5321 §2.3.8; closing\r\n";
+const NUL: &str = "554 5.6.0 NUL character in message content is not allowed\r\n";
+
+/// A BDAT message whose chunks hold a bare LF, a bare CR, and a CRLF
+/// straddling two chunks (which is a line end, not bare).
+const CHUNKS: [&[u8]; 3] = [
+    b"Subject: bdat\r\n\r\none\ntwo\r",
+    b"\nthree\rfour\r\n",
+    b"",
+];
+
+/// Sends [`CHUNKS`] as BDAT, the last `LAST`, pipelined; the replies.
+fn send_chunks(c: &mut Client) -> Vec<String> {
+    let mut wire = Vec::new();
+    for (i, chunk) in CHUNKS.iter().enumerate() {
+        let last = if i + 1 == CHUNKS.len() { " LAST" } else { "" };
+        wire.extend_from_slice(format!("BDAT {}{last}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(chunk);
+    }
+    c.send(&wire);
+    let mut replies = Vec::new();
+    loop {
+        let reply = c.reply();
+        let done = reply.is_empty() || !reply.contains("octets received");
+        replies.push(reply);
+        if done || replies.len() == CHUNKS.len() {
+            return replies;
+        }
+    }
+}
+
+#[test]
+fn bdat_content_with_a_bare_lf_is_refused_like_data_when_rejecting() {
+    let relay = Relay::start_server("bare_lf = \"reject\"", "");
+    let (mut c, _) = Client::connect(relay.smtp);
+    c.ehlo();
+    c.envelope("alice@sender.test", &["bob@example.test"]);
+    assert_eq!(send_chunks(&mut c), [BARE]);
+    assert!(c.closed(), "still open after 521");
+    relay.wait_for_log("session closed", 1);
+    assert_eq!(relay.spool_files(), Vec::<String>::new(), "{}", relay.log());
+}
+
+#[test]
+fn bdat_content_is_normalised_like_data_when_normalizing() {
+    let relay = Relay::start_server("bare_lf = \"normalize\"", "");
+    let (mut c, _) = Client::connect(relay.smtp);
+    c.ehlo();
+    c.envelope("alice@sender.test", &["bob@example.test"]);
+    let replies = send_chunks(&mut c);
+    assert_eq!(
+        replies[..2],
+        [
+            "250 2.0.0 25 octets received\r\n",
+            "250 2.0.0 13 octets received\r\n"
+        ]
+    );
+    assert!(
+        replies[2].starts_with("250 2.0.0 Ok: queued as "),
+        "{replies:?}"
+    );
+    let spooled = relay.expect_spooled(1);
+    let (_, body) = split_received(&spooled[0].2);
+    assert_eq!(
+        String::from_utf8_lossy(body),
+        "Subject: bdat\r\n\r\none\r\ntwo\r\nthree\r\nfour\r\n"
+    );
+}
+
+#[test]
+fn a_nul_in_content_is_refused_in_data_and_bdat_and_the_session_goes_on() {
+    for mode in ["reject", "normalize"] {
+        let relay = Relay::start_server(&format!("bare_lf = \"{mode}\""), "");
+        let (mut c, _) = Client::connect(relay.smtp);
+        c.ehlo();
+        let reply = c.deliver(
+            "alice@sender.test",
+            &["bob@example.test"],
+            "Subject: nul\r\n\r\na\0b\r\n",
+        );
+        assert_eq!(reply, NUL, "{mode}: DATA");
+        c.envelope("alice@sender.test", &["bob@example.test"]);
+        c.send(b"BDAT 5\r\nx\0y\r\n");
+        assert_eq!(c.reply(), "250 2.0.0 5 octets received\r\n");
+        assert_eq!(c.command("BDAT 0 LAST"), NUL, "{mode}: BDAT");
+        // Refused, not closed: the next message goes through.
+        assert_queued(&c.deliver(
+            "alice@sender.test",
+            &["bob@example.test"],
+            "Subject: ok\r\n\r\nfine\r\n",
+        ));
+        assert_eq!(c.command("QUIT"), "221 2.0.0 Bye\r\n");
+        let spooled = relay.expect_spooled(1);
+        assert!(!spooled[0].2.contains(&0), "{mode}");
+    }
 }

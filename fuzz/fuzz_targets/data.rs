@@ -9,7 +9,8 @@
 //! * a complete message within the limit ends in CRLF (or is empty); under `reject`
 //!   the consumed bytes hold no bare CR or LF and end in `.CRLF`, so no
 //!   smuggled end-of-data was taken;
-//! * our client's dot-stuffing of the content gives it back (round trip).
+//! * our client's dot-stuffing of the content gives it back (round trip);
+//! * a NUL in the content is noted (the session refuses such a message).
 #![no_main]
 
 #[path = "common.rs"]
@@ -27,6 +28,7 @@ struct Outcome {
     size: u64,
     too_large: bool,
     received: usize,
+    nul: bool,
 }
 
 fn run(input: &[u8], bare_lf: BareLf, limit: u64, cuts: &[usize]) -> Outcome {
@@ -54,6 +56,7 @@ fn run(input: &[u8], bare_lf: BareLf, limit: u64, cuts: &[usize]) -> Outcome {
         size: receiver.content.size(),
         too_large: receiver.content.too_large(),
         received: receiver.content.received_headers(),
+        nul: receiver.content.has_nul(),
     }
 }
 
@@ -89,6 +92,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole.too_large, whole.size > limit);
     if !whole.too_large {
         assert_eq!(content.len() as u64, whole.size);
+        // A NUL is noted wherever it is (the session refuses the message).
+        assert_eq!(whole.nul, content.contains(&0));
     }
     if whole.status != DataStatus::Complete {
         return;

@@ -14,8 +14,8 @@ impl Session {
     /// Answers one complete command line (ending in LF).
     pub(super) fn command(&mut self, line: &[u8], out: &mut Output) -> Action {
         if self.shutting_down {
-            out.reply(
-                421,
+            self.closing(
+                out,
                 "4.3.2",
                 "Service shutting down, closing transmission channel",
             );
@@ -46,7 +46,12 @@ impl Session {
             Request::Mail { from } => return self.mail(from, literal, out),
             Request::Rcpt { to } => return self.rcpt(line, to, literal, out),
             Request::Data => return self.data(out),
-            Request::Bdat { chunk_size, is_last } => return self.bdat(chunk_size, is_last, out),
+            Request::Bdat { chunk_size, is_last } => {
+                if !bdat_syntax_ok(line, chunk_size) {
+                    return self.error(out, 501, "5.5.4", BDAT_SYNTAX);
+                }
+                return self.bdat(chunk_size, is_last, out);
+            }
             Request::Rset => {
                 let open = self.queue_id.is_some();
                 self.end_transaction();
@@ -340,7 +345,7 @@ impl Session {
             // RFC 3030 §2: the chunk is read and dropped all the same.
             self.content = None;
             self.phase = Phase::Bdat {
-                chunk: BdatReceiver::new(size),
+                chunk: BdatReceiver::discard(size),
                 last: false,
                 size,
                 refused: Some((code, status, text)),
@@ -348,7 +353,7 @@ impl Session {
             return self.finish_empty_chunk(size, out);
         }
         self.phase = Phase::Bdat {
-            chunk: BdatReceiver::new(size),
+            chunk: BdatReceiver::new(size, self.policy.bare_lf),
             last,
             size,
             refused: None,
@@ -404,6 +409,34 @@ fn domain_refusal(error: &DomainError, role: &str) -> (u16, String) {
             553,
             format!("The {role} domain has no IDNA 2008 A-label form (UTS #46)"),
         ),
+    }
+}
+
+const BDAT_SYNTAX: &str = "Syntax: BDAT chunk-size [LAST]";
+
+/// RFC 3030 §2: `"BDAT" SP chunk-size [ SP end-marker ] CRLF`, where
+/// `chunk-size = 1*DIGIT` and `end-marker = "LAST"`. smtp-proto skips
+/// whatever follows `LAST` (`BDAT 5 LAST junk`); we refuse it, as Postfix
+/// does (`501 5.5.4`, several blanks allowed like Postfix), and a size
+/// that smtp-proto read otherwise than written (one past `u64`, which it
+/// wraps). The chunk of a refused BDAT is not read: its size is not
+/// trusted, so its bytes come as commands, as in Postfix.
+fn bdat_syntax_ok(line: &[u8], parsed: usize) -> bool {
+    let mut words = line
+        .split(u8::is_ascii_whitespace)
+        .filter(|w| !w.is_empty());
+    let (Some(_verb), Some(size)) = (words.next(), words.next()) else {
+        return false;
+    };
+    let size_ok = size.iter().all(u8::is_ascii_digit)
+        && std::str::from_utf8(size)
+            .ok()
+            .and_then(|digits| digits.parse::<u64>().ok())
+            == Some(parsed as u64);
+    match (words.next(), words.next()) {
+        (None, _) => size_ok,
+        (Some(last), None) => size_ok && last.eq_ignore_ascii_case(b"LAST"),
+        _ => false,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::{timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::session::{Action, CommitError, Output, Session};
@@ -196,16 +196,14 @@ impl Driver<'_> {
                     }
                     Action::Abort => writer = None,
                     Action::StartTls => {
-                        stream.write_all(&out.replies).await?;
-                        stream.flush().await?;
+                        self.send(stream, &out.replies).await?;
                         return Ok(Outcome::StartTls);
                     }
                     Action::Close => return self.close(stream, &out).await,
                 }
             }
             if !out.replies.is_empty() {
-                stream.write_all(&out.replies).await?;
-                stream.flush().await?;
+                self.send(stream, &out.replies).await?;
                 out.replies.clear();
             }
             // Between BDAT chunks the client is at the command deadline;
@@ -233,7 +231,7 @@ impl Driver<'_> {
                     Ok(Ok(0)) => return Ok(Outcome::Closed),
                     Ok(Ok(n)) => {
                         if session.in_data() && data.too_slow(n, self.state.timeouts.min_data_rate) {
-                            out.reply(421, "4.4.2", "Data rate too slow; closing");
+                            session.closing(&mut out, "4.4.2", "Data rate too slow; closing");
                             self.close(stream, &out).await?;
                             return Err(Ended::Timeout("DATA rate"));
                         }
@@ -249,7 +247,7 @@ impl Driver<'_> {
                     shutting_down = true;
                     session.shut_down();
                     if !session.in_data() && input.is_empty() {
-                        out.reply(421, "4.3.2", "Service shutting down, closing transmission channel");
+                        session.closing(&mut out, "4.3.2", "Service shutting down, closing transmission channel");
                         return self.close(stream, &out).await;
                     }
                 }
@@ -276,10 +274,36 @@ impl Driver<'_> {
         stream: &mut S,
         out: &Output,
     ) -> Result<Outcome, Ended> {
-        stream.write_all(&out.replies).await?;
-        stream.flush().await?;
-        let _ = stream.shutdown().await;
+        self.send(stream, &out.replies).await?;
+        // The TLS close_notify is a write too.
+        let _ = timeout(self.state.timeouts.command, stream.shutdown()).await;
         Ok(Outcome::Closed)
+    }
+
+    /// Writes replies and flushes them within `command_timeout` (DESIGN
+    /// §4): a client that pipelines commands and never reads its replies
+    /// fills the socket buffers, and then this write would wait forever,
+    /// holding the session and its connection slot. Bounded per write like
+    /// every phase of tokio-rustls' example server.
+    ///
+    /// What such a client can make us hold is bounded too: the session
+    /// reads only after its replies are written, so it keeps at most one
+    /// read of input (`COMMAND_READ` plus a partial line) and the replies
+    /// to it; the rest waits in the kernel's buffers, under TCP flow
+    /// control.
+    async fn send<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        replies: &[u8],
+    ) -> Result<(), Ended> {
+        let write = async {
+            stream.write_all(replies).await?;
+            stream.flush().await
+        };
+        match timeout(self.state.timeouts.command, write).await {
+            Ok(result) => result.map_err(Ended::Io),
+            Err(_) => Err(Ended::Timeout("reply write")),
+        }
     }
 }
 

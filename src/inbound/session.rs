@@ -241,41 +241,49 @@ impl Session {
                 self.content = Some(receiver.content);
                 (n, self.content_complete(out))
             }
-            DataStatus::BareLineEnding => {
-                self.phase = Phase::Waiting;
-                self.envelope = None;
-                out.reply(
-                    521,
-                    "5.5.2",
-                    "Bare LF or CR in message content violates RFC 5321 §2.3.8; closing",
-                );
-                (n, Action::Close)
-            }
+            DataStatus::BareLineEnding => (n, self.bare_line_ending(out)),
         }
+    }
+
+    /// A bare LF or CR under `bare_lf = "reject"`, in DATA or BDAT: the
+    /// message is refused and the session ends (as Postfix's
+    /// `smtpd_forbid_bare_newline = reject` does); the open spool file is
+    /// dropped with the connection, so nothing is spooled.
+    fn bare_line_ending(&mut self, out: &mut Output) -> Action {
+        self.phase = Phase::Waiting;
+        self.envelope = None;
+        self.content = None;
+        out.reply(
+            521,
+            "5.5.2",
+            "Bare LF or CR in message content violates RFC 5321 §2.3.8; closing",
+        );
+        Action::Close
     }
 
     fn bdat_input(&mut self, input: &[u8], out: &mut Output) -> (usize, Action) {
         let Phase::Bdat { chunk, refused, .. } = &mut self.phase else {
             return (0, Action::None);
         };
-        let (n, done) = match (refused.is_none(), self.content.as_mut()) {
+        let (n, status) = match (refused.is_none(), self.content.as_mut()) {
             (true, Some(content)) => chunk.feed(input, content, &mut out.content),
             // Read to be dropped: nothing is kept.
             _ => chunk.feed(input, &mut Content::new(0), &mut Vec::new()),
         };
-        if !done {
-            return (n, Action::None);
+        match status {
+            DataStatus::NeedMore => (n, Action::None),
+            DataStatus::Complete => (n, self.bdat_chunk_done(out)),
+            DataStatus::BareLineEnding => (n, self.bare_line_ending(out)),
         }
-        (n, self.bdat_chunk_done(out))
     }
 
     /// A BDAT chunk is fully read: answer it, or complete the message.
     pub(super) fn bdat_chunk_done(&mut self, out: &mut Output) -> Action {
         let Phase::Bdat {
+            chunk,
             last,
             size,
             refused,
-            ..
         } = std::mem::replace(&mut self.phase, Phase::Command)
         else {
             return Action::None;
@@ -284,6 +292,11 @@ impl Session {
             return self.error(out, code, status, text);
         }
         if last {
+            if let Some(content) = self.content.as_mut() {
+                if chunk.finish_message(content, &mut out.content) == DataStatus::BareLineEnding {
+                    return self.bare_line_ending(out);
+                }
+            }
             return self.content_complete(out);
         }
         out.reply(250, "2.0.0", &format!("{size} octets received"));
@@ -300,6 +313,16 @@ impl Session {
                 552,
                 "5.3.4",
                 "Message size exceeds fixed maximum message size",
+            );
+        } else if content.has_nul() {
+            // Refused, not stripped or passed on: a NUL is not text
+            // (RFC 5322 §3.5, RFC 6152), and a next hop that drops NULs
+            // would read `CRLF NUL . CRLF` as the end of the data.
+            // Postfix admins get it with `message_reject_characters = \0`.
+            out.reply(
+                554,
+                "5.6.0",
+                "NUL character in message content is not allowed",
             );
         } else if content.received_headers() > self.policy.max_hops {
             out.reply(554, "5.4.6", "Too many hops (mail loop?)");
@@ -366,12 +389,14 @@ impl Session {
 
     /// The driver's deadline passed.
     pub fn timed_out(&mut self, out: &mut Output) {
-        out.reply(
-            421,
-            "4.4.2",
-            &format!("{} Error: timeout exceeded", self.policy.hostname),
-        );
+        self.closing(out, "4.4.2", "Error: timeout exceeded");
         self.phase = Phase::Waiting;
+    }
+
+    /// A `421` reply: the session ends. RFC 5321 §3.8 and §4.2 put our
+    /// host name first in its text (`421 4.x.x relay.example.test …`).
+    pub fn closing(&self, out: &mut Output, status: &str, text: &str) {
+        out.reply(421, status, &format!("{} {text}", self.policy.hostname));
     }
 
     pub(super) fn end_transaction(&mut self) {
@@ -393,7 +418,7 @@ impl Session {
     ) -> Action {
         self.errors += 1;
         if self.errors >= self.policy.max_errors {
-            out.reply(421, "4.7.0", "Too many errors; closing");
+            self.closing(out, "4.7.0", "Too many errors; closing");
             self.phase = Phase::Waiting;
             return Action::Close;
         }

@@ -21,6 +21,7 @@ struct Driver {
     queued: Vec<(Envelope, String)>,
     starttls: usize,
     closed: bool,
+    unread: Vec<u8>,
 }
 
 impl Driver {
@@ -42,13 +43,17 @@ impl Driver {
             queued: Vec::new(),
             starttls: 0,
             closed: false,
+            unread: Vec::new(),
         }
     }
 
-    /// Feeds `input`; returns the replies it produced.
+    /// Feeds `input` after what the session left unread before (a
+    /// command line cut by the socket); returns the replies it produced.
     fn send(&mut self, input: &[u8]) -> String {
         let before = self.wire.len();
-        let mut rest = input;
+        let mut buffered = std::mem::take(&mut self.unread);
+        buffered.extend_from_slice(input);
+        let mut rest = &buffered[..];
         while !self.closed {
             let mut out = Output::default();
             let (used, action) = self.session.feed(rest, &mut out);
@@ -87,6 +92,7 @@ impl Driver {
             }
             self.absorb(&out);
         }
+        self.unread = rest.to_vec();
         self.wire[before..].to_string()
     }
 
@@ -202,7 +208,7 @@ fn too_many_errors_close_the_session() {
     assert_eq!(replies.len(), 20);
     assert_eq!(
         replies.last().map(String::as_str),
-        Some("421 4.7.0 Too many errors; closing")
+        Some("421 4.7.0 relay.example.test Too many errors; closing")
     );
     assert!(d.closed);
 }
@@ -308,13 +314,146 @@ fn bare_line_endings_close_the_session_when_rejecting() {
     assert!(d.queued.is_empty());
 }
 
+/// Each BDAT stream in every cut the socket could give it: all pieces
+/// of one size, and every two-piece split. The replies and the queued
+/// messages are the same.
+fn bdat_every_split(config: &str, stream: &[u8]) -> (String, Vec<(Envelope, String)>, bool) {
+    let fresh = || {
+        let mut d = Driver::with(config, "10.0.0.1");
+        d.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
+        d
+    };
+    let mut whole = fresh();
+    let replies = whole.send(stream);
+    let expected = (replies, whole.queued.clone(), whole.closed);
+    let mut runs: Vec<Vec<&[u8]>> = (1..stream.len())
+        .map(|n| stream.chunks(n).collect())
+        .collect();
+    runs.extend((1..stream.len()).map(|at| vec![&stream[..at], &stream[at..]]));
+    for pieces in runs {
+        let mut d = fresh();
+        let replies: String = pieces.iter().map(|piece| d.send(piece)).collect();
+        let got = (replies, d.queued.clone(), d.closed);
+        assert_eq!(got.0, expected.0, "{pieces:?}");
+        assert_eq!(got.2, expected.2, "{pieces:?}");
+        assert_eq!(
+            got.1.iter().map(|q| &q.1).collect::<Vec<_>>(),
+            expected.1.iter().map(|q| &q.1).collect::<Vec<_>>(),
+            "{pieces:?}"
+        );
+    }
+    expected
+}
+
+#[test]
+fn bdat_content_with_bare_line_endings_is_refused_or_normalised_like_data() {
+    // A bare LF in the first chunk, a CR ending one chunk with no LF
+    // after it, and a CRLF straddling two chunks (which is no bare CR).
+    let streams: [&[u8]; 3] = [
+        b"BDAT 10\r\nSub: a\nb\r\nBDAT 0 LAST\r\nQUIT\r\n",
+        b"BDAT 3\r\nx\r\rBDAT 3 LAST\r\ny\r\nQUIT\r\n",
+        b"BDAT 6 LAST\r\nx\r\n.\n\rQUIT\r\n",
+    ];
+    for stream in streams {
+        let (replies, queued, closed) = bdat_every_split(BASE, stream);
+        assert!(
+            replies.ends_with(
+                "521 5.5.2 Bare LF or CR in message content violates RFC 5321 §2.3.8; closing\r\n"
+            ),
+            "{replies}"
+        );
+        assert!(closed);
+        assert!(queued.is_empty());
+    }
+    let normalize = BASE.replace("max_hops = 2\n", "max_hops = 2\nbare_lf = \"normalize\"\n");
+    let expected = ["Sub: a\r\nb\r\n", "x\r\n\r\ny\r\n", "x\r\n.\r\n\r\n"];
+    for (stream, content) in streams.into_iter().zip(expected) {
+        let (replies, queued, closed) = bdat_every_split(&normalize, stream);
+        assert!(
+            replies.contains("250 2.0.0 Ok: queued as Q1\r\n"),
+            "{replies}"
+        );
+        assert!(replies.ends_with("221 2.0.0 Bye\r\n"), "{replies}");
+        assert!(closed);
+        assert_eq!(queued.len(), 1);
+        assert!(queued[0].1.ends_with(content), "{:?}", queued[0].1);
+    }
+    // A CRLF split over two chunks is a line end, in either mode.
+    let straddle = b"BDAT 3\r\nab\rBDAT 3 LAST\r\n\ncd\r\nQUIT\r\n";
+    let (replies, queued, _) = bdat_every_split(BASE, straddle);
+    assert!(
+        replies.contains("250 2.0.0 Ok: queued as Q1\r\n"),
+        "{replies}"
+    );
+    assert!(queued[0].1.ends_with("\r\nab\r\ncd"), "{:?}", queued[0].1);
+}
+
+#[test]
+fn a_nul_in_content_refuses_the_message_and_keeps_the_session() {
+    for (stream, replies_before) in [
+        (
+            &b"DATA\r\nSubject: a\r\n\r\nx\r\n\0.\r\nMAIL FROM:<c@d.test>\r\n.\r\nNOOP\r\n"[..],
+            1,
+        ),
+        (b"BDAT 4\r\nab\0\nBDAT 0 LAST\r\nNOOP\r\n", 1),
+        (b"BDAT 3 LAST\r\n\0\r\nNOOP\r\n", 0),
+    ] {
+        for mode in ["reject", "normalize"] {
+            let config = BASE.replace(
+                "max_hops = 2\n",
+                &format!("max_hops = 2\nbare_lf = \"{mode}\"\n"),
+            );
+            let (replies, queued, closed) = bdat_every_split(&config, stream);
+            let lines: Vec<&str> = replies.lines().collect();
+            // BDAT 4 with a bare LF under reject: the line ending decides first.
+            if mode == "reject" && stream.starts_with(b"BDAT 4") {
+                assert!(replies.starts_with("521 5.5.2 "), "{replies}");
+                continue;
+            }
+            assert_eq!(
+                lines[replies_before], "554 5.6.0 NUL character in message content is not allowed",
+                "{mode}: {replies}"
+            );
+            assert_eq!(lines.last(), Some(&"250 2.0.0 Ok"), "{mode}: {replies}");
+            assert!(queued.is_empty() && !closed, "{mode}: {replies}");
+        }
+    }
+}
+
+#[test]
+fn bdat_with_anything_but_a_size_and_last_is_a_syntax_error() {
+    let mut d = Driver::new("10.0.0.1");
+    d.send(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n");
+    for bad in [
+        "BDAT 5 LAST junk",
+        "BDAT 5 junk",
+        "BDAT 5 LASTING",
+        "BDAT five",
+        "BDAT",
+        "BDAT 5x LAST",
+        "BDAT -5",
+        "BDAT 99999999999999999999999",
+    ] {
+        assert_eq!(
+            d.codes(&format!("{bad}\r\n")),
+            ["501 5.5.4 Syntax: BDAT chunk-size [LAST]"],
+            "{bad}"
+        );
+    }
+    // The transaction is still there; well-formed ones go on.
+    assert_eq!(
+        d.codes("BDAT  3 last \r\na\r\n"),
+        ["250 2.0.0 Ok: queued as Q1"]
+    );
+}
+
 #[test]
 fn shutdown_answers_421() {
     let mut d = Driver::new("10.0.0.1");
     d.session.shut_down();
     assert_eq!(
         d.codes("EHLO c\r\n"),
-        ["421 4.3.2 Service shutting down, closing transmission channel"]
+        ["421 4.3.2 relay.example.test Service shutting down, closing transmission channel"]
     );
     assert!(d.closed);
 }

@@ -4,8 +4,9 @@
 //! over the TLS stream, so no reply or capability from before the
 //! handshake survives it (RFC 3207 §4.2, response injection).
 //!
-//! Every read has the deadline of its phase (RFC 5321 §4.5.3.2) and an
-//! error names the phase.
+//! Every read and every write has the deadline of its phase (RFC 5321
+//! §4.5.3.2) and an error names the phase: a server that stops reading
+//! (a full socket buffer) is cut like one that stops answering.
 
 use std::fmt;
 use std::io;
@@ -30,6 +31,8 @@ pub enum Phase {
     Mail,
     Rcpt,
     Data,
+    /// Sending the message content, after `354`.
+    Content,
     DataEnd,
     Rset,
     Quit,
@@ -44,6 +47,7 @@ impl fmt::Display for Phase {
             Phase::Mail => "MAIL FROM",
             Phase::Rcpt => "RCPT TO",
             Phase::Data => "DATA",
+            Phase::Content => "message content",
             Phase::DataEnd => "end of data",
             Phase::Rset => "RSET",
             Phase::Quit => "QUIT",
@@ -53,10 +57,12 @@ impl fmt::Display for Phase {
 
 impl Phase {
     /// RFC 5321 §4.5.3.2: 5 minutes for the greeting, MAIL and RCPT,
-    /// 2 for DATA, 10 for the reply after the end of data.
+    /// 2 for DATA, 3 for each send of content (the "DATA block"), 10 for
+    /// the reply after the end of data.
     pub fn timeout(self) -> Duration {
         Duration::from_secs(match self {
             Phase::Data => 120,
+            Phase::Content => 180,
             Phase::DataEnd => 600,
             Phase::Rset | Phase::Quit | Phase::StartTls | Phase::Ehlo => 120,
             Phase::Greeting | Phase::Mail | Phase::Rcpt => 300,
@@ -69,6 +75,10 @@ impl Phase {
 pub enum ClientError {
     #[error("no reply to {0} in time")]
     Timeout(Phase),
+    /// A write did not complete within the phase's deadline: the server
+    /// stopped reading.
+    #[error("the server stopped reading during {0}: nothing could be sent in time")]
+    Stalled(Phase),
     #[error("connection lost during {0}: {1}")]
     Io(Phase, io::Error),
     #[error("connection closed by the server during {0}")]
@@ -82,6 +92,7 @@ impl ClientError {
     pub fn phase(&self) -> Phase {
         match self {
             ClientError::Timeout(phase)
+            | ClientError::Stalled(phase)
             | ClientError::Io(phase, _)
             | ClientError::Closed(phase)
             | ClientError::Protocol(phase, _) => *phase,
@@ -198,8 +209,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         match timeout(limit, work).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ClientError::Io(phase, e)),
-            Err(_) => Err(ClientError::Timeout(phase)),
+            Err(_) => Err(ClientError::Stalled(phase)),
         }
+    }
+
+    /// The content after `354`, in pieces that each have the DATA block
+    /// deadline (RFC 5321 §4.5.3.2.5): a server that stops reading is cut
+    /// within it whatever the message's size, and one that reads slowly
+    /// but steadily is not.
+    async fn send_content(&mut self, wire: &[u8]) -> Result<(), ClientError> {
+        for piece in wire.chunks(CONTENT_PIECE) {
+            self.write(piece, Phase::Content).await?;
+        }
+        Ok(())
     }
 
     /// Sends one command line and reads its reply.
@@ -340,7 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             });
         }
         self.nothing_before_content().await?;
-        self.write(&dot_stuff(content), Phase::DataEnd).await?;
+        self.send_content(&dot_stuff(content)).await?;
         let data = self.reply(Phase::DataEnd).await?;
         Ok(Transaction {
             mail: mail_reply,
@@ -474,6 +496,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         line
     }
 }
+
+/// How much content one write with the DATA block deadline carries.
+const CONTENT_PIECE: usize = 64 * 1024;
 
 /// A server's words for an error message: quoted, at most 80 characters.
 fn reply_excerpt(text: &str) -> String {

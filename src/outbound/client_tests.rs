@@ -249,6 +249,24 @@ async fn silence_times_out_naming_the_phase() {
     ));
 }
 
+#[tokio::test]
+async fn a_server_that_stops_reading_is_cut_naming_the_phase() {
+    // Nobody reads the other end: the pipe's 4 KiB fill and the write waits.
+    let (ours, _theirs) = tokio::io::duplex(4096);
+    let mut client = Client::new(ours);
+    client.timeout_scale = 0.0001;
+    let error = client.send_content(&vec![b'x'; 1 << 20]).await;
+    assert!(
+        matches!(error, Err(ClientError::Stalled(Phase::Content))),
+        "{error:?}"
+    );
+    let text = error.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        text.contains("stopped reading during message content"),
+        "{text}"
+    );
+}
+
 #[test]
 fn paths_and_xtext() {
     assert_eq!(path("a.b@c.test"), "a.b@c.test");

@@ -103,7 +103,7 @@ impl Verdict {
     /// A conversation that broke off: always temporary.
     pub fn from_error(error: &ClientError, host: &str) -> Verdict {
         let status = match error {
-            ClientError::Timeout(_) => "4.4.2",
+            ClientError::Timeout(_) | ClientError::Stalled(_) => "4.4.2",
             ClientError::Io(..) | ClientError::Closed(_) => "4.4.2",
             ClientError::Protocol(..) => "4.5.0",
         };

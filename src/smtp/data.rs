@@ -13,6 +13,13 @@
 //! * Content past the size limit is counted and dropped, so memory stays
 //!   bounded, and the session answers `552 5.3.4` at the end.
 //! * `Received:` headers are counted for the loop guard.
+//! * A NUL anywhere in the content is noted ([`Content::has_nul`]); the
+//!   session refuses such a message at its end (`554 5.6.0`).
+//!
+//! BDAT content ([`BdatReceiver`]) has neither dot-stuffing nor an end
+//! marker, but without BINARYMIME (which we do not offer) it is still
+//! RFC 5322 text (RFC 3030 §3): the same line-ending rule applies to it,
+//! across chunk boundaries, and the same NUL rule.
 
 pub use crate::config::values::BareLf;
 
@@ -21,7 +28,8 @@ pub use crate::config::values::BareLf;
 pub enum DataStatus {
     /// All input consumed; more is needed.
     NeedMore,
-    /// `CRLF.CRLF` seen; bytes after it belong to the next command.
+    /// DATA: `CRLF.CRLF` seen; bytes after it belong to the next command.
+    /// BDAT: the chunk is whole.
     Complete,
     /// A bare LF or CR under `bare_lf = "reject"`: stop reading.
     BareLineEnding,
@@ -56,6 +64,11 @@ pub struct Content {
     /// The start of the current header line, lower-cased, up to `received:`.
     header_prefix: Vec<u8>,
     received_headers: usize,
+    /// A NUL byte was seen, kept or not.
+    nul: bool,
+    /// BDAT: the content so far ends in a CR whose LF, if any, is the
+    /// first byte of the next chunk; not yet written to the content.
+    cr_pending: bool,
 }
 
 const RECEIVED: &[u8] = b"received:";
@@ -68,6 +81,8 @@ impl Content {
             in_headers: true,
             header_prefix: Vec::with_capacity(RECEIVED.len()),
             received_headers: 0,
+            nul: false,
+            cr_pending: false,
         }
     }
 
@@ -84,6 +99,13 @@ impl Content {
     /// `Received:` header fields seen in the header section.
     pub fn received_headers(&self) -> usize {
         self.received_headers
+    }
+
+    /// True when the content holds a NUL byte. RFC 5322 §2.3/§3.5 text
+    /// excludes it, and so do 8BITMIME bodies (RFC 6152, RFC 2045 §2.8);
+    /// only BINARYMIME would carry it, and we do not offer that.
+    pub fn has_nul(&self) -> bool {
+        self.nul
     }
 
     /// Appends content to `out` up to the limit: the bytes that still fit,
@@ -113,6 +135,7 @@ impl Content {
         if self.in_headers {
             self.watch_headers(bytes);
         }
+        self.nul = self.nul || memchr::memchr(0, bytes).is_some();
         self.size += bytes.len() as u64;
     }
 
@@ -239,16 +262,9 @@ impl DataReceiver {
         DataStatus::NeedMore
     }
 
-    /// A bare LF or CR: true when it must stop the receiver, else it is
-    /// written as CRLF.
+    /// A bare LF or CR: true when it must stop the receiver.
     fn bare(&mut self, out: &mut Vec<u8>) -> bool {
-        match self.bare_lf {
-            BareLf::Reject => true,
-            BareLf::Normalize => {
-                self.emit(b"\r\n", out);
-                false
-            }
-        }
+        bare_line_ending(self.bare_lf, &mut self.content, out)
     }
 
     fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
@@ -259,32 +275,106 @@ impl DataReceiver {
     }
 }
 
+/// A bare LF or CR, by DATA or BDAT: true when it must stop the
+/// receiver (`reject`), else it is written as CRLF (`normalize`).
+fn bare_line_ending(mode: BareLf, content: &mut Content, out: &mut Vec<u8>) -> bool {
+    match mode {
+        BareLf::Reject => true,
+        BareLf::Normalize => {
+            content.push_whole(b"\r\n", out);
+            false
+        }
+    }
+}
+
 /// Incremental BDAT chunk receiver (RFC 3030): exactly `size` bytes,
-/// taken as they are.
+/// taken as they are but for line endings: a bare LF or CR stops it
+/// under `reject` and becomes CRLF under `normalize`, as in DATA. A CRLF
+/// may straddle two chunks: a CR that ends a chunk waits in the
+/// [`Content`] for the next one ([`finish_message`](Self::finish_message)
+/// settles it after the last).
 #[derive(Debug)]
 pub struct BdatReceiver {
     remaining: u64,
+    bare_lf: BareLf,
 }
 
 impl BdatReceiver {
-    pub fn new(size: u64) -> Self {
-        BdatReceiver { remaining: size }
+    pub fn new(size: u64, bare_lf: BareLf) -> Self {
+        BdatReceiver {
+            remaining: size,
+            bare_lf,
+        }
     }
 
-    /// Consumes up to the rest of the chunk; returns bytes consumed and
-    /// whether the chunk is complete.
+    /// A chunk read only to be dropped (RFC 3030 §2: a refused BDAT is
+    /// still followed by its bytes): never stops on a line ending.
+    pub fn discard(size: u64) -> Self {
+        BdatReceiver::new(size, BareLf::Normalize)
+    }
+
+    /// Consumes up to the rest of the chunk. Returns the bytes consumed
+    /// and `Complete` when the chunk is whole, `NeedMore` before, or
+    /// `BareLineEnding` (under `reject`, at the byte that showed it).
     pub fn feed(
         &mut self,
         input: &[u8],
         content: &mut Content,
         out: &mut Vec<u8>,
-    ) -> (usize, bool) {
+    ) -> (usize, DataStatus) {
         let take = input
             .len()
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        content.push(&input[..take], out);
+        let chunk = &input[..take];
+        let mut i = 0;
+        while i < take {
+            if content.cr_pending {
+                content.cr_pending = false;
+                if chunk[i] == b'\n' {
+                    content.push_whole(b"\r\n", out);
+                    i += 1;
+                    continue;
+                }
+                if bare_line_ending(self.bare_lf, content, out) {
+                    return self.stop(i + 1);
+                }
+                // The byte after the bare CR is read as any other.
+                continue;
+            }
+            let rest = &chunk[i..];
+            let Some(end) = memchr::memchr2(b'\r', b'\n', rest) else {
+                content.push(rest, out);
+                break;
+            };
+            content.push(&rest[..end], out);
+            i += end + 1;
+            if rest[end] == b'\r' {
+                content.cr_pending = true;
+            } else if bare_line_ending(self.bare_lf, content, out) {
+                return self.stop(i);
+            }
+        }
         self.remaining -= take as u64;
-        (take, self.remaining == 0)
+        let status = match self.remaining {
+            0 => DataStatus::Complete,
+            _ => DataStatus::NeedMore,
+        };
+        (take, status)
+    }
+
+    /// Stops at a bare line ending, `used` bytes into this input.
+    fn stop(&mut self, used: usize) -> (usize, DataStatus) {
+        self.remaining -= used as u64;
+        (used, DataStatus::BareLineEnding)
+    }
+
+    /// The last chunk is whole: a CR still waiting for its LF is bare.
+    /// `Complete`, or `BareLineEnding` under `reject`.
+    pub fn finish_message(&self, content: &mut Content, out: &mut Vec<u8>) -> DataStatus {
+        if std::mem::take(&mut content.cr_pending) && bare_line_ending(self.bare_lf, content, out) {
+            return DataStatus::BareLineEnding;
+        }
+        DataStatus::Complete
     }
 }
 

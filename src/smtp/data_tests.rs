@@ -180,9 +180,149 @@ fn counts_received_headers_in_the_header_section_only() {
 fn bdat_takes_exactly_the_chunk() {
     let mut content = Content::new(u64::MAX);
     let mut out = Vec::new();
-    let mut chunk = BdatReceiver::new(5);
-    assert_eq!(chunk.feed(b"ab", &mut content, &mut out), (2, false));
-    assert_eq!(chunk.feed(b"c\n.\rQUIT", &mut content, &mut out), (3, true));
-    assert_eq!(out, b"abc\n.");
+    let mut chunk = BdatReceiver::new(5, BareLf::Reject);
+    assert_eq!(
+        chunk.feed(b"ab", &mut content, &mut out),
+        (2, DataStatus::NeedMore)
+    );
+    assert_eq!(
+        chunk.feed(b"c\r\n.\rQUIT", &mut content, &mut out),
+        (3, DataStatus::Complete)
+    );
+    assert_eq!(out, b"abc\r\n");
     assert_eq!(content.size(), 5);
+}
+
+/// What the content of a BDAT message came to.
+#[derive(Debug, PartialEq, Eq)]
+struct BdatOutcome {
+    content: Vec<u8>,
+    status: DataStatus,
+    size: u64,
+    nul: bool,
+    received: usize,
+}
+
+/// Sends `message` as BDAT chunks cut at `cuts` (the last one `LAST`),
+/// each chunk's bytes arriving in reads of `read` bytes.
+fn bdat(message: &[u8], cuts: &[usize], bare_lf: BareLf, read: usize) -> BdatOutcome {
+    let mut content = Content::new(u64::MAX);
+    let mut out = Vec::new();
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(message.len());
+    let mut status = DataStatus::Complete;
+    let chunks = bounds.len() - 1;
+    'chunks: for (i, pair) in bounds.windows(2).enumerate() {
+        let bytes = &message[pair[0]..pair[1]];
+        let mut receiver = BdatReceiver::new(bytes.len() as u64, bare_lf);
+        for piece in bytes.chunks(read.max(1)) {
+            let (used, s) = receiver.feed(piece, &mut content, &mut out);
+            status = s;
+            if s == DataStatus::BareLineEnding {
+                break 'chunks;
+            }
+            assert_eq!(used, piece.len());
+        }
+        if i + 1 == chunks {
+            status = receiver.finish_message(&mut content, &mut out);
+        }
+    }
+    BdatOutcome {
+        content: out,
+        status,
+        size: content.size(),
+        nul: content.has_nul(),
+        received: content.received_headers(),
+    }
+}
+
+/// Every way of cutting `message` into up to three chunks, and every
+/// read size, gives what one chunk read whole gives.
+fn bdat_every_chunking(message: &[u8], bare_lf: BareLf) -> BdatOutcome {
+    let whole = bdat(message, &[], bare_lf, message.len());
+    for a in 0..=message.len() {
+        for b in a..=message.len() {
+            for read in 1..=message.len().max(1) {
+                assert_eq!(
+                    bdat(message, &[a, b], bare_lf, read),
+                    whole,
+                    "{message:?} cut at {a} and {b}, reads of {read}"
+                );
+            }
+        }
+    }
+    whole
+}
+
+#[test]
+fn bdat_content_follows_the_line_ending_rule_however_it_is_chunked() {
+    // (message, normalised content, has a bare line ending)
+    let cases: [(&[u8], &[u8], bool); 9] = [
+        (
+            b"Subject: a\r\n\r\nbody\r\n",
+            b"Subject: a\r\n\r\nbody\r\n",
+            false,
+        ),
+        (b".\r\n..\r\n", b".\r\n..\r\n", false),
+        (b"", b"", false),
+        (b"a\nb\r\n", b"a\r\nb\r\n", true),
+        (b"a\rb\r\n", b"a\r\nb\r\n", true),
+        (b"a\r", b"a\r\n", true),
+        (b"a\r\r\n", b"a\r\n\r\n", true),
+        (b"\n.\n", b"\r\n.\r\n", true),
+        (b"x\r\n.\r\r\n", b"x\r\n.\r\n\r\n", true),
+    ];
+    for (message, normalised, bare) in cases {
+        let strict = bdat_every_chunking(message, BareLf::Reject);
+        match bare {
+            true => assert_eq!(strict.status, DataStatus::BareLineEnding, "{message:?}"),
+            false => {
+                assert_eq!(strict.status, DataStatus::Complete, "{message:?}");
+                assert_eq!(strict.content, message, "{message:?}");
+                assert_eq!(strict.size, message.len() as u64);
+            }
+        }
+        let lenient = bdat_every_chunking(message, BareLf::Normalize);
+        assert_eq!(lenient.status, DataStatus::Complete, "{message:?}");
+        assert_eq!(lenient.content, normalised, "{message:?}");
+        assert_eq!(lenient.size, normalised.len() as u64);
+    }
+}
+
+#[test]
+fn bdat_counts_received_headers_and_notes_nul_however_it_is_chunked() {
+    let message = b"Received: a\r\nReceived: b\r\n\r\nx\0y\r\n";
+    for mode in [BareLf::Reject, BareLf::Normalize] {
+        let outcome = bdat_every_chunking(message, mode);
+        assert_eq!(outcome.status, DataStatus::Complete);
+        assert_eq!(outcome.received, 2);
+        assert!(outcome.nul);
+    }
+    assert!(!bdat_every_chunking(b"Received: a\r\n\r\nx\r\n", BareLf::Reject).nul);
+}
+
+#[test]
+fn data_notes_a_nul_anywhere_in_the_content() {
+    for (input, nul) in [
+        (&b"a\r\n\0.\r\n.\r\n"[..], true),
+        (b"Subject: \0\r\n\r\nx\r\n.\r\n", true),
+        (b"Subject: x\r\n\r\nx\r\n.\r\n", false),
+    ] {
+        for mode in [BareLf::Reject, BareLf::Normalize] {
+            assert_eq!(all_chunkings(input, mode).1, DataStatus::Complete);
+            for chunk in 1..=input.len() {
+                let mut receiver = DataReceiver::new(mode, u64::MAX);
+                let mut out = Vec::new();
+                for piece in input.chunks(chunk) {
+                    receiver.feed(piece, &mut out);
+                }
+                assert_eq!(
+                    receiver.content.has_nul(),
+                    nul,
+                    "{input:?} in pieces of {chunk}"
+                );
+            }
+        }
+    }
 }

@@ -324,6 +324,13 @@ impl Conn {
         }
     }
 
+    /// Stops reading (and writing): the relay's writes fill the socket
+    /// buffers and must be cut by its own deadline. Sleeps, bounded by
+    /// the read limit, then hangs up.
+    pub fn stall(&mut self) {
+        std::thread::sleep(READ_LIMIT);
+    }
+
     /// Silence: reads and discards until the relay hangs up (bounded).
     pub fn hold(&mut self) {
         let mut sink = [0u8; 4096];

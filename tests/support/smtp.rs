@@ -97,6 +97,13 @@ impl<S: Read + Write> Client<S> {
         stream.flush().expect("flush to relay");
     }
 
+    /// The stream itself, for a test that drives it by hand; nothing
+    /// read may be waiting in the buffer.
+    pub fn into_stream(self) -> S {
+        assert!(self.reader.buffer().is_empty(), "unread replies");
+        self.reader.into_inner()
+    }
+
     /// Reads one whole reply (all lines of a multi-line one), CRLFs kept.
     pub fn reply(&mut self) -> String {
         let mut reply = String::new();
