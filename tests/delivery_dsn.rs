@@ -5,20 +5,11 @@
 
 mod support;
 
-use support::dns::DnsServer;
+use support::dns::{DnsServer, MAIL_AND_SENDER_ZONE};
 use support::dsn::{bounce_at, Dsn};
 use support::receiver::Receiver;
 use support::relay::{mx_config, with_keys, Relay};
 use support::smtp::submit;
-
-/// `b.test` is where mail goes (127.0.0.2); `sender.test`, where bounces
-/// go (127.0.0.4).
-const ZONE: &str = "\
-b.test.          MX 10 mx1.b.test.
-mx1.b.test.      A 127.0.0.2
-sender.test.     MX 10 mx.sender.test.
-mx.sender.test.  A 127.0.0.4
-";
 
 const SENDER: &str = "alice@sender.test";
 
@@ -41,7 +32,7 @@ fn world(queue_keys: &str) -> World {
 
 /// [`world`] with more sections (connectors) in the relay's config.
 fn world_with(queue_keys: &str, extra: &str) -> World {
-    let dns = DnsServer::start(ZONE);
+    let dns = DnsServer::start(MAIL_AND_SENDER_ZONE);
     let mut hosts = Receiver::on_one_port(&["127.0.0.2", "127.0.0.4"]);
     let sender_mx = hosts.pop().expect("sender MX");
     let next_hop = hosts.pop().expect("next hop");
