@@ -15,6 +15,7 @@ use crate::inbound::policy::InboundPolicy;
 use crate::inbound::{ServerState, Timeouts};
 use crate::outbound::deliver::Deliverer;
 use crate::queue::control;
+use crate::queue::finish::Notices;
 use crate::queue::manager::{OutboundSlot, QueueManager};
 use crate::queue::schedule::Schedule;
 use crate::queue::spool::{Spool, SpoolError};
@@ -208,7 +209,7 @@ impl Reloader {
         self.outbound.replace(
             deliverer,
             Schedule::new(&config.queue),
-            config.server.hostname.to_string(),
+            Notices::of(&config),
         );
         if let Some(cert) = &config.tls.cert {
             crate::metrics::certificate_expiry("tls.cert", cert);
@@ -276,7 +277,7 @@ fn queue_manager(config: &Config, spool: &Spool) -> Result<QueueManager<Dns>, St
         states,
         Schedule::new(&config.queue),
         deliverer(config)?,
-        config.server.hostname.to_string(),
+        Notices::of(config),
     )
     .with_shutdown_grace(config.server.shutdown_grace.0))
 }

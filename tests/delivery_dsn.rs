@@ -6,10 +6,10 @@
 mod support;
 
 use support::dns::{DnsServer, MAIL_AND_SENDER_ZONE};
-use support::dsn::{bounce_at, Dsn};
+use support::dsn::{bounce_at, python_view, Dsn};
 use support::receiver::Receiver;
 use support::relay::{mx_config, with_keys, Relay};
-use support::smtp::submit;
+use support::smtp::{assert_queued, submit, Client};
 
 const SENDER: &str = "alice@sender.test";
 
@@ -247,4 +247,84 @@ fn a_failure_from_the_null_sender_is_dropped_not_bounced() {
     assert_eq!(world.sender_mx.seen().connections, 0);
     assert_eq!(world.next_hop.seen().transactions.len(), 1);
     assert!(world.relay.spooled().is_empty());
+}
+
+#[test]
+fn a_refused_mail_from_is_every_recipients_reason() {
+    let world = world("");
+    let refusal = "550 5.7.1 <alice@sender.test>: sender refused by policy";
+    world.next_hop.on_mail(&[refusal]);
+    submit(
+        world.relay.smtp,
+        SENDER,
+        &["bob@b.test", "carol@b.test"],
+        &message("sender refused"),
+    );
+    let notice = world.sender_mx.wait_delivered(1).remove(0);
+    let view = python_view(notice.data.as_deref().unwrap_or_default());
+    let recipients = view["recipients"].as_array().cloned().unwrap_or_default();
+    assert_eq!(recipients.len(), 2, "{view}");
+    for report in &recipients {
+        assert_eq!(report["status"], "5.7.1", "{view}");
+        assert_eq!(
+            report["diagnostic-code"],
+            format!("smtp; {refusal}"),
+            "the refusal of MAIL, not the 503 the pipelined RCPT got: {view}"
+        );
+    }
+    // The attempt's log line gives the same reason.
+    let attempt = world
+        .relay
+        .wait_for_log("\"host\":\"mx1.b.test\"", 1)
+        .remove(0);
+    assert!(attempt.contains("550 "), "{attempt}");
+    assert!(!attempt.contains("503"), "{attempt}");
+    world.relay.wait_spool_empty();
+}
+
+/// Submits `content` from [`SENDER`] to `to` with `MAIL FROM … RET=FULL`.
+fn submit_ret_full(world: &World, to: &str, content: &str) {
+    let (mut client, _) = Client::connect(world.relay.smtp);
+    client.ehlo();
+    let mail = client.command(&format!("MAIL FROM:<{SENDER}> RET=FULL"));
+    assert!(mail.starts_with("250"), "{mail}");
+    let rcpt = client.command(&format!("RCPT TO:<{to}>"));
+    assert!(rcpt.starts_with("250"), "{rcpt}");
+    let data = client.command("DATA");
+    assert!(data.starts_with("354"), "{data}");
+    client.send(format!("{content}.\r\n").as_bytes());
+    assert_queued(&client.reply());
+    client.command("QUIT");
+}
+
+#[test]
+fn ret_full_returns_headers_alone_above_return_content_limit() {
+    let world = world("");
+    world.next_hop.on_rcpt("*", &["550 5.1.1 no such user"]);
+    let mut big = message("large");
+    let line = format!("{}\r\n", "y".repeat(98));
+    while big.len() < 300_000 {
+        big.push_str(&line);
+    }
+    submit_ret_full(&world, "bob@b.test", &big);
+    let notice = world.sender_mx.wait_delivered(1).remove(0);
+    let content = notice.data.unwrap_or_default();
+    let view = python_view(&content);
+    assert_eq!(view["parts"][2]["type"], "text/rfc822-headers", "{view}");
+    assert!(
+        content.len() < 50_000,
+        "the default limit is 50KB; the notice has {} bytes",
+        content.len()
+    );
+    let text = String::from_utf8_lossy(&content);
+    assert!(text.contains("Subject: large\r\n"), "the headers come back");
+    assert!(!text.contains("yyyyyyyy"), "the body does not");
+    world.relay.wait_spool_empty();
+
+    // A small message comes back whole, as RET=FULL asks.
+    submit_ret_full(&world, "bob@b.test", &message("small"));
+    let notice = world.sender_mx.wait_delivered(2).remove(1);
+    let view = python_view(notice.data.as_deref().unwrap_or_default());
+    assert_eq!(view["parts"][2]["type"], "message/rfc822", "{view}");
+    assert!(notice.content().contains("Hello.\r\n"));
 }

@@ -169,6 +169,11 @@ pub struct QueueConfig {
     /// A delayed-delivery notice after this long; `"0s"` turns it off.
     #[serde(default = "default_delay_warning", deserialize_with = "zero_is_off")]
     pub delay_warning_after: Option<HumanDuration>,
+    /// A notice returns the whole message up to this size, else only its
+    /// headers (Postfix's `bounce_size_limit`): a bounce to a forged
+    /// sender must not reflect 35 MiB.
+    #[serde(default = "default_return_content_limit")]
+    pub return_content_limit: Size,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +253,7 @@ impl Default for QueueConfig {
             retry_intervals: default_retry_intervals(),
             max_age: default_max_age(),
             delay_warning_after: default_delay_warning(),
+            return_content_limit: default_return_content_limit(),
         }
     }
 }
@@ -288,6 +294,10 @@ fn default_listen() -> Vec<ListenAddr> {
 fn default_spool_dir() -> PathBuf {
     PathBuf::from("/var/lib/tlsrelay/spool")
 }
+fn default_return_content_limit() -> Size {
+    Size(50_000)
+}
+
 fn default_max_message_size() -> Size {
     Size(35 << 20)
 }

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::client::{Client, Phase};
-use super::outcome::{judge, Verdict};
+use super::outcome::{deciding_reply, judge, Verdict};
 use super::policy::{self, Checks, Rung, Step};
 use super::route::{connector_for, hops, Hop, Hops, Resolve};
 use crate::config::values::{DomainName, DomainPattern, Host, TlsLevel, TlsVersion};
@@ -779,12 +779,7 @@ where
     match client.transaction(envelope, group, content).await {
         Ok(transaction) => {
             let verdicts = judge(&transaction, group.len(), host);
-            let result = transaction
-                .data
-                .as_ref()
-                .or(transaction.rcpts.last())
-                .unwrap_or(&transaction.mail)
-                .summary();
+            let result = deciding_reply(&transaction).summary();
             log(&result);
             (verdicts, Some(client))
         }
