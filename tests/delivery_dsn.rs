@@ -10,6 +10,7 @@ use support::dsn::{bounce_at, python_view, Dsn};
 use support::receiver::Receiver;
 use support::relay::{mx_config, with_keys, Relay};
 use support::smtp::{assert_queued, submit, Client};
+use support::tls_receiver::{AfterTls, TlsReceiver};
 
 const SENDER: &str = "alice@sender.test";
 
@@ -30,7 +31,8 @@ fn world(queue_keys: &str) -> World {
     world_with(queue_keys, "")
 }
 
-/// [`world`] with more sections (connectors) in the relay's config.
+/// [`world`] with more sections (connectors) in the relay's config;
+/// `{PORT}` in them is the next hop's port.
 fn world_with(queue_keys: &str, extra: &str) -> World {
     let dns = DnsServer::start(MAIL_AND_SENDER_ZONE);
     let mut hosts = Receiver::on_one_port(&["127.0.0.2", "127.0.0.4"]);
@@ -40,7 +42,7 @@ fn world_with(queue_keys: &str, extra: &str) -> World {
     if !queue_keys.is_empty() {
         config = with_keys(&config, "queue", queue_keys);
     }
-    config.push_str(extra);
+    config.push_str(&extra.replace("{PORT}", &next_hop.addr.port().to_string()));
     World {
         _dns: dns,
         next_hop,
@@ -327,4 +329,81 @@ fn ret_full_returns_headers_alone_above_return_content_limit() {
     let view = python_view(notice.data.as_deref().unwrap_or_default());
     assert_eq!(view["parts"][2]["type"], "message/rfc822", "{view}");
     assert!(notice.content().contains("Hello.\r\n"));
+}
+
+#[test]
+fn a_tls_failure_reason_is_short_and_carries_no_url() {
+    // mx1.b.test (127.0.0.2) completes the TLS handshake, then drops TCP
+    // at MAIL FROM without a close_notify; b.test requires TLS.
+    let listener = std::net::TcpListener::bind("127.0.0.2:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let _tls = TlsReceiver::on(
+        listener,
+        "mx1.b.test",
+        &[&rustls::version::TLS13],
+        AfterTls::HangUpOnMail,
+    );
+    let sender_mx = Receiver::start(format!("127.0.0.4:{port}").parse().expect("addr"));
+    let dns = DnsServer::start(MAIL_AND_SENDER_ZONE);
+    let config = with_keys(
+        &mx_config(port, dns.addr),
+        "queue",
+        "max_age = \"3s\"\ndelay_warning_after = \"0s\"",
+    );
+    let relay = Relay::start_with(&format!(
+        "{config}[[outbound]]\nname = \"forced\"\nrecipient_domains = [\"b.test\"]\ntls = \"required\"\n"
+    ));
+    submit(relay.smtp, SENDER, &["bob@b.test"], &message("cut off"));
+    let notice = sender_mx.wait_delivered(1).remove(0);
+    let view = python_view(notice.data.as_deref().unwrap_or_default());
+    let diagnostic = view["recipients"][0]["diagnostic-code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(diagnostic.contains("close_notify"), "{view}");
+    assert!(!diagnostic.contains("://"), "no URL: {diagnostic}");
+    assert!(diagnostic.len() < 200, "short: {diagnostic}");
+    let attempts = relay.wait_for_log("\"host\":\"mx1.b.test\"", 1).join("\n");
+    assert!(
+        !attempts.contains("://"),
+        "no URL in the log either: {attempts}"
+    );
+    relay.wait_spool_empty();
+}
+
+#[test]
+fn remote_mta_names_the_smarthost_and_an_address_only_without_a_name() {
+    // c.test goes to the smarthost mx1.b.test by name, d.test to the
+    // same receiver by its address; both refuse.
+    let world = world_with(
+        "",
+        "[[outbound]]\nname = \"by-name\"\nrecipient_domains = [\"c.test\"]\nsmarthosts = [\"mx1.b.test:{PORT}\"]\n\
+         [[outbound]]\nname = \"by-address\"\nrecipient_domains = [\"d.test\"]\nsmarthosts = [\"127.0.0.2:{PORT}\"]\n",
+    );
+    world.next_hop.on_rcpt("*", &["550 5.1.1 no such user"]);
+    submit(
+        world.relay.smtp,
+        SENDER,
+        &["carol@c.test"],
+        &message("by name"),
+    );
+    let by_name = bounce(&world);
+    assert_eq!(
+        by_name.recipient("carol@c.test").field("Remote-MTA"),
+        "dns; mx1.b.test"
+    );
+    submit(
+        world.relay.smtp,
+        SENDER,
+        &["dave@d.test"],
+        &message("by address"),
+    );
+    let notice = world.sender_mx.wait_delivered(2).remove(1);
+    let view = python_view(notice.data.as_deref().unwrap_or_default());
+    // What Postfix 3.7 writes for relayhost = [127.0.0.1]:port.
+    assert_eq!(
+        view["recipients"][0]["remote-mta"], "dns; 127.0.0.2",
+        "{view}"
+    );
+    world.relay.wait_spool_empty();
 }

@@ -69,7 +69,7 @@ impl Phase {
 pub enum ClientError {
     #[error("no reply to {0} in time")]
     Timeout(Phase),
-    #[error("connection lost during {0}: {1}")]
+    #[error("connection lost during {0}: {reason}", reason = crate::tls::reason::io_reason(.1))]
     Io(Phase, io::Error),
     #[error("connection closed by the server during {0}")]
     Closed(Phase),

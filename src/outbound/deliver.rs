@@ -628,7 +628,7 @@ impl<R: Resolve> Deliverer<R> {
         let connect = tokio_rustls::TlsConnector::from(config).connect(name, stream);
         let tls = match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => return Err(format!("handshake: {e}")),
+            Ok(Err(e)) => return Err(format!("handshake: {}", crate::tls::reason::io_reason(&e))),
             Err(_) => return Err(format!("handshake stalled past {:?}", self.connect_timeout)),
         };
         let chain: Vec<CertificateDer<'static>> = tls
