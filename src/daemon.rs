@@ -17,6 +17,7 @@ use crate::outbound::deliver::Deliverer;
 use crate::outbound::memory::TlsMemory;
 use crate::outbound::memory_file::system_clock;
 use crate::queue::control;
+use crate::queue::finish::Notices;
 use crate::queue::manager::{OutboundSlot, QueueManager};
 use crate::queue::schedule::Schedule;
 use crate::queue::spool::{Spool, SpoolError};
@@ -232,7 +233,7 @@ impl Reloader {
         self.outbound.replace(
             deliverer,
             Schedule::new(&config.queue),
-            config.server.hostname.to_string(),
+            Notices::of(&config),
         );
         if let Some(cert) = &config.tls.cert {
             crate::metrics::certificate_expiry("tls.cert", cert);
@@ -304,7 +305,7 @@ fn queue_manager(
         states,
         Schedule::new(&config.queue),
         deliverer(config, memory)?,
-        config.server.hostname.to_string(),
+        Notices::of(config),
     )
     .with_shutdown_grace(config.server.shutdown_grace.0))
 }

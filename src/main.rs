@@ -335,8 +335,8 @@ fn queue(action: QueueAction, path: &std::path::Path) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return runtime_error(e),
     };
-    let hostname = config.server.hostname.to_string();
-    match runtime.block_on(admin::execute(spool_dir, &hostname, &request)) {
+    let notices = tlsrelay::queue::finish::Notices::of(&config);
+    match runtime.block_on(admin::execute(spool_dir, &notices, &request)) {
         Ok(response) if response.ok => {
             println!("{}", response.message);
             ExitCode::SUCCESS

@@ -5,20 +5,12 @@
 
 mod support;
 
-use support::dns::DnsServer;
-use support::dsn::{bounce_at, Dsn};
+use support::dns::{DnsServer, MAIL_AND_SENDER_ZONE};
+use support::dsn::{bounce_at, python_view, Dsn};
 use support::receiver::Receiver;
 use support::relay::{mx_config, with_keys, Relay};
-use support::smtp::submit;
-
-/// `b.test` is where mail goes (127.0.0.2); `sender.test`, where bounces
-/// go (127.0.0.4).
-const ZONE: &str = "\
-b.test.          MX 10 mx1.b.test.
-mx1.b.test.      A 127.0.0.2
-sender.test.     MX 10 mx.sender.test.
-mx.sender.test.  A 127.0.0.4
-";
+use support::smtp::{assert_queued, submit, Client};
+use support::tls_receiver::{AfterTls, TlsReceiver};
 
 const SENDER: &str = "alice@sender.test";
 
@@ -39,9 +31,10 @@ fn world(queue_keys: &str) -> World {
     world_with(queue_keys, "")
 }
 
-/// [`world`] with more sections (connectors) in the relay's config.
+/// [`world`] with more sections (connectors) in the relay's config;
+/// `{PORT}` in them is the next hop's port.
 fn world_with(queue_keys: &str, extra: &str) -> World {
-    let dns = DnsServer::start(ZONE);
+    let dns = DnsServer::start(MAIL_AND_SENDER_ZONE);
     let mut hosts = Receiver::on_one_port(&["127.0.0.2", "127.0.0.4"]);
     let sender_mx = hosts.pop().expect("sender MX");
     let next_hop = hosts.pop().expect("next hop");
@@ -49,7 +42,7 @@ fn world_with(queue_keys: &str, extra: &str) -> World {
     if !queue_keys.is_empty() {
         config = with_keys(&config, "queue", queue_keys);
     }
-    config.push_str(extra);
+    config.push_str(&extra.replace("{PORT}", &next_hop.addr.port().to_string()));
     World {
         _dns: dns,
         next_hop,
@@ -256,4 +249,161 @@ fn a_failure_from_the_null_sender_is_dropped_not_bounced() {
     assert_eq!(world.sender_mx.seen().connections, 0);
     assert_eq!(world.next_hop.seen().transactions.len(), 1);
     assert!(world.relay.spooled().is_empty());
+}
+
+#[test]
+fn a_refused_mail_from_is_every_recipients_reason() {
+    let world = world("");
+    let refusal = "550 5.7.1 <alice@sender.test>: sender refused by policy";
+    world.next_hop.on_mail(&[refusal]);
+    submit(
+        world.relay.smtp,
+        SENDER,
+        &["bob@b.test", "carol@b.test"],
+        &message("sender refused"),
+    );
+    let notice = world.sender_mx.wait_delivered(1).remove(0);
+    let view = python_view(notice.data.as_deref().unwrap_or_default());
+    let recipients = view["recipients"].as_array().cloned().unwrap_or_default();
+    assert_eq!(recipients.len(), 2, "{view}");
+    for report in &recipients {
+        assert_eq!(report["status"], "5.7.1", "{view}");
+        assert_eq!(
+            report["diagnostic-code"],
+            format!("smtp; {refusal}"),
+            "the refusal of MAIL, not the 503 the pipelined RCPT got: {view}"
+        );
+    }
+    // The attempt's log line gives the same reason.
+    let attempt = world
+        .relay
+        .wait_for_log("\"host\":\"mx1.b.test\"", 1)
+        .remove(0);
+    assert!(attempt.contains("550 "), "{attempt}");
+    assert!(!attempt.contains("503"), "{attempt}");
+    world.relay.wait_spool_empty();
+}
+
+/// Submits `content` from [`SENDER`] to `to` with `MAIL FROM … RET=FULL`.
+fn submit_ret_full(world: &World, to: &str, content: &str) {
+    let (mut client, _) = Client::connect(world.relay.smtp);
+    client.ehlo();
+    let mail = client.command(&format!("MAIL FROM:<{SENDER}> RET=FULL"));
+    assert!(mail.starts_with("250"), "{mail}");
+    let rcpt = client.command(&format!("RCPT TO:<{to}>"));
+    assert!(rcpt.starts_with("250"), "{rcpt}");
+    let data = client.command("DATA");
+    assert!(data.starts_with("354"), "{data}");
+    client.send(format!("{content}.\r\n").as_bytes());
+    assert_queued(&client.reply());
+    client.command("QUIT");
+}
+
+#[test]
+fn ret_full_returns_headers_alone_above_return_content_limit() {
+    let world = world("");
+    world.next_hop.on_rcpt("*", &["550 5.1.1 no such user"]);
+    let mut big = message("large");
+    let line = format!("{}\r\n", "y".repeat(98));
+    while big.len() < 300_000 {
+        big.push_str(&line);
+    }
+    submit_ret_full(&world, "bob@b.test", &big);
+    let notice = world.sender_mx.wait_delivered(1).remove(0);
+    let content = notice.data.unwrap_or_default();
+    let view = python_view(&content);
+    assert_eq!(view["parts"][2]["type"], "text/rfc822-headers", "{view}");
+    assert!(
+        content.len() < 50_000,
+        "the default limit is 50KB; the notice has {} bytes",
+        content.len()
+    );
+    let text = String::from_utf8_lossy(&content);
+    assert!(text.contains("Subject: large\r\n"), "the headers come back");
+    assert!(!text.contains("yyyyyyyy"), "the body does not");
+    world.relay.wait_spool_empty();
+
+    // A small message comes back whole, as RET=FULL asks.
+    submit_ret_full(&world, "bob@b.test", &message("small"));
+    let notice = world.sender_mx.wait_delivered(2).remove(1);
+    let view = python_view(notice.data.as_deref().unwrap_or_default());
+    assert_eq!(view["parts"][2]["type"], "message/rfc822", "{view}");
+    assert!(notice.content().contains("Hello.\r\n"));
+}
+
+#[test]
+fn a_tls_failure_reason_is_short_and_carries_no_url() {
+    // mx1.b.test (127.0.0.2) completes the TLS handshake, then drops TCP
+    // at MAIL FROM without a close_notify; b.test requires TLS.
+    let listener = std::net::TcpListener::bind("127.0.0.2:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let _tls = TlsReceiver::on(
+        listener,
+        "mx1.b.test",
+        &[&rustls::version::TLS13],
+        AfterTls::HangUpOnMail,
+    );
+    let sender_mx = Receiver::start(format!("127.0.0.4:{port}").parse().expect("addr"));
+    let dns = DnsServer::start(MAIL_AND_SENDER_ZONE);
+    let config = with_keys(
+        &mx_config(port, dns.addr),
+        "queue",
+        "max_age = \"3s\"\ndelay_warning_after = \"0s\"",
+    );
+    let relay = Relay::start_with(&format!(
+        "{config}[[outbound]]\nname = \"forced\"\nrecipient_domains = [\"b.test\"]\ntls = \"required\"\n"
+    ));
+    submit(relay.smtp, SENDER, &["bob@b.test"], &message("cut off"));
+    let notice = sender_mx.wait_delivered(1).remove(0);
+    let view = python_view(notice.data.as_deref().unwrap_or_default());
+    let diagnostic = view["recipients"][0]["diagnostic-code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(diagnostic.contains("close_notify"), "{view}");
+    assert!(!diagnostic.contains("://"), "no URL: {diagnostic}");
+    assert!(diagnostic.len() < 200, "short: {diagnostic}");
+    let attempts = relay.wait_for_log("\"host\":\"mx1.b.test\"", 1).join("\n");
+    assert!(
+        !attempts.contains("://"),
+        "no URL in the log either: {attempts}"
+    );
+    relay.wait_spool_empty();
+}
+
+#[test]
+fn remote_mta_names_the_smarthost_and_an_address_only_without_a_name() {
+    // c.test goes to the smarthost mx1.b.test by name, d.test to the
+    // same receiver by its address; both refuse.
+    let world = world_with(
+        "",
+        "[[outbound]]\nname = \"by-name\"\nrecipient_domains = [\"c.test\"]\nsmarthosts = [\"mx1.b.test:{PORT}\"]\n\
+         [[outbound]]\nname = \"by-address\"\nrecipient_domains = [\"d.test\"]\nsmarthosts = [\"127.0.0.2:{PORT}\"]\n",
+    );
+    world.next_hop.on_rcpt("*", &["550 5.1.1 no such user"]);
+    submit(
+        world.relay.smtp,
+        SENDER,
+        &["carol@c.test"],
+        &message("by name"),
+    );
+    let by_name = bounce(&world);
+    assert_eq!(
+        by_name.recipient("carol@c.test").field("Remote-MTA"),
+        "dns; mx1.b.test"
+    );
+    submit(
+        world.relay.smtp,
+        SENDER,
+        &["dave@d.test"],
+        &message("by address"),
+    );
+    let notice = world.sender_mx.wait_delivered(2).remove(1);
+    let view = python_view(notice.data.as_deref().unwrap_or_default());
+    // What Postfix 3.7 writes for relayhost = [127.0.0.1]:port.
+    assert_eq!(
+        view["recipients"][0]["remote-mta"], "dns; 127.0.0.2",
+        "{view}"
+    );
+    world.relay.wait_spool_empty();
 }

@@ -169,6 +169,11 @@ pub struct QueueConfig {
     /// A delayed-delivery notice after this long; `"0s"` turns it off.
     #[serde(default, deserialize_with = "zero_is_off")]
     pub delay_warning_after: DelayWarning,
+    /// A notice returns the whole message up to this size, else only its
+    /// headers (Postfix's `bounce_size_limit`): a bounce to a forged
+    /// sender must not reflect 35 MiB.
+    #[serde(default = "default_return_content_limit")]
+    pub return_content_limit: Size,
 }
 
 /// `[queue] delay_warning_after` as the administrator wrote it.
@@ -274,6 +279,7 @@ impl Default for QueueConfig {
             retry_intervals: default_retry_intervals(),
             max_age: default_max_age(),
             delay_warning_after: DelayWarning::Adaptive,
+            return_content_limit: default_return_content_limit(),
         }
     }
 }
@@ -317,6 +323,10 @@ fn default_listen() -> Vec<ListenAddr> {
 fn default_spool_dir() -> PathBuf {
     PathBuf::from("/var/lib/tlsrelay/spool")
 }
+fn default_return_content_limit() -> Size {
+    Size(50_000)
+}
+
 fn default_max_message_size() -> Size {
     Size(35 << 20)
 }

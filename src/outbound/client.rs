@@ -79,7 +79,7 @@ pub enum ClientError {
     /// stopped reading.
     #[error("the server stopped reading during {0}: nothing could be sent in time")]
     Stalled(Phase),
-    #[error("connection lost during {0}: {1}")]
+    #[error("connection lost during {0}: {reason}", reason = crate::tls::reason::io_reason(.1))]
     Io(Phase, io::Error),
     #[error("connection closed by the server during {0}")]
     Closed(Phase),

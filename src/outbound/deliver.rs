@@ -13,7 +13,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::client::{Client, Phase};
 use super::memory::TlsMemory;
-use super::outcome::{judge, Verdict};
+use super::outcome::{deciding_reply, judge, Verdict};
 use super::policy::{self, Checks, Failure, Rung, Step};
 use super::route::{connector_for, hops, Hop, Hops, Resolve};
 use crate::config::domain::MailDomain;
@@ -667,7 +667,7 @@ impl<R: Resolve> Deliverer<R> {
         let connect = tokio_rustls::TlsConnector::from(config).connect(name, stream);
         let tls = match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => return Err(format!("handshake: {e}")),
+            Ok(Err(e)) => return Err(format!("handshake: {}", crate::tls::reason::io_reason(&e))),
             Err(_) => return Err(format!("handshake stalled past {:?}", self.connect_timeout)),
         };
         let chain: Vec<CertificateDer<'static>> = tls
@@ -829,12 +829,7 @@ where
     match client.transaction(envelope, group, content).await {
         Ok(transaction) => {
             let verdicts = judge(&transaction, group.len(), host);
-            let result = transaction
-                .data
-                .as_ref()
-                .or(transaction.rcpts.last())
-                .unwrap_or(&transaction.mail)
-                .summary();
+            let result = deciding_reply(&transaction).summary();
             log(&result);
             (verdicts, Some(client))
         }

@@ -249,18 +249,10 @@ fn load(file: &Path) -> Book {
     }
 }
 
-/// Temp file (0600), write, sync, rename.
+/// Temp file (0600, like every file in the spool), write, sync, rename.
 fn write_file(file: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = file.with_extension("json.tmp");
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    // A temp file left with another mode by an older relay.
-    out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let mut out = crate::queue::modes::create_private(&tmp)?;
     out.write_all(bytes)?;
     out.sync_all()?;
     std::fs::rename(&tmp, file)

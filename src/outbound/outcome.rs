@@ -119,6 +119,21 @@ fn status(reply: &Reply, default: &str) -> String {
     }
 }
 
+/// The reply that sums a transaction up, for the attempt's log line: a
+/// refused MAIL decides for every recipient (the RCPTs pipelined behind
+/// it only got `503`, RFC 2920 §3.1), else the reply to the content, else
+/// the last RCPT's.
+pub fn deciding_reply(transaction: &Transaction) -> &Reply {
+    if !transaction.mail.is_positive() {
+        return &transaction.mail;
+    }
+    transaction
+        .data
+        .as_ref()
+        .or(transaction.rcpts.last())
+        .unwrap_or(&transaction.mail)
+}
+
 /// One verdict per recipient of a transaction, in order.
 pub fn judge(transaction: &Transaction, recipients: usize, host: &str) -> Vec<Verdict> {
     if !transaction.mail.is_positive() {

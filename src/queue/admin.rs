@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::control::{self, ControlError, Request, Response};
 use super::envelope::{Envelope, Ret};
-use super::finish::{unix, Finisher};
+use super::finish::{unix, Finisher, Notices};
 use super::spool::{self, Spool, SpoolError};
 use super::state::{StateStore, Status};
 
@@ -273,13 +273,13 @@ pub fn render_show(entry: &Entry, content: &[u8], now: i64) -> String {
 /// files when none runs.
 pub async fn execute(
     spool_dir: &Path,
-    hostname: &str,
+    notices: &Notices,
     request: &Request,
 ) -> Result<Response, AdminError> {
     queue_folder(spool_dir)?;
     match control::send(spool_dir, request).await {
         Ok(response) => Ok(response),
-        Err(ControlError::NotRunning { .. }) => offline(spool_dir, hostname, request).await,
+        Err(ControlError::NotRunning { .. }) => offline(spool_dir, notices, request).await,
         Err(e) => Err(e.into()),
     }
 }
@@ -288,7 +288,7 @@ pub async fn execute(
 /// throughout (a relay that holds it but did not answer is an error).
 async fn offline(
     spool_dir: &Path,
-    hostname: &str,
+    notices: &Notices,
     request: &Request,
 ) -> Result<Response, AdminError> {
     let spool = match Spool::open(spool_dir) {
@@ -303,7 +303,7 @@ async fn offline(
     let finish = Finisher {
         spool: spool.clone(),
         states: states.clone(),
-        hostname: hostname.to_string(),
+        notices: notices.clone(),
         handle: None,
     };
     let id = match request {

@@ -3,8 +3,8 @@
 //! knows which messages are being delivered this moment, makes the change
 //! (DESIGN.md §2: "safe while the daemon runs").
 //!
-//! `SPOOL_DIR/control.sock` is a Unix socket, mode 0660 (the relay's user
-//! and group; root always). One request per connection: a line of JSON
+//! `SPOOL_DIR/control.sock` is a Unix socket, mode 0600 in a 0700 folder
+//! (the relay's user; root always). One request per connection: a line of JSON
 //! ([`Request`]), answered by a line of JSON ([`Response`]). Reading the
 //! queue (`list`, `show`) needs no socket: the files are read directly.
 
@@ -91,7 +91,11 @@ pub fn bind(spool_dir: &Path) -> io::Result<UnixListener> {
         Err(e) => return Err(e),
     }
     let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+    // The relay's user alone, as everything in the spool (DESIGN.md §6).
+    std::fs::set_permissions(
+        &path,
+        std::fs::Permissions::from_mode(super::modes::FILE_MODE),
+    )?;
     Ok(listener)
 }
 

@@ -39,11 +39,9 @@ pub struct Report<'a> {
     pub now: &'a str,
     /// For delays: when we will give up.
     pub retry_until: Option<&'a str>,
+    /// `[queue] return_content_limit`: the most of the message returned.
+    pub return_limit: usize,
 }
-
-/// Without `RET=`, the whole message goes back when it is at most this big,
-/// else its headers (RFC 3461 §4.3 leaves the choice to the MTA).
-pub const FULL_RETURN_LIMIT: usize = 1 << 20;
 
 impl Report<'_> {
     /// The recipients this notice may speak of: `NOTIFY` allows it (absent
@@ -194,19 +192,41 @@ impl Report<'_> {
         text
     }
 
-    /// The original, whole or headers only, per `RET` (RFC 3461 §4.3).
+    /// The original, whole or headers only, per `RET` (RFC 3461 §4.3)
+    /// and `return_limit`. The sender of a message may be forged, so a
+    /// notice never reflects more than `return_limit` bytes of it, as
+    /// Postfix's `bounce_size_limit`: above it, `RET=FULL` (or no `RET`)
+    /// gets the headers alone, and headers longer than the limit are cut
+    /// after the last whole line within it.
     fn returned<'o>(&self, original: &'o [u8], global: bool) -> (&'static str, &'o [u8]) {
         let full = match self.envelope.ret {
-            Some(Ret::Full) => true,
+            Some(Ret::Full) | None => original.len() <= self.return_limit,
             Some(Ret::Hdrs) => false,
-            None => original.len() <= FULL_RETURN_LIMIT,
         };
         match (full, global) {
             (true, false) => ("message/rfc822", original),
             (true, true) => ("message/global", original),
-            (false, false) => ("text/rfc822-headers", headers(original)),
-            (false, true) => ("message/global-headers", headers(original)),
+            (false, false) => (
+                "text/rfc822-headers",
+                at_most(headers(original), self.return_limit),
+            ),
+            (false, true) => (
+                "message/global-headers",
+                at_most(headers(original), self.return_limit),
+            ),
         }
+    }
+}
+
+/// `text` up to its last line end within `limit` bytes (all of it when
+/// it fits).
+fn at_most(text: &[u8], limit: usize) -> &[u8] {
+    if text.len() <= limit {
+        return text;
+    }
+    match text[..limit].windows(2).rposition(|w| w == b"\r\n") {
+        Some(end) => &text[..end + 2],
+        None => &[],
     }
 }
 

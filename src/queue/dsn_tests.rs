@@ -29,6 +29,7 @@ fn report(envelope: &Envelope, kind: Kind) -> Report<'_> {
         arrival_date: "Sun, 22 Nov 2026 07:00:00 +0000",
         now: "Sun, 22 Nov 2026 08:00:00 +0000",
         retry_until: Some("Fri, 27 Nov 2026 07:00:00 +0000"),
+        return_limit: 50_000,
     }
 }
 
@@ -169,4 +170,37 @@ fn our_own_reasons_are_not_quoted_as_smtp_replies_and_silence_says_why() {
     assert!(report(&never, Kind::Failure)
         .withheld()
         .is_some_and(|why| why.contains("NOTIFY")));
+}
+
+#[test]
+fn ret_full_returns_the_message_up_to_the_limit_and_headers_above_it() {
+    let envelope = Envelope {
+        sender: "alice@a.test".into(),
+        recipients: vec![recipient("bob@b.test", None)],
+        ret: Some(Ret::Full),
+        ..Envelope::default()
+    };
+    let render = |original: &[u8], limit: usize| {
+        let mut report = report(&envelope, Kind::Failure);
+        report.return_limit = limit;
+        let bytes = report.render(original, "B").unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let whole = render(ORIGINAL, ORIGINAL.len());
+    assert!(whole.contains("Content-Type: message/rfc822\r\n\r\nReceived: x\r\nSubject: hello\r\n\r\nbody line\r\n--B--"), "{whole}");
+    let headers = render(ORIGINAL, ORIGINAL.len() - 1);
+    assert!(
+        headers.contains(
+            "Content-Type: text/rfc822-headers\r\n\r\nReceived: x\r\nSubject: hello\r\n\r\n--B--"
+        ),
+        "{headers}"
+    );
+    assert!(!headers.contains("body line"), "{headers}");
+    // Headers longer than the limit: cut after the last whole line within it.
+    let cut = render(ORIGINAL, "Received: x\r\nSub".len());
+    assert!(
+        cut.contains("Content-Type: text/rfc822-headers\r\n\r\nReceived: x\r\n--B--"),
+        "{cut}"
+    );
+    assert!(!cut.contains("Subject: hello"), "{cut}");
 }

@@ -9,13 +9,32 @@ use super::manager::QueueHandle;
 use super::spool::Spool;
 use super::state::{DeliveryState, RecipientState, StateStore, Status};
 
+/// How notices are written: the name they come from (`[server]
+/// hostname`) and how much of the message they return (`[queue]
+/// return_content_limit`).
+#[derive(Clone, Debug)]
+pub struct Notices {
+    pub hostname: String,
+    pub return_limit: usize,
+}
+
+impl Notices {
+    pub fn of(config: &crate::config::Config) -> Notices {
+        Notices {
+            hostname: config.server.hostname.to_string(),
+            return_limit: usize::try_from(config.queue.return_content_limit.0)
+                .unwrap_or(usize::MAX),
+        }
+    }
+}
+
 /// What finishing needs: where messages and their states are kept, and
-/// the name notices are sent as.
+/// how notices are written.
 #[derive(Clone)]
 pub struct Finisher {
     pub spool: Spool,
     pub states: StateStore,
-    pub hostname: String,
+    pub notices: Notices,
     /// Where a queued notice is announced; `None` when no relay runs (the
     /// notice is then found at the next start, like any queued message).
     pub handle: Option<QueueHandle>,
@@ -85,13 +104,14 @@ impl Finisher {
         let date = crate::inbound::rfc5322_date(now);
         let report = dsn::Report {
             kind,
-            reporting_mta: &self.hostname,
+            reporting_mta: &self.notices.hostname,
             queue_id: id,
             envelope,
             recipients,
             arrival_date: &crate::inbound::rfc5322_date(unix(envelope.received_at)),
             now: &date,
             retry_until: until,
+            return_limit: self.notices.return_limit,
         };
         let Some(body) = report.render(content, &format!("{id}/{}", now.unix_timestamp())) else {
             let why = report.withheld().unwrap_or("nobody to notify");
@@ -107,7 +127,7 @@ impl Finisher {
             }],
             smtputf8: envelope.smtputf8,
             client: ClientInfo {
-                helo: self.hostname.clone(),
+                helo: self.notices.hostname.clone(),
                 ..ClientInfo::default()
             },
             received_at: now.unix_timestamp(),
@@ -159,7 +179,7 @@ impl Finisher {
             .unwrap_or_else(|| DeliveryState::new(&envelope, envelope.received_at));
         let why = format!(
             "returned to the sender by the administrator of {}",
-            self.hostname
+            self.notices.hostname
         );
         let failed = fail_pending(&mut state, &why, "5.0.0");
         let notice = match failed.is_empty() {

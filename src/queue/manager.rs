@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use super::control::{Command, Request, Response};
 use super::dsn::Kind;
 use super::envelope::Recipient;
-use super::finish::{fail_pending, unix, Finisher};
+use super::finish::{fail_pending, unix, Finisher, Notices};
 use super::schedule::Schedule;
 use super::spool::{Spool, SpoolError};
 use super::state::{DeliveryState, StateStore, Status};
@@ -111,7 +111,7 @@ impl<R: Resolve + 'static> QueueManager<R> {
         states: StateStore,
         schedule: Schedule,
         deliverer: Deliverer<R>,
-        hostname: String,
+        notices: Notices,
     ) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let (command_sender, commands) = mpsc::unbounded_channel();
@@ -119,7 +119,7 @@ impl<R: Resolve + 'static> QueueManager<R> {
         let finish = Finisher {
             spool: spool.clone(),
             states: states.clone(),
-            hostname,
+            notices,
             handle: Some(handle.clone()),
         };
         let worker = Worker {
@@ -339,9 +339,9 @@ impl<R> Clone for OutboundSlot<R> {
 impl<R> OutboundSlot<R> {
     /// New connectors, trust anchors, client certificate and schedule for
     /// every attempt that starts from now on.
-    pub fn replace(&self, deliverer: Deliverer<R>, schedule: Schedule, hostname: String) {
+    pub fn replace(&self, deliverer: Deliverer<R>, schedule: Schedule, notices: Notices) {
         let finish = Finisher {
-            hostname,
+            notices,
             ..self.worker.get().finish.clone()
         };
         self.worker.replace(Worker {

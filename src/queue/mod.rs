@@ -6,6 +6,7 @@ pub mod dsn;
 pub mod envelope;
 pub mod finish;
 pub mod manager;
+pub mod modes;
 pub mod schedule;
 pub mod spool;
 pub mod state;

@@ -78,6 +78,7 @@ mod tests {
                 .to_vec(),
             max_age: HumanDuration(Duration::from_secs(3600)),
             delay_warning_after: DelayWarning::After(HumanDuration(Duration::from_secs(1800))),
+            ..QueueConfig::default()
         })
     }
 

@@ -5,6 +5,7 @@
 //! ```text
 //! SPOOL_DIR/
 //!   lock          held (flock, exclusive) by the one process using the spool
+//!   tls-memory.json  the broken-TLS memory (`outbound::memory`)
 //!   control.sock  the running relay's control socket (`queue::control`)
 //!   state/        per-recipient delivery state (`queue::state`)
 //!   quarantine/   files found in queue/ that are not readable messages
@@ -17,6 +18,10 @@
 //! A message file is the line `tlsrelay-spool 1`, the envelope as one line
 //! of JSON ([`Envelope`]), then the content exactly as it will be sent
 //! (our `Received:` header first, CRLF line endings, not dot-stuffed).
+//!
+//! Every folder here is 0700 and every file 0600, whatever the umask
+//! (DESIGN.md §6, `queue::modes`); [`Spool::open`] narrows what it finds
+//! wider and says so in one log line.
 //!
 //! # Durability (DESIGN.md §4)
 //!
@@ -68,6 +73,7 @@ use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
 
 use super::envelope::Envelope;
+use super::modes::{self, create_private, open_private, Fixes};
 
 const MAGIC: &str = "tlsrelay-spool 1\n";
 /// The lock file in the spool folder; see [`Spool::open`].
@@ -137,11 +143,28 @@ impl Spool {
             path: queue.clone(),
             source,
         };
-        fs::create_dir_all(&queue).map_err(folder_error)?;
+        // Modes first (DESIGN.md §6), so that the log line counts what an
+        // older version or a hand left readable by others; queue/ and
+        // spare/ are checked on their own passes below.
+        let mut fixes = Fixes::default();
+        if dir.exists() {
+            modes::fix_tree(dir, &["queue", "spare"], &mut fixes).map_err(|source| {
+                SpoolError::Folder {
+                    path: dir.to_path_buf(),
+                    source,
+                }
+            })?;
+        }
+        modes::create_folder(dir)
+            .and_then(|()| modes::create_folder(&queue))
+            .map_err(folder_error)?;
         let lock = lock(dir)?;
         for entry in fs::read_dir(&queue).map_err(folder_error)? {
             let entry = entry.map_err(folder_error)?;
             let path = entry.path();
+            if let Ok(metadata) = entry.metadata() {
+                fixes.check(&path, &metadata);
+            }
             if path.extension().is_some_and(|e| e == "tmp") {
                 fs::remove_file(&path).map_err(|source| SpoolError::File {
                     path: path.clone(),
@@ -152,14 +175,16 @@ impl Spool {
                 let _ = fs::remove_file(&path);
             }
         }
-        let spares = Spares::open(dir.join("spare")).map_err(|source| SpoolError::Folder {
-            path: dir.join("spare"),
-            source,
-        })?;
+        let spares =
+            Spares::open(dir.join("spare"), &mut fixes).map_err(|source| SpoolError::Folder {
+                path: dir.join("spare"),
+                source,
+            })?;
+        fixes.log(dir);
         sync_folder(&queue).map_err(folder_error)?;
         // Probe writability now, so a read-only spool stops the start.
         let probe = queue.join(".write-test.tmp");
-        File::create(&probe)
+        create_private(&probe)
             .and_then(|_| fs::remove_file(&probe))
             .map_err(folder_error)?;
         let (syncer, requests) = mpsc::channel();
@@ -253,7 +278,7 @@ impl Spool {
     /// it. Returns where it went.
     pub fn quarantine(&self, id: &str) -> io::Result<PathBuf> {
         let folder = self.inner.queue.with_file_name("quarantine");
-        fs::create_dir_all(&folder)?;
+        modes::create_folder(&folder)?;
         let to = folder.join(id);
         fs::rename(self.inner.queue.join(id), &to)?;
         Ok(to)
@@ -313,15 +338,17 @@ pub fn valid_id(id: &str) -> bool {
 /// Takes the spool's lock, or says who has it.
 fn lock(dir: &Path) -> Result<File, SpoolError> {
     let path = dir.join(LOCK_FILE);
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| SpoolError::File {
-            path: path.clone(),
-            source,
-        })?;
+    let file = open_private(
+        &path,
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true),
+    )
+    .map_err(|source| SpoolError::File {
+        path: path.clone(),
+        source,
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(SpoolError::Locked {
@@ -435,11 +462,15 @@ struct Spares {
 impl Spares {
     /// Takes stock of `folder` (creating it), emptying every spare and
     /// removing what is not one.
-    fn open(folder: PathBuf) -> io::Result<Spares> {
-        fs::create_dir_all(&folder)?;
+    fn open(folder: PathBuf, fixes: &mut Fixes) -> io::Result<Spares> {
+        modes::create_folder(&folder)?;
         let mut free = Vec::new();
         for entry in fs::read_dir(&folder)? {
-            let path = entry?.path();
+            let entry = entry?;
+            let path = entry.path();
+            if let Ok(metadata) = entry.metadata() {
+                fixes.check(&path, &metadata);
+            }
             let number = path
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -470,7 +501,7 @@ impl Spares {
                 }
             }
         }
-        File::create(path)
+        create_private(path)
     }
 
     /// Makes the file at `path` a spare; false when it must be unlinked

@@ -100,7 +100,7 @@ pub struct StateStore {
 impl StateStore {
     pub fn open(spool_dir: &Path) -> io::Result<Self> {
         let dir = spool_dir.join("state");
-        fs::create_dir_all(&dir)?;
+        super::modes::create_folder(&dir)?;
         Ok(StateStore { dir })
     }
 
@@ -121,7 +121,8 @@ impl StateStore {
 
     pub fn save(&self, id: &str, state: &DeliveryState) -> io::Result<()> {
         let tmp = self.dir.join(format!("{id}.tmp"));
-        fs::write(&tmp, serde_json::to_vec(state).map_err(io::Error::other)?)?;
+        let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+        super::modes::write_private(&tmp, &bytes)?;
         fs::rename(&tmp, self.dir.join(id))
     }
 

@@ -4,7 +4,8 @@
 //!
 //! Map: [`certs`] (our chain and key), [`trust`] (anchors, chain and name
 //! checks), [`cert_info`] (`cert-info`), [`generate`] (`gen-cert`),
-//! [`digest`] (fingerprints and pins), [`x509`] (field wording).
+//! [`digest`] (fingerprints and pins), [`x509`] (field wording),
+//! [`reason`] (TLS errors in words for logs and notices).
 //!
 //! rustls uses the aws-lc-rs provider throughout; PEM goes through
 //! `rustls::pki_types::pem::PemObject`.
@@ -14,6 +15,7 @@ pub mod certs;
 pub mod client;
 pub mod digest;
 pub mod generate;
+pub mod reason;
 pub mod server;
 pub mod trust;
 pub mod x509;

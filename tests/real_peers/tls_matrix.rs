@@ -139,10 +139,10 @@ fn row(kind: Kind) -> [Expect; 7] {
             ]
         }
         Kind::Tls10 => {
-            let refused = Defer("TLS failed: handshake: received fatal alert: ProtocolVersion");
+            let refused = Defer("TLS failed: handshake: TLS alert from the peer: protocol version");
             [
                 NONE,
-                Ladder("handshake: received fatal alert: ProtocolVersion"),
+                Ladder("handshake: TLS alert from the peer: protocol version"),
                 refused,
                 refused,
                 refused,
@@ -157,8 +157,8 @@ fn row(kind: Kind) -> [Expect; 7] {
                     Defer("127.0.0.1: TLS failed: handshake: tls handshake eof"),
                 ),
                 _ => (
-                    "handshake: received corrupt message of type InvalidContentType",
-                    Defer("127.0.0.1: TLS failed: handshake: received corrupt message"),
+                    "handshake: corrupt TLS message: invalid content type",
+                    Defer("127.0.0.1: TLS failed: handshake: corrupt TLS message"),
                 ),
             };
             [NONE, Ladder(why), broken, broken, broken, broken, broken]

@@ -25,6 +25,16 @@ const ZONE_HEAD: &str = "$ORIGIN test.\n$TTL 1\n\
     @ IN SOA ns.test. hostmaster.test. 1 60 60 60 1\n\
     @ IN NS ns.test.\n";
 
+/// The zone of the bounce tests: `b.test` is where mail goes (its MX
+/// host on 127.0.0.2), `sender.test` where notices to the sender go
+/// (127.0.0.4).
+pub const MAIL_AND_SENDER_ZONE: &str = "\
+b.test.          MX 10 mx1.b.test.
+mx1.b.test.      A 127.0.0.2
+sender.test.     MX 10 mx.sender.test.
+mx.sender.test.  A 127.0.0.4
+";
+
 /// A UDP socket and a TCP listener on the same 127.0.0.1 port, the way a
 /// resolver expects one name server to listen (RFC 1035 §4.2, RFC 7766).
 fn bind_udp_and_tcp() -> (UdpSocket, TcpListener) {

@@ -161,3 +161,49 @@ pub fn parse(content: &[u8]) -> Dsn {
         recipients,
     }
 }
+
+/// What Python's `email` package (a parser that is not ours) makes of a
+/// notice: `{"type", "parts": [{"type", "size"}], "per_message": {…},
+/// "recipients": [{field: value}]}`, field names lowercase, sizes in
+/// bytes of each part's decoded content.
+pub fn python_view(content: &[u8]) -> serde_json::Value {
+    const SCRIPT: &str = r#"
+import email, email.policy, json, sys
+msg = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.compat32)
+out = {"type": msg.get_content_type(), "parts": [], "per_message": {}, "recipients": []}
+for part in msg.get_payload():
+    kind = part.get_content_type()
+    payload = part.get_payload()
+    if kind in ("message/delivery-status", "message/global-delivery-status"):
+        groups = [dict((k.lower(), v) for k, v in g.items()) for g in payload]
+        out["per_message"], out["recipients"] = groups[0], groups[1:]
+        size = 0
+    elif isinstance(payload, list):
+        size = sum(len(p.as_bytes()) for p in payload)
+    else:
+        size = len(payload)
+    out["parts"].append({"type": kind, "size": size})
+print(json.dumps(out))
+"#;
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(content)
+        .expect("feed python3");
+    let output = child.wait_with_output().expect("python3 output");
+    assert!(
+        output.status.success(),
+        "python3 could not read the notice: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("python3 JSON")
+}

@@ -83,6 +83,7 @@ pub mod receiver;
 pub mod relay;
 pub mod smtp;
 pub mod tls;
+pub mod tls_receiver;
 
 /// Splits spooled content into our `Received:` header block (its first
 /// line and the tab-indented ones after it) and the client's content.

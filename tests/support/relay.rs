@@ -82,6 +82,8 @@ pub struct Relay {
     env: Vec<(String, String)>,
     /// The soft RLIMIT_NOFILE the process starts with, when not inherited.
     open_file_limit: Option<u64>,
+    /// The umask the process starts with, when not inherited.
+    umask: Option<u32>,
 }
 
 impl Relay {
@@ -110,14 +112,19 @@ impl Relay {
 
     /// Like [`Relay::start_with_files`], with `env` set for the process.
     pub fn start_with_env(config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Relay {
-        Relay::start_full(config, files, env, None)
+        Relay::start_full(config, files, env, None, None)
+    }
+
+    /// A relay on exactly `config` whose process starts with `umask`.
+    pub fn start_with_umask(config: &str, umask: u32) -> Relay {
+        Relay::start_full(config, &[], &[], None, Some(umask))
     }
 
     /// A relay on exactly `config` whose process starts with a soft
     /// open-file limit of `soft` (the hard one is inherited), as a
     /// login session's default would give it.
     pub fn start_with_open_file_limit(config: &str, soft: u64) -> Relay {
-        Relay::start_full(config, &[], &[], Some(soft))
+        Relay::start_full(config, &[], &[], Some(soft), None)
     }
 
     fn start_full(
@@ -125,6 +132,7 @@ impl Relay {
         files: &[(&str, &str)],
         env: &[(&str, &str)],
         open_file_limit: Option<u64>,
+        umask: Option<u32>,
     ) -> Relay {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("tlsrelay.toml"), config).expect("write config");
@@ -142,6 +150,7 @@ impl Relay {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             open_file_limit,
+            umask,
         };
         relay.launch();
         relay
@@ -156,6 +165,16 @@ impl Relay {
             std::fs::read_to_string(self.dir.path().join("tlsrelay.toml")).unwrap_or_default();
         let wants_implicit = config.contains("listen_implicit_tls = [\"");
         let mut command = Command::new(env!("CARGO_BIN_EXE_tlsrelay"));
+        if let Some(mask) = self.umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask is async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    libc::umask(mask as libc::mode_t);
+                    Ok(())
+                });
+            }
+        }
         if let Some(soft) = self.open_file_limit {
             use std::os::unix::process::CommandExt;
             // SAFETY: only async-signal-safe calls between fork and exec.

@@ -134,9 +134,9 @@ fn probe_reports_the_facts_and_verdicts_of_real_receivers() {
         (
             "required-tls10.test",
             &[
-                "  TLS                failed: handshake: received fatal alert: ProtocolVersion\n".into(),
+                "  TLS                failed: handshake: TLS alert from the peer: protocol version\n".into(),
                 format!("{levels}none; opportunistic tries TLS 1.2 only, then plaintext\n"),
-                format!("{verdict}would defer: TLS failed: handshake: received fatal alert: ProtocolVersion\n"),
+                format!("{verdict}would defer: TLS failed: handshake: TLS alert from the peer: protocol version\n"),
             ],
         ),
         (
