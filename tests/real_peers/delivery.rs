@@ -100,7 +100,16 @@ class Keep:
             json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos,
                        "content": base64.b64encode(envelope.original_content).decode()}, f)
         return "250 2.0.0 kept"
-controller = Controller(Keep(), hostname="127.0.0.1", port=int(sys.argv[1]))
+tls = {}
+if len(sys.argv) > 3:
+    # STARTTLS that requires a client certificate from the CA in argv[5].
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[3], sys.argv[4])
+    context.load_verify_locations(sys.argv[5])
+    context.verify_mode = ssl.CERT_REQUIRED
+    tls = {"tls_context": context, "require_starttls": False}
+controller = Controller(Keep(), hostname="127.0.0.1", port=int(sys.argv[1]), **tls)
 controller.start()
 print("ready", flush=True)
 time.sleep(300)
@@ -108,11 +117,18 @@ time.sleep(300)
 
 impl AioSmtpd {
     fn start() -> AioSmtpd {
+        AioSmtpd::start_with(&[])
+    }
+
+    /// With `tls` = certificate, key and client CA files: STARTTLS offered,
+    /// a client certificate from that CA required, plaintext still taken.
+    fn start_with(tls: &[&std::path::Path]) -> AioSmtpd {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let mut child = Command::new("python3")
             .args(["-c", AIOSMTPD, &port.to_string()])
             .arg(dir.path())
+            .args(tls)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -180,6 +196,56 @@ fn aiosmtpd_receives_the_message_intact_with_its_envelope() {
     );
     let content = base64_decode(messages[0]["content"].as_str().unwrap_or_default());
     assert_eq!(after_our_received(&String::from_utf8_lossy(&content)), sent);
+}
+
+/// Opportunistic delivery to a server that demands a client certificate
+/// but takes plaintext (issue 12, item 6). Over TLS 1.3 the demand comes
+/// after the client's handshake is done, as a refusal of the next EHLO;
+/// over TLS 1.2 the handshake fails. Both are failed rungs of the ladder,
+/// so the mail goes down to plaintext and is delivered, instead of
+/// waiting for a TLS 1.3 session the server will never accept.
+#[test]
+#[ignore = "real peer: run by .ci/run"]
+fn opportunistic_mail_goes_down_the_ladder_past_a_server_that_wants_a_client_certificate() {
+    use super::support::ca::{Chain, Key, Spec};
+    let chain = Chain::new(&Spec::new(&["mx.example.test"], Key::P256));
+    let files = tempfile::tempdir().expect("tempdir");
+    let cert = super::write_file(files.path(), "mx.crt", chain.served_pem().as_bytes());
+    let key = super::write_file(files.path(), "mx.key", chain.leaf.key_pem.as_bytes());
+    let ca = super::write_file(files.path(), "ca.crt", chain.root.pem().as_bytes());
+    let receiver = AioSmtpd::start_with(&[&cert, &key, &ca]);
+    let relay = relay_to(receiver.addr, "opportunistic");
+    let (sent, _) = swaks_send(
+        relay.smtp,
+        "client.test",
+        "bob@example.test",
+        "to a server that wants a client certificate",
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let messages = loop {
+        let messages = receiver.messages();
+        if !messages.is_empty() {
+            break messages;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "aiosmtpd got nothing; relay log:\n{}",
+            relay.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(messages.len(), 1);
+    let content = base64_decode(messages[0]["content"].as_str().unwrap_or_default());
+    assert_eq!(after_our_received(&String::from_utf8_lossy(&content)), sent);
+    // Both TLS rungs were tried and failed before the plaintext one.
+    let log = relay.log();
+    assert!(
+        log.contains("TLS failed on rung Modern (refused right after the TLS handshake")
+            && log.contains("TLS failed on rung Tls12")
+            && log.contains("plaintext (TLS failed on higher rungs)"),
+        "the TLS 1.3 rung should fail after its handshake, then TLS 1.2:\n{log}"
+    );
 }
 
 /// Standard base64, without another dependency.
