@@ -168,7 +168,10 @@ struct CertInfoArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     let log = init_logging(cli.log_format, &cli.log_level);
     let code = run(cli.command);
     // The last lines (the stop of `serve`), if the output takes them soon.
@@ -176,6 +179,17 @@ fn main() -> ExitCode {
         log.flush(LOG_FLUSH_AT_EXIT);
     }
     code
+}
+
+/// `--help` and `--version` (exit 0), or a bad command line: a user
+/// error, exit 1 (DESIGN.md §2), where clap alone would exit 2, the code
+/// of a runtime failure.
+fn usage(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    match e.use_stderr() {
+        true => ExitCode::from(1),
+        false => ExitCode::SUCCESS,
+    }
 }
 
 /// How long the exit waits for queued log lines to be written.
