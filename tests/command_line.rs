@@ -44,6 +44,7 @@ fn help_and_version_succeed() {
         &["help"],
         &["queue", "--help"],
         &["help", "queue", "retry"],
+        &["help", "queue", "hold"],
         &["--version"],
         &["-V"],
     ] {
