@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tlsrelay::config::Config;
+use tlsrelay::queue::bulk::{Action, Filter, Selection};
 use tlsrelay::tls::{cert_info, generate};
 
 const DEFAULT_CONFIG: &str = "/etc/tlsrelay/tlsrelay.toml";
@@ -108,6 +109,11 @@ enum QueueAction {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Only messages on hold.
+        #[arg(long)]
+        held: bool,
     },
     /// One message: envelope, delivery state, attempts, headers.
     Show {
@@ -123,10 +129,45 @@ enum QueueAction {
         #[arg(long)]
         all: bool,
     },
-    /// Remove a message without notifying anyone.
-    Delete { id: String },
+    /// Remove a message, or every one with --all (narrowed by --domain, --deferred), without notifying anyone.
+    Delete {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
     /// Give up on a message: the sender gets a delivery status notification.
     Bounce { id: String },
+    /// Keep a message (or every one for a domain, or all) but never deliver or expire it until released.
+    Hold(Which),
+    /// Deliver held messages again, at once.
+    Release(Which),
+}
+
+/// Narrows `list` and `delete --all`.
+#[derive(Args)]
+struct FilterArgs {
+    /// Only messages with a recipient still pending in this domain.
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Option<String>,
+    /// Only messages that have had a failed attempt.
+    #[arg(long)]
+    deferred: bool,
+}
+
+/// One message, every one for a domain, or all, for `hold` and `release`.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct Which {
+    id: Option<String>,
+    /// Every message with a recipient still pending in this domain.
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Option<String>,
+    /// Every message.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Subcommand)]
@@ -168,7 +209,10 @@ struct CertInfoArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     let log = init_logging(cli.log_format, &cli.log_level);
     let code = run(cli.command);
     // The last lines (the stop of `serve`), if the output takes them soon.
@@ -176,6 +220,17 @@ fn main() -> ExitCode {
         log.flush(LOG_FLUSH_AT_EXIT);
     }
     code
+}
+
+/// `--help` and `--version` (exit 0), or a bad command line: a user
+/// error, exit 1 (DESIGN.md §2), where clap alone would exit 2, the code
+/// of a runtime failure.
+fn usage(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    match e.use_stderr() {
+        true => ExitCode::from(1),
+        false => ExitCode::SUCCESS,
+    }
 }
 
 /// How long the exit waits for queued log lines to be written.
@@ -293,6 +348,28 @@ fn probe(domain: &str, path: &std::path::Path, port: Option<u16>) -> ExitCode {
     })
 }
 
+impl FilterArgs {
+    fn parse(self, held: bool) -> Result<Filter, tlsrelay::config::domain::DomainError> {
+        Ok(Filter {
+            domain: self.domain.map(|d| d.parse()).transpose()?,
+            deferred: self.deferred,
+            held,
+        })
+    }
+}
+
+impl Which {
+    fn selection(self) -> Result<Selection, tlsrelay::config::domain::DomainError> {
+        Ok(match self.id {
+            Some(id) => Selection::Id(id),
+            None => Selection::Matching(Filter {
+                domain: self.domain.map(|d| d.parse()).transpose()?,
+                ..Filter::default()
+            }),
+        })
+    }
+}
+
 fn queue(action: QueueAction, path: &std::path::Path) -> ExitCode {
     use tlsrelay::queue::{admin, control::Request};
     let config = match Config::load(path) {
@@ -302,9 +379,17 @@ fn queue(action: QueueAction, path: &std::path::Path) -> ExitCode {
     let spool_dir = &config.server.spool_dir;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let request = match action {
-        QueueAction::List { json } => {
-            return match admin::entries(spool_dir) {
+        QueueAction::List { json, filter, held } => {
+            let filter = match filter.parse(held) {
+                Ok(filter) => filter,
+                Err(e) => return user_error(e),
+            };
+            return match admin::entries(spool_dir, &filter) {
                 Ok(entries) if json => print_json(&entries),
+                Ok(entries) if entries.is_empty() && filter != Filter::default() => {
+                    println!("No queued message matches.");
+                    ExitCode::SUCCESS
+                }
                 Ok(entries) => {
                     print!("{}", admin::render_list(&entries, now));
                     ExitCode::SUCCESS
@@ -325,8 +410,51 @@ fn queue(action: QueueAction, path: &std::path::Path) -> ExitCode {
             };
         }
         QueueAction::Retry { id, .. } => Request::Retry { id },
-        QueueAction::Delete { id } => Request::Delete { id },
+        QueueAction::Delete {
+            id: Some(id),
+            filter:
+                FilterArgs {
+                    domain: None,
+                    deferred: false,
+                },
+            ..
+        } => Request::Delete { id },
+        QueueAction::Delete { id: Some(_), .. } => {
+            return user_error(
+                "--domain and --deferred go with --all: `queue delete --all --domain D`",
+            )
+        }
+        QueueAction::Delete {
+            id: None, filter, ..
+        } => match filter.parse(false) {
+            Ok(filter) => Request::Bulk {
+                action: Action::Delete,
+                selection: Selection::Matching(filter),
+            },
+            Err(e) => return user_error(e),
+        },
         QueueAction::Bounce { id } => Request::Bounce { id },
+        QueueAction::Hold(which) => match which.selection() {
+            Ok(selection) => Request::Bulk {
+                action: Action::Hold,
+                selection,
+            },
+            Err(e) => return user_error(e),
+        },
+        QueueAction::Release(which) => match which.selection() {
+            Ok(selection) => Request::Bulk {
+                action: Action::Release,
+                selection: match selection {
+                    // Only what is held is released.
+                    Selection::Matching(filter) => Selection::Matching(Filter {
+                        held: true,
+                        ..filter
+                    }),
+                    one => one,
+                },
+            },
+            Err(e) => return user_error(e),
+        },
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -144,7 +144,7 @@ fn probe_reports_the_facts_and_the_verdict_per_level() {
         "TLS level    verify-ca\n",
         &format!("\nHost {}\n", b.smtp),
         "  STARTTLS offered   yes\n",
-        "  TLS                TLSv1.3 TLS13_AES_256_GCM_SHA384 key exchange X25519MLKEM768\n",
+        "  TLS                TLSv1.3 TLS_AES_256_GCM_SHA384 key exchange X25519MLKEM768\n",
         "  Certificate 1      CN=relay.example.test (issuer CN=relay.example.test; expires ",
         "  Chain              no: self-signed certificate (CN=relay.example.test)",
         "  Levels accepting   opportunistic, required\n",
@@ -298,4 +298,49 @@ fn a_starttls_stripper_gets_plaintext_only_from_opportunistic() {
         1,
         "the message waits in the queue"
     );
+}
+
+/// Every host fails: `probe` still ends with one overall verdict line,
+/// saying the mail would wait in the queue and why, host by host.
+#[test]
+fn probe_gives_one_verdict_when_every_host_fails() {
+    let dead: Vec<std::net::SocketAddr> = (0..2)
+        .map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr")
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = support::write(
+        dir.path(),
+        "tlsrelay.toml",
+        &format!(
+            "[server]\nhostname = \"out.sender.test\"\nspool_dir = \"spool\"\n\
+             [[outbound]]\nname = \"dead\"\nrecipient_domains = [\"example.test\"]\n\
+             smarthosts = [\"{}\", \"{}\"]\ntls = \"required\"\n\
+             [dns]\nreverse_lookups = false\nnameservers = [\"127.0.0.1:1\"]\n",
+            dead[0], dead[1]
+        ),
+    );
+    let output = support::tlsrelay(&["probe", "example.test", "-c", support::arg(&config)]);
+    let report = support::stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        support::stderr(&output)
+    );
+    let last = report.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!(
+            "Verdict: mail to example.test would wait in the queue: no host accepted \
+             ({}: {e}; {}: {e})",
+            dead[0],
+            dead[1],
+            e = "connect: Connection refused (os error 111)"
+        ),
+        "{report}"
+    );
+    assert_eq!(report.matches("Verdict:").count(), 1, "{report}");
 }

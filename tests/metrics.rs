@@ -176,7 +176,7 @@ fn counters_equal_the_traffic_sent() {
     let tls13: f64 = m
         .iter()
         .filter(|(k, _)| {
-            k.starts_with("tlsrelay_delivery_attempts_total{level=\"opportunistic\",tls=\"TLSv1.3\",cipher=\"TLS13_")
+            k.starts_with("tlsrelay_delivery_attempts_total{level=\"opportunistic\",tls=\"TLSv1.3\",cipher=\"TLS_")
                 && k.ends_with("outcome=\"sent\"}")
         })
         .map(|(_, v)| v)

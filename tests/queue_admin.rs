@@ -1,7 +1,11 @@
-//! `tlsrelay queue list|show|retry|delete|bounce` against a running relay,
-//! and with no relay running; what the next hop received is the proof.
+//! `tlsrelay queue list|show|retry|delete|bounce|hold|release` against a
+//! running relay, and with no relay running; what the next hop received is
+//! the proof.
 
 mod support;
+
+#[path = "queue_admin/bulk.rs"]
+mod bulk;
 
 use std::time::{Duration, Instant};
 
@@ -38,23 +42,32 @@ fn wait_kept(gate: &Receiver, n: usize) -> Vec<(String, Vec<String>, String)> {
 /// A relay for localhost that sends everything (bounces included) to `gate`
 /// and retries only when told to.
 fn relay_to(gate: &Receiver) -> Relay {
+    relay_with_queue(gate, "retry_intervals = [\"1h\"]")
+}
+
+/// The same with `queue` as the `[queue]` section's keys.
+fn relay_with_queue(gate: &Receiver, queue: &str) -> Relay {
     Relay::start_with(&format!(
         "[server]\nhostname = \"relay.example.test\"\nlisten = [\"127.0.0.1:0\"]\nspool_dir = \"spool\"\n\
          [tls]\ncert = \"relay.crt\"\nkey = \"relay.key\"\ngenerate_if_missing = true\n\
          [[inbound]]\nname = \"lan\"\nremote_ips = [\"127.0.0.0/8\"]\nallow_relay = true\n\
          [[outbound]]\nname = \"gate\"\nrecipient_domains = [\"*\"]\nsmarthosts = [\"{}\"]\ntls = \"none\"\n\
-         [queue]\nretry_intervals = [\"1h\"]\n\
+         [queue]\n{queue}\n\
          [dns]\nreverse_lookups = false\nnameservers = [\"127.0.0.1:1\"]\n",
         gate.addr
     ))
 }
 
 fn send(relay: &Relay, subject: &str) {
+    send_to(relay, subject, "bob@far.test");
+}
+
+fn send_to(relay: &Relay, subject: &str, recipient: &str) {
     let (mut client, _) = Client::connect(relay.smtp);
     client.command("EHLO client.test");
     let content =
         format!("From: alice@sender.test\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n");
-    assert_queued(&client.deliver("alice@sender.test", &["bob@far.test"], &content));
+    assert_queued(&client.deliver("alice@sender.test", &[recipient], &content));
     client.command("QUIT");
 }
 

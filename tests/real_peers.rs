@@ -160,17 +160,17 @@ impl Spooled {
         assert_eq!(self.envelope.client.tls, None);
     }
 
-    /// TLS 1.3 with a cipher whose name contains `cipher` (as the client
-    /// reported it, e.g. `AES_256_GCM`), in the Received header and the
-    /// envelope alike; `with ESMTPS`. Returns rustls' name of the cipher.
-    fn assert_tls13(&self, cipher: &str) -> String {
+    /// TLS 1.3 with exactly the cipher the client reported (its IANA
+    /// name, e.g. `TLS_AES_256_GCM_SHA384`, as OpenSSL and Postfix print
+    /// it), in the Received header and the envelope alike; `with ESMTPS`.
+    fn assert_tls13(&self, cipher: &str) {
         let ours = self
             .received
             .split_once("\t(using TLSv1.3 with cipher ")
             .and_then(|(_, after)| after.split([' ', ')']).next())
             .unwrap_or_else(|| panic!("no TLSv1.3 in our Received header:\n{}", self.received));
-        assert!(
-            ours.starts_with("TLS13_") && ours.contains(cipher),
+        assert_eq!(
+            ours, cipher,
             "Received names cipher {ours}, the client negotiated {cipher}:\n{}",
             self.received
         );
@@ -186,7 +186,6 @@ impl Spooled {
             self.envelope.client.tls.as_deref(),
             Some(format!("TLSv1.3 {ours}").as_str())
         );
-        ours.to_string()
     }
 }
 
@@ -206,10 +205,14 @@ fn split_first_field(content: &[u8]) -> (String, &[u8]) {
     )
 }
 
-/// The cipher as clients print it (`TLS_AES_256_GCM_SHA384`, OpenSSL's and
-/// IANA's TLS 1.3 name), without the `TLS_` that rustls spells `TLS13_`.
-fn cipher_core(iana: &str) -> &str {
-    iana.strip_prefix("TLS_").unwrap_or(iana)
+/// The IANA name of a TLS 1.3 cipher GnuTLS prints by its AEAD alone
+/// (`AES-256-GCM`): each AEAD has exactly one TLS 1.3 suite (RFC 8446 §B.4).
+fn gnutls_tls13_cipher(aead: &str) -> String {
+    let hash = match aead {
+        "AES-256-GCM" => "SHA384",
+        _ => "SHA256",
+    };
+    format!("TLS_{}_{hash}", aead.replace('-', "_"))
 }
 
 /// Runs a peer's command (bounded) and panics, quoting its output, unless it

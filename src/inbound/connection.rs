@@ -53,6 +53,7 @@ pub async fn handle(
         tokio::spawn(async move { dns.reverse(ip, REVERSE_LOOKUP_BUDGET).await })
     });
     let mut driver = Driver {
+        peer,
         state: &state,
         shutdown,
         messages: 0,
@@ -87,6 +88,7 @@ pub async fn handle(
 const REVERSE_LOOKUP_BUDGET: Duration = Duration::from_secs(2);
 
 struct Driver<'a> {
+    peer: SocketAddr,
     state: &'a ServerState,
     shutdown: CancellationToken,
     messages: u64,
@@ -110,7 +112,15 @@ impl Driver<'_> {
             Ok(Err(e)) => return Err(Ended::Io(e)),
             Err(_) => return Err(Ended::Timeout("TLS handshake")),
         };
-        session.tls_established(tls.session_info(tls_stream.get_ref().1));
+        let info = tls.session_info(tls_stream.get_ref().1);
+        tracing::info!(
+            client = %self.peer,
+            tls = %info.version,
+            cipher = %info.cipher,
+            key_exchange = info.group.as_deref().unwrap_or("unknown"),
+            "TLS established"
+        );
+        session.tls_established(info);
         self.drive(&mut tls_stream, session, greet)
             .await
             .map(|_| ())

@@ -228,7 +228,7 @@ fn starttls_discards_pipelined_commands_and_forgets_the_session() {
     assert_eq!(d.starttls, 1);
     d.session.tls_established(TlsInfo {
         version: "TLSv1.3".into(),
-        cipher: "TLS13_AES_256_GCM_SHA384".into(),
+        cipher: "TLS_AES_256_GCM_SHA384".into(),
         group: Some("X25519MLKEM768".into()),
         client_cert: ClientCert::None,
     });
@@ -243,7 +243,7 @@ fn starttls_discards_pipelined_commands_and_forgets_the_session() {
         d.codes("MAIL FROM:<a@b.test>\r\nRCPT TO:<x@elsewhere.test>\r\nDATA\r\nhi\r\n.\r\n");
     assert_eq!(code_list(&replies), ["250", "250", "354", "250"]);
     let content = &d.queued[0].1;
-    assert!(content.contains("\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384 key-exchange X25519MLKEM768)\r\n\t(no client certificate)\r\n\tby relay.example.test (tlsrelay; connector secure) with ESMTPS id Q1"), "{content}");
+    assert!(content.contains("\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 key-exchange X25519MLKEM768)\r\n\t(no client certificate)\r\n\tby relay.example.test (tlsrelay; connector secure) with ESMTPS id Q1"), "{content}");
 }
 
 #[test]
@@ -252,7 +252,7 @@ fn verified_client_certificate_selects_its_connector() {
     d.send(b"EHLO c\r\nSTARTTLS\r\n");
     d.session.tls_established(TlsInfo {
         version: "TLSv1.3".into(),
-        cipher: "TLS13_AES_128_GCM_SHA256".into(),
+        cipher: "TLS_AES_128_GCM_SHA256".into(),
         group: None,
         client_cert: ClientCert::Verified {
             subject: "CN=mail.contoso.test".into(),

@@ -427,7 +427,11 @@ impl<R: Resolve> Deliverer<R> {
             return match (step, tls) {
                 (Step::Deliver { note }, Some(upgraded)) => {
                     let negotiated = upgraded.negotiated;
-                    let summary = format!("{} {} {note}", negotiated.version, negotiated.cipher);
+                    let kex = negotiated.group.as_deref().unwrap_or("unknown");
+                    let summary = format!(
+                        "{} {} key-exchange {kex} {note}",
+                        negotiated.version, negotiated.cipher
+                    );
                     let channel = Channel::Tls {
                         version: negotiated.version,
                         cipher: negotiated.cipher,

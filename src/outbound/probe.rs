@@ -45,14 +45,23 @@ pub async fn probe<R: Resolve>(
     {
         Ok(Hops::Try(list)) => list,
         Ok(Hops::Fail { status, reason }) => {
-            let _ = writeln!(out, "Verdict      would bounce ({status}): {reason}");
+            let _ = writeln!(
+                out,
+                "\nVerdict: mail to {domain} would bounce ({status}): {reason}"
+            );
             return out;
         }
         Err(e) => {
-            let _ = writeln!(out, "Verdict      would defer: {e}");
+            let _ = writeln!(
+                out,
+                "\nVerdict: mail to {domain} would wait in the queue: {e}"
+            );
             return out;
         }
     };
+    // Why each host tried would not take the mail, for the overall verdict.
+    let mut refusals = Vec::new();
+    let mut overall = None;
     for hop in hop_list {
         let hop = Hop {
             port: port.unwrap_or(hop.port),
@@ -65,21 +74,46 @@ pub async fn probe<R: Resolve>(
                 Ok(list) => list,
                 Err(e) => {
                     let _ = writeln!(out, "  Addresses          lookup failed: {e}");
+                    refusals.push(format!("{}: lookup failed: {e}", hop.host));
                     continue;
                 }
             },
         };
         if addresses.is_empty() {
             let _ = writeln!(out, "  Addresses          none");
+            refusals.push(format!("{}: no address", hop.host));
         }
         for ip in addresses {
             let _ = writeln!(out, "  Address            {ip}");
-            probe_address(deliverer, &route, &hop, ip, level, &mut out).await;
+            let verdict = probe_address(deliverer, &route, &hop, ip, level, &mut out).await;
+            let server = match &hop.host {
+                Host::Ip(_) => format!("{ip}:{}", hop.port),
+                Host::Name(name) => format!("{name}:{} [{ip}]", hop.port),
+            };
+            match verdict {
+                Ok(verdict) => {
+                    overall.get_or_insert(format!("{verdict} via {server}"));
+                }
+                Err(why) => refusals.push(format!("{server}: {why}")),
+            }
         }
     }
+    // One line that answers the question asked, whatever the hosts said:
+    // the first host that would take the mail, as delivery goes down the
+    // list in the same order, or why none would.
+    let verdict = overall.unwrap_or_else(|| match refusals.is_empty() {
+        true => "would wait in the queue: no host to try".to_string(),
+        false => format!(
+            "would wait in the queue: no host accepted ({})",
+            refusals.join("; ")
+        ),
+    });
+    let _ = writeln!(out, "\nVerdict: mail to {domain} {verdict}");
     out
 }
 
+/// Probes one address of a host; returns its verdict when it would take
+/// the mail, or why not.
 async fn probe_address<R: Resolve>(
     deliverer: &Deliverer<R>,
     route: &super::deliver::Route<'_>,
@@ -87,7 +121,7 @@ async fn probe_address<R: Resolve>(
     ip: IpAddr,
     level: TlsLevel,
     out: &mut String,
-) {
+) -> Result<String, String> {
     let client = match deliverer
         .connect(std::net::SocketAddr::new(ip, hop.port))
         .await
@@ -98,7 +132,7 @@ async fn probe_address<R: Resolve>(
                 out,
                 "  Connection         failed: {e}\n  Verdict            would try the next host"
             );
-            return;
+            return Err(e);
         }
     };
     let offered = client.capabilities.starttls;
@@ -125,20 +159,19 @@ async fn probe_address<R: Resolve>(
     match policy::after_ehlo(level, Rung::Modern, offered) {
         Step::Plaintext => {
             client.quit().await;
-            let _ = writeln!(out, "  Verdict            would deliver in plaintext");
-            return;
+            return Ok(host_verdict(out, "would deliver in plaintext".into()));
         }
         Step::Defer { reason, .. } => {
             client.quit().await;
             let _ = writeln!(out, "  Verdict            would defer: {reason}");
-            return;
+            return Err(reason);
         }
         _ => {}
     }
     let upgraded = match deliverer.upgrade(client, hop, Rung::Modern, route).await {
         Ok(upgraded) => upgraded,
         Err(failure) => {
-            return verdict_after_failure(level, deliverer.fallback, &failure, &start, out)
+            return verdict_after_failure(level, deliverer.fallback, &failure, &start, out);
         }
     };
     let (negotiated, chain, checks) = (upgraded.negotiated, upgraded.chain, upgraded.checks);
@@ -172,18 +205,27 @@ async fn probe_address<R: Resolve>(
         .map(ToString::to_string)
         .collect();
     let _ = writeln!(out, "  Levels accepting   {}", accepting.join(", "));
-    let verdict = match (
+    match (
         memory_verdict(&start),
         policy::after_handshake(level, &checks),
     ) {
-        (Some(skipped), _) => skipped,
-        (None, Step::Deliver { note }) => {
-            format!("would deliver with {}, {note}", negotiated.version)
+        (Some(skipped), _) => Ok(host_verdict(out, skipped)),
+        (None, Step::Deliver { note }) => Ok(host_verdict(
+            out,
+            format!("would deliver with {}, {note}", negotiated.version),
+        )),
+        (None, Step::Defer { reason, .. }) => {
+            let _ = writeln!(out, "  Verdict            would defer: {reason}");
+            Err(reason)
         }
-        (None, Step::Defer { reason, .. }) => format!("would defer: {reason}"),
-        (None, other) => format!("{other:?}"),
-    };
+        (None, other) => Ok(host_verdict(out, format!("{other:?}"))),
+    }
+}
+
+/// Writes a host's verdict line, and returns it for the overall verdict.
+fn host_verdict(out: &mut String, verdict: String) -> String {
     let _ = writeln!(out, "  Verdict            {verdict}");
+    verdict
 }
 
 /// What delivery does when the memory moves the start of the ladder,
@@ -206,7 +248,7 @@ fn verdict_after_failure(
     failure: &Failure,
     start: &policy::Start,
     out: &mut String,
-) {
+) -> Result<String, String> {
     let _ = writeln!(out, "  TLS                failed: {failure}");
     // The forced levels try the top rung only; opportunistic goes on.
     let lower = if fallback {
@@ -222,10 +264,13 @@ fn verdict_after_failure(
     let verdict = match (memory_verdict(start), step) {
         (Some(skipped), _) => skipped,
         (None, Step::NextRung) => format!("would retry with {lower}"),
-        (None, Step::Defer { reason, .. }) => format!("would defer: {reason}"),
+        (None, Step::Defer { reason, .. }) => {
+            let _ = writeln!(out, "  Verdict            would defer: {reason}");
+            return Err(reason);
+        }
         (None, other) => format!("{other:?}"),
     };
-    let _ = writeln!(out, "  Verdict            {verdict}");
+    Ok(host_verdict(out, verdict))
 }
 
 /// The levels whose checks this certificate passes; `verify-domain` with

@@ -2,9 +2,10 @@
 //!
 //! `list` and `show` read the spool's files (safe while the relay runs:
 //! they only read, and a message that leaves the queue meanwhile is simply
-//! not shown). `retry`, `delete` and `bounce` go to the running relay over
-//! its [control socket](super::control), so the queue manager, which knows
-//! what is being delivered this moment, makes the change. When no relay
+//! not shown). `retry`, `delete`, `bounce`, `hold` and `release` go to
+//! the running relay over its [control socket](super::control), so the
+//! queue manager, which knows what is being delivered this moment, makes
+//! the change. When no relay
 //! runs they act on the files directly, holding the spool's lock so that a
 //! relay starting meanwhile waits for nothing and finds a consistent spool.
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::bulk::{self, Filter};
 use super::control::{self, ControlError, Request, Response};
 use super::envelope::{Envelope, Ret};
 use super::finish::{unix, Finisher, Notices};
@@ -58,13 +60,16 @@ pub struct Entry {
     pub attempts: u32,
     /// Unix time of the next attempt; `None` before the first.
     pub next_attempt: Option<i64>,
+    /// On hold (`tlsrelay queue hold`): not delivered, never expires.
+    pub held: bool,
     pub recipients: Vec<RecipientEntry>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RecipientEntry {
     pub address: String,
-    /// `queued` (not tried yet), `deferred`, `delivered` or `failed`.
+    /// `queued` (not tried yet), `deferred`, `held` (pending, the message
+    /// on hold), `delivered` or `failed`.
     pub state: &'static str,
     pub code: Option<String>,
     pub reason: Option<String>,
@@ -84,14 +89,16 @@ fn queue_folder(spool_dir: &Path) -> Result<PathBuf, AdminError> {
     }
 }
 
-/// Every message in the spool under `spool_dir`, oldest first.
-pub fn entries(spool_dir: &Path) -> Result<Vec<Entry>, AdminError> {
+/// Every message in the spool under `spool_dir` that `filter` matches,
+/// oldest first.
+pub fn entries(spool_dir: &Path, filter: &Filter) -> Result<Vec<Entry>, AdminError> {
     let queue = queue_folder(spool_dir)?;
     let states = StateStore::reader(spool_dir);
     let mut entries = Vec::new();
     for id in spool::list_ids(&queue)? {
-        match read_entry(&queue, &states, &id) {
-            Ok(entry) => entries.push(entry),
+        match read_entry(&queue, &states, &id, filter) {
+            Ok(Some(entry)) => entries.push(entry),
+            Ok(None) => {}
             // Delivered or deleted between the listing and the read.
             Err(SpoolError::File { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
             // The relay moves such a file to quarantine/ when it meets it.
@@ -108,15 +115,31 @@ pub fn entry(spool_dir: &Path, id: &str) -> Result<(Entry, Vec<u8>), AdminError>
     if !spool::valid_id(id) || !queue.join(id).is_file() {
         return Err(AdminError::NoSuchMessage(id.to_string()));
     }
-    let entry = read_entry(&queue, &StateStore::reader(spool_dir), id)?;
+    let entry = read_entry(
+        &queue,
+        &StateStore::reader(spool_dir),
+        id,
+        &Filter::default(),
+    )?
+    .ok_or_else(|| AdminError::NoSuchMessage(id.to_string()))?;
     let (_, content) = spool::read_message(&queue.join(id))?;
     Ok((entry, content))
 }
 
-fn read_entry(queue: &Path, states: &StateStore, id: &str) -> Result<Entry, SpoolError> {
+/// The entry of message `id`, `None` when `filter` does not match it.
+fn read_entry(
+    queue: &Path,
+    states: &StateStore,
+    id: &str,
+    filter: &Filter,
+) -> Result<Option<Entry>, SpoolError> {
     let path = queue.join(id);
     let (envelope, size) = spool::read_envelope(&path)?;
     let state = states.load(id);
+    if !filter.matches(&envelope, state.as_ref()) {
+        return Ok(None);
+    }
+    let held = state.as_ref().is_some_and(|s| s.held);
     let recipients = envelope
         .recipients
         .iter()
@@ -125,6 +148,7 @@ fn read_entry(queue: &Path, states: &StateStore, id: &str) -> Result<Entry, Spoo
                 .as_ref()
                 .and_then(|s| s.recipients.iter().find(|s| s.address == r.address));
             let state = match slot.map(|s| (s.status, s.reason.is_some())) {
+                None | Some((Status::Pending, _)) if held => "held",
                 None | Some((Status::Pending, false)) => "queued",
                 Some((Status::Pending, true)) => "deferred",
                 Some((Status::Delivered, _)) => "delivered",
@@ -139,15 +163,16 @@ fn read_entry(queue: &Path, states: &StateStore, id: &str) -> Result<Entry, Spoo
             }
         })
         .collect();
-    Ok(Entry {
+    Ok(Some(Entry {
         id: id.to_string(),
         received_at: envelope.received_at,
         size,
         attempts: state.as_ref().map_or(0, |s| s.attempts),
         next_attempt: state.as_ref().map(|s| s.next_attempt),
+        held,
         envelope,
         recipients,
-    })
+    }))
 }
 
 /// The `mailq`-like listing: one block per message, one line per recipient.
@@ -162,18 +187,21 @@ pub fn render_list(entries: &[Entry], now: i64) -> String {
     );
     let mut total = 0;
     let mut pending = 0;
+    let mut held = 0;
     for entry in entries {
         total += entry.size;
+        held += usize::from(entry.held);
         let _ = writeln!(
             out,
-            "{:<20} {:>6} {:>10}  {}",
+            "{:<20} {:>6} {:>10}  {}{}",
             entry.id,
             age(now - entry.received_at),
             size(entry.size),
-            sender(&entry.envelope)
+            sender(&entry.envelope),
+            if entry.held { "  (held)" } else { "" }
         );
         for r in &entry.recipients {
-            pending += usize::from(matches!(r.state, "queued" | "deferred"));
+            pending += usize::from(matches!(r.state, "queued" | "deferred" | "held"));
             let _ = write!(out, "{:41}{:<10} {}", "", r.state, r.address);
             if let Some(reason) = &r.reason {
                 let code = r.code.as_deref().map_or(String::new(), |c| format!("{c} "));
@@ -182,9 +210,13 @@ pub fn render_list(entries: &[Entry], now: i64) -> String {
             out.push('\n');
         }
     }
+    let held = match held {
+        0 => String::new(),
+        n => format!(", {n} message(s) held"),
+    };
     let _ = writeln!(
         out,
-        "-- {} message(s), {}, {pending} recipient(s) pending",
+        "-- {} message(s), {}, {pending} recipient(s) pending{held}",
         entries.len(),
         size(total)
     );
@@ -235,6 +267,11 @@ pub fn render_show(entry: &Entry, content: &[u8], now: i64) -> String {
         let _ = writeln!(out, "options:   {}", parameters.join(" "));
     }
     let _ = match entry.next_attempt {
+        _ if entry.held => writeln!(
+            out,
+            "attempts:  {}; held: not delivered, never expires, until `tlsrelay queue release {}`",
+            entry.attempts, entry.id
+        ),
         None => writeln!(out, "attempts:  none yet"),
         Some(at) if at <= now => writeln!(out, "attempts:  {}, next: due now", entry.attempts),
         Some(at) => writeln!(
@@ -318,6 +355,20 @@ async fn offline(
             )));
         }
         Request::Retry { id: Some(id) } | Request::Delete { id } | Request::Bounce { id } => id,
+        Request::Bulk { action, selection } => {
+            let ids = match bulk::select(&spool, &states, selection) {
+                Ok(ids) => ids,
+                Err(bulk::SelectError::NoSuchMessage(id)) => {
+                    return Err(AdminError::NoSuchMessage(id))
+                }
+                Err(bulk::SelectError::Spool(e)) => return Err(e.into()),
+            };
+            let done = ids
+                .iter()
+                .filter(|id| bulk::act(&finish, *action, id))
+                .count();
+            return Ok(Response::ok(bulk::summary(*action, selection, done, 0)));
+        }
         Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {
             return Ok(Response::error("not a queue request"))
         }
@@ -340,7 +391,7 @@ async fn offline(
             Ok(message) => Response::ok(message),
             Err(message) => Response::error(message),
         },
-        Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {
+        Request::Bulk { .. } | Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {
             Response::error("not a queue request")
         }
     })

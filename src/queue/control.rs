@@ -1,4 +1,4 @@
-//! The control socket: how `tlsrelay queue retry|delete|bounce` reach a
+//! The control socket: how `tlsrelay queue retry|delete|bounce|hold|release` reach a
 //! running relay, so that the queue manager, which owns the schedule and
 //! knows which messages are being delivered this moment, makes the change
 //! (DESIGN.md §2: "safe while the daemon runs").
@@ -38,6 +38,11 @@ pub enum Request {
     Delete { id: String },
     /// Fail every pending recipient and return the message to its sender.
     Bounce { id: String },
+    /// `delete --all`, `hold`, `release`: one message or every match.
+    Bulk {
+        action: super::bulk::Action,
+        selection: super::bulk::Selection,
+    },
     /// `tlsrelay tls-memory list`: the broken-TLS memory, as a table.
     TlsMemoryList,
     /// `tlsrelay tls-memory forget HOST`, or everything (`--all`, `None`).

@@ -80,7 +80,9 @@ pub struct ClientInfo {
     pub helo: String,
     /// Inbound connector name; `None` for anonymous clients.
     pub connector: Option<String>,
-    /// "TLSv1.3 TLS13_AES_256_GCM_SHA384", or `None` for plaintext.
+    /// "TLSv1.3 TLS_AES_256_GCM_SHA384" (IANA names; envelopes spooled by
+    /// earlier releases say `TLS13_…`, rustls' spelling: it is only shown,
+    /// never parsed), or `None` for plaintext.
     pub tls: Option<String>,
 }
 

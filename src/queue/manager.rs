@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::bulk::{self, Action, Selection};
 use super::control::{Command, Request, Response};
 use super::dsn::Kind;
 use super::envelope::Recipient;
@@ -81,6 +82,8 @@ struct Board {
     held: HashMap<String, Vec<Command>>,
     /// Busy messages to try again as soon as their turn is over.
     retry_after: HashSet<String>,
+    /// Messages on hold (`tlsrelay queue hold`): never scheduled.
+    on_hold: HashSet<String>,
 }
 
 impl Board {
@@ -162,8 +165,12 @@ impl<R: Resolve + 'static> QueueManager<R> {
         match self.spool.list() {
             Ok(ids) => {
                 for id in ids {
-                    let at = self.states.load(&id).map_or(now(), |s| s.next_attempt);
-                    board.schedule(id, at);
+                    match self.states.load(&id) {
+                        Some(state) if state.held => {
+                            board.on_hold.insert(id);
+                        }
+                        state => board.schedule(id, state.map_or(now(), |s| s.next_attempt)),
+                    }
                 }
             }
             Err(e) => {
@@ -181,13 +188,20 @@ impl<R: Resolve + 'static> QueueManager<R> {
             });
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(id) = self.receiver.recv() => board.schedule(id, now()),
+                Some(id) = self.receiver.recv() => {
+                    // Held before its announcement arrived: it stays held.
+                    if !board.on_hold.contains(&id) {
+                        board.schedule(id, now());
+                    }
+                }
                 Some(turn) = finished.recv() => {
                     board.busy.remove(&turn.id);
                     for command in board.held.remove(&turn.id).unwrap_or_default() {
                         self.command(&mut board, command, &self.worker.get(), &tasks, &done);
                     }
-                    let untouched = !board.busy.contains(&turn.id) && !board.waiting.contains_key(&turn.id);
+                    let untouched = !board.busy.contains(&turn.id)
+                        && !board.waiting.contains_key(&turn.id)
+                        && !board.on_hold.contains(&turn.id);
                     let next = match board.retry_after.remove(&turn.id) {
                         true => turn.next.map(|_| now()),
                         false => turn.next,
@@ -270,6 +284,10 @@ impl<R: Resolve + 'static> QueueManager<R> {
             Request::Retry { id: Some(id) } | Request::Delete { id } | Request::Bounce { id } => {
                 id.clone()
             }
+            Request::Bulk { action, selection } => {
+                let _ = reply.send(self.bulk(board, *action, selection, worker));
+                return;
+            }
             // The control socket answers these itself.
             Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {
                 let _ = reply.send(Response::error("not a queue request"));
@@ -294,18 +312,25 @@ impl<R: Resolve + 'static> QueueManager<R> {
             return;
         }
         match request {
+            Request::Retry { .. } if board.on_hold.contains(&id) => {
+                let _ = reply.send(Response::error(format!(
+                    "{id}: on hold, not tried; `tlsrelay queue release {id}` first"
+                )));
+            }
             Request::Retry { .. } => {
                 board.schedule(id.clone(), now());
                 let _ = reply.send(Response::ok(format!("{id}: due now")));
             }
             Request::Delete { .. } => {
                 board.waiting.remove(&id);
+                board.on_hold.remove(&id);
                 worker.finish.remove(&id);
                 tracing::info!(queue_id = %id, "deleted by the administrator");
                 let _ = reply.send(Response::ok(format!("{id}: deleted")));
             }
             Request::Bounce { .. } => {
                 board.waiting.remove(&id);
+                board.on_hold.remove(&id);
                 board.busy.insert(id.clone());
                 let (worker, done) = (worker.clone(), done.clone());
                 tasks.spawn(async move {
@@ -318,8 +343,56 @@ impl<R: Resolve + 'static> QueueManager<R> {
                 });
             }
             // Answered above.
-            Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {}
+            Request::Bulk { .. } | Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {}
         }
+    }
+
+    /// `delete --all`, `hold`, `release`: each selected message at once,
+    /// or, while it is being attempted, when its attempt is over.
+    fn bulk(
+        &self,
+        board: &mut Board,
+        action: Action,
+        selection: &Selection,
+        worker: &Worker<R>,
+    ) -> Response {
+        let ids = match bulk::select(&self.spool, &self.states, selection) {
+            Ok(ids) => ids,
+            Err(e) => return Response::error(e.to_string()),
+        };
+        let (mut done, mut later) = (0, 0);
+        for id in ids {
+            if board.busy.contains(&id) {
+                // Its answer goes nowhere: this one is given now.
+                let (reply, _) = tokio::sync::oneshot::channel();
+                let one = Request::Bulk {
+                    action,
+                    selection: Selection::Id(id.clone()),
+                };
+                board.held.entry(id).or_default().push((one, reply));
+                later += 1;
+                continue;
+            }
+            if !bulk::act(&worker.finish, action, &id) {
+                continue;
+            }
+            done += 1;
+            match action {
+                Action::Delete => {
+                    board.waiting.remove(&id);
+                    board.on_hold.remove(&id);
+                }
+                Action::Hold => {
+                    board.waiting.remove(&id);
+                    board.on_hold.insert(id);
+                }
+                Action::Release => {
+                    board.on_hold.remove(&id);
+                    board.schedule(id, now());
+                }
+            }
+        }
+        Response::ok(bulk::summary(action, selection, done, later))
     }
 }
 

@@ -261,6 +261,11 @@ impl Spool {
         read_message(&self.inner.queue.join(id))
     }
 
+    /// The envelope of a committed message, without its content.
+    pub fn read_envelope(&self, id: &str) -> Result<Envelope, SpoolError> {
+        read_envelope(&self.inner.queue.join(id)).map(|(envelope, _)| envelope)
+    }
+
     /// A message committed by this process and not read since, from
     /// memory: the first delivery attempt need not read back the file it
     /// just wrote. Taken, so it is handed out once; `None` sends the

@@ -22,6 +22,10 @@ pub struct DeliveryState {
     pub next_attempt: i64,
     /// A delayed-delivery notice went out already.
     pub delay_warned: bool,
+    /// On hold (`tlsrelay queue hold`): never attempted, never expired,
+    /// until released. Absent from states written before holds existed.
+    #[serde(default)]
+    pub held: bool,
     pub recipients: Vec<RecipientState>,
 }
 
@@ -59,6 +63,7 @@ impl DeliveryState {
             attempts: 0,
             next_attempt: now,
             delay_warned: false,
+            held: false,
             recipients: envelope
                 .recipients
                 .iter()
@@ -167,5 +172,22 @@ mod tests {
         assert!(state.done());
         store.remove("Q1");
         assert_eq!(store.load("Q1"), None);
+    }
+
+    /// A state written before holds existed has no `held`: not held.
+    #[test]
+    fn old_states_without_the_hold_still_load() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = StateStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let old = r#"{"attempts":2,"next_attempt":100,"delay_warned":false,"recipients":[{"address":"a@x.test","status":"pending"}]}"#;
+        std::fs::write(dir.path().join("state/Q1"), old).unwrap_or_else(|e| panic!("{e}"));
+        let state = store.load("Q1").unwrap_or_else(|| panic!("not loaded"));
+        assert_eq!((state.attempts, state.held), (2, false));
+        let held = DeliveryState {
+            held: true,
+            ..state
+        };
+        store.save("Q1", &held).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.load("Q1"), Some(held));
     }
 }

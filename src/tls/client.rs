@@ -94,7 +94,10 @@ pub fn config(
 pub struct Negotiated {
     /// `TLSv1.3` or `TLSv1.2`.
     pub version: String,
+    /// The IANA name, as Postfix and OpenSSL print it
+    /// (`TLS_AES_256_GCM_SHA384`); see [`iana_cipher`].
     pub cipher: String,
+    /// The key-exchange group (`X25519MLKEM768`, `X25519`, `secp256r1`).
     pub group: Option<String>,
 }
 
@@ -108,7 +111,7 @@ impl Negotiated {
         };
         let cipher = connection
             .negotiated_cipher_suite()
-            .map_or("unknown".to_string(), |s| format!("{:?}", s.suite()));
+            .map_or("unknown".to_string(), |s| iana_cipher(s.suite()));
         let group = connection
             .negotiated_key_exchange_group()
             .map(|g| format!("{:?}", g.name()));
@@ -116,6 +119,50 @@ impl Negotiated {
             version,
             cipher,
             group,
+        }
+    }
+}
+
+/// The IANA name of a cipher suite (RFC 8446 §B.4 for TLS 1.3), the one
+/// administrators know from Postfix logs and `openssl s_client`. rustls
+/// prefixes its TLS 1.3 suites `TLS13_` to tell them apart in Rust; its
+/// TLS 1.2 names are IANA's already. Envelopes spooled by releases before
+/// this one carry the `TLS13_` spelling: they are only ever shown, never
+/// parsed, so both read fine.
+pub fn iana_cipher(suite: rustls::CipherSuite) -> String {
+    let name = format!("{suite:?}");
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::CipherSuite;
+
+    #[test]
+    fn cipher_names_are_iana_names() {
+        for (suite, name) in [
+            (
+                CipherSuite::TLS13_AES_256_GCM_SHA384,
+                "TLS_AES_256_GCM_SHA384",
+            ),
+            (
+                CipherSuite::TLS13_AES_128_GCM_SHA256,
+                "TLS_AES_128_GCM_SHA256",
+            ),
+            (
+                CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+                "TLS_CHACHA20_POLY1305_SHA256",
+            ),
+            (
+                CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+                "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            ),
+        ] {
+            assert_eq!(iana_cipher(suite), name);
         }
     }
 }

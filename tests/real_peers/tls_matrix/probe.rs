@@ -71,7 +71,7 @@ fn probe_reports_the_facts_and_verdicts_of_real_receivers() {
                 "Connector    \"verify-host-tls13\"\nTLS level    verify-host\n".into(),
                 format!("\nHost {}\n", receivers[&Kind::Tls13].addr()),
                 "  STARTTLS offered   yes\n".into(),
-                "  TLS                TLSv1.3 TLS13_".into(),
+                "  TLS                TLSv1.3 TLS_".into(),
                 "  Certificate 1      CN=mx.good.test (issuer CN=tlsrelay matrix CA, O=tlsrelay tests; expires ".into(),
                 "  Chain              verified\n  Name               matches\n".into(),
                 "  Domain             no: certificate for mx.good.test not valid for verify-host-tls13.test or its subdomains\n".into(),
