@@ -273,28 +273,31 @@ fn run(command: Command) -> ExitCode {
     }
 }
 
+/// `serve`'s fatal errors are log events, in the format chosen for the
+/// log (`--log-format json` gives JSON, which a log collector parses like
+/// every other line): one `cannot start` event per line of the error.
 fn serve(path: &std::path::Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
-        Err(errors) => return user_error(errors),
+        Err(errors) => return fatal(errors, ExitCode::from(1)),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
-        Err(e) => return runtime_error(e),
+        Err(e) => return fatal(e, ExitCode::from(2)),
     };
     runtime.block_on(async {
         let daemon = match tlsrelay::daemon::Daemon::start(&config).await {
             Ok(daemon) => daemon,
-            Err(e) if e.is_user_error() => return user_error(e),
-            Err(e) => return runtime_error(e),
+            Err(e) if e.is_user_error() => return fatal(e, ExitCode::from(1)),
+            Err(e) => return fatal(e, ExitCode::from(2)),
         };
         let shutdown = tokio_util::sync::CancellationToken::new();
         match signals(shutdown.clone(), daemon.reloader()) {
             Ok(()) => {}
-            Err(e) => return runtime_error(e),
+            Err(e) => return fatal(e, ExitCode::from(2)),
         }
         tlsrelay::notify::notify("READY=1");
         if let Some(every) = tlsrelay::notify::watchdog_interval() {
@@ -626,9 +629,14 @@ fn init_logging(format: LogFormat, level: &str) -> Option<tlsrelay::log_sink::Lo
         // No thread for it: stderr directly, still never a panic.
         None => BoxMakeWriter::new(std::io::stderr),
     };
+    // Asked of the process's real stderr, not of the sink (a queue to a
+    // thread): colour codes only for a person at a terminal, never in a
+    // file, a pipe or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_ansi(ansi)
         // Its report of a failed write is an eprintln!, which panics.
         .log_internal_errors(false);
     match format {
@@ -642,6 +650,14 @@ fn init_logging(format: LogFormat, level: &str) -> Option<tlsrelay::log_sink::Lo
 fn say(text: std::fmt::Arguments) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// A fatal error of `serve`, logged (one event per line of it), then `code`.
+fn fatal(e: impl std::fmt::Display, code: ExitCode) -> ExitCode {
+    for line in e.to_string().lines() {
+        tracing::error!(error = line, "cannot start");
+    }
+    code
 }
 
 fn user_error(e: impl std::fmt::Display) -> ExitCode {

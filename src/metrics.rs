@@ -12,9 +12,9 @@
 //! | `tlsrelay_sessions_current` | | inbound SMTP sessions open now |
 //! | `tlsrelay_sessions_total` | `connector`, `tls` | inbound sessions ended, by connector and TLS version (`plaintext`) |
 //! | `tlsrelay_messages_accepted_total` | `connector` | messages acknowledged with `250` (on disk) |
-//! | `tlsrelay_recipients_total` | `result` | recipient outcomes per attempt: `delivered`, `deferred`, `failed` |
+//! | `tlsrelay_recipients_total` | `result` | recipient outcomes per attempt: `delivered`, `deferred`, `failed` (also `max_age` and `tlsrelay queue bounce`) |
 //! | `tlsrelay_notices_total` | `kind` | DSNs queued: `failure` (bounces), `delay` |
-//! | `tlsrelay_delivery_attempts_total` | `level`, `tls`, `cipher`, `outcome` | one per attempt log line: TLS level asked; `TLSv1.3`, `TLSv1.2`, `plaintext`, `plaintext_fallback` or `-`; `sent` (a transaction was made), `deferred_for_policy`, `tls_rung_failed`, `connect_failed`, `refused_after_tls` |
+//! | `tlsrelay_delivery_attempts_total` | `connector`, `level`, `tls`, `cipher`, `outcome` | one per attempt log line: the outbound connector's name (`-` for MX delivery without one; bounded by the config); TLS level asked; `TLSv1.3`, `TLSv1.2`, `plaintext`, `plaintext_fallback` or `-`; `sent` (a transaction was made), `deferred_for_policy`, `tls_rung_failed`, `connect_failed`, `refused_after_tls` |
 //! | `tlsrelay_queue_messages` | | messages in the spool |
 //! | `tlsrelay_queue_oldest_seconds` | | age of the oldest one |
 //! | `tlsrelay_certificate_expiry_timestamp_seconds` | `certificate` | `notAfter` of each certificate in use (Unix time) |
@@ -67,7 +67,7 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "tlsrelay_delivery_attempts_total",
         kind: "counter",
-        help: "Delivery attempts by TLS level asked, TLS outcome and cipher.",
+        help: "Delivery attempts by outbound connector, TLS level asked, TLS outcome and cipher.",
     },
     Family {
         name: "tlsrelay_queue_messages",

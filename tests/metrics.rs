@@ -8,7 +8,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::relay::Relay;
+use support::dns::{DnsServer, MAIL_AND_SENDER_ZONE};
+use support::receiver::Receiver;
+use support::relay::{mx_config, with_keys, Relay};
 use support::smtp::{assert_queued, Client};
 use support::tls::client_config;
 
@@ -125,30 +127,16 @@ fn counters_equal_the_traffic_sent() {
 
     // Settled: B holds three messages, the refused one bounced (and the
     // bounce, to sender.test, was refused by B and dropped), "stuck" waits.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let metrics = loop {
-        let (status, body) = get(addr, "/metrics");
-        assert_eq!(status, "HTTP/1.1 200 OK");
-        let m = samples(&body);
-        let settled = b.spooled().len() == 3
+    let (body, m) = wait_metrics(&a, |m| {
+        b.spooled().len() == 3
             && a.spooled().len() == 1
-            && value(&m, "tlsrelay_notices_total{kind=\"failure\"}") == 1.0
-            && value(&m, "tlsrelay_sessions_current") == 0.0
+            && value(m, "tlsrelay_notices_total{kind=\"failure\"}") == 1.0
+            && value(m, "tlsrelay_sessions_current") == 0.0
             && value(
-                &m,
-                "tlsrelay_delivery_attempts_total{level=\"required\",tls=\"-\",cipher=\"-\",outcome=\"deferred_for_policy\"}",
-            ) >= 2.0;
-        if settled {
-            break (body, m);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not settled:\n{body}\n{}",
-            a.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (body, m) = metrics;
+                m,
+                "tlsrelay_delivery_attempts_total{connector=\"strict\",level=\"required\",tls=\"-\",cipher=\"-\",outcome=\"deferred_for_policy\"}",
+            ) >= 2.0
+    });
 
     assert_eq!(
         value(&m, "tlsrelay_messages_accepted_total{connector=\"lan\"}"),
@@ -176,7 +164,7 @@ fn counters_equal_the_traffic_sent() {
     let tls13: f64 = m
         .iter()
         .filter(|(k, _)| {
-            k.starts_with("tlsrelay_delivery_attempts_total{level=\"opportunistic\",tls=\"TLSv1.3\",cipher=\"TLS_")
+            k.starts_with("tlsrelay_delivery_attempts_total{connector=\"to-b\",level=\"opportunistic\",tls=\"TLSv1.3\",cipher=\"TLS_")
                 && k.ends_with("outcome=\"sent\"}")
         })
         .map(|(_, v)| v)
@@ -219,4 +207,62 @@ fn counters_equal_the_traffic_sent() {
 
     let (status, _) = get(addr, "/other");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
+
+/// `relay`'s metrics text and samples once `done` holds (bounded).
+fn wait_metrics(
+    relay: &Relay,
+    done: impl Fn(&HashMap<String, f64>) -> bool,
+) -> (String, HashMap<String, f64>) {
+    let addr = metrics_addr(relay);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get(addr, "/metrics");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let m = samples(&body);
+        if done(&m) {
+            return (body, m);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled:\n{body}\n{}",
+            relay.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn max_age_bounces_count_as_failed_and_mx_attempts_carry_connector_dash() {
+    let dns = DnsServer::start(MAIL_AND_SENDER_ZONE);
+    let next_hop = Receiver::start("127.0.0.2:0".parse().expect("address"));
+    next_hop.on_rcpt("later@b.test", &["450 4.2.1 mailbox busy"]);
+    let config = with_keys(
+        &mx_config(next_hop.addr.port(), dns.addr),
+        "queue",
+        "max_age = \"2s\"\ndelay_warning_after = \"0s\"",
+    );
+    let relay = Relay::start_with(&format!(
+        "{config}[admin]\nmetrics_listen = \"127.0.0.1:0\"\n"
+    ));
+    let (mut client, _) = Client::connect(relay.smtp);
+    client.command("EHLO client.test");
+    let content = "From: <>\r\nSubject: x\r\n\r\nhi\r\n";
+    assert_queued(&client.deliver("", &["bob@b.test", "later@b.test"], content));
+    client.command("QUIT");
+    let sent = "tlsrelay_delivery_attempts_total{connector=\"-\",level=\"opportunistic\",tls=\"plaintext\",cipher=\"-\",outcome=\"sent\"}";
+    let (_, m) = wait_metrics(&relay, |m| {
+        value(m, "tlsrelay_recipients_total{result=\"failed\"}") >= 1.0
+    });
+    assert_eq!(
+        value(&m, "tlsrelay_recipients_total{result=\"failed\"}"),
+        1.0,
+        "{m:?}"
+    );
+    assert_eq!(
+        value(&m, "tlsrelay_recipients_total{result=\"delivered\"}"),
+        1.0,
+        "{m:?}"
+    );
+    assert!(value(&m, sent) >= 1.0, "{m:?}");
 }

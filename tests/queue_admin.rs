@@ -195,6 +195,13 @@ fn queue_commands_work_against_a_running_relay() {
         .map(|(id, _, _)| id)
         .collect();
     assert_eq!(left, vec![three.clone()]);
+    // The log says what became of its recipient, under its queue id.
+    let deleted = relay.wait_for_log("\"deleted\"", 1);
+    assert!(
+        deleted[0].contains(&format!("\"queue_id\":\"{two}\""))
+            && deleted[0].contains("\"by\":\"administrator\""),
+        "{deleted:?}"
+    );
 
     // bounce: the sender gets a DSN from <>, the message leaves the queue.
     let (code, text, err) = queue(&relay, &["bounce", &three]);
@@ -202,6 +209,15 @@ fn queue_commands_work_against_a_running_relay() {
     assert!(
         text.contains(&format!("{three}: returned to the sender")),
         "{text}"
+    );
+    let failed = relay.wait_for_log("\"by\":\"administrator\"", 2);
+    assert!(
+        failed
+            .iter()
+            .any(|l| l.contains(&format!("\"queue_id\":\"{three}\""))
+                && l.contains("\"message\":\"failed\"")
+                && l.contains("bob@far.test")),
+        "{failed:?}"
     );
     let received = wait_kept(&gate, 2);
     let (from, to, dsn) = &received[1];

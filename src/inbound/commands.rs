@@ -13,6 +13,8 @@ use crate::smtp::literal;
 impl Session {
     /// Answers one complete command line (ending in LF).
     pub(super) fn command(&mut self, line: &[u8], out: &mut Output) -> Action {
+        let sender = self.envelope.as_ref().map(|e| e.sender.as_str());
+        out.context = super::session::Context::of_line(line, sender);
         if self.shutting_down {
             self.closing(
                 out,

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::session::{Action, CommitError, Output, Session};
+use super::session::{Action, CommitError, Context, Output, Session};
 use super::ServerState;
 use crate::queue::spool::MessageWriter;
 
@@ -71,15 +71,19 @@ pub async fn handle(
     };
     gauge.connector = session.connector_name().unwrap_or("-").to_string();
     gauge.tls = session.tls_version().unwrap_or("plaintext").to_string();
+    driver.learn_name(&mut session).await;
+    let client_name = session.reverse_name().unwrap_or("unknown");
+    let connector = session.connector_name().unwrap_or("-");
+    let messages = driver.messages;
     match result {
         Ok(()) => {
-            tracing::info!(client = %peer, connector = session.connector_name().unwrap_or("-"), messages = driver.messages, "session closed")
+            tracing::info!(client = %peer, client_name, connector, messages, "session closed")
         }
         Err(Ended::Timeout(phase)) => {
-            tracing::info!(client = %peer, phase, messages = driver.messages, "session timed out")
+            tracing::info!(client = %peer, client_name, connector, phase, messages, "session timed out")
         }
         Err(Ended::Io(e)) => {
-            tracing::info!(client = %peer, error = %e, messages = driver.messages, "session ended")
+            tracing::info!(client = %peer, client_name, connector, error = %e, messages, "session ended")
         }
     }
 }
@@ -96,6 +100,64 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
+    /// Gives the session the client's reverse name if the lookup is done
+    /// (never waits for it).
+    async fn learn_name(&mut self, session: &mut Session) {
+        if self.reverse.as_ref().is_some_and(|r| r.is_finished()) {
+            if let Some(Ok(Some(name))) = match self.reverse.take() {
+                Some(lookup) => Some(lookup.await),
+                None => None,
+            } {
+                session.set_reverse_name(name);
+            }
+        }
+    }
+
+    /// The acceptance line: everything about the message an administrator
+    /// asks first (Postfix's `queued` line), under its queue id.
+    async fn log_accepted(&mut self, id: &str, session: &mut Session) {
+        self.learn_name(session).await;
+        let envelope = session.envelope();
+        let recipients: Vec<&str> = envelope
+            .map(|e| e.recipients.iter().map(|r| r.address.as_str()).collect())
+            .unwrap_or_default();
+        let message_id = session.message_id();
+        tracing::info!(
+            queue_id = id,
+            client = %self.peer,
+            client_name = session.reverse_name().unwrap_or("unknown"),
+            connector = session.connector_name().unwrap_or("-"),
+            tls = session.tls_version().unwrap_or("plaintext"),
+            cipher = session.tls().map_or("-", |t| t.cipher.as_str()),
+            from = envelope.map_or("", |e| e.sender.as_str()),
+            to = recipients.join(",").as_str(),
+            recipients = recipients.len(),
+            size = session.content_size().unwrap_or(0),
+            message_id = message_id.as_deref().unwrap_or("-"),
+            "message accepted"
+        );
+    }
+
+    /// The one place every refusal is logged (DESIGN §7): each `4xx`/`5xx`
+    /// reply the session gave, or a TLS handshake that failed (`reason`,
+    /// no reply), with the client, its connector and what was refused.
+    /// The message is `refused` throughout, so one grep finds them all.
+    async fn log_refusals(&mut self, session: &mut Session, out: &mut Output) {
+        if out.refusals.is_empty() {
+            return;
+        }
+        self.learn_name(session).await;
+        for refusal in out.refusals.drain(..) {
+            log_refusal(
+                self.peer,
+                session,
+                &refusal.context,
+                Some(&refusal.reply),
+                None,
+            );
+        }
+    }
+
     /// The TLS handshake, then the rest of the session over TLS.
     async fn secure(
         &mut self,
@@ -107,10 +169,27 @@ impl Driver<'_> {
             return Ok(());
         };
         let deadline = Instant::now() + self.state.timeouts.tls_handshake;
+        let context = Context {
+            command: match greet {
+                true => "(implicit TLS)".into(),
+                false => "STARTTLS".into(),
+            },
+            phase: Some("TLS handshake"),
+            ..Context::default()
+        };
         let mut tls_stream = match timeout_at(deadline, tls.acceptor().accept(stream)).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(Ended::Io(e)),
-            Err(_) => return Err(Ended::Timeout("TLS handshake")),
+            Ok(Err(e)) => {
+                self.learn_name(session).await;
+                let reason = crate::tls::reason::io_reason(&e);
+                log_refusal(self.peer, session, &context, None, Some(&reason));
+                return Err(Ended::Io(e));
+            }
+            Err(_) => {
+                self.learn_name(session).await;
+                log_refusal(self.peer, session, &context, None, Some("timed out"));
+                return Err(Ended::Timeout("TLS handshake"));
+            }
         };
         let info = tls.session_info(tls_stream.get_ref().1);
         tracing::info!(
@@ -194,7 +273,7 @@ impl Driver<'_> {
                         };
                         if let Ok(id) = &result {
                             self.messages += 1;
-                            tracing::info!(queue_id = %id, "message accepted");
+                            self.log_accepted(id, session).await;
                             crate::metrics::global().inc(
                                 "tlsrelay_messages_accepted_total",
                                 &[("connector", session.connector_name().unwrap_or("-"))],
@@ -206,15 +285,14 @@ impl Driver<'_> {
                     }
                     Action::Abort => writer = None,
                     Action::StartTls => {
-                        self.send(stream, &out.replies).await?;
+                        self.send(stream, session, &mut out).await?;
                         return Ok(Outcome::StartTls);
                     }
-                    Action::Close => return self.close(stream, &out).await,
+                    Action::Close => return self.close(stream, session, &mut out).await,
                 }
             }
             if !out.replies.is_empty() {
-                self.send(stream, &out.replies).await?;
-                out.replies.clear();
+                self.send(stream, session, &mut out).await?;
             }
             // Between BDAT chunks the client is at the command deadline;
             // the content clock stops, and starts again with the next chunk.
@@ -241,15 +319,17 @@ impl Driver<'_> {
                     Ok(Ok(0)) => return Ok(Outcome::Closed),
                     Ok(Ok(n)) => {
                         if session.in_data() && data.too_slow(n, self.state.timeouts.min_data_rate) {
+                            out.context.phase = Some("DATA rate");
                             session.closing(&mut out, "4.4.2", "Data rate too slow; closing");
-                            self.close(stream, &out).await?;
+                            self.close(stream, session, &mut out).await?;
                             return Err(Ended::Timeout("DATA rate"));
                         }
                     }
                     Ok(Err(e)) => return Err(Ended::Io(e)),
                     Err(_) => {
+                        out.context.phase = Some(phase);
                         session.timed_out(&mut out);
-                        self.close(stream, &out).await?;
+                        self.close(stream, session, &mut out).await?;
                         return Err(Ended::Timeout(phase));
                     }
                 },
@@ -257,8 +337,9 @@ impl Driver<'_> {
                     shutting_down = true;
                     session.shut_down();
                     if !session.in_data() && input.is_empty() {
+                        out.context.phase = Some("shutdown");
                         session.closing(&mut out, "4.3.2", "Service shutting down, closing transmission channel");
-                        return self.close(stream, &out).await;
+                        return self.close(stream, session, &mut out).await;
                     }
                 }
             }
@@ -280,11 +361,12 @@ impl Driver<'_> {
     }
 
     async fn close<S: AsyncWrite + Unpin>(
-        &self,
+        &mut self,
         stream: &mut S,
-        out: &Output,
+        session: &mut Session,
+        out: &mut Output,
     ) -> Result<Outcome, Ended> {
-        self.send(stream, &out.replies).await?;
+        self.send(stream, session, out).await?;
         // The TLS close_notify is a write too.
         let _ = timeout(self.state.timeouts.command, stream.shutdown()).await;
         Ok(Outcome::Closed)
@@ -301,13 +383,19 @@ impl Driver<'_> {
     /// read of input (`COMMAND_READ` plus a partial line) and the replies
     /// to it; the rest waits in the kernel's buffers, under TCP flow
     /// control.
+    ///
+    /// Refusals among the replies are logged first; the replies are
+    /// cleared once written.
     async fn send<S: AsyncWrite + Unpin>(
-        &self,
+        &mut self,
         stream: &mut S,
-        replies: &[u8],
+        session: &mut Session,
+        out: &mut Output,
     ) -> Result<(), Ended> {
+        self.log_refusals(session, out).await;
+        let replies = std::mem::take(&mut out.replies);
         let write = async {
-            stream.write_all(replies).await?;
+            stream.write_all(&replies).await?;
             stream.flush().await
         };
         match timeout(self.state.timeouts.command, write).await {
@@ -315,6 +403,31 @@ impl Driver<'_> {
             Err(_) => Err(Ended::Timeout("reply write")),
         }
     }
+}
+
+/// Logs one refusal: the reply sent, or for a failed TLS handshake the
+/// reason. Client-controlled text goes in as `&str` fields, which both
+/// log formats quote and escape.
+fn log_refusal(
+    peer: SocketAddr,
+    session: &Session,
+    context: &Context,
+    reply: Option<&str>,
+    reason: Option<&str>,
+) {
+    tracing::info!(
+        client = %peer,
+        client_name = session.reverse_name().unwrap_or("unknown"),
+        connector = session.connector_name().unwrap_or("-"),
+        tls = session.tls_version().unwrap_or("plaintext"),
+        command = context.command.as_str(),
+        address = context.address.as_deref().unwrap_or("-"),
+        from = context.sender.as_deref().unwrap_or("-"),
+        phase = context.phase.unwrap_or("-"),
+        reply = reply.unwrap_or("-"),
+        reason = reason.unwrap_or("-"),
+        "refused"
+    );
 }
 
 /// Read buffer room while commands are expected: a pipelined burst of

@@ -103,7 +103,7 @@ impl Listeners {
                     let state = state.get();
                     let Some(admission) = admit(&limits, peer.ip()) else {
                         let hostname = state.policy.hostname.clone();
-                        sessions.spawn(refuse(stream, hostname));
+                        sessions.spawn(refuse(stream, peer, hostname));
                         continue;
                     };
                     let shutdown = shutdown.clone();
@@ -140,8 +140,10 @@ fn admit(limits: &Arc<Limits>, ip: IpAddr) -> Option<Admission> {
 }
 
 /// Over a limit: say so (RFC 5321 §3.1 allows 421 as the greeting) and hang up.
-async fn refuse(mut stream: TcpStream, hostname: String) {
-    let reply = format!("421 4.7.0 {hostname} Too many connections, try again later\r\n");
+async fn refuse(mut stream: TcpStream, peer: SocketAddr, hostname: String) {
+    let reply = format!("421 4.7.0 {hostname} Too many connections, try again later");
+    tracing::info!(client = %peer, command = "(connect)", reply = reply.as_str(), "refused");
+    let reply = format!("{reply}\r\n");
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = stream.write_all(reply.as_bytes()).await;
         let _ = stream.shutdown().await;

@@ -77,17 +77,87 @@ pub(super) enum Phase {
 pub struct Output {
     pub replies: Vec<u8>,
     pub content: Vec<u8>,
+    /// The command being answered, for the refusal log.
+    pub context: Context,
+    /// Every `4xx`/`5xx` reply given since the driver last looked: the
+    /// driver logs each as `refused` (DESIGN §7), so no refusal goes
+    /// unlogged whichever rule gave it.
+    pub refusals: Vec<Refusal>,
+}
+
+/// What a reply answers: the command's verb, the address it names, the
+/// transaction's sender, and for a timeout the phase it happened in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    pub command: String,
+    pub address: Option<String>,
+    pub sender: Option<String>,
+    pub phase: Option<&'static str>,
+}
+
+/// A `4xx`/`5xx` reply and what it answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub context: Context,
+    /// The reply line as sent, without CRLF.
+    pub reply: String,
+}
+
+/// Longest address kept for a log line; a client controls it.
+const LOGGED_ADDRESS: usize = 256;
+
+impl Context {
+    /// The context of command `line` (whatever its syntax), within a
+    /// transaction from `sender` if one is open.
+    pub fn of_line(line: &[u8], sender: Option<&str>) -> Context {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        let command: String = text
+            .chars()
+            .take_while(char::is_ascii_alphabetic)
+            .take(16)
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let address = match command.as_str() {
+            "MAIL" | "RCPT" => text.split_once(':').map(|(_, rest)| {
+                let rest = rest.trim_start();
+                let path = match rest.starts_with('<') {
+                    true => rest.find('>').map_or(rest, |end| &rest[..=end]),
+                    false => rest.split_whitespace().next().unwrap_or(""),
+                };
+                path.chars().take(LOGGED_ADDRESS).collect()
+            }),
+            _ => None,
+        };
+        Context {
+            command: if command.is_empty() {
+                "?".into()
+            } else {
+                command
+            },
+            address,
+            sender: sender.map(|s| format!("<{s}>")),
+            phase: None,
+        }
+    }
 }
 
 impl Output {
     /// One reply line; `status` is the RFC 3463 enhanced code, empty for
     /// the replies that carry none (220 greeting, 354).
     pub fn reply(&mut self, code: u16, status: &str, text: &str) {
-        use std::io::Write;
-        let _ = match status {
-            "" => write!(self.replies, "{code} {text}\r\n"),
-            _ => write!(self.replies, "{code} {status} {text}\r\n"),
+        let line = match status {
+            "" => format!("{code} {text}"),
+            _ => format!("{code} {status} {text}"),
         };
+        self.replies.extend_from_slice(line.as_bytes());
+        self.replies.extend_from_slice(b"\r\n");
+        if code >= 400 {
+            self.refusals.push(Refusal {
+                context: self.context.clone(),
+                reply: line,
+            });
+        }
     }
 }
 
@@ -135,6 +205,26 @@ impl Session {
     /// The client's reverse DNS name, for the Received header.
     pub fn set_reverse_name(&mut self, name: String) {
         self.reverse_name = Some(name);
+    }
+
+    /// The client's reverse DNS name, once known.
+    pub fn reverse_name(&self) -> Option<&str> {
+        self.reverse_name.as_deref()
+    }
+
+    /// The TLS session's version and cipher, `None` in plaintext.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// The size of the message content received so far.
+    pub fn content_size(&self) -> Option<u64> {
+        self.content.as_ref().map(Content::size)
+    }
+
+    /// The open message's `Message-ID`, once its header section is read.
+    pub fn message_id(&self) -> Option<String> {
+        self.content.as_ref().and_then(Content::message_id)
     }
 
     /// The `220` banner.

@@ -22,6 +22,8 @@ struct Driver {
     starttls: usize,
     closed: bool,
     unread: Vec<u8>,
+    refusals: Vec<Refusal>,
+    context: Context,
 }
 
 impl Driver {
@@ -44,6 +46,8 @@ impl Driver {
             starttls: 0,
             closed: false,
             unread: Vec::new(),
+            refusals: Vec::new(),
+            context: Context::default(),
         }
     }
 
@@ -55,11 +59,19 @@ impl Driver {
         buffered.extend_from_slice(input);
         let mut rest = &buffered[..];
         while !self.closed {
-            let mut out = Output::default();
+            // The context persists across steps, as in the real driver.
+            let mut out = Output {
+                context: std::mem::take(&mut self.context),
+                ..Output::default()
+            };
             let (used, action) = self.session.feed(rest, &mut out);
             rest = &rest[used..];
             self.absorb(&out);
-            let mut out = Output::default();
+            self.context = out.context.clone();
+            let mut out = Output {
+                context: std::mem::take(&mut out.context),
+                ..Output::default()
+            };
             match action {
                 Action::None if used == 0 || rest.is_empty() => break,
                 Action::None => {}
@@ -91,12 +103,14 @@ impl Driver {
                 Action::Close => self.closed = true,
             }
             self.absorb(&out);
+            self.context = std::mem::take(&mut out.context);
         }
         self.unread = rest.to_vec();
         self.wire[before..].to_string()
     }
 
     fn absorb(&mut self, out: &Output) {
+        self.refusals.extend(out.refusals.iter().cloned());
         self.wire.push_str(&String::from_utf8_lossy(&out.replies));
         self.content.extend_from_slice(&out.content);
     }
@@ -499,4 +513,66 @@ fn invalid_utf8_is_refused_even_with_smtputf8() {
         "{replies}"
     );
     assert!(!replies.contains('\u{fffd}'), "{replies}");
+}
+
+#[test]
+fn every_4xx_and_5xx_reply_is_a_refusal_naming_its_command_and_address() {
+    let mut d = Driver::new("192.0.2.1");
+    d.send(
+        b"MAIL FROM:<a@sender.test>\r\nEHLO c.test\r\nFROB\r\nMAIL FROM:<a@sender.test> SIZE=999999\r\n\
+          MAIL FROM:<a@sender.test>\r\nRCPT TO:<b@elsewhere.test>\r\n\
+          DATA\r\nRCPT TO:<b@example.test>\r\nDATA\r\n",
+    );
+    d.send(b"Message-ID: <m@x>\r\n\r\nbody\0\r\n.\r\nQUIT\r\n");
+    let refused_lines: Vec<&str> = d
+        .wire
+        .lines()
+        .filter(|l| l.starts_with('4') || l.starts_with('5'))
+        .collect();
+    let replies: Vec<&str> = d.refusals.iter().map(|r| r.reply.as_str()).collect();
+    assert_eq!(replies, refused_lines, "{}", d.wire);
+    let commands: Vec<(&str, Option<&str>)> = d
+        .refusals
+        .iter()
+        .map(|r| (r.context.command.as_str(), r.context.address.as_deref()))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            ("MAIL", Some("<a@sender.test>")),
+            ("FROB", None),
+            ("MAIL", Some("<a@sender.test>")),
+            ("RCPT", Some("<b@elsewhere.test>")),
+            ("DATA", None),
+            ("DATA", None),
+        ],
+        "{:?}",
+        d.refusals
+    );
+    assert_eq!(
+        d.refusals[3].context.sender.as_deref(),
+        Some("<a@sender.test>")
+    );
+    assert!(d.refusals[3].reply.starts_with("550 5.7.1"));
+    assert!(
+        d.refusals[5].reply.starts_with("554 5.6.0"),
+        "NUL in content"
+    );
+    assert_eq!(
+        d.refusals[5].context.sender.as_deref(),
+        Some("<a@sender.test>")
+    );
+}
+
+#[test]
+fn a_command_the_log_names_is_bounded_and_never_ends_a_line() {
+    let long = format!("RCPT TO:<{}@example.test>\r\n", "a".repeat(5000));
+    let context = Context::of_line(long.as_bytes(), None);
+    assert_eq!(context.command, "RCPT");
+    assert!(context
+        .address
+        .as_deref()
+        .is_some_and(|a| a.chars().count() <= 256));
+    let context = Context::of_line(b"\xff\xfe junk\r\n", None);
+    assert_eq!(context.command, "?");
 }

@@ -31,6 +31,11 @@ pub struct RecipientOutcome {
     pub address: String,
     pub verdict: Verdict,
     pub remote_mta: Option<String>,
+    /// The address of the server that gave the verdict, if one did.
+    pub ip: Option<SocketAddr>,
+    /// How that connection was protected (`TLSv1.3 TLS_AES_… verified`,
+    /// `plaintext (…)`), for the recipient's log line.
+    pub tls: Option<String>,
 }
 
 /// Everything attempts share: routing, TLS material, limits.
@@ -198,6 +203,8 @@ impl<R: Resolve> Deliverer<R> {
                     address: r.address.clone(),
                     verdict: verdict.clone(),
                     remote_mta: remote.clone(),
+                    ip: None,
+                    tls: None,
                 })
                 .collect::<Vec<_>>()
         };
@@ -251,7 +258,7 @@ impl<R: Resolve> Deliverer<R> {
                     .attempt_host(queue_id, envelope, content, group, &route, hop, ip)
                     .await
                 {
-                    Ok(verdicts) => {
+                    Ok((verdicts, tls)) => {
                         let remote = Some(hop.host.to_string());
                         return group
                             .iter()
@@ -260,6 +267,8 @@ impl<R: Resolve> Deliverer<R> {
                                 address: r.address.clone(),
                                 verdict,
                                 remote_mta: remote.clone(),
+                                ip: Some(SocketAddr::new(ip, hop.port)),
+                                tls: Some(tls.clone()),
                             })
                             .collect();
                     }
@@ -281,17 +290,20 @@ impl<R: Resolve> Deliverer<R> {
         route: &Route<'_>,
         hop: &Hop,
         ip: IpAddr,
-    ) -> Result<Vec<Verdict>, Skip> {
+    ) -> Result<(Vec<Verdict>, String), Skip> {
         let level = route.connector.map_or(TlsLevel::Opportunistic, |c| c.tls);
         let host = hop.host.to_string();
         let addr = SocketAddr::new(ip, hop.port);
         // What the broken-TLS memory decided, once it was asked.
         let memory_note = std::sync::OnceLock::<String>::new();
+        // Bounded: the configured connectors' names, `-` for the MX default.
+        let connector = route.connector.map_or("-", |c| c.name.as_str());
         let log = |tls: &str, channel: &Channel, result: &str| {
             let (version, cipher, outcome) = channel.labels();
             crate::metrics::global().inc(
                 "tlsrelay_delivery_attempts_total",
                 &[
+                    ("connector", connector),
                     ("level", &level.to_string()),
                     ("tls", version),
                     ("cipher", cipher),
@@ -304,7 +316,7 @@ impl<R: Resolve> Deliverer<R> {
                 recipients = %recipients.join(","),
                 host = %host,
                 ip = %addr,
-                connector = route.connector.map_or("(default)", |c| c.name.as_str()),
+                connector,
                 tls_level = %level,
                 tls,
                 tls_memory = memory_note.get().map_or("-", String::as_str),
@@ -341,8 +353,8 @@ impl<R: Resolve> Deliverer<R> {
                 }
             };
             if !verdicts.is_empty() {
-                self.park(&key, back, summary, channel);
-                return Ok(verdicts);
+                self.park(&key, back, summary.clone(), channel);
+                return Ok((verdicts, format!("{summary} (reused)")));
             }
             // Its RSET, pipelined in front of MAIL, failed: the kept
             // connection had gone stale, nothing was sent; a new one.
@@ -382,7 +394,7 @@ impl<R: Resolve> Deliverer<R> {
                         verdicts = verdicts.into_iter().map(Verdict::after_fallback).collect();
                     }
                     self.park(&key, back.map(Session::Plain), why.to_string(), channel);
-                    return Ok(verdicts);
+                    return Ok((verdicts, why.to_string()));
                 }
                 Step::Defer { code, reason } => {
                     client.quit().await;
@@ -444,10 +456,10 @@ impl<R: Resolve> Deliverer<R> {
                     self.park(
                         &key,
                         back.map(|c| Session::Tls(Box::new(c))),
-                        summary,
+                        summary.clone(),
                         channel,
                     );
-                    Ok(verdicts)
+                    Ok((verdicts, summary))
                 }
                 (Step::Defer { code, reason }, tls) => {
                     if let Some(upgraded) = tls {

@@ -384,7 +384,7 @@ async fn offline(
             ))
         }
         Request::Delete { .. } => {
-            finish.remove(id);
+            finish.delete(id);
             Response::ok(format!("{id}: deleted"))
         }
         Request::Bounce { .. } => match finish.bounce(id).await {

@@ -126,9 +126,8 @@ pub fn act(finish: &Finisher, action: Action, id: &str) -> bool {
     match action {
         Action::Delete => {
             let queued = finish.spool.contains(id);
-            finish.remove(id);
             if queued {
-                tracing::info!(queue_id = id, "deleted by the administrator");
+                finish.delete(id);
             }
             queued
         }

@@ -61,6 +61,23 @@ pub fn fail_pending(state: &mut DeliveryState, why: &str, default: &str) -> Vec<
     failed
 }
 
+/// Logs and counts recipients failed without a server's verdict: `by`
+/// is `max_age` or `administrator`. Their lines read like a delivery
+/// attempt's `failed`, so one grep for the queue id shows every fate.
+pub fn record_failed(id: &str, slots: &[RecipientState], by: &str) {
+    for slot in slots {
+        crate::metrics::global().inc("tlsrelay_recipients_total", &[("result", "failed")]);
+        tracing::info!(
+            queue_id = id,
+            to = slot.address.as_str(),
+            status = slot.code.as_deref().unwrap_or("-"),
+            reason = slot.reason.as_deref().unwrap_or("-"),
+            by,
+            "failed"
+        );
+    }
+}
+
 /// A temporary status made permanent for a final failure (`4.4.1` → `5.4.1`).
 fn permanent(status: &str) -> String {
     match status.strip_prefix("4.") {
@@ -140,7 +157,7 @@ impl Finisher {
         };
         match result {
             Ok(dsn_id) => {
-                tracing::info!(queue_id = %id, dsn = %dsn_id, kind = ?kind, "delivery status notification queued");
+                tracing::info!(queue_id = id, dsn_queue_id = dsn_id.as_str(), kind = ?kind, to = envelope.sender.as_str(), "delivery status notification queued");
                 let kind = match kind {
                     Kind::Failure => "failure",
                     Kind::Delay => "delay",
@@ -165,6 +182,35 @@ impl Finisher {
         self.states.remove(id);
     }
 
+    /// `tlsrelay queue delete ID`: the message leaves the queue, and each
+    /// recipient not yet delivered gets its `deleted` line (its fate).
+    pub fn delete(&self, id: &str) {
+        let pending: Vec<String> = match self.spool.read(id) {
+            Ok((envelope, _)) => self
+                .states
+                .load(id)
+                .unwrap_or_else(|| DeliveryState::new(&envelope, envelope.received_at))
+                .pending()
+                .map(|slot| slot.address.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        self.remove(id);
+        for to in &pending {
+            tracing::info!(
+                queue_id = id,
+                to = to.as_str(),
+                by = "administrator",
+                "deleted"
+            );
+        }
+        tracing::info!(
+            queue_id = id,
+            recipients = pending.len(),
+            "deleted by the administrator"
+        );
+    }
+
     /// `tlsrelay queue bounce ID`: every recipient still pending fails with
     /// `5.0.0` (or its last temporary status made permanent), the sender
     /// gets the notice, and the message leaves the queue.
@@ -182,6 +228,7 @@ impl Finisher {
             self.notices.hostname
         );
         let failed = fail_pending(&mut state, &why, "5.0.0");
+        record_failed(id, &failed, "administrator");
         let notice = match failed.is_empty() {
             true => None,
             false => {

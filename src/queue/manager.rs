@@ -17,12 +17,12 @@ use super::bulk::{self, Action, Selection};
 use super::control::{Command, Request, Response};
 use super::dsn::Kind;
 use super::envelope::Recipient;
-use super::finish::{fail_pending, unix, Finisher, Notices};
+use super::finish::{fail_pending, record_failed, unix, Finisher, Notices};
 use super::schedule::Schedule;
 use super::spool::{Spool, SpoolError};
 use super::state::{DeliveryState, StateStore, Status};
 use crate::current::Current;
-use crate::outbound::deliver::Deliverer;
+use crate::outbound::deliver::{Deliverer, RecipientOutcome};
 use crate::outbound::outcome::Verdict;
 use crate::outbound::route::Resolve;
 
@@ -324,8 +324,7 @@ impl<R: Resolve + 'static> QueueManager<R> {
             Request::Delete { .. } => {
                 board.waiting.remove(&id);
                 board.on_hold.remove(&id);
-                worker.finish.remove(&id);
-                tracing::info!(queue_id = %id, "deleted by the administrator");
+                worker.finish.delete(&id);
                 let _ = reply.send(Response::ok(format!("{id}: deleted")));
             }
             Request::Bounce { .. } => {
@@ -497,6 +496,7 @@ impl<R: Resolve> Worker<R> {
                 Verdict::Deferred { .. } => "deferred",
             };
             crate::metrics::global().inc("tlsrelay_recipients_total", &[("result", result)]);
+            log_outcome(id, &outcome);
             match outcome.verdict {
                 Verdict::Delivered { reply } => {
                     slot.status = Status::Delivered;
@@ -519,7 +519,9 @@ impl<R: Resolve> Worker<R> {
         let now = now();
         if !state.done() && self.schedule.expired(envelope.received_at, now) {
             let why = format!("gave up after {} attempts", state.attempts);
-            failed.extend(fail_pending(&mut state, &why, "4.4.7"));
+            let expired = fail_pending(&mut state, &why, "4.4.7");
+            record_failed(id, &expired, "max_age");
+            failed.extend(expired);
         }
         if !failed.is_empty() {
             self.finish
@@ -551,5 +553,46 @@ impl<R: Resolve> Worker<R> {
             tracing::warn!(queue_id = id, error = %e, "could not save delivery state; delivered recipients may be tried again");
         }
         Some(state.next_attempt)
+    }
+}
+
+/// One line per recipient and attempt, with the queue id, so one grep
+/// follows a message (the line Postfix writes as `status=sent`,
+/// `status=deferred`, `status=bounced`).
+fn log_outcome(id: &str, outcome: &RecipientOutcome) {
+    let host = outcome.remote_mta.as_deref().unwrap_or("-");
+    let ip = outcome
+        .ip
+        .map_or_else(|| "-".to_string(), |ip| ip.to_string());
+    let tls = outcome.tls.as_deref().unwrap_or("-");
+    let to = outcome.address.as_str();
+    match &outcome.verdict {
+        Verdict::Delivered { reply } => {
+            tracing::info!(
+                queue_id = id,
+                to,
+                host,
+                ip,
+                tls,
+                reply = reply.as_str(),
+                "delivered"
+            )
+        }
+        Verdict::Deferred { status, reason, .. } | Verdict::Failed { status, reason, .. } => {
+            let fate = match outcome.verdict.is_final() {
+                true => "failed",
+                false => "deferred",
+            };
+            tracing::info!(
+                queue_id = id,
+                to,
+                host,
+                ip,
+                tls,
+                status = status.as_str(),
+                reason = reason.as_str(),
+                "{fate}"
+            )
+        }
     }
 }

@@ -64,6 +64,10 @@ pub struct Content {
     /// The start of the current header line, lower-cased, up to `received:`.
     header_prefix: Vec<u8>,
     received_headers: usize,
+    /// The `Message-ID:` field's value, for the log (bounded).
+    message_id: Vec<u8>,
+    /// Reading the `Message-ID:` value (its line, or a folded one after it).
+    in_message_id: bool,
     /// A NUL byte was seen, kept or not.
     nul: bool,
     /// BDAT: the content so far ends in a CR whose LF, if any, is the
@@ -72,6 +76,9 @@ pub struct Content {
 }
 
 const RECEIVED: &[u8] = b"received:";
+const MESSAGE_ID: &[u8] = b"message-id:";
+/// Longest `Message-ID` value kept for the log.
+const MESSAGE_ID_LIMIT: usize = 256;
 
 impl Content {
     pub fn new(limit: u64) -> Self {
@@ -81,6 +88,8 @@ impl Content {
             in_headers: true,
             header_prefix: Vec::with_capacity(RECEIVED.len()),
             received_headers: 0,
+            message_id: Vec::new(),
+            in_message_id: false,
             nul: false,
             cr_pending: false,
         }
@@ -99,6 +108,14 @@ impl Content {
     /// `Received:` header fields seen in the header section.
     pub fn received_headers(&self) -> usize {
         self.received_headers
+    }
+
+    /// The first `Message-ID:` header field's value, trimmed (RFC 5322
+    /// §3.6.4), if the header section has one; for the log line.
+    pub fn message_id(&self) -> Option<String> {
+        let id = String::from_utf8_lossy(&self.message_id);
+        let id = id.trim();
+        (!id.is_empty()).then(|| id.to_string())
     }
 
     /// True when the content holds a NUL byte. RFC 5322 §2.3/§3.5 text
@@ -155,10 +172,20 @@ impl Content {
                 }
                 continue;
             }
-            if self.header_prefix.len() < RECEIVED.len() {
+            if self.header_prefix.is_empty() {
+                // A folded line continues the field; any other ends it.
+                self.in_message_id = self.in_message_id && (byte == b' ' || byte == b'\t');
+            }
+            if self.in_message_id && self.message_id.len() < MESSAGE_ID_LIMIT {
+                self.message_id.push(byte);
+            }
+            if self.header_prefix.len() < MESSAGE_ID.len() {
                 self.header_prefix.push(byte.to_ascii_lowercase());
                 if self.header_prefix == RECEIVED {
                     self.received_headers += 1;
+                }
+                if self.header_prefix == MESSAGE_ID && self.message_id.is_empty() {
+                    self.in_message_id = true;
                 }
             }
         }

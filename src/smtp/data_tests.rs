@@ -326,3 +326,30 @@ fn data_notes_a_nul_anywhere_in_the_content() {
         }
     }
 }
+
+#[test]
+fn finds_the_message_id_however_the_content_is_cut() {
+    let input = b"Subject: x\r\nmessage-ID:\r\n <abc@example.test>\r\nMessage-ID: <second@x>\r\n\r\nMessage-ID: <body@x>\r\n.\r\n";
+    for chunk in 1..input.len() {
+        let mut receiver = DataReceiver::new(BareLf::Reject, u64::MAX);
+        let mut out = Vec::new();
+        for piece in input.chunks(chunk) {
+            receiver.feed(piece, &mut out);
+        }
+        assert_eq!(
+            receiver.content.message_id().as_deref(),
+            Some("<abc@example.test>"),
+            "chunks of {chunk}"
+        );
+    }
+    let mut receiver = DataReceiver::new(BareLf::Reject, u64::MAX);
+    receiver.feed(
+        b"Subject: x\r\n\r\nMessage-ID: <body@x>\r\n.\r\n",
+        &mut Vec::new(),
+    );
+    assert_eq!(
+        receiver.content.message_id(),
+        None,
+        "only the header section"
+    );
+}
