@@ -34,10 +34,35 @@ fn assert_cut_off_at(started: Instant, deadline: Duration, what: &str) {
     );
 }
 
-/// Once the relay has logged `n` lines with `needle` (sessions ending),
-/// checks nothing is left in its spool, not even a `.tmp` file.
+/// Waits (bounded) for `n` session-end lines (`session closed`, `timed
+/// out`, `ended`) with `needle`, and returns them. The `refused` line of
+/// the same cut names the same phase but comes before the session has
+/// cleaned up.
+fn wait_for_session_ends(relay: &Relay, needle: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ends: Vec<String> = relay
+            .log()
+            .lines()
+            .filter(|l| l.contains("\"message\":\"session ") && l.contains(needle))
+            .map(str::to_string)
+            .collect();
+        if ends.len() >= n {
+            return ends;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {n} session ends with {needle:?}:\n{}",
+            relay.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Once `n` sessions have ended with `needle`, checks nothing is left in
+/// the relay's spool, not even a `.tmp` file.
 fn assert_nothing_kept(relay: &Relay, needle: &str, n: usize) {
-    relay.wait_for_log(needle, n);
+    wait_for_session_ends(relay, needle, n);
     assert_eq!(relay.spool_files(), Vec::<String>::new(), "{}", relay.log());
 }
 
@@ -77,7 +102,7 @@ fn a_client_that_sends_nothing_after_the_greeting_is_cut_off() {
     assert_eq!(c.reply(), TIMEOUT);
     assert_cut_off_at(started, Duration::from_secs(2), "silent client");
     assert!(c.closed());
-    relay.wait_for_log("\"phase\":\"command\"", 1);
+    wait_for_session_ends(&relay, "\"phase\":\"command\"", 1);
 }
 
 #[test]
@@ -139,7 +164,7 @@ fn a_client_that_stalls_the_tls_handshake_is_disconnected() {
     let started = Instant::now();
     assert!(c.closed());
     assert_cut_off_at(started, Duration::from_secs(2), "STARTTLS");
-    relay.wait_for_log("\"phase\":\"TLS handshake\"", 2);
+    wait_for_session_ends(&relay, "\"phase\":\"TLS handshake\"", 2);
 }
 
 #[test]
@@ -182,7 +207,7 @@ fn bdat_is_timed_per_chunk_and_a_stalled_chunk_is_cut_off() {
     assert_eq!(c.reply(), TIMEOUT);
     assert_cut_off_at(started, Duration::from_secs(2), "stalled BDAT");
     assert!(c.closed());
-    relay.wait_for_log("\"phase\":\"DATA\"", 1);
+    wait_for_session_ends(&relay, "\"phase\":\"DATA\"", 1);
     let spooled = relay.expect_spooled(1);
     let (_, body) = split_received(&spooled[0].2);
     assert_eq!(body, b"Subject: chunks\r\n\r\nhi\r\n");
@@ -269,7 +294,7 @@ fn assert_cut_for_not_reading(
         stalled < limit + Duration::from_secs(4),
         "cut {stalled:?} after the writes stalled; command_timeout is {limit:?}"
     );
-    let lines = relay.wait_for_log("\"phase\":\"reply write\"", 1);
+    let lines = wait_for_session_ends(&relay, "\"phase\":\"reply write\"", 1);
     assert!(
         lines
             .iter()
