@@ -294,7 +294,7 @@ fn assert_cut_for_not_reading(
         stalled < limit + Duration::from_secs(4),
         "cut {stalled:?} after the writes stalled; command_timeout is {limit:?}"
     );
-    let lines = wait_for_session_ends(&relay, "\"phase\":\"reply write\"", 1);
+    let lines = wait_for_session_ends(relay, "\"phase\":\"reply write\"", 1);
     assert!(
         lines
             .iter()
