@@ -21,8 +21,8 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use smtp_proto::Request;
-use tlsrelay::config::Config;
 use tlsrelay::config::domain::MailDomain;
+use tlsrelay::config::Config;
 use tlsrelay::inbound::policy::{sender_domain, InboundPolicy, RecipientVerdict};
 use tlsrelay::outbound::client::path;
 

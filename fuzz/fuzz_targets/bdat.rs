@@ -86,7 +86,11 @@ fn normalized(bytes: &[u8]) -> Vec<u8> {
         match bytes[i] {
             b'\r' | b'\n' => {
                 out.extend_from_slice(b"\r\n");
-                i += if bytes[i..].starts_with(b"\r\n") { 2 } else { 1 };
+                i += if bytes[i..].starts_with(b"\r\n") {
+                    2
+                } else {
+                    1
+                };
             }
             byte => {
                 out.push(byte);
@@ -158,6 +162,10 @@ fuzz_target!(|data: &[u8]| {
         for byte in expected.chunks(1) {
             bytewise.push(byte, &mut sink);
         }
-        assert_eq!(bytewise.received_headers(), outcome.received, "byte by byte");
+        assert_eq!(
+            bytewise.received_headers(),
+            outcome.received,
+            "byte by byte"
+        );
     }
 });
