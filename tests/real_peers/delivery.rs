@@ -144,6 +144,24 @@ impl AioSmtpd {
         }
     }
 
+    /// What it received, once it has anything (bounded; quoting `relay`'s
+    /// log when nothing comes).
+    fn wait_messages(&self, relay: &Relay) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let messages = self.messages();
+            if !messages.is_empty() {
+                return messages;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd got nothing; relay log:\n{}",
+                relay.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn messages(&self) -> Vec<serde_json::Value> {
         let mut names: Vec<_> = std::fs::read_dir(self.dir.path())
             .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -175,19 +193,7 @@ fn aiosmtpd_receives_the_message_intact_with_its_envelope() {
         "to aiosmtpd",
         &[],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let messages = loop {
-        let messages = receiver.messages();
-        if !messages.is_empty() {
-            break messages;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "aiosmtpd got nothing; relay log:\n{}",
-            relay.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let messages = receiver.wait_messages(&relay);
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["from"], SENDER);
     assert_eq!(
@@ -222,19 +228,7 @@ fn opportunistic_mail_goes_down_the_ladder_past_a_server_that_wants_a_client_cer
         "to a server that wants a client certificate",
         &[],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let messages = loop {
-        let messages = receiver.messages();
-        if !messages.is_empty() {
-            break messages;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "aiosmtpd got nothing; relay log:\n{}",
-            relay.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let messages = receiver.wait_messages(&relay);
     assert_eq!(messages.len(), 1);
     let content = base64_decode(messages[0]["content"].as_str().unwrap_or_default());
     assert_eq!(after_our_received(&String::from_utf8_lossy(&content)), sent);
