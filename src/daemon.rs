@@ -83,7 +83,7 @@ impl Daemon {
         let state = Current::new(server_state(config, &spool, queue.handle())?);
         let reloader = Reloader {
             file: config.file().to_path_buf(),
-            fixed: Arc::new(std::sync::Mutex::new(restart_only(config))),
+            fixed: Arc::new(restart_only(config)),
             inbound: state.clone(),
             outbound: queue.outbound_slot(),
             spool: spool.clone(),
@@ -207,8 +207,9 @@ fn server_state(
 #[derive(Clone)]
 pub struct Reloader {
     file: PathBuf,
-    /// The settings only a restart can change, as in force now.
-    fixed: Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
+    /// The settings only a restart can change, as bound at start: what is
+    /// in force however often a reload refuses to change them.
+    fixed: Arc<Vec<(&'static str, String)>>,
     inbound: Current<ServerState>,
     outbound: OutboundSlot<Dns>,
     spool: Spool,
@@ -238,19 +239,15 @@ impl Reloader {
         if let Some(cert) = &config.tls.cert {
             crate::metrics::certificate_expiry("tls.cert", cert);
         }
-        let fixed = restart_only(&config);
-        if let Ok(mut old) = self.fixed.lock() {
-            for ((key, was), (_, now)) in old.iter().zip(&fixed) {
-                if was != now {
-                    tracing::warn!(
-                        key,
-                        was,
-                        now,
-                        "this setting changes only with a restart; the old value stays in force"
-                    );
-                }
+        for ((key, in_force), (_, configured)) in self.fixed.iter().zip(restart_only(&config)) {
+            if *in_force != configured {
+                tracing::warn!(
+                    key,
+                    in_force = %in_force,
+                    configured = %configured,
+                    "this setting changes only with a restart; the value bound at start stays in force until then"
+                );
             }
-            *old = fixed;
         }
         tracing::info!(
             file = %self.file.display(),

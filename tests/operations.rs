@@ -211,6 +211,23 @@ fn sighup_swaps_connectors_and_a_broken_config_changes_nothing() {
         warning.iter().any(|l| l.contains("server.spool_dir")),
         "{warning:?}"
     );
+
+    // A second refused change: the value in force is still the one bound
+    // at start, never the first refused one.
+    std::fs::write(
+        &config,
+        format!("{}{}", base_config(), lan("127.0.0.0/8"))
+            .replace("spool_dir = \"spool\"", "spool_dir = \"third\""),
+    )
+    .expect("config");
+    relay.sighup();
+    relay.wait_for_log("configuration reloaded", 3);
+    let warning = relay.wait_for_log("changes only with a restart", 2);
+    let last = warning.last().expect("a second warning");
+    assert!(
+        last.contains("server.spool_dir") && last.contains("third") && !last.contains("elsewhere"),
+        "{last}"
+    );
 }
 
 /// One client of the SIGTERM test: what it was told, line by line; `None`
