@@ -272,7 +272,7 @@ pub async fn serve(listener: TcpListener, spool_dir: PathBuf, shutdown: Cancella
 pub async fn bind(addr: Option<SocketAddr>) -> std::io::Result<Option<TcpListener>> {
     match addr {
         Some(addr) => {
-            let listener = TcpListener::bind(addr).await?;
+            let listener = crate::net::bind("metrics", addr).await?;
             tracing::info!(address = %listener.local_addr()?, "metrics listening");
             Ok(Some(listener))
         }

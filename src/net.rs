@@ -4,7 +4,39 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// Binds a TCP listener (`role`: "smtp", "implicit-tls", "metrics"). A
+/// refusal keeps its kind and says what to do: who holds a busy address,
+/// how a service gets a port below 1024 without root.
+pub async fn bind(role: &str, addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), bind_failure(role, addr, &e)))
+}
+
+/// The text of a failed bind, with the administrator's next step.
+pub fn bind_failure(role: &str, addr: std::net::SocketAddr, e: &io::Error) -> String {
+    let advice = match e.kind() {
+        io::ErrorKind::AddrInUse => format!(
+            ": another program listens there (`ss -ltnp 'sport = :{}'` shows which); \
+             stop it or choose another address",
+            addr.port()
+        ),
+        io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+            ": ports below 1024 need root or the CAP_NET_BIND_SERVICE capability \
+             (the systemd unit grants it with AmbientCapabilities=CAP_NET_BIND_SERVICE; \
+             by hand: setcap cap_net_bind_service=+ep on the binary)"
+                .to_string()
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            ": no interface of this machine has that address".to_string()
+        }
+        _ => String::new(),
+    };
+    format!("cannot listen on {addr} ({role}): {e}{advice}")
+}
 
 /// The next accepted connection, or `None` once `shutdown` is cancelled.
 /// An accept error (out of file descriptors and the like) is logged and

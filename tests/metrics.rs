@@ -266,3 +266,34 @@ fn max_age_bounces_count_as_failed_and_mx_attempts_carry_connector_dash() {
     );
     assert!(value(&m, sent) >= 1.0, "{m:?}");
 }
+
+/// A metrics address another program holds stops the start with exit 2
+/// and says which address, for what, and how to find the holder.
+#[test]
+fn busy_metrics_address_says_so() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = holder.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tlsrelay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[admin]\nmetrics_listen = \"{taken}\"\n",
+            support::relay::base_config()
+        ),
+    )
+    .expect("config");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tlsrelay"))
+        .args(["serve", "-c"])
+        .arg(&config)
+        .output()
+        .expect("run tlsrelay");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {taken} (metrics)"))
+            && stderr.contains("another program listens there")
+            && stderr.contains(&format!("sport = :{}", taken.port())),
+        "{stderr}"
+    );
+}

@@ -60,9 +60,8 @@ impl Listeners {
         let mut sockets = Vec::new();
         for (addrs, implicit) in [(listen, false), (implicit_tls, true)] {
             for addr in addrs {
-                let socket = TcpListener::bind(addr).await.map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-                })?;
+                let role = if implicit { "implicit-tls" } else { "smtp" };
+                let socket = crate::net::bind(role, *addr).await?;
                 sockets.push((socket, implicit));
             }
         }
