@@ -49,6 +49,10 @@ enum Command {
         /// Configuration file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Check syntax and semantics only: do not open the certificate,
+        /// key and CA files the configuration names (they are listed).
+        #[arg(long)]
+        skip_files: bool,
     },
     /// Show what delivery to DOMAIN would do, host by host, sending no mail.
     Probe {
@@ -244,7 +248,7 @@ fn run(command: Command) -> ExitCode {
             config,
             port,
         } => probe(&domain, &config, port),
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, skip_files } => check_config(&config, skip_files),
         Command::Queue { action, config } => queue(action, &config),
         Command::TlsMemory { action, config } => tls_memory(action, &config),
         Command::CertInfo(args) => run_cert_info(args),
@@ -558,12 +562,24 @@ fn signals(
     Ok(())
 }
 
-fn check_config(path: &std::path::Path) -> ExitCode {
+fn check_config(path: &std::path::Path, skip_files: bool) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(errors) => return user_error(errors),
     };
-    match config.check_files() {
+    let checked = if skip_files {
+        for (key, file) in config.named_files() {
+            say(format_args!(
+                "{}: not read (--skip-files): {key} = {}",
+                config.file().display(),
+                file.display()
+            ));
+        }
+        Ok(config.warnings())
+    } else {
+        config.check_files()
+    };
+    match checked {
         Ok(notes) => {
             for note in notes {
                 say(format_args!("{note}"));

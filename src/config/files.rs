@@ -15,7 +15,7 @@ impl Config {
     /// certificate, and the configuration's own (a wide relay network).
     pub fn check_files(&self) -> Result<Vec<ConfigError>, ConfigErrors> {
         let mut errors = Vec::new();
-        let mut warnings = super::validate::warnings(self);
+        let mut warnings = self.warnings();
         self.check_identity(&mut errors, &mut warnings);
         for (i, path) in self.tls.client_ca.iter().enumerate() {
             if let Err(e) = certs::load_ca_file(path) {
@@ -41,6 +41,24 @@ impl Config {
         } else {
             Err(ConfigErrors(errors))
         }
+    }
+
+    /// The warnings of the configuration alone, with no file read.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        super::validate::warnings(self)
+    }
+
+    /// The files [`Config::check_files`] would read, by key, for
+    /// `check-config --skip-files` to name what it left unchecked.
+    pub fn named_files(&self) -> Vec<(String, &Path)> {
+        let identity = [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)]
+            .into_iter()
+            .filter_map(|(key, path)| Some((key.to_string(), path.as_deref()?)));
+        let client_cas = (self.tls.client_ca.iter().enumerate())
+            .map(|(i, path)| (format!("tls.client_ca[{i}]"), path.as_path()));
+        let ca_files = (self.outbound.iter().enumerate())
+            .filter_map(|(i, c)| Some((format!("outbound[{i}].ca_file"), c.ca_file.as_deref()?)));
+        identity.chain(client_cas).chain(ca_files).collect()
     }
 
     fn check_identity(&self, errors: &mut Vec<ConfigError>, warnings: &mut Vec<ConfigError>) {
