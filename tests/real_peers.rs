@@ -14,7 +14,11 @@
 //!   `cert-info`, and Postfix relaying through tlsrelay with TLS enforced.
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
 //! * `soak`: 20,000 messages from smtp-source through 5 SIGKILLs to smtp-sink.
-//! * `service`: `systemd-analyze verify` accepts `config/tlsrelay.service`.
+//! * `quick_start`: the README's quick start, the relay on
+//!   `config/tlsrelay.toml`, the mailbox example and swaks.
+//! * `service`: `systemd-analyze verify` accepts `config/tlsrelay.service`;
+//!   the README's service recipe as an unprivileged user; port 25 without
+//!   CAP_NET_BIND_SERVICE; the real unit where systemd runs.
 //! * `testssl`: testssl.sh audits the STARTTLS listener.
 //! * `tls_matrix`: issue 5's acceptance matrix, every outbound TLS level
 //!   against Postfix receivers (TLS 1.3, 1.2 only, none, CA-signed, wrong
@@ -36,6 +40,8 @@ mod delivery;
 mod faults;
 #[path = "real_peers/postfix.rs"]
 mod postfix;
+#[path = "real_peers/quick_start.rs"]
+mod quick_start;
 #[path = "real_peers/service.rs"]
 mod service;
 #[path = "real_peers/soak.rs"]

@@ -84,6 +84,11 @@ pub struct Relay {
     open_file_limit: Option<u64>,
     /// The umask the process starts with, when not inherited.
     umask: Option<u32>,
+    /// The configuration file: `tlsrelay.toml` in `dir` unless installed.
+    config: PathBuf,
+    /// The program and the arguments before tlsrelay's own: the built
+    /// binary, or a wrapper such as `setpriv … /ROOT/usr/local/bin/tlsrelay`.
+    program: Vec<String>,
 }
 
 impl Relay {
@@ -139,8 +144,11 @@ impl Relay {
         for (name, contents) in files {
             std::fs::write(dir.path().join(name), contents).expect("write relay file");
         }
+        let config = dir.path().join("tlsrelay.toml");
         let mut relay = Relay {
             child: None,
+            config,
+            program: vec![env!("CARGO_BIN_EXE_tlsrelay").to_string()],
             dir,
             smtp: "127.0.0.1:1".parse().expect("addr"),
             implicit_tls: None,
@@ -156,15 +164,35 @@ impl Relay {
         relay
     }
 
+    /// A relay installed as a service would be: `config` (in `root`, which
+    /// is removed on drop) run by `program`, e.g. a `setpriv` wrapper
+    /// ending with the installed binary. Waits for its listeners.
+    pub fn start_installed(root: tempfile::TempDir, config: PathBuf, program: &[&str]) -> Relay {
+        let mut relay = Relay {
+            child: None,
+            dir: root,
+            smtp: "127.0.0.1:1".parse().expect("addr"),
+            implicit_tls: None,
+            log: Arc::default(),
+            env: Vec::new(),
+            open_file_limit: None,
+            umask: None,
+            config,
+            program: program.iter().map(|a| a.to_string()).collect(),
+        };
+        relay.launch();
+        relay
+    }
+
     /// Starts the process on the relay's folder and waits for its listeners.
     pub fn launch(&mut self) {
         // Only this start's log lines count: after a restart the previous
         // process's `listening` lines name ports nobody listens on.
         let first_line = self.log.lock().expect("log lock").len();
-        let config =
-            std::fs::read_to_string(self.dir.path().join("tlsrelay.toml")).unwrap_or_default();
+        let config = std::fs::read_to_string(&self.config).unwrap_or_default();
         let wants_implicit = config.contains("listen_implicit_tls = [\"");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tlsrelay"));
+        let mut command = Command::new(&self.program[0]);
+        command.args(&self.program[1..]);
         if let Some(mask) = self.umask {
             use std::os::unix::process::CommandExt;
             // SAFETY: umask is async-signal-safe.
@@ -197,7 +225,7 @@ impl Relay {
         }
         let mut child = command
             .args(["--log-format", "json", "--log-level", "info", "serve", "-c"])
-            .arg(self.dir.path().join("tlsrelay.toml"))
+            .arg(&self.config)
             .env_remove("RUST_LOG")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
