@@ -176,7 +176,10 @@ impl Dns {
                     .filter(|r| r.record_type() != RecordType::RRSIG)
                     .cloned()
                     .collect();
-                let security = match records.iter().all(|r| r.proof == Proof::Secure) {
+                // An answer with no record proves nothing.
+                let proven =
+                    !records.is_empty() && records.iter().all(|r| r.proof == Proof::Secure);
+                let security = match proven {
                     true => Security::Secure,
                     false => Security::Insecure,
                 };
