@@ -36,6 +36,10 @@ fn assert_matches_openssl(pem: &Path) -> serde_json::Value {
         )
     );
     assert_eq!(cert["spki_sha256"], openssl_spki_pin(pem));
+    // The DANE-EE record: `openssl x509 -pubkey | openssl pkey -pubin
+    // -outform DER | openssl dgst -sha256`, after `3 1 1`.
+    let spki_hex = openssl_spki_pin(pem).replace("sha256:", "");
+    assert_eq!(cert["tlsa_3_1_1"], format!("3 1 1 {spki_hex}"));
     let subject = openssl(&["x509", "-noout", "-subject", "-in", arg(pem)]);
     assert_eq!(
         squeeze(subject.trim().trim_start_matches("subject=")),
@@ -116,6 +120,10 @@ fn every_key_type_matches_openssl() {
             text.contains("Organization (O)       Example Ltd"),
             "{text}"
         );
+        // The TLSA record for the relay's own MX, ready for a zone file.
+        let spki_hex = openssl_spki_pin(&pem).replace("sha256:", "");
+        let record = format!("  _25._tcp.mx.example.test. IN TLSA 3 1 1 {spki_hex}\n");
+        assert!(text.contains(&record), "{record} not in\n{text}");
     }
 }
 

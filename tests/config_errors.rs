@@ -152,3 +152,57 @@ fn every_problem_is_reported_in_one_run() {
         "{errors}"
     );
 }
+
+/// `[dns] trust_anchor`: check-config reads the DNSKEY file, places a bad
+/// record in that file by line and column, and names the anchor in force
+/// in its summary (relative to the configuration's folder).
+#[test]
+fn check_config_reads_the_dnssec_trust_anchor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("relay.toml");
+    std::fs::write(
+        &file,
+        format!("{BASE}[dns]\ntrust_anchor = \"keys/anchor.key\"\n"),
+    )
+    .expect("write config");
+    std::fs::create_dir(dir.path().join("keys")).expect("keys folder");
+    let anchor = dir.path().join("keys/anchor.key");
+    let ksk = "test. IN DNSKEY 257 3 13 MTJrr58Vg1jr+oaNnl1Qof+7yjlklX/HXljAsYKwA95W+NBUY8TCT6F4Fbv1g+fqC1fneJe3JZbuauqIJRjBlA==";
+    let check = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tlsrelay"))
+            .args(["check-config", "-c"])
+            .arg(&file)
+            .output()
+            .expect("run check-config");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+
+    std::fs::write(
+        &anchor,
+        format!("; test.\n{ksk}\n   test. IN DS 1 13 2 AB\n"),
+    )
+    .expect("anchor");
+    let (code, text) = check();
+    assert_eq!(code, Some(1), "{text}");
+    let place = format!("{}:3:4: dns.trust_anchor: ", anchor.display());
+    assert!(text.contains(&place) && text.contains("not DS"), "{text}");
+
+    std::fs::write(&anchor, format!("{ksk}\n")).expect("anchor");
+    let (code, text) = check();
+    assert_eq!(code, Some(0), "{text}");
+    let summary = format!(
+        "DNSSEC      validated in process, trust anchor {}",
+        anchor.display()
+    );
+    assert!(text.contains(&summary), "{text}");
+
+    std::fs::remove_file(&anchor).expect("remove anchor");
+    let (code, text) = check();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("relay.toml:5:16: dns.trust_anchor: ") && text.contains("cannot read"),
+        "{text}"
+    );
+}

@@ -12,6 +12,10 @@
 //!   certificate-keyed inbound connector.
 //! * `postfix`: the Postfix harness itself, Postfix as a STARTTLS server for
 //!   `cert-info`, and Postfix relaying through tlsrelay with TLS enforced.
+//! * `dane_dns`: our DNSSEC-validating lookups (MX, A, TLSA) against nsd
+//!   serving a tree ldns signed for this run: secure, insecure, bogus,
+//!   secure denial, a silent server, caching; `ldns-dane` and `cert-info`
+//!   agree on the `3 1 1` record.
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
 //! * `soak`: 20,000 messages from smtp-source through 5 SIGKILLs to smtp-sink.
 //! * `quick_start`: the README's quick start, the relay on
@@ -34,6 +38,8 @@ mod addresses;
 mod client_certs;
 #[path = "real_peers/clients.rs"]
 mod clients;
+#[path = "real_peers/dane_dns.rs"]
+mod dane_dns;
 #[path = "real_peers/delivery.rs"]
 mod delivery;
 #[path = "real_peers/faults.rs"]

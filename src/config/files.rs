@@ -29,6 +29,11 @@ impl Config {
                 }
             }
         }
+        if self.dns.dnssec {
+            if let Some(error) = self.check_trust_anchor() {
+                errors.push(error);
+            }
+        }
         let spool = &self.server.spool_dir;
         if spool.exists() && !spool.is_dir() {
             errors.push(self.error(
@@ -58,7 +63,32 @@ impl Config {
             .map(|(i, path)| (format!("tls.client_ca[{i}]"), path.as_path()));
         let ca_files = (self.outbound.iter().enumerate())
             .filter_map(|(i, c)| Some((format!("outbound[{i}].ca_file"), c.ca_file.as_deref()?)));
-        identity.chain(client_cas).chain(ca_files).collect()
+        let anchor = (self.dns.trust_anchor.as_deref().filter(|_| self.dns.dnssec))
+            .map(|path| ("dns.trust_anchor".to_string(), path));
+        identity
+            .chain(client_cas)
+            .chain(ca_files)
+            .chain(anchor)
+            .collect()
+    }
+
+    /// `[dns] trust_anchor`, placed in the anchor file itself when a
+    /// record there is wrong, else at the key.
+    fn check_trust_anchor(&self) -> Option<ConfigError> {
+        let path = self.dns.trust_anchor.as_deref()?;
+        let error = crate::dns::anchor::load(Some(path)).err()?;
+        Some(match error.position {
+            Some(position) => ConfigError {
+                file: error.path,
+                position: Some(position),
+                key: "dns.trust_anchor".into(),
+                message: error.message,
+            },
+            None => self.error(
+                "dns.trust_anchor",
+                format!("{}: {}", error.path.display(), error.message),
+            ),
+        })
     }
 
     fn check_identity(&self, errors: &mut Vec<ConfigError>, warnings: &mut Vec<ConfigError>) {

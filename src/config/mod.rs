@@ -91,6 +91,7 @@ impl Config {
         self.tls.cert.iter_mut().for_each(resolve);
         self.tls.key.iter_mut().for_each(resolve);
         self.tls.client_ca.iter_mut().for_each(resolve);
+        self.dns.trust_anchor.iter_mut().for_each(resolve);
         for connector in &mut self.outbound {
             connector.ca_file.iter_mut().for_each(resolve);
         }

@@ -241,6 +241,14 @@ pub struct DnsConfig {
     /// this bounds how long a silent name server holds an attempt up.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// Validate DNSSEC in process (DANE needs it; an upstream AD bit is
+    /// never trusted).
+    #[serde(default = "default_true")]
+    pub dnssec: bool,
+    /// DNSKEY records to validate from; absent or `""`: the IANA root keys
+    /// that hickory ships.
+    #[serde(default, deserialize_with = "empty_is_none")]
+    pub trust_anchor: Option<PathBuf>,
 }
 
 impl Default for DnsConfig {
@@ -249,6 +257,8 @@ impl Default for DnsConfig {
             nameservers: Vec::new(),
             reverse_lookups: true,
             timeout: None,
+            dnssec: true,
+            trust_anchor: None,
         }
     }
 }
@@ -311,6 +321,11 @@ fn empty_is_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ListenAddr>, D
         "" => Ok(None),
         _ => text.parse().map(Some).map_err(serde::de::Error::custom),
     }
+}
+
+fn empty_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let path = PathBuf::deserialize(d)?;
+    Ok((!path.as_os_str().is_empty()).then_some(path))
 }
 
 fn minutes(n: u64) -> HumanDuration {

@@ -152,6 +152,17 @@ impl Config {
         );
         let _ = writeln!(
             out,
+            "DNSSEC      {}",
+            match (self.dns.dnssec, &self.dns.trust_anchor) {
+                (false, _) => "off (DANE never applies)".to_string(),
+                (true, None) =>
+                    "validated in process, trust anchor: the IANA root keys".to_string(),
+                (true, Some(path)) =>
+                    format!("validated in process, trust anchor {}", path.display()),
+            }
+        );
+        let _ = writeln!(
+            out,
             "Metrics     {}",
             self.admin
                 .metrics_listen

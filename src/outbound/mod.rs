@@ -2,6 +2,7 @@
 //!
 //! * [`route`]: outbound connector by recipient domain, then smarthosts or
 //!   MX hosts (behind the [`route::Resolve`] trait);
+//! * [`dane`]: DANE (RFC 7672): validated answers → what a host requires;
 //! * [`client`]: the SMTP client over any stream, STARTTLS as a change of
 //!   type, pipelining, DSN parameters, per-phase deadlines;
 //! * [`deliver`]: one attempt: group by domain, route, hosts in turn, TLS
@@ -13,6 +14,7 @@
 //! * [`probe`]: `tlsrelay probe`, the same steps reported instead of taken.
 
 pub mod client;
+pub mod dane;
 pub mod deliver;
 pub mod memory;
 pub mod memory_file;

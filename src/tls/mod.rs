@@ -4,7 +4,7 @@
 //!
 //! Map: [`certs`] (our chain and key), [`trust`] (anchors, chain and name
 //! checks), [`cert_info`] (`cert-info`), [`generate`] (`gen-cert`),
-//! [`digest`] (fingerprints and pins), [`x509`] (field wording),
+//! [`dane`] (TLSA records and matching), [`digest`] (fingerprints and pins), [`x509`] (field wording),
 //! [`reason`] (TLS errors in words for logs and notices).
 //!
 //! rustls uses the aws-lc-rs provider throughout; PEM goes through
@@ -13,6 +13,7 @@
 pub mod cert_info;
 pub mod certs;
 pub mod client;
+pub mod dane;
 pub mod digest;
 pub mod generate;
 pub mod reason;

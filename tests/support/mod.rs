@@ -81,6 +81,7 @@ pub mod dsn;
 pub mod hostile;
 pub mod receiver;
 pub mod relay;
+pub mod signed_dns;
 pub mod smtp;
 pub mod tls;
 pub mod tls_receiver;

@@ -5,6 +5,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use x509_parser::prelude::X509Certificate;
 
+use crate::tls::dane::Tlsa;
 use crate::tls::digest;
 use crate::tls::x509::{self, AltNames};
 
@@ -41,6 +42,10 @@ pub struct CertDetails {
     /// SHA-256 of the SubjectPublicKeyInfo DER, `sha256:…`, for `tls = "pinned"`
     /// (survives a renewal that keeps the key).
     pub spki_sha256: String,
+    /// The DANE-EE record that publishes this key (RFC 7671 §5.1:
+    /// usage 3, selector 1 SPKI, matching 1 SHA-256): `3 1 1 <hex>`, the
+    /// data of `_25._tcp.MXHOST. IN TLSA` in a DNSSEC-signed zone.
+    pub tlsa_3_1_1: String,
     /// Extended key usages (`serverAuth`, `clientAuth`, …); `null` when the
     /// certificate has no such extension, which allows every purpose.
     pub extended_key_usage: Option<Vec<String>>,
@@ -76,6 +81,7 @@ impl CertDetails {
             sha256_fingerprint: digest::openssl_fingerprint(der),
             certificate_pin: digest::pin(der),
             spki_sha256: digest::pin(cert.public_key().raw),
+            tlsa_3_1_1: Tlsa::dane_ee_spki_sha256(cert.public_key().raw).to_string(),
             extended_key_usage: x509::extended_key_usage(cert),
             not_before_at,
             not_after_at,

@@ -110,7 +110,23 @@ pub(super) fn render(report: &Report) -> String {
         or_none(&p.organizational_unit),
     );
     row(&mut out, PARTNER_WIDTH, "Key strength", &p.key_strength);
+    dane(&mut out, &report.certificates[0]);
     out
+}
+
+/// The TLSA record for the leaf, ready for a zone file (RFC 7672 §3.1.1).
+fn dane(out: &mut String, leaf: &CertDetails) {
+    let host = (leaf.alt_names.dns.first())
+        .or(leaf.common_name.as_ref())
+        .filter(|name| !name.starts_with('*'))
+        .map_or("MXHOST".to_string(), |name| {
+            name.trim_end_matches('.').to_string()
+        });
+    let _ = writeln!(
+        out,
+        "\nFor DANE (in the DNSSEC-signed zone of each MX host that serves this certificate; port 25)"
+    );
+    let _ = writeln!(out, "  _25._tcp.{host}. IN TLSA {}", leaf.tlsa_3_1_1);
 }
 
 fn certificate(out: &mut String, cert: &CertDetails) {
@@ -154,4 +170,5 @@ fn certificate(out: &mut String, cert: &CertDetails) {
     row(out, WIDTH, "SHA-256 fingerprint", &cert.sha256_fingerprint);
     row(out, WIDTH, "Certificate pin", &cert.certificate_pin);
     row(out, WIDTH, "Public key pin", &cert.spki_sha256);
+    row(out, WIDTH, "TLSA 3 1 1", &cert.tlsa_3_1_1);
 }
