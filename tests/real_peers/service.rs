@@ -228,10 +228,17 @@ fn service_recipe_runs_as_an_unprivileged_user() {
         );
         assert_eq!(meta.mode() & never, 0, "{file}: mode {:o}", meta.mode());
     }
-    let queued = list(&state.join("spool/queue"));
+    let accepted = relay.wait_for_log("message accepted", 1);
     assert!(
-        !queued.is_empty(),
-        "the message is in the StateDirectory's spool"
+        accepted[0].contains("bob@example.org"),
+        "{accepted:?}\n{:?}",
+        list(&state)
+    );
+    assert!(
+        list(&state.join("spool")).len() > 1,
+        "the spool is in the StateDirectory: {:?}\n{}",
+        list(&state),
+        relay.log()
     );
     assert_eq!(
         list(&relay.dir().join("etc")),
