@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::net::TcpStream;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -15,13 +15,13 @@ use super::client::{Client, Phase};
 use super::memory::TlsMemory;
 use super::outcome::{deciding_reply, judge, Verdict};
 use super::policy::{self, Checks, Failure, Rung, Step};
+use super::pool::{Idle, Session};
 use super::route::{connector_for, hops, Hop, Hops, Resolve};
 use crate::config::domain::MailDomain;
-use crate::config::values::{DomainName, DomainPattern, Host, TlsLevel, TlsVersion};
+use crate::config::values::{Host, TlsLevel};
 use crate::config::{Config, OutboundConnector};
 use crate::queue::envelope::{Envelope, Recipient};
 use crate::tls::certs::Identity;
-use crate::tls::client::{config as tls_config, Negotiated};
 use crate::tls::digest::sha256;
 use crate::tls::trust::{check_name, TrustStore};
 
@@ -43,57 +43,32 @@ pub struct Deliverer<R> {
     pub hostname: String,
     pub connectors: Vec<OutboundConnector>,
     /// Trust per connector (same order), webpki roots plus its `ca_file`.
-    trust: Vec<TrustStore>,
-    default_trust: TrustStore,
+    pub(super) trust: Vec<TrustStore>,
+    pub(super) default_trust: TrustStore,
     pub mx_port: u16,
     pub connect_timeout: Duration,
     pub fallback: bool,
     pub resolver: R,
-    identity: Option<Arc<Identity>>,
+    pub(super) identity: Option<Arc<Identity>>,
     /// Where the opportunistic ladder starts for each server; the same
     /// one across reloads, and the control socket's.
     pub(crate) memory: Arc<TlsMemory>,
     /// `[delivery] max_connections_per_destination`, per host and port.
-    per_destination: usize,
-    destinations: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    pub(super) per_destination: usize,
+    pub(super) destinations:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Connections kept open after a message, by server, level and connector.
-    idle: std::sync::Mutex<std::collections::HashMap<String, Vec<Idle>>>,
+    pub(super) idle: std::sync::Mutex<std::collections::HashMap<String, Vec<Idle>>>,
     /// Multiplies the SMTP phase timeouts (tests shorten them).
     pub timeout_scale: f64,
 }
 
-/// How long a connection may wait for the next message to its server.
-const IDLE_LIMIT: Duration = Duration::from_secs(5);
-
-type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
-
-/// An open SMTP session, before or after STARTTLS.
-enum Session {
-    Plain(Client<TcpStream>),
-    Tls(Box<Client<TlsStream>>),
-}
-
-impl Session {
-    async fn quit(self) {
-        match self {
-            Session::Plain(client) => client.quit().await,
-            Session::Tls(client) => client.quit().await,
-        }
-    }
-}
-
-/// A connection between messages, with what its TLS was.
-struct Idle {
-    session: Session,
-    tls: String,
-    channel: Channel,
-    since: std::time::Instant,
-}
+pub(super) type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// What an attempt's TLS came to, as the metrics count it
 /// (`tlsrelay_delivery_attempts_total`).
 #[derive(Clone, Debug)]
-enum Channel {
+pub(super) enum Channel {
     Tls {
         version: String,
         cipher: String,
@@ -479,80 +454,6 @@ impl<R: Resolve> Deliverer<R> {
         }
     }
 
-    /// An idle connection for `key` that still answers RSET, if any.
-    async fn take(&self, key: &str) -> Option<Idle> {
-        loop {
-            let idle = self.idle.lock().ok()?.get_mut(key)?.pop()?;
-            if idle.since.elapsed() > IDLE_LIMIT {
-                tokio::spawn(idle.session.quit());
-                continue;
-            }
-            let mut idle = idle;
-            // Out of step (the server said more than it was asked) or
-            // gone: dropped, the message gets a new connection.
-            let alive = match &mut idle.session {
-                Session::Plain(client) => client.ready_for_next().await,
-                Session::Tls(client) => client.ready_for_next().await,
-            };
-            if alive {
-                return Some(idle);
-            }
-        }
-    }
-
-    /// Closes (QUIT) the connections idle longer than the limit, so a
-    /// server's session slots are not held for nothing.
-    pub fn sweep_idle(&self) {
-        let Ok(mut idle) = self.idle.lock() else {
-            return;
-        };
-        for list in idle.values_mut() {
-            let (stale, fresh): (Vec<Idle>, Vec<Idle>) =
-                list.drain(..).partition(|i| i.since.elapsed() > IDLE_LIMIT);
-            *list = fresh;
-            for old in stale {
-                tokio::spawn(old.session.quit());
-            }
-        }
-        idle.retain(|_, list| !list.is_empty());
-    }
-
-    /// Keeps a cleanly finished connection for the next message to the
-    /// same server, or closes it when enough are kept already.
-    /// A plaintext session after TLS failed is not kept: the next message
-    /// tries TLS again, so a broken handshake buys no later plaintext.
-    fn park(&self, key: &str, session: Option<Session>, tls: String, channel: Channel) {
-        let Some(session) = session else { return };
-        if matches!(channel, Channel::Fallback) {
-            tokio::spawn(session.quit());
-            return;
-        }
-        let Ok(mut idle) = self.idle.lock() else {
-            return;
-        };
-        let list = idle.entry(key.to_string()).or_default();
-        if list.len() >= self.per_destination {
-            drop(idle);
-            tokio::spawn(session.quit());
-            return;
-        }
-        list.push(Idle {
-            session,
-            tls,
-            channel,
-            since: std::time::Instant::now(),
-        });
-    }
-
-    fn destination_slot(&self, destination: &str) -> Arc<tokio::sync::Semaphore> {
-        let Ok(mut map) = self.destinations.lock() else {
-            return Arc::new(tokio::sync::Semaphore::new(self.per_destination));
-        };
-        map.entry(destination.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_destination)))
-            .clone()
-    }
-
     /// The connector and trust anchors for mail to `domain`.
     pub(crate) fn route<'a>(&'a self, domain: &'a MailDomain) -> Route<'a> {
         let index = connector_for(&self.connectors, domain)
@@ -563,147 +464,6 @@ impl<R: Resolve> Deliverer<R> {
             domain,
         }
     }
-
-    /// TCP connect, greeting, EHLO: a client ready for the policy's question.
-    pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<Client<TcpStream>, String> {
-        let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return Err(format!("connect: {e}")),
-            Err(_) => {
-                return Err(format!(
-                    "connect: no answer within {:?}",
-                    self.connect_timeout
-                ))
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let mut client = Client::new(tcp);
-        client.timeout_scale = self.timeout_scale;
-        let greeting = client
-            .reply(super::client::Phase::Greeting)
-            .await
-            .map_err(|e| e.to_string())?;
-        if greeting.code != 220 {
-            client.quit().await;
-            return Err(format!("greeting: {}", greeting.summary()));
-        }
-        match client.hello(&self.hostname).await {
-            Ok(reply) if reply.is_positive() => Ok(client),
-            Ok(reply) => Err(format!("EHLO: {}", reply.summary())),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// STARTTLS, the handshake of `rung`, then EHLO again over TLS (RFC
-    /// 3207 §4.2). A refused EHLO, or a connection closed instead of an
-    /// answer, is [`Failure::RefusedAfterTls`]: that is how a TLS 1.3
-    /// server that wants a client certificate says so. Delivery and
-    /// `probe` both go through here, so `probe` predicts it.
-    pub(crate) async fn upgrade(
-        &self,
-        client: Client<TcpStream>,
-        hop: &Hop,
-        rung: Rung,
-        route: &Route<'_>,
-    ) -> Result<Upgraded, Failure> {
-        let stream = match client.starttls().await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err((reply, plain))) => {
-                plain.quit().await;
-                let refused = format!("STARTTLS refused: {}", reply.summary());
-                return Err(Failure::Handshake(refused));
-            }
-            Err(e) => return Err(Failure::Handshake(e.to_string())),
-        };
-        let (tls, checks) = self
-            .handshake(stream, hop, rung, route)
-            .await
-            .map_err(Failure::Handshake)?;
-        let negotiated = Negotiated::of(tls.get_ref().1);
-        let chain: Vec<CertificateDer<'static>> = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .unwrap_or_default()
-            .to_vec();
-        let mut client = Client::new(tls);
-        client.timeout_scale = self.timeout_scale;
-        let what = match client.hello(&self.hostname).await {
-            Ok(reply) if reply.is_positive() => {
-                return Ok(Upgraded {
-                    client,
-                    negotiated,
-                    chain,
-                    checks,
-                })
-            }
-            Ok(reply) => {
-                let refused = format!("EHLO refused: {}", reply.summary());
-                client.quit().await;
-                refused
-            }
-            Err(e) => format!("EHLO: {e}"),
-        };
-        Err(Failure::RefusedAfterTls(format!(
-            "{} {}, then {what}",
-            negotiated.version, negotiated.cipher
-        )))
-    }
-
-    /// The TLS handshake of one rung, then what the certificate is worth.
-    pub(crate) async fn handshake(
-        &self,
-        stream: TcpStream,
-        hop: &Hop,
-        rung: Rung,
-        route: &Route<'_>,
-    ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, Checks), String> {
-        let minimum = route
-            .connector
-            .map_or(TlsVersion::Tls12, |c| c.min_tls_version);
-        let versions: Vec<&'static rustls::SupportedProtocolVersion> = match (rung, minimum) {
-            (Rung::Modern, TlsVersion::Tls12) => {
-                vec![&rustls::version::TLS13, &rustls::version::TLS12]
-            }
-            (Rung::Modern, TlsVersion::Tls13) => vec![&rustls::version::TLS13],
-            (_, TlsVersion::Tls12) => vec![&rustls::version::TLS12],
-            (_, TlsVersion::Tls13) => return Err("TLS 1.2 is below min_tls_version".into()),
-        };
-        let identity = match route.connector {
-            Some(c) if c.client_cert => self.identity.as_deref(),
-            _ => None,
-        };
-        let config = tls_config(&versions, identity).map_err(|e| format!("TLS setup: {e}"))?;
-        let name = match &hop.host {
-            Host::Name(name) => {
-                ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?
-            }
-            Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
-        };
-        let connect = tokio_rustls::TlsConnector::from(config).connect(name, stream);
-        let tls = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => return Err(format!("handshake: {}", crate::tls::reason::io_reason(&e))),
-            Err(_) => return Err(format!("handshake stalled past {:?}", self.connect_timeout)),
-        };
-        let chain: Vec<CertificateDer<'static>> = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .unwrap_or_default()
-            .to_vec();
-        let checks = route.checks(&chain, &hop.host);
-        Ok((tls, checks))
-    }
-}
-
-/// A session upgraded to TLS on one rung, its EHLO answered.
-pub(crate) struct Upgraded {
-    pub(crate) client: Client<TlsStream>,
-    pub(crate) negotiated: Negotiated,
-    /// The server's certificates, leaf first.
-    pub(crate) chain: Vec<CertificateDer<'static>>,
-    pub(crate) checks: Checks,
 }
 
 /// The routing facts an attempt's TLS checks need.
@@ -736,7 +496,7 @@ impl Route<'_> {
         };
         let host = check_name(leaf, &host_name).map_err(|e| e.to_string());
         let patterns = self.connector.map_or(&[][..], |c| &c.tls_domains[..]);
-        let domain = domain_names_match(leaf, patterns, self.domain);
+        let domain = crate::tls::verify::domain_names_match(leaf, patterns, self.domain);
         let pins = self.connector.map_or(&[][..], |c| &c.fingerprints[..]);
         let leaf_hash = sha256(leaf);
         let spki_hash = X509Certificate::from_der(leaf)
@@ -752,60 +512,6 @@ impl Route<'_> {
             pinned,
         }
     }
-}
-
-/// `verify-domain`: the certificate names one of `patterns`, or, when
-/// none are configured, the recipient domain or one of its subdomains
-/// (for an address literal: its IP address).
-fn domain_names_match(
-    leaf: &CertificateDer<'_>,
-    patterns: &[crate::config::values::NamePattern],
-    domain: &MailDomain,
-) -> Result<(), String> {
-    let presented: Vec<String> = X509Certificate::from_der(leaf)
-        .map(|(_, cert)| crate::tls::x509::alt_names(&cert).dns)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|n| n.to_ascii_lowercase())
-        .collect();
-    let ok = match (patterns, domain) {
-        ([], MailDomain::Literal(ip)) => check_name(leaf, &ip.to_string()).is_ok(),
-        ([], MailDomain::Name(domain)) => {
-            check_name(leaf, domain.as_str()).is_ok()
-                || presented.iter().any(|n| {
-                    n.trim_start_matches("*.")
-                        .parse::<DomainName>()
-                        .is_ok_and(|n| n.is_within(domain))
-                })
-        }
-        _ => patterns.iter().any(|pattern| match &pattern.0 {
-            DomainPattern::Exact(name) => check_name(leaf, name.as_str()).is_ok(),
-            DomainPattern::Subdomains(parent) => presented.iter().any(|n| {
-                n == &format!("*.{parent}")
-                    || n.split_once('.').is_some_and(|(label, rest)| {
-                        !label.contains('*') && rest == parent.as_str()
-                    })
-            }),
-            DomainPattern::Literal(_) | DomainPattern::Any => false,
-        }),
-    };
-    if ok {
-        return Ok(());
-    }
-    let wanted = match patterns {
-        [] => format!("{domain} or its subdomains"),
-        _ => patterns
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
-    let names = if presented.is_empty() {
-        "no DNS names".to_string()
-    } else {
-        presented.join(", ")
-    };
-    Err(format!("certificate for {names} not valid for {wanted}"))
 }
 
 /// The transaction on a ready client, judged per recipient; a broken

@@ -14,9 +14,11 @@
 
 pub mod client;
 pub mod deliver;
+mod ladder;
 pub mod memory;
 pub mod memory_file;
 pub mod outcome;
 pub mod policy;
+mod pool;
 pub mod probe;
 pub mod route;
