@@ -144,6 +144,17 @@ pub struct Transaction {
     pub data: Option<Reply>,
 }
 
+/// What STARTTLS came to (RFC 3207 §4).
+pub enum StartTls<S> {
+    /// `220`: the stream, nothing buffered, for the handshake.
+    Ready(S),
+    /// Any other reply; the client is still usable in plaintext.
+    Refused {
+        reply: Reply,
+        client: Box<Client<S>>,
+    },
+}
+
 /// An SMTP conversation over `S`.
 pub struct Client<S> {
     stream: S,
@@ -249,14 +260,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Sends STARTTLS; on `220` returns the stream for the handshake, with
     /// whatever the server sent after its `220` thrown away. Any other
     /// reply comes back with the client, still in plaintext.
-    pub async fn starttls(mut self) -> Result<Result<S, (Reply, Self)>, ClientError> {
+    pub async fn starttls(mut self) -> Result<StartTls<S>, ClientError> {
         let reply = self.command("STARTTLS", Phase::StartTls).await?;
         if reply.code != 220 {
-            return Ok(Err((reply, self)));
+            return Ok(StartTls::Refused {
+                reply,
+                client: Box::new(self),
+            });
         }
         // Injected lines after the 220 must not be read as TLS-protected.
         self.pending.clear();
-        Ok(Ok(self.stream))
+        Ok(StartTls::Ready(self.stream))
     }
 
     /// One mail transaction: MAIL, the RCPTs, and the content if any

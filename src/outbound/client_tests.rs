@@ -171,7 +171,7 @@ async fn starttls_hands_back_the_stream_and_drops_injected_replies() {
     let _ = client.reply(Phase::Greeting).await;
     let _ = client.hello("r").await;
     let stream = match client.starttls().await {
-        Ok(Ok(stream)) => stream,
+        Ok(StartTls::Ready(stream)) => stream,
         _ => panic!("STARTTLS should succeed"),
     };
     // A fresh client over the (here still plain) stream never sees the

@@ -1,113 +1,140 @@
 //! Connections kept between messages, and the per-destination limit
-//! (`[delivery] max_connections_per_destination`).
+//! (`[delivery] max_connections_per_destination`). One pool lives as long
+//! as the deliverer, across reloads, so the limit holds while a reload
+//! swaps the configuration under running attempts.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::client::Client;
-use super::deliver::{Channel, Deliverer, TlsStream};
-use super::route::Resolve;
+use super::ladder::Channel;
+use super::stream::Stream;
 
 /// How long a connection may wait for the next message to its server.
 const IDLE_LIMIT: Duration = Duration::from_secs(5);
 
-/// An open SMTP session, before or after STARTTLS.
-pub(super) enum Session {
-    Plain(Client<TcpStream>),
-    Tls(Box<Client<TlsStream>>),
-}
-
-impl Session {
-    pub(super) async fn quit(self) {
-        match self {
-            Session::Plain(client) => client.quit().await,
-            Session::Tls(client) => client.quit().await,
-        }
-    }
-}
-
 /// A connection between messages, with what its TLS was.
 pub(super) struct Idle {
-    pub(super) session: Session,
+    pub(super) client: Client<Stream>,
+    /// The attempt log's `tls` field for it.
     pub(super) tls: String,
     pub(super) channel: Channel,
-    since: std::time::Instant,
+    since: Instant,
 }
 
-impl<R: Resolve> Deliverer<R> {
+/// The idle connections (by server, level and connector) and the
+/// per-destination semaphores (by host and port).
+pub(super) struct Pool {
+    limit: AtomicUsize,
+    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    idle: Mutex<HashMap<String, Vec<Idle>>>,
+}
+
+impl Pool {
+    pub(super) fn new(limit: usize) -> Self {
+        Pool {
+            limit: AtomicUsize::new(limit),
+            destinations: Mutex::default(),
+            idle: Mutex::default(),
+        }
+    }
+
+    /// A new limit from a reload: destinations get new semaphores; the
+    /// attempts running finish on their old ones. An unchanged limit
+    /// keeps every semaphore, so a reload never lets more through.
+    pub(super) fn set_limit(&self, limit: usize) {
+        if self.limit.swap(limit, Ordering::SeqCst) != limit {
+            if let Ok(mut map) = self.destinations.lock() {
+                map.clear();
+            }
+        }
+    }
+
+    /// Waits for one of the destination's connection slots.
+    pub(super) async fn slot(&self, destination: &str) -> Option<OwnedSemaphorePermit> {
+        let limit = self.limit.load(Ordering::SeqCst);
+        let semaphore = match self.destinations.lock() {
+            Ok(mut map) => map
+                .entry(destination.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+                .clone(),
+            Err(_) => Arc::new(Semaphore::new(limit)),
+        };
+        semaphore.acquire_owned().await.ok()
+    }
+
     /// An idle connection for `key` that still answers RSET, if any.
     pub(super) async fn take(&self, key: &str) -> Option<Idle> {
         loop {
-            let idle = self.idle.lock().ok()?.get_mut(key)?.pop()?;
+            let mut idle = self.idle.lock().ok()?.get_mut(key)?.pop()?;
             if idle.since.elapsed() > IDLE_LIMIT {
-                tokio::spawn(idle.session.quit());
+                tokio::spawn(idle.client.quit());
                 continue;
             }
-            let mut idle = idle;
             // Out of step (the server said more than it was asked) or
             // gone: dropped, the message gets a new connection.
-            let alive = match &mut idle.session {
-                Session::Plain(client) => client.ready_for_next().await,
-                Session::Tls(client) => client.ready_for_next().await,
-            };
-            if alive {
+            if idle.client.ready_for_next().await {
                 return Some(idle);
             }
         }
     }
 
-    /// Closes (QUIT) the connections idle longer than the limit, so a
-    /// server's session slots are not held for nothing.
-    pub fn sweep_idle(&self) {
-        let Ok(mut idle) = self.idle.lock() else {
-            return;
-        };
-        for list in idle.values_mut() {
-            let (stale, fresh): (Vec<Idle>, Vec<Idle>) =
-                list.drain(..).partition(|i| i.since.elapsed() > IDLE_LIMIT);
-            *list = fresh;
-            for old in stale {
-                tokio::spawn(old.session.quit());
-            }
-        }
-        idle.retain(|_, list| !list.is_empty());
-    }
-
     /// Keeps a cleanly finished connection for the next message to the
     /// same server, or closes it when enough are kept already.
-    /// A plaintext session after TLS failed is not kept: the next message
-    /// tries TLS again, so a broken handshake buys no later plaintext.
-    pub(super) fn park(&self, key: &str, session: Option<Session>, tls: String, channel: Channel) {
-        let Some(session) = session else { return };
-        if matches!(channel, Channel::Fallback) {
-            tokio::spawn(session.quit());
-            return;
-        }
+    pub(super) fn park(&self, key: &str, client: Client<Stream>, tls: String, channel: Channel) {
+        let limit = self.limit.load(Ordering::SeqCst);
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
         let list = idle.entry(key.to_string()).or_default();
-        if list.len() >= self.per_destination {
+        if list.len() >= limit {
             drop(idle);
-            tokio::spawn(session.quit());
+            tokio::spawn(client.quit());
             return;
         }
         list.push(Idle {
-            session,
+            client,
             tls,
             channel,
-            since: std::time::Instant::now(),
+            since: Instant::now(),
         });
     }
 
-    pub(super) fn destination_slot(&self, destination: &str) -> Arc<tokio::sync::Semaphore> {
-        let Ok(mut map) = self.destinations.lock() else {
-            return Arc::new(tokio::sync::Semaphore::new(self.per_destination));
+    /// Closes (QUIT) the connections idle longer than the limit, so a
+    /// server's session slots are not held for nothing, and forgets the
+    /// semaphores no attempt holds or waits for.
+    pub(super) fn sweep(&self) {
+        self.close_idle(|idle| idle.since.elapsed() > IDLE_LIMIT);
+        if let Ok(mut map) = self.destinations.lock() {
+            // Only the map holds it: no permit out, nobody waiting.
+            map.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
+        }
+    }
+
+    /// Closes every idle connection: after a reload they were opened and
+    /// verified under settings no longer in force.
+    pub(super) fn close_all_idle(&self) {
+        self.close_idle(|_| true);
+    }
+
+    fn close_idle(&self, stale: impl Fn(&Idle) -> bool) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
         };
-        map.entry(destination.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_destination)))
-            .clone()
+        let mut closing = Vec::new();
+        for list in idle.values_mut() {
+            let (old, fresh): (Vec<Idle>, Vec<Idle>) = list.drain(..).partition(&stale);
+            *list = fresh;
+            closing.extend(old);
+        }
+        idle.retain(|_, list| !list.is_empty());
+        drop(idle);
+        for old in closing {
+            tokio::spawn(old.client.quit());
+        }
     }
 }
