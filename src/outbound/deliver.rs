@@ -170,7 +170,7 @@ impl<R: Resolve> Deliverer<R> {
 
     /// A reload: attempts from now on use `settings`. The limits and the
     /// broken-TLS memory stay; idle connections, opened under the old
-    /// settings, are closed.
+    /// settings, are not used again.
     pub fn reconfigure(&self, settings: Settings<R>) {
         self.shared.pool.set_limit(settings.per_destination);
         let settings = Arc::new(settings);
@@ -178,7 +178,7 @@ impl<R: Resolve> Deliverer<R> {
             Ok(mut current) => *current = settings,
             Err(poisoned) => *poisoned.into_inner() = settings,
         }
-        self.shared.pool.close_all_idle();
+        self.shared.pool.renew();
     }
 
     /// The broken-TLS memory (`probe` reads it).

@@ -4,7 +4,7 @@
 //! swaps the configuration under running attempts.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,12 +24,16 @@ pub(super) struct Idle {
     pub(super) tls: String,
     pub(super) channel: Channel,
     since: Instant,
+    /// The settings it was opened and verified under (see [`Pool::renew`]).
+    generation: u64,
 }
 
 /// The idle connections (by server, level and connector) and the
 /// per-destination semaphores (by host and port).
 pub(super) struct Pool {
     limit: AtomicUsize,
+    /// Bumped by each reload.
+    generation: AtomicU64,
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
     idle: Mutex<HashMap<String, Vec<Idle>>>,
 }
@@ -38,6 +42,7 @@ impl Pool {
     pub(super) fn new(limit: usize) -> Self {
         Pool {
             limit: AtomicUsize::new(limit),
+            generation: AtomicU64::new(0),
             destinations: Mutex::default(),
             idle: Mutex::default(),
         }
@@ -68,11 +73,15 @@ impl Pool {
     }
 
     /// An idle connection for `key` that still answers RSET, if any.
+    /// The caller holds the destination's slot: one too old, or opened
+    /// under settings a reload replaced, is closed before this returns,
+    /// so a new connection never overlaps it.
     pub(super) async fn take(&self, key: &str) -> Option<Idle> {
         loop {
             let mut idle = self.idle.lock().ok()?.get_mut(key)?.pop()?;
-            if idle.since.elapsed() > IDLE_LIMIT {
-                tokio::spawn(idle.client.quit());
+            let generation = self.generation.load(Ordering::SeqCst);
+            if idle.since.elapsed() > IDLE_LIMIT || idle.generation != generation {
+                idle.client.quit().await;
                 continue;
             }
             // Out of step (the server said more than it was asked) or
@@ -101,6 +110,7 @@ impl Pool {
             tls,
             channel,
             since: Instant::now(),
+            generation: self.generation.load(Ordering::SeqCst),
         });
     }
 
@@ -115,10 +125,11 @@ impl Pool {
         }
     }
 
-    /// Closes every idle connection: after a reload they were opened and
-    /// verified under settings no longer in force.
-    pub(super) fn close_all_idle(&self) {
-        self.close_idle(|_| true);
+    /// A reload: the idle connections were opened and verified under
+    /// settings no longer in force; none is used again. Each is closed by
+    /// the next attempt to its server (holding the slot), or by the sweep.
+    pub(super) fn renew(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     fn close_idle(&self, stale: impl Fn(&Idle) -> bool) {
