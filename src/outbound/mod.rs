@@ -47,6 +47,7 @@
 //! stops before MAIL, so what it predicts is what delivery does.
 
 mod attempt_log;
+pub mod cert_connect;
 pub mod client;
 pub mod connector;
 pub mod deliver;

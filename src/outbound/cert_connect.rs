@@ -1,11 +1,11 @@
-//! `cert-info --connect`: fetch a server's chain, optionally after SMTP STARTTLS.
+//! `cert-info --connect`: fetch a server's chain, optionally after SMTP
+//! STARTTLS; the report itself is `crate::tls::cert_info`'s.
 //!
 //! The handshake accepts any chain (handshake signatures are still checked,
 //! so the server proves it holds the key) because the point is to *report*
 //! untrusted certificates; the chain is verified separately with
 //! [`TrustStore`]. Every phase has its own timeout and the error names it.
 
-use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,32 +15,10 @@ use smtp_proto::EXT_START_TLS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{build, CertInfoError, ConnectRequest, Connection, Report};
 use crate::smtp::reply::{Reply, ReplyReader};
+use crate::tls::cert_info::{build, CertInfoError, ConnectRequest, Connection, Phase, Report};
 use crate::tls::client::{AcceptAnyChain, Negotiated};
 use crate::tls::trust::{check_name, TrustStore};
-
-/// The steps of `--connect`, named in timeouts and errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    Connect,
-    Greeting,
-    Ehlo,
-    StartTls,
-    Handshake,
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Phase::Connect => "TCP connect",
-            Phase::Greeting => "SMTP greeting",
-            Phase::Ehlo => "EHLO reply",
-            Phase::StartTls => "STARTTLS reply",
-            Phase::Handshake => "TLS handshake",
-        })
-    }
-}
 
 pub async fn from_server(request: &ConnectRequest) -> Result<Report, CertInfoError> {
     let target = request.target.clone();
