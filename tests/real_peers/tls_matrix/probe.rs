@@ -2,22 +2,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
-
-use tlsrelay::config::domain::MailDomain;
-use tlsrelay::outbound::deliver::RecipientOutcome;
-use tlsrelay::outbound::ladder::{How, Stop};
-use tlsrelay::outbound::memory::TlsMemory;
-use tlsrelay::outbound::memory_file::system_clock;
-use tlsrelay::outbound::outcome::Verdict;
-use tlsrelay::outbound::probe::{predict, Prediction};
-use tlsrelay::queue::envelope::{Envelope, Recipient};
 
 use super::receivers::{start_receivers, Certs, Kind, ALL};
 use super::relay::{relay_config, relay_files};
 use super::{cells, Cell};
 use crate::support::postfix::run_bounded;
+use crate::support::prediction::{self, differences, Case};
 
 /// `tlsrelay probe DOMAIN -c FILE` (it needs no running relay).
 pub(super) fn probe(config: &Path, domain: &str) -> String {
@@ -184,66 +175,6 @@ fn probe_reports_the_facts_and_verdicts_of_real_receivers() {
     }
 }
 
-/// What one cell came to, in terms both sides share: over which TLS and
-/// with which verification note, in plaintext and why, or deferred with
-/// which status and reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Fate {
-    Tls { version: String, note: String },
-    Plaintext(String),
-    Deferred { status: String, reason: String },
-    Other(String),
-}
-
-/// Probe's verdict for the cell's domain.
-fn predicted(prediction: &Prediction) -> Fate {
-    match prediction {
-        Prediction::Deliver {
-            how: How::Tls { negotiated, note },
-            ..
-        } => Fate::Tls {
-            version: negotiated.version.clone(),
-            note: note.to_string(),
-        },
-        Prediction::Deliver {
-            how: How::Plaintext(why),
-            ..
-        } => Fate::Plaintext(why.to_string()),
-        Prediction::Wait(Some(Stop::Deferred(deferral))) => Fate::Deferred {
-            status: deferral.status().to_string(),
-            reason: deferral.to_string(),
-        },
-        other => Fate::Other(format!("{other:?}")),
-    }
-}
-
-/// What delivery did with the cell's message.
-fn delivered(outcome: &RecipientOutcome) -> Fate {
-    let tls = outcome.tls.as_deref().unwrap_or("");
-    match &outcome.verdict {
-        Verdict::Delivered { .. } if tls.starts_with("plaintext") => {
-            Fate::Plaintext(tls.to_string())
-        }
-        // `TLSv1.3 TLS_AES_256_GCM_SHA384 key-exchange X25519MLKEM768 verified`
-        Verdict::Delivered { .. } => match tls.splitn(5, ' ').collect::<Vec<_>>()[..] {
-            [version, _, "key-exchange", _, note] => Fate::Tls {
-                version: version.to_string(),
-                note: note.to_string(),
-            },
-            _ => Fate::Other(tls.to_string()),
-        },
-        // `127.0.0.1: the policy's reason`
-        Verdict::Deferred { status, reason, .. } => Fate::Deferred {
-            status: status.clone(),
-            reason: reason
-                .split_once(": ")
-                .map_or(reason.as_str(), |(_, why)| why)
-                .to_string(),
-        },
-        other => Fate::Other(format!("{other:?}")),
-    }
-}
-
 /// Issue 14's acceptance: probe climbs delivery's ladder, so for every
 /// cell of the matrix its verdict is what delivery then does, against the
 /// same receivers under the same configuration: the same TLS version and
@@ -290,55 +221,18 @@ fn probe_and_deliver(certs: &Certs, config: &str, cells: &[Cell]) -> Vec<String>
     }
     let config_file = dir.path().join("tlsrelay.toml");
     std::fs::write(&config_file, config).expect("write config");
-    let config = tlsrelay::config::Config::load(&config_file).expect("the matrix config loads");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        let memory = Arc::new(TlsMemory::reader(
-            &config.server.spool_dir,
-            Duration::from_secs(3600),
-            system_clock(),
-        ));
-        let deliverer = tlsrelay::daemon::deliverer(&config, memory).expect("deliverer");
-        let mut running = tokio::task::JoinSet::new();
-        for cell in cells {
-            let (cell, deliverer) = (cell.clone(), deliverer.clone());
-            running.spawn(async move {
-                let domain: MailDomain = cell.domain().parse().expect("cell domain");
-                let report = predict(&deliverer, &domain, None).await;
-                let recipient = Recipient {
-                    address: cell.recipient(),
-                    orcpt: None,
-                    notify: None,
-                };
-                let envelope = Envelope {
-                    sender: "alice@relay.example.test".into(),
-                    recipients: vec![recipient.clone()],
-                    ..Envelope::default()
-                };
-                let content = format!(
-                    "{}\r\n\r\nthe secret of cell {}\r\n",
-                    cell.subject(),
-                    cell.name()
-                );
-                let outcomes = deliverer
-                    .attempt("probe-matrix", &envelope, content.as_bytes(), &[&recipient])
-                    .await;
-                let (probe, delivery) = (predicted(&report.prediction), delivered(&outcomes[0]));
-                (cell.name(), probe, delivery, report.text)
-            });
-        }
-        let mut wrong = Vec::new();
-        let mut seen = 0;
-        while let Some(done) = running.join_next().await {
-            let (name, probe, delivery, text) = done.expect("cell task");
-            seen += 1;
-            if probe != delivery || matches!(probe, Fate::Other(_)) {
-                wrong.push(format!(
-                    "{name}: probe said {probe:?}, delivery did {delivery:?}\n{text}"
-                ));
-            }
-        }
-        assert_eq!(seen, cells.len());
-        wrong
-    })
+    let cases: Vec<Case> = cells
+        .iter()
+        .map(|cell| Case {
+            name: cell.name(),
+            domain: cell.domain(),
+            recipient: cell.recipient(),
+            content: format!(
+                "{}\r\n\r\nthe secret of cell {}\r\n",
+                cell.subject(),
+                cell.name()
+            ),
+        })
+        .collect();
+    differences(&prediction::probe_and_deliver(&config_file, &cases))
 }
