@@ -248,7 +248,7 @@ impl<R: Resolve> Deliverer<R> {
         let shuffle = crate::random::shuffle;
         let route = hops(
             &settings.resolver,
-            Some(&connector.settings),
+            &connector.settings.smarthosts,
             &domain,
             settings.mx_port,
             shuffle,

@@ -73,7 +73,7 @@ pub async fn predict<R: Resolve>(
     let mx_port = port.unwrap_or(settings.mx_port);
     let route = hops(
         &settings.resolver,
-        Some(&connector.settings),
+        &connector.settings.smarthosts,
         domain,
         mx_port,
         |_| {},

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::net::IpAddr;
 
 use crate::config::domain::MailDomain;
-use crate::config::values::{DomainName, DomainPattern, Host};
+use crate::config::values::{DomainName, DomainPattern, Host, HostPort};
 use crate::config::OutboundConnector;
 
 /// The connector that carries mail for `domain`: the most specific
@@ -95,18 +95,18 @@ pub enum Hops {
     },
 }
 
-/// The hops for mail to `domain` under `connector`, in the order to try.
-/// `shuffle` reorders hosts of equal preference (pass a random one).
+/// The hops for mail to `domain` through a connector with `smarthosts`
+/// (none: MX lookup), in the order to try. `shuffle` reorders hosts of
+/// equal preference (pass a random one).
 pub async fn hops<R: Resolve>(
     resolver: &R,
-    connector: Option<&OutboundConnector>,
+    smarthosts: &[HostPort],
     domain: &MailDomain,
     mx_port: u16,
     shuffle: impl FnMut(&mut [String]),
 ) -> Result<Hops, LookupError> {
-    if let Some(connector) = connector.filter(|c| !c.smarthosts.is_empty()) {
-        let hops = connector
-            .smarthosts
+    if !smarthosts.is_empty() {
+        let hops = smarthosts
             .iter()
             .map(|h| Hop {
                 host: h.host.clone(),
