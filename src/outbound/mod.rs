@@ -61,3 +61,4 @@ pub mod probe;
 pub mod route;
 mod send;
 pub mod stream;
+mod wire;
