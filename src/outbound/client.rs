@@ -164,71 +164,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             let reply = self.reset().await?;
             Self::reset_accepted(&reply)?;
         }
-        let (mail_reply, rcpt_replies, data_reply) = if self.capabilities.pipelining {
-            // RFC 2920: RSET may open a group too; a kept connection's
-            // RSET goes in front, and a failure there (written to a dead
-            // connection, or refused) is an error in the RSET phase.
-            let mut batch = if reset {
-                "RSET\r\n".to_string()
-            } else {
-                String::new()
-            };
-            batch.push_str(&mail);
-            for rcpt in &rcpts {
-                batch.push_str(rcpt);
-            }
-            batch.push_str("DATA\r\n");
-            let first = if reset { Phase::Rset } else { Phase::Mail };
-            self.write(batch.as_bytes(), first).await?;
-            if reset {
-                let reply = self.reply(Phase::Rset).await?;
-                Self::reset_accepted(&reply)?;
-            }
-            let mail_reply = self.reply(Phase::Mail).await?;
-            let mut rcpt_replies = Vec::with_capacity(rcpts.len());
-            for _ in &rcpts {
-                rcpt_replies.push(self.reply(Phase::Rcpt).await?);
-            }
-            let data_reply = self.reply(Phase::Data).await?;
-            if !mail_reply.is_positive() || !rcpt_replies.iter().any(Reply::is_positive) {
-                if data_reply.code == 354 {
-                    // The server said 354 although nothing was accepted:
-                    // end the DATA with nothing in it rather than send
-                    // the content.
-                    self.write(b".\r\n", Phase::DataEnd).await?;
-                    let _ = self.reply(Phase::DataEnd).await?;
-                }
-                return Ok(Transaction {
-                    mail: mail_reply,
-                    rcpts: rcpt_replies,
-                    data: None,
-                });
-            }
-            (mail_reply, rcpt_replies, data_reply)
-        } else {
-            self.write(mail.as_bytes(), Phase::Mail).await?;
-            let mail_reply = self.reply(Phase::Mail).await?;
-            if !mail_reply.is_positive() {
-                return Ok(Transaction {
-                    mail: mail_reply,
-                    rcpts: Vec::new(),
-                    data: None,
-                });
-            }
-            let mut rcpt_replies = Vec::with_capacity(rcpts.len());
-            for rcpt in &rcpts {
-                self.write(rcpt.as_bytes(), Phase::Rcpt).await?;
-                rcpt_replies.push(self.reply(Phase::Rcpt).await?);
-            }
-            if !rcpt_replies.iter().any(Reply::is_positive) {
-                return Ok(Transaction {
-                    mail: mail_reply,
-                    rcpts: rcpt_replies,
-                    data: None,
-                });
-            }
-            let data_reply = self.command("DATA", Phase::Data).await?;
-            (mail_reply, rcpt_replies, data_reply)
+        let answered = match self.capabilities.pipelining {
+            true => self.pipelined(&mail, &rcpts, reset).await?,
+            false => self.stepwise(&mail, &rcpts).await?,
+        };
+        let (mail_reply, rcpt_replies, data_reply) = match answered {
+            Answered::Data(mail, rcpts, data) => (mail, rcpts, data),
+            Answered::Over(transaction) => return Ok(transaction),
         };
         if data_reply.code != 354 {
             if !(400..600).contains(&data_reply.code) {
@@ -258,6 +200,83 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             rcpts: rcpt_replies,
             data: Some(data),
         })
+    }
+
+    /// MAIL, the RCPTs and DATA in one write (RFC 2920), a kept
+    /// connection's RSET in front; then their replies.
+    async fn pipelined(
+        &mut self,
+        mail: &str,
+        rcpts: &[String],
+        reset: bool,
+    ) -> Result<Answered, ClientError> {
+        // RFC 2920: RSET may open a group too; a kept connection's
+        // RSET goes in front, and a failure there (written to a dead
+        // connection, or refused) is an error in the RSET phase.
+        let mut batch = if reset {
+            "RSET\r\n".to_string()
+        } else {
+            String::new()
+        };
+        batch.push_str(mail);
+        for rcpt in rcpts {
+            batch.push_str(rcpt);
+        }
+        batch.push_str("DATA\r\n");
+        let first = if reset { Phase::Rset } else { Phase::Mail };
+        self.write(batch.as_bytes(), first).await?;
+        if reset {
+            let reply = self.reply(Phase::Rset).await?;
+            Self::reset_accepted(&reply)?;
+        }
+        let mail_reply = self.reply(Phase::Mail).await?;
+        let mut rcpt_replies = Vec::with_capacity(rcpts.len());
+        for _ in rcpts {
+            rcpt_replies.push(self.reply(Phase::Rcpt).await?);
+        }
+        let data_reply = self.reply(Phase::Data).await?;
+        if !mail_reply.is_positive() || !rcpt_replies.iter().any(Reply::is_positive) {
+            if data_reply.code == 354 {
+                // The server said 354 although nothing was accepted:
+                // end the DATA with nothing in it rather than send
+                // the content.
+                self.write(b".\r\n", Phase::DataEnd).await?;
+                let _ = self.reply(Phase::DataEnd).await?;
+            }
+            return Ok(Answered::Over(Transaction {
+                mail: mail_reply,
+                rcpts: rcpt_replies,
+                data: None,
+            }));
+        }
+        Ok(Answered::Data(mail_reply, rcpt_replies, data_reply))
+    }
+
+    /// MAIL, each RCPT, then DATA, each answered before the next.
+    async fn stepwise(&mut self, mail: &str, rcpts: &[String]) -> Result<Answered, ClientError> {
+        self.write(mail.as_bytes(), Phase::Mail).await?;
+        let mail_reply = self.reply(Phase::Mail).await?;
+        if !mail_reply.is_positive() {
+            return Ok(Answered::Over(Transaction {
+                mail: mail_reply,
+                rcpts: Vec::new(),
+                data: None,
+            }));
+        }
+        let mut rcpt_replies = Vec::with_capacity(rcpts.len());
+        for rcpt in rcpts {
+            self.write(rcpt.as_bytes(), Phase::Rcpt).await?;
+            rcpt_replies.push(self.reply(Phase::Rcpt).await?);
+        }
+        if !rcpt_replies.iter().any(Reply::is_positive) {
+            return Ok(Answered::Over(Transaction {
+                mail: mail_reply,
+                rcpts: rcpt_replies,
+                data: None,
+            }));
+        }
+        let data_reply = self.command("DATA", Phase::Data).await?;
+        Ok(Answered::Data(mail_reply, rcpt_replies, data_reply))
     }
 
     /// Reads what has already arrived, without waiting (a zero deadline
@@ -384,6 +403,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         line.push_str("\r\n");
         line
     }
+}
+
+/// MAIL and the RCPTs answered: DATA's reply is in, or the transaction
+/// is over already (MAIL refused, or no recipient accepted).
+enum Answered {
+    Data(Reply, Vec<Reply>, Reply),
+    Over(Transaction),
 }
 
 /// How much content one write with the DATA block deadline carries.

@@ -81,26 +81,13 @@ pub async fn predict<R: Resolve>(
     let hop_list = match route.await {
         Ok(Hops::Try(list)) => list,
         Ok(Hops::Fail { status, reason }) => {
-            let _ = writeln!(
-                out,
-                "\nVerdict: mail to {domain} would bounce ({status}): {reason}"
-            );
-            let prediction = Prediction::Bounce { status, reason };
-            return Report {
-                text: out,
-                prediction,
-            };
+            let verdict = format!("would bounce ({status}): {reason}");
+            return finish(out, domain, verdict, Prediction::Bounce { status, reason });
         }
         Err(e) => {
-            let _ = writeln!(
-                out,
-                "\nVerdict: mail to {domain} would wait in the queue: {e}"
-            );
-            let prediction = Prediction::Wait(Some(Stop::Unreachable(e.to_string())));
-            return Report {
-                text: out,
-                prediction,
-            };
+            let verdict = format!("would wait in the queue: {e}");
+            let stop = Stop::Unreachable(e.to_string());
+            return finish(out, domain, verdict, Prediction::Wait(Some(stop)));
         }
     };
     // Why each host tried would not take the mail, for the overall verdict.
@@ -155,6 +142,11 @@ pub async fn predict<R: Resolve>(
         };
         (verdict, Prediction::Wait(last))
     });
+    finish(out, domain, verdict, prediction)
+}
+
+/// The report with its last line: one verdict that answers the question.
+fn finish(mut out: String, domain: &MailDomain, verdict: String, prediction: Prediction) -> Report {
     let _ = writeln!(out, "\nVerdict: mail to {domain} {verdict}");
     Report {
         text: out,
