@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
-use super::wire::xtext;
+use super::wire::{mail_command, rcpt_command};
 pub use super::wire::{path, Capabilities, ClientError, Phase, Transaction};
-use crate::queue::envelope::{Envelope, Recipient, Ret};
+use crate::queue::envelope::{Envelope, Recipient};
 use crate::smtp::reply::{Reply, ReplyReader};
 use crate::smtp::stuff::dot_stuff;
 
@@ -157,8 +157,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         recipients: &[&Recipient],
         content: &[u8],
     ) -> Result<Transaction, ClientError> {
-        let mail = self.mail_command(envelope, content.len());
-        let rcpts: Vec<String> = recipients.iter().map(|r| self.rcpt_command(r)).collect();
+        let caps = &self.capabilities;
+        let mail = mail_command(caps, envelope, content.len());
+        let rcpts: Vec<String> = recipients.iter().map(|r| rcpt_command(caps, r)).collect();
         let reset = std::mem::take(&mut self.reset_first);
         if reset && !self.capabilities.pipelining {
             let reply = self.reset().await?;
@@ -362,46 +363,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             let _ = self.stream.shutdown().await;
         })
         .await;
-    }
-
-    fn mail_command(&self, envelope: &Envelope, size: usize) -> String {
-        let caps = &self.capabilities;
-        let mut line = format!("MAIL FROM:<{}>", path(&envelope.sender));
-        if caps.size.is_some() {
-            line.push_str(&format!(" SIZE={size}"));
-        }
-        if envelope.eight_bit && caps.eight_bit {
-            line.push_str(" BODY=8BITMIME");
-        }
-        if envelope.smtputf8 && caps.smtputf8 {
-            line.push_str(" SMTPUTF8");
-        }
-        if caps.dsn {
-            match envelope.ret {
-                Some(Ret::Full) => line.push_str(" RET=FULL"),
-                Some(Ret::Hdrs) => line.push_str(" RET=HDRS"),
-                None => {}
-            }
-            if let Some(envid) = &envelope.envid {
-                line.push_str(&format!(" ENVID={}", xtext(envid)));
-            }
-        }
-        line.push_str("\r\n");
-        line
-    }
-
-    fn rcpt_command(&self, recipient: &Recipient) -> String {
-        let mut line = format!("RCPT TO:<{}>", path(&recipient.address));
-        if self.capabilities.dsn {
-            if let Some(notify) = recipient.notify {
-                line.push_str(&format!(" NOTIFY={notify}"));
-            }
-            if let Some(orcpt) = &recipient.orcpt {
-                line.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
-            }
-        }
-        line.push_str("\r\n");
-        line
     }
 }
 

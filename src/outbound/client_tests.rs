@@ -4,7 +4,9 @@
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
 use super::*;
+use crate::outbound::wire::xtext;
 use crate::queue::envelope::Notify;
+use crate::queue::envelope::Ret;
 
 /// A server that answers each line it reads with the next scripted reply
 /// (`None`: read the line, answer nothing) and records everything read.

@@ -10,6 +10,7 @@ use smtp_proto::{
     EXT_8BIT_MIME, EXT_CHUNKING, EXT_DSN, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS,
 };
 
+use crate::queue::envelope::{Envelope, Recipient, Ret};
 use crate::smtp::reply::{Reply, ReplyError};
 
 /// The steps of a delivery, each with its own deadline.
@@ -172,4 +173,45 @@ pub(super) fn xtext(text: &str) -> String {
         }
     }
     out
+}
+
+/// `MAIL FROM` with the parameters the server's EHLO allows.
+pub(super) fn mail_command(caps: &Capabilities, envelope: &Envelope, size: usize) -> String {
+    let mut line = format!("MAIL FROM:<{}>", path(&envelope.sender));
+    if caps.size.is_some() {
+        line.push_str(&format!(" SIZE={size}"));
+    }
+    if envelope.eight_bit && caps.eight_bit {
+        line.push_str(" BODY=8BITMIME");
+    }
+    if envelope.smtputf8 && caps.smtputf8 {
+        line.push_str(" SMTPUTF8");
+    }
+    if caps.dsn {
+        match envelope.ret {
+            Some(Ret::Full) => line.push_str(" RET=FULL"),
+            Some(Ret::Hdrs) => line.push_str(" RET=HDRS"),
+            None => {}
+        }
+        if let Some(envid) = &envelope.envid {
+            line.push_str(&format!(" ENVID={}", xtext(envid)));
+        }
+    }
+    line.push_str("\r\n");
+    line
+}
+
+/// `RCPT TO` with the DSN parameters, when the server offers DSN.
+pub(super) fn rcpt_command(caps: &Capabilities, recipient: &Recipient) -> String {
+    let mut line = format!("RCPT TO:<{}>", path(&recipient.address));
+    if caps.dsn {
+        if let Some(notify) = recipient.notify {
+            line.push_str(&format!(" NOTIFY={notify}"));
+        }
+        if let Some(orcpt) = &recipient.orcpt {
+            line.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
+        }
+    }
+    line.push_str("\r\n");
+    line
 }
