@@ -6,7 +6,7 @@
 
 use rustls::pki_types::UnixTime;
 
-use super::route::connector_for;
+use super::route::{domain_pattern, most_specific};
 use crate::config::domain::MailDomain;
 use crate::config::values::{DomainPattern, Host, TlsLevel, TlsVersion};
 use crate::config::OutboundConnector;
@@ -52,7 +52,6 @@ impl Connector {
 
 /// Every configured connector, and the default.
 pub struct Connectors {
-    configured: Vec<OutboundConnector>,
     connectors: Vec<Connector>,
     default: Connector,
 }
@@ -70,7 +69,6 @@ impl Connectors {
             });
         }
         Ok(Connectors {
-            configured: configured.to_vec(),
             connectors,
             default: Connector {
                 settings: OutboundConnector {
@@ -90,15 +88,10 @@ impl Connectors {
         })
     }
 
-    /// The connector for mail to `domain` (the most specific pattern;
-    /// names are unique, config validation sees to it).
+    /// The connector for mail to `domain`: the most specific pattern, as
+    /// [`super::route::connector_for`] decides.
     pub fn for_domain(&self, domain: &MailDomain) -> &Connector {
-        connector_for(&self.configured, domain)
-            .and_then(|found| {
-                self.connectors
-                    .iter()
-                    .find(|c| c.settings.name == found.name)
-            })
-            .unwrap_or(&self.default)
+        let pattern = domain_pattern(domain);
+        most_specific(&self.connectors, |c| &c.settings, &pattern).unwrap_or(&self.default)
     }
 }

@@ -24,11 +24,30 @@ pub fn connector_for<'a>(
     connectors: &'a [OutboundConnector],
     domain: &MailDomain,
 ) -> Option<&'a OutboundConnector> {
-    let pattern = match domain {
+    most_specific(connectors, |c| c, &domain_pattern(domain))
+}
+
+/// The pattern that matches exactly `domain`.
+pub fn domain_pattern(domain: &MailDomain) -> DomainPattern {
+    match domain {
         MailDomain::Name(name) => DomainPattern::Exact(name.clone()),
         MailDomain::Literal(ip) => DomainPattern::Literal(*ip),
-    };
-    connector_covering(connectors, &pattern)
+    }
+}
+
+/// Of `items`, each with its connector's settings, the one whose
+/// `recipient_domains` cover `pattern` most specifically.
+pub fn most_specific<'a, C>(
+    items: &'a [C],
+    settings: impl Fn(&C) -> &OutboundConnector,
+    pattern: &DomainPattern,
+) -> Option<&'a C> {
+    items
+        .iter()
+        .flat_map(|c| settings(c).recipient_domains.iter().map(move |p| (p, c)))
+        .filter(|(p, _)| p.covers(pattern))
+        .max_by_key(|(p, _)| p.specificity())
+        .map(|(_, c)| c)
 }
 
 /// The connector that carries mail for every domain `pattern` matches:
@@ -38,12 +57,7 @@ pub fn connector_covering<'a>(
     connectors: &'a [OutboundConnector],
     pattern: &DomainPattern,
 ) -> Option<&'a OutboundConnector> {
-    connectors
-        .iter()
-        .flat_map(|c| c.recipient_domains.iter().map(move |p| (p, c)))
-        .filter(|(p, _)| p.covers(pattern))
-        .max_by_key(|(p, _)| p.specificity())
-        .map(|(_, c)| c)
+    most_specific(connectors, |c| c, pattern)
 }
 
 /// What DNS says about a domain's mail servers.
