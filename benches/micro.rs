@@ -17,7 +17,7 @@ use tlsrelay::config::values::TlsLevel;
 use tlsrelay::config::Config;
 use tlsrelay::inbound::policy::InboundPolicy;
 use tlsrelay::inbound::session::{Action, Output, Session};
-use tlsrelay::outbound::policy::{self, Checks, Rung, Step};
+use tlsrelay::outbound::policy::{self, AfterEhlo, AfterFailure, AfterHandshake, Checks, Rung};
 use tlsrelay::smtp::data::{BareLf, BdatReceiver, Content, DataReceiver, DataStatus};
 use tlsrelay::smtp::stuff::dot_stuff;
 
@@ -209,22 +209,27 @@ fn stuff(c: &mut Criterion) {
 /// lower rungs: after EHLO (offered or not, and on the plaintext rung),
 /// after a failed handshake (each rung, fallback on and off), after a
 /// handshake (verified, bad chain, bad name, pinned).
-fn row(level: TlsLevel, checks: &[Checks; 4]) -> Vec<Step> {
-    let mut steps = Vec::with_capacity(12);
+fn row(
+    level: TlsLevel,
+    checks: &[Checks; 4],
+) -> (Vec<AfterEhlo>, Vec<AfterFailure>, Vec<AfterHandshake>) {
+    let mut ehlo = Vec::with_capacity(3);
     for offered in [false, true] {
-        steps.push(policy::after_ehlo(level, Rung::Modern, offered));
+        ehlo.push(policy::after_ehlo(level, Rung::Modern, false, offered));
     }
-    steps.push(policy::after_ehlo(level, Rung::Plaintext, true));
+    ehlo.push(policy::after_ehlo(level, Rung::Plaintext, false, true));
+    let mut failures = Vec::with_capacity(4);
     for rung in [Rung::Modern, Rung::Tls12] {
         for fallback in [true, false] {
             let failure = policy::Failure::Handshake("alert: handshake failure".into());
-            steps.push(policy::after_failure(level, rung, fallback, &failure));
+            failures.push(policy::after_failure(level, rung, fallback, &failure));
         }
     }
-    for check in checks {
-        steps.push(policy::after_handshake(level, check));
-    }
-    steps
+    let handshakes = checks
+        .iter()
+        .map(|check| policy::after_handshake(level, check))
+        .collect();
+    (ehlo, failures, handshakes)
 }
 
 fn tls_policy(c: &mut Criterion) {

@@ -13,7 +13,7 @@ use crate::dns::Dns;
 use crate::inbound::listener::Listeners;
 use crate::inbound::policy::InboundPolicy;
 use crate::inbound::{ServerState, Timeouts};
-use crate::outbound::deliver::Deliverer;
+use crate::outbound::deliver::{Deliverer, Settings};
 use crate::outbound::memory::TlsMemory;
 use crate::outbound::memory_file::system_clock;
 use crate::queue::control;
@@ -73,7 +73,8 @@ impl Daemon {
             config.delivery.broken_tls_memory.0,
             system_clock(),
         ));
-        let queue = queue_manager(config, &spool, memory.clone())?;
+        let deliverer = deliverer(config, memory.clone())?;
+        let queue = queue_manager(config, &spool, deliverer.clone())?;
         // Holding the spool's lock, so a socket file left by a dead relay is ours to replace.
         let control =
             control::bind(&config.server.spool_dir).map_err(|source| SpoolError::Folder {
@@ -89,6 +90,7 @@ impl Daemon {
             spool: spool.clone(),
             queue: queue.handle(),
             memory: memory.clone(),
+            deliverer,
         };
         let addrs = |list: &[crate::config::values::ListenAddr]| {
             list.iter().map(|a| a.0).collect::<Vec<SocketAddr>>()
@@ -215,6 +217,9 @@ pub struct Reloader {
     spool: Spool,
     queue: crate::queue::manager::QueueHandle,
     memory: Arc<TlsMemory>,
+    /// The one deliverer: a reload swaps its settings, so its
+    /// per-destination limits and idle connections carry on.
+    deliverer: Deliverer<Dns>,
 }
 
 impl Reloader {
@@ -227,12 +232,13 @@ impl Reloader {
             tracing::warn!("{warning}");
         }
         let state = server_state(&config, &self.spool, self.queue.clone())?;
-        let deliverer = deliverer(&config, self.memory.clone())?;
+        let settings = outbound_settings(&config)?;
         self.memory
             .set_lifetime(config.delivery.broken_tls_memory.0);
         self.inbound.replace(state);
+        self.deliverer.reconfigure(settings);
         self.outbound.replace(
-            deliverer,
+            self.deliverer.clone(),
             Schedule::new(&config.queue),
             Notices::of(&config),
         );
@@ -290,7 +296,7 @@ fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
 fn queue_manager(
     config: &Config,
     spool: &Spool,
-    memory: Arc<TlsMemory>,
+    deliverer: Deliverer<Dns>,
 ) -> Result<QueueManager<Dns>, StartError> {
     let states =
         StateStore::open(&config.server.spool_dir).map_err(|source| SpoolError::Folder {
@@ -301,7 +307,7 @@ fn queue_manager(
         spool.clone(),
         states,
         Schedule::new(&config.queue),
-        deliverer(config, memory)?,
+        deliverer,
         Notices::of(config),
     )
     .with_shutdown_grace(config.server.shutdown_grace.0))
@@ -310,6 +316,12 @@ fn queue_manager(
 /// The outbound machinery (routing DNS, trust anchors, our client
 /// certificate, the broken-TLS memory), for `serve` and `probe`.
 pub fn deliverer(config: &Config, memory: Arc<TlsMemory>) -> Result<Deliverer<Dns>, StartError> {
+    Ok(Deliverer::with_settings(outbound_settings(config)?, memory))
+}
+
+/// What a reload swaps into the deliverer: connectors with their trust
+/// anchors, our client certificate, the resolver, timeouts.
+fn outbound_settings(config: &Config) -> Result<Settings<Dns>, StartError> {
     let identity = match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) if cert.exists() && key.exists() => {
             Some(Arc::new(certs::load_identity(cert, key).map_err(|e| {
@@ -318,8 +330,7 @@ pub fn deliverer(config: &Config, memory: Arc<TlsMemory>) -> Result<Deliverer<Dn
         }
         _ => None,
     };
-    Deliverer::new(config, Dns::new(&config.dns)?, identity, memory)
-        .map_err(StartError::Certificate)
+    Settings::new(config, Dns::new(&config.dns)?, identity).map_err(StartError::Certificate)
 }
 
 fn reverse_dns(config: &Config) -> Option<crate::dns::Dns> {

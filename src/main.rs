@@ -612,7 +612,7 @@ fn run_cert_info(args: CertInfoArgs) -> ExitCode {
                 Ok(runtime) => runtime,
                 Err(e) => return runtime_error(e),
             };
-            match runtime.block_on(cert_info::from_server(&request)) {
+            match runtime.block_on(tlsrelay::outbound::cert_connect::from_server(&request)) {
                 Ok(report) => report,
                 Err(e) if e.is_user_error() => return user_error(e),
                 Err(e) => return runtime_error(e),

@@ -8,140 +8,26 @@
 //! §4.5.3.2) and an error names the phase: a server that stops reading
 //! (a full socket buffer) is cut like one that stops answering.
 
-use std::fmt;
-use std::io;
 use std::time::Duration;
 
-use smtp_proto::{
-    EXT_8BIT_MIME, EXT_CHUNKING, EXT_DSN, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS,
-};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
-use crate::queue::envelope::{Envelope, Recipient, Ret};
-use crate::smtp::reply::{Reply, ReplyError, ReplyReader};
+use super::wire::{mail_command, rcpt_command};
+pub use super::wire::{path, Capabilities, ClientError, Phase, Transaction};
+use crate::queue::envelope::{Envelope, Recipient};
+use crate::smtp::reply::{Reply, ReplyReader};
 use crate::smtp::stuff::dot_stuff;
 
-/// The steps of a delivery, each with its own deadline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    Greeting,
-    Ehlo,
-    StartTls,
-    Mail,
-    Rcpt,
-    Data,
-    /// Sending the message content, after `354`.
-    Content,
-    DataEnd,
-    Rset,
-    Quit,
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Phase::Greeting => "greeting",
-            Phase::Ehlo => "EHLO",
-            Phase::StartTls => "STARTTLS",
-            Phase::Mail => "MAIL FROM",
-            Phase::Rcpt => "RCPT TO",
-            Phase::Data => "DATA",
-            Phase::Content => "message content",
-            Phase::DataEnd => "end of data",
-            Phase::Rset => "RSET",
-            Phase::Quit => "QUIT",
-        })
-    }
-}
-
-impl Phase {
-    /// RFC 5321 §4.5.3.2: 5 minutes for the greeting, MAIL and RCPT,
-    /// 2 for DATA, 3 for each send of content (the "DATA block"), 10 for
-    /// the reply after the end of data.
-    pub fn timeout(self) -> Duration {
-        Duration::from_secs(match self {
-            Phase::Data => 120,
-            Phase::Content => 180,
-            Phase::DataEnd => 600,
-            Phase::Rset | Phase::Quit | Phase::StartTls | Phase::Ehlo => 120,
-            Phase::Greeting | Phase::Mail | Phase::Rcpt => 300,
-        })
-    }
-}
-
-/// Why a conversation broke off; every one of these is temporary.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("no reply to {0} in time")]
-    Timeout(Phase),
-    /// A write did not complete within the phase's deadline: the server
-    /// stopped reading.
-    #[error("the server stopped reading during {0}: nothing could be sent in time")]
-    Stalled(Phase),
-    #[error("connection lost during {0}: {reason}", reason = crate::tls::reason::io_reason(.1))]
-    Io(Phase, io::Error),
-    #[error("connection closed by the server during {0}")]
-    Closed(Phase),
-    #[error("protocol error during {0}: {1}")]
-    Protocol(Phase, String),
-}
-
-impl ClientError {
-    /// The phase the conversation was in.
-    pub fn phase(&self) -> Phase {
-        match self {
-            ClientError::Timeout(phase)
-            | ClientError::Stalled(phase)
-            | ClientError::Io(phase, _)
-            | ClientError::Closed(phase)
-            | ClientError::Protocol(phase, _) => *phase,
-        }
-    }
-}
-
-/// What the server's EHLO reply offered.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Capabilities {
-    pub esmtp: bool,
-    pub starttls: bool,
-    pub pipelining: bool,
-    pub size: Option<u64>,
-    pub eight_bit: bool,
-    pub smtputf8: bool,
-    pub chunking: bool,
-    pub dsn: bool,
-}
-
-impl Capabilities {
-    /// What a positive EHLO reply offers (RFC 5321 §4.1.1.1); pure, so
-    /// that it is fuzzed without a connection.
-    pub fn from_ehlo(reply: &Reply) -> Result<Capabilities, ReplyError> {
-        let ehlo = reply.ehlo()?;
-        let has = |flag: u32| ehlo.capabilities & flag != 0;
-        Ok(Capabilities {
-            esmtp: true,
-            starttls: has(EXT_START_TLS),
-            pipelining: has(EXT_PIPELINING),
-            size: (has(EXT_SIZE) && ehlo.size > 0).then_some(ehlo.size as u64),
-            eight_bit: has(EXT_8BIT_MIME),
-            smtputf8: has(EXT_SMTP_UTF8),
-            chunking: has(EXT_CHUNKING),
-            dsn: has(EXT_DSN),
-        })
-    }
-}
-
-/// The replies of one mail transaction.
-#[derive(Clone, Debug)]
-pub struct Transaction {
-    pub mail: Reply,
-    /// One reply per recipient, in the order given.
-    pub rcpts: Vec<Reply>,
-    /// The reply after the content, or the refusal of DATA itself; `None`
-    /// when no recipient was accepted (or MAIL was refused) so DATA was
-    /// not needed.
-    pub data: Option<Reply>,
+/// What STARTTLS came to (RFC 3207 §4).
+pub enum StartTls<S> {
+    /// `220`: the stream, nothing buffered, for the handshake.
+    Ready(S),
+    /// Any other reply; the client is still usable in plaintext.
+    Refused {
+        reply: Reply,
+        client: Box<Client<S>>,
+    },
 }
 
 /// An SMTP conversation over `S`.
@@ -249,14 +135,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Sends STARTTLS; on `220` returns the stream for the handshake, with
     /// whatever the server sent after its `220` thrown away. Any other
     /// reply comes back with the client, still in plaintext.
-    pub async fn starttls(mut self) -> Result<Result<S, (Reply, Self)>, ClientError> {
+    pub async fn starttls(mut self) -> Result<StartTls<S>, ClientError> {
         let reply = self.command("STARTTLS", Phase::StartTls).await?;
         if reply.code != 220 {
-            return Ok(Err((reply, self)));
+            return Ok(StartTls::Refused {
+                reply,
+                client: Box::new(self),
+            });
         }
         // Injected lines after the 220 must not be read as TLS-protected.
         self.pending.clear();
-        Ok(Ok(self.stream))
+        Ok(StartTls::Ready(self.stream))
     }
 
     /// One mail transaction: MAIL, the RCPTs, and the content if any
@@ -268,78 +157,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         recipients: &[&Recipient],
         content: &[u8],
     ) -> Result<Transaction, ClientError> {
-        let mail = self.mail_command(envelope, content.len());
-        let rcpts: Vec<String> = recipients.iter().map(|r| self.rcpt_command(r)).collect();
+        let caps = &self.capabilities;
+        let mail = mail_command(caps, envelope, content.len());
+        let rcpts: Vec<String> = recipients.iter().map(|r| rcpt_command(caps, r)).collect();
         let reset = std::mem::take(&mut self.reset_first);
         if reset && !self.capabilities.pipelining {
             let reply = self.reset().await?;
             Self::reset_accepted(&reply)?;
         }
-        let (mail_reply, rcpt_replies, data_reply) = if self.capabilities.pipelining {
-            // RFC 2920: RSET may open a group too; a kept connection's
-            // RSET goes in front, and a failure there (written to a dead
-            // connection, or refused) is an error in the RSET phase.
-            let mut batch = if reset {
-                "RSET\r\n".to_string()
-            } else {
-                String::new()
-            };
-            batch.push_str(&mail);
-            for rcpt in &rcpts {
-                batch.push_str(rcpt);
-            }
-            batch.push_str("DATA\r\n");
-            let first = if reset { Phase::Rset } else { Phase::Mail };
-            self.write(batch.as_bytes(), first).await?;
-            if reset {
-                let reply = self.reply(Phase::Rset).await?;
-                Self::reset_accepted(&reply)?;
-            }
-            let mail_reply = self.reply(Phase::Mail).await?;
-            let mut rcpt_replies = Vec::with_capacity(rcpts.len());
-            for _ in &rcpts {
-                rcpt_replies.push(self.reply(Phase::Rcpt).await?);
-            }
-            let data_reply = self.reply(Phase::Data).await?;
-            if !mail_reply.is_positive() || !rcpt_replies.iter().any(Reply::is_positive) {
-                if data_reply.code == 354 {
-                    // The server said 354 although nothing was accepted:
-                    // end the DATA with nothing in it rather than send
-                    // the content.
-                    self.write(b".\r\n", Phase::DataEnd).await?;
-                    let _ = self.reply(Phase::DataEnd).await?;
-                }
-                return Ok(Transaction {
-                    mail: mail_reply,
-                    rcpts: rcpt_replies,
-                    data: None,
-                });
-            }
-            (mail_reply, rcpt_replies, data_reply)
-        } else {
-            self.write(mail.as_bytes(), Phase::Mail).await?;
-            let mail_reply = self.reply(Phase::Mail).await?;
-            if !mail_reply.is_positive() {
-                return Ok(Transaction {
-                    mail: mail_reply,
-                    rcpts: Vec::new(),
-                    data: None,
-                });
-            }
-            let mut rcpt_replies = Vec::with_capacity(rcpts.len());
-            for rcpt in &rcpts {
-                self.write(rcpt.as_bytes(), Phase::Rcpt).await?;
-                rcpt_replies.push(self.reply(Phase::Rcpt).await?);
-            }
-            if !rcpt_replies.iter().any(Reply::is_positive) {
-                return Ok(Transaction {
-                    mail: mail_reply,
-                    rcpts: rcpt_replies,
-                    data: None,
-                });
-            }
-            let data_reply = self.command("DATA", Phase::Data).await?;
-            (mail_reply, rcpt_replies, data_reply)
+        let answered = match self.capabilities.pipelining {
+            true => self.pipelined(&mail, &rcpts, reset).await?,
+            false => self.stepwise(&mail, &rcpts).await?,
+        };
+        let (mail_reply, rcpt_replies, data_reply) = match answered {
+            Answered::Data(mail, rcpts, data) => (mail, rcpts, data),
+            Answered::Over(transaction) => return Ok(transaction),
         };
         if data_reply.code != 354 {
             if !(400..600).contains(&data_reply.code) {
@@ -369,6 +201,83 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             rcpts: rcpt_replies,
             data: Some(data),
         })
+    }
+
+    /// MAIL, the RCPTs and DATA in one write (RFC 2920), a kept
+    /// connection's RSET in front; then their replies.
+    async fn pipelined(
+        &mut self,
+        mail: &str,
+        rcpts: &[String],
+        reset: bool,
+    ) -> Result<Answered, ClientError> {
+        // RFC 2920: RSET may open a group too; a kept connection's
+        // RSET goes in front, and a failure there (written to a dead
+        // connection, or refused) is an error in the RSET phase.
+        let mut batch = if reset {
+            "RSET\r\n".to_string()
+        } else {
+            String::new()
+        };
+        batch.push_str(mail);
+        for rcpt in rcpts {
+            batch.push_str(rcpt);
+        }
+        batch.push_str("DATA\r\n");
+        let first = if reset { Phase::Rset } else { Phase::Mail };
+        self.write(batch.as_bytes(), first).await?;
+        if reset {
+            let reply = self.reply(Phase::Rset).await?;
+            Self::reset_accepted(&reply)?;
+        }
+        let mail_reply = self.reply(Phase::Mail).await?;
+        let mut rcpt_replies = Vec::with_capacity(rcpts.len());
+        for _ in rcpts {
+            rcpt_replies.push(self.reply(Phase::Rcpt).await?);
+        }
+        let data_reply = self.reply(Phase::Data).await?;
+        if !mail_reply.is_positive() || !rcpt_replies.iter().any(Reply::is_positive) {
+            if data_reply.code == 354 {
+                // The server said 354 although nothing was accepted:
+                // end the DATA with nothing in it rather than send
+                // the content.
+                self.write(b".\r\n", Phase::DataEnd).await?;
+                let _ = self.reply(Phase::DataEnd).await?;
+            }
+            return Ok(Answered::Over(Transaction {
+                mail: mail_reply,
+                rcpts: rcpt_replies,
+                data: None,
+            }));
+        }
+        Ok(Answered::Data(mail_reply, rcpt_replies, data_reply))
+    }
+
+    /// MAIL, each RCPT, then DATA, each answered before the next.
+    async fn stepwise(&mut self, mail: &str, rcpts: &[String]) -> Result<Answered, ClientError> {
+        self.write(mail.as_bytes(), Phase::Mail).await?;
+        let mail_reply = self.reply(Phase::Mail).await?;
+        if !mail_reply.is_positive() {
+            return Ok(Answered::Over(Transaction {
+                mail: mail_reply,
+                rcpts: Vec::new(),
+                data: None,
+            }));
+        }
+        let mut rcpt_replies = Vec::with_capacity(rcpts.len());
+        for rcpt in rcpts {
+            self.write(rcpt.as_bytes(), Phase::Rcpt).await?;
+            rcpt_replies.push(self.reply(Phase::Rcpt).await?);
+        }
+        if !rcpt_replies.iter().any(Reply::is_positive) {
+            return Ok(Answered::Over(Transaction {
+                mail: mail_reply,
+                rcpts: rcpt_replies,
+                data: None,
+            }));
+        }
+        let data_reply = self.command("DATA", Phase::Data).await?;
+        Ok(Answered::Data(mail_reply, rcpt_replies, data_reply))
     }
 
     /// Reads what has already arrived, without waiting (a zero deadline
@@ -455,46 +364,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })
         .await;
     }
+}
 
-    fn mail_command(&self, envelope: &Envelope, size: usize) -> String {
-        let caps = &self.capabilities;
-        let mut line = format!("MAIL FROM:<{}>", path(&envelope.sender));
-        if caps.size.is_some() {
-            line.push_str(&format!(" SIZE={size}"));
-        }
-        if envelope.eight_bit && caps.eight_bit {
-            line.push_str(" BODY=8BITMIME");
-        }
-        if envelope.smtputf8 && caps.smtputf8 {
-            line.push_str(" SMTPUTF8");
-        }
-        if caps.dsn {
-            match envelope.ret {
-                Some(Ret::Full) => line.push_str(" RET=FULL"),
-                Some(Ret::Hdrs) => line.push_str(" RET=HDRS"),
-                None => {}
-            }
-            if let Some(envid) = &envelope.envid {
-                line.push_str(&format!(" ENVID={}", xtext(envid)));
-            }
-        }
-        line.push_str("\r\n");
-        line
-    }
-
-    fn rcpt_command(&self, recipient: &Recipient) -> String {
-        let mut line = format!("RCPT TO:<{}>", path(&recipient.address));
-        if self.capabilities.dsn {
-            if let Some(notify) = recipient.notify {
-                line.push_str(&format!(" NOTIFY={notify}"));
-            }
-            if let Some(orcpt) = &recipient.orcpt {
-                line.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
-            }
-        }
-        line.push_str("\r\n");
-        line
-    }
+/// MAIL and the RCPTs answered: DATA's reply is in, or the transaction
+/// is over already (MAIL refused, or no recipient accepted).
+enum Answered {
+    Data(Reply, Vec<Reply>, Reply),
+    Over(Transaction),
 }
 
 /// How much content one write with the DATA block deadline carries.
@@ -504,46 +380,6 @@ const CONTENT_PIECE: usize = 64 * 1024;
 fn reply_excerpt(text: &str) -> String {
     let short: String = text.chars().take(80).collect();
     format!("{short:?}")
-}
-
-/// An address as a path: the local part quoted when it needs it (RFC 5321
-/// §4.1.2), since the parser handed it to us unquoted. Public for the
-/// address fuzz target, which checks that it parses back to the address.
-pub fn path(address: &str) -> String {
-    let Some((local, domain)) = address.rsplit_once('@') else {
-        return address.to_string();
-    };
-    let atom =
-        |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii();
-    let dot_string = !local.is_empty()
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local.chars().all(|c| c == '.' || atom(c));
-    if dot_string {
-        return address.to_string();
-    }
-    let quoted: String = local
-        .chars()
-        .flat_map(|c| match c {
-            '"' | '\\' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect();
-    format!("\"{quoted}\"@{domain}")
-}
-
-/// RFC 3461 §4 xtext: `+`, `=`, controls and non-ASCII as `+XX`.
-fn xtext(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if (b'!'..=b'~').contains(&byte) && byte != b'+' && byte != b'=' {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("+{byte:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

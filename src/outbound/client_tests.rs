@@ -4,7 +4,9 @@
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
 use super::*;
+use crate::outbound::wire::xtext;
 use crate::queue::envelope::Notify;
+use crate::queue::envelope::Ret;
 
 /// A server that answers each line it reads with the next scripted reply
 /// (`None`: read the line, answer nothing) and records everything read.
@@ -171,7 +173,7 @@ async fn starttls_hands_back_the_stream_and_drops_injected_replies() {
     let _ = client.reply(Phase::Greeting).await;
     let _ = client.hello("r").await;
     let stream = match client.starttls().await {
-        Ok(Ok(stream)) => stream,
+        Ok(StartTls::Ready(stream)) => stream,
         _ => panic!("STARTTLS should succeed"),
     };
     // A fresh client over the (here still plain) stream never sees the

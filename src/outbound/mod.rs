@@ -1,24 +1,68 @@
 //! The outbound side: where mail goes and how it gets there.
 //!
-//! * [`route`]: outbound connector by recipient domain, then smarthosts or
-//!   MX hosts (behind the [`route::Resolve`] trait);
-//! * [`dane`]: DANE (RFC 7672): validated answers → what a host requires;
-//! * [`client`]: the SMTP client over any stream, STARTTLS as a change of
-//!   type, pipelining, DSN parameters, per-phase deadlines;
-//! * [`deliver`]: one attempt: group by domain, route, hosts in turn, TLS
-//!   as the policy says, one log line per attempt;
-//! * [`memory`]: broken-TLS memory, the rungs confirmed broken per server
-//!   (the rule), kept in a file by [`memory_file`];
-//! * [`outcome`]: replies and errors → delivered, deferred or failed;
-//! * [`policy`]: the TLS decision of DESIGN.md §5 as pure functions;
-//! * [`probe`]: `tlsrelay probe`, the same steps reported instead of taken.
+//! # How a message leaves
+//!
+//! The queue hands one message and its pending recipients to
+//! [`deliver::Deliverer::attempt`]; from there, file by file:
+//!
+//! 1. [`deliver`] groups the recipients by domain and takes the
+//!    [`deliver::Settings`] in force (a reload swaps them; the attempt keeps
+//!    what it started with).
+//! 2. [`connector`] picks the outbound connector for the domain: the most
+//!    specific `recipient_domains` pattern, or the default one (MX lookup,
+//!    opportunistic TLS) made when the configuration was loaded. Each
+//!    connector carries its own trust store.
+//! 3. [`route`] turns the connector into hops: its smarthosts in order,
+//!    or the domain's MX hosts by preference (DNS behind
+//!    [`route::Resolve`]); `deliver` looks up each hop's addresses and
+//!    tries them in turn.
+//! 4. For each address `deliver` takes a connection slot
+//!    (`max_connections_per_destination`) and a kept connection if one is
+//!    idle and answers RSET (`pool`); otherwise it asks the broken-TLS
+//!    [`memory`] which rung to start on, and climbs the [`ladder`]:
+//!    * connect, greeting, EHLO ([`client`] over a [`stream::Stream`],
+//!      plain TCP until STARTTLS);
+//!    * [`policy::after_ehlo`]: plaintext (and why), STARTTLS, or defer;
+//!    * STARTTLS, the handshake with the rung's TLS versions
+//!      ([`policy::tls_versions`]), the certificate checked by
+//!      [`crate::tls::verify`] against the connector, EHLO again over TLS;
+//!    * [`policy::after_handshake`]: deliver (with a note) or defer, or,
+//!      when TLS failed, [`policy::after_failure`]: the next rung on a new
+//!      connection, or defer.
+//!
+//!    The ladder reports each step to an observer: delivery's
+//!    (`attempt_log`) writes one log line and one metric per step and
+//!    tells the memory which rungs work; `probe`'s ([`probe`]) writes its
+//!    report.
+//! 5. On the connection the ladder made ready, `send` runs the
+//!    transaction (MAIL, RCPT, DATA, pipelined when offered) and
+//!    [`outcome`] judges each recipient: delivered, deferred or failed.
+//!    A deferral by the policy ([`policy::Deferral`], a 4.7.x status) or
+//!    an unreachable address moves on to the next address, then the next
+//!    hop; the last reason is the recipients' when none takes the mail.
+//! 6. A cleanly finished connection is kept for the next message to the
+//!    same server (`pool`), except a plaintext one after TLS failed.
+//!
+//! `tlsrelay probe` climbs the same ladder with the same settings and
+//! stops before MAIL, so what it predicts is what delivery does.
+//!
+//! [`dane`] holds the DANE table of DESIGN.md §5b (RFC 7672) as a pure
+//! function of validated answers; it is not yet asked by the ladder.
 
+mod attempt_log;
+pub mod cert_connect;
 pub mod client;
+pub mod connector;
 pub mod dane;
 pub mod deliver;
+pub mod ladder;
 pub mod memory;
 pub mod memory_file;
 pub mod outcome;
 pub mod policy;
+mod pool;
 pub mod probe;
 pub mod route;
+mod send;
+pub mod stream;
+mod wire;

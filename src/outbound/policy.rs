@@ -3,33 +3,155 @@
 //! handshake and verification said. The delivery loop asks; it never
 //! decides. Each function answers one row of the table at one column.
 
-use crate::config::values::TlsLevel;
+use rustls::SupportedProtocolVersion;
 
-/// What to do next.
+use crate::config::values::{TlsLevel, TlsVersion};
+
+/// What the EHLO reply leads to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Send the mail without TLS.
-    Plaintext,
+pub enum AfterEhlo {
+    /// Send the mail without TLS, for this reason.
+    Plaintext(Plaintext),
     /// Issue STARTTLS.
     StartTls,
-    /// Send the mail over the TLS session; `note` says what verification
-    /// found, for the log ("verified", "untrusted: self-signed", …).
-    Deliver { note: String },
-    /// Try again on a new connection one rung lower (opportunistic only).
-    NextRung,
-    /// Do not send: try the next host, then keep the mail queued with this
-    /// 4.7.x enhanced status code (RFC 3463) and reason. Never plaintext.
-    Defer { code: &'static str, reason: String },
+    /// Do not send (see [`Deferral`]).
+    Defer(Deferral),
 }
 
-/// The enhanced status codes of a policy deferral (RFC 3463 §3.8).
-pub mod code {
-    /// X.7.1: the server refused us: it wants a client certificate.
-    pub const NOT_AUTHORIZED: &str = "4.7.1";
-    /// X.7.4: STARTTLS, a security feature the level needs, is missing.
-    pub const NO_STARTTLS: &str = "4.7.4";
-    /// X.7.5: the handshake failed, or the certificate is not good enough.
-    pub const TLS_FAILED: &str = "4.7.5";
+/// Why mail goes without TLS; its text is the attempt log's `tls` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plaintext {
+    /// `tls = "none"`.
+    LevelNone,
+    /// The server did not offer STARTTLS (opportunistic).
+    NotOffered,
+    /// The broken-TLS memory started the ladder on its last rung.
+    MemorySkipped,
+    /// TLS failed on every rung above (opportunistic, fallback on).
+    LowerRungs,
+}
+
+impl Plaintext {
+    /// Whether STARTTLS was on offer and not used: the mail fell back,
+    /// so its recipients' DSNs and the metrics say so.
+    pub fn is_fallback(self) -> bool {
+        matches!(self, Plaintext::MemorySkipped | Plaintext::LowerRungs)
+    }
+}
+
+impl std::fmt::Display for Plaintext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Plaintext::LevelNone => "plaintext (tls = none)",
+            Plaintext::NotOffered => "plaintext (STARTTLS not offered)",
+            Plaintext::MemorySkipped => "plaintext (the broken-TLS memory skipped the TLS rungs)",
+            Plaintext::LowerRungs => "plaintext (TLS failed on higher rungs)",
+        })
+    }
+}
+
+/// What a failed rung leads to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Try again on a new connection on this lower rung (opportunistic only).
+    NextRung(Rung),
+    Defer(Deferral),
+}
+
+/// What a completed handshake (its EHLO answered) leads to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfterHandshake {
+    /// Send the mail over the TLS session.
+    Deliver(Note),
+    Defer(Deferral),
+}
+
+/// What verification found, for the log line of a delivery over TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// Chain and name (host or domain, per the level) verified.
+    Verified,
+    /// `verify-ca`: the chain verified; the name is not its concern.
+    VerifiedChain,
+    /// Below `verify-ca`: the chain verified, the name did not match.
+    NameMismatch(String),
+    /// Below `verify-ca`: the chain did not verify.
+    Untrusted(String),
+    /// `pinned`: the certificate or its key is pinned.
+    Pinned,
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Note::Verified => f.write_str("verified"),
+            Note::VerifiedChain => f.write_str("verified chain"),
+            Note::NameMismatch(name) => write!(f, "trusted chain, name mismatch: {name}"),
+            Note::Untrusted(chain) => write!(f, "untrusted: {chain}"),
+            Note::Pinned => f.write_str("pinned certificate matched"),
+        }
+    }
+}
+
+/// Why the mail may not go to this server: try the next host, then keep
+/// it queued with [`status`](Deferral::status), never plaintext. The
+/// text is the reason in the log, the queue state and a delay notice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deferral {
+    /// A forced level, and STARTTLS is not offered.
+    NoStartTls,
+    /// A forced level, and the handshake (or STARTTLS) failed.
+    TlsFailed(Failure),
+    /// Opportunistic: TLS failed and `opportunistic_fallback` is off.
+    FallbackOff(Failure),
+    /// A forced level, and the server refused the session right after
+    /// the handshake: it wants a client certificate.
+    ClientCertWanted(String),
+    /// The chain does not verify, and the level needs it to.
+    Untrusted(String),
+    /// The certificate does not name what the level needs.
+    NameMismatch(String),
+    /// `pinned`, and neither the certificate nor its key is pinned.
+    NotPinned,
+}
+
+impl Deferral {
+    /// The enhanced status code (RFC 3463 §3.8): X.7.4 a security
+    /// feature (STARTTLS) missing, X.7.1 refused (it wants a client
+    /// certificate), X.7.5 TLS or the certificate not good enough.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Deferral::NoStartTls => "4.7.4",
+            Deferral::ClientCertWanted(_) => "4.7.1",
+            Deferral::TlsFailed(_)
+            | Deferral::FallbackOff(_)
+            | Deferral::Untrusted(_)
+            | Deferral::NameMismatch(_)
+            | Deferral::NotPinned => "4.7.5",
+        }
+    }
+}
+
+impl std::fmt::Display for Deferral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Deferral::NoStartTls => f.write_str("STARTTLS not offered"),
+            Deferral::TlsFailed(Failure::Handshake(what)) => write!(f, "TLS failed: {what}"),
+            Deferral::TlsFailed(failure) => write!(f, "TLS failed: {failure}"),
+            Deferral::FallbackOff(failure) => {
+                write!(f, "TLS failed ({failure}) and opportunistic_fallback is off")
+            }
+            Deferral::ClientCertWanted(what) => write!(
+                f,
+                "the server wants a client certificate (it refused the session right after the TLS handshake: {what})"
+            ),
+            Deferral::Untrusted(chain) => write!(f, "certificate not trusted: {chain}"),
+            Deferral::NameMismatch(name) => f.write_str(name),
+            Deferral::NotPinned => {
+                f.write_str("certificate matches none of the pinned fingerprints")
+            }
+        }
+    }
 }
 
 /// The rungs of the opportunistic ladder.
@@ -64,17 +186,46 @@ impl Rung {
     }
 }
 
-/// After EHLO: the server offered STARTTLS or not.
-pub fn after_ehlo(level: TlsLevel, rung: Rung, starttls_offered: bool) -> Step {
+/// After EHLO: the server offered STARTTLS or not. `memory_start` says
+/// that the broken-TLS memory put the ladder on `rung` (for the log).
+pub fn after_ehlo(
+    level: TlsLevel,
+    rung: Rung,
+    memory_start: bool,
+    starttls_offered: bool,
+) -> AfterEhlo {
     match (level, starttls_offered) {
-        (TlsLevel::None, _) => Step::Plaintext,
-        (TlsLevel::Opportunistic, _) if rung == Rung::Plaintext => Step::Plaintext,
-        (_, true) => Step::StartTls,
-        (TlsLevel::Opportunistic, false) => Step::Plaintext,
-        (_, false) => Step::Defer {
-            code: code::NO_STARTTLS,
-            reason: "STARTTLS not offered".into(),
-        },
+        (TlsLevel::None, _) => AfterEhlo::Plaintext(Plaintext::LevelNone),
+        (TlsLevel::Opportunistic, false) => AfterEhlo::Plaintext(Plaintext::NotOffered),
+        (TlsLevel::Opportunistic, true) if rung == Rung::Plaintext => {
+            AfterEhlo::Plaintext(match memory_start {
+                true => Plaintext::MemorySkipped,
+                false => Plaintext::LowerRungs,
+            })
+        }
+        (_, true) => AfterEhlo::StartTls,
+        (_, false) => AfterEhlo::Defer(Deferral::NoStartTls),
+    }
+}
+
+/// The TLS versions a rung offers, or why it cannot run: the modern rung
+/// offers TLS 1.3 and 1.2, the lower one TLS 1.2 only, and neither goes
+/// below the connector's `min_tls_version`.
+pub fn tls_versions(
+    rung: Rung,
+    minimum: TlsVersion,
+) -> Result<&'static [&'static SupportedProtocolVersion], Failure> {
+    static MODERN: [&SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS13, &rustls::version::TLS12];
+    static ONLY_13: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    static ONLY_12: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
+    match (rung, minimum) {
+        (Rung::Modern, TlsVersion::Tls12) => Ok(&MODERN),
+        (Rung::Modern, TlsVersion::Tls13) => Ok(&ONLY_13),
+        (_, TlsVersion::Tls12) => Ok(&ONLY_12),
+        (_, TlsVersion::Tls13) => Err(Failure::Handshake(
+            "TLS 1.2 is below min_tls_version".into(),
+        )),
     }
 }
 
@@ -104,22 +255,21 @@ impl std::fmt::Display for Failure {
 /// TLS failed on `rung`: for `opportunistic` a failed rung (the next one
 /// on a new connection, finally plaintext); for the forced levels a
 /// deferral. `fallback` is `[delivery] opportunistic_fallback`.
-pub fn after_failure(level: TlsLevel, rung: Rung, fallback: bool, failure: &Failure) -> Step {
-    let defer = |code, reason| Step::Defer { code, reason };
+pub fn after_failure(
+    level: TlsLevel,
+    rung: Rung,
+    fallback: bool,
+    failure: &Failure,
+) -> AfterFailure {
+    let defer = AfterFailure::Defer;
     match (level, failure) {
         (TlsLevel::Opportunistic, _) => match rung.below() {
-            Some(Rung::Plaintext) if !fallback => defer(
-                code::TLS_FAILED,
-                format!("TLS failed ({failure}) and opportunistic_fallback is off"),
-            ),
-            Some(_) => Step::NextRung,
-            None => defer(code::TLS_FAILED, failure.to_string()),
+            Some(Rung::Plaintext) if !fallback => defer(Deferral::FallbackOff(failure.clone())),
+            Some(lower) => AfterFailure::NextRung(lower),
+            None => defer(Deferral::TlsFailed(failure.clone())),
         },
-        (_, Failure::Handshake(what)) => defer(code::TLS_FAILED, format!("TLS failed: {what}")),
-        (_, Failure::RefusedAfterTls(what)) => defer(
-            code::NOT_AUTHORIZED,
-            format!("the server wants a client certificate (it refused the session right after the TLS handshake: {what})"),
-        ),
+        (_, Failure::Handshake(_)) => defer(Deferral::TlsFailed(failure.clone())),
+        (_, Failure::RefusedAfterTls(what)) => defer(Deferral::ClientCertWanted(what.clone())),
     }
 }
 
@@ -207,42 +357,22 @@ pub fn first_rung(
     }
 }
 
-/// What verification of the server's certificate found. Every check is
-/// made whatever the level, so that `probe` can say which levels would
-/// accept the certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Checks {
-    /// The chain reaches a trusted anchor, or why not.
-    pub chain: Result<(), String>,
-    /// The certificate names the MX or smarthost (`verify-host`, and the
-    /// "name mismatch" note of the lower levels), or why not.
-    pub host: Result<(), String>,
-    /// The certificate names one of the connector's `tls_domains`, by
-    /// default the recipient domain or a subdomain (`verify-domain`), or
-    /// why not.
-    pub domain: Result<(), String>,
-    /// For `pinned`: the certificate or its key is one of the fingerprints.
-    pub pinned: bool,
-}
+pub use crate::tls::verify::Checks;
 
 /// The handshake succeeded: deliver, or defer, per the level.
-pub fn after_handshake(level: TlsLevel, checks: &Checks) -> Step {
-    let deliver = |note: String| Step::Deliver { note };
-    let defer = |reason: String| Step::Defer {
-        code: code::TLS_FAILED,
-        reason,
-    };
+pub fn after_handshake(level: TlsLevel, checks: &Checks) -> AfterHandshake {
+    use AfterHandshake::{Defer, Deliver};
     match level {
         TlsLevel::None | TlsLevel::Opportunistic | TlsLevel::Required => {
             match (&checks.chain, &checks.host) {
-                (Ok(()), Ok(())) => deliver("verified".into()),
-                (Ok(()), Err(name)) => deliver(format!("trusted chain, name mismatch: {name}")),
-                (Err(chain), _) => deliver(format!("untrusted: {chain}")),
+                (Ok(()), Ok(())) => Deliver(Note::Verified),
+                (Ok(()), Err(name)) => Deliver(Note::NameMismatch(name.clone())),
+                (Err(chain), _) => Deliver(Note::Untrusted(chain.clone())),
             }
         }
         TlsLevel::VerifyCa => match &checks.chain {
-            Ok(()) => deliver("verified chain".into()),
-            Err(chain) => defer(format!("certificate not trusted: {chain}")),
+            Ok(()) => Deliver(Note::VerifiedChain),
+            Err(chain) => Defer(Deferral::Untrusted(chain.clone())),
         },
         TlsLevel::VerifyHost | TlsLevel::VerifyDomain => {
             let name = match level {
@@ -250,14 +380,14 @@ pub fn after_handshake(level: TlsLevel, checks: &Checks) -> Step {
                 _ => &checks.domain,
             };
             match (&checks.chain, name) {
-                (Ok(()), Ok(())) => deliver("verified".into()),
-                (Err(chain), _) => defer(format!("certificate not trusted: {chain}")),
-                (Ok(()), Err(name)) => defer(name.clone()),
+                (Ok(()), Ok(())) => Deliver(Note::Verified),
+                (Err(chain), _) => Defer(Deferral::Untrusted(chain.clone())),
+                (Ok(()), Err(name)) => Defer(Deferral::NameMismatch(name.clone())),
             }
         }
         TlsLevel::Pinned => match checks.pinned {
-            true => deliver("pinned certificate matched".into()),
-            false => defer("certificate matches none of the pinned fingerprints".into()),
+            true => Deliver(Note::Pinned),
+            false => Defer(Deferral::NotPinned),
         },
     }
 }

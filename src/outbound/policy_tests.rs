@@ -2,15 +2,46 @@
 
 use super::*;
 
-/// The short form of a step, as the table writes it.
-fn cell(step: Step) -> &'static str {
-    match step {
-        Step::Plaintext => "plaintext",
-        Step::StartTls => "starttls",
-        Step::Deliver { .. } => "deliver",
-        Step::NextRung => "next rung",
-        Step::Defer { .. } => "defer",
+/// The short form of an answer, as the table writes it.
+trait Cell {
+    fn cell(&self) -> &'static str;
+}
+
+impl Cell for AfterEhlo {
+    fn cell(&self) -> &'static str {
+        match self {
+            AfterEhlo::Plaintext(_) => "plaintext",
+            AfterEhlo::StartTls => "starttls",
+            AfterEhlo::Defer(_) => "defer",
+        }
     }
+}
+
+impl Cell for AfterFailure {
+    fn cell(&self) -> &'static str {
+        match self {
+            AfterFailure::NextRung(_) => "next rung",
+            AfterFailure::Defer(_) => "defer",
+        }
+    }
+}
+
+impl Cell for AfterHandshake {
+    fn cell(&self) -> &'static str {
+        match self {
+            AfterHandshake::Deliver(_) => "deliver",
+            AfterHandshake::Defer(_) => "defer",
+        }
+    }
+}
+
+fn cell(answer: impl Cell) -> &'static str {
+    answer.cell()
+}
+
+/// The first connection's EHLO, STARTTLS offered or not.
+fn ehlo(level: TlsLevel, offered: bool) -> AfterEhlo {
+    after_ehlo(level, Rung::Modern, false, offered)
 }
 
 fn handshake(what: &str) -> Failure {
@@ -57,11 +88,17 @@ fn verify_host_reads_the_host_check_and_verify_domain_the_domain_check() {
         assert_eq!(cell(after_handshake(level, checks)), expected, "{level}");
     }
     // Below verify-host the note is about the host, as the log line says.
+    let note = match after_handshake(TlsLevel::Required, &domain_only) {
+        AfterHandshake::Deliver(note) => note,
+        other => panic!("{other:?}"),
+    };
     assert_eq!(
-        after_handshake(TlsLevel::Required, &domain_only),
-        Step::Deliver {
-            note: "trusted chain, name mismatch: certificate is not valid for 192.0.2.1 (it names: mx.b.test)".into()
-        }
+        note,
+        Note::NameMismatch("certificate is not valid for 192.0.2.1 (it names: mx.b.test)".into())
+    );
+    assert_eq!(
+        note.to_string(),
+        "trusted chain, name mismatch: certificate is not valid for 192.0.2.1 (it names: mx.b.test)"
     );
 }
 
@@ -85,23 +122,19 @@ fn the_table_of_design_section_5() {
     ];
     for (level, not_offered, handshake_fails, bad_chain, bad_name) in table {
         assert_eq!(
-            cell(after_ehlo(level, Rung::Modern, false)),
+            cell(ehlo(level, false)),
             not_offered,
             "{level}: STARTTLS not offered"
         );
         if level == None {
             assert_eq!(
-                cell(after_ehlo(level, Rung::Modern, true)),
+                cell(ehlo(level, true)),
                 "plaintext",
                 "none never tries STARTTLS"
             );
             continue;
         }
-        assert_eq!(
-            cell(after_ehlo(level, Rung::Modern, true)),
-            "starttls",
-            "{level}: offered"
-        );
+        assert_eq!(cell(ehlo(level, true)), "starttls", "{level}: offered");
         assert_eq!(
             cell(after_failure(
                 level,
@@ -132,10 +165,7 @@ fn the_table_of_design_section_5() {
 
 #[test]
 fn pinned_lets_the_fingerprint_decide() {
-    assert_eq!(
-        cell(after_ehlo(TlsLevel::Pinned, Rung::Modern, false)),
-        "defer"
-    );
+    assert_eq!(cell(ehlo(TlsLevel::Pinned, false)), "defer");
     assert_eq!(
         cell(after_failure(
             TlsLevel::Pinned,
@@ -168,49 +198,94 @@ fn the_opportunistic_ladder_goes_down_to_plaintext_only_when_allowed() {
     let level = TlsLevel::Opportunistic;
     assert_eq!(
         after_failure(level, Rung::Modern, true, &handshake("x")),
-        Step::NextRung
+        AfterFailure::NextRung(Rung::Tls12)
     );
     assert_eq!(
         after_failure(level, Rung::Tls12, true, &handshake("x")),
-        Step::NextRung
+        AfterFailure::NextRung(Rung::Plaintext)
     );
     assert_eq!(
-        cell(after_failure(level, Rung::Tls12, false, &handshake("x"))),
-        "defer"
+        after_failure(level, Rung::Tls12, false, &handshake("x")),
+        AfterFailure::Defer(Deferral::FallbackOff(handshake("x")))
+    );
+    // Fallback off: the modern rung's failure still leads to TLS 1.2.
+    assert_eq!(
+        after_failure(level, Rung::Modern, false, &handshake("x")),
+        AfterFailure::NextRung(Rung::Tls12)
     );
     assert_eq!(
-        after_ehlo(level, Rung::Plaintext, true),
-        Step::Plaintext,
+        after_ehlo(level, Rung::Plaintext, false, true),
+        AfterEhlo::Plaintext(Plaintext::LowerRungs),
         "rung 3 never tries STARTTLS"
     );
+    assert_eq!(
+        after_ehlo(level, Rung::Plaintext, true, true),
+        AfterEhlo::Plaintext(Plaintext::MemorySkipped),
+        "the memory started the ladder there"
+    );
+    assert_eq!(
+        after_ehlo(level, Rung::Tls12, false, false),
+        AfterEhlo::Plaintext(Plaintext::NotOffered)
+    );
+    assert!(Plaintext::LowerRungs.is_fallback() && Plaintext::MemorySkipped.is_fallback());
+    assert!(!Plaintext::NotOffered.is_fallback() && !Plaintext::LevelNone.is_fallback());
     assert_eq!(Rung::Modern.below(), Some(Rung::Tls12));
     assert_eq!(Rung::Plaintext.below(), Option::None);
 }
 
 #[test]
 fn reasons_name_what_failed() {
-    let step = after_handshake(TlsLevel::VerifyDomain, &checks(true, false, false));
+    let mismatch = "certificate for mx.b.test not valid for fabrikam.test";
     assert_eq!(
-        step,
-        Step::Defer {
-            code: "4.7.5",
-            reason: "certificate for mx.b.test not valid for fabrikam.test".into()
-        }
+        after_handshake(TlsLevel::VerifyDomain, &checks(true, false, false)),
+        AfterHandshake::Defer(Deferral::NameMismatch(mismatch.into()))
     );
-    let step = after_ehlo(TlsLevel::Required, Rung::Modern, false);
     assert_eq!(
-        step,
-        Step::Defer {
-            code: "4.7.4",
-            reason: "STARTTLS not offered".into()
-        }
+        ehlo(TlsLevel::Required, false),
+        AfterEhlo::Defer(Deferral::NoStartTls)
     );
-    let step = after_handshake(TlsLevel::Opportunistic, &checks(false, true, false));
     assert_eq!(
-        step,
-        Step::Deliver {
-            note: "untrusted: self-signed".into()
-        }
+        after_handshake(TlsLevel::Opportunistic, &checks(false, true, false)),
+        AfterHandshake::Deliver(Note::Untrusted("self-signed".into()))
+    );
+    // Each deferral's status and its text in the log and the queue.
+    let refused = Failure::RefusedAfterTls("TLSv1.3 x, then EHLO refused".into());
+    for (deferral, status, text) in [
+        (Deferral::NoStartTls, "4.7.4", "STARTTLS not offered"),
+        (
+            Deferral::TlsFailed(handshake("handshake: eof")),
+            "4.7.5",
+            "TLS failed: handshake: eof",
+        ),
+        (
+            Deferral::FallbackOff(handshake("handshake: eof")),
+            "4.7.5",
+            "TLS failed (handshake: eof) and opportunistic_fallback is off",
+        ),
+        (
+            Deferral::ClientCertWanted("TLSv1.3 x, then EHLO refused".into()),
+            "4.7.1",
+            "the server wants a client certificate (it refused the session right after the TLS handshake: TLSv1.3 x, then EHLO refused)",
+        ),
+        (
+            Deferral::Untrusted("expired".into()),
+            "4.7.5",
+            "certificate not trusted: expired",
+        ),
+        (Deferral::NameMismatch(mismatch.into()), "4.7.5", mismatch),
+        (
+            Deferral::NotPinned,
+            "4.7.5",
+            "certificate matches none of the pinned fingerprints",
+        ),
+    ] {
+        assert_eq!((deferral.status(), deferral.to_string().as_str()), (status, text));
+    }
+    assert_eq!(
+        after_failure(TlsLevel::Required, Rung::Modern, true, &refused),
+        AfterFailure::Defer(Deferral::ClientCertWanted(
+            "TLSv1.3 x, then EHLO refused".into()
+        ))
     );
 }
 
@@ -225,11 +300,11 @@ fn a_refusal_right_after_the_handshake_is_a_failed_rung() {
     let opportunistic = TlsLevel::Opportunistic;
     assert_eq!(
         after_failure(opportunistic, Rung::Modern, true, &refused),
-        Step::NextRung
+        AfterFailure::NextRung(Rung::Tls12)
     );
     assert_eq!(
         after_failure(opportunistic, Rung::Tls12, true, &refused),
-        Step::NextRung
+        AfterFailure::NextRung(Rung::Plaintext)
     );
     assert_eq!(
         cell(after_failure(opportunistic, Rung::Tls12, false, &refused)),
@@ -243,21 +318,18 @@ fn a_refusal_right_after_the_handshake_is_a_failed_rung() {
         TlsLevel::VerifyDomain,
         TlsLevel::Pinned,
     ] {
-        let Step::Defer { code, reason } = after_failure(level, Rung::Modern, true, &refused)
-        else {
-            panic!("{level}: not a deferral");
-        };
-        assert_eq!(code, "4.7.1", "{level}");
-        assert!(
-            reason.starts_with("the server wants a client certificate (")
-                && reason.contains("No client certificate presented"),
-            "{level}: {reason}"
+        assert_eq!(
+            after_failure(level, Rung::Modern, true, &refused),
+            AfterFailure::Defer(Deferral::ClientCertWanted(
+                "EHLO after STARTTLS refused: 421 4.7.1 No client certificate presented".into()
+            )),
+            "{level}"
         );
-        let Step::Defer { code, .. } = after_failure(level, Rung::Modern, true, &handshake("x"))
-        else {
-            panic!("{level}: not a deferral");
-        };
-        assert_eq!(code, "4.7.5", "{level}");
+        assert_eq!(
+            after_failure(level, Rung::Modern, true, &handshake("x")),
+            AfterFailure::Defer(Deferral::TlsFailed(handshake("x"))),
+            "{level}"
+        );
     }
 }
 
@@ -319,4 +391,31 @@ fn the_memory_moves_the_start_of_the_opportunistic_ladder_only() {
             assert!(!memory_applies(level), "{level}");
         }
     }
+}
+
+/// The versions each rung offers, within `min_tls_version`.
+#[test]
+fn tls_versions_per_rung_and_minimum() {
+    use rustls::version::{TLS12, TLS13};
+    let names = |rung, minimum| {
+        tls_versions(rung, minimum).map(|list| {
+            list.iter()
+                .map(|v| format!("{:?}", v.version))
+                .collect::<Vec<_>>()
+        })
+    };
+    let (v12, v13) = (
+        format!("{:?}", TLS12.version),
+        format!("{:?}", TLS13.version),
+    );
+    assert_eq!(
+        names(Rung::Modern, TlsVersion::Tls12),
+        Ok(vec![v13.clone(), v12.clone()])
+    );
+    assert_eq!(names(Rung::Modern, TlsVersion::Tls13), Ok(vec![v13]));
+    assert_eq!(names(Rung::Tls12, TlsVersion::Tls12), Ok(vec![v12]));
+    assert_eq!(
+        names(Rung::Tls12, TlsVersion::Tls13),
+        Err(handshake("TLS 1.2 is below min_tls_version"))
+    );
 }

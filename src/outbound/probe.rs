@@ -1,19 +1,47 @@
 //! `tlsrelay probe DOMAIN`: what delivery to a domain would do, host by
 //! host, without sending any mail: addresses, STARTTLS offered, the TLS
-//! the top rung negotiates, the certificate, which TLS levels would accept
+//! each rung negotiates, the certificate, which TLS levels would accept
 //! it, and the verdict under the configured connector (DESIGN.md §2).
+//!
+//! It climbs delivery's own ladder ([`super::ladder`]) with an observer
+//! that writes what each step met, and stops before MAIL: so its verdict
+//! is what delivery would do, rung by rung. It reads the broken-TLS
+//! memory and never writes it.
 
 use std::fmt::Write;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::deliver::Deliverer;
-use super::policy::{self, Checks, Failure, Rung, Step};
+use super::client::Capabilities;
+use super::deliver::{addresses, Deliverer, Settings};
+use super::ladder::{Handshake, How, Observer, Stop};
+use super::policy::{self, AfterFailure, AfterHandshake, Checks, Failure, Plaintext, Rung, Start};
 use super::route::{hops, Hop, Hops, Resolve};
 use crate::config::domain::MailDomain;
 use crate::config::values::{Host, TlsLevel};
+
+/// What delivery would do with mail to the domain.
+#[derive(Clone, Debug)]
+pub enum Prediction {
+    /// It would go to `via`, protected as `how` says.
+    Deliver { via: SocketAddr, how: How },
+    /// It would bounce (null MX, no such domain).
+    Bounce {
+        status: &'static str,
+        reason: String,
+    },
+    /// It would stay queued: every address was unreachable or refused by
+    /// the policy; the last one's reason.
+    Wait(Option<Stop>),
+}
+
+/// The report, as text and as the verdict it ends with.
+pub struct Report {
+    pub text: String,
+    pub prediction: Prediction,
+}
 
 /// The report for one domain, as text.
 pub async fn probe<R: Resolve>(
@@ -21,134 +49,129 @@ pub async fn probe<R: Resolve>(
     domain: &MailDomain,
     port: Option<u16>,
 ) -> String {
+    predict(deliverer, domain, port).await.text
+}
+
+/// The report for one domain; `port` replaces every hop's.
+pub async fn predict<R: Resolve>(
+    deliverer: &Deliverer<R>,
+    domain: &MailDomain,
+    port: Option<u16>,
+) -> Report {
+    let settings = deliverer.settings();
     let mut out = String::new();
-    let route = deliverer.route(domain);
-    let level = route.connector.map_or(TlsLevel::Opportunistic, |c| c.tls);
-    let connector = route
-        .connector
-        .map_or("(default: MX lookup, opportunistic)".to_string(), |c| {
-            format!("\"{}\"", c.name)
-        });
+    let connector = settings.connectors.for_domain(domain);
+    let level = connector.level();
+    let name = match connector.is_default {
+        true => connector.settings.name.clone(),
+        false => format!("\"{}\"", connector.settings.name),
+    };
     let _ = writeln!(
         out,
-        "Domain       {domain}\nConnector    {connector}\nTLS level    {level}"
+        "Domain       {domain}\nConnector    {name}\nTLS level    {level}"
     );
-    let mx_port = port.unwrap_or(deliverer.mx_port);
-    let hop_list = match hops(
-        &deliverer.resolver,
-        route.connector,
+    let mx_port = port.unwrap_or(settings.mx_port);
+    let route = hops(
+        &settings.resolver,
+        &connector.settings.smarthosts,
         domain,
         mx_port,
         |_| {},
-    )
-    .await
-    {
+    );
+    let hop_list = match route.await {
         Ok(Hops::Try(list)) => list,
         Ok(Hops::Fail { status, reason }) => {
-            let _ = writeln!(
-                out,
-                "\nVerdict: mail to {domain} would bounce ({status}): {reason}"
-            );
-            return out;
+            let verdict = format!("would bounce ({status}): {reason}");
+            return finish(out, domain, verdict, Prediction::Bounce { status, reason });
         }
         Err(e) => {
-            let _ = writeln!(
-                out,
-                "\nVerdict: mail to {domain} would wait in the queue: {e}"
-            );
-            return out;
+            let verdict = format!("would wait in the queue: {e}");
+            let stop = Stop::Unreachable(e.to_string());
+            return finish(out, domain, verdict, Prediction::Wait(Some(stop)));
         }
     };
     // Why each host tried would not take the mail, for the overall verdict.
     let mut refusals = Vec::new();
-    let mut overall = None;
+    let mut overall: Option<(String, Prediction)> = None;
+    let mut last = None;
     for hop in hop_list {
         let hop = Hop {
             port: port.unwrap_or(hop.port),
             ..hop
         };
         let _ = writeln!(out, "\nHost {}:{}", hop.host, hop.port);
-        let addresses: Vec<IpAddr> = match &hop.host {
-            Host::Ip(ip) => vec![*ip],
-            Host::Name(name) => match deliverer.resolver.addresses(name.as_str()).await {
-                Ok(list) => list,
-                Err(e) => {
-                    let _ = writeln!(out, "  Addresses          lookup failed: {e}");
-                    refusals.push(format!("{}: lookup failed: {e}", hop.host));
-                    continue;
-                }
-            },
+        let ips = match addresses(&settings.resolver, &hop.host).await {
+            Ok(ips) => ips,
+            Err((_, why)) => {
+                let _ = writeln!(out, "  Addresses          none: {why}");
+                refusals.push(format!("{}: {why}", hop.host));
+                continue;
+            }
         };
-        if addresses.is_empty() {
-            let _ = writeln!(out, "  Addresses          none");
-            refusals.push(format!("{}: no address", hop.host));
-        }
-        for ip in addresses {
-            let _ = writeln!(out, "  Address            {ip}");
-            let verdict = probe_address(deliverer, &route, &hop, ip, level, &mut out).await;
+        for ip in ips {
+            let addr = SocketAddr::new(ip, hop.port);
             let server = match &hop.host {
-                Host::Ip(_) => format!("{ip}:{}", hop.port),
+                Host::Ip(_) => addr.to_string(),
                 Host::Name(name) => format!("{name}:{} [{ip}]", hop.port),
             };
-            match verdict {
-                Ok(verdict) => {
-                    overall.get_or_insert(format!("{verdict} via {server}"));
+            match probe_address(deliverer, &settings, domain, &hop, addr, &mut out).await {
+                Ok((verdict, prediction)) => {
+                    overall.get_or_insert((format!("{verdict} via {server}"), prediction));
                 }
-                Err(why) => refusals.push(format!("{server}: {why}")),
+                Err(stop) => {
+                    let why = match &stop {
+                        Stop::Unreachable(why) => why.clone(),
+                        Stop::Deferred(deferral) => deferral.to_string(),
+                    };
+                    refusals.push(format!("{server}: {why}"));
+                    last = Some(stop);
+                }
             }
         }
     }
     // One line that answers the question asked, whatever the hosts said:
     // the first host that would take the mail, as delivery goes down the
     // list in the same order, or why none would.
-    let verdict = overall.unwrap_or_else(|| match refusals.is_empty() {
-        true => "would wait in the queue: no host to try".to_string(),
-        false => format!(
-            "would wait in the queue: no host accepted ({})",
-            refusals.join("; ")
-        ),
+    let (verdict, prediction) = overall.unwrap_or_else(|| {
+        let verdict = match refusals.is_empty() {
+            true => "would wait in the queue: no host to try".to_string(),
+            false => format!(
+                "would wait in the queue: no host accepted ({})",
+                refusals.join("; ")
+            ),
+        };
+        (verdict, Prediction::Wait(last))
     });
-    let _ = writeln!(out, "\nVerdict: mail to {domain} {verdict}");
-    out
+    finish(out, domain, verdict, prediction)
 }
 
-/// Probes one address of a host; returns its verdict when it would take
-/// the mail, or why not.
+/// The report with its last line: one verdict that answers the question.
+fn finish(mut out: String, domain: &MailDomain, verdict: String, prediction: Prediction) -> Report {
+    let _ = writeln!(out, "\nVerdict: mail to {domain} {verdict}");
+    Report {
+        text: out,
+        prediction,
+    }
+}
+
+/// One address of a hop up the ladder, as delivery would climb it, with
+/// the memory's start read and not written; stops before MAIL. Its verdict
+/// line and prediction, or why it would not take the mail.
 async fn probe_address<R: Resolve>(
     deliverer: &Deliverer<R>,
-    route: &super::deliver::Route<'_>,
+    settings: &Settings<R>,
+    domain: &MailDomain,
     hop: &Hop,
-    ip: IpAddr,
-    level: TlsLevel,
+    addr: SocketAddr,
     out: &mut String,
-) -> Result<String, String> {
-    let client = match deliverer
-        .connect(std::net::SocketAddr::new(ip, hop.port))
-        .await
-    {
-        Ok(client) => client,
-        Err(e) => {
-            let _ = writeln!(
-                out,
-                "  Connection         failed: {e}\n  Verdict            would try the next host"
-            );
-            return Err(e);
-        }
-    };
-    let offered = client.capabilities.starttls;
-    let _ = writeln!(
-        out,
-        "  STARTTLS offered   {}",
-        if offered { "yes" } else { "no" }
-    );
-    if !offered {
-        let _ = writeln!(
-            out,
-            "  Levels accepting   none; opportunistic delivers in plaintext"
-        );
-    }
-    let server = std::net::SocketAddr::new(ip, hop.port).to_string();
-    let start = deliverer.memory.peek(level, deliverer.fallback, &server);
+) -> Result<(String, Prediction), Stop> {
+    let _ = writeln!(out, "  Address            {}", addr.ip());
+    let connector = settings.connectors.for_domain(domain);
+    let level = connector.level();
+    let ladder = settings.ladder(connector, domain, hop, addr);
+    let start = deliverer
+        .memory()
+        .peek(level, settings.fallback, &addr.to_string());
     if policy::memory_applies(level) {
         let said = match start.note().as_str() {
             "-" => "nothing remembered".to_string(),
@@ -156,121 +179,139 @@ async fn probe_address<R: Resolve>(
         };
         let _ = writeln!(out, "  TLS memory         {said}");
     }
-    match policy::after_ehlo(level, Rung::Modern, offered) {
-        Step::Plaintext => {
-            client.quit().await;
-            return Ok(host_verdict(out, "would deliver in plaintext".into()));
-        }
-        Step::Defer { reason, .. } => {
-            client.quit().await;
-            let _ = writeln!(out, "  Verdict            would defer: {reason}");
-            return Err(reason);
-        }
-        _ => {}
-    }
-    let upgraded = match deliverer.upgrade(client, hop, Rung::Modern, route).await {
-        Ok(upgraded) => upgraded,
-        Err(failure) => {
-            return verdict_after_failure(level, deliverer.fallback, &failure, &start, out);
-        }
+    let mut steps = Steps {
+        out,
+        fallback: settings.fallback,
+        connections: 0,
+        failed: false,
     };
-    let (negotiated, chain, checks) = (upgraded.negotiated, upgraded.chain, upgraded.checks);
-    upgraded.client.quit().await;
-    let group = negotiated.group.as_deref().unwrap_or("unknown");
-    let _ = writeln!(
-        out,
-        "  TLS                {} {} key exchange {group}",
-        negotiated.version, negotiated.cipher
-    );
-    for (i, cert) in chain.iter().enumerate() {
-        let _ = writeln!(out, "  Certificate {}      {}", i + 1, describe(cert));
-    }
-    let _ = writeln!(
-        out,
-        "  Chain              {}",
-        result(&checks.chain, "verified")
-    );
-    let _ = writeln!(
-        out,
-        "  Name               {}",
-        result(&checks.host, "matches")
-    );
-    let _ = writeln!(
-        out,
-        "  Domain             {}",
-        result(&checks.domain, "matches")
-    );
-    let accepting: Vec<String> = levels_accepting(&checks)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let _ = writeln!(out, "  Levels accepting   {}", accepting.join(", "));
-    match (
-        memory_verdict(&start),
-        policy::after_handshake(level, &checks),
-    ) {
-        (Some(skipped), _) => Ok(host_verdict(out, skipped)),
-        (None, Step::Deliver { note }) => Ok(host_verdict(
-            out,
-            format!("would deliver with {}, {note}", negotiated.version),
-        )),
-        (None, Step::Defer { reason, .. }) => {
-            let _ = writeln!(out, "  Verdict            would defer: {reason}");
-            Err(reason)
+    match ladder.climb(&start, &mut steps).await {
+        Ok(ready) => {
+            ready.client.quit().await;
+            let verdict = host_verdict(&ready.how, &start);
+            let _ = writeln!(out, "  Verdict            {verdict}");
+            let how = ready.how;
+            Ok((verdict, Prediction::Deliver { via: addr, how }))
         }
-        (None, other) => Ok(host_verdict(out, format!("{other:?}"))),
+        Err(stop) => {
+            match &stop {
+                Stop::Unreachable(_) => {
+                    let _ = writeln!(out, "  Verdict            would try the next host");
+                }
+                Stop::Deferred(deferral) => {
+                    let _ = writeln!(out, "  Verdict            would defer: {deferral}");
+                }
+            }
+            Err(stop)
+        }
     }
 }
 
-/// Writes a host's verdict line, and returns it for the overall verdict.
-fn host_verdict(out: &mut String, verdict: String) -> String {
-    let _ = writeln!(out, "  Verdict            {verdict}");
-    verdict
-}
-
-/// What delivery does when the memory moves the start of the ladder,
-/// whatever the top rung would do now.
-fn memory_verdict(start: &policy::Start) -> Option<String> {
-    let skipped = match start.rung {
-        Rung::Modern => return None,
-        Rung::Tls12 => "would try TLS 1.2 only first",
-        Rung::Plaintext => "would deliver in plaintext",
+/// A host's verdict when the ladder ends ready for MAIL.
+fn host_verdict(how: &How, start: &Start) -> String {
+    let memory = match start.skipped.is_empty() {
+        true => String::new(),
+        false => format!(
+            ": the broken-TLS memory skips the rungs above ({}); `tlsrelay tls-memory forget` clears it",
+            start.note()
+        ),
     };
-    Some(format!(
-        "{skipped}: the broken-TLS memory skips the rungs above ({}); `tlsrelay tls-memory forget` clears it",
-        start.note()
-    ))
+    match how {
+        How::Tls { negotiated, note } => {
+            format!("would deliver with {}, {note}{memory}", negotiated.version)
+        }
+        How::Plaintext(Plaintext::LowerRungs) => {
+            "would deliver in plaintext, after TLS failed on every rung above".into()
+        }
+        How::Plaintext(_) => format!("would deliver in plaintext{memory}"),
+    }
 }
 
-fn verdict_after_failure(
-    level: TlsLevel,
+/// Probe's observer: each step the ladder takes, as report lines.
+struct Steps<'a> {
+    out: &'a mut String,
     fallback: bool,
-    failure: &Failure,
-    start: &policy::Start,
-    out: &mut String,
-) -> Result<String, String> {
-    let _ = writeln!(out, "  TLS                failed: {failure}");
-    // The forced levels try the top rung only; opportunistic goes on.
-    let lower = if fallback {
-        "TLS 1.2 only, then plaintext"
-    } else {
-        "TLS 1.2 only"
-    };
-    let _ = writeln!(
-        out,
-        "  Levels accepting   none; opportunistic tries {lower}"
-    );
-    let step = policy::after_failure(level, Rung::Modern, fallback, failure);
-    let verdict = match (memory_verdict(start), step) {
-        (Some(skipped), _) => skipped,
-        (None, Step::NextRung) => format!("would retry with {lower}"),
-        (None, Step::Defer { reason, .. }) => {
-            let _ = writeln!(out, "  Verdict            would defer: {reason}");
-            return Err(reason);
+    /// Connections opened so far (one per rung).
+    connections: usize,
+    /// A rung has failed already.
+    failed: bool,
+}
+
+impl Observer for Steps<'_> {
+    fn connect_failed(&mut self, reason: &str) {
+        let _ = writeln!(self.out, "  Connection         failed: {reason}");
+    }
+
+    fn greeted(&mut self, rung: Rung, capabilities: &Capabilities) {
+        self.connections += 1;
+        if self.connections > 1 {
+            let _ = writeln!(
+                self.out,
+                "  Rung               {}, on a new connection",
+                rung.name()
+            );
+            return;
         }
-        (None, other) => format!("{other:?}"),
-    };
-    Ok(host_verdict(out, verdict))
+        let offered = capabilities.starttls;
+        let said = if offered { "yes" } else { "no" };
+        let _ = writeln!(self.out, "  STARTTLS offered   {said}");
+        if !offered {
+            let _ = writeln!(
+                self.out,
+                "  Levels accepting   none; opportunistic delivers in plaintext"
+            );
+        }
+    }
+
+    fn upgraded(&mut self, _rung: Rung, handshake: &Handshake) {
+        let (negotiated, checks) = (&handshake.negotiated, &handshake.checks);
+        let group = negotiated.group.as_deref().unwrap_or("unknown");
+        let out = &mut *self.out;
+        let _ = writeln!(
+            out,
+            "  TLS                {} {} key exchange {group}",
+            negotiated.version, negotiated.cipher
+        );
+        for (i, cert) in handshake.chain.iter().enumerate() {
+            let _ = writeln!(out, "  Certificate {}      {}", i + 1, describe(cert));
+        }
+        let _ = writeln!(
+            out,
+            "  Chain              {}",
+            result(&checks.chain, "verified")
+        );
+        let _ = writeln!(
+            out,
+            "  Name               {}",
+            result(&checks.host, "matches")
+        );
+        let _ = writeln!(
+            out,
+            "  Domain             {}",
+            result(&checks.domain, "matches")
+        );
+        let accepting: Vec<String> = levels_accepting(checks)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = writeln!(out, "  Levels accepting   {}", accepting.join(", "));
+    }
+
+    fn rung_failed(&mut self, _rung: Rung, failure: &Failure, _next: &AfterFailure) {
+        let _ = writeln!(self.out, "  TLS                failed: {failure}");
+        if std::mem::replace(&mut self.failed, true) {
+            return;
+        }
+        // What the other levels would do; the forced ones try one rung.
+        let lower = match self.fallback {
+            true => "TLS 1.2 only, then plaintext",
+            false => "TLS 1.2 only (opportunistic_fallback is off)",
+        };
+        let _ = writeln!(
+            self.out,
+            "  Levels accepting   none; opportunistic tries {lower}"
+        );
+    }
 }
 
 /// The levels whose checks this certificate passes; `verify-domain` with
@@ -287,7 +328,7 @@ fn levels_accepting(checks: &Checks) -> Vec<TlsLevel> {
     .filter(|level| {
         matches!(
             policy::after_handshake(*level, checks),
-            Step::Deliver { .. }
+            AfterHandshake::Deliver(_)
         )
     })
     .chain(checks.pinned.then_some(TlsLevel::Pinned))

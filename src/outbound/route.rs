@@ -13,7 +13,7 @@ use std::future::Future;
 use std::net::IpAddr;
 
 use crate::config::domain::MailDomain;
-use crate::config::values::{DomainName, DomainPattern, Host};
+use crate::config::values::{DomainName, DomainPattern, Host, HostPort};
 use crate::config::OutboundConnector;
 
 /// The connector that carries mail for `domain`: the most specific
@@ -24,11 +24,30 @@ pub fn connector_for<'a>(
     connectors: &'a [OutboundConnector],
     domain: &MailDomain,
 ) -> Option<&'a OutboundConnector> {
-    let pattern = match domain {
+    most_specific(connectors, |c| c, &domain_pattern(domain))
+}
+
+/// The pattern that matches exactly `domain`.
+pub fn domain_pattern(domain: &MailDomain) -> DomainPattern {
+    match domain {
         MailDomain::Name(name) => DomainPattern::Exact(name.clone()),
         MailDomain::Literal(ip) => DomainPattern::Literal(*ip),
-    };
-    connector_covering(connectors, &pattern)
+    }
+}
+
+/// Of `items`, each with its connector's settings, the one whose
+/// `recipient_domains` cover `pattern` most specifically.
+pub fn most_specific<'a, C>(
+    items: &'a [C],
+    settings: impl Fn(&C) -> &OutboundConnector,
+    pattern: &DomainPattern,
+) -> Option<&'a C> {
+    items
+        .iter()
+        .flat_map(|c| settings(c).recipient_domains.iter().map(move |p| (p, c)))
+        .filter(|(p, _)| p.covers(pattern))
+        .max_by_key(|(p, _)| p.specificity())
+        .map(|(_, c)| c)
 }
 
 /// The connector that carries mail for every domain `pattern` matches:
@@ -38,12 +57,7 @@ pub fn connector_covering<'a>(
     connectors: &'a [OutboundConnector],
     pattern: &DomainPattern,
 ) -> Option<&'a OutboundConnector> {
-    connectors
-        .iter()
-        .flat_map(|c| c.recipient_domains.iter().map(move |p| (p, c)))
-        .filter(|(p, _)| p.covers(pattern))
-        .max_by_key(|(p, _)| p.specificity())
-        .map(|(_, c)| c)
+    most_specific(connectors, |c| c, pattern)
 }
 
 /// What DNS says about a domain's mail servers.
@@ -95,18 +109,18 @@ pub enum Hops {
     },
 }
 
-/// The hops for mail to `domain` under `connector`, in the order to try.
-/// `shuffle` reorders hosts of equal preference (pass a random one).
+/// The hops for mail to `domain` through a connector with `smarthosts`
+/// (none: MX lookup), in the order to try. `shuffle` reorders hosts of
+/// equal preference (pass a random one).
 pub async fn hops<R: Resolve>(
     resolver: &R,
-    connector: Option<&OutboundConnector>,
+    smarthosts: &[HostPort],
     domain: &MailDomain,
     mx_port: u16,
     shuffle: impl FnMut(&mut [String]),
 ) -> Result<Hops, LookupError> {
-    if let Some(connector) = connector.filter(|c| !c.smarthosts.is_empty()) {
-        let hops = connector
-            .smarthosts
+    if !smarthosts.is_empty() {
+        let hops = smarthosts
             .iter()
             .map(|h| Hop {
                 host: h.host.clone(),

@@ -19,6 +19,7 @@ pub mod generate;
 pub mod reason;
 pub mod server;
 pub mod trust;
+pub mod verify;
 pub mod x509;
 
 /// The rcgen test CA shared with the integration tests (one file, two users).

@@ -38,15 +38,7 @@ use receivers::{first_received, start_receivers, Certs, Kind, Receiver, ALL};
 use relay::{attempt_outcomes, relay_config, send_all, start_relay, wait_until_settled, Settled};
 
 /// The levels, in the order of DESIGN.md §5 and of [`row`]'s columns.
-const LEVELS: [&str; 7] = [
-    "none",
-    "opportunistic",
-    "required",
-    "verify-ca",
-    "verify-host",
-    "verify-domain",
-    "pinned",
-];
+use crate::support::prediction::LEVELS;
 
 /// What a cell must come to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

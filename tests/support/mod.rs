@@ -79,6 +79,7 @@ pub fn openssl_spki_pin(pem: &Path) -> String {
 pub mod dns;
 pub mod dsn;
 pub mod hostile;
+pub mod prediction;
 pub mod receiver;
 pub mod relay;
 pub mod signed_dns;

@@ -7,21 +7,42 @@
 //! (`--connect`, optionally after SMTP STARTTLS); untrusted chains are
 //! reported too, with the reason they do not verify.
 
-mod connect;
 mod details;
 mod text;
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, UnixTime};
 use serde::Serialize;
 
-pub use connect::{from_server, Phase};
 pub use details::CertDetails;
 
 use super::certs::{self, CertError};
 use super::trust::TrustStore;
+
+/// The steps of `--connect`, named in timeouts and errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Connect,
+    Greeting,
+    Ehlo,
+    StartTls,
+    Handshake,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "TCP connect",
+            Phase::Greeting => "SMTP greeting",
+            Phase::Ehlo => "EHLO reply",
+            Phase::StartTls => "STARTTLS reply",
+            Phase::Handshake => "TLS handshake",
+        })
+    }
+}
 
 /// Everything `cert-info` prints, in text or JSON.
 #[derive(Clone, Debug, Serialize)]
@@ -150,7 +171,7 @@ pub fn from_file(path: &Path, ca_files: &[PathBuf]) -> Result<Report, CertInfoEr
 }
 
 /// Assembles the report; `malformed` turns a parse failure into the caller's error.
-fn build(
+pub fn build(
     source: String,
     chain: &[CertificateDer<'_>],
     store: &TrustStore,

@@ -63,7 +63,9 @@ fn a_receiver_requiring_a_client_certificate_takes_mail_only_with_ours() {
     assert!(
         probed.contains(
             "  TLS                failed: refused right after the TLS handshake: TLSv1.3 "
-        ) && probed.contains("  Verdict            would retry with TLS 1.2 only, then plaintext"),
+        ) && probed.contains(
+            "  Verdict            would deliver in plaintext, after TLS failed on every rung above"
+        ),
         "probe does not predict the ladder:\n{probed}"
     );
     let names = [

@@ -4,10 +4,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::cells;
-use super::receivers::{start_receivers, Certs, Kind};
+use super::receivers::{start_receivers, Certs, Kind, ALL};
 use super::relay::{relay_config, relay_files};
+use super::{cells, Cell};
 use crate::support::postfix::run_bounded;
+use crate::support::prediction::{self, differences, Case};
 
 /// `tlsrelay probe DOMAIN -c FILE` (it needs no running relay).
 pub(super) fn probe(config: &Path, domain: &str) -> String {
@@ -141,7 +142,9 @@ fn probe_reports_the_facts_and_verdicts_of_real_receivers() {
         ),
         (
             "opportunistic-tls10.test",
-            &[format!("{verdict}would retry with TLS 1.2 only, then plaintext\n")],
+            &[format!(
+                "{verdict}would deliver in plaintext, after TLS failed on every rung above\n"
+            )],
         ),
         (
             "required-stall.test",
@@ -170,4 +173,66 @@ fn probe_reports_the_facts_and_verdicts_of_real_receivers() {
             );
         }
     }
+}
+
+/// Issue 14's acceptance: probe climbs delivery's ladder, so for every
+/// cell of the matrix its verdict is what delivery then does, against the
+/// same receivers under the same configuration: the same TLS version and
+/// verification note, the same plaintext reason, the same 4.7.x status
+/// and reason. Each cell is probed first, then one message is delivered;
+/// then the opportunistic cells again with `opportunistic_fallback = false`
+/// (where the old probe promised plaintext that delivery refuses).
+#[test]
+#[ignore = "real peer: run by .ci/run"]
+fn probe_predicts_what_delivery_does_in_every_cell() {
+    let certs = Certs::new();
+    let cells = cells(&ALL);
+    let receivers = start_receivers(&ALL, &cells, &certs);
+    let config = relay_config(&cells, &receivers);
+    let mut wrong = probe_and_deliver(&certs, &config, &cells);
+    let no_fallback = config.replace(
+        "[delivery]\n",
+        "[delivery]\nopportunistic_fallback = false\n",
+    );
+    let opportunistic: Vec<Cell> = cells
+        .iter()
+        .filter(|c| c.level == "opportunistic")
+        .cloned()
+        .collect();
+    wrong.extend(
+        probe_and_deliver(&certs, &no_fallback, &opportunistic)
+            .into_iter()
+            .map(|w| format!("(opportunistic_fallback = false) {w}")),
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} cells differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+/// Probes, then delivers to, each of `cells` (all at once) in-process
+/// under `config`; returns the cells where the two differ.
+fn probe_and_deliver(certs: &Certs, config: &str, cells: &[Cell]) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, contents) in relay_files(certs) {
+        std::fs::write(dir.path().join(name), contents).expect("write relay file");
+    }
+    let config_file = dir.path().join("tlsrelay.toml");
+    std::fs::write(&config_file, config).expect("write config");
+    let cases: Vec<Case> = cells
+        .iter()
+        .map(|cell| Case {
+            name: cell.name(),
+            domain: cell.domain(),
+            recipient: cell.recipient(),
+            content: format!(
+                "{}\r\n\r\nthe secret of cell {}\r\n",
+                cell.subject(),
+                cell.name()
+            ),
+        })
+        .collect();
+    differences(&prediction::probe_and_deliver(&config_file, &cases))
 }

@@ -1,46 +1,24 @@
-//! `cert-info --connect`: fetch a server's chain, optionally after SMTP STARTTLS.
+//! `cert-info --connect`: fetch a server's chain, optionally after SMTP
+//! STARTTLS; the report itself is `crate::tls::cert_info`'s.
 //!
 //! The handshake accepts any chain (handshake signatures are still checked,
 //! so the server proves it holds the key) because the point is to *report*
 //! untrusted certificates; the chain is verified separately with
 //! [`TrustStore`]. Every phase has its own timeout and the error names it.
 
-use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, ServerName};
-use smtp_proto::EXT_START_TLS;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{build, CertInfoError, ConnectRequest, Connection, Report};
-use crate::smtp::reply::{Reply, ReplyReader};
+use super::client::{Client, ClientError, Phase as ClientPhase, StartTls};
+use super::stream::Stream;
+use crate::tls::cert_info::{build, CertInfoError, ConnectRequest, Connection, Phase, Report};
 use crate::tls::client::{AcceptAnyChain, Negotiated};
 use crate::tls::trust::{check_name, TrustStore};
-
-/// The steps of `--connect`, named in timeouts and errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    Connect,
-    Greeting,
-    Ehlo,
-    StartTls,
-    Handshake,
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Phase::Connect => "TCP connect",
-            Phase::Greeting => "SMTP greeting",
-            Phase::Ehlo => "EHLO reply",
-            Phase::StartTls => "STARTTLS reply",
-            Phase::Handshake => "TLS handshake",
-        })
-    }
-}
 
 pub async fn from_server(request: &ConnectRequest) -> Result<Report, CertInfoError> {
     let target = request.target.clone();
@@ -62,7 +40,7 @@ pub async fn from_server(request: &ConnectRequest) -> Result<Report, CertInfoErr
         .map(|a| a.to_string())
         .unwrap_or_else(|_| target.clone());
     if request.starttls {
-        session.starttls(&mut tcp).await?;
+        tcp = session.starttls(tcp).await?;
     }
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -161,40 +139,64 @@ impl Session<'_> {
         }
     }
 
-    /// RFC 3207: greeting, EHLO, STARTTLS, 220. Anything the server sends
-    /// after that 220 is discarded (response injection), as DESIGN.md §5 asks.
-    async fn starttls(&self, tcp: &mut TcpStream) -> Result<(), CertInfoError> {
-        let mut smtp = Dialogue::default();
-        let greeting = smtp.reply(self, tcp, Phase::Greeting).await?;
+    /// The client's result within the request's timeout for `phase`;
+    /// its errors in cert-info's words.
+    async fn step<T>(
+        &self,
+        phase: Phase,
+        work: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, CertInfoError> {
+        let target = self.target.clone();
+        match tokio::time::timeout(self.request.timeout, work).await {
+            Ok(Ok(value)) => Ok(value),
+            Err(_) | Ok(Err(ClientError::Timeout(_))) => Err(CertInfoError::Timeout {
+                phase,
+                target,
+                secs: self.request.timeout.as_secs(),
+            }),
+            Ok(Err(ClientError::Closed(_))) => Err(CertInfoError::Closed { phase, target }),
+            Ok(Err(ClientError::Io(_, source))) => Err(CertInfoError::Io {
+                phase,
+                target,
+                source,
+            }),
+            Ok(Err(e)) => Err(self.protocol(format!("bad {phase}: {e}"))),
+        }
+    }
+
+    /// RFC 3207: greeting, EHLO, STARTTLS, 220, through the SMTP client
+    /// delivery uses. Anything the server sends after that 220 is
+    /// discarded (response injection), as DESIGN.md §5 asks.
+    async fn starttls(&self, tcp: TcpStream) -> Result<TcpStream, CertInfoError> {
+        let helo = local_name(&tcp);
+        let mut client = Client::new(Stream::Plain(tcp));
+        let greeting = self
+            .step(Phase::Greeting, client.reply(ClientPhase::Greeting))
+            .await?;
         if greeting.code != 220 {
             return Err(self.protocol(format!(
                 "server refused the session: {}",
                 greeting.summary()
             )));
         }
-        let helo = local_name(tcp);
-        let ehlo = smtp
-            .command(self, tcp, Phase::Ehlo, format!("EHLO {helo}\r\n"))
-            .await?;
-        if ehlo.code != 250 {
+        let ehlo = self.step(Phase::Ehlo, client.hello(&helo)).await?;
+        if !ehlo.is_positive() {
             return Err(self.protocol(format!("server refused EHLO: {}", ehlo.summary())));
         }
-        let capabilities = ehlo
-            .ehlo()
-            .map_err(|e| self.protocol(format!("{e}: {}", ehlo.summary())))?;
-        if capabilities.capabilities & EXT_START_TLS == 0 {
+        if !client.capabilities.starttls {
             return Err(CertInfoError::NoStartTls {
                 target: self.target.clone(),
                 ehlo: ehlo.summary(),
             });
         }
-        let ready = smtp
-            .command(self, tcp, Phase::StartTls, "STARTTLS\r\n".to_owned())
-            .await?;
-        if ready.code != 220 {
-            return Err(self.protocol(format!("server refused STARTTLS: {}", ready.summary())));
+        match self.step(Phase::StartTls, client.starttls()).await? {
+            StartTls::Ready(stream) => stream
+                .into_plain()
+                .ok_or_else(|| self.protocol("STARTTLS inside TLS".into())),
+            StartTls::Refused { reply, .. } => {
+                Err(self.protocol(format!("server refused STARTTLS: {}", reply.summary())))
+            }
         }
-        Ok(())
     }
 }
 
@@ -204,57 +206,6 @@ fn local_name(tcp: &TcpStream) -> String {
         Ok(std::net::IpAddr::V4(ip)) => format!("[{ip}]"),
         Ok(std::net::IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
         Err(_) => "[127.0.0.1]".to_owned(),
-    }
-}
-
-#[derive(Default)]
-struct Dialogue {
-    reader: ReplyReader,
-    pending: Vec<u8>,
-}
-
-impl Dialogue {
-    async fn command(
-        &mut self,
-        session: &Session<'_>,
-        tcp: &mut TcpStream,
-        phase: Phase,
-        line: String,
-    ) -> Result<Reply, CertInfoError> {
-        session.phase(phase, tcp.write_all(line.as_bytes())).await?;
-        self.reply(session, tcp, phase).await
-    }
-
-    /// The next reply; the whole wait, however many reads, counts against the phase timeout.
-    async fn reply(
-        &mut self,
-        session: &Session<'_>,
-        tcp: &mut TcpStream,
-        phase: Phase,
-    ) -> Result<Reply, CertInfoError> {
-        let read = async {
-            let mut buf = [0u8; 4096];
-            loop {
-                let mut input = self.pending.as_slice();
-                let parsed = self.reader.read(&mut input);
-                let rest = input.to_vec();
-                self.pending = rest;
-                match parsed {
-                    Ok(Some(reply)) => return Ok(Ok(reply)),
-                    Ok(None) => {}
-                    Err(e) => return Ok(Err(session.protocol(format!("bad {phase}: {e}")))),
-                }
-                let n = tcp.read(&mut buf).await?;
-                if n == 0 {
-                    return Ok(Err(CertInfoError::Closed {
-                        phase,
-                        target: session.target.clone(),
-                    }));
-                }
-                self.pending.extend_from_slice(&buf[..n]);
-            }
-        };
-        session.phase(phase, read).await?
     }
 }
 

@@ -1,0 +1,337 @@
+//! The TLS ladder to one server address (DESIGN.md §5): connect, greeting
+//! and EHLO; the policy's answer; STARTTLS, the handshake of the rung,
+//! EHLO again over TLS (RFC 3207 §4.2); the policy's answer again; on a
+//! failed rung (opportunistic only) the next one, on a new connection.
+//!
+//! Delivery and `probe` both climb it: it ends with a client ready for
+//! MAIL, or with why not, and tells an [`Observer`] each step. Delivery's
+//! observer logs and feeds the broken-TLS memory; probe's writes its report
+//! and sends no mail. The policy decides every step; this only does them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+
+use super::client::{Capabilities, Client, Phase, StartTls};
+use super::connector::Connector;
+use super::policy::{
+    self, AfterEhlo, AfterFailure, AfterHandshake, Checks, Deferral, Failure, Note, Plaintext,
+    Rung, Start,
+};
+use super::route::Hop;
+use super::stream::Stream;
+use crate::config::domain::MailDomain;
+use crate::config::values::Host;
+use crate::tls::certs::Identity;
+use crate::tls::client::{config as tls_config, Negotiated};
+
+/// What an attempt's TLS came to, as the metrics count it
+/// (`tlsrelay_delivery_attempts_total`).
+#[derive(Clone, Debug)]
+pub enum Channel {
+    Tls {
+        version: String,
+        cipher: String,
+    },
+    /// STARTTLS not offered, or `tls = "none"`.
+    Plaintext,
+    /// Opportunistic: TLS failed on every rung, the mail went in plaintext.
+    Fallback,
+    DeferredForPolicy,
+    RungFailed,
+    ConnectFailed,
+    /// TLS worked, then the server refused EHLO (a missing client certificate).
+    RefusedAfterTls,
+}
+
+impl Channel {
+    /// The `tls`, `cipher` and `outcome` labels.
+    pub fn labels(&self) -> (&str, &str, &'static str) {
+        match self {
+            Channel::Tls { version, cipher } => (version, cipher, "sent"),
+            Channel::Plaintext => ("plaintext", "-", "sent"),
+            Channel::Fallback => ("plaintext_fallback", "-", "sent"),
+            Channel::DeferredForPolicy => ("-", "-", "deferred_for_policy"),
+            Channel::RungFailed => ("-", "-", "tls_rung_failed"),
+            Channel::ConnectFailed => ("-", "-", "connect_failed"),
+            Channel::RefusedAfterTls => ("-", "-", "refused_after_tls"),
+        }
+    }
+}
+
+/// What a completed handshake showed.
+#[derive(Clone, Debug)]
+pub struct Handshake {
+    pub negotiated: Negotiated,
+    /// The server's certificates, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    pub checks: Checks,
+}
+
+/// Each step of the ladder, as it happens. Every method does nothing
+/// unless the observer wants it.
+pub trait Observer {
+    /// TCP connect, greeting or EHLO failed.
+    fn connect_failed(&mut self, _reason: &str) {}
+    /// A connection for `rung` answered EHLO with `capabilities`.
+    fn greeted(&mut self, _rung: Rung, _capabilities: &Capabilities) {}
+    /// The handshake of `rung` completed and EHLO over TLS was answered.
+    fn upgraded(&mut self, _rung: Rung, _handshake: &Handshake) {}
+    /// TLS failed on `rung`; the policy said `next`.
+    fn rung_failed(&mut self, _rung: Rung, _failure: &Failure, _next: &AfterFailure) {}
+    /// The policy deferred; `channel` is the attempt's outcome label.
+    fn deferred(&mut self, _deferral: &Deferral, _channel: &Channel) {}
+}
+
+/// How the ready connection is protected.
+#[derive(Clone, Debug)]
+pub enum How {
+    Plaintext(Plaintext),
+    Tls { negotiated: Negotiated, note: Note },
+}
+
+impl How {
+    /// The attempt log's `tls` field.
+    pub fn summary(&self) -> String {
+        match self {
+            How::Plaintext(why) => why.to_string(),
+            How::Tls { negotiated, note } => format!(
+                "{} {} key-exchange {} {note}",
+                negotiated.version,
+                negotiated.cipher,
+                negotiated.group.as_deref().unwrap_or("unknown")
+            ),
+        }
+    }
+
+    pub fn channel(&self) -> Channel {
+        match self {
+            How::Plaintext(why) if why.is_fallback() => Channel::Fallback,
+            How::Plaintext(_) => Channel::Plaintext,
+            How::Tls { negotiated, .. } => Channel::Tls {
+                version: negotiated.version.clone(),
+                cipher: negotiated.cipher.clone(),
+            },
+        }
+    }
+}
+
+/// A connection the policy lets the mail go over, EHLO answered.
+pub struct Ready {
+    pub client: Client<Stream>,
+    pub how: How,
+}
+
+/// Why the ladder ended without a connection to send on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// TCP connect, greeting or EHLO failed: try the next address.
+    Unreachable(String),
+    /// The policy said no: try the next address, then keep the mail.
+    Deferred(Deferral),
+}
+
+/// The ladder to one address of one hop, under one connector.
+pub struct Ladder<'a> {
+    /// Our EHLO name.
+    pub hostname: &'a str,
+    pub connect_timeout: Duration,
+    /// Multiplies the SMTP phase timeouts (tests shorten them).
+    pub timeout_scale: f64,
+    /// `[delivery] opportunistic_fallback`.
+    pub fallback: bool,
+    /// Our client certificate, for a connector with `client_cert`.
+    pub identity: Option<&'a Identity>,
+    pub connector: &'a Connector,
+    /// The recipient domain (for `verify-domain`).
+    pub domain: &'a MailDomain,
+    pub hop: &'a Hop,
+    pub addr: SocketAddr,
+}
+
+impl Ladder<'_> {
+    /// Down the ladder from `start` until the policy lets the mail go or
+    /// says no; one new connection per rung.
+    pub async fn climb(&self, start: &Start, observer: &mut impl Observer) -> Result<Ready, Stop> {
+        let level = self.connector.level();
+        let mut rung = start.rung;
+        loop {
+            let client = match self.connect().await {
+                Ok(client) => client,
+                Err(reason) => {
+                    observer.connect_failed(&reason);
+                    return Err(Stop::Unreachable(reason));
+                }
+            };
+            observer.greeted(rung, &client.capabilities);
+            let memory_start = rung == start.rung && !start.skipped.is_empty();
+            match policy::after_ehlo(level, rung, memory_start, client.capabilities.starttls) {
+                AfterEhlo::Plaintext(why) => {
+                    let how = How::Plaintext(why);
+                    return Ok(Ready { client, how });
+                }
+                AfterEhlo::Defer(deferral) => {
+                    client.quit().await;
+                    observer.deferred(&deferral, &Channel::DeferredForPolicy);
+                    return Err(Stop::Deferred(deferral));
+                }
+                AfterEhlo::StartTls => {}
+            }
+            let failure = match self.upgrade(client, rung).await {
+                Ok((client, handshake)) => {
+                    observer.upgraded(rung, &handshake);
+                    return self.after_handshake(client, handshake, observer).await;
+                }
+                Err(failure) => failure,
+            };
+            let next = policy::after_failure(level, rung, self.fallback, &failure);
+            observer.rung_failed(rung, &failure, &next);
+            match next {
+                AfterFailure::NextRung(lower) => rung = lower,
+                AfterFailure::Defer(deferral) => {
+                    let channel = match failure {
+                        Failure::RefusedAfterTls(_) => Channel::RefusedAfterTls,
+                        Failure::Handshake(_) => Channel::DeferredForPolicy,
+                    };
+                    observer.deferred(&deferral, &channel);
+                    return Err(Stop::Deferred(deferral));
+                }
+            }
+        }
+    }
+
+    async fn after_handshake(
+        &self,
+        client: Client<Stream>,
+        handshake: Handshake,
+        observer: &mut impl Observer,
+    ) -> Result<Ready, Stop> {
+        match policy::after_handshake(self.connector.level(), &handshake.checks) {
+            AfterHandshake::Deliver(note) => Ok(Ready {
+                client,
+                how: How::Tls {
+                    negotiated: handshake.negotiated,
+                    note,
+                },
+            }),
+            AfterHandshake::Defer(deferral) => {
+                client.quit().await;
+                observer.deferred(&deferral, &Channel::DeferredForPolicy);
+                Err(Stop::Deferred(deferral))
+            }
+        }
+    }
+
+    fn client(&self, stream: Stream) -> Client<Stream> {
+        let mut client = Client::new(stream);
+        client.timeout_scale = self.timeout_scale;
+        client
+    }
+
+    /// TCP connect, greeting, EHLO: a client ready for the policy's question.
+    pub async fn connect(&self) -> Result<Client<Stream>, String> {
+        let connect = TcpStream::connect(self.addr);
+        let tcp = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(format!("connect: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "connect: no answer within {:?}",
+                    self.connect_timeout
+                ))
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let mut client = self.client(Stream::Plain(tcp));
+        let greeting = client
+            .reply(Phase::Greeting)
+            .await
+            .map_err(|e| e.to_string())?;
+        if greeting.code != 220 {
+            client.quit().await;
+            return Err(format!("greeting: {}", greeting.summary()));
+        }
+        match client.hello(self.hostname).await {
+            Ok(reply) if reply.is_positive() => Ok(client),
+            Ok(reply) => Err(format!("EHLO: {}", reply.summary())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// STARTTLS, the handshake of `rung`, then EHLO again over TLS (RFC
+    /// 3207 §4.2). A refused EHLO, or a connection closed instead of an
+    /// answer, is [`Failure::RefusedAfterTls`]: that is how a TLS 1.3
+    /// server that wants a client certificate says so.
+    async fn upgrade(
+        &self,
+        client: Client<Stream>,
+        rung: Rung,
+    ) -> Result<(Client<Stream>, Handshake), Failure> {
+        let stream = match client.starttls().await {
+            Ok(StartTls::Ready(stream)) => stream,
+            Ok(StartTls::Refused { reply, client }) => {
+                client.quit().await;
+                let refused = format!("STARTTLS refused: {}", reply.summary());
+                return Err(Failure::Handshake(refused));
+            }
+            Err(e) => return Err(Failure::Handshake(e.to_string())),
+        };
+        let tcp = stream
+            .into_plain()
+            .ok_or_else(|| Failure::Handshake("STARTTLS inside TLS".into()))?;
+        let (stream, handshake) = self.handshake(tcp, rung).await?;
+        let mut client = self.client(stream);
+        let what = match client.hello(self.hostname).await {
+            Ok(reply) if reply.is_positive() => return Ok((client, handshake)),
+            Ok(reply) => {
+                let refused = format!("EHLO refused: {}", reply.summary());
+                client.quit().await;
+                refused
+            }
+            Err(e) => format!("EHLO: {e}"),
+        };
+        let negotiated = &handshake.negotiated;
+        Err(Failure::RefusedAfterTls(format!(
+            "{} {}, then {what}",
+            negotiated.version, negotiated.cipher
+        )))
+    }
+
+    /// The TLS handshake of one rung, then what the certificate is worth.
+    async fn handshake(&self, tcp: TcpStream, rung: Rung) -> Result<(Stream, Handshake), Failure> {
+        let settings = &self.connector.settings;
+        let versions = policy::tls_versions(rung, settings.min_tls_version)?;
+        let identity = self.identity.filter(|_| settings.client_cert);
+        let failed = |what: String| Failure::Handshake(what);
+        let config =
+            tls_config(versions, identity).map_err(|e| failed(format!("TLS setup: {e}")))?;
+        let name = match &self.hop.host {
+            Host::Name(name) => {
+                ServerName::try_from(name.to_string()).map_err(|e| failed(e.to_string()))?
+            }
+            Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+        };
+        let connect = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+        let tls = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                let reason = crate::tls::reason::io_reason(&e);
+                return Err(failed(format!("handshake: {reason}")));
+            }
+            Err(_) => {
+                let stalled = format!("handshake stalled past {:?}", self.connect_timeout);
+                return Err(failed(stalled));
+            }
+        };
+        let connection = tls.get_ref().1;
+        let chain = connection.peer_certificates().unwrap_or_default().to_vec();
+        let handshake = Handshake {
+            negotiated: Negotiated::of(connection),
+            checks: self.connector.checks(&chain, &self.hop.host, self.domain),
+            chain,
+        };
+        Ok((Stream::Tls(Box::new(tls)), handshake))
+    }
+}
