@@ -187,7 +187,7 @@ fn open_file_limit(max_connections: usize) {
 fn server_state(
     config: &Config,
     spool: &Spool,
-    queue: crate::queue::manager::QueueHandle,
+    queue: crate::queue::handle::QueueHandle,
 ) -> Result<ServerState, StartError> {
     Ok(ServerState {
         policy: Arc::new(InboundPolicy::new(config)),
@@ -212,7 +212,7 @@ pub struct Reloader {
     inbound: Current<ServerState>,
     outbound: OutboundSlot<Dns>,
     spool: Spool,
-    queue: crate::queue::manager::QueueHandle,
+    queue: crate::queue::handle::QueueHandle,
     memory: Arc<TlsMemory>,
 }
 

@@ -430,7 +430,7 @@ pub fn size(bytes: u64) -> String {
 }
 
 fn date(unix_seconds: i64) -> String {
-    crate::inbound::rfc5322_date(unix(unix_seconds))
+    crate::smtp::date::rfc5322_date(unix(unix_seconds))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use super::dsn::{self, Kind, RecipientReport};
 use super::envelope::{ClientInfo, Envelope, Recipient};
-use super::manager::QueueHandle;
+use super::handle::QueueHandle;
 use super::spool::Spool;
 use super::state::{DeliveryState, RecipientState, StateStore, Status};
 
@@ -118,14 +118,14 @@ impl Finisher {
             })
             .collect();
         let now = time::OffsetDateTime::now_utc();
-        let date = crate::inbound::rfc5322_date(now);
+        let date = crate::smtp::date::rfc5322_date(now);
         let report = dsn::Report {
             kind,
             reporting_mta: &self.notices.hostname,
             queue_id: id,
             envelope,
             recipients,
-            arrival_date: &crate::inbound::rfc5322_date(unix(envelope.received_at)),
+            arrival_date: &crate::smtp::date::rfc5322_date(unix(envelope.received_at)),
             now: &date,
             retry_until: until,
             return_limit: self.notices.return_limit,

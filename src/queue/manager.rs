@@ -18,6 +18,7 @@ use super::control::{Command, Request, Response};
 use super::dsn::Kind;
 use super::envelope::Recipient;
 use super::finish::{fail_pending, record_failed, unix, Finisher, Notices};
+use super::handle::QueueHandle;
 use super::schedule::Schedule;
 use super::spool::{Spool, SpoolError};
 use super::state::{DeliveryState, StateStore, Status};
@@ -31,18 +32,6 @@ const READ_RETRY_SECONDS: i64 = 60;
 
 /// How many messages are attempted at once.
 const CONCURRENCY: usize = 64;
-
-/// Tells the manager about messages the inbound side just committed.
-#[derive(Clone)]
-pub struct QueueHandle {
-    sender: mpsc::UnboundedSender<String>,
-}
-
-impl QueueHandle {
-    pub fn queued(&self, id: &str) {
-        let _ = self.sender.send(id.to_string());
-    }
-}
 
 pub struct QueueManager<R> {
     spool: Spool,
@@ -538,8 +527,9 @@ impl<R: Resolve> Worker<R> {
             .delay_warning_due(envelope.received_at, now, state.delay_warned)
         {
             let pending: Vec<_> = state.pending().cloned().collect();
-            let until =
-                crate::inbound::rfc5322_date(unix(self.schedule.expires_at(envelope.received_at)));
+            let until = crate::smtp::date::rfc5322_date(unix(
+                self.schedule.expires_at(envelope.received_at),
+            ));
             self.finish
                 .notify(id, &envelope, &content, Kind::Delay, &pending, Some(&until))
                 .await;

@@ -6,6 +6,7 @@ pub mod control;
 pub mod dsn;
 pub mod envelope;
 pub mod finish;
+pub mod handle;
 pub mod manager;
 pub mod modes;
 pub mod schedule;
