@@ -5,7 +5,8 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use super::session::{ClientCert, Session};
+use super::session::Session;
+use crate::tls::server::ClientCert;
 
 impl Session {
     /// The header line block, CRLF-terminated, for message `queue_id`.

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use crate::config::domain::MailDomain;
 use crate::config::values::{DomainName, DomainPattern, Host};
-use crate::config::OutboundConnector;
+use crate::config::{connector_covering, OutboundConnector};
 
 /// The connector that carries mail for `domain`: the most specific
 /// pattern wins (exact or the literal, then the longest `*.suffix`, then
@@ -29,21 +29,6 @@ pub fn connector_for<'a>(
         MailDomain::Literal(ip) => DomainPattern::Literal(*ip),
     };
     connector_covering(connectors, &pattern)
-}
-
-/// The connector that carries mail for every domain `pattern` matches:
-/// the most specific one whose pattern covers it (`check-config` asks
-/// this of accepted domains to find mail loops).
-pub fn connector_covering<'a>(
-    connectors: &'a [OutboundConnector],
-    pattern: &DomainPattern,
-) -> Option<&'a OutboundConnector> {
-    connectors
-        .iter()
-        .flat_map(|c| c.recipient_domains.iter().map(move |p| (p, c)))
-        .filter(|(p, _)| p.covers(pattern))
-        .max_by_key(|(p, _)| p.specificity())
-        .map(|(_, c)| c)
 }
 
 /// What DNS says about a domain's mail servers.

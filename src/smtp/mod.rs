@@ -2,6 +2,7 @@
 //! the server side, address-literal masking for the command parser, the
 //! reply reader for the client side, the date format of mail headers.
 
+pub mod bare_lf;
 pub mod data;
 pub mod date;
 pub mod literal;

@@ -1,0 +1,21 @@
+//! Which outbound connector covers a domain pattern: the rule by which
+//! delivery picks a connector (`outbound::route`) and by which
+//! `check-config` finds mail loops for accepted domains (`validate`).
+
+use super::values::DomainPattern;
+use super::OutboundConnector;
+
+/// The connector that carries mail for every domain `pattern` matches:
+/// the most specific one whose pattern covers it (`check-config` asks
+/// this of accepted domains to find mail loops).
+pub fn connector_covering<'a>(
+    connectors: &'a [OutboundConnector],
+    pattern: &DomainPattern,
+) -> Option<&'a OutboundConnector> {
+    connectors
+        .iter()
+        .flat_map(|c| c.recipient_domains.iter().map(move |p| (p, c)))
+        .filter(|(p, _)| p.covers(pattern))
+        .max_by_key(|(p, _)| p.specificity())
+        .map(|(_, c)| c)
+}
