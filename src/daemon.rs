@@ -139,7 +139,7 @@ impl Daemon {
         let commands = self.queue.commands();
         let memory = self.memory.clone();
         let local: control::Local =
-            Arc::new(move |request| crate::queue::tls_memory::answer(&memory, request));
+            Arc::new(move |request| crate::outbound::memory_admin::answer(&memory, request));
         let metrics = async {
             if let Some(listener) = self.metrics {
                 crate::metrics::serve(listener, self.spool_dir, shutdown.clone()).await;

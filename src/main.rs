@@ -495,7 +495,7 @@ fn tls_memory(action: TlsMemoryAction, path: &std::path::Path) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return runtime_error(e),
     };
-    let execute = tlsrelay::queue::tls_memory::execute(
+    let execute = tlsrelay::outbound::memory_admin::execute(
         &config.server.spool_dir,
         config.delivery.broken_tls_memory.0,
         &request,

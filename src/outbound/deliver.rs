@@ -19,24 +19,12 @@ use super::route::{connector_for, hops, Hop, Hops, Resolve};
 use crate::config::domain::MailDomain;
 use crate::config::values::{DomainName, DomainPattern, Host, TlsLevel, TlsVersion};
 use crate::config::{Config, OutboundConnector};
+pub use crate::queue::delivery::RecipientOutcome;
 use crate::queue::envelope::{Envelope, Recipient};
 use crate::tls::certs::Identity;
 use crate::tls::client::{config as tls_config, Negotiated};
 use crate::tls::digest::sha256;
 use crate::tls::trust::{check_name, TrustStore};
-
-/// What one recipient's attempt came to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecipientOutcome {
-    pub address: String,
-    pub verdict: Verdict,
-    pub remote_mta: Option<String>,
-    /// The address of the server that gave the verdict, if one did.
-    pub ip: Option<SocketAddr>,
-    /// How that connection was protected (`TLSv1.3 TLS_AES_… verified`,
-    /// `plaintext (…)`), for the recipient's log line.
-    pub tls: Option<String>,
-}
 
 /// Everything attempts share: routing, TLS material, limits.
 pub struct Deliverer<R> {

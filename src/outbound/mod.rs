@@ -7,7 +7,8 @@
 //! * [`deliver`]: one attempt: group by domain, route, hosts in turn, TLS
 //!   as the policy says, one log line per attempt;
 //! * [`memory`]: broken-TLS memory, the rungs confirmed broken per server
-//!   (the rule), kept in a file by [`memory_file`];
+//!   (the rule), kept in a file by [`memory_file`], listed and cleared
+//!   by `tlsrelay tls-memory` ([`memory_admin`]);
 //! * [`outcome`]: replies and errors → delivered, deferred or failed;
 //! * [`policy`]: the TLS decision of DESIGN.md §5 as pure functions;
 //! * [`probe`]: `tlsrelay probe`, the same steps reported instead of taken.
@@ -15,6 +16,7 @@
 pub mod client;
 pub mod deliver;
 pub mod memory;
+pub mod memory_admin;
 pub mod memory_file;
 pub mod outcome;
 pub mod policy;

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use super::bulk::{self, Action, Selection};
 use super::control::{Command, Request, Response};
+use super::delivery::{RecipientOutcome, Verdict};
 use super::dsn::Kind;
 use super::envelope::Recipient;
 use super::finish::{fail_pending, record_failed, unix, Finisher, Notices};
@@ -23,8 +24,7 @@ use super::schedule::Schedule;
 use super::spool::{Spool, SpoolError};
 use super::state::{DeliveryState, StateStore, Status};
 use crate::current::Current;
-use crate::outbound::deliver::{Deliverer, RecipientOutcome};
-use crate::outbound::outcome::Verdict;
+use crate::outbound::deliver::Deliverer;
 use crate::outbound::route::Resolve;
 
 /// How long a message the disk would not give back waits before the next try.

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod bulk;
 pub mod control;
+pub mod delivery;
 pub mod dsn;
 pub mod envelope;
 pub mod finish;
@@ -12,4 +13,3 @@ pub mod modes;
 pub mod schedule;
 pub mod spool;
 pub mod state;
-pub mod tls_memory;
