@@ -52,7 +52,7 @@ impl StartError {
 pub struct Daemon {
     listeners: Listeners,
     reloader: Reloader,
-    queue: QueueManager<Dns>,
+    queue: QueueManager<Deliverer<Dns>>,
     control: tokio::net::UnixListener,
     metrics: Option<tokio::net::TcpListener>,
     spool_dir: std::path::PathBuf,
@@ -210,7 +210,7 @@ pub struct Reloader {
     /// The settings only a restart can change, as in force now.
     fixed: Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
     inbound: Current<ServerState>,
-    outbound: OutboundSlot<Dns>,
+    outbound: OutboundSlot<Deliverer<Dns>>,
     spool: Spool,
     queue: crate::queue::handle::QueueHandle,
     memory: Arc<TlsMemory>,
@@ -294,7 +294,7 @@ fn queue_manager(
     config: &Config,
     spool: &Spool,
     memory: Arc<TlsMemory>,
-) -> Result<QueueManager<Dns>, StartError> {
+) -> Result<QueueManager<Deliverer<Dns>>, StartError> {
     let states =
         StateStore::open(&config.server.spool_dir).map_err(|source| SpoolError::Folder {
             path: config.server.spool_dir.join("state"),

@@ -11,7 +11,9 @@
 //!   by `tlsrelay tls-memory` ([`memory_admin`]);
 //! * [`outcome`]: replies and errors → delivered, deferred or failed;
 //! * [`policy`]: the TLS decision of DESIGN.md §5 as pure functions;
-//! * [`probe`]: `tlsrelay probe`, the same steps reported instead of taken.
+//! * [`probe`]: `tlsrelay probe`, the same steps reported instead of taken;
+//! * `queue_delivery`: the queue's `Delivery` trait, implemented by the
+//!   deliverer.
 
 pub mod client;
 pub mod deliver;
@@ -21,4 +23,5 @@ pub mod memory_file;
 pub mod outcome;
 pub mod policy;
 pub mod probe;
+mod queue_delivery;
 pub mod route;

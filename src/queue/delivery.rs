@@ -1,7 +1,33 @@
-//! What a delivery attempt comes to, recipient by recipient: the queue
-//! records it in the delivery state, logs it, and bounces or retries on it.
+//! What the queue asks of the outbound side, and what an attempt comes
+//! to, recipient by recipient: the queue records it in the delivery
+//! state, logs it, and bounces or retries on it.
+//!
+//! The queue names no outbound type: it calls delivery through
+//! [`Delivery`], which the outbound side implements
+//! (`outbound::queue_delivery`), so layers point one way (outbound uses the
+//! queue's envelope, never the reverse).
 
+use std::future::Future;
 use std::net::SocketAddr;
+
+use super::envelope::{Envelope, Recipient};
+
+/// Delivery as the queue manager uses it.
+pub trait Delivery: Send + Sync + 'static {
+    /// One attempt of message `id` for its `pending` recipients: one
+    /// outcome per recipient.
+    fn attempt<'a>(
+        &'a self,
+        id: &'a str,
+        envelope: &'a Envelope,
+        content: &'a [u8],
+        pending: &'a [&'a Recipient],
+    ) -> impl Future<Output = Vec<RecipientOutcome>> + Send + 'a;
+
+    /// Closes connections kept open for reuse that have waited too long;
+    /// called about once a second.
+    fn sweep_idle(&self);
+}
 
 /// What one recipient's attempt came to.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use super::bulk::{self, Action, Selection};
 use super::control::{Command, Request, Response};
-use super::delivery::{RecipientOutcome, Verdict};
+use super::delivery::{Delivery, RecipientOutcome, Verdict};
 use super::dsn::Kind;
 use super::envelope::Recipient;
 use super::finish::{fail_pending, record_failed, unix, Finisher, Notices};
@@ -24,8 +24,6 @@ use super::schedule::Schedule;
 use super::spool::{Spool, SpoolError};
 use super::state::{DeliveryState, StateStore, Status};
 use crate::current::Current;
-use crate::outbound::deliver::Deliverer;
-use crate::outbound::route::Resolve;
 
 /// How long a message the disk would not give back waits before the next try.
 const READ_RETRY_SECONDS: i64 = 60;
@@ -33,11 +31,11 @@ const READ_RETRY_SECONDS: i64 = 60;
 /// How many messages are attempted at once.
 const CONCURRENCY: usize = 64;
 
-pub struct QueueManager<R> {
+pub struct QueueManager<D> {
     spool: Spool,
     states: StateStore,
     /// The outbound side; a reload replaces it, attempts keep theirs.
-    worker: Current<Worker<R>>,
+    worker: Current<Worker<D>>,
     receiver: mpsc::UnboundedReceiver<String>,
     handle: QueueHandle,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -97,12 +95,12 @@ impl Board {
     }
 }
 
-impl<R: Resolve + 'static> QueueManager<R> {
+impl<D: Delivery> QueueManager<D> {
     pub fn new(
         spool: Spool,
         states: StateStore,
         schedule: Schedule,
-        deliverer: Deliverer<R>,
+        deliverer: D,
         notices: Notices,
     ) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
@@ -136,7 +134,7 @@ impl<R: Resolve + 'static> QueueManager<R> {
     }
 
     /// Where a reload puts the new connectors, trust and schedule.
-    pub fn outbound_slot(&self) -> OutboundSlot<R> {
+    pub fn outbound_slot(&self) -> OutboundSlot<D> {
         OutboundSlot {
             worker: self.worker.clone(),
         }
@@ -246,7 +244,7 @@ impl<R: Resolve + 'static> QueueManager<R> {
         &self,
         board: &mut Board,
         (request, reply): Command,
-        worker: &Arc<Worker<R>>,
+        worker: &Arc<Worker<D>>,
         tasks: &TaskTracker,
         done: &mpsc::UnboundedSender<Done>,
     ) {
@@ -342,7 +340,7 @@ impl<R: Resolve + 'static> QueueManager<R> {
         board: &mut Board,
         action: Action,
         selection: &Selection,
-        worker: &Worker<R>,
+        worker: &Worker<D>,
     ) -> Response {
         let ids = match bulk::select(&self.spool, &self.states, selection) {
             Ok(ids) => ids,
@@ -385,11 +383,11 @@ impl<R: Resolve + 'static> QueueManager<R> {
 }
 
 /// Where a reload puts the new outbound side (see [`QueueManager::outbound_slot`]).
-pub struct OutboundSlot<R> {
-    worker: Current<Worker<R>>,
+pub struct OutboundSlot<D> {
+    worker: Current<Worker<D>>,
 }
 
-impl<R> Clone for OutboundSlot<R> {
+impl<D> Clone for OutboundSlot<D> {
     fn clone(&self) -> Self {
         OutboundSlot {
             worker: self.worker.clone(),
@@ -397,10 +395,10 @@ impl<R> Clone for OutboundSlot<R> {
     }
 }
 
-impl<R> OutboundSlot<R> {
+impl<D> OutboundSlot<D> {
     /// New connectors, trust anchors, client certificate and schedule for
     /// every attempt that starts from now on.
-    pub fn replace(&self, deliverer: Deliverer<R>, schedule: Schedule, notices: Notices) {
+    pub fn replace(&self, deliverer: D, schedule: Schedule, notices: Notices) {
         let finish = Finisher {
             notices,
             ..self.worker.get().finish.clone()
@@ -414,13 +412,13 @@ impl<R> OutboundSlot<R> {
 }
 
 /// What one attempt needs, shared by the attempt tasks.
-struct Worker<R> {
+struct Worker<D> {
     schedule: Schedule,
-    deliverer: Arc<Deliverer<R>>,
+    deliverer: Arc<D>,
     finish: Finisher,
 }
 
-impl<R: Resolve> Worker<R> {
+impl<D: Delivery> Worker<D> {
     /// Attempts message `id`; returns when to try again, `None` when done.
     async fn attempt(&self, id: &str) -> Option<i64> {
         let (spool, states) = (&self.finish.spool, &self.finish.states);
