@@ -55,13 +55,16 @@ pub struct Daemon {
     queue: QueueManager<Deliverer<Dns>>,
     control: tokio::net::UnixListener,
     metrics: Option<tokio::net::TcpListener>,
-    spool_dir: std::path::PathBuf,
     memory: Arc<TlsMemory>,
 }
 
 impl Daemon {
     pub async fn start(config: &Config) -> Result<Daemon, StartError> {
         open_file_limit(config.server.max_connections);
+        // The first random number of a process costs aws-lc tens of
+        // milliseconds of CPU (seeding its entropy source): paid here, not
+        // by the first session or attempt on a runtime thread.
+        crate::random::u64();
         ensure_certificate(config)?;
         for warning in config.check_files()? {
             tracing::warn!("{warning}");
@@ -119,7 +122,6 @@ impl Daemon {
             queue,
             control,
             metrics,
-            spool_dir: config.server.spool_dir.clone(),
             memory,
         })
     }
@@ -142,7 +144,7 @@ impl Daemon {
             Arc::new(move |request| crate::outbound::memory_admin::answer(&memory, request));
         let metrics = async {
             if let Some(listener) = self.metrics {
-                crate::metrics::serve(listener, self.spool_dir, shutdown.clone()).await;
+                crate::metrics::serve(listener, shutdown.clone()).await;
             }
         };
         tokio::join!(
@@ -218,8 +220,17 @@ pub struct Reloader {
 
 impl Reloader {
     /// Reloads; on error the old configuration stays in force and the
-    /// error says exactly what is wrong.
-    pub fn reload(&self) -> Result<(), StartError> {
+    /// error says exactly what is wrong. The configuration, certificates,
+    /// keys and CA files are read on the blocking pool, not on a thread
+    /// that serves sessions.
+    pub async fn reload(&self) -> Result<(), StartError> {
+        let reloader = self.clone();
+        tokio::task::spawn_blocking(move || reloader.reload_files())
+            .await
+            .map_err(|e| StartError::Certificate(format!("the reload stopped: {e}")))?
+    }
+
+    fn reload_files(&self) -> Result<(), StartError> {
         let config = Config::load(&self.file)?;
         ensure_certificate(&config)?;
         for warning in config.check_files()? {

@@ -541,7 +541,7 @@ fn signals(
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration");
                     tlsrelay::notify::reloading();
-                    if let Err(e) = reloader.reload() {
+                    if let Err(e) = reloader.reload().await {
                         for line in e.to_string().lines() {
                             tracing::error!(error = %line, "reload failed; the configuration in force stays");
                         }

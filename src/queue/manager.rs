@@ -4,20 +4,21 @@
 //! inbound side through [`QueueHandle::queued`].
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::blocking;
 use super::bulk::{self, Action, Selection};
 use super::control::{Command, Request, Response};
 use super::delivery::{Delivery, RecipientOutcome, Verdict};
 use super::dsn::Kind;
-use super::envelope::Recipient;
+use super::envelope::{Envelope, Recipient};
 use super::finish::{fail_pending, record_failed, unix, Finisher, Notices};
 use super::handle::QueueHandle;
 use super::schedule::Schedule;
@@ -48,10 +49,48 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// A message's turn is over: an attempt (with when to try again) or a bounce.
+/// Messages whose turn is over (an attempt, an administrator's request
+/// carried out in a task), what each came to, and the answer to give
+/// once the board knows.
 struct Done {
-    id: String,
-    next: Option<i64>,
+    turns: Vec<(String, Then)>,
+    reply: Option<(oneshot::Sender<Response>, Response)>,
+}
+
+impl Done {
+    fn one(id: String, then: Then, reply: Option<(oneshot::Sender<Response>, Response)>) -> Self {
+        Done {
+            turns: vec![(id, then)],
+            reply,
+        }
+    }
+}
+
+/// What a turn came to for one message.
+enum Then {
+    /// Still queued, due at this Unix time.
+    Due(i64),
+    /// Left the queue: delivered, failed, returned, deleted, quarantined.
+    Gone,
+    /// Put on hold.
+    Held,
+    /// Nothing changed: due again when it was (`None`: it was on hold).
+    Back(Option<i64>),
+}
+
+/// A bulk request's messages, selected in a task, back to the loop.
+struct Selected {
+    action: Action,
+    selection: Selection,
+    ids: Result<Vec<String>, String>,
+    reply: oneshot::Sender<Response>,
+}
+
+/// Where the loop's handlers send work and results.
+struct Context<'a> {
+    tasks: &'a TaskTracker,
+    done: &'a mpsc::UnboundedSender<Done>,
+    selected: &'a mpsc::UnboundedSender<Selected>,
 }
 
 /// Which messages wait for when, which are busy this moment, and which
@@ -71,12 +110,50 @@ struct Board {
     retry_after: HashSet<String>,
     /// Messages on hold (`tlsrelay queue hold`): never scheduled.
     on_hold: HashSet<String>,
+    /// Every queued message and when it arrived (Unix time), oldest
+    /// first in `by_arrival`: the queue's size and age for the metrics,
+    /// kept here so that a scrape reads no folder.
+    arrived: HashMap<String, i64>,
+    by_arrival: BTreeSet<(i64, String)>,
 }
 
 impl Board {
     fn schedule(&mut self, id: String, at: i64) {
         self.waiting.insert(id.clone(), at);
         self.due.push(Reverse((at, id)));
+    }
+
+    /// A message joins the queue.
+    fn arrive(&mut self, id: &str, at: i64) {
+        if let Some(old) = self.arrived.insert(id.to_string(), at) {
+            self.by_arrival.remove(&(old, id.to_string()));
+        }
+        self.by_arrival.insert((at, id.to_string()));
+    }
+
+    /// A message leaves the queue.
+    fn leave(&mut self, id: &str) {
+        if let Some(at) = self.arrived.remove(id) {
+            self.by_arrival.remove(&(at, id.to_string()));
+        }
+    }
+
+    /// True when `id` is in the queue (waiting, busy or on hold).
+    fn queued(&self, id: &str) -> bool {
+        self.arrived.contains_key(id)
+    }
+
+    /// Takes a message off the schedule for a task that acts on it;
+    /// returns when it was due (`None`: on hold, or not waiting).
+    fn take(&mut self, id: &str) -> Option<i64> {
+        self.busy.insert(id.to_string());
+        self.waiting.remove(id)
+    }
+
+    /// The queue's size and oldest arrival, for the metrics.
+    fn publish(&self) {
+        let oldest = self.by_arrival.first().map(|(at, _)| *at);
+        crate::metrics::queue_measured(self.arrived.len(), oldest);
     }
 
     /// The next message due by `now`, taken off the board.
@@ -146,28 +223,23 @@ impl<D: Delivery> QueueManager<D> {
     }
 
     /// Runs until `shutdown`; attempts in flight finish (their results are
-    /// saved) before it returns.
+    /// saved) before it returns. The loop itself touches no file: reading
+    /// the spool, acting on messages and saving states run on the blocking
+    /// pool ([`blocking`]), and their results come back as [`Done`].
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut board = Board::default();
-        match self.spool.list() {
-            Ok(ids) => {
-                for id in ids {
-                    match self.states.load(&id) {
-                        Some(state) if state.held => {
-                            board.on_hold.insert(id);
-                        }
-                        state => board.schedule(id, state.map_or(now(), |s| s.next_attempt)),
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot list the spool; queued mail waits until restart")
-            }
-        }
+        self.recover(&mut board).await;
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         let tasks = TaskTracker::new();
         let (done, mut finished) = mpsc::unbounded_channel::<Done>();
+        let (selected, mut selections) = mpsc::unbounded_channel::<Selected>();
+        let mut ctx = Context {
+            tasks: &tasks,
+            done: &done,
+            selected: &selected,
+        };
         loop {
+            board.publish();
             let next = board.due.peek().map(|Reverse((at, _))| *at);
             // Wake at least every second to close idle outbound connections.
             let sleep = next.map_or(Duration::from_secs(1), |at| {
@@ -176,31 +248,18 @@ impl<D: Delivery> QueueManager<D> {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(id) = self.receiver.recv() => {
+                    board.arrive(&id, now());
                     // Held before its announcement arrived: it stays held.
                     if !board.on_hold.contains(&id) {
                         board.schedule(id, now());
                     }
                 }
-                Some(turn) = finished.recv() => {
-                    board.busy.remove(&turn.id);
-                    for command in board.held.remove(&turn.id).unwrap_or_default() {
-                        self.command(&mut board, command, &self.worker.get(), &tasks, &done);
-                    }
-                    let untouched = !board.busy.contains(&turn.id)
-                        && !board.waiting.contains_key(&turn.id)
-                        && !board.on_hold.contains(&turn.id);
-                    let next = match board.retry_after.remove(&turn.id) {
-                        true => turn.next.map(|_| now()),
-                        false => turn.next,
-                    };
-                    if let (Some(next), true) = (next, untouched) {
-                        if self.spool.contains(&turn.id) {
-                            board.schedule(turn.id, next);
-                        }
-                    }
-                }
+                Some(turn) = finished.recv() => self.turn_over(&mut board, turn, &mut ctx),
                 Some(command) = self.commands.recv() => {
-                    self.command(&mut board, command, &self.worker.get(), &tasks, &done);
+                    self.command(&mut board, command, &mut ctx);
+                }
+                Some(selection) = selections.recv() => {
+                    self.bulk(&mut board, selection, &mut ctx);
                 }
                 _ = tokio::time::sleep(sleep) => self.worker.get().deliverer.sweep_idle(),
             }
@@ -213,9 +272,12 @@ impl<D: Delivery> QueueManager<D> {
                 board.busy.insert(id.clone());
                 let (worker, done) = (self.worker.get(), done.clone());
                 tasks.spawn(async move {
-                    let next = worker.attempt(&id).await;
+                    let then = match worker.attempt(&id).await {
+                        Some(next) => Then::Due(next),
+                        None => Then::Gone,
+                    };
                     drop(permit);
-                    let _ = done.send(Done { id, next });
+                    let _ = done.send(Done::one(id, then, None));
                 });
             }
         }
@@ -232,6 +294,75 @@ impl<D: Delivery> QueueManager<D> {
         }
     }
 
+    /// Every committed message on the board again (recovery): held ones
+    /// on hold, the others due when their state says (now without one).
+    async fn recover(&self, board: &mut Board) {
+        let (spool, states) = (self.spool.clone(), self.states.clone());
+        let found = blocking(move || {
+            let ids = spool.list()?;
+            Ok::<_, SpoolError>(
+                ids.into_iter()
+                    .map(|id| {
+                        let state = states.load(&id);
+                        let arrived = spool.arrived(&id);
+                        (id, state, arrived)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await;
+        let found = match found {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot list the spool; queued mail waits until restart");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the spool; queued mail waits until restart");
+                return;
+            }
+        };
+        for (id, state, arrived) in found {
+            board.arrive(&id, arrived.unwrap_or_else(now));
+            match state {
+                Some(state) if state.held => {
+                    board.on_hold.insert(id);
+                }
+                state => board.schedule(id, state.map_or(now(), |s| s.next_attempt)),
+            }
+        }
+    }
+
+    /// A message's turn is over: the board takes in what it came to, the
+    /// requests held for it are carried out, and the administrator, if
+    /// one asked, gets the answer.
+    fn turn_over(&self, board: &mut Board, turn: Done, ctx: &mut Context) {
+        for (id, then) in turn.turns {
+            board.busy.remove(&id);
+            let retry = board.retry_after.remove(&id);
+            match then {
+                Then::Due(at) | Then::Back(Some(at)) => {
+                    board.on_hold.remove(&id);
+                    board.schedule(id.clone(), if retry { now() } else { at });
+                }
+                Then::Gone => {
+                    board.on_hold.remove(&id);
+                    board.leave(&id);
+                }
+                Then::Held => {
+                    board.on_hold.insert(id.clone());
+                }
+                Then::Back(None) => {}
+            }
+            for command in board.held.remove(&id).unwrap_or_default() {
+                self.command(board, command, ctx);
+            }
+        }
+        if let Some((reply, answer)) = turn.reply {
+            let _ = reply.send(answer);
+        }
+    }
+
     /// How long attempts in flight may take to finish once the stop begins.
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
@@ -239,15 +370,10 @@ impl<D: Delivery> QueueManager<D> {
     }
 
     /// Carries out an administrator's request, or holds it until the
-    /// message's attempt in progress is over.
-    fn command(
-        &self,
-        board: &mut Board,
-        (request, reply): Command,
-        worker: &Arc<Worker<D>>,
-        tasks: &TaskTracker,
-        done: &mpsc::UnboundedSender<Done>,
-    ) {
+    /// message's attempt in progress is over. Whatever reads or changes
+    /// files runs in a task; the message is busy meanwhile.
+    fn command(&self, board: &mut Board, (request, reply): Command, ctx: &mut Context) {
+        let worker = self.worker.get();
         let id = match &request {
             Request::Retry { id: None } => {
                 let ids: Vec<String> = board.waiting.keys().cloned().collect();
@@ -272,7 +398,22 @@ impl<D: Delivery> QueueManager<D> {
                 id.clone()
             }
             Request::Bulk { action, selection } => {
-                let _ = reply.send(self.bulk(board, *action, selection, worker));
+                let (spool, states) = (self.spool.clone(), self.states.clone());
+                let (action, selection) = (*action, selection.clone());
+                let selected = ctx.selected.clone();
+                ctx.tasks.spawn(async move {
+                    let query = selection.clone();
+                    let ids = blocking(move || bulk::select(&spool, &states, &query))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                    let _ = selected.send(Selected {
+                        action,
+                        selection,
+                        ids,
+                        reply,
+                    });
+                });
                 return;
             }
             // The control socket answers these itself.
@@ -281,7 +422,8 @@ impl<D: Delivery> QueueManager<D> {
                 return;
             }
         };
-        if !self.spool.contains(&id) {
+        // The board knows every queued message: no need to ask the disk.
+        if !board.queued(&id) {
             let _ = reply.send(Response::error(format!(
                 "{id}: no such message in the queue"
             )));
@@ -309,23 +451,25 @@ impl<D: Delivery> QueueManager<D> {
                 let _ = reply.send(Response::ok(format!("{id}: due now")));
             }
             Request::Delete { .. } => {
-                board.waiting.remove(&id);
-                board.on_hold.remove(&id);
-                worker.finish.delete(&id);
-                let _ = reply.send(Response::ok(format!("{id}: deleted")));
+                board.take(&id);
+                let done = ctx.done.clone();
+                ctx.tasks.spawn(async move {
+                    let finish = worker.finish.clone();
+                    let gone = id.clone();
+                    let _ = blocking(move || finish.delete(&gone)).await;
+                    let answer = Response::ok(format!("{id}: deleted"));
+                    let _ = done.send(Done::one(id, Then::Gone, Some((reply, answer))));
+                });
             }
             Request::Bounce { .. } => {
-                board.waiting.remove(&id);
-                board.on_hold.remove(&id);
-                board.busy.insert(id.clone());
-                let (worker, done) = (worker.clone(), done.clone());
-                tasks.spawn(async move {
-                    let answer = match worker.finish.bounce(&id).await {
-                        Ok(message) => Response::ok(message),
-                        Err(message) => Response::error(message),
+                let prior = board.take(&id);
+                let done = ctx.done.clone();
+                ctx.tasks.spawn(async move {
+                    let (then, answer) = match worker.finish.bounce(&id).await {
+                        Ok(message) => (Then::Gone, Response::ok(message)),
+                        Err(message) => (Then::Back(prior), Response::error(message)),
                     };
-                    let _ = reply.send(answer);
-                    let _ = done.send(Done { id, next: None });
+                    let _ = done.send(Done::one(id, then, Some((reply, answer))));
                 });
             }
             // Answered above.
@@ -333,20 +477,25 @@ impl<D: Delivery> QueueManager<D> {
         }
     }
 
-    /// `delete --all`, `hold`, `release`: each selected message at once,
-    /// or, while it is being attempted, when its attempt is over.
-    fn bulk(
-        &self,
-        board: &mut Board,
-        action: Action,
-        selection: &Selection,
-        worker: &Worker<D>,
-    ) -> Response {
-        let ids = match bulk::select(&self.spool, &self.states, selection) {
+    /// `delete --all`, `hold`, `release`, once their messages are selected:
+    /// each selected message at once (in a task), or, while it is being
+    /// attempted, when its attempt is over.
+    fn bulk(&self, board: &mut Board, selected: Selected, ctx: &mut Context) {
+        let Selected {
+            action,
+            selection,
+            ids,
+            reply,
+        } = selected;
+        let ids = match ids {
             Ok(ids) => ids,
-            Err(e) => return Response::error(e.to_string()),
+            Err(e) => {
+                let _ = reply.send(Response::error(e));
+                return;
+            }
         };
-        let (mut done, mut later) = (0, 0);
+        let mut later = 0;
+        let mut todo = Vec::new();
         for id in ids {
             if board.busy.contains(&id) {
                 // Its answer goes nowhere: this one is given now.
@@ -359,26 +508,40 @@ impl<D: Delivery> QueueManager<D> {
                 later += 1;
                 continue;
             }
-            if !bulk::act(&worker.finish, action, &id) {
-                continue;
-            }
-            done += 1;
-            match action {
-                Action::Delete => {
-                    board.waiting.remove(&id);
-                    board.on_hold.remove(&id);
-                }
-                Action::Hold => {
-                    board.waiting.remove(&id);
-                    board.on_hold.insert(id);
-                }
-                Action::Release => {
-                    board.on_hold.remove(&id);
-                    board.schedule(id, now());
-                }
-            }
+            let prior = board.take(&id);
+            todo.push((id, prior));
         }
-        Response::ok(bulk::summary(action, selection, done, later))
+        let finish = self.worker.get().finish.clone();
+        let done = ctx.done.clone();
+        ctx.tasks.spawn(async move {
+            let ids: Vec<String> = todo.iter().map(|(id, _)| id.clone()).collect();
+            let acted = blocking(move || {
+                ids.iter()
+                    .map(|id| bulk::act(&finish, action, id))
+                    .collect::<Vec<bool>>()
+            })
+            .await
+            .unwrap_or_default();
+            let count = acted.iter().filter(|a| **a).count();
+            let turns = todo
+                .into_iter()
+                .enumerate()
+                .map(|(i, (id, prior))| {
+                    let then = match (acted.get(i).copied().unwrap_or(false), action) {
+                        (false, _) => Then::Back(prior),
+                        (true, Action::Delete) => Then::Gone,
+                        (true, Action::Hold) => Then::Held,
+                        (true, Action::Release) => Then::Due(now()),
+                    };
+                    (id, then)
+                })
+                .collect();
+            let answer = Response::ok(bulk::summary(action, &selection, count, later));
+            let _ = done.send(Done {
+                turns,
+                reply: Some((reply, answer)),
+            });
+        });
     }
 }
 
@@ -411,6 +574,9 @@ impl<D> OutboundSlot<D> {
     }
 }
 
+/// A queued message read back: envelope, content, saved state.
+type Loaded = (Envelope, Vec<u8>, Option<DeliveryState>);
+
 /// What one attempt needs, shared by the attempt tasks.
 struct Worker<D> {
     schedule: Schedule,
@@ -421,37 +587,12 @@ struct Worker<D> {
 impl<D: Delivery> Worker<D> {
     /// Attempts message `id`; returns when to try again, `None` when done.
     async fn attempt(&self, id: &str) -> Option<i64> {
-        let (spool, states) = (&self.finish.spool, &self.finish.states);
-        let fresh = spool.take_fresh(id);
-        let first = fresh.is_some();
-        let (envelope, content) = match fresh.map_or_else(|| spool.read(id), Ok) {
+        let (envelope, content, saved) = match self.load(id).await {
             Ok(message) => message,
-            // Deleted meanwhile (`tlsrelay queue delete`).
-            Err(SpoolError::File { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return None
-            }
-            Err(e @ SpoolError::Corrupt { .. }) => {
-                match spool.quarantine(id) {
-                    Ok(to) => {
-                        tracing::error!(queue_id = id, error = %e, quarantined = %to.display(), "not a readable message: moved to quarantine")
-                    }
-                    Err(q) => {
-                        tracing::error!(queue_id = id, error = %e, quarantine_error = %q, "not a readable message, and it could not be moved to quarantine; it waits until restart")
-                    }
-                }
-                return None;
-            }
-            // A disk error: it may pass; try again later rather than never.
-            Err(e) => {
-                tracing::error!(queue_id = id, error = %e, "cannot read a queued message; trying again later");
-                return Some(now() + READ_RETRY_SECONDS);
-            }
+            Err(next) => return next,
         };
         // A fresh message was never attempted: it has no saved state.
-        let mut state = (!first)
-            .then(|| states.load(id))
-            .flatten()
-            .unwrap_or_else(|| DeliveryState::new(&envelope, now()));
+        let mut state = saved.unwrap_or_else(|| DeliveryState::new(&envelope, now()));
         let pending: Vec<&Recipient> = envelope
             .recipients
             .iter()
@@ -516,7 +657,8 @@ impl<D: Delivery> Worker<D> {
                 .await;
         }
         if state.done() {
-            self.finish.remove(id);
+            let (finish, gone) = (self.finish.clone(), id.to_string());
+            let _ = blocking(move || finish.remove(&gone)).await;
             tracing::info!(queue_id = id, attempts = state.attempts, "message finished");
             return None;
         }
@@ -537,10 +679,60 @@ impl<D: Delivery> Worker<D> {
         state.next_attempt =
             self.schedule
                 .next_attempt(envelope.received_at, state.attempts, now, jitter);
-        if let Err(e) = states.save(id, &state) {
+        let next = state.next_attempt;
+        let (states, name) = (self.finish.states.clone(), id.to_string());
+        if let Err(e) = blocking(move || states.save(&name, &state))
+            .await
+            .and_then(|r| r)
+        {
             tracing::warn!(queue_id = id, error = %e, "could not save delivery state; delivered recipients may be tried again");
         }
-        Some(state.next_attempt)
+        Some(next)
+    }
+
+    /// The message and its saved state, read on the blocking pool (or
+    /// from memory for its first attempt); `Err` says when to try again
+    /// (`None`: never, it is gone or quarantined).
+    async fn load(&self, id: &str) -> Result<Loaded, Option<i64>> {
+        let spool = self.finish.spool.clone();
+        if let Some((envelope, content)) = spool.take_fresh(id) {
+            return Ok((envelope, content, None));
+        }
+        let (states, name) = (self.finish.states.clone(), id.to_string());
+        let read = blocking(move || {
+            let (envelope, content) = spool.read(&name)?;
+            Ok::<_, SpoolError>((envelope, content, states.load(&name)))
+        })
+        .await;
+        let e = match read {
+            Ok(Ok(message)) => return Ok(message),
+            // Deleted meanwhile (`tlsrelay queue delete`).
+            Ok(Err(SpoolError::File { source, .. }))
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                return Err(None)
+            }
+            Ok(Err(e @ SpoolError::Corrupt { .. })) => {
+                let (spool, name) = (self.finish.spool.clone(), id.to_string());
+                match blocking(move || spool.quarantine(&name))
+                    .await
+                    .and_then(|r| r)
+                {
+                    Ok(to) => {
+                        tracing::error!(queue_id = id, error = %e, quarantined = %to.display(), "not a readable message: moved to quarantine")
+                    }
+                    Err(q) => {
+                        tracing::error!(queue_id = id, error = %e, quarantine_error = %q, "not a readable message, and it could not be moved to quarantine; it waits until restart")
+                    }
+                }
+                return Err(None);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        // A disk error: it may pass; try again later rather than never.
+        tracing::error!(queue_id = id, error = %e, "cannot read a queued message; trying again later");
+        Err(Some(now() + READ_RETRY_SECONDS))
     }
 }
 

@@ -72,6 +72,7 @@ use std::sync::{mpsc, Arc};
 
 use tokio::sync::oneshot;
 
+use super::blocking;
 use super::envelope::Envelope;
 use super::modes::{self, create_private, open_private, Fixes};
 
@@ -254,6 +255,17 @@ impl Spool {
     /// True when message `id` is in the queue.
     pub fn contains(&self, id: &str) -> bool {
         valid_id(id) && self.inner.queue.join(id).is_file()
+    }
+
+    /// When message `id` arrived, as far as its file says (its last
+    /// change: the commit), in Unix seconds.
+    pub fn arrived(&self, id: &str) -> Option<i64> {
+        let modified = fs::metadata(self.inner.queue.join(id))
+            .ok()?
+            .modified()
+            .ok()?;
+        let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+        i64::try_from(since.as_secs()).ok()
     }
 
     /// Reads a committed message: its envelope and content.
@@ -675,12 +687,6 @@ impl Drop for MessageWriter {
             let _ = fs::remove_file(&self.tmp);
         }
     }
-}
-
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| io::Error::other(format!("spool task failed: {e}")))
 }
 
 #[cfg(test)]
