@@ -14,7 +14,7 @@ use crate::queue::envelope::{Envelope, Recipient};
 use crate::queue::finish::{fail_pending, record_failed, unix, Finisher};
 use crate::queue::schedule::Schedule;
 use crate::queue::spool::SpoolError;
-use crate::queue::state::{DeliveryState, Status};
+use crate::queue::state::{DeliveryState, RecipientState, Status};
 
 /// A queued message read back: envelope, content, saved state.
 type Loaded = (Envelope, Vec<u8>, Option<DeliveryState>);
@@ -49,42 +49,7 @@ impl<D: Delivery> Worker<D> {
             .deliverer
             .attempt(id, &envelope, &content, &pending)
             .await;
-        let mut failed = Vec::new();
-        for outcome in outcomes {
-            let Some(slot) = state
-                .recipients
-                .iter_mut()
-                .find(|s| s.address == outcome.address)
-            else {
-                continue;
-            };
-            slot.remote_mta = outcome.remote_mta.clone();
-            slot.reply = outcome.verdict.remote_reply().map(str::to_string);
-            let result = match &outcome.verdict {
-                Verdict::Delivered { .. } => "delivered",
-                Verdict::Failed { .. } => "failed",
-                Verdict::Deferred { .. } => "deferred",
-            };
-            crate::metrics::global().inc("tlsrelay_recipients_total", &[("result", result)]);
-            log_outcome(id, &outcome);
-            match outcome.verdict {
-                Verdict::Delivered { reply } => {
-                    slot.status = Status::Delivered;
-                    slot.reason = Some(reply);
-                    slot.code = None;
-                }
-                Verdict::Failed { status, reason, .. } => {
-                    slot.status = Status::Failed;
-                    slot.code = Some(status);
-                    slot.reason = Some(reason);
-                    failed.push(slot.clone());
-                }
-                Verdict::Deferred { status, reason, .. } => {
-                    slot.code = Some(status);
-                    slot.reason = Some(reason);
-                }
-            }
-        }
+        let mut failed = record(id, &mut state, outcomes);
         state.attempts += 1;
         let now = now();
         if !state.done() && self.schedule.expired(envelope.received_at, now) {
@@ -176,6 +141,52 @@ impl<D: Delivery> Worker<D> {
         tracing::error!(queue_id = id, error = %e, "cannot read a queued message; trying again later");
         Err(Some(now() + READ_RETRY_SECONDS))
     }
+}
+
+/// Each outcome into its recipient's state, counted and logged; returns
+/// the recipients that failed for good.
+fn record(
+    id: &str,
+    state: &mut DeliveryState,
+    outcomes: Vec<RecipientOutcome>,
+) -> Vec<RecipientState> {
+    let mut failed = Vec::new();
+    for outcome in outcomes {
+        let Some(slot) = state
+            .recipients
+            .iter_mut()
+            .find(|s| s.address == outcome.address)
+        else {
+            continue;
+        };
+        slot.remote_mta = outcome.remote_mta.clone();
+        slot.reply = outcome.verdict.remote_reply().map(str::to_string);
+        let result = match &outcome.verdict {
+            Verdict::Delivered { .. } => "delivered",
+            Verdict::Failed { .. } => "failed",
+            Verdict::Deferred { .. } => "deferred",
+        };
+        crate::metrics::global().inc("tlsrelay_recipients_total", &[("result", result)]);
+        log_outcome(id, &outcome);
+        match outcome.verdict {
+            Verdict::Delivered { reply } => {
+                slot.status = Status::Delivered;
+                slot.reason = Some(reply);
+                slot.code = None;
+            }
+            Verdict::Failed { status, reason, .. } => {
+                slot.status = Status::Failed;
+                slot.code = Some(status);
+                slot.reason = Some(reason);
+                failed.push(slot.clone());
+            }
+            Verdict::Deferred { status, reason, .. } => {
+                slot.code = Some(status);
+                slot.reason = Some(reason);
+            }
+        }
+    }
+    failed
 }
 
 /// One line per recipient and attempt, with the queue id, so one grep
