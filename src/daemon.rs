@@ -52,16 +52,19 @@ impl StartError {
 pub struct Daemon {
     listeners: Listeners,
     reloader: Reloader,
-    queue: QueueManager<Dns>,
+    queue: QueueManager<Deliverer<Dns>>,
     control: tokio::net::UnixListener,
     metrics: Option<tokio::net::TcpListener>,
-    spool_dir: std::path::PathBuf,
     memory: Arc<TlsMemory>,
 }
 
 impl Daemon {
     pub async fn start(config: &Config) -> Result<Daemon, StartError> {
         open_file_limit(config.server.max_connections);
+        // The first random number of a process costs aws-lc tens of
+        // milliseconds of CPU (seeding its entropy source): paid here, not
+        // by the first session or attempt on a runtime thread.
+        crate::random::u64();
         ensure_certificate(config)?;
         for warning in config.check_files()? {
             tracing::warn!("{warning}");
@@ -121,7 +124,6 @@ impl Daemon {
             queue,
             control,
             metrics,
-            spool_dir: config.server.spool_dir.clone(),
             memory,
         })
     }
@@ -141,10 +143,10 @@ impl Daemon {
         let commands = self.queue.commands();
         let memory = self.memory.clone();
         let local: control::Local =
-            Arc::new(move |request| crate::queue::tls_memory::answer(&memory, request));
+            Arc::new(move |request| crate::outbound::memory_admin::answer(&memory, request));
         let metrics = async {
             if let Some(listener) = self.metrics {
-                crate::metrics::serve(listener, self.spool_dir, shutdown.clone()).await;
+                crate::metrics::serve(listener, shutdown.clone()).await;
             }
         };
         tokio::join!(
@@ -189,7 +191,7 @@ fn open_file_limit(max_connections: usize) {
 fn server_state(
     config: &Config,
     spool: &Spool,
-    queue: crate::queue::manager::QueueHandle,
+    queue: crate::queue::handle::QueueHandle,
 ) -> Result<ServerState, StartError> {
     Ok(ServerState {
         policy: Arc::new(InboundPolicy::new(config)),
@@ -213,9 +215,9 @@ pub struct Reloader {
     /// in force however often a reload refuses to change them.
     fixed: Arc<Vec<(&'static str, String)>>,
     inbound: Current<ServerState>,
-    outbound: OutboundSlot<Dns>,
+    outbound: OutboundSlot<Deliverer<Dns>>,
     spool: Spool,
-    queue: crate::queue::manager::QueueHandle,
+    queue: crate::queue::handle::QueueHandle,
     memory: Arc<TlsMemory>,
     /// The one deliverer: a reload swaps its settings, so its
     /// per-destination limits and idle connections carry on.
@@ -224,8 +226,17 @@ pub struct Reloader {
 
 impl Reloader {
     /// Reloads; on error the old configuration stays in force and the
-    /// error says exactly what is wrong.
-    pub fn reload(&self) -> Result<(), StartError> {
+    /// error says exactly what is wrong. The configuration, certificates,
+    /// keys and CA files are read on the blocking pool, not on a thread
+    /// that serves sessions.
+    pub async fn reload(&self) -> Result<(), StartError> {
+        let reloader = self.clone();
+        tokio::task::spawn_blocking(move || reloader.reload_files())
+            .await
+            .map_err(|e| StartError::Certificate(format!("the reload stopped: {e}")))?
+    }
+
+    fn reload_files(&self) -> Result<(), StartError> {
         let config = Config::load(&self.file)?;
         ensure_certificate(&config)?;
         for warning in config.check_files()? {
@@ -297,7 +308,7 @@ fn queue_manager(
     config: &Config,
     spool: &Spool,
     deliverer: Deliverer<Dns>,
-) -> Result<QueueManager<Dns>, StartError> {
+) -> Result<QueueManager<Deliverer<Dns>>, StartError> {
     let states =
         StateStore::open(&config.server.spool_dir).map_err(|source| SpoolError::Folder {
             path: config.server.spool_dir.join("state"),

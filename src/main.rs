@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tlsrelay::config::Config;
 use tlsrelay::queue::bulk::{Action, Filter, Selection};
 use tlsrelay::tls::{cert_info, generate};
+use tokio::runtime::Runtime;
 
 const DEFAULT_CONFIG: &str = "/etc/tlsrelay/tlsrelay.toml";
 
@@ -218,7 +219,15 @@ fn main() -> ExitCode {
         Err(e) => return usage(&e),
     };
     let log = init_logging(cli.log_format, &cli.log_level);
-    let code = run(cli.command);
+    // One runtime for whichever command runs: `serve` needs its threads,
+    // the others block on one future.
+    let code = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => run(cli.command, &runtime),
+        Err(e) => runtime_error(e),
+    };
     // The last lines (the stop of `serve`), if the output takes them soon.
     if let Some(log) = log {
         log.flush(LOG_FLUSH_AT_EXIT);
@@ -240,18 +249,18 @@ fn usage(e: &clap::Error) -> ExitCode {
 /// How long the exit waits for queued log lines to be written.
 const LOG_FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
 
-fn run(command: Command) -> ExitCode {
+fn run(command: Command, runtime: &Runtime) -> ExitCode {
     match command {
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config } => serve(&config, runtime),
         Command::Probe {
             domain,
             config,
             port,
-        } => probe(&domain, &config, port),
+        } => probe(&domain, &config, port, runtime),
         Command::CheckConfig { config, skip_files } => check_config(&config, skip_files),
-        Command::Queue { action, config } => queue(action, &config),
-        Command::TlsMemory { action, config } => tls_memory(action, &config),
-        Command::CertInfo(args) => run_cert_info(args),
+        Command::Queue { action, config } => queue(action, &config, runtime),
+        Command::TlsMemory { action, config } => tls_memory(action, &config, runtime),
+        Command::CertInfo(args) => run_cert_info(args, runtime),
         Command::GenCert {
             hostnames,
             out,
@@ -280,17 +289,10 @@ fn run(command: Command) -> ExitCode {
 /// `serve`'s fatal errors are log events, in the format chosen for the
 /// log (`--log-format json` gives JSON, which a log collector parses like
 /// every other line): one `cannot start` event per line of the error.
-fn serve(path: &std::path::Path) -> ExitCode {
+fn serve(path: &std::path::Path, runtime: &Runtime) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(errors) => return fatal(errors, ExitCode::from(1)),
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return fatal(e, ExitCode::from(2)),
     };
     runtime.block_on(async {
         let daemon = match tlsrelay::daemon::Daemon::start(&config).await {
@@ -319,7 +321,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
     })
 }
 
-fn probe(domain: &str, path: &std::path::Path, port: Option<u16>) -> ExitCode {
+fn probe(domain: &str, path: &std::path::Path, port: Option<u16>, runtime: &Runtime) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(errors) => return user_error(errors),
@@ -327,13 +329,6 @@ fn probe(domain: &str, path: &std::path::Path, port: Option<u16>) -> ExitCode {
     let domain: tlsrelay::config::domain::MailDomain = match domain.parse() {
         Ok(domain) => domain,
         Err(e) => return user_error(e),
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return runtime_error(e),
     };
     runtime.block_on(async {
         // What the relay's memory says, read only: probe changes nothing.
@@ -377,7 +372,7 @@ impl Which {
     }
 }
 
-fn queue(action: QueueAction, path: &std::path::Path) -> ExitCode {
+fn queue(action: QueueAction, path: &std::path::Path, runtime: &Runtime) -> ExitCode {
     use tlsrelay::queue::{admin, control::Request};
     let config = match Config::load(path) {
         Ok(config) => config,
@@ -463,13 +458,6 @@ fn queue(action: QueueAction, path: &std::path::Path) -> ExitCode {
             Err(e) => return user_error(e),
         },
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return runtime_error(e),
-    };
     let notices = tlsrelay::queue::finish::Notices::of(&config);
     match runtime.block_on(admin::execute(spool_dir, &notices, &request)) {
         Ok(response) if response.ok => {
@@ -482,7 +470,7 @@ fn queue(action: QueueAction, path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn tls_memory(action: TlsMemoryAction, path: &std::path::Path) -> ExitCode {
+fn tls_memory(action: TlsMemoryAction, path: &std::path::Path, runtime: &Runtime) -> ExitCode {
     use tlsrelay::queue::control::Request;
     let config = match Config::load(path) {
         Ok(config) => config,
@@ -492,14 +480,7 @@ fn tls_memory(action: TlsMemoryAction, path: &std::path::Path) -> ExitCode {
         TlsMemoryAction::List => Request::TlsMemoryList,
         TlsMemoryAction::Forget { host, .. } => Request::TlsMemoryForget { host },
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return runtime_error(e),
-    };
-    let execute = tlsrelay::queue::tls_memory::execute(
+    let execute = tlsrelay::outbound::memory_admin::execute(
         &config.server.spool_dir,
         config.delivery.broken_tls_memory.0,
         &request,
@@ -545,7 +526,7 @@ fn signals(
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration");
                     tlsrelay::notify::reloading();
-                    if let Err(e) = reloader.reload() {
+                    if let Err(e) = reloader.reload().await {
                         for line in e.to_string().lines() {
                             tracing::error!(error = %line, "reload failed; the configuration in force stays");
                         }
@@ -591,7 +572,7 @@ fn check_config(path: &std::path::Path, skip_files: bool) -> ExitCode {
     }
 }
 
-fn run_cert_info(args: CertInfoArgs) -> ExitCode {
+fn run_cert_info(args: CertInfoArgs, runtime: &Runtime) -> ExitCode {
     let report = match (&args.pem_file, &args.connect) {
         (Some(file), _) => match cert_info::from_file(file, &args.ca_files) {
             Ok(report) => report,
@@ -604,13 +585,6 @@ fn run_cert_info(args: CertInfoArgs) -> ExitCode {
                 servername: args.servername.clone(),
                 ca_files: args.ca_files.clone(),
                 timeout: Duration::from_secs(args.timeout),
-            };
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => return runtime_error(e),
             };
             match runtime.block_on(tlsrelay::outbound::cert_connect::from_server(&request)) {
                 Ok(report) => report,

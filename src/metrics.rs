@@ -3,9 +3,10 @@
 //!
 //! Counters and gauges live in one process-wide [`Registry`]: the inbound
 //! sessions, the delivery attempts and the queue each count where the
-//! event happens, with no handle passed through every layer. Values that
-//! are cheaper to read than to track (the queue's size and oldest age) are
-//! measured when scraped.
+//! event happens, with no handle passed through every layer. The queue's
+//! size and its oldest message's arrival are kept by the queue manager as
+//! messages come and go ([`queue_measured`]); a scrape works out the age
+//! and reads no folder.
 //!
 //! | metric | labels | what |
 //! | --- | --- | --- |
@@ -23,7 +24,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -231,25 +233,27 @@ pub fn certificate_expiry(name: &str, path: &Path) {
     }
 }
 
-/// The spool's size and oldest age, measured now (a directory listing and
-/// one `stat` per message: what a scrape every few seconds can afford).
-fn measure_queue(spool_dir: &Path) {
-    let queue = spool_dir.join("queue");
-    let ids = crate::queue::spool::list_ids(&queue).unwrap_or_default();
-    let now = SystemTime::now();
-    let oldest = ids
-        .iter()
-        .filter_map(|id| std::fs::metadata(queue.join(id)).ok()?.modified().ok())
-        .filter_map(|modified| now.duration_since(modified).ok())
-        .max()
-        .unwrap_or_default();
-    let registry = global();
-    registry.set("tlsrelay_queue_messages", &[], ids.len() as f64);
-    registry.set(
-        "tlsrelay_queue_oldest_seconds",
-        &[],
-        oldest.as_secs() as f64,
-    );
+/// Arrival (Unix seconds) of the oldest queued message; `i64::MIN`: none.
+static OLDEST_ARRIVAL: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// The queue manager's count: `messages` queued, the oldest arrived at
+/// `oldest` (Unix seconds).
+pub fn queue_measured(messages: usize, oldest: Option<i64>) {
+    global().set("tlsrelay_queue_messages", &[], messages as f64);
+    OLDEST_ARRIVAL.store(oldest.unwrap_or(i64::MIN), Ordering::Relaxed);
+}
+
+/// The oldest message's age now, from the arrival the queue keeps.
+fn measure_queue() {
+    let oldest = OLDEST_ARRIVAL.load(Ordering::Relaxed);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let age = match oldest {
+        i64::MIN => 0,
+        at => now.saturating_sub(at).max(0),
+    };
+    global().set("tlsrelay_queue_oldest_seconds", &[], age as f64);
 }
 
 /// A request head is small; anything bigger is not a scrape.
@@ -257,13 +261,12 @@ const MAX_REQUEST: usize = 8192;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `GET /metrics` on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, spool_dir: PathBuf, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, shutdown: CancellationToken) {
     while let Some((stream, _)) =
         crate::net::next_connection("metrics", &shutdown, || listener.accept()).await
     {
-        let spool_dir = spool_dir.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &spool_dir)).await;
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream)).await;
         });
     }
 }
@@ -280,7 +283,7 @@ pub async fn bind(addr: Option<SocketAddr>) -> std::io::Result<Option<TcpListene
     }
 }
 
-async fn answer(mut stream: TcpStream, spool_dir: &Path) {
+async fn answer(mut stream: TcpStream) {
     let mut head = Vec::new();
     let mut buffer = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
@@ -295,7 +298,7 @@ async fn answer(mut stream: TcpStream, spool_dir: &Path) {
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let (status, body) = match (method, path) {
         ("GET", "/metrics") => {
-            measure_queue(spool_dir);
+            measure_queue();
             ("200 OK", global().render())
         }
         ("GET", _) => ("404 Not Found", "only /metrics is here\n".to_string()),

@@ -13,6 +13,7 @@
 //!
 //! Relative paths resolve against the configuration file's folder.
 
+mod coverage;
 mod deserialize;
 pub mod domain;
 mod error;
@@ -24,6 +25,7 @@ pub mod values;
 
 use std::path::{Path, PathBuf};
 
+pub use coverage::{connector_covering, most_specific};
 pub use error::{ConfigError, ConfigErrors, Located, Target};
 pub use model::*;
 

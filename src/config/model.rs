@@ -8,9 +8,10 @@ use serde::{Deserialize, Deserializer};
 
 use super::error::Located;
 use super::values::{
-    BareLf, Cidr, DomainName, DomainPattern, Fingerprint, HostPort, HumanDuration, ListenAddr,
-    NamePattern, Nameserver, Size, TlsLevel, TlsVersion,
+    Cidr, DomainName, DomainPattern, Fingerprint, HostPort, HumanDuration, ListenAddr, NamePattern,
+    Nameserver, Size, TlsLevel, TlsVersion,
 };
+use crate::smtp::bare_lf::BareLf;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -204,7 +204,7 @@ fn relay(c: &mut Checker) {
             DomainPattern::Literal(_) => "straight to that address, which is this relay",
             _ => "by MX lookup, which points back here",
         };
-        match crate::outbound::route::connector_covering(&config.outbound, pattern) {
+        match super::connector_covering(&config.outbound, pattern) {
             Some(connector) if !connector.smarthosts.is_empty() => {}
             Some(connector) => c.fail(&key, format!(
                 "mail for {pattern} is accepted here and outbound connector \"{}\" would deliver it {lookup} (mail loop); give that connector smarthosts, such as your internal server",

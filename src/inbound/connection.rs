@@ -252,8 +252,11 @@ impl Driver<'_> {
                         let now = time::OffsetDateTime::now_utc();
                         envelope.received_at = now.unix_timestamp();
                         let new = self.state.spool.create(&envelope);
-                        let then =
-                            session.message_opened(new.id(), &super::rfc5322_date(now), &mut out);
+                        let then = session.message_opened(
+                            new.id(),
+                            &crate::smtp::date::rfc5322_date(now),
+                            &mut out,
+                        );
                         writer = Some(new);
                         self.store(&mut writer, &mut out).await;
                         data = DataClock::start();

@@ -17,8 +17,6 @@ pub mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use received::rfc5322_date;
-
 use crate::config::Config;
 use crate::queue::spool::Spool;
 use crate::tls::server::ServerTls;
@@ -33,7 +31,7 @@ pub struct ServerState {
     /// For clients' reverse names; `None` when turned off or unavailable.
     pub dns: Option<crate::dns::Dns>,
     /// Tells the queue manager about each message committed.
-    pub queue: crate::queue::manager::QueueHandle,
+    pub queue: crate::queue::handle::QueueHandle,
 }
 
 /// The per-phase deadlines of a session (RFC 5321 §4.5.3.2).

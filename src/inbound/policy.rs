@@ -15,7 +15,7 @@ pub struct InboundPolicy {
     pub max_message_size: u64,
     pub max_recipients: usize,
     pub max_hops: usize,
-    pub bare_lf: crate::config::values::BareLf,
+    pub bare_lf: crate::smtp::bare_lf::BareLf,
     pub max_errors: u32,
     /// STARTTLS is offered (we have a certificate).
     pub tls_available: bool,

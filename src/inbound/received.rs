@@ -5,7 +5,8 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use super::session::{ClientCert, Session};
+use super::session::Session;
+use crate::tls::server::ClientCert;
 
 impl Session {
     /// The header line block, CRLF-terminated, for message `queue_id`.
@@ -91,12 +92,4 @@ fn printable(text: &str) -> String {
         .map(|c| if c.is_control() { '?' } else { c })
         .take(255)
         .collect()
-}
-
-/// The date in RFC 5322 §3.3 form, as Received wants it.
-pub fn rfc5322_date(time: time::OffsetDateTime) -> String {
-    const FORMAT: &[time::format_description::FormatItem<'_>] = time::macros::format_description!(
-        "[weekday repr:short], [day padding:none] [month repr:short] [year] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
-    );
-    time.format(FORMAT).unwrap_or_default()
 }

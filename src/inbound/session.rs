@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::policy::InboundPolicy;
 use crate::queue::envelope::{ClientInfo, Envelope};
 use crate::smtp::data::{BdatReceiver, Content, DataReceiver, DataStatus};
+use crate::tls::server::{ClientCert, TlsInfo};
 
 /// Longest command line we read, CRLF included. RFC 5321 §4.5.3.1.4 sets
 /// 512 octets plus what extensions add (ORCPT, ENVID); beyond this the
@@ -32,26 +33,6 @@ pub enum Action {
     Abort,
     /// Send the replies and close the connection.
     Close,
-}
-
-/// What a client's TLS handshake established, for connector matching and
-/// the Received header.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TlsInfo {
-    pub version: String,
-    pub cipher: String,
-    pub group: Option<String>,
-    pub client_cert: ClientCert,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum ClientCert {
-    #[default]
-    None,
-    /// Chains to `[tls] client_ca`; its DNS names (SANs, else CN).
-    Verified { subject: String, names: Vec<String> },
-    /// Presented but not trusted; never used for matching.
-    Unverified { subject: String, reason: String },
 }
 
 #[derive(Debug)]

@@ -6,8 +6,9 @@
 
 use rustls::pki_types::UnixTime;
 
-use super::route::{domain_pattern, most_specific};
+use super::route::domain_pattern;
 use crate::config::domain::MailDomain;
+use crate::config::most_specific;
 use crate::config::values::{DomainPattern, Host, TlsLevel, TlsVersion};
 use crate::config::OutboundConnector;
 use crate::tls::trust::TrustStore;

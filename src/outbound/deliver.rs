@@ -23,21 +23,9 @@ use super::send::{converse, Job};
 use crate::config::domain::MailDomain;
 use crate::config::values::Host;
 use crate::config::Config;
+pub use crate::queue::delivery::RecipientOutcome;
 use crate::queue::envelope::{Envelope, Recipient};
 use crate::tls::certs::Identity;
-
-/// What one recipient's attempt came to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecipientOutcome {
-    pub address: String,
-    pub verdict: Verdict,
-    pub remote_mta: Option<String>,
-    /// The address of the server that gave the verdict, if one did.
-    pub ip: Option<SocketAddr>,
-    /// How that connection was protected (`TLSv1.3 TLS_AES_… verified`,
-    /// `plaintext (…)`), for the recipient's log line.
-    pub tls: Option<String>,
-}
 
 /// What a reload replaces: routing, TLS material, timeouts.
 pub struct Settings<R> {

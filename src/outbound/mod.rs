@@ -46,7 +46,10 @@
 //! `tlsrelay probe` climbs the same ladder with the same settings and
 //! stops before MAIL, so what it predicts is what delivery does.
 //!
-//! [`dane`] holds the DANE table of DESIGN.md §5b (RFC 7672) as a pure
+//! Beside the ladder: [`memory_admin`] is `tlsrelay tls-memory` (list and
+//! clear the broken-TLS memory); `queue_delivery` implements the queue's
+//! `Delivery` trait with the deliverer, so the queue never names outbound
+//! types. [`dane`] holds the DANE table of DESIGN.md §5b (RFC 7672) as a pure
 //! function of validated answers; it is not yet asked by the ladder.
 
 mod attempt_log;
@@ -57,11 +60,13 @@ pub mod dane;
 pub mod deliver;
 pub mod ladder;
 pub mod memory;
+pub mod memory_admin;
 pub mod memory_file;
 pub mod outcome;
 pub mod policy;
 mod pool;
 pub mod probe;
+mod queue_delivery;
 pub mod route;
 mod send;
 pub mod stream;

@@ -4,64 +4,10 @@
 //! asks.
 
 use super::client::{ClientError, Transaction};
+pub use crate::queue::delivery::Verdict;
 use crate::smtp::reply::Reply;
 
-/// The fate of one recipient after one attempt.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Delivered {
-        reply: String,
-    },
-    /// Temporary: keep the message and try again.
-    Deferred {
-        status: String,
-        reason: String,
-        /// The remote server's reply as sent, when a server refused
-        /// (see [`Verdict::remote_reply`]).
-        reply: Option<String>,
-    },
-    /// Permanent: bounce to the sender.
-    Failed {
-        status: String,
-        reason: String,
-        reply: Option<String>,
-    },
-}
-
 impl Verdict {
-    pub fn is_final(&self) -> bool {
-        !matches!(self, Verdict::Deferred { .. })
-    }
-
-    /// A permanent failure we decided (no server reply to quote).
-    pub fn failed(status: impl Into<String>, reason: impl Into<String>) -> Verdict {
-        Verdict::Failed {
-            status: status.into(),
-            reason: reason.into(),
-            reply: None,
-        }
-    }
-
-    /// A temporary failure we decided (no server reply to quote).
-    pub fn deferred(status: impl Into<String>, reason: impl Into<String>) -> Verdict {
-        Verdict::Deferred {
-            status: status.into(),
-            reason: reason.into(),
-            reply: None,
-        }
-    }
-
-    /// The reply of the server that refused, as it sent it; `None` when
-    /// the verdict is ours (no route, no connection, policy). A DSN quotes
-    /// it as the `smtp` Diagnostic-Code (RFC 3464 §2.3.6), while `reason`
-    /// says it for people, with the host.
-    pub fn remote_reply(&self) -> Option<&str> {
-        match self {
-            Verdict::Deferred { reply, .. } | Verdict::Failed { reply, .. } => reply.as_deref(),
-            Verdict::Delivered { .. } => None,
-        }
-    }
-
     /// For a reply that refused: deferred on 4xx, failed on 5xx (and on
     /// anything nonsensical, treated as temporary).
     pub fn from_refusal(reply: &Reply, host: &str) -> Verdict {

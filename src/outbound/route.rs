@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use crate::config::domain::MailDomain;
 use crate::config::values::{DomainName, DomainPattern, Host, HostPort};
-use crate::config::OutboundConnector;
+use crate::config::{connector_covering, OutboundConnector};
 
 /// The connector that carries mail for `domain`: the most specific
 /// pattern wins (exact or the literal, then the longest `*.suffix`, then
@@ -24,7 +24,7 @@ pub fn connector_for<'a>(
     connectors: &'a [OutboundConnector],
     domain: &MailDomain,
 ) -> Option<&'a OutboundConnector> {
-    most_specific(connectors, |c| c, &domain_pattern(domain))
+    connector_covering(connectors, &domain_pattern(domain))
 }
 
 /// The pattern that matches exactly `domain`.
@@ -33,31 +33,6 @@ pub fn domain_pattern(domain: &MailDomain) -> DomainPattern {
         MailDomain::Name(name) => DomainPattern::Exact(name.clone()),
         MailDomain::Literal(ip) => DomainPattern::Literal(*ip),
     }
-}
-
-/// Of `items`, each with its connector's settings, the one whose
-/// `recipient_domains` cover `pattern` most specifically.
-pub fn most_specific<'a, C>(
-    items: &'a [C],
-    settings: impl Fn(&C) -> &OutboundConnector,
-    pattern: &DomainPattern,
-) -> Option<&'a C> {
-    items
-        .iter()
-        .flat_map(|c| settings(c).recipient_domains.iter().map(move |p| (p, c)))
-        .filter(|(p, _)| p.covers(pattern))
-        .max_by_key(|(p, _)| p.specificity())
-        .map(|(_, c)| c)
-}
-
-/// The connector that carries mail for every domain `pattern` matches:
-/// the most specific one whose pattern covers it (`check-config` asks
-/// this of accepted domains to find mail loops).
-pub fn connector_covering<'a>(
-    connectors: &'a [OutboundConnector],
-    pattern: &DomainPattern,
-) -> Option<&'a OutboundConnector> {
-    most_specific(connectors, |c| c, pattern)
 }
 
 /// What DNS says about a domain's mail servers.

@@ -3,10 +3,11 @@
 //! by delivery attempts (a `5xx`, or `max_age` passed) and by the
 //! administrator's `tlsrelay queue bounce`, with or without a running relay.
 
+use super::blocking;
 use super::dsn::{self, Kind, RecipientReport};
 use super::envelope::{ClientInfo, Envelope, Recipient};
-use super::manager::QueueHandle;
-use super::spool::Spool;
+use super::handle::QueueHandle;
+use super::spool::{Spool, SpoolError};
 use super::state::{DeliveryState, RecipientState, StateStore, Status};
 
 /// How notices are written: the name they come from (`[server]
@@ -118,14 +119,14 @@ impl Finisher {
             })
             .collect();
         let now = time::OffsetDateTime::now_utc();
-        let date = crate::inbound::rfc5322_date(now);
+        let date = crate::smtp::date::rfc5322_date(now);
         let report = dsn::Report {
             kind,
             reporting_mta: &self.notices.hostname,
             queue_id: id,
             envelope,
             recipients,
-            arrival_date: &crate::inbound::rfc5322_date(unix(envelope.received_at)),
+            arrival_date: &crate::smtp::date::rfc5322_date(unix(envelope.received_at)),
             now: &date,
             retry_until: until,
             return_limit: self.notices.return_limit,
@@ -176,7 +177,8 @@ impl Finisher {
         }
     }
 
-    /// The message leaves the queue: delivered, failed or returned.
+    /// The message leaves the queue: delivered, failed or returned. File
+    /// work: the relay calls it on the blocking pool.
     pub fn remove(&self, id: &str) {
         self.spool.remove(id);
         self.states.remove(id);
@@ -184,6 +186,7 @@ impl Finisher {
 
     /// `tlsrelay queue delete ID`: the message leaves the queue, and each
     /// recipient not yet delivered gets its `deleted` line (its fate).
+    /// File work: the relay calls it on the blocking pool.
     pub fn delete(&self, id: &str) {
         let pending: Vec<String> = match self.spool.read(id) {
             Ok((envelope, _)) => self
@@ -215,14 +218,17 @@ impl Finisher {
     /// `5.0.0` (or its last temporary status made permanent), the sender
     /// gets the notice, and the message leaves the queue.
     pub async fn bounce(&self, id: &str) -> Result<String, String> {
-        let (envelope, content) = self
-            .spool
-            .read(id)
-            .map_err(|e| format!("{id}: cannot read it: {e}"))?;
-        let mut state = self
-            .states
-            .load(id)
-            .unwrap_or_else(|| DeliveryState::new(&envelope, envelope.received_at));
+        let (spool, states, name) = (self.spool.clone(), self.states.clone(), id.to_string());
+        let (envelope, content, saved) = blocking(move || {
+            let (envelope, content) = spool.read(&name)?;
+            Ok::<_, SpoolError>((envelope, content, states.load(&name)))
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|read| read.map_err(|e| e.to_string()))
+        .map_err(|e| format!("{id}: cannot read it: {e}"))?;
+        let mut state =
+            saved.unwrap_or_else(|| DeliveryState::new(&envelope, envelope.received_at));
         let why = format!(
             "returned to the sender by the administrator of {}",
             self.notices.hostname
@@ -236,7 +242,8 @@ impl Finisher {
                     .await
             }
         };
-        self.remove(id);
+        let (finish, gone) = (self.clone(), id.to_string());
+        let _ = blocking(move || finish.remove(&gone)).await;
         tracing::info!(
             queue_id = id,
             recipients = failed.len(),

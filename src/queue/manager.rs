@@ -4,27 +4,30 @@
 //! inbound side through [`QueueHandle::queued`].
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::bulk::{self, Action, Selection};
-use super::control::{Command, Request, Response};
-use super::dsn::Kind;
-use super::envelope::Recipient;
-use super::finish::{fail_pending, record_failed, unix, Finisher, Notices};
+use super::blocking;
+
+mod attempt;
+mod board;
+mod commands;
+
+use super::bulk::{Action, Selection};
+use super::control::{Command, Response};
+use super::delivery::Delivery;
+use super::finish::{Finisher, Notices};
+use super::handle::QueueHandle;
 use super::schedule::Schedule;
 use super::spool::{Spool, SpoolError};
-use super::state::{DeliveryState, StateStore, Status};
+use super::state::StateStore;
 use crate::current::Current;
-use crate::outbound::deliver::{Deliverer, RecipientOutcome};
-use crate::outbound::outcome::Verdict;
-use crate::outbound::route::Resolve;
+use attempt::Worker;
+use board::Board;
 
 /// How long a message the disk would not give back waits before the next try.
 const READ_RETRY_SECONDS: i64 = 60;
@@ -32,23 +35,11 @@ const READ_RETRY_SECONDS: i64 = 60;
 /// How many messages are attempted at once.
 const CONCURRENCY: usize = 64;
 
-/// Tells the manager about messages the inbound side just committed.
-#[derive(Clone)]
-pub struct QueueHandle {
-    sender: mpsc::UnboundedSender<String>,
-}
-
-impl QueueHandle {
-    pub fn queued(&self, id: &str) {
-        let _ = self.sender.send(id.to_string());
-    }
-}
-
-pub struct QueueManager<R> {
+pub struct QueueManager<D> {
     spool: Spool,
     states: StateStore,
     /// The outbound side; a reload replaces it, attempts keep theirs.
-    worker: Current<Worker<R>>,
+    worker: Current<Worker<D>>,
     receiver: mpsc::UnboundedReceiver<String>,
     handle: QueueHandle,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -61,59 +52,56 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// A message's turn is over: an attempt (with when to try again) or a bounce.
+/// Messages whose turn is over (an attempt, an administrator's request
+/// carried out in a task), what each came to, and the answer to give
+/// once the board knows.
 struct Done {
-    id: String,
-    next: Option<i64>,
+    turns: Vec<(String, Then)>,
+    reply: Option<(oneshot::Sender<Response>, Response)>,
 }
 
-/// Which messages wait for when, which are busy this moment, and which
-/// administrator requests wait for a busy message. Owned by the manager's
-/// loop alone, so it needs no lock.
-#[derive(Default)]
-struct Board {
-    /// Due times; may hold stale entries, `waiting` is the truth.
-    due: BinaryHeap<Reverse<(i64, String)>>,
-    /// Messages not in flight, and when each is due.
-    waiting: HashMap<String, i64>,
-    /// Messages being attempted or returned right now.
-    busy: HashSet<String>,
-    /// Requests about a busy message, answered when its turn is over.
-    held: HashMap<String, Vec<Command>>,
-    /// Busy messages to try again as soon as their turn is over.
-    retry_after: HashSet<String>,
-    /// Messages on hold (`tlsrelay queue hold`): never scheduled.
-    on_hold: HashSet<String>,
-}
-
-impl Board {
-    fn schedule(&mut self, id: String, at: i64) {
-        self.waiting.insert(id.clone(), at);
-        self.due.push(Reverse((at, id)));
-    }
-
-    /// The next message due by `now`, taken off the board.
-    fn take_due(&mut self, now: i64) -> Option<String> {
-        while let Some(Reverse((at, _))) = self.due.peek() {
-            if *at > now {
-                return None;
-            }
-            let Reverse((at, id)) = self.due.pop()?;
-            if self.waiting.get(&id) == Some(&at) {
-                self.waiting.remove(&id);
-                return Some(id);
-            }
+impl Done {
+    fn one(id: String, then: Then, reply: Option<(oneshot::Sender<Response>, Response)>) -> Self {
+        Done {
+            turns: vec![(id, then)],
+            reply,
         }
-        None
     }
 }
 
-impl<R: Resolve + 'static> QueueManager<R> {
+/// What a turn came to for one message.
+enum Then {
+    /// Still queued, due at this Unix time.
+    Due(i64),
+    /// Left the queue: delivered, failed, returned, deleted, quarantined.
+    Gone,
+    /// Put on hold.
+    Held,
+    /// Nothing changed: due again when it was (`None`: it was on hold).
+    Back(Option<i64>),
+}
+
+/// A bulk request's messages, selected in a task, back to the loop.
+struct Selected {
+    action: Action,
+    selection: Selection,
+    ids: Result<Vec<String>, String>,
+    reply: oneshot::Sender<Response>,
+}
+
+/// Where the loop's handlers send work and results.
+struct Context<'a> {
+    tasks: &'a TaskTracker,
+    done: &'a mpsc::UnboundedSender<Done>,
+    selected: &'a mpsc::UnboundedSender<Selected>,
+}
+
+impl<D: Delivery> QueueManager<D> {
     pub fn new(
         spool: Spool,
         states: StateStore,
         schedule: Schedule,
-        deliverer: Deliverer<R>,
+        deliverer: D,
         notices: Notices,
     ) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
@@ -147,7 +135,7 @@ impl<R: Resolve + 'static> QueueManager<R> {
     }
 
     /// Where a reload puts the new connectors, trust and schedule.
-    pub fn outbound_slot(&self) -> OutboundSlot<R> {
+    pub fn outbound_slot(&self) -> OutboundSlot<D> {
         OutboundSlot {
             worker: self.worker.clone(),
         }
@@ -159,28 +147,23 @@ impl<R: Resolve + 'static> QueueManager<R> {
     }
 
     /// Runs until `shutdown`; attempts in flight finish (their results are
-    /// saved) before it returns.
+    /// saved) before it returns. The loop itself touches no file: reading
+    /// the spool, acting on messages and saving states run on the blocking
+    /// pool ([`blocking`]), and their results come back as [`Done`].
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut board = Board::default();
-        match self.spool.list() {
-            Ok(ids) => {
-                for id in ids {
-                    match self.states.load(&id) {
-                        Some(state) if state.held => {
-                            board.on_hold.insert(id);
-                        }
-                        state => board.schedule(id, state.map_or(now(), |s| s.next_attempt)),
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot list the spool; queued mail waits until restart")
-            }
-        }
+        self.recover(&mut board).await;
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         let tasks = TaskTracker::new();
         let (done, mut finished) = mpsc::unbounded_channel::<Done>();
+        let (selected, mut selections) = mpsc::unbounded_channel::<Selected>();
+        let mut ctx = Context {
+            tasks: &tasks,
+            done: &done,
+            selected: &selected,
+        };
         loop {
+            board.publish();
             let next = board.due.peek().map(|Reverse((at, _))| *at);
             // Wake at least every second to close idle outbound connections.
             let sleep = next.map_or(Duration::from_secs(1), |at| {
@@ -189,31 +172,18 @@ impl<R: Resolve + 'static> QueueManager<R> {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(id) = self.receiver.recv() => {
+                    board.arrive(&id, now());
                     // Held before its announcement arrived: it stays held.
                     if !board.on_hold.contains(&id) {
                         board.schedule(id, now());
                     }
                 }
-                Some(turn) = finished.recv() => {
-                    board.busy.remove(&turn.id);
-                    for command in board.held.remove(&turn.id).unwrap_or_default() {
-                        self.command(&mut board, command, &self.worker.get(), &tasks, &done);
-                    }
-                    let untouched = !board.busy.contains(&turn.id)
-                        && !board.waiting.contains_key(&turn.id)
-                        && !board.on_hold.contains(&turn.id);
-                    let next = match board.retry_after.remove(&turn.id) {
-                        true => turn.next.map(|_| now()),
-                        false => turn.next,
-                    };
-                    if let (Some(next), true) = (next, untouched) {
-                        if self.spool.contains(&turn.id) {
-                            board.schedule(turn.id, next);
-                        }
-                    }
-                }
+                Some(turn) = finished.recv() => self.turn_over(&mut board, turn, &mut ctx),
                 Some(command) = self.commands.recv() => {
-                    self.command(&mut board, command, &self.worker.get(), &tasks, &done);
+                    self.command(&mut board, command, &mut ctx);
+                }
+                Some(selection) = selections.recv() => {
+                    self.bulk(&mut board, selection, &mut ctx);
                 }
                 _ = tokio::time::sleep(sleep) => self.worker.get().deliverer.sweep_idle(),
             }
@@ -226,9 +196,12 @@ impl<R: Resolve + 'static> QueueManager<R> {
                 board.busy.insert(id.clone());
                 let (worker, done) = (self.worker.get(), done.clone());
                 tasks.spawn(async move {
-                    let next = worker.attempt(&id).await;
+                    let then = match worker.attempt(&id).await {
+                        Some(next) => Then::Due(next),
+                        None => Then::Gone,
+                    };
                     drop(permit);
-                    let _ = done.send(Done { id, next });
+                    let _ = done.send(Done::one(id, then, None));
                 });
             }
         }
@@ -245,162 +218,88 @@ impl<R: Resolve + 'static> QueueManager<R> {
         }
     }
 
+    /// Every committed message on the board again (recovery): held ones
+    /// on hold, the others due when their state says (now without one).
+    async fn recover(&self, board: &mut Board) {
+        let (spool, states) = (self.spool.clone(), self.states.clone());
+        let found = blocking(move || {
+            let ids = spool.list()?;
+            Ok::<_, SpoolError>(
+                ids.into_iter()
+                    .map(|id| {
+                        let state = states.load(&id);
+                        let arrived = spool.arrived(&id);
+                        (id, state, arrived)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await;
+        let found = match found {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot list the spool; queued mail waits until restart");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the spool; queued mail waits until restart");
+                return;
+            }
+        };
+        for (id, state, arrived) in found {
+            board.arrive(&id, arrived.unwrap_or_else(now));
+            match state {
+                Some(state) if state.held => {
+                    board.on_hold.insert(id);
+                }
+                state => board.schedule(id, state.map_or(now(), |s| s.next_attempt)),
+            }
+        }
+    }
+
+    /// A message's turn is over: the board takes in what it came to, the
+    /// requests held for it are carried out, and the administrator, if
+    /// one asked, gets the answer.
+    fn turn_over(&self, board: &mut Board, turn: Done, ctx: &mut Context) {
+        for (id, then) in turn.turns {
+            board.busy.remove(&id);
+            let retry = board.retry_after.remove(&id);
+            match then {
+                Then::Due(at) | Then::Back(Some(at)) => {
+                    board.on_hold.remove(&id);
+                    board.schedule(id.clone(), if retry { now() } else { at });
+                }
+                Then::Gone => {
+                    board.on_hold.remove(&id);
+                    board.leave(&id);
+                }
+                Then::Held => {
+                    board.on_hold.insert(id.clone());
+                }
+                Then::Back(None) => {}
+            }
+            for command in board.held.remove(&id).unwrap_or_default() {
+                self.command(board, command, ctx);
+            }
+        }
+        if let Some((reply, answer)) = turn.reply {
+            let _ = reply.send(answer);
+        }
+    }
+
     /// How long attempts in flight may take to finish once the stop begins.
     pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
     }
-
-    /// Carries out an administrator's request, or holds it until the
-    /// message's attempt in progress is over.
-    fn command(
-        &self,
-        board: &mut Board,
-        (request, reply): Command,
-        worker: &Arc<Worker<R>>,
-        tasks: &TaskTracker,
-        done: &mpsc::UnboundedSender<Done>,
-    ) {
-        let id = match &request {
-            Request::Retry { id: None } => {
-                let ids: Vec<String> = board.waiting.keys().cloned().collect();
-                let count = ids.len();
-                for id in ids {
-                    board.schedule(id, now());
-                }
-                let busy = board.busy.len();
-                board.retry_after.extend(board.busy.iter().cloned());
-                let _ = reply.send(Response::ok(format!(
-                    "{count} message(s) due now{}",
-                    match busy {
-                        0 => String::new(),
-                        n => format!(
-                            ", {n} being delivered already (tried again at once if deferred)"
-                        ),
-                    }
-                )));
-                return;
-            }
-            Request::Retry { id: Some(id) } | Request::Delete { id } | Request::Bounce { id } => {
-                id.clone()
-            }
-            Request::Bulk { action, selection } => {
-                let _ = reply.send(self.bulk(board, *action, selection, worker));
-                return;
-            }
-            // The control socket answers these itself.
-            Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {
-                let _ = reply.send(Response::error("not a queue request"));
-                return;
-            }
-        };
-        if !self.spool.contains(&id) {
-            let _ = reply.send(Response::error(format!(
-                "{id}: no such message in the queue"
-            )));
-            return;
-        }
-        if board.busy.contains(&id) {
-            if matches!(request, Request::Retry { .. }) {
-                let _ = reply.send(Response::ok(format!(
-                    "{id}: being delivered now; tried again at once if deferred"
-                )));
-                board.retry_after.insert(id);
-            } else {
-                board.held.entry(id).or_default().push((request, reply));
-            }
-            return;
-        }
-        match request {
-            Request::Retry { .. } if board.on_hold.contains(&id) => {
-                let _ = reply.send(Response::error(format!(
-                    "{id}: on hold, not tried; `tlsrelay queue release {id}` first"
-                )));
-            }
-            Request::Retry { .. } => {
-                board.schedule(id.clone(), now());
-                let _ = reply.send(Response::ok(format!("{id}: due now")));
-            }
-            Request::Delete { .. } => {
-                board.waiting.remove(&id);
-                board.on_hold.remove(&id);
-                worker.finish.delete(&id);
-                let _ = reply.send(Response::ok(format!("{id}: deleted")));
-            }
-            Request::Bounce { .. } => {
-                board.waiting.remove(&id);
-                board.on_hold.remove(&id);
-                board.busy.insert(id.clone());
-                let (worker, done) = (worker.clone(), done.clone());
-                tasks.spawn(async move {
-                    let answer = match worker.finish.bounce(&id).await {
-                        Ok(message) => Response::ok(message),
-                        Err(message) => Response::error(message),
-                    };
-                    let _ = reply.send(answer);
-                    let _ = done.send(Done { id, next: None });
-                });
-            }
-            // Answered above.
-            Request::Bulk { .. } | Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {}
-        }
-    }
-
-    /// `delete --all`, `hold`, `release`: each selected message at once,
-    /// or, while it is being attempted, when its attempt is over.
-    fn bulk(
-        &self,
-        board: &mut Board,
-        action: Action,
-        selection: &Selection,
-        worker: &Worker<R>,
-    ) -> Response {
-        let ids = match bulk::select(&self.spool, &self.states, selection) {
-            Ok(ids) => ids,
-            Err(e) => return Response::error(e.to_string()),
-        };
-        let (mut done, mut later) = (0, 0);
-        for id in ids {
-            if board.busy.contains(&id) {
-                // Its answer goes nowhere: this one is given now.
-                let (reply, _) = tokio::sync::oneshot::channel();
-                let one = Request::Bulk {
-                    action,
-                    selection: Selection::Id(id.clone()),
-                };
-                board.held.entry(id).or_default().push((one, reply));
-                later += 1;
-                continue;
-            }
-            if !bulk::act(&worker.finish, action, &id) {
-                continue;
-            }
-            done += 1;
-            match action {
-                Action::Delete => {
-                    board.waiting.remove(&id);
-                    board.on_hold.remove(&id);
-                }
-                Action::Hold => {
-                    board.waiting.remove(&id);
-                    board.on_hold.insert(id);
-                }
-                Action::Release => {
-                    board.on_hold.remove(&id);
-                    board.schedule(id, now());
-                }
-            }
-        }
-        Response::ok(bulk::summary(action, selection, done, later))
-    }
 }
 
 /// Where a reload puts the new outbound side (see [`QueueManager::outbound_slot`]).
-pub struct OutboundSlot<R> {
-    worker: Current<Worker<R>>,
+pub struct OutboundSlot<D> {
+    worker: Current<Worker<D>>,
 }
 
-impl<R> Clone for OutboundSlot<R> {
+impl<D> Clone for OutboundSlot<D> {
     fn clone(&self) -> Self {
         OutboundSlot {
             worker: self.worker.clone(),
@@ -408,10 +307,10 @@ impl<R> Clone for OutboundSlot<R> {
     }
 }
 
-impl<R> OutboundSlot<R> {
+impl<D> OutboundSlot<D> {
     /// New connectors, trust anchors, client certificate and schedule for
     /// every attempt that starts from now on.
-    pub fn replace(&self, deliverer: Deliverer<R>, schedule: Schedule, notices: Notices) {
+    pub fn replace(&self, deliverer: D, schedule: Schedule, notices: Notices) {
         let finish = Finisher {
             notices,
             ..self.worker.get().finish.clone()
@@ -421,178 +320,5 @@ impl<R> OutboundSlot<R> {
             deliverer: Arc::new(deliverer),
             finish,
         });
-    }
-}
-
-/// What one attempt needs, shared by the attempt tasks.
-struct Worker<R> {
-    schedule: Schedule,
-    deliverer: Arc<Deliverer<R>>,
-    finish: Finisher,
-}
-
-impl<R: Resolve> Worker<R> {
-    /// Attempts message `id`; returns when to try again, `None` when done.
-    async fn attempt(&self, id: &str) -> Option<i64> {
-        let (spool, states) = (&self.finish.spool, &self.finish.states);
-        let fresh = spool.take_fresh(id);
-        let first = fresh.is_some();
-        let (envelope, content) = match fresh.map_or_else(|| spool.read(id), Ok) {
-            Ok(message) => message,
-            // Deleted meanwhile (`tlsrelay queue delete`).
-            Err(SpoolError::File { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return None
-            }
-            Err(e @ SpoolError::Corrupt { .. }) => {
-                match spool.quarantine(id) {
-                    Ok(to) => {
-                        tracing::error!(queue_id = id, error = %e, quarantined = %to.display(), "not a readable message: moved to quarantine")
-                    }
-                    Err(q) => {
-                        tracing::error!(queue_id = id, error = %e, quarantine_error = %q, "not a readable message, and it could not be moved to quarantine; it waits until restart")
-                    }
-                }
-                return None;
-            }
-            // A disk error: it may pass; try again later rather than never.
-            Err(e) => {
-                tracing::error!(queue_id = id, error = %e, "cannot read a queued message; trying again later");
-                return Some(now() + READ_RETRY_SECONDS);
-            }
-        };
-        // A fresh message was never attempted: it has no saved state.
-        let mut state = (!first)
-            .then(|| states.load(id))
-            .flatten()
-            .unwrap_or_else(|| DeliveryState::new(&envelope, now()));
-        let pending: Vec<&Recipient> = envelope
-            .recipients
-            .iter()
-            .filter(|r| {
-                state
-                    .recipients
-                    .iter()
-                    .any(|s| s.address == r.address && s.status == Status::Pending)
-            })
-            .collect();
-        let outcomes = self
-            .deliverer
-            .attempt(id, &envelope, &content, &pending)
-            .await;
-        let mut failed = Vec::new();
-        for outcome in outcomes {
-            let Some(slot) = state
-                .recipients
-                .iter_mut()
-                .find(|s| s.address == outcome.address)
-            else {
-                continue;
-            };
-            slot.remote_mta = outcome.remote_mta.clone();
-            slot.reply = outcome.verdict.remote_reply().map(str::to_string);
-            let result = match &outcome.verdict {
-                Verdict::Delivered { .. } => "delivered",
-                Verdict::Failed { .. } => "failed",
-                Verdict::Deferred { .. } => "deferred",
-            };
-            crate::metrics::global().inc("tlsrelay_recipients_total", &[("result", result)]);
-            log_outcome(id, &outcome);
-            match outcome.verdict {
-                Verdict::Delivered { reply } => {
-                    slot.status = Status::Delivered;
-                    slot.reason = Some(reply);
-                    slot.code = None;
-                }
-                Verdict::Failed { status, reason, .. } => {
-                    slot.status = Status::Failed;
-                    slot.code = Some(status);
-                    slot.reason = Some(reason);
-                    failed.push(slot.clone());
-                }
-                Verdict::Deferred { status, reason, .. } => {
-                    slot.code = Some(status);
-                    slot.reason = Some(reason);
-                }
-            }
-        }
-        state.attempts += 1;
-        let now = now();
-        if !state.done() && self.schedule.expired(envelope.received_at, now) {
-            let why = format!("gave up after {} attempts", state.attempts);
-            let expired = fail_pending(&mut state, &why, "4.4.7");
-            record_failed(id, &expired, "max_age");
-            failed.extend(expired);
-        }
-        if !failed.is_empty() {
-            self.finish
-                .notify(id, &envelope, &content, Kind::Failure, &failed, None)
-                .await;
-        }
-        if state.done() {
-            self.finish.remove(id);
-            tracing::info!(queue_id = id, attempts = state.attempts, "message finished");
-            return None;
-        }
-        if self
-            .schedule
-            .delay_warning_due(envelope.received_at, now, state.delay_warned)
-        {
-            let pending: Vec<_> = state.pending().cloned().collect();
-            let until =
-                crate::inbound::rfc5322_date(unix(self.schedule.expires_at(envelope.received_at)));
-            self.finish
-                .notify(id, &envelope, &content, Kind::Delay, &pending, Some(&until))
-                .await;
-            state.delay_warned = true;
-        }
-        let jitter = crate::random::unit() * 2.0 - 1.0;
-        state.next_attempt =
-            self.schedule
-                .next_attempt(envelope.received_at, state.attempts, now, jitter);
-        if let Err(e) = states.save(id, &state) {
-            tracing::warn!(queue_id = id, error = %e, "could not save delivery state; delivered recipients may be tried again");
-        }
-        Some(state.next_attempt)
-    }
-}
-
-/// One line per recipient and attempt, with the queue id, so one grep
-/// follows a message (the line Postfix writes as `status=sent`,
-/// `status=deferred`, `status=bounced`).
-fn log_outcome(id: &str, outcome: &RecipientOutcome) {
-    let host = outcome.remote_mta.as_deref().unwrap_or("-");
-    let ip = outcome
-        .ip
-        .map_or_else(|| "-".to_string(), |ip| ip.to_string());
-    let tls = outcome.tls.as_deref().unwrap_or("-");
-    let to = outcome.address.as_str();
-    match &outcome.verdict {
-        Verdict::Delivered { reply } => {
-            tracing::info!(
-                queue_id = id,
-                to,
-                host,
-                ip,
-                tls,
-                reply = reply.as_str(),
-                "delivered"
-            )
-        }
-        Verdict::Deferred { status, reason, .. } | Verdict::Failed { status, reason, .. } => {
-            let fate = match outcome.verdict.is_final() {
-                true => "failed",
-                false => "deferred",
-            };
-            tracing::info!(
-                queue_id = id,
-                to,
-                host,
-                ip,
-                tls,
-                status = status.as_str(),
-                reason = reason.as_str(),
-                "{fate}"
-            )
-        }
     }
 }

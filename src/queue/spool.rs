@@ -65,7 +65,7 @@
 //! message they held was delivered.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -74,6 +74,15 @@ use tokio::sync::oneshot;
 
 use super::envelope::Envelope;
 use super::modes::{self, create_private, open_private, Fixes};
+
+mod read;
+mod spares;
+mod writer;
+
+use read::parse_head;
+pub use read::{list_ids, read_envelope, read_message};
+use spares::Spares;
+pub use writer::MessageWriter;
 
 const MAGIC: &str = "tlsrelay-spool 1\n";
 /// The lock file in the spool folder; see [`Spool::open`].
@@ -256,6 +265,17 @@ impl Spool {
         valid_id(id) && self.inner.queue.join(id).is_file()
     }
 
+    /// When message `id` arrived, as far as its file says (its last
+    /// change: the commit), in Unix seconds.
+    pub fn arrived(&self, id: &str) -> Option<i64> {
+        let modified = fs::metadata(self.inner.queue.join(id))
+            .ok()?
+            .modified()
+            .ok()?;
+        let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+        i64::try_from(since.as_secs()).ok()
+    }
+
     /// Reads a committed message: its envelope and content.
     pub fn read(&self, id: &str) -> Result<(Envelope, Vec<u8>), SpoolError> {
         read_message(&self.inner.queue.join(id))
@@ -314,25 +334,6 @@ impl Spool {
     }
 }
 
-/// The committed messages' ids in a `queue/` folder, oldest first. Safe
-/// while a relay runs on the spool (it only reads).
-pub fn list_ids(queue: &Path) -> Result<Vec<String>, SpoolError> {
-    let folder_error = |source| SpoolError::Folder {
-        path: queue.to_path_buf(),
-        source,
-    };
-    let mut ids = Vec::new();
-    for entry in fs::read_dir(queue).map_err(folder_error)? {
-        let name = entry.map_err(folder_error)?.file_name();
-        let name = name.to_string_lossy();
-        if !name.ends_with(".tmp") && !name.starts_with('.') {
-            ids.push(name.into_owned());
-        }
-    }
-    ids.sort();
-    Ok(ids)
-}
-
 /// True for a string that can be a queue id (what [`Spool::next_id`] makes:
 /// ASCII letters and digits), so that an id typed by an administrator can
 /// never name a path outside the queue.
@@ -361,56 +362,6 @@ fn lock(dir: &Path) -> Result<File, SpoolError> {
         }),
         Err(fs::TryLockError::Error(source)) => Err(SpoolError::File { path, source }),
     }
-}
-
-/// Reads one message file: its envelope and content. Safe while a relay
-/// runs on the spool (it only reads).
-pub fn read_message(path: &Path) -> Result<(Envelope, Vec<u8>), SpoolError> {
-    let data = fs::read(path).map_err(|source| SpoolError::File {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let (envelope, start) = parse_head(path, &data)?;
-    Ok((envelope, data[start..].to_vec()))
-}
-
-/// Reads only the envelope of one message file, and the content's size:
-/// what a queue listing needs, without reading every message whole.
-pub fn read_envelope(path: &Path) -> Result<(Envelope, u64), SpoolError> {
-    use std::io::BufRead;
-    let file_error = |source| SpoolError::File {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(file_error)?;
-    let len = file.metadata().map_err(file_error)?.len();
-    // The magic line and the envelope line: all parse_head looks at.
-    let mut head = Vec::new();
-    let mut reader = io::BufReader::new(file);
-    for _ in 0..2 {
-        reader.read_until(b'\n', &mut head).map_err(file_error)?;
-    }
-    let (envelope, start) = parse_head(path, &head)?;
-    Ok((envelope, len.saturating_sub(start as u64)))
-}
-
-/// The envelope at the start of a message file's bytes, and where the
-/// content begins.
-fn parse_head(path: &Path, data: &[u8]) -> Result<(Envelope, usize), SpoolError> {
-    let corrupt = |message: &str| SpoolError::Corrupt {
-        path: path.to_path_buf(),
-        message: message.into(),
-    };
-    let rest = data
-        .strip_prefix(MAGIC.as_bytes())
-        .ok_or_else(|| corrupt("not a tlsrelay spool file"))?;
-    let end = rest
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or_else(|| corrupt("envelope not terminated"))?;
-    let envelope =
-        serde_json::from_slice(&rest[..end]).map_err(|e| corrupt(&format!("envelope: {e}")))?;
-    Ok((envelope, MAGIC.len() + end + 1))
 }
 
 /// Syncs the folder once for every batch of waiting requests.
@@ -454,233 +405,6 @@ impl Fresh {
         self.bytes -= data.len();
         Some(data)
     }
-}
-
-/// The emptied files in `spare/`, by number; see "Spare files" above.
-#[derive(Debug)]
-struct Spares {
-    folder: PathBuf,
-    free: std::sync::Mutex<Vec<u64>>,
-    next: AtomicU64,
-}
-
-impl Spares {
-    /// Takes stock of `folder` (creating it), emptying every spare and
-    /// removing what is not one.
-    fn open(folder: PathBuf, fixes: &mut Fixes) -> io::Result<Spares> {
-        modes::create_folder(&folder)?;
-        let mut free = Vec::new();
-        for entry in fs::read_dir(&folder)? {
-            let entry = entry?;
-            let path = entry.path();
-            if let Ok(metadata) = entry.metadata() {
-                fixes.check(&path, &metadata);
-            }
-            let number = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse::<u64>().ok());
-            match number {
-                Some(n) if free.len() < SPARE_LIMIT && emptied(&path).is_ok() => free.push(n),
-                _ => {
-                    let _ = fs::remove_file(&path);
-                }
-            }
-        }
-        let next = free.iter().max().map_or(0, |n| n + 1);
-        Ok(Spares {
-            folder,
-            free: std::sync::Mutex::new(free),
-            next: AtomicU64::new(next),
-        })
-    }
-
-    /// A file for a new message at `path`: a spare renamed there, or a
-    /// new file when none is left.
-    fn take(&self, path: &Path) -> io::Result<File> {
-        let spare = self.free.lock().ok().and_then(|mut free| free.pop());
-        if let Some(n) = spare {
-            if fs::rename(self.folder.join(n.to_string()), path).is_ok() {
-                if let Ok(file) = open_emptied(path) {
-                    return Ok(file);
-                }
-            }
-        }
-        create_private(path)
-    }
-
-    /// Makes the file at `path` a spare; false when it must be unlinked
-    /// instead (the pool is full, or the rename failed).
-    fn put(&self, path: &Path) -> bool {
-        // Racing removals may overshoot the limit by a few; the lock is
-        // not held across the file operations.
-        if self
-            .free
-            .lock()
-            .map_or(true, |free| free.len() >= SPARE_LIMIT)
-        {
-            return false;
-        }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let spare = self.folder.join(n.to_string());
-        if fs::rename(path, &spare).is_err() {
-            return false;
-        }
-        match (empty(&spare), self.free.lock()) {
-            (Ok(()), Ok(mut free)) => free.push(n),
-            _ => {
-                let _ = fs::remove_file(&spare);
-            }
-        }
-        true
-    }
-}
-
-/// Opens the file at `path` for writing, truncated to nothing.
-fn open_emptied(path: &Path) -> io::Result<File> {
-    File::options().write(true).truncate(true).open(path)
-}
-
-/// Truncates the file at `path` to nothing.
-fn empty(path: &Path) -> io::Result<()> {
-    open_emptied(path).map(drop)
-}
-
-/// Like [`empty`], but only opens a file that is not empty already.
-fn emptied(path: &Path) -> io::Result<()> {
-    match fs::metadata(path)?.len() {
-        0 => Ok(()),
-        _ => empty(path),
-    }
-}
-
-/// A message being received. Dropping it without [`commit`](Self::commit)
-/// removes every trace of it.
-#[derive(Debug)]
-pub struct MessageWriter {
-    id: String,
-    tmp: PathBuf,
-    buffer: Vec<u8>,
-    file: Option<File>,
-    /// A write to the `.tmp` file failed: content is missing, so the
-    /// message must never be committed (the client gets 451/452 instead).
-    broken: Option<io::Error>,
-    spool: Spool,
-}
-
-impl MessageWriter {
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// Appends content; spills to the `.tmp` file past the memory limit.
-    /// After a failed write the rest is discarded and the commit fails.
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
-        if self.broken.is_some() {
-            return Ok(());
-        }
-        self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() < MEMORY_LIMIT {
-            return Ok(());
-        }
-        let buffer = std::mem::take(&mut self.buffer);
-        let file = self.file.take();
-        let tmp = self.tmp.clone();
-        let spool = self.spool.clone();
-        let (file, result) = blocking(move || {
-            let mut file = match file {
-                Some(file) => file,
-                None => match spool.inner.spares.take(&tmp) {
-                    Ok(file) => file,
-                    Err(e) => return (None, Err(e)),
-                },
-            };
-            let result = file.write_all(&buffer);
-            (Some(file), result)
-        })
-        .await
-        .unwrap_or_else(|e| (None, Err(e)));
-        self.file = file;
-        result.map_err(|e| {
-            let source = io::Error::new(e.kind(), e.to_string());
-            self.broken = Some(e);
-            SpoolError::File {
-                path: self.tmp.clone(),
-                source,
-            }
-        })
-    }
-
-    /// Makes the message durable under its id. Only after this returns Ok
-    /// may the client be told `250`.
-    pub async fn commit(mut self) -> Result<String, SpoolError> {
-        if let Some(source) = self.broken.take() {
-            // Dropping `self` removes the `.tmp` file.
-            return Err(SpoolError::File {
-                path: self.tmp.clone(),
-                source,
-            });
-        }
-        let buffer = std::mem::take(&mut self.buffer);
-        let file = self.file.take();
-        let tmp = self.tmp.clone();
-        let done = self.spool.inner.queue.join(&self.id);
-        let spool = self.spool.clone();
-        // A message that stayed in memory whole is kept for its first attempt.
-        let whole = file.is_none();
-        let result = blocking(move || {
-            let mut file = match file {
-                Some(file) => file,
-                None => spool.inner.spares.take(&tmp)?,
-            };
-            file.write_all(&buffer)?;
-            file.sync_data()?;
-            fs::rename(&tmp, &done)?;
-            Ok(buffer)
-        })
-        .await
-        .and_then(|r| r);
-        let buffer = match result {
-            Ok(buffer) => buffer,
-            Err(source) => {
-                let _ = fs::remove_file(&self.tmp);
-                return Err(SpoolError::File {
-                    path: self.tmp.clone(),
-                    source,
-                });
-            }
-        };
-        // Renamed: from here on the Drop below must not remove anything.
-        let id = std::mem::take(&mut self.id);
-        self.tmp = PathBuf::new();
-        self.spool
-            .sync_queue_folder()
-            .await
-            .map_err(|source| SpoolError::Folder {
-                path: self.spool.inner.queue.clone(),
-                source,
-            })?;
-        if whole {
-            if let Ok(mut fresh) = self.spool.inner.fresh.lock() {
-                fresh.keep(&id, buffer);
-            }
-        }
-        Ok(id)
-    }
-}
-
-impl Drop for MessageWriter {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| io::Error::other(format!("spool task failed: {e}")))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@
 //! RFC 5322 text (RFC 3030 §3): the same line-ending rule applies to it,
 //! across chunk boundaries, and the same NUL rule.
 
-pub use crate::config::values::BareLf;
+pub use super::bare_lf::BareLf;
 
 /// Where the receiver stands after consuming some input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

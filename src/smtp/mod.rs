@@ -1,8 +1,10 @@
 //! Sans-IO SMTP pieces (no tokio here): the DATA and BDAT receivers for
 //! the server side, address-literal masking for the command parser, the
-//! reply reader for the client side.
+//! reply reader for the client side, the date format of mail headers.
 
+pub mod bare_lf;
 pub mod data;
+pub mod date;
 pub mod literal;
 pub mod reply;
 pub mod stuff;

@@ -22,7 +22,26 @@ use super::certs::Identity;
 use super::trust::TrustStore;
 use super::x509;
 use crate::config::values::TlsVersion;
-use crate::inbound::session::{ClientCert, TlsInfo};
+
+/// What a client's TLS handshake established, for connector matching and
+/// the Received header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+    pub group: Option<String>,
+    pub client_cert: ClientCert,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ClientCert {
+    #[default]
+    None,
+    /// Chains to `[tls] client_ca`; its DNS names (SANs, else CN).
+    Verified { subject: String, names: Vec<String> },
+    /// Presented but not trusted; never used for matching.
+    Unverified { subject: String, reason: String },
+}
 
 /// The TLS side of the listeners: one configuration, swapped whole on reload.
 #[derive(Clone)]

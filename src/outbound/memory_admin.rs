@@ -1,17 +1,17 @@
 //! `tlsrelay tls-memory list | forget HOST | forget --all` (DESIGN.md §2):
 //! what the broken-TLS memory holds, and clearing it. While the relay
-//! runs, through its [control socket](super::control), so that the
+//! runs, through its [control socket](crate::queue::control), so that the
 //! memory the deliveries use changes; otherwise on the file, holding the
 //! spool's lock so that a relay starting meanwhile waits.
 
 use std::path::Path;
 use std::time::Duration;
 
-use super::admin::{age, AdminError};
-use super::control::{self, ControlError, Request, Response};
-use super::spool::{Spool, SpoolError};
-use crate::outbound::memory::{Entry, TlsMemory, CONFIRM_FAILURES, CONFIRM_SPREAD, RETRY_EVERY};
-use crate::outbound::memory_file::system_clock;
+use super::memory::{Entry, TlsMemory, CONFIRM_FAILURES, CONFIRM_SPREAD, RETRY_EVERY};
+use super::memory_file::system_clock;
+use crate::queue::admin::{age, AdminError};
+use crate::queue::control::{self, ControlError, Request, Response};
+use crate::queue::spool::{Spool, SpoolError};
 
 /// The answer to a memory request; `None` for any other request.
 pub fn answer(memory: &TlsMemory, request: &Request) -> Option<Response> {
@@ -50,7 +50,7 @@ pub async fn execute(
                 .unwrap_or_else(|| Response::error("not a tls-memory request"));
             if matches!(request, Request::TlsMemoryForget { .. }) && response.ok {
                 memory.save().map_err(|source| SpoolError::File {
-                    path: spool_dir.join(crate::outbound::memory_file::FILE),
+                    path: spool_dir.join(super::memory_file::FILE),
                     source,
                 })?;
             }

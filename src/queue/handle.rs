@@ -1,0 +1,18 @@
+//! How the rest of the relay tells the queue manager about a message
+//! just committed: the inbound side after its `250`, and a notice queued
+//! by the queue itself. A handle is all the inbound side knows of the queue
+//! manager.
+
+use tokio::sync::mpsc;
+
+/// Tells the manager about messages the inbound side just committed.
+#[derive(Clone)]
+pub struct QueueHandle {
+    pub(super) sender: mpsc::UnboundedSender<String>,
+}
+
+impl QueueHandle {
+    pub fn queued(&self, id: &str) {
+        let _ = self.sender.send(id.to_string());
+    }
+}

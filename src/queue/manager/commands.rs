@@ -1,0 +1,188 @@
+//! Administrators' requests (`tlsrelay queue retry|delete|bounce|hold|
+//! release`) as the manager's loop carries them out: at once on the board,
+//! in a task for anything that touches files, or held until the message's
+//! attempt is over.
+
+use super::board::Board;
+use super::{now, Context, Done, QueueManager, Selected, Then};
+use crate::queue::blocking;
+use crate::queue::bulk::{self, Action, Selection};
+use crate::queue::control::{Command, Request, Response};
+use crate::queue::delivery::Delivery;
+
+impl<D: Delivery> QueueManager<D> {
+    /// Carries out an administrator's request, or holds it until the
+    /// message's attempt in progress is over. Whatever reads or changes
+    /// files runs in a task; the message is busy meanwhile.
+    pub(super) fn command(&self, board: &mut Board, (request, reply): Command, ctx: &mut Context) {
+        let worker = self.worker.get();
+        let id = match &request {
+            Request::Retry { id: None } => {
+                let ids: Vec<String> = board.waiting.keys().cloned().collect();
+                let count = ids.len();
+                for id in ids {
+                    board.schedule(id, now());
+                }
+                let busy = board.busy.len();
+                board.retry_after.extend(board.busy.iter().cloned());
+                let _ = reply.send(Response::ok(format!(
+                    "{count} message(s) due now{}",
+                    match busy {
+                        0 => String::new(),
+                        n => format!(
+                            ", {n} being delivered already (tried again at once if deferred)"
+                        ),
+                    }
+                )));
+                return;
+            }
+            Request::Retry { id: Some(id) } | Request::Delete { id } | Request::Bounce { id } => {
+                id.clone()
+            }
+            Request::Bulk { action, selection } => {
+                let (spool, states) = (self.spool.clone(), self.states.clone());
+                let (action, selection) = (*action, selection.clone());
+                let selected = ctx.selected.clone();
+                ctx.tasks.spawn(async move {
+                    let query = selection.clone();
+                    let ids = blocking(move || bulk::select(&spool, &states, &query))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                    let _ = selected.send(Selected {
+                        action,
+                        selection,
+                        ids,
+                        reply,
+                    });
+                });
+                return;
+            }
+            // The control socket answers these itself.
+            Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {
+                let _ = reply.send(Response::error("not a queue request"));
+                return;
+            }
+        };
+        // The board knows every queued message: no need to ask the disk.
+        if !board.queued(&id) {
+            let _ = reply.send(Response::error(format!(
+                "{id}: no such message in the queue"
+            )));
+            return;
+        }
+        if board.busy.contains(&id) {
+            if matches!(request, Request::Retry { .. }) {
+                let _ = reply.send(Response::ok(format!(
+                    "{id}: being delivered now; tried again at once if deferred"
+                )));
+                board.retry_after.insert(id);
+            } else {
+                board.held.entry(id).or_default().push((request, reply));
+            }
+            return;
+        }
+        match request {
+            Request::Retry { .. } if board.on_hold.contains(&id) => {
+                let _ = reply.send(Response::error(format!(
+                    "{id}: on hold, not tried; `tlsrelay queue release {id}` first"
+                )));
+            }
+            Request::Retry { .. } => {
+                board.schedule(id.clone(), now());
+                let _ = reply.send(Response::ok(format!("{id}: due now")));
+            }
+            Request::Delete { .. } => {
+                board.take(&id);
+                let done = ctx.done.clone();
+                ctx.tasks.spawn(async move {
+                    let finish = worker.finish.clone();
+                    let gone = id.clone();
+                    let _ = blocking(move || finish.delete(&gone)).await;
+                    let answer = Response::ok(format!("{id}: deleted"));
+                    let _ = done.send(Done::one(id, Then::Gone, Some((reply, answer))));
+                });
+            }
+            Request::Bounce { .. } => {
+                let prior = board.take(&id);
+                let done = ctx.done.clone();
+                ctx.tasks.spawn(async move {
+                    let (then, answer) = match worker.finish.bounce(&id).await {
+                        Ok(message) => (Then::Gone, Response::ok(message)),
+                        Err(message) => (Then::Back(prior), Response::error(message)),
+                    };
+                    let _ = done.send(Done::one(id, then, Some((reply, answer))));
+                });
+            }
+            // Answered above.
+            Request::Bulk { .. } | Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {}
+        }
+    }
+
+    /// `delete --all`, `hold`, `release`, once their messages are selected:
+    /// each selected message at once (in a task), or, while it is being
+    /// attempted, when its attempt is over.
+    pub(super) fn bulk(&self, board: &mut Board, selected: Selected, ctx: &mut Context) {
+        let Selected {
+            action,
+            selection,
+            ids,
+            reply,
+        } = selected;
+        let ids = match ids {
+            Ok(ids) => ids,
+            Err(e) => {
+                let _ = reply.send(Response::error(e));
+                return;
+            }
+        };
+        let mut later = 0;
+        let mut todo = Vec::new();
+        for id in ids {
+            if board.busy.contains(&id) {
+                // Its answer goes nowhere: this one is given now.
+                let (reply, _) = tokio::sync::oneshot::channel();
+                let one = Request::Bulk {
+                    action,
+                    selection: Selection::Id(id.clone()),
+                };
+                board.held.entry(id).or_default().push((one, reply));
+                later += 1;
+                continue;
+            }
+            let prior = board.take(&id);
+            todo.push((id, prior));
+        }
+        let finish = self.worker.get().finish.clone();
+        let done = ctx.done.clone();
+        ctx.tasks.spawn(async move {
+            let ids: Vec<String> = todo.iter().map(|(id, _)| id.clone()).collect();
+            let acted = blocking(move || {
+                ids.iter()
+                    .map(|id| bulk::act(&finish, action, id))
+                    .collect::<Vec<bool>>()
+            })
+            .await
+            .unwrap_or_default();
+            let count = acted.iter().filter(|a| **a).count();
+            let turns = todo
+                .into_iter()
+                .enumerate()
+                .map(|(i, (id, prior))| {
+                    let then = match (acted.get(i).copied().unwrap_or(false), action) {
+                        (false, _) => Then::Back(prior),
+                        (true, Action::Delete) => Then::Gone,
+                        (true, Action::Hold) => Then::Held,
+                        (true, Action::Release) => Then::Due(now()),
+                    };
+                    (id, then)
+                })
+                .collect();
+            let answer = Response::ok(bulk::summary(action, &selection, count, later));
+            let _ = done.send(Done {
+                turns,
+                reply: Some((reply, answer)),
+            });
+        });
+    }
+}

@@ -1,0 +1,132 @@
+//! A message being received, from the first content byte to its commit
+//! (see "Durability" in [`spool`](super)).
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use super::{Spool, SpoolError, MEMORY_LIMIT};
+use crate::queue::blocking;
+
+/// A message being received. Dropping it without [`commit`](Self::commit)
+/// removes every trace of it.
+#[derive(Debug)]
+pub struct MessageWriter {
+    pub(super) id: String,
+    pub(super) tmp: PathBuf,
+    pub(super) buffer: Vec<u8>,
+    pub(super) file: Option<File>,
+    /// A write to the `.tmp` file failed: content is missing, so the
+    /// message must never be committed (the client gets 451/452 instead).
+    pub(super) broken: Option<io::Error>,
+    pub(super) spool: Spool,
+}
+
+impl MessageWriter {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Appends content; spills to the `.tmp` file past the memory limit.
+    /// After a failed write the rest is discarded and the commit fails.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
+        if self.broken.is_some() {
+            return Ok(());
+        }
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() < MEMORY_LIMIT {
+            return Ok(());
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let file = self.file.take();
+        let tmp = self.tmp.clone();
+        let spool = self.spool.clone();
+        let (file, result) = blocking(move || {
+            let mut file = match file {
+                Some(file) => file,
+                None => match spool.inner.spares.take(&tmp) {
+                    Ok(file) => file,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            let result = file.write_all(&buffer);
+            (Some(file), result)
+        })
+        .await
+        .unwrap_or_else(|e| (None, Err(e)));
+        self.file = file;
+        result.map_err(|e| {
+            let source = io::Error::new(e.kind(), e.to_string());
+            self.broken = Some(e);
+            SpoolError::File {
+                path: self.tmp.clone(),
+                source,
+            }
+        })
+    }
+
+    /// Makes the message durable under its id. Only after this returns Ok
+    /// may the client be told `250`.
+    pub async fn commit(mut self) -> Result<String, SpoolError> {
+        if let Some(source) = self.broken.take() {
+            // Dropping `self` removes the `.tmp` file.
+            return Err(SpoolError::File {
+                path: self.tmp.clone(),
+                source,
+            });
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let file = self.file.take();
+        let tmp = self.tmp.clone();
+        let done = self.spool.inner.queue.join(&self.id);
+        let spool = self.spool.clone();
+        // A message that stayed in memory whole is kept for its first attempt.
+        let whole = file.is_none();
+        let result = blocking(move || {
+            let mut file = match file {
+                Some(file) => file,
+                None => spool.inner.spares.take(&tmp)?,
+            };
+            file.write_all(&buffer)?;
+            file.sync_data()?;
+            fs::rename(&tmp, &done)?;
+            Ok(buffer)
+        })
+        .await
+        .and_then(|r| r);
+        let buffer = match result {
+            Ok(buffer) => buffer,
+            Err(source) => {
+                let _ = fs::remove_file(&self.tmp);
+                return Err(SpoolError::File {
+                    path: self.tmp.clone(),
+                    source,
+                });
+            }
+        };
+        // Renamed: from here on the Drop below must not remove anything.
+        let id = std::mem::take(&mut self.id);
+        self.tmp = PathBuf::new();
+        self.spool
+            .sync_queue_folder()
+            .await
+            .map_err(|source| SpoolError::Folder {
+                path: self.spool.inner.queue.clone(),
+                source,
+            })?;
+        if whole {
+            if let Ok(mut fresh) = self.spool.inner.fresh.lock() {
+                fresh.keep(&id, buffer);
+            }
+        }
+        Ok(id)
+    }
+}
+
+impl Drop for MessageWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
