@@ -1,8 +1,9 @@
 //! Sans-IO SMTP pieces (no tokio here): the DATA and BDAT receivers for
 //! the server side, address-literal masking for the command parser, the
-//! reply reader for the client side.
+//! reply reader for the client side, enhanced status codes.
 
 pub mod data;
 pub mod literal;
 pub mod reply;
+pub mod status;
 pub mod stuff;
