@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::session::{Action, CommitError, Context, Output, Session};
 use super::ServerState;
 use crate::queue::spool::MessageWriter;
+use crate::smtp::replies;
 
 /// How a plaintext stretch of the session ended.
 enum Outcome {
@@ -320,7 +321,7 @@ impl Driver<'_> {
                     Ok(Ok(n)) => {
                         if session.in_data() && data.too_slow(n, self.state.timeouts.min_data_rate) {
                             out.context.phase = Some("DATA rate");
-                            session.closing(&mut out, "4.4.2", "Data rate too slow; closing");
+                            session.closing(&mut out, &replies::TOO_SLOW);
                             self.close(stream, session, &mut out).await?;
                             return Err(Ended::Timeout("DATA rate"));
                         }
@@ -338,7 +339,7 @@ impl Driver<'_> {
                     session.shut_down();
                     if !session.in_data() && input.is_empty() {
                         out.context.phase = Some("shutdown");
-                        session.closing(&mut out, "4.3.2", "Service shutting down, closing transmission channel");
+                        session.closing(&mut out, &replies::SHUTTING_DOWN);
                         return self.close(stream, session, &mut out).await;
                     }
                 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::policy::InboundPolicy;
 use crate::queue::envelope::{ClientInfo, Envelope};
 use crate::smtp::data::{BdatReceiver, Content, DataReceiver, DataStatus};
+use crate::smtp::replies::{self, ServerReply};
 
 /// Longest command line we read, CRLF included. RFC 5321 §4.5.3.1.4 sets
 /// 512 octets plus what extensions add (ORCPT, ENVID); beyond this the
@@ -66,7 +67,7 @@ pub(super) enum Phase {
         chunk: BdatReceiver,
         last: bool,
         size: u64,
-        refused: Option<(u16, &'static str, &'static str)>,
+        refused: Option<ServerReply>,
     },
     /// Waiting for the driver (open, commit, handshake, close).
     Waiting,
@@ -143,16 +144,12 @@ impl Context {
 }
 
 impl Output {
-    /// One reply line; `status` is the RFC 3463 enhanced code, empty for
-    /// the replies that carry none (220 greeting, 354).
-    pub fn reply(&mut self, code: u16, status: &str, text: &str) {
-        let line = match status {
-            "" => format!("{code} {text}"),
-            _ => format!("{code} {status} {text}"),
-        };
+    /// One reply line, from the table in [`replies`].
+    pub fn reply(&mut self, reply: &ServerReply) {
+        let line = reply.to_string();
         self.replies.extend_from_slice(line.as_bytes());
         self.replies.extend_from_slice(b"\r\n");
-        if code >= 400 {
+        if reply.is_refusal() {
             self.refusals.push(Refusal {
                 context: self.context.clone(),
                 reply: line,
@@ -229,8 +226,7 @@ impl Session {
 
     /// The `220` banner.
     pub fn greeting(&self, out: &mut Output) {
-        let text = format!("{} ESMTP tlsrelay", self.policy.hostname);
-        out.reply(220, "", &text);
+        out.reply(&replies::greeting(&self.policy.hostname));
     }
 
     /// The transaction being received, for the spool.
@@ -299,7 +295,7 @@ impl Session {
             return (0, Action::None);
         };
         if end + 1 > MAX_COMMAND_LINE {
-            let action = self.error(out, 500, "5.5.2", "Line too long");
+            let action = self.error(out, &replies::LINE_TOO_LONG);
             return (end + 1, action);
         }
         let line = &input[..=end];
@@ -310,7 +306,7 @@ impl Session {
         match input.iter().position(|&b| b == b'\n') {
             Some(end) => {
                 self.phase = Phase::Command;
-                (end + 1, self.error(out, 500, "5.5.2", "Line too long"))
+                (end + 1, self.error(out, &replies::LINE_TOO_LONG))
             }
             None => (input.len(), Action::None),
         }
@@ -343,11 +339,7 @@ impl Session {
         self.phase = Phase::Waiting;
         self.envelope = None;
         self.content = None;
-        out.reply(
-            521,
-            "5.5.2",
-            "Bare LF or CR in message content violates RFC 5321 §2.3.8; closing",
-        );
+        out.reply(&replies::BARE_LINE_ENDING);
         Action::Close
     }
 
@@ -378,8 +370,8 @@ impl Session {
         else {
             return Action::None;
         };
-        if let Some((code, status, text)) = refused {
-            return self.error(out, code, status, text);
+        if let Some(reply) = refused {
+            return self.error(out, &reply);
         }
         if last {
             if let Some(content) = self.content.as_mut() {
@@ -389,7 +381,7 @@ impl Session {
             }
             return self.content_complete(out);
         }
-        out.reply(250, "2.0.0", &format!("{size} octets received"));
+        out.reply(&replies::chunk_received(size));
         Action::None
     }
 
@@ -399,23 +391,15 @@ impl Session {
             return Action::None;
         };
         if content.too_large() {
-            out.reply(
-                552,
-                "5.3.4",
-                "Message size exceeds fixed maximum message size",
-            );
+            out.reply(&replies::TOO_LARGE);
         } else if content.has_nul() {
             // Refused, not stripped or passed on: a NUL is not text
             // (RFC 5322 §3.5, RFC 6152), and a next hop that drops NULs
             // would read `CRLF NUL . CRLF` as the end of the data.
             // Postfix admins get it with `message_reject_characters = \0`.
-            out.reply(
-                554,
-                "5.6.0",
-                "NUL character in message content is not allowed",
-            );
+            out.reply(&replies::NUL_IN_CONTENT);
         } else if content.received_headers() > self.policy.max_hops {
-            out.reply(554, "5.4.6", "Too many hops (mail loop?)");
+            out.reply(&replies::TOO_MANY_HOPS);
         } else {
             self.phase = Phase::Waiting;
             return Action::Commit;
@@ -437,7 +421,7 @@ impl Session {
                     self.policy.bare_lf,
                     self.policy.max_message_size,
                 ));
-                out.reply(354, "", "End data with <CR><LF>.<CR><LF>");
+                out.reply(&replies::START_DATA);
                 Action::None
             }
             Phase::Bdat { size: 0, .. } => self.bdat_chunk_done(out),
@@ -448,12 +432,10 @@ impl Session {
     /// The driver's verdict on durability: `250` only when it is on disk.
     pub fn committed(&mut self, result: Result<(), CommitError>, out: &mut Output) {
         match (result, self.queue_id.take()) {
-            (Ok(()), Some(id)) => out.reply(250, "2.0.0", &format!("Ok: queued as {id}")),
-            (Ok(()), None) => out.reply(451, "4.3.0", "Local error in processing"),
-            (Err(CommitError::NoSpace), _) => {
-                out.reply(452, "4.3.1", "Insufficient system storage")
-            }
-            (Err(CommitError::Failed), _) => out.reply(451, "4.3.0", "Local error in processing"),
+            (Ok(()), Some(id)) => out.reply(&replies::queued(&id)),
+            (Ok(()), None) => out.reply(&replies::LOCAL_ERROR),
+            (Err(CommitError::NoSpace), _) => out.reply(&replies::NO_SPACE),
+            (Err(CommitError::Failed), _) => out.reply(&replies::LOCAL_ERROR),
         }
         self.end_transaction();
     }
@@ -479,14 +461,14 @@ impl Session {
 
     /// The driver's deadline passed.
     pub fn timed_out(&mut self, out: &mut Output) {
-        self.closing(out, "4.4.2", "Error: timeout exceeded");
+        self.closing(out, &replies::TIMEOUT);
         self.phase = Phase::Waiting;
     }
 
     /// A `421` reply: the session ends. RFC 5321 §3.8 and §4.2 put our
     /// host name first in its text (`421 4.x.x relay.example.test …`).
-    pub fn closing(&self, out: &mut Output, status: &str, text: &str) {
-        out.reply(421, status, &format!("{} {text}", self.policy.hostname));
+    pub fn closing(&self, out: &mut Output, reply: &ServerReply) {
+        out.reply(&reply.from_host(&self.policy.hostname));
     }
 
     pub(super) fn end_transaction(&mut self) {
@@ -499,20 +481,14 @@ impl Session {
     }
 
     /// Counts a client error; too many end the session.
-    pub(super) fn error(
-        &mut self,
-        out: &mut Output,
-        code: u16,
-        status: &str,
-        text: &str,
-    ) -> Action {
+    pub(super) fn error(&mut self, out: &mut Output, reply: &ServerReply) -> Action {
         self.errors += 1;
         if self.errors >= self.policy.max_errors {
-            self.closing(out, "4.7.0", "Too many errors; closing");
+            self.closing(out, &replies::TOO_MANY_ERRORS);
             self.phase = Phase::Waiting;
             return Action::Close;
         }
-        out.reply(code, status, text);
+        out.reply(reply);
         Action::None
     }
 
