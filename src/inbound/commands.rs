@@ -7,7 +7,6 @@ use super::policy::RecipientVerdict;
 use super::session::{Action, Output, Phase, Session};
 use crate::config::domain::DomainError;
 use crate::queue::envelope::{Envelope, Notify, Recipient, Ret};
-use crate::smtp::data::{BdatReceiver, Content};
 use crate::smtp::literal;
 use crate::smtp::replies::{self, Role, ServerReply};
 
@@ -49,7 +48,7 @@ impl Session {
                 chunk_size,
                 is_last,
             } => {
-                if !bdat_syntax_ok(line, chunk_size) {
+                if !super::content::bdat_syntax_ok(line, chunk_size) {
                     return self.error(out, &replies::BDAT_SYNTAX);
                 }
                 return self.bdat(chunk_size, is_last, out);
@@ -285,61 +284,6 @@ impl Session {
         out.reply(&replies::RECIPIENT_OK);
         Action::None
     }
-
-    /// The reply for DATA/BDAT without a usable transaction, if any.
-    fn transaction_problem(&self) -> Option<ServerReply> {
-        match &self.envelope {
-            None => Some(replies::NEED_MAIL),
-            Some(e) if e.recipients.is_empty() => Some(replies::NO_RECIPIENTS),
-            Some(_) => None,
-        }
-    }
-
-    fn data(&mut self, out: &mut Output) -> Action {
-        if self.content.is_some() {
-            return self.error(out, &replies::DATA_AFTER_BDAT);
-        }
-        if let Some(reply) = self.transaction_problem() {
-            return self.error(out, &reply);
-        }
-        self.phase = Phase::Waiting;
-        Action::OpenMessage
-    }
-
-    fn bdat(&mut self, size: usize, last: bool, out: &mut Output) -> Action {
-        let first = self.content.is_none();
-        let size = size as u64;
-        if let Some(reply) = self.transaction_problem() {
-            // RFC 3030 §2: the chunk is read and dropped all the same.
-            self.content = None;
-            self.phase = Phase::Bdat {
-                chunk: BdatReceiver::discard(size),
-                last: false,
-                size,
-                refused: Some(reply),
-            };
-            return self.finish_empty_chunk(size, out);
-        }
-        self.phase = Phase::Bdat {
-            chunk: BdatReceiver::new(size, self.policy.bare_lf),
-            last,
-            size,
-            refused: None,
-        };
-        if first {
-            self.content = Some(Content::new(self.policy.max_message_size));
-            return Action::OpenMessage;
-        }
-        self.finish_empty_chunk(size, out)
-    }
-
-    /// `BDAT 0 …` has nothing to read: complete it at once.
-    fn finish_empty_chunk(&mut self, size: u64, out: &mut Output) -> Action {
-        match size {
-            0 => self.bdat_chunk_done(out),
-            _ => Action::None,
-        }
-    }
 }
 
 /// The parsed address, with the masked address literal put back.
@@ -374,32 +318,6 @@ fn domain_refusal(error: &DomainError, role: Role) -> ServerReply {
         )),
         DomainError::Literal { why, .. } => role.bad_address(format!("Bad address literal: {why}")),
         DomainError::Unmappable { .. } => role.unmappable_domain(),
-    }
-}
-
-/// RFC 3030 §2: `"BDAT" SP chunk-size [ SP end-marker ] CRLF`, where
-/// `chunk-size = 1*DIGIT` and `end-marker = "LAST"`. smtp-proto skips
-/// whatever follows `LAST` (`BDAT 5 LAST junk`); we refuse it, as Postfix
-/// does (`501 5.5.4`, several blanks allowed like Postfix), and a size
-/// that smtp-proto read otherwise than written (one past `u64`, which it
-/// wraps). The chunk of a refused BDAT is not read: its size is not
-/// trusted, so its bytes come as commands, as in Postfix.
-fn bdat_syntax_ok(line: &[u8], parsed: usize) -> bool {
-    let mut words = line
-        .split(u8::is_ascii_whitespace)
-        .filter(|w| !w.is_empty());
-    let (Some(_verb), Some(size)) = (words.next(), words.next()) else {
-        return false;
-    };
-    let size_ok = size.iter().all(u8::is_ascii_digit)
-        && std::str::from_utf8(size)
-            .ok()
-            .and_then(|digits| digits.parse::<u64>().ok())
-            == Some(parsed as u64);
-    match (words.next(), words.next()) {
-        (None, _) => size_ok,
-        (Some(last), None) => size_ok && last.eq_ignore_ascii_case(b"LAST"),
-        _ => false,
     }
 }
 

@@ -3,13 +3,14 @@
 //! * [`listener`]: accept loops, connection limits, graceful stop;
 //! * `connection`: the I/O driver of one session (timeouts, STARTTLS,
 //!   spool writes);
-//! * [`session`] with `commands`, `received` and `output`: the SMTP
+//! * [`session`] with `commands`, `content`, `received` and `output`: the SMTP
 //!   session as a pure state machine (bytes in, replies + content + an
 //!   action out);
 //! * [`policy`]: inbound connector matching and relay control.
 
 mod commands;
 mod connection;
+mod content;
 pub mod listener;
 mod output;
 pub mod policy;
