@@ -245,44 +245,11 @@ impl Driver<'_> {
                 match action {
                     Action::None => break,
                     Action::OpenMessage => {
-                        if let Some(lookup) = self.reverse.take() {
-                            if let Ok(Some(name)) = lookup.await {
-                                session.set_reverse_name(name);
-                            }
-                        }
-                        let mut envelope = session.envelope().cloned().unwrap_or_default();
-                        let now = time::OffsetDateTime::now_utc();
-                        envelope.received_at = now.unix_timestamp();
-                        let new = self.state.spool.create(&envelope);
-                        let then =
-                            session.message_opened(new.id(), &super::rfc5322_date(now), &mut out);
-                        writer = Some(new);
-                        self.store(&mut writer, &mut out).await;
+                        next = self.open_message(session, &mut writer, &mut out).await;
                         data = DataClock::start();
-                        next = (then != Action::None).then_some(then);
                     }
                     Action::Commit => {
-                        let result = match writer.take() {
-                            Some(w) => w.commit().await.map_err(|e| {
-                                tracing::error!(error = %e, "could not make a message durable");
-                                if e.is_no_space() {
-                                    CommitError::NoSpace
-                                } else {
-                                    CommitError::Failed
-                                }
-                            }),
-                            None => Err(CommitError::Failed),
-                        };
-                        if let Ok(id) = &result {
-                            self.messages += 1;
-                            self.log_accepted(id, session).await;
-                            crate::metrics::global().inc(
-                                "tlsrelay_messages_accepted_total",
-                                &[("connector", session.connector_name().unwrap_or("-"))],
-                            );
-                            self.state.queue.queued(id);
-                        }
-                        session.committed(result.map(|_| ()), &mut out);
+                        self.commit(session, writer.take(), &mut out).await;
                         last_command = Instant::now();
                     }
                     Action::Abort => writer = None,
@@ -308,14 +275,7 @@ impl Driver<'_> {
                 true => (data.deadline(self.state.timeouts.data), "DATA"),
                 false => (last_command + self.state.timeouts.command, "command"),
             };
-            // A session waiting for a command keeps a small buffer (an idle
-            // one holds little memory); content gets room for full reads.
-            let room = if in_data { DATA_READ } else { COMMAND_READ };
-            if input.is_empty() && input.capacity() > room {
-                input = Vec::with_capacity(room);
-            } else {
-                input.reserve(room);
-            }
+            make_room(&mut input, in_data);
             tokio::select! {
                 read = timeout_at(deadline, stream.read_buf(&mut input)) => match read {
                     Ok(Ok(0)) => return Ok(Outcome::Closed),
@@ -346,6 +306,61 @@ impl Driver<'_> {
                 }
             }
         }
+    }
+
+    /// Opens a spool file for the session's transaction (after the
+    /// client's reverse lookup, for the Received header); returns what the
+    /// session asks next (`BDAT 0 LAST` completes at once).
+    async fn open_message(
+        &mut self,
+        session: &mut Session,
+        writer: &mut Option<MessageWriter>,
+        out: &mut Output,
+    ) -> Option<Action> {
+        if let Some(lookup) = self.reverse.take() {
+            if let Ok(Some(name)) = lookup.await {
+                session.set_reverse_name(name);
+            }
+        }
+        let mut envelope = session.envelope().cloned().unwrap_or_default();
+        let now = time::OffsetDateTime::now_utc();
+        envelope.received_at = now.unix_timestamp();
+        let new = self.state.spool.create(&envelope);
+        let then = session.message_opened(new.id(), &super::rfc5322_date(now), out);
+        *writer = Some(new);
+        self.store(writer, out).await;
+        (then != Action::None).then_some(then)
+    }
+
+    /// Makes the message durable and tells the session, which answers
+    /// `250` only then; logs and counts it as accepted.
+    async fn commit(
+        &mut self,
+        session: &mut Session,
+        writer: Option<MessageWriter>,
+        out: &mut Output,
+    ) {
+        let result = match writer {
+            Some(w) => w.commit().await.map_err(|e| {
+                tracing::error!(error = %e, "could not make a message durable");
+                if e.is_no_space() {
+                    CommitError::NoSpace
+                } else {
+                    CommitError::Failed
+                }
+            }),
+            None => Err(CommitError::Failed),
+        };
+        if let Ok(id) = &result {
+            self.messages += 1;
+            self.log_accepted(id, session).await;
+            crate::metrics::global().inc(
+                "tlsrelay_messages_accepted_total",
+                &[("connector", session.connector_name().unwrap_or("-"))],
+            );
+            self.state.queue.queued(id);
+        }
+        session.committed(result.map(|_| ()), out);
     }
 
     /// Moves the session's content into the open message, if any.
@@ -437,3 +452,14 @@ fn log_refusal(
 const COMMAND_READ: usize = 1024;
 /// Read buffer room while message content arrives.
 const DATA_READ: usize = 16 * 1024;
+
+/// A session waiting for a command keeps a small buffer (an idle one
+/// holds little memory); content gets room for full reads.
+fn make_room(input: &mut Vec<u8>, in_data: bool) {
+    let room = if in_data { DATA_READ } else { COMMAND_READ };
+    if input.is_empty() && input.capacity() > room {
+        *input = Vec::with_capacity(room);
+    } else {
+        input.reserve(room);
+    }
+}
