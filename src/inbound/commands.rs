@@ -114,26 +114,14 @@ impl Session {
             out.reply(&replies::helo(&self.policy.hostname, host));
             return;
         }
-        let greeting = replies::greets(&self.policy.hostname, host);
-        let mut lines = vec![
-            greeting,
-            "PIPELINING".to_string(),
-            format!("SIZE {}", self.policy.max_message_size),
-            "8BITMIME".to_string(),
-            "ENHANCEDSTATUSCODES".to_string(),
-            "SMTPUTF8".to_string(),
-            "CHUNKING".to_string(),
-            "DSN".to_string(),
-        ];
-        if self.policy.tls_available && self.tls.is_none() {
-            lines.push("STARTTLS".to_string());
-        }
-        let last = lines.len() - 1;
-        for (i, line) in lines.iter().enumerate() {
-            let separator = if i == last { ' ' } else { '-' };
-            out.replies
-                .extend_from_slice(format!("250{separator}{line}\r\n").as_bytes());
-        }
+        let starttls = self.policy.tls_available && self.tls.is_none();
+        let ehlo = replies::ehlo(
+            &self.policy.hostname,
+            host,
+            self.policy.max_message_size,
+            starttls,
+        );
+        out.replies.extend_from_slice(ehlo.as_bytes());
     }
 
     fn starttls(&mut self, out: &mut Output) -> Action {

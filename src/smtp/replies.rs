@@ -118,8 +118,34 @@ pub fn helo(hostname: &str, client: &str) -> ServerReply {
     ServerReply::bare(250, "").saying(greets(hostname, client))
 }
 
+/// The answer to EHLO (RFC 5321 §4.1.1.1), every line with its CRLF:
+/// the greeting, then the extensions we offer, `SIZE` with our limit
+/// (RFC 1870) and `STARTTLS` while it can still be used (RFC 3207 §4.2).
+pub fn ehlo(hostname: &str, client: &str, max_size: u64, starttls: bool) -> String {
+    let mut lines = vec![
+        greets(hostname, client),
+        "PIPELINING".to_string(),
+        format!("SIZE {max_size}"),
+        "8BITMIME".to_string(),
+        "ENHANCEDSTATUSCODES".to_string(),
+        "SMTPUTF8".to_string(),
+        "CHUNKING".to_string(),
+        "DSN".to_string(),
+    ];
+    if starttls {
+        lines.push("STARTTLS".to_string());
+    }
+    let last = lines.len() - 1;
+    let mut reply = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let separator = if i == last { ' ' } else { '-' };
+        reply.push_str(&format!("250{separator}{line}\r\n"));
+    }
+    reply
+}
+
 /// The first line of the answer to EHLO and HELO.
-pub fn greets(hostname: &str, client: &str) -> String {
+fn greets(hostname: &str, client: &str) -> String {
     format!("{hostname} greets {client}")
 }
 
