@@ -48,7 +48,13 @@ impl Config {
             server.shutdown_grace
         );
         let _ = writeln!(out, "Spool       {}", server.spool_dir.display());
+        self.write_connectors(&mut out);
+        self.write_delivery(&mut out);
+        out
+    }
 
+    /// Accepted domains, then the inbound and outbound connectors.
+    fn write_connectors(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "\nAccepted domains (mail for them is taken from anyone)"
@@ -98,7 +104,10 @@ impl Config {
             rows.push(row(&["(default)", "*", "MX lookup", "opportunistic", ""]));
         }
         out.push_str(&table(&rows));
+    }
 
+    /// Queue, delivery, DNS and metrics settings.
+    fn write_delivery(&self, out: &mut String) {
         let queue = &self.queue;
         let retries: Vec<String> = queue
             .retry_intervals
@@ -168,7 +177,6 @@ impl Config {
                 .metrics_listen
                 .map_or("off".to_string(), |a| format!("http://{}/metrics", a.0))
         );
-        out
     }
 
     fn tls_line(&self) -> String {

@@ -1,6 +1,8 @@
 //! One task per client connection: reads bytes into the session, writes
 //! its replies, keeps its content in the spool, and performs what it asks
-//! (STARTTLS, commit, close) under a named deadline for every phase.
+//! (STARTTLS, commit, close) under a named deadline for every phase. Its log lines are in `logging`.
+
+mod logging;
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,9 +14,12 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
+use self::logging::log_refusal;
+use super::data_clock::DataClock;
 use super::session::{Action, CommitError, Context, Output, Session};
 use super::ServerState;
 use crate::queue::spool::MessageWriter;
+use crate::smtp::replies;
 
 /// How a plaintext stretch of the session ended.
 enum Outcome {
@@ -113,51 +118,6 @@ impl Driver<'_> {
         }
     }
 
-    /// The acceptance line: everything about the message an administrator
-    /// asks first (Postfix's `queued` line), under its queue id.
-    async fn log_accepted(&mut self, id: &str, session: &mut Session) {
-        self.learn_name(session).await;
-        let envelope = session.envelope();
-        let recipients: Vec<&str> = envelope
-            .map(|e| e.recipients.iter().map(|r| r.address.as_str()).collect())
-            .unwrap_or_default();
-        let message_id = session.message_id();
-        tracing::info!(
-            queue_id = id,
-            client = %self.peer,
-            client_name = session.reverse_name().unwrap_or("unknown"),
-            connector = session.connector_name().unwrap_or("-"),
-            tls = session.tls_version().unwrap_or("plaintext"),
-            cipher = session.tls().map_or("-", |t| t.cipher.as_str()),
-            from = envelope.map_or("", |e| e.sender.as_str()),
-            to = recipients.join(",").as_str(),
-            recipients = recipients.len(),
-            size = session.content_size().unwrap_or(0),
-            message_id = message_id.as_deref().unwrap_or("-"),
-            "message accepted"
-        );
-    }
-
-    /// The one place every refusal is logged (DESIGN §7): each `4xx`/`5xx`
-    /// reply the session gave, or a TLS handshake that failed (`reason`,
-    /// no reply), with the client, its connector and what was refused.
-    /// The message is `refused` throughout, so one grep finds them all.
-    async fn log_refusals(&mut self, session: &mut Session, out: &mut Output) {
-        if out.refusals.is_empty() {
-            return;
-        }
-        self.learn_name(session).await;
-        for refusal in out.refusals.drain(..) {
-            log_refusal(
-                self.peer,
-                session,
-                &refusal.context,
-                Some(&refusal.reply),
-                None,
-            );
-        }
-    }
-
     /// The TLS handshake, then the rest of the session over TLS.
     async fn secure(
         &mut self,
@@ -243,47 +203,11 @@ impl Driver<'_> {
                 match action {
                     Action::None => break,
                     Action::OpenMessage => {
-                        if let Some(lookup) = self.reverse.take() {
-                            if let Ok(Some(name)) = lookup.await {
-                                session.set_reverse_name(name);
-                            }
-                        }
-                        let mut envelope = session.envelope().cloned().unwrap_or_default();
-                        let now = time::OffsetDateTime::now_utc();
-                        envelope.received_at = now.unix_timestamp();
-                        let new = self.state.spool.create(&envelope);
-                        let then = session.message_opened(
-                            new.id(),
-                            &crate::smtp::date::rfc5322_date(now),
-                            &mut out,
-                        );
-                        writer = Some(new);
-                        self.store(&mut writer, &mut out).await;
+                        next = self.open_message(session, &mut writer, &mut out).await;
                         data = DataClock::start();
-                        next = (then != Action::None).then_some(then);
                     }
                     Action::Commit => {
-                        let result = match writer.take() {
-                            Some(w) => w.commit().await.map_err(|e| {
-                                tracing::error!(error = %e, "could not make a message durable");
-                                if e.is_no_space() {
-                                    CommitError::NoSpace
-                                } else {
-                                    CommitError::Failed
-                                }
-                            }),
-                            None => Err(CommitError::Failed),
-                        };
-                        if let Ok(id) = &result {
-                            self.messages += 1;
-                            self.log_accepted(id, session).await;
-                            crate::metrics::global().inc(
-                                "tlsrelay_messages_accepted_total",
-                                &[("connector", session.connector_name().unwrap_or("-"))],
-                            );
-                            self.state.queue.queued(id);
-                        }
-                        session.committed(result.map(|_| ()), &mut out);
+                        self.commit(session, writer.take(), &mut out).await;
                         last_command = Instant::now();
                     }
                     Action::Abort => writer = None,
@@ -309,21 +233,14 @@ impl Driver<'_> {
                 true => (data.deadline(self.state.timeouts.data), "DATA"),
                 false => (last_command + self.state.timeouts.command, "command"),
             };
-            // A session waiting for a command keeps a small buffer (an idle
-            // one holds little memory); content gets room for full reads.
-            let room = if in_data { DATA_READ } else { COMMAND_READ };
-            if input.is_empty() && input.capacity() > room {
-                input = Vec::with_capacity(room);
-            } else {
-                input.reserve(room);
-            }
+            make_room(&mut input, in_data);
             tokio::select! {
                 read = timeout_at(deadline, stream.read_buf(&mut input)) => match read {
                     Ok(Ok(0)) => return Ok(Outcome::Closed),
                     Ok(Ok(n)) => {
                         if session.in_data() && data.too_slow(n, self.state.timeouts.min_data_rate) {
                             out.context.phase = Some("DATA rate");
-                            session.closing(&mut out, "4.4.2", "Data rate too slow; closing");
+                            session.closing(&mut out, &replies::TOO_SLOW);
                             self.close(stream, session, &mut out).await?;
                             return Err(Ended::Timeout("DATA rate"));
                         }
@@ -341,12 +258,67 @@ impl Driver<'_> {
                     session.shut_down();
                     if !session.in_data() && input.is_empty() {
                         out.context.phase = Some("shutdown");
-                        session.closing(&mut out, "4.3.2", "Service shutting down, closing transmission channel");
+                        session.closing(&mut out, &replies::SHUTTING_DOWN);
                         return self.close(stream, session, &mut out).await;
                     }
                 }
             }
         }
+    }
+
+    /// Opens a spool file for the session's transaction (after the
+    /// client's reverse lookup, for the Received header); returns what the
+    /// session asks next (`BDAT 0 LAST` completes at once).
+    async fn open_message(
+        &mut self,
+        session: &mut Session,
+        writer: &mut Option<MessageWriter>,
+        out: &mut Output,
+    ) -> Option<Action> {
+        if let Some(lookup) = self.reverse.take() {
+            if let Ok(Some(name)) = lookup.await {
+                session.set_reverse_name(name);
+            }
+        }
+        let mut envelope = session.envelope().cloned().unwrap_or_default();
+        let now = time::OffsetDateTime::now_utc();
+        envelope.received_at = now.unix_timestamp();
+        let new = self.state.spool.create(&envelope);
+        let then = session.message_opened(new.id(), &crate::smtp::date::rfc5322_date(now), out);
+        *writer = Some(new);
+        self.store(writer, out).await;
+        (then != Action::None).then_some(then)
+    }
+
+    /// Makes the message durable and tells the session, which answers
+    /// `250` only then; logs and counts it as accepted.
+    async fn commit(
+        &mut self,
+        session: &mut Session,
+        writer: Option<MessageWriter>,
+        out: &mut Output,
+    ) {
+        let result = match writer {
+            Some(w) => w.commit().await.map_err(|e| {
+                tracing::error!(error = %e, "could not make a message durable");
+                if e.is_no_space() {
+                    CommitError::NoSpace
+                } else {
+                    CommitError::Failed
+                }
+            }),
+            None => Err(CommitError::Failed),
+        };
+        if let Ok(id) = &result {
+            self.messages += 1;
+            self.log_accepted(id, session).await;
+            crate::metrics::global().inc(
+                "tlsrelay_messages_accepted_total",
+                &[("connector", session.connector_name().unwrap_or("-"))],
+            );
+            self.state.queue.queued(id);
+        }
+        session.committed(result.map(|_| ()), out);
     }
 
     /// Moves the session's content into the open message, if any.
@@ -408,88 +380,19 @@ impl Driver<'_> {
     }
 }
 
-/// Logs one refusal: the reply sent, or for a failed TLS handshake the
-/// reason. Client-controlled text goes in as `&str` fields, which both
-/// log formats quote and escape.
-fn log_refusal(
-    peer: SocketAddr,
-    session: &Session,
-    context: &Context,
-    reply: Option<&str>,
-    reason: Option<&str>,
-) {
-    tracing::info!(
-        client = %peer,
-        client_name = session.reverse_name().unwrap_or("unknown"),
-        connector = session.connector_name().unwrap_or("-"),
-        tls = session.tls_version().unwrap_or("plaintext"),
-        command = context.command.as_str(),
-        address = context.address.as_deref().unwrap_or("-"),
-        from = context.sender.as_deref().unwrap_or("-"),
-        phase = context.phase.unwrap_or("-"),
-        reply = reply.unwrap_or("-"),
-        reason = reason.unwrap_or("-"),
-        "refused"
-    );
-}
-
 /// Read buffer room while commands are expected: a pipelined burst of
 /// commands reads in a few pieces; an idle session holds no more than this.
 const COMMAND_READ: usize = 1024;
 /// Read buffer room while message content arrives.
 const DATA_READ: usize = 16 * 1024;
 
-/// Progress of message content, for the silence deadline and the minimum
-/// rate; only the time spent reading content counts (not BDAT commands).
-#[derive(Default)]
-struct DataClock {
-    started: Option<Instant>,
-    last: Option<Instant>,
-    bytes: u64,
-    /// Time spent outside content since `started`, and since when, if now.
-    paused: Duration,
-    paused_since: Option<Instant>,
-}
-
-/// Content slower than the minimum rate is tolerated this long first.
-const RATE_GRACE: Duration = Duration::from_secs(10);
-
-impl DataClock {
-    fn start() -> Self {
-        let now = Instant::now();
-        DataClock {
-            started: Some(now),
-            last: Some(now),
-            ..DataClock::default()
-        }
-    }
-
-    /// Content stopped (a BDAT chunk is complete).
-    fn pause(&mut self) {
-        self.paused_since = Some(Instant::now());
-    }
-
-    /// Content starts again (the next BDAT chunk): silence counts from now.
-    fn resume(&mut self) {
-        let now = Instant::now();
-        if let Some(since) = self.paused_since.take() {
-            self.paused += now.duration_since(since);
-        }
-        self.last = Some(now);
-    }
-
-    fn deadline(&self, silence: Duration) -> Instant {
-        self.last.unwrap_or_else(Instant::now) + silence
-    }
-
-    /// Records `n` bytes; true when the average rate is below `min_rate`.
-    fn too_slow(&mut self, n: usize, min_rate: u64) -> bool {
-        let now = Instant::now();
-        self.last = Some(now);
-        self.bytes += n as u64;
-        let elapsed = now
-            .duration_since(self.started.unwrap_or(now))
-            .saturating_sub(self.paused);
-        elapsed > RATE_GRACE && (self.bytes as f64) < min_rate as f64 * elapsed.as_secs_f64()
+/// A session waiting for a command keeps a small buffer (an idle one
+/// holds little memory); content gets room for full reads.
+fn make_room(input: &mut Vec<u8>, in_data: bool) {
+    let room = if in_data { DATA_READ } else { COMMAND_READ };
+    if input.is_empty() && input.capacity() > room {
+        *input = Vec::with_capacity(room);
+    } else {
+        input.reserve(room);
     }
 }

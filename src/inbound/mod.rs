@@ -1,15 +1,19 @@
 //! The inbound side: listeners, sessions, and who may send what.
 //!
 //! * [`listener`]: accept loops, connection limits, graceful stop;
-//! * `connection`: the I/O driver of one session (timeouts, STARTTLS,
-//!   spool writes);
-//! * [`session`] with `commands` and `received`: the SMTP session as a
-//!   pure state machine (bytes in, replies + content + an action out);
+//! * `connection` with `data_clock`: the I/O driver of one session
+//!   (timeouts, STARTTLS, spool writes);
+//! * [`session`] with `commands`, `content`, `received` and `output`: the SMTP
+//!   session as a pure state machine (bytes in, replies + content + an
+//!   action out);
 //! * [`policy`]: inbound connector matching and relay control.
 
 mod commands;
 mod connection;
+mod content;
+mod data_clock;
 pub mod listener;
+mod output;
 pub mod policy;
 mod received;
 pub mod session;

@@ -8,8 +8,11 @@ use std::sync::Arc;
 
 use super::policy::InboundPolicy;
 use crate::queue::envelope::{ClientInfo, Envelope};
-use crate::smtp::data::{BdatReceiver, Content, DataReceiver, DataStatus};
+use crate::smtp::data::{BdatReceiver, Content, DataReceiver};
+use crate::smtp::replies::{self, ServerReply};
 use crate::tls::server::{ClientCert, TlsInfo};
+
+pub use super::output::{Context, Output, Refusal};
 
 /// Longest command line we read, CRLF included. RFC 5321 §4.5.3.1.4 sets
 /// 512 octets plus what extensions add (ORCPT, ENVID); beyond this the
@@ -47,99 +50,10 @@ pub(super) enum Phase {
         chunk: BdatReceiver,
         last: bool,
         size: u64,
-        refused: Option<(u16, &'static str, &'static str)>,
+        refused: Option<ServerReply>,
     },
     /// Waiting for the driver (open, commit, handshake, close).
     Waiting,
-}
-
-/// Output of one step: wire replies and message content to append.
-#[derive(Debug, Default)]
-pub struct Output {
-    pub replies: Vec<u8>,
-    pub content: Vec<u8>,
-    /// The command being answered, for the refusal log.
-    pub context: Context,
-    /// Every `4xx`/`5xx` reply given since the driver last looked: the
-    /// driver logs each as `refused` (DESIGN §7), so no refusal goes
-    /// unlogged whichever rule gave it.
-    pub refusals: Vec<Refusal>,
-}
-
-/// What a reply answers: the command's verb, the address it names, the
-/// transaction's sender, and for a timeout the phase it happened in.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Context {
-    pub command: String,
-    pub address: Option<String>,
-    pub sender: Option<String>,
-    pub phase: Option<&'static str>,
-}
-
-/// A `4xx`/`5xx` reply and what it answered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub context: Context,
-    /// The reply line as sent, without CRLF.
-    pub reply: String,
-}
-
-/// Longest address kept for a log line; a client controls it.
-const LOGGED_ADDRESS: usize = 256;
-
-impl Context {
-    /// The context of command `line` (whatever its syntax), within a
-    /// transaction from `sender` if one is open.
-    pub fn of_line(line: &[u8], sender: Option<&str>) -> Context {
-        let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches(['\r', '\n']);
-        let command: String = text
-            .chars()
-            .take_while(char::is_ascii_alphabetic)
-            .take(16)
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
-        let address = match command.as_str() {
-            "MAIL" | "RCPT" => text.split_once(':').map(|(_, rest)| {
-                let rest = rest.trim_start();
-                let path = match rest.starts_with('<') {
-                    true => rest.find('>').map_or(rest, |end| &rest[..=end]),
-                    false => rest.split_whitespace().next().unwrap_or(""),
-                };
-                path.chars().take(LOGGED_ADDRESS).collect()
-            }),
-            _ => None,
-        };
-        Context {
-            command: if command.is_empty() {
-                "?".into()
-            } else {
-                command
-            },
-            address,
-            sender: sender.map(|s| format!("<{s}>")),
-            phase: None,
-        }
-    }
-}
-
-impl Output {
-    /// One reply line; `status` is the RFC 3463 enhanced code, empty for
-    /// the replies that carry none (220 greeting, 354).
-    pub fn reply(&mut self, code: u16, status: &str, text: &str) {
-        let line = match status {
-            "" => format!("{code} {text}"),
-            _ => format!("{code} {status} {text}"),
-        };
-        self.replies.extend_from_slice(line.as_bytes());
-        self.replies.extend_from_slice(b"\r\n");
-        if code >= 400 {
-            self.refusals.push(Refusal {
-                context: self.context.clone(),
-                reply: line,
-            });
-        }
-    }
 }
 
 /// One client connection's SMTP state.
@@ -210,8 +124,7 @@ impl Session {
 
     /// The `220` banner.
     pub fn greeting(&self, out: &mut Output) {
-        let text = format!("{} ESMTP tlsrelay", self.policy.hostname);
-        out.reply(220, "", &text);
+        out.reply(&replies::greeting(&self.policy.hostname));
     }
 
     /// The transaction being received, for the spool.
@@ -280,7 +193,7 @@ impl Session {
             return (0, Action::None);
         };
         if end + 1 > MAX_COMMAND_LINE {
-            let action = self.error(out, 500, "5.5.2", "Line too long");
+            let action = self.error(out, &replies::LINE_TOO_LONG);
             return (end + 1, action);
         }
         let line = &input[..=end];
@@ -291,152 +204,10 @@ impl Session {
         match input.iter().position(|&b| b == b'\n') {
             Some(end) => {
                 self.phase = Phase::Command;
-                (end + 1, self.error(out, 500, "5.5.2", "Line too long"))
+                (end + 1, self.error(out, &replies::LINE_TOO_LONG))
             }
             None => (input.len(), Action::None),
         }
-    }
-
-    fn data_input(&mut self, input: &[u8], out: &mut Output) -> (usize, Action) {
-        let Phase::Data(receiver) = &mut self.phase else {
-            return (0, Action::None);
-        };
-        let (n, status) = receiver.feed(input, &mut out.content);
-        match status {
-            DataStatus::NeedMore => (n, Action::None),
-            DataStatus::Complete => {
-                let Phase::Data(receiver) = std::mem::replace(&mut self.phase, Phase::Command)
-                else {
-                    return (n, Action::None);
-                };
-                self.content = Some(receiver.content);
-                (n, self.content_complete(out))
-            }
-            DataStatus::BareLineEnding => (n, self.bare_line_ending(out)),
-        }
-    }
-
-    /// A bare LF or CR under `bare_lf = "reject"`, in DATA or BDAT: the
-    /// message is refused and the session ends (as Postfix's
-    /// `smtpd_forbid_bare_newline = reject` does); the open spool file is
-    /// dropped with the connection, so nothing is spooled.
-    fn bare_line_ending(&mut self, out: &mut Output) -> Action {
-        self.phase = Phase::Waiting;
-        self.envelope = None;
-        self.content = None;
-        out.reply(
-            521,
-            "5.5.2",
-            "Bare LF or CR in message content violates RFC 5321 §2.3.8; closing",
-        );
-        Action::Close
-    }
-
-    fn bdat_input(&mut self, input: &[u8], out: &mut Output) -> (usize, Action) {
-        let Phase::Bdat { chunk, refused, .. } = &mut self.phase else {
-            return (0, Action::None);
-        };
-        let (n, status) = match (refused.is_none(), self.content.as_mut()) {
-            (true, Some(content)) => chunk.feed(input, content, &mut out.content),
-            // Read to be dropped: nothing is kept.
-            _ => chunk.feed(input, &mut Content::new(0), &mut Vec::new()),
-        };
-        match status {
-            DataStatus::NeedMore => (n, Action::None),
-            DataStatus::Complete => (n, self.bdat_chunk_done(out)),
-            DataStatus::BareLineEnding => (n, self.bare_line_ending(out)),
-        }
-    }
-
-    /// A BDAT chunk is fully read: answer it, or complete the message.
-    pub(super) fn bdat_chunk_done(&mut self, out: &mut Output) -> Action {
-        let Phase::Bdat {
-            chunk,
-            last,
-            size,
-            refused,
-        } = std::mem::replace(&mut self.phase, Phase::Command)
-        else {
-            return Action::None;
-        };
-        if let Some((code, status, text)) = refused {
-            return self.error(out, code, status, text);
-        }
-        if last {
-            if let Some(content) = self.content.as_mut() {
-                if chunk.finish_message(content, &mut out.content) == DataStatus::BareLineEnding {
-                    return self.bare_line_ending(out);
-                }
-            }
-            return self.content_complete(out);
-        }
-        out.reply(250, "2.0.0", &format!("{size} octets received"));
-        Action::None
-    }
-
-    /// The whole content is in: refuse it or ask the driver to commit it.
-    fn content_complete(&mut self, out: &mut Output) -> Action {
-        let Some(content) = &self.content else {
-            return Action::None;
-        };
-        if content.too_large() {
-            out.reply(
-                552,
-                "5.3.4",
-                "Message size exceeds fixed maximum message size",
-            );
-        } else if content.has_nul() {
-            // Refused, not stripped or passed on: a NUL is not text
-            // (RFC 5322 §3.5, RFC 6152), and a next hop that drops NULs
-            // would read `CRLF NUL . CRLF` as the end of the data.
-            // Postfix admins get it with `message_reject_characters = \0`.
-            out.reply(
-                554,
-                "5.6.0",
-                "NUL character in message content is not allowed",
-            );
-        } else if content.received_headers() > self.policy.max_hops {
-            out.reply(554, "5.4.6", "Too many hops (mail loop?)");
-        } else {
-            self.phase = Phase::Waiting;
-            return Action::Commit;
-        }
-        self.end_transaction();
-        Action::Abort
-    }
-
-    /// The driver opened a spool file with id `queue_id`: write our
-    /// Received header first, then invite the content for DATA.
-    pub fn message_opened(&mut self, queue_id: &str, date: &str, out: &mut Output) -> Action {
-        let header = self.received_header(queue_id, date);
-        out.content.extend_from_slice(header.as_bytes());
-        self.queue_id = Some(queue_id.to_string());
-        match self.phase {
-            Phase::Waiting => {
-                // DATA: content is read only after the 354.
-                self.phase = Phase::Data(DataReceiver::new(
-                    self.policy.bare_lf,
-                    self.policy.max_message_size,
-                ));
-                out.reply(354, "", "End data with <CR><LF>.<CR><LF>");
-                Action::None
-            }
-            Phase::Bdat { size: 0, .. } => self.bdat_chunk_done(out),
-            _ => Action::None,
-        }
-    }
-
-    /// The driver's verdict on durability: `250` only when it is on disk.
-    pub fn committed(&mut self, result: Result<(), CommitError>, out: &mut Output) {
-        match (result, self.queue_id.take()) {
-            (Ok(()), Some(id)) => out.reply(250, "2.0.0", &format!("Ok: queued as {id}")),
-            (Ok(()), None) => out.reply(451, "4.3.0", "Local error in processing"),
-            (Err(CommitError::NoSpace), _) => {
-                out.reply(452, "4.3.1", "Insufficient system storage")
-            }
-            (Err(CommitError::Failed), _) => out.reply(451, "4.3.0", "Local error in processing"),
-        }
-        self.end_transaction();
     }
 
     /// The handshake finished: forget everything (RFC 3207 §4.2), match
@@ -460,14 +231,14 @@ impl Session {
 
     /// The driver's deadline passed.
     pub fn timed_out(&mut self, out: &mut Output) {
-        self.closing(out, "4.4.2", "Error: timeout exceeded");
+        self.closing(out, &replies::TIMEOUT);
         self.phase = Phase::Waiting;
     }
 
     /// A `421` reply: the session ends. RFC 5321 §3.8 and §4.2 put our
     /// host name first in its text (`421 4.x.x relay.example.test …`).
-    pub fn closing(&self, out: &mut Output, status: &str, text: &str) {
-        out.reply(421, status, &format!("{} {text}", self.policy.hostname));
+    pub fn closing(&self, out: &mut Output, reply: &ServerReply) {
+        out.reply(&reply.from_host(&self.policy.hostname));
     }
 
     pub(super) fn end_transaction(&mut self) {
@@ -480,20 +251,14 @@ impl Session {
     }
 
     /// Counts a client error; too many end the session.
-    pub(super) fn error(
-        &mut self,
-        out: &mut Output,
-        code: u16,
-        status: &str,
-        text: &str,
-    ) -> Action {
+    pub(super) fn error(&mut self, out: &mut Output, reply: &ServerReply) -> Action {
         self.errors += 1;
         if self.errors >= self.policy.max_errors {
-            self.closing(out, "4.7.0", "Too many errors; closing");
+            self.closing(out, &replies::TOO_MANY_ERRORS);
             self.phase = Phase::Waiting;
             return Action::Close;
         }
-        out.reply(code, status, text);
+        out.reply(reply);
         Action::None
     }
 

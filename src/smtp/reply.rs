@@ -14,6 +14,8 @@
 use smtp_proto::response::parser::ResponseReceiver;
 use smtp_proto::EhloResponse;
 
+use super::status::EnhancedStatus;
+
 /// RFC 5321 §4.5.3.1.5 allows 512 octets per reply line; real servers
 /// sometimes send longer banners, so we allow the text-line limit instead.
 pub const MAX_LINE_LENGTH: usize = 1000;
@@ -55,6 +57,12 @@ impl Reply {
                 format!("{class}.{subject}.{detail} ")
             });
         format!("{} {enhanced}{}", self.code, self.lines.join(" "))
+    }
+
+    /// The enhanced status code (RFC 3463) the server sent, if it sent a
+    /// valid one.
+    pub fn status(&self) -> Option<EnhancedStatus> {
+        self.enhanced.and_then(EnhancedStatus::from_parts)
     }
 
     /// The reply as it came, every line with its code and line ending.

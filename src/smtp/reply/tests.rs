@@ -40,6 +40,17 @@ fn single_line_with_enhanced_code() {
 }
 
 #[test]
+fn the_enhanced_code_as_a_status() {
+    let reply = one(b"450 4.7.26 Unauthenticated mail\r\n").unwrap();
+    assert_eq!(
+        reply.status().map(|s| s.to_string()).as_deref(),
+        Some("4.7.26")
+    );
+    let plain = one(b"250 Ok\r\n").unwrap();
+    assert_eq!(plain.status(), None);
+}
+
+#[test]
 fn multi_line_greeting_keeps_every_line() {
     let reply = one(b"220-mx.example.test ESMTP\r\n220-no UCE\r\n220 ready\r\n").unwrap();
     assert_eq!(reply.code, 220);
