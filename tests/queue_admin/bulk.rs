@@ -146,12 +146,14 @@ fn held_mail_waits_with_its_next_hop_up_and_goes_when_released() {
 #[test]
 fn a_held_message_does_not_expire() {
     let gate = closed_gate();
-    let relay = relay_with_queue(&gate, "retry_intervals = [\"1h\"]\nmax_age = \"3s\"");
+    // Long enough for the first attempt and the hold on a loaded machine
+    // (3 s was not: the message bounced before `hold` reached it).
+    let relay = relay_with_queue(&gate, "retry_intervals = [\"1h\"]\nmax_age = \"10s\"");
     send_to(&relay, "old", "bob@far.test");
     let listed = wait_deferred(&relay, 1);
     let old = id_of(&listed, "old");
     ok(&relay, &["hold", "--all"], "1 message(s) held");
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(12));
     // Still there, alone: no notice was queued, nothing was attempted.
     assert_eq!(subjects(&relay, &[]), want(&[("old", true)]));
     assert!(
