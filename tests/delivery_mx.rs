@@ -103,7 +103,11 @@ fn all_hosts_down_defers_and_retries_until_one_comes_up() {
     hosts[1].stop();
     // retry_intervals = ["1s"]: a second and a third attempt come soon.
     let recipient = undeliverable_bob(&relay, 3);
-    assert_eq!(recipient.code.as_deref(), Some("4.4.1"), "{recipient:?}");
+    assert_eq!(
+        recipient.code.map(|c| c.to_string()).as_deref(),
+        Some("4.4.1"),
+        "{recipient:?}"
+    );
     let reason = recipient.reason.as_deref().unwrap_or_default();
     assert!(
         reason.contains("mx2.b.test") && reason.contains("connect"),
@@ -166,7 +170,11 @@ fn a_name_server_that_does_not_answer_defers_and_never_bounces() {
     let config = mx_config(hosts[0].addr.port(), silent.addr);
     let relay = Relay::start_with(&with_keys(&config, "dns", "timeout = \"1s\""));
     let recipient = undeliverable_bob(&relay, 2);
-    assert_eq!(recipient.code.as_deref(), Some("4.4.3"), "{recipient:?}");
+    assert_eq!(
+        recipient.code.map(|c| c.to_string()).as_deref(),
+        Some("4.4.3"),
+        "{recipient:?}"
+    );
     assert!(
         recipient
             .reason

@@ -121,8 +121,7 @@ fn deferred(relay: &Relay, case: &Case, needles: &[&str]) -> RecipientState {
     assert!(
         recipient
             .code
-            .as_deref()
-            .is_some_and(|c| c.starts_with("4.")),
+            .is_some_and(|c| c.to_string().starts_with("4.")),
         "{}: {recipient:?}",
         case.name
     );

@@ -102,7 +102,10 @@ impl Delivery for Deferring {
             .iter()
             .map(|r| RecipientOutcome {
                 address: r.address.clone(),
-                verdict: Verdict::deferred("4.4.1", "test: try again later"),
+                verdict: Verdict::deferred(
+                    tlsrelay::smtp::status::EnhancedStatus::NO_ANSWER,
+                    "test: try again later",
+                ),
                 remote_mta: None,
                 ip: None,
                 tls: None,

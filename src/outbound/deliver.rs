@@ -25,6 +25,7 @@ use crate::config::values::Host;
 use crate::config::Config;
 pub use crate::queue::delivery::RecipientOutcome;
 use crate::queue::envelope::{Envelope, Recipient};
+use crate::smtp::status::EnhancedStatus;
 use crate::tls::certs::Identity;
 
 /// What a reload replaces: routing, TLS material, timeouts.
@@ -108,7 +109,7 @@ struct Shared<R> {
 
 /// Why an address gave no verdict, so the next one is tried.
 struct Skip {
-    status: &'static str,
+    status: EnhancedStatus,
     reason: String,
 }
 
@@ -116,13 +117,13 @@ struct Skip {
 pub(crate) async fn addresses<R: Resolve>(
     resolver: &R,
     host: &Host,
-) -> Result<Vec<IpAddr>, (&'static str, String)> {
+) -> Result<Vec<IpAddr>, (EnhancedStatus, String)> {
     match host {
         Host::Ip(ip) => Ok(vec![*ip]),
         Host::Name(name) => match resolver.addresses(name.as_str()).await {
             Ok(list) if !list.is_empty() => Ok(list),
-            Ok(_) => Err(("4.4.4", format!("{name} has no address"))),
-            Err(e) => Err(("4.4.3", e.to_string())),
+            Ok(_) => Err((EnhancedStatus::UNROUTABLE, format!("{name} has no address"))),
+            Err(e) => Err((EnhancedStatus::DNS_FAILURE, e.to_string())),
         },
     }
 }
@@ -230,7 +231,7 @@ impl<R: Resolve> Deliverer<R> {
         let all = |verdict: Verdict| vec![(verdict, None); job.group.len()];
         let Ok(domain) = domain.parse::<MailDomain>() else {
             let reason = format!("invalid recipient domain {domain:?}");
-            return all(Verdict::failed("5.1.2", reason));
+            return all(Verdict::failed(EnhancedStatus::BAD_SYSTEM, reason));
         };
         let connector = settings.connectors.for_domain(&domain);
         let shuffle = crate::random::shuffle;
@@ -244,10 +245,15 @@ impl<R: Resolve> Deliverer<R> {
         let hop_list = match route.await {
             Ok(Hops::Try(list)) => list,
             Ok(Hops::Fail { status, reason }) => return all(Verdict::failed(status, reason)),
-            Err(e) => return all(Verdict::deferred("4.4.3", e.to_string())),
+            Err(e) => {
+                return all(Verdict::deferred(
+                    EnhancedStatus::DNS_FAILURE,
+                    e.to_string(),
+                ))
+            }
         };
         let mut last = Skip {
-            status: "4.4.1",
+            status: EnhancedStatus::NO_ANSWER,
             reason: format!("no host for {domain} could be reached"),
         };
         for hop in &hop_list {
@@ -326,7 +332,7 @@ impl<R: Resolve> Deliverer<R> {
             .await
             .map_err(|stop| match stop {
                 Stop::Unreachable(reason) => Skip {
-                    status: "4.4.1",
+                    status: EnhancedStatus::NO_ANSWER,
                     reason: format!("{host} [{addr}]: {reason}"),
                 },
                 Stop::Deferred(deferral) => Skip {

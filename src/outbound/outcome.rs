@@ -6,6 +6,7 @@
 use super::client::{ClientError, Transaction};
 pub use crate::queue::delivery::Verdict;
 use crate::smtp::reply::Reply;
+use crate::smtp::status::EnhancedStatus;
 
 impl Verdict {
     /// For a reply that refused: deferred on 4xx, failed on 5xx (and on
@@ -15,12 +16,12 @@ impl Verdict {
         let sent = Some(reply.as_sent());
         match reply.code {
             500..=599 => Verdict::Failed {
-                status: status(reply, "5.0.0"),
+                status: status(reply, EnhancedStatus::PERMANENT),
                 reason,
                 reply: sent,
             },
             _ => Verdict::Deferred {
-                status: status(reply, "4.0.0"),
+                status: status(reply, EnhancedStatus::TRANSIENT),
                 reason,
                 reply: sent,
             },
@@ -37,7 +38,7 @@ impl Verdict {
                 if reply.as_deref().is_some_and(|r| r.starts_with("530")) =>
             {
                 Verdict::Deferred {
-                    status: "4.7.0".into(),
+                    status: EnhancedStatus::SECURITY,
                     reason: format!("{reason} (it insists on TLS, which failed on every TLS rung)"),
                     reply,
                 }
@@ -49,20 +50,17 @@ impl Verdict {
     /// A conversation that broke off: always temporary.
     pub fn from_error(error: &ClientError, host: &str) -> Verdict {
         let status = match error {
-            ClientError::Timeout(_) | ClientError::Stalled(_) => "4.4.2",
-            ClientError::Io(..) | ClientError::Closed(_) => "4.4.2",
-            ClientError::Protocol(..) => "4.5.0",
+            ClientError::Timeout(_) | ClientError::Stalled(_) => EnhancedStatus::BAD_CONNECTION,
+            ClientError::Io(..) | ClientError::Closed(_) => EnhancedStatus::BAD_CONNECTION,
+            ClientError::Protocol(..) => EnhancedStatus::PROTOCOL,
         };
         Verdict::deferred(status, format!("{host}: {error}"))
     }
 }
 
 /// The enhanced status code of a reply, or `default` when it has none.
-fn status(reply: &Reply, default: &str) -> String {
-    match reply.enhanced {
-        Some([class, subject, detail]) => format!("{class}.{subject}.{detail}"),
-        None => default.to_string(),
-    }
+fn status(reply: &Reply, default: EnhancedStatus) -> EnhancedStatus {
+    reply.status().unwrap_or(default)
 }
 
 /// The reply that sums a transaction up, for the attempt's log line: a
@@ -87,7 +85,10 @@ pub fn judge(transaction: &Transaction, recipients: usize, host: &str) -> Vec<Ve
     }
     (0..recipients)
         .map(|i| match transaction.rcpts.get(i) {
-            None => Verdict::deferred("4.5.0", format!("{host}: no reply to RCPT")),
+            None => Verdict::deferred(
+                EnhancedStatus::PROTOCOL,
+                format!("{host}: no reply to RCPT"),
+            ),
             Some(rcpt) if !rcpt.is_positive() => Verdict::from_refusal(rcpt, host),
             Some(_) => match &transaction.data {
                 Some(reply) if reply.is_positive() => Verdict::Delivered {
@@ -95,7 +96,7 @@ pub fn judge(transaction: &Transaction, recipients: usize, host: &str) -> Vec<Ve
                 },
                 Some(reply) => Verdict::from_refusal(reply, host),
                 None => Verdict::deferred(
-                    "4.5.0",
+                    EnhancedStatus::PROTOCOL,
                     format!("{host}: the message content was not taken"),
                 ),
             },
@@ -143,7 +144,7 @@ mod tests {
         assert_eq!(
             verdicts[1],
             Verdict::Failed {
-                status: "5.1.1".into(),
+                status: EnhancedStatus::BAD_MAILBOX,
                 reason: "mx.b.test said: 550 unknown".into(),
                 reply: Some("550 5.1.1 unknown".into()),
             }
@@ -151,7 +152,7 @@ mod tests {
         assert_eq!(
             verdicts[2],
             Verdict::Deferred {
-                status: "4.2.2".into(),
+                status: EnhancedStatus::MAILBOX_FULL,
                 reason: "mx.b.test said: 452 full".into(),
                 reply: Some("452 4.2.2 full".into()),
             }
@@ -176,7 +177,9 @@ mod tests {
         };
         let verdicts = judge(&content_refused, 2, "h");
         assert_eq!(kinds(&verdicts), ["failed", "failed"]);
-        assert!(matches!(&verdicts[0], Verdict::Failed { status, .. } if status == "5.6.0"));
+        assert!(
+            matches!(&verdicts[0], Verdict::Failed { status, .. } if status.to_string() == "5.6.0")
+        );
     }
 
     #[test]
@@ -188,7 +191,7 @@ mod tests {
         assert!(refused.is_final());
         let waits = refused.after_fallback();
         assert!(
-            matches!(&waits, Verdict::Deferred { status, reason, .. } if status == "4.7.0" && reason.contains("insists on TLS")),
+            matches!(&waits, Verdict::Deferred { status, reason, .. } if *status == EnhancedStatus::SECURITY && reason.contains("insists on TLS")),
             "{waits:?}"
         );
         let other = Verdict::from_refusal(&reply("550 5.1.1 no such user\r\n"), "mx.test");
@@ -204,7 +207,7 @@ mod tests {
         assert_eq!(
             verdict,
             Verdict::Deferred {
-                status: "4.4.2".into(),
+                status: EnhancedStatus::BAD_CONNECTION,
                 reason: "mx.b.test: connection closed by the server during end of data".into(),
                 reply: None,
             }

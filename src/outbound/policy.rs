@@ -6,6 +6,7 @@
 use rustls::SupportedProtocolVersion;
 
 use crate::config::values::{TlsLevel, TlsVersion};
+use crate::smtp::status::EnhancedStatus;
 
 /// What the EHLO reply leads to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,15 +120,15 @@ impl Deferral {
     /// The enhanced status code (RFC 3463 §3.8): X.7.4 a security
     /// feature (STARTTLS) missing, X.7.1 refused (it wants a client
     /// certificate), X.7.5 TLS or the certificate not good enough.
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> EnhancedStatus {
         match self {
-            Deferral::NoStartTls => "4.7.4",
-            Deferral::ClientCertWanted(_) => "4.7.1",
+            Deferral::NoStartTls => EnhancedStatus::NO_SECURITY_FEATURES,
+            Deferral::ClientCertWanted(_) => EnhancedStatus::NOT_AUTHORIZED,
             Deferral::TlsFailed(_)
             | Deferral::FallbackOff(_)
             | Deferral::Untrusted(_)
             | Deferral::NameMismatch(_)
-            | Deferral::NotPinned => "4.7.5",
+            | Deferral::NotPinned => EnhancedStatus::CRYPTO_FAILURE,
         }
     }
 }

@@ -279,7 +279,7 @@ fn reasons_name_what_failed() {
             "certificate matches none of the pinned fingerprints",
         ),
     ] {
-        assert_eq!((deferral.status(), deferral.to_string().as_str()), (status, text));
+        assert_eq!((deferral.status().to_string(), deferral.to_string()), (status.to_string(), text.to_string()));
     }
     assert_eq!(
         after_failure(TlsLevel::Required, Rung::Modern, true, &refused),

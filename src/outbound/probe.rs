@@ -29,7 +29,7 @@ pub enum Prediction {
     Deliver { via: SocketAddr, how: How },
     /// It would bounce (null MX, no such domain).
     Bounce {
-        status: &'static str,
+        status: crate::smtp::status::EnhancedStatus,
         reason: String,
     },
     /// It would stay queued: every address was unreachable or refused by

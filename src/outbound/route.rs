@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use crate::config::domain::MailDomain;
 use crate::config::values::{DomainName, DomainPattern, Host, HostPort};
 use crate::config::{connector_covering, OutboundConnector};
+use crate::smtp::status::EnhancedStatus;
 
 /// The connector that carries mail for `domain`: the most specific
 /// pattern wins (exact or the literal, then the longest `*.suffix`, then
@@ -79,7 +80,7 @@ pub enum Hops {
     Try(Vec<Hop>),
     /// Permanent: bounce with this status and reason.
     Fail {
-        status: &'static str,
+        status: EnhancedStatus,
         reason: String,
     },
 }
@@ -118,13 +119,13 @@ pub async fn hops<R: Resolve>(
         MxAnswer::NoMx => vec![domain.to_string()],
         MxAnswer::NullMx => {
             return Ok(Hops::Fail {
-                status: "5.1.10",
+                status: EnhancedStatus::NULL_MX,
                 reason: format!("{domain} accepts no mail (null MX, RFC 7505)"),
             })
         }
         MxAnswer::NxDomain => {
             return Ok(Hops::Fail {
-                status: "5.1.2",
+                status: EnhancedStatus::BAD_SYSTEM,
                 reason: format!("domain {domain} does not exist"),
             })
         }
@@ -139,7 +140,7 @@ pub async fn hops<R: Resolve>(
         .collect::<Vec<_>>();
     Ok(match hops.is_empty() {
         true => Hops::Fail {
-            status: "5.4.4",
+            status: EnhancedStatus::NO_ROUTE,
             reason: format!("the MX records of {domain} name no usable host"),
         },
         false => Hops::Try(hops),

@@ -6,6 +6,7 @@ use super::client::{Client, Phase};
 use super::outcome::{deciding_reply, judge, Verdict};
 use super::stream::Stream;
 use crate::queue::envelope::{Envelope, Recipient};
+use crate::smtp::status::EnhancedStatus;
 
 /// One message's recipients for one domain.
 #[derive(Clone, Copy)]
@@ -37,7 +38,7 @@ pub(super) async fn converse(
         log("refused: next hop lacks SMTPUTF8");
         let reason =
             format!("{host} does not support SMTPUTF8, which this message needs (RFC 6531)");
-        let verdict = Verdict::failed("5.6.7", reason);
+        let verdict = Verdict::failed(EnhancedStatus::NO_SMTPUTF8, reason);
         return (vec![verdict; group.len()], Some(client));
     }
     if let Some(limit) = client.capabilities.size {
@@ -47,7 +48,7 @@ pub(super) async fn converse(
                 "{host} accepts at most {limit} bytes; the message has {}",
                 content.len()
             );
-            let verdict = Verdict::failed("5.3.4", reason);
+            let verdict = Verdict::failed(EnhancedStatus::TOO_BIG, reason);
             return (vec![verdict; group.len()], Some(client));
         }
     }

@@ -75,7 +75,7 @@ pub struct RecipientEntry {
     /// `queued` (not tried yet), `deferred`, `held` (pending, the message
     /// on hold), `delivered` or `failed`.
     pub state: &'static str,
-    pub code: Option<String>,
+    pub code: Option<crate::smtp::status::EnhancedStatus>,
     pub reason: Option<String>,
     pub remote_mta: Option<String>,
 }
@@ -161,7 +161,7 @@ fn read_entry(
             RecipientEntry {
                 address: r.address.clone(),
                 state,
-                code: slot.and_then(|s| s.code.clone()),
+                code: slot.and_then(|s| s.code),
                 reason: slot.and_then(|s| s.reason.clone()),
                 remote_mta: slot.and_then(|s| s.remote_mta.clone()),
             }

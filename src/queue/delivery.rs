@@ -11,6 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use super::envelope::{Envelope, Recipient};
+use crate::smtp::status::EnhancedStatus;
 
 /// Delivery as the queue manager uses it.
 pub trait Delivery: Send + Sync + 'static {
@@ -50,7 +51,7 @@ pub enum Verdict {
     },
     /// Temporary: keep the message and try again.
     Deferred {
-        status: String,
+        status: EnhancedStatus,
         reason: String,
         /// The remote server's reply as sent, when a server refused
         /// (see [`Verdict::remote_reply`]).
@@ -58,7 +59,7 @@ pub enum Verdict {
     },
     /// Permanent: bounce to the sender.
     Failed {
-        status: String,
+        status: EnhancedStatus,
         reason: String,
         reply: Option<String>,
     },
@@ -70,18 +71,18 @@ impl Verdict {
     }
 
     /// A permanent failure we decided (no server reply to quote).
-    pub fn failed(status: impl Into<String>, reason: impl Into<String>) -> Verdict {
+    pub fn failed(status: EnhancedStatus, reason: impl Into<String>) -> Verdict {
         Verdict::Failed {
-            status: status.into(),
+            status,
             reason: reason.into(),
             reply: None,
         }
     }
 
     /// A temporary failure we decided (no server reply to quote).
-    pub fn deferred(status: impl Into<String>, reason: impl Into<String>) -> Verdict {
+    pub fn deferred(status: EnhancedStatus, reason: impl Into<String>) -> Verdict {
         Verdict::Deferred {
-            status: status.into(),
+            status,
             reason: reason.into(),
             reply: None,
         }

@@ -18,7 +18,7 @@ pub enum Kind {
 pub struct RecipientReport {
     pub recipient: Recipient,
     /// RFC 3463 status, such as `5.1.1` or `4.4.1`.
-    pub status: String,
+    pub status: crate::smtp::status::EnhancedStatus,
     /// Why, for people: the remote reply with the host, or our reason.
     pub diagnostic: String,
     /// The server that answered, when one did.

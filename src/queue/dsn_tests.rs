@@ -20,7 +20,7 @@ fn report(envelope: &Envelope, kind: Kind) -> Report<'_> {
             .iter()
             .map(|r| RecipientReport {
                 recipient: r.clone(),
-                status: "5.1.1".into(),
+                status: crate::smtp::status::EnhancedStatus::BAD_MAILBOX,
                 diagnostic: "mx.b.test said: 550 <bob@b.test>: user unknown".into(),
                 remote_mta: Some("mx.b.test".into()),
                 remote_reply: Some("550 5.1.1 <bob@b.test>: user unknown\r\n".into()),

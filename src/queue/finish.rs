@@ -9,6 +9,7 @@ use super::envelope::{ClientInfo, Envelope, Recipient};
 use super::handle::QueueHandle;
 use super::spool::{Spool, SpoolError};
 use super::state::{DeliveryState, RecipientState, StateStore, Status};
+use crate::smtp::status::EnhancedStatus;
 
 /// How notices are written: the name they come from (`[server]
 /// hostname`) and how much of the message they return (`[queue]
@@ -44,7 +45,11 @@ pub struct Finisher {
 /// Marks every pending recipient of `state` failed for good: the status
 /// made permanent (`4.4.1` → `5.4.1`, `default` when none is known yet)
 /// and the reason prefixed with `why`. Returns the recipients it failed.
-pub fn fail_pending(state: &mut DeliveryState, why: &str, default: &str) -> Vec<RecipientState> {
+pub fn fail_pending(
+    state: &mut DeliveryState,
+    why: &str,
+    default: EnhancedStatus,
+) -> Vec<RecipientState> {
     let mut failed = Vec::new();
     for slot in state
         .recipients
@@ -56,7 +61,7 @@ pub fn fail_pending(state: &mut DeliveryState, why: &str, default: &str) -> Vec<
             Some(last) => format!("{why}: {last}"),
             None => why.to_string(),
         });
-        slot.code = Some(permanent(slot.code.as_deref().unwrap_or(default)));
+        slot.code = Some(slot.code.unwrap_or(default).made_permanent());
         failed.push(slot.clone());
     }
     failed
@@ -71,19 +76,11 @@ pub fn record_failed(id: &str, slots: &[RecipientState], by: &str) {
         tracing::info!(
             queue_id = id,
             to = slot.address.as_str(),
-            status = slot.code.as_deref().unwrap_or("-"),
+            status = %slot.code.map_or("-".to_string(), |c| c.to_string()),
             reason = slot.reason.as_deref().unwrap_or("-"),
             by,
             "failed"
         );
-    }
-}
-
-/// A temporary status made permanent for a final failure (`4.4.1` → `5.4.1`).
-fn permanent(status: &str) -> String {
-    match status.strip_prefix("4.") {
-        Some(rest) => format!("5.{rest}"),
-        None => status.to_string(),
     }
 }
 
@@ -111,7 +108,7 @@ impl Finisher {
                     .clone();
                 Some(RecipientReport {
                     recipient,
-                    status: slot.code.clone().unwrap_or_else(|| "4.0.0".into()),
+                    status: slot.code.unwrap_or(EnhancedStatus::TRANSIENT),
                     diagnostic: slot.reason.clone().unwrap_or_default(),
                     remote_reply: slot.reply.clone(),
                     remote_mta: slot.remote_mta.clone(),
@@ -233,7 +230,7 @@ impl Finisher {
             "returned to the sender by the administrator of {}",
             self.notices.hostname
         );
-        let failed = fail_pending(&mut state, &why, "5.0.0");
+        let failed = fail_pending(&mut state, &why, EnhancedStatus::PERMANENT);
         record_failed(id, &failed, "administrator");
         let notice = match failed.is_empty() {
             true => None,

@@ -6,6 +6,7 @@
 //! are tried again, a duplicate and never a loss (DESIGN.md §6). A message
 //! without a state file is new: every recipient pending, due now.
 
+use crate::smtp::status::EnhancedStatus;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -34,8 +35,8 @@ pub struct RecipientState {
     pub address: String,
     pub status: Status,
     /// RFC 3463 code of the last outcome, such as `4.4.1`.
-    #[serde(default)]
-    pub code: Option<String>,
+    #[serde(default, deserialize_with = "crate::smtp::status::lenient")]
+    pub code: Option<EnhancedStatus>,
     /// The last reason in words (the remote reply, or what failed).
     #[serde(default)]
     pub reason: Option<String>,
@@ -189,5 +190,25 @@ mod tests {
         };
         store.save("Q1", &held).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(store.load("Q1"), Some(held));
+    }
+
+    /// Statuses are typed now; states written before keep loading: a
+    /// well-formed code as it was, one that is not (a remote server's
+    /// `3.1.1`) as none rather than an unreadable message.
+    #[test]
+    fn stored_codes_load_as_statuses_and_bad_ones_as_none() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = StateStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let old = r#"{"attempts":1,"next_attempt":100,"delay_warned":false,"recipients":[
+            {"address":"a@x.test","status":"pending","code":"4.4.1"},
+            {"address":"b@x.test","status":"pending","code":"3.1.1"},
+            {"address":"c@x.test","status":"pending","code":null}]}"#;
+        std::fs::write(dir.path().join("state/Q1"), old).unwrap_or_else(|e| panic!("{e}"));
+        let state = store.load("Q1").unwrap_or_else(|| panic!("not loaded"));
+        let codes: Vec<_> = state.recipients.iter().map(|r| r.code).collect();
+        assert_eq!(codes, [Some(EnhancedStatus::NO_ANSWER), None, None]);
+        store.save("Q1", &state).unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(dir.path().join("state/Q1")).unwrap_or_default();
+        assert!(text.contains(r#""code":"4.4.1""#), "{text}");
     }
 }

@@ -98,6 +98,67 @@ impl EnhancedStatus {
     }
 }
 
+/// A status written into the program; out of range is a build error
+/// where it initialises a `const`.
+const fn known(class: Class, subject: u16, detail: u16) -> EnhancedStatus {
+    match EnhancedStatus::new(class, subject, detail) {
+        Some(status) => status,
+        None => panic!("an enhanced status part has more than three digits"),
+    }
+}
+
+/// The statuses the relay gives of its own accord (RFC 3463 §3, RFC 7505,
+/// RFC 6531), by meaning.
+impl EnhancedStatus {
+    /// `4.0.0`: a temporary failure with nothing more specific to say.
+    pub const TRANSIENT: Self = known(Class::Transient, 0, 0);
+    /// `5.0.0`: a permanent failure with nothing more specific to say.
+    pub const PERMANENT: Self = known(Class::Permanent, 0, 0);
+    /// `5.1.1`: bad destination mailbox address.
+    pub const BAD_MAILBOX: Self = known(Class::Permanent, 1, 1);
+    /// `5.1.2`: bad destination system address (no such domain).
+    pub const BAD_SYSTEM: Self = known(Class::Permanent, 1, 2);
+    /// `5.1.10`: the domain accepts no mail (null MX, RFC 7505).
+    pub const NULL_MX: Self = known(Class::Permanent, 1, 10);
+    /// `4.2.2`: mailbox full.
+    pub const MAILBOX_FULL: Self = known(Class::Transient, 2, 2);
+    /// `5.3.4`: message too big for the system.
+    pub const TOO_BIG: Self = known(Class::Permanent, 3, 4);
+    /// `4.4.1`: no answer from host.
+    pub const NO_ANSWER: Self = known(Class::Transient, 4, 1);
+    /// `4.4.2`: bad connection.
+    pub const BAD_CONNECTION: Self = known(Class::Transient, 4, 2);
+    /// `4.4.4`: unable to route, for now (a host without an address).
+    pub const UNROUTABLE: Self = known(Class::Transient, 4, 4);
+    /// `4.4.7`: delivery time expired (`max_age`; made permanent in the DSN).
+    pub const EXPIRED: Self = known(Class::Transient, 4, 7);
+    /// `4.4.3`: directory (DNS) server failure.
+    pub const DNS_FAILURE: Self = known(Class::Transient, 4, 3);
+    /// `5.4.4`: unable to route.
+    pub const NO_ROUTE: Self = known(Class::Permanent, 4, 4);
+    /// `4.5.0`: other or undefined protocol status.
+    pub const PROTOCOL: Self = known(Class::Transient, 5, 0);
+    /// `5.6.7`: non-ASCII addresses not permitted for that recipient
+    /// (RFC 6531: the next hop lacks SMTPUTF8).
+    pub const NO_SMTPUTF8: Self = known(Class::Permanent, 6, 7);
+    /// `4.7.0`: other or undefined security status.
+    pub const SECURITY: Self = known(Class::Transient, 7, 0);
+    /// `4.7.1`: delivery not authorized (here: a client certificate wanted).
+    pub const NOT_AUTHORIZED: Self = known(Class::Transient, 7, 1);
+    /// `4.7.4`: security features not supported (no STARTTLS).
+    pub const NO_SECURITY_FEATURES: Self = known(Class::Transient, 7, 4);
+    /// `4.7.5`: cryptographic failure.
+    pub const CRYPTO_FAILURE: Self = known(Class::Transient, 7, 5);
+}
+
+/// For stored records written before statuses were checked: a status
+/// that does not parse reads as none instead of making the whole record
+/// unreadable (`#[serde(deserialize_with = …)]`).
+pub fn lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<EnhancedStatus>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    Ok(text.and_then(|t| t.parse().ok()))
+}
+
 /// Why a text is not an enhanced status code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{text:?} is not an enhanced status code (RFC 3463: 2, 4 or 5, then two numbers of one to three digits, such as \"4.7.5\")")]
@@ -161,6 +222,35 @@ impl<'de> Deserialize<'de> for EnhancedStatus {
 
 #[cfg(test)]
 mod tests {
+
+    /// The named statuses say what their names promise, as text.
+    #[test]
+    fn named_statuses_are_the_rfc_codes() {
+        for (status, text) in [
+            (EnhancedStatus::TRANSIENT, "4.0.0"),
+            (EnhancedStatus::PERMANENT, "5.0.0"),
+            (EnhancedStatus::BAD_MAILBOX, "5.1.1"),
+            (EnhancedStatus::BAD_SYSTEM, "5.1.2"),
+            (EnhancedStatus::NULL_MX, "5.1.10"),
+            (EnhancedStatus::MAILBOX_FULL, "4.2.2"),
+            (EnhancedStatus::TOO_BIG, "5.3.4"),
+            (EnhancedStatus::NO_ANSWER, "4.4.1"),
+            (EnhancedStatus::BAD_CONNECTION, "4.4.2"),
+            (EnhancedStatus::DNS_FAILURE, "4.4.3"),
+            (EnhancedStatus::UNROUTABLE, "4.4.4"),
+            (EnhancedStatus::EXPIRED, "4.4.7"),
+            (EnhancedStatus::NO_ROUTE, "5.4.4"),
+            (EnhancedStatus::PROTOCOL, "4.5.0"),
+            (EnhancedStatus::NO_SMTPUTF8, "5.6.7"),
+            (EnhancedStatus::SECURITY, "4.7.0"),
+            (EnhancedStatus::NOT_AUTHORIZED, "4.7.1"),
+            (EnhancedStatus::NO_SECURITY_FEATURES, "4.7.4"),
+            (EnhancedStatus::CRYPTO_FAILURE, "4.7.5"),
+        ] {
+            assert_eq!(status.to_string(), text);
+            assert_eq!(text.parse::<EnhancedStatus>(), Ok(status));
+        }
+    }
     use super::*;
 
     fn status(text: &str) -> EnhancedStatus {

@@ -324,7 +324,7 @@ fn check_deferred(
     match state {
         Settled::Queued(state) => {
             let r = &state.recipients[0];
-            let code = r.code.as_deref().unwrap_or("");
+            let code = r.code.map(|c| c.to_string()).unwrap_or_default();
             let why = r.reason.as_deref().unwrap_or("");
             expect(
                 r.status == Status::Pending && code.starts_with("4.7.") && why.contains(reason),
@@ -392,7 +392,12 @@ fn every_tls_level_against_every_receiver() {
                 .map_or("gone", |o| o.split(' ').next().unwrap_or(""))
                 .to_string(),
             Settled::Queued(s) => {
-                format!("defer {}", s.recipients[0].code.as_deref().unwrap_or("?"))
+                format!(
+                    "defer {}",
+                    s.recipients[0]
+                        .code
+                        .map_or("?".to_string(), |c| c.to_string())
+                )
             }
         };
         table.entry(cell.kind).or_default().push(format!(

@@ -75,7 +75,7 @@ pub fn delivered(outcome: &RecipientOutcome) -> Fate {
         },
         // `127.0.0.1: the policy's reason`
         (None, Verdict::Deferred { status, reason, .. }) => Fate::Deferred {
-            status: status.clone(),
+            status: status.to_string(),
             reason: reason
                 .split_once(": ")
                 .map_or(reason.as_str(), |(_, why)| why)

@@ -34,7 +34,7 @@ pub fn render_list(entries: &[Entry], now: i64) -> String {
             pending += usize::from(matches!(r.state, "queued" | "deferred" | "held"));
             let _ = write!(out, "{:41}{:<10} {}", "", r.state, r.address);
             if let Some(reason) = &r.reason {
-                let code = r.code.as_deref().map_or(String::new(), |c| format!("{c} "));
+                let code = r.code.map_or(String::new(), |c| format!("{c} "));
                 let _ = write!(out, "  ({code}{reason})");
             }
             out.push('\n');
@@ -120,7 +120,7 @@ pub fn render_show(entry: &Entry, content: &[u8], now: i64) -> String {
         }
         out.push('\n');
         if let Some(reason) = &r.reason {
-            let code = r.code.as_deref().map_or(String::new(), |c| format!("{c} "));
+            let code = r.code.map_or(String::new(), |c| format!("{c} "));
             let _ = writeln!(out, "             {code}{reason}");
         }
         if let Some(mta) = &r.remote_mta {

@@ -15,6 +15,7 @@ use crate::queue::finish::{fail_pending, record_failed, unix, Finisher};
 use crate::queue::schedule::Schedule;
 use crate::queue::spool::SpoolError;
 use crate::queue::state::{DeliveryState, RecipientState, Status};
+use crate::smtp::status::EnhancedStatus;
 
 /// A queued message read back: envelope, content, saved state.
 type Loaded = (Envelope, Vec<u8>, Option<DeliveryState>);
@@ -54,7 +55,7 @@ impl<D: Delivery> Worker<D> {
         let now = now();
         if !state.done() && self.schedule.expired(envelope.received_at, now) {
             let why = format!("gave up after {} attempts", state.attempts);
-            let expired = fail_pending(&mut state, &why, "4.4.7");
+            let expired = fail_pending(&mut state, &why, EnhancedStatus::EXPIRED);
             record_failed(id, &expired, "max_age");
             failed.extend(expired);
         }
@@ -222,7 +223,7 @@ fn log_outcome(id: &str, outcome: &RecipientOutcome) {
                 host,
                 ip,
                 tls,
-                status = status.as_str(),
+                status = %status,
                 reason = reason.as_str(),
                 "{fate}"
             )
