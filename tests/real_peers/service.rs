@@ -89,8 +89,22 @@ fn install() -> Installed {
     std::fs::create_dir(&state).expect("state dir");
     chown(&state, Some(USER.0), Some(USER.1)).expect("chown state");
     mode(&state, 0o750);
-    let shipped = read_shipped("service.toml");
-    let mut text = shipped.clone();
+    let config = at("/etc/tlsrelay/tlsrelay.toml");
+    install_service_config(&config, &state);
+    Installed {
+        root,
+        binary,
+        config,
+        state,
+    }
+}
+
+/// `config/service.toml` installed at `config` as the recipe does (0640,
+/// root, the service's group), with its state folder at `state` and its
+/// listeners on port 0: the only changes, each checked to apply.
+fn install_service_config(config: &Path, state: &Path) {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let mut text = read_shipped("service.toml");
     for (from, to) in [
         ("\"/var/lib/tlsrelay/", format!("\"{}/", state.display())),
         (
@@ -102,16 +116,9 @@ fn install() -> Installed {
         assert!(text.contains(from), "config/service.toml has no {from}");
         text = text.replace(from, &to);
     }
-    let config = at("/etc/tlsrelay/tlsrelay.toml");
-    std::fs::write(&config, text).expect("install config");
-    chown(&config, Some(0), Some(USER.1)).expect("chown config");
-    mode(&config, 0o640);
-    Installed {
-        root,
-        binary,
-        config,
-        state,
-    }
+    std::fs::write(config, text).expect("install config");
+    chown(config, Some(0), Some(USER.1)).expect("chown config");
+    std::fs::set_permissions(config, std::fs::Permissions::from_mode(0o640)).expect("chmod");
 }
 
 /// `setpriv` to the service's user with the unit's UMask, then `program`.
@@ -351,15 +358,9 @@ fn real_unit_starts_under_systemd() {
     let binary = root.join("tlsrelay");
     std::fs::copy(env!("CARGO_BIN_EXE_tlsrelay"), &binary).expect("binary");
     let config = root.join("tlsrelay.toml");
-    let text = read_shipped("service.toml")
-        .replace("\"/var/lib/tlsrelay/", &format!("\"{}/", state.display()))
-        .replace("listen = [\"0.0.0.0:25\"]", "listen = [\"127.0.0.1:0\"]")
-        .replace("\"127.0.0.1:9325\"", "\"127.0.0.1:0\"");
-    std::fs::write(&config, text).expect("config");
+    install_service_config(&config, &state);
     {
-        use std::os::unix::fs::{chown, PermissionsExt};
-        chown(&config, Some(0), Some(USER.1)).expect("chown");
-        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     let unit = read_shipped("tlsrelay.service")

@@ -145,32 +145,27 @@ impl Relay {
             std::fs::write(dir.path().join(name), contents).expect("write relay file");
         }
         let config = dir.path().join("tlsrelay.toml");
-        let mut relay = Relay {
-            child: None,
-            config,
-            program: vec![env!("CARGO_BIN_EXE_tlsrelay").to_string()],
+        let mut relay = Relay::prepared(
             dir,
-            smtp: "127.0.0.1:1".parse().expect("addr"),
-            implicit_tls: None,
-            log: Arc::default(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            open_file_limit,
-            umask,
-        };
+            config,
+            vec![env!("CARGO_BIN_EXE_tlsrelay").to_string()],
+        );
+        relay.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        relay.open_file_limit = open_file_limit;
+        relay.umask = umask;
         relay.launch();
         relay
     }
 
-    /// A relay installed as a service would be: `config` (in `root`, which
-    /// is removed on drop) run by `program`, e.g. a `setpriv` wrapper
-    /// ending with the installed binary. Waits for its listeners.
-    pub fn start_installed(root: tempfile::TempDir, config: PathBuf, program: &[&str]) -> Relay {
-        let mut relay = Relay {
+    /// A relay not started yet: `config` in `dir`, run by `program`, with
+    /// the environment, limits and umask it inherits.
+    fn prepared(dir: tempfile::TempDir, config: PathBuf, program: Vec<String>) -> Relay {
+        Relay {
             child: None,
-            dir: root,
+            dir,
             smtp: "127.0.0.1:1".parse().expect("addr"),
             implicit_tls: None,
             log: Arc::default(),
@@ -178,8 +173,16 @@ impl Relay {
             open_file_limit: None,
             umask: None,
             config,
-            program: program.iter().map(|a| a.to_string()).collect(),
-        };
+            program,
+        }
+    }
+
+    /// A relay installed as a service would be: `config` (in `root`, which
+    /// is removed on drop) run by `program`, e.g. a `setpriv` wrapper
+    /// ending with the installed binary. Waits for its listeners.
+    pub fn start_installed(root: tempfile::TempDir, config: PathBuf, program: &[&str]) -> Relay {
+        let program = program.iter().map(|a| a.to_string()).collect();
+        let mut relay = Relay::prepared(root, config, program);
         relay.launch();
         relay
     }
