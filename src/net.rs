@@ -17,7 +17,7 @@ pub async fn bind(role: &str, addr: std::net::SocketAddr) -> io::Result<TcpListe
 }
 
 /// The text of a failed bind, with the administrator's next step.
-pub fn bind_failure(role: &str, addr: std::net::SocketAddr, e: &io::Error) -> String {
+fn bind_failure(role: &str, addr: std::net::SocketAddr, e: &io::Error) -> String {
     let advice = match e.kind() {
         io::ErrorKind::AddrInUse => format!(
             ": another program listens there (`ss -ltnp 'sport = :{}'` shows which); \

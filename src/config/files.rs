@@ -17,16 +17,9 @@ impl Config {
         let mut errors = Vec::new();
         let mut warnings = self.warnings();
         self.check_identity(&mut errors, &mut warnings);
-        for (i, path) in self.tls.client_ca.iter().enumerate() {
+        for (key, path) in self.ca_files() {
             if let Err(e) = certs::load_ca_file(path) {
-                errors.push(self.error(&format!("tls.client_ca[{i}]"), e.to_string()));
-            }
-        }
-        for (i, connector) in self.outbound.iter().enumerate() {
-            if let Some(path) = &connector.ca_file {
-                if let Err(e) = certs::load_ca_file(path) {
-                    errors.push(self.error(&format!("outbound[{i}].ca_file"), e.to_string()));
-                }
+                errors.push(self.error(&key, e.to_string()));
             }
         }
         if self.dns.dnssec {
@@ -59,17 +52,18 @@ impl Config {
         let identity = [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)]
             .into_iter()
             .filter_map(|(key, path)| Some((key.to_string(), path.as_deref()?)));
+        let anchor = (self.dns.trust_anchor.as_deref().filter(|_| self.dns.dnssec))
+            .map(|path| ("dns.trust_anchor".to_string(), path));
+        identity.chain(self.ca_files()).chain(anchor).collect()
+    }
+
+    /// The CA files, by key: client CAs, then each connector's `ca_file`.
+    fn ca_files(&self) -> impl Iterator<Item = (String, &Path)> {
         let client_cas = (self.tls.client_ca.iter().enumerate())
             .map(|(i, path)| (format!("tls.client_ca[{i}]"), path.as_path()));
         let ca_files = (self.outbound.iter().enumerate())
             .filter_map(|(i, c)| Some((format!("outbound[{i}].ca_file"), c.ca_file.as_deref()?)));
-        let anchor = (self.dns.trust_anchor.as_deref().filter(|_| self.dns.dnssec))
-            .map(|path| ("dns.trust_anchor".to_string(), path));
-        identity
-            .chain(client_cas)
-            .chain(ca_files)
-            .chain(anchor)
-            .collect()
+        client_cas.chain(ca_files)
     }
 
     /// `[dns] trust_anchor`, placed in the anchor file itself when a
