@@ -76,7 +76,11 @@ impl Daemon {
             config.delivery.broken_tls_memory.0,
             system_clock(),
         ));
-        let deliverer = deliverer(config, memory.clone())?;
+        // One set of resolvers (and caches) for delivery and the
+        // reverse lookups of clients.
+        let dns = Dns::new(&config.dns)?;
+        let deliverer =
+            Deliverer::with_settings(outbound_settings(config, dns.clone())?, memory.clone());
         let queue = queue_manager(config, &spool, deliverer.clone())?;
         // Holding the spool's lock, so a socket file left by a dead relay is ours to replace.
         let control =
@@ -84,7 +88,7 @@ impl Daemon {
                 path: control::socket_path(&config.server.spool_dir),
                 source,
             })?;
-        let state = Current::new(server_state(config, &spool, queue.handle())?);
+        let state = Current::new(server_state(config, &spool, queue.handle(), &dns)?);
         let reloader = Reloader {
             file: config.file().to_path_buf(),
             fixed: Arc::new(restart_only(config)),
@@ -192,13 +196,14 @@ fn server_state(
     config: &Config,
     spool: &Spool,
     queue: crate::queue::handle::QueueHandle,
+    dns: &Dns,
 ) -> Result<ServerState, StartError> {
     Ok(ServerState {
         policy: Arc::new(InboundPolicy::new(config)),
         tls: server_tls(config)?,
         spool: spool.clone(),
         timeouts: Timeouts::new(config),
-        dns: reverse_dns(config),
+        dns: config.dns.reverse_lookups.then(|| dns.clone()),
         queue,
     })
 }
@@ -242,8 +247,9 @@ impl Reloader {
         for warning in config.check_files()? {
             tracing::warn!("{warning}");
         }
-        let state = server_state(&config, &self.spool, self.queue.clone())?;
-        let settings = outbound_settings(&config)?;
+        let dns = Dns::new(&config.dns)?;
+        let state = server_state(&config, &self.spool, self.queue.clone(), &dns)?;
+        let settings = outbound_settings(&config, dns)?;
         self.memory
             .set_lifetime(config.delivery.broken_tls_memory.0);
         self.inbound.replace(state);
@@ -325,14 +331,19 @@ fn queue_manager(
 }
 
 /// The outbound machinery (routing DNS, trust anchors, our client
-/// certificate, the broken-TLS memory), for `serve` and `probe`.
+/// certificate, the broken-TLS memory), for `probe`; `serve` builds its
+/// own from the resolvers it shares with the listeners.
 pub fn deliverer(config: &Config, memory: Arc<TlsMemory>) -> Result<Deliverer<Dns>, StartError> {
-    Ok(Deliverer::with_settings(outbound_settings(config)?, memory))
+    let dns = Dns::new(&config.dns)?;
+    Ok(Deliverer::with_settings(
+        outbound_settings(config, dns)?,
+        memory,
+    ))
 }
 
 /// What a reload swaps into the deliverer: connectors with their trust
 /// anchors, our client certificate, the resolver, timeouts.
-fn outbound_settings(config: &Config) -> Result<Settings<Dns>, StartError> {
+fn outbound_settings(config: &Config, dns: Dns) -> Result<Settings<Dns>, StartError> {
     let identity = match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) if cert.exists() && key.exists() => {
             Some(Arc::new(certs::load_identity(cert, key).map_err(|e| {
@@ -341,16 +352,7 @@ fn outbound_settings(config: &Config) -> Result<Settings<Dns>, StartError> {
         }
         _ => None,
     };
-    Settings::new(config, Dns::new(&config.dns)?, identity).map_err(StartError::Certificate)
-}
-
-fn reverse_dns(config: &Config) -> Option<crate::dns::Dns> {
-    if !config.dns.reverse_lookups {
-        return None;
-    }
-    crate::dns::Dns::new(&config.dns)
-        .map_err(|e| tracing::warn!(error = %e, "no reverse lookups of clients"))
-        .ok()
+    Settings::new(config, dns, identity).map_err(StartError::Certificate)
 }
 
 /// `generate_if_missing`: a self-signed certificate for `server.hostname`.
