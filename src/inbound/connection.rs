@@ -312,10 +312,7 @@ impl Driver<'_> {
         if let Ok(id) = &result {
             self.messages += 1;
             self.log_accepted(id, session).await;
-            crate::metrics::global().inc(
-                "tlsrelay_messages_accepted_total",
-                &[("connector", session.connector_name().unwrap_or("-"))],
-            );
+            crate::metrics::message_accepted(session.connector_name().unwrap_or("-"));
             self.state.queue.queued(id);
         }
         session.committed(result.map(|_| ()), out);

@@ -10,6 +10,7 @@ use super::ladder::{Channel, Handshake, Observer};
 use super::memory::TlsMemory;
 use super::policy::{AfterFailure, Deferral, Failure, Rung};
 use crate::config::values::TlsLevel;
+use crate::metrics::AttemptLabels;
 
 /// The attempt to one server address, as the log names it.
 pub struct AttemptLog<'a> {
@@ -36,16 +37,13 @@ impl AttemptLog<'_> {
         // Bounded: the configured connectors' names, `-` for the default.
         let connector = self.connector.label();
         let level = self.level();
-        crate::metrics::global().inc(
-            "tlsrelay_delivery_attempts_total",
-            &[
-                ("connector", connector),
-                ("level", &level.to_string()),
-                ("tls", version),
-                ("cipher", cipher),
-                ("outcome", outcome),
-            ],
-        );
+        crate::metrics::delivery_attempt(&AttemptLabels {
+            connector: connector.to_string(),
+            level: level.to_string(),
+            tls: version.to_string(),
+            cipher: cipher.to_string(),
+            outcome,
+        });
         tracing::info!(
             queue_id = self.queue_id,
             recipients = %self.recipients,

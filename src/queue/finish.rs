@@ -72,7 +72,7 @@ pub fn fail_pending(
 /// attempt's `failed`, so one grep for the queue id shows every fate.
 pub fn record_failed(id: &str, slots: &[RecipientState], by: &str) {
     for slot in slots {
-        crate::metrics::global().inc("tlsrelay_recipients_total", &[("result", "failed")]);
+        crate::metrics::recipient(crate::metrics::RecipientResult::Failed);
         tracing::info!(
             queue_id = id,
             to = slot.address.as_str(),
@@ -156,11 +156,10 @@ impl Finisher {
         match result {
             Ok(dsn_id) => {
                 tracing::info!(queue_id = id, dsn_queue_id = dsn_id.as_str(), kind = ?kind, to = envelope.sender.as_str(), "delivery status notification queued");
-                let kind = match kind {
-                    Kind::Failure => "failure",
-                    Kind::Delay => "delay",
-                };
-                crate::metrics::global().inc("tlsrelay_notices_total", &[("kind", kind)]);
+                crate::metrics::notice_queued(match kind {
+                    Kind::Failure => crate::metrics::NoticeKind::Failure,
+                    Kind::Delay => crate::metrics::NoticeKind::Delay,
+                });
                 if let Some(handle) = &self.handle {
                     handle.queued(&dsn_id);
                 }

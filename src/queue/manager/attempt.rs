@@ -7,6 +7,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::{now, READ_RETRY_SECONDS};
+use crate::metrics::RecipientResult;
 use crate::queue::blocking;
 use crate::queue::delivery::{Delivery, RecipientOutcome, Verdict};
 use crate::queue::dsn::Kind;
@@ -162,12 +163,11 @@ fn record(
         };
         slot.remote_mta = outcome.remote_mta.clone();
         slot.reply = outcome.verdict.remote_reply().map(str::to_string);
-        let result = match &outcome.verdict {
-            Verdict::Delivered { .. } => "delivered",
-            Verdict::Failed { .. } => "failed",
-            Verdict::Deferred { .. } => "deferred",
-        };
-        crate::metrics::global().inc("tlsrelay_recipients_total", &[("result", result)]);
+        crate::metrics::recipient(match &outcome.verdict {
+            Verdict::Delivered { .. } => RecipientResult::Delivered,
+            Verdict::Failed { .. } => RecipientResult::Failed,
+            Verdict::Deferred { .. } => RecipientResult::Deferred,
+        });
         log_outcome(id, &outcome);
         match outcome.verdict {
             Verdict::Delivered { reply } => {

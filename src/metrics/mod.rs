@@ -1,0 +1,407 @@
+//! Prometheus metrics (text exposition format 0.0.4) at `[admin]
+//! metrics_listen` (DESIGN.md §7).
+//!
+//! Every family is a typed field of one process-wide [`Metrics`], built on
+//! the `prometheus-client` crate: a label set is a struct and a closed set
+//! of label values an enum, so a misspelt metric or label cannot exist. The
+//! inbound sessions, the delivery attempts and the queue count where the
+//! event happens through the functions below, with no handle passed through
+//! every layer. The queue's size and its oldest message's arrival are kept
+//! by the queue manager as messages come and go ([`queue_measured`]); a
+//! scrape works out the age and reads no folder.
+//!
+//! | metric | labels | what |
+//! | --- | --- | --- |
+//! | `tlsrelay_sessions_current` | | inbound SMTP sessions open now |
+//! | `tlsrelay_sessions_total` | `connector`, `tls` | inbound sessions ended, by connector and TLS version (`plaintext`) |
+//! | `tlsrelay_messages_accepted_total` | `connector` | messages acknowledged with `250` (on disk) |
+//! | `tlsrelay_recipients_total` | `result` | recipient outcomes per attempt: `delivered`, `deferred`, `failed` (also `max_age` and `tlsrelay queue bounce`) |
+//! | `tlsrelay_notices_total` | `kind` | DSNs queued: `failure` (bounces), `delay` |
+//! | `tlsrelay_delivery_attempts_total` | `connector`, `level`, `tls`, `cipher`, `outcome` | one per attempt log line: the outbound connector's name (`-` for MX delivery without one; bounded by the config); TLS level asked; `TLSv1.3`, `TLSv1.2`, `plaintext`, `plaintext_fallback` or `-`; `sent` (a transaction was made), `deferred_for_policy`, `tls_rung_failed`, `connect_failed`, `refused_after_tls` |
+//! | `tlsrelay_queue_messages` | | messages in the spool |
+//! | `tlsrelay_queue_oldest_seconds` | | age of the oldest one |
+//! | `tlsrelay_certificate_expiry_timestamp_seconds` | `certificate` | `notAfter` of each certificate in use (Unix time) |
+//! | `tlsrelay_log_lines_dropped_total` | | log lines dropped because the log output was stuck, slow or gone |
+
+mod serve;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+pub use serve::{bind, serve, CONTENT_TYPE};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    connector: String,
+    tls: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectorLabels {
+    connector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: RecipientResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NoticeLabels {
+    kind: NoticeKind,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    certificate: String,
+}
+
+/// The labels of one delivery attempt, in the order they are shown.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// The outbound connector's name, `-` for MX delivery without one.
+    pub connector: String,
+    /// The TLS level asked.
+    pub level: String,
+    /// `TLSv1.3`, `TLSv1.2`, `plaintext`, `plaintext_fallback` or `-`.
+    pub tls: String,
+    pub cipher: String,
+    /// `sent`, `deferred_for_policy`, `tls_rung_failed`, `connect_failed`,
+    /// `refused_after_tls`.
+    pub outcome: &'static str,
+}
+
+/// What became of one recipient in one attempt.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum RecipientResult {
+    Delivered,
+    Deferred,
+    Failed,
+}
+
+impl EncodeLabelValue for RecipientResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        match self {
+            RecipientResult::Delivered => "delivered",
+            RecipientResult::Deferred => "deferred",
+            RecipientResult::Failed => "failed",
+        }
+        .encode(encoder)
+    }
+}
+
+/// Which delivery status notification was queued.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// A bounce.
+    Failure,
+    Delay,
+}
+
+impl EncodeLabelValue for NoticeKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        match self {
+            NoticeKind::Failure => "failure",
+            NoticeKind::Delay => "delay",
+        }
+        .encode(encoder)
+    }
+}
+
+/// Every family of the process, and the registry that shows them.
+struct Metrics {
+    registry: Registry,
+    sessions_current: Gauge,
+    sessions: Family<SessionLabels, Counter>,
+    messages_accepted: Family<ConnectorLabels, Counter>,
+    recipients: Family<ResultLabels, Counter>,
+    notices: Family<NoticeLabels, Counter>,
+    delivery_attempts: Family<AttemptLabels, Counter>,
+    queue_messages: Gauge,
+    queue_oldest_seconds: Gauge,
+    certificate_expiry: Family<CertificateLabels, Gauge>,
+    log_lines_dropped: Counter,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut metrics = Metrics {
+            registry: Registry::default(),
+            sessions_current: Gauge::default(),
+            sessions: Family::default(),
+            messages_accepted: Family::default(),
+            recipients: Family::default(),
+            notices: Family::default(),
+            delivery_attempts: Family::default(),
+            queue_messages: Gauge::default(),
+            queue_oldest_seconds: Gauge::default(),
+            certificate_expiry: Family::default(),
+            log_lines_dropped: Counter::default(),
+        };
+        let registry = &mut metrics.registry;
+        // Counters are registered without `_total`: the encoder adds it.
+        registry.register(
+            "tlsrelay_sessions_current",
+            "Inbound SMTP sessions open now",
+            metrics.sessions_current.clone(),
+        );
+        registry.register(
+            "tlsrelay_sessions",
+            "Inbound SMTP sessions ended, by inbound connector and TLS version",
+            metrics.sessions.clone(),
+        );
+        registry.register(
+            "tlsrelay_messages_accepted",
+            "Messages acknowledged with 250 after they were on stable storage",
+            metrics.messages_accepted.clone(),
+        );
+        registry.register(
+            "tlsrelay_recipients",
+            "Recipient outcomes of delivery attempts",
+            metrics.recipients.clone(),
+        );
+        registry.register(
+            "tlsrelay_notices",
+            "Delivery status notifications queued (failure = bounce)",
+            metrics.notices.clone(),
+        );
+        registry.register(
+            "tlsrelay_delivery_attempts",
+            "Delivery attempts by outbound connector, TLS level asked, TLS outcome and cipher",
+            metrics.delivery_attempts.clone(),
+        );
+        registry.register(
+            "tlsrelay_queue_messages",
+            "Messages in the spool",
+            metrics.queue_messages.clone(),
+        );
+        registry.register(
+            "tlsrelay_queue_oldest_seconds",
+            "Age of the oldest message in the spool",
+            metrics.queue_oldest_seconds.clone(),
+        );
+        registry.register(
+            "tlsrelay_certificate_expiry_timestamp_seconds",
+            "notAfter of each certificate in use, in Unix seconds",
+            metrics.certificate_expiry.clone(),
+        );
+        registry.register(
+            "tlsrelay_log_lines_dropped",
+            "Log lines dropped because the log output was stuck, slow or gone",
+            metrics.log_lines_dropped.clone(),
+        );
+        metrics
+    }
+
+    /// The exposition text (Prometheus text format 0.0.4).
+    fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+static GLOBAL: OnceLock<Metrics> = OnceLock::new();
+
+fn global() -> &'static Metrics {
+    GLOBAL.get_or_init(Metrics::new)
+}
+
+/// The exposition text of the process's metrics, the queue's age measured
+/// now.
+pub fn render() -> String {
+    measure_queue();
+    global().render()
+}
+
+/// Counts one log line dropped. Never logs: it is called from the logger.
+pub fn log_line_dropped() {
+    global().log_lines_dropped.inc();
+}
+
+/// One message acknowledged with `250` on an inbound session of
+/// `connector` (`-`: anonymous).
+pub fn message_accepted(connector: &str) {
+    global()
+        .messages_accepted
+        .get_or_create(&ConnectorLabels {
+            connector: connector.to_string(),
+        })
+        .inc();
+}
+
+/// One recipient's outcome in one attempt (or given up without one).
+pub fn recipient(result: RecipientResult) {
+    global()
+        .recipients
+        .get_or_create(&ResultLabels { result })
+        .inc();
+}
+
+/// One delivery status notification queued.
+pub fn notice_queued(kind: NoticeKind) {
+    global().notices.get_or_create(&NoticeLabels { kind }).inc();
+}
+
+/// One delivery attempt line.
+pub fn delivery_attempt(labels: &AttemptLabels) {
+    global().delivery_attempts.get_or_create(labels).inc();
+}
+
+/// An inbound session: counted open now, and by how it ended when dropped.
+pub struct SessionGauge {
+    pub connector: String,
+    pub tls: String,
+}
+
+impl SessionGauge {
+    pub fn open() -> Self {
+        global().sessions_current.inc();
+        SessionGauge {
+            connector: "-".into(),
+            tls: "plaintext".into(),
+        }
+    }
+}
+
+impl Drop for SessionGauge {
+    fn drop(&mut self) {
+        let metrics = global();
+        metrics.sessions_current.dec();
+        metrics
+            .sessions
+            .get_or_create(&SessionLabels {
+                connector: std::mem::take(&mut self.connector),
+                tls: std::mem::take(&mut self.tls),
+            })
+            .inc();
+    }
+}
+
+/// Records `notAfter` of the certificate `name` (`tls.cert`, …) from `path`.
+pub fn certificate_expiry(name: &str, path: &Path) {
+    let Ok(certs) = crate::tls::certs::read_certificates(path) else {
+        return;
+    };
+    let Some(first) = certs.first() else {
+        return;
+    };
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    if let Ok((_, cert)) = X509Certificate::from_der(first.as_ref()) {
+        let not_after = cert.validity().not_after.timestamp();
+        global()
+            .certificate_expiry
+            .get_or_create(&CertificateLabels {
+                certificate: name.to_string(),
+            })
+            .set(not_after);
+    }
+}
+
+/// Arrival (Unix seconds) of the oldest queued message; `i64::MIN`: none.
+static OLDEST_ARRIVAL: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// The queue manager's count: `messages` queued, the oldest arrived at
+/// `oldest` (Unix seconds).
+pub fn queue_measured(messages: usize, oldest: Option<i64>) {
+    global()
+        .queue_messages
+        .set(i64::try_from(messages).unwrap_or(i64::MAX));
+    OLDEST_ARRIVAL.store(oldest.unwrap_or(i64::MIN), Ordering::Relaxed);
+}
+
+/// The oldest message's age now, from the arrival the queue keeps.
+fn measure_queue() {
+    let oldest = OLDEST_ARRIVAL.load(Ordering::Relaxed);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let age = match oldest {
+        i64::MIN => 0,
+        at => now.saturating_sub(at).max(0),
+    };
+    global().queue_oldest_seconds.set(age);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_text_groups_series_under_their_family() {
+        let metrics = Metrics::new();
+        let delivered = ResultLabels {
+            result: RecipientResult::Delivered,
+        };
+        metrics.recipients.get_or_create(&delivered).inc();
+        metrics.recipients.get_or_create(&delivered).inc();
+        metrics
+            .recipients
+            .get_or_create(&ResultLabels {
+                result: RecipientResult::Deferred,
+            })
+            .inc();
+        metrics
+            .sessions
+            .get_or_create(&SessionLabels {
+                connector: "odd \"name\"\\".into(),
+                tls: "TLSv1.3".into(),
+            })
+            .inc();
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE tlsrelay_recipients_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("tlsrelay_recipients_total{result=\"delivered\"} 2\n"));
+        assert!(text.contains("tlsrelay_recipients_total{result=\"deferred\"} 1\n"));
+        assert!(
+            text.contains(
+                "tlsrelay_sessions_total{connector=\"odd \\\"name\\\"\\\\\",tls=\"TLSv1.3\"} 1\n"
+            ),
+            "{text}"
+        );
+        // Series without labels show from the start; families with labels
+        // show none until counted.
+        assert!(text.contains("\ntlsrelay_sessions_current 0\n"), "{text}");
+        assert!(
+            text.contains("\ntlsrelay_log_lines_dropped_total 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("tlsrelay_notices_total{"));
+        let series_of_recipients = text
+            .lines()
+            .filter(|l| l.starts_with("tlsrelay_recipients_total"))
+            .count();
+        assert_eq!(series_of_recipients, 2);
+    }
+
+    #[test]
+    fn attempt_labels_keep_their_order() {
+        let metrics = Metrics::new();
+        metrics
+            .delivery_attempts
+            .get_or_create(&AttemptLabels {
+                connector: "-".into(),
+                level: "opportunistic".into(),
+                tls: "TLSv1.3".into(),
+                cipher: "TLS13_AES_256_GCM_SHA384".into(),
+                outcome: "sent",
+            })
+            .inc();
+        let text = metrics.render();
+        assert!(
+            text.contains("tlsrelay_delivery_attempts_total{connector=\"-\",level=\"opportunistic\",tls=\"TLSv1.3\",cipher=\"TLS13_AES_256_GCM_SHA384\",outcome=\"sent\"} 1\n"),
+            "{text}"
+        );
+    }
+}
