@@ -66,7 +66,7 @@ impl Daemon {
         // by the first session or attempt on a runtime thread.
         crate::random::u64();
         ensure_certificate(config)?;
-        for warning in config.check_files()? {
+        for warning in crate::preflight::check_files(config)? {
             tracing::warn!("{warning}");
         }
         let spool = Spool::open(&config.server.spool_dir)?;
@@ -244,7 +244,7 @@ impl Reloader {
     fn reload_files(&self) -> Result<(), StartError> {
         let config = Config::load(&self.file)?;
         ensure_certificate(&config)?;
-        for warning in config.check_files()? {
+        for warning in crate::preflight::check_files(&config)? {
             tracing::warn!("{warning}");
         }
         let dns = Dns::new(&config.dns)?;

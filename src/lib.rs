@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod outbound;
+pub mod preflight;
 pub mod queue;
 pub mod random;
 pub mod smtp;

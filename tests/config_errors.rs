@@ -104,8 +104,7 @@ fn wide_public_relay_networks_are_warned_about() {
     );
     std::fs::write(&file, &text).expect("write");
     let config = Config::load(&file).unwrap_or_else(|e| panic!("{e}"));
-    let warnings: Vec<String> = config
-        .check_files()
+    let warnings: Vec<String> = tlsrelay::preflight::check_files(&config)
         .unwrap_or_else(|e| panic!("{e}"))
         .iter()
         .map(|w| {

@@ -203,7 +203,7 @@ pub(crate) fn check_config(path: &std::path::Path, skip_files: bool) -> ExitCode
         }
         Ok(config.warnings())
     } else {
-        config.check_files()
+        tlsrelay::preflight::check_files(&config)
     };
     match checked {
         Ok(notes) => {

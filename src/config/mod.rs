@@ -7,7 +7,7 @@
 //!    refuses is reported, not only the first ([`deserialize`]);
 //! 2. cross-field checks ([`validate`]) that need the whole file, such as
 //!    mail loops and connectors claiming the same domain;
-//! 3. [`Config::check_files`], run by `check-config` and `serve` but not by
+//! 3. `crate::preflight::check_files`, run by `check-config` and `serve` but not by
 //!    [`Config::load`], reads the certificates, keys and CA files the file
 //!    names, so example configurations load on any machine.
 //!
