@@ -29,6 +29,10 @@
 #   PIPELINING=0 (1: the generator pipelines), RUN_TIMEOUT=300 (s, per run)
 #   POSTFIX_TLS_REUSE=1 (0: Postfix's default, a new outbound TLS connection
 #   per message)
+#   BASELINE=PATH: another tlsrelay binary (say, the last release's) run
+#   beside the current one as system "baseline" in W1-W5, same settings,
+#   same alternating order, for a before/after in one run; the report adds
+#   the tlsrelay/baseline ratios.
 #   OUT=target/compare (results.tsv, fsync.tsv, idle.tsv, results.md), KEEP_WORK=1 keeps the
 #   instances' folder and logs under /tmp
 set -euo pipefail
@@ -99,6 +103,8 @@ else
 fi
 TLSRELAY=${TLSRELAY:-target/release/tlsrelay}
 [[ -x $LOADGEN && -x $SINK && -x $TLSRELAY ]] || die "build did not produce loadgen, sink and tlsrelay"
+BASELINE=${BASELINE:-}
+[[ -z $BASELINE || -x $BASELINE ]] || die "BASELINE=$BASELINE is not an executable"
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -294,9 +300,12 @@ stop_postfix() {
 
 # --- tlsrelay ---------------------------------------------------------------
 # start_tlsrelay NAME SINK TLS-LEVEL [IDLE]: with IDLE, the connection
-# limits allow IDLE sessions at once from one address (W6).
+# limits allow IDLE sessions at once from one address (W6). SYSTEM and
+# BINARY in the environment run another build under another name
+# (BASELINE).
 start_tlsrelay() {
-    local name=$1 sink=${SINK_ADDR[$2]} level=$3 idle=${4:-} dir=$WORK/tlsrelay-$1
+    local system=${SYSTEM:-tlsrelay} binary=${BINARY:-$TLSRELAY}
+    local name=$1 sink=${SINK_ADDR[$2]} level=$3 idle=${4:-} dir=$WORK/$system-$1
     rm -rf "$dir"
     mkdir -p "$dir"
     cat >"$dir/tlsrelay.toml" <<EOF
@@ -326,19 +335,23 @@ max_connections_per_destination = 20
 reverse_lookups = false
 nameservers = ["127.0.0.1:1"]
 EOF
-    "$TLSRELAY" --log-format json serve -c "$dir/tlsrelay.toml" >/dev/null 2>"$dir/log" </dev/null &
+    "$binary" --log-format json serve -c "$dir/tlsrelay.toml" >/dev/null 2>"$dir/log" </dev/null &
     PIDS+=($!)
-    ROOT[tlsrelay-$name]=$!
-    wait_for "$dir/log" '"message":"listening"' 30 || die "tlsrelay $name did not start: $(cat "$dir/log")"
-    TARGET[tlsrelay-$name]=$(grep '"message":"listening"' "$dir/log" | head -n1 \
+    ROOT[$system-$name]=$!
+    wait_for "$dir/log" '"message":"listening"' 30 || die "$system $name did not start: $(cat "$dir/log")"
+    TARGET[$system-$name]=$(grep '"message":"listening"' "$dir/log" | head -n1 \
         | sed -n 's/.*"address":"\([0-9.:]*\)".*/\1/p')
-    say "tlsrelay $name on ${TARGET[tlsrelay-$name]} -> $sink ($level)"
+    say "$system $name on ${TARGET[$system-$name]} -> $sink ($level)"
 }
 
 start_postfix plain plain 0
 start_postfix tls tls 1
 start_tlsrelay plain plain none
 start_tlsrelay tls tls required
+if [[ -n $BASELINE ]]; then
+    SYSTEM=baseline BINARY=$BASELINE start_tlsrelay plain plain none
+    SYSTEM=baseline BINARY=$BASELINE start_tlsrelay tls tls required
+fi
 
 # --- one run ------------------------------------------------------------
 COLUMNS_TSV='workload\tsystem\trep\taccepted\terrors\tgen_rate\tp50_ms\tp99_ms\tsink_rate\tmessages\tsize\trcpts\tsessions\tcpu_s\tcpu_s_per_1k\tpeak_rss\tpeak_rss_sampled\tpeak_pss_sampled'
@@ -359,7 +372,7 @@ run() {
     read -r c0 _ t0 <<<"$(sink_stats "$sink")"
     if [[ ${R_PEAK:-0} == 1 ]]; then
         # Peak RSS of this run only: clear_refs 5 resets VmHWM to the current RSS.
-        [[ $system == tlsrelay ]] && echo 5 >"/proc/$root/clear_refs"
+        [[ $system == tlsrelay || $system == baseline ]] && echo 5 >"/proc/$root/clear_refs"
         # python3 itself in the background (not the procstat function, whose
         # subshell would leave python running when signalled).
         python3 "$BENCHES/procstat.py" sample --interval 0.1 --max-seconds $((2 * RUN_TIMEOUT + 60)) \
@@ -390,7 +403,7 @@ run() {
         SAMPLER_PID=
         sampled=$(sed -n 's/^peak_rss=\([0-9]*\) .*/\1/p' "$WORK/sample.out")
         sampled_pss=$(sed -n 's/.* peak_pss=\([0-9]*\) .*/\1/p' "$WORK/sample.out")
-        if [[ $system == tlsrelay ]]; then
+        if [[ $system == tlsrelay || $system == baseline ]]; then
             peak=$(($(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$root/status") * 1024))
         fi
     fi
@@ -447,6 +460,10 @@ FLAGS=()
 for rep in $(seq 1 "$REPS"); do
     # Alternate who goes first, so a drift in the machine's load is shared.
     if ((rep % 2)); then order="postfix tlsrelay"; else order="tlsrelay postfix"; fi
+    # The baseline runs right before or after the current build, in turn.
+    if [[ -n $BASELINE ]]; then
+        if ((rep % 2)); then order="$order baseline"; else order="baseline $order"; fi
+    fi
     for workload in $WORKLOADS; do
         case $workload in
             null)

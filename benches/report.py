@@ -55,6 +55,21 @@ if ratios:
     print("| --- | --- | --- | --- | --- | --- |")
     print("\n".join(ratios))
     print()
+# Before/after in the same run (BASELINE=…): the current build over the baseline.
+before_after = []
+for w in ("W1", "W2", "W3", "W4a", "W4b", "W5"):
+    t, b = groups.get((w, "tlsrelay")), groups.get((w, "baseline"))
+    if not t or not b:
+        continue
+    ratio = lambda k: (med(t, k) / med(b, k)) if med(t, k) is not None and med(b, k) else None
+    before_after.append(f"| {w} | {fmt(ratio('gen_rate'),2)} | {fmt(ratio('sink_rate'),2)} | {fmt(ratio('p99_ms'),2)} "
+                        f"| {fmt(ratio('cpu_s_per_1k'),2)} |")
+if before_after:
+    print("| workload | accepted tlsrelay/baseline | delivered tlsrelay/baseline | p99 tlsrelay/baseline "
+          "| CPU per message tlsrelay/baseline |")
+    print("| --- | --- | --- | --- | --- |")
+    print("\n".join(before_after))
+    print()
 peaks = [(w, s, rs) for (w, s), rs in groups.items() if w in ("W4a", "W4b")]
 if peaks:
     print("| workload | system | peak RSS MiB (VmHWM) | peak RSS MiB (sampled sum, 100 ms) | peak PSS MiB (sampled sum, 1 s) |")
