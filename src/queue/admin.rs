@@ -219,12 +219,13 @@ async fn offline(
     let id = match request {
         Request::Retry { id: None } => {
             let ids = spool.list()?;
-            for id in &ids {
-                make_due(&states, id);
-            }
+            let due = ids.iter().filter(|id| make_due(&states, id)).count();
+            let held = match ids.len() - due {
+                0 => String::new(),
+                n => format!(" ({n} on hold not tried: `tlsrelay queue release` first)"),
+            };
             return Ok(Response::ok(format!(
-                "{} message(s) due now; no relay is running, they are tried when it starts",
-                ids.len()
+                "{due} message(s) due now{held}; no relay is running, they are tried when it starts"
             )));
         }
         Request::Retry { id: Some(id) } | Request::Delete { id } | Request::Bounce { id } => id,
@@ -250,12 +251,12 @@ async fn offline(
         return Err(AdminError::NoSuchMessage(id.clone()));
     }
     Ok(match request {
-        Request::Retry { .. } => {
-            make_due(&states, id);
-            Response::ok(format!(
-                "{id}: due now; no relay is running, it is tried when it starts"
-            ))
-        }
+        Request::Retry { .. } if !make_due(&states, id) => Response::error(format!(
+            "{id}: on hold, not tried; `tlsrelay queue release {id}` first"
+        )),
+        Request::Retry { .. } => Response::ok(format!(
+            "{id}: due now; no relay is running, it is tried when it starts"
+        )),
         Request::Delete { .. } => {
             finish.delete(id);
             Response::ok(format!("{id}: deleted"))
@@ -271,9 +272,17 @@ async fn offline(
 }
 
 /// The next attempt of `id` is now (a message without a state is due anyway).
-fn make_due(states: &StateStore, id: &str) {
-    if let Some(mut state) = states.load(id) {
-        state.next_attempt = time::OffsetDateTime::now_utc().unix_timestamp();
-        let _: io::Result<()> = states.save(id, &state);
+/// Makes a message due now, as the running relay's `retry` does; a held
+/// message stays held and untouched (false), as there.
+fn make_due(states: &StateStore, id: &str) -> bool {
+    match states.load(id) {
+        Some(state) if state.held => false,
+        Some(mut state) => {
+            state.next_attempt = time::OffsetDateTime::now_utc().unix_timestamp();
+            let _: io::Result<()> = states.save(id, &state);
+            true
+        }
+        // No state yet: new, and due at start anyway.
+        None => true,
     }
 }

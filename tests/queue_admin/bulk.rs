@@ -233,6 +233,16 @@ fn with_no_relay_running_hold_release_and_delete_act_on_the_spool() {
     let (code, _, err) = queue(&relay, &["hold", "0123456789ABCDEF00"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no such message in the queue"), "{err}");
+    // Retry offline leaves a held message held, as the running relay does.
+    let far = id_of(&listed, "far");
+    let (code, _, err) = queue(&relay, &["retry", &far]);
+    assert_eq!(code, 1, "retrying a held message is refused: {err}");
+    assert!(err.contains("on hold, not tried"), "{err}");
+    ok(
+        &relay,
+        &["retry", "--all"],
+        "1 message(s) due now (1 on hold not tried: `tlsrelay queue release` first); no relay is running, they are tried when it starts",
+    );
 
     // Released: due at once when the relay starts; the held one waits.
     open(&gate);
