@@ -7,6 +7,12 @@
 //! that writes what each step met, and stops before MAIL: so its verdict
 //! is what delivery would do, rung by rung. It reads the broken-TLS
 //! memory and never writes it.
+//!
+//! Where DANE is asked it shows, per MX host, the DNSSEC status of the MX
+//! and address answers, the TLSA records, whether the presented
+//! certificate matches each (`crate::tls::dane::check_record`), and what
+//! DANE makes of the host: the same `route::plan_host` and ladder as
+//! delivery, so the same `dane=` word ([`Prediction::dane`]).
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -15,26 +21,49 @@ use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::client::Capabilities;
-use super::deliver::{addresses, Deliverer, Settings};
+use super::dane::{Governs, HostDane, Mandatory, Status, TlsaAnswer};
+use super::deliver::{Deliverer, Settings};
 use super::ladder::{Handshake, How, Observer, Stop};
-use super::policy::{self, AfterFailure, AfterHandshake, Checks, Failure, Plaintext, Rung, Start};
-use super::route::{hops, Hop, Hops, Resolve};
+use super::policy::{
+    self, AfterFailure, AfterHandshake, Checks, Deferral, Failure, Plaintext, Rung, Start,
+};
+use super::route::{hops, mx_fault, plan_host, Hop, Hops, HostPlan, Resolve};
 use crate::config::domain::MailDomain;
 use crate::config::values::{Host, TlsLevel};
+use crate::tls::client::Presented;
+use crate::tls::dane::{check_record, RecordCheck, Tlsa};
 
 /// What delivery would do with mail to the domain.
 #[derive(Clone, Debug)]
 pub enum Prediction {
-    /// It would go to `via`, protected as `how` says.
-    Deliver { via: SocketAddr, how: How },
+    /// It would go to `via`, protected as `how` says; `dane` is the
+    /// attempt log's `dane=` word.
+    Deliver {
+        via: SocketAddr,
+        how: How,
+        dane: &'static str,
+    },
     /// It would bounce (null MX, no such domain).
     Bounce {
         status: crate::smtp::status::EnhancedStatus,
         reason: String,
     },
     /// It would stay queued: every address was unreachable or refused by
-    /// the policy; the last one's reason.
-    Wait(Option<Stop>),
+    /// the policy; the last one's reason and `dane=` word.
+    Wait {
+        stop: Option<Stop>,
+        dane: &'static str,
+    },
+}
+
+impl Prediction {
+    /// The `dane=` word delivery's log line would carry (`-` for a bounce).
+    pub fn dane(&self) -> &'static str {
+        match self {
+            Prediction::Deliver { dane, .. } | Prediction::Wait { dane, .. } => dane,
+            Prediction::Bounce { .. } => "-",
+        }
+    }
 }
 
 /// The report, as text and as the verdict it ends with.
@@ -71,11 +100,21 @@ pub async fn predict<R: Resolve>(
         "Domain       {domain}\nConnector    {name}\nTLS level    {level}"
     );
     let mx_port = port.unwrap_or(settings.mx_port);
+    let dane_asked = settings.dane_asked(connector);
+    if !dane_asked {
+        let why = match (settings.dane, settings.resolver.validates()) {
+            (false, _) => "off ([delivery] dane = false)",
+            (_, false) => "off ([dns] dnssec = false)",
+            _ => "not asked (the connector's level keeps its own check)",
+        };
+        let _ = writeln!(out, "DANE         {why}");
+    }
     let route = hops(
         &settings.resolver,
         &connector.settings.smarthosts,
         domain,
         mx_port,
+        dane_asked,
         |_| {},
     );
     let hop_list = match route.await {
@@ -84,24 +123,59 @@ pub async fn predict<R: Resolve>(
             let verdict = format!("would bounce ({status}): {reason}");
             return finish(out, domain, verdict, Prediction::Bounce { status, reason });
         }
+        Ok(Hops::MxFault(fault)) => {
+            let _ = writeln!(out, "MX DNSSEC    {fault}");
+            let (dane, governs) = mx_fault(level, &fault);
+            let deferral = match governs {
+                Governs::DeferDomain(deferral) | Governs::NextHost(deferral) => deferral,
+                Governs::Level | Governs::Dane(_) => Deferral::DaneMxBogus(fault.to_string()),
+            };
+            let verdict = format!(
+                "would wait in the queue ({}): {deferral}",
+                deferral.status()
+            );
+            let stop = Some(Stop::Deferred(deferral));
+            let dane = dane.label();
+            return finish(out, domain, verdict, Prediction::Wait { stop, dane });
+        }
         Err(e) => {
             let verdict = format!("would wait in the queue: {e}");
-            let stop = Stop::Unreachable(e.to_string());
-            return finish(out, domain, verdict, Prediction::Wait(Some(stop)));
+            let stop = Some(Stop::Unreachable(e.to_string()));
+            let dane = "-";
+            return finish(out, domain, verdict, Prediction::Wait { stop, dane });
         }
     };
     // Why each host tried would not take the mail, for the overall verdict.
     let mut refusals = Vec::new();
     let mut overall: Option<(String, Prediction)> = None;
     let mut last = None;
+    let mut last_dane = "-";
     for hop in hop_list {
         let hop = Hop {
             port: port.unwrap_or(hop.port),
             ..hop
         };
         let _ = writeln!(out, "\nHost {}:{}", hop.host, hop.port);
-        let ips = match addresses(&settings.resolver, &hop.host).await {
-            Ok(ips) => ips,
+        let plan = plan_host(&settings.resolver, &hop, level, dane_asked).await;
+        if dane_asked {
+            describe_dane(&mut out, &hop, &plan);
+        }
+        let mandatory = match &plan.governs {
+            Governs::Level => None,
+            Governs::Dane(mandatory) => Some(mandatory),
+            Governs::NextHost(deferral) | Governs::DeferDomain(deferral) => {
+                let _ = writeln!(out, "  Verdict            would defer: {deferral}");
+                refusals.push(format!("{}: {deferral}", hop.host));
+                last_dane = deferral.dane_word().unwrap_or("-");
+                last = Some(Stop::Deferred(deferral.clone()));
+                if matches!(plan.governs, Governs::DeferDomain(_)) {
+                    break;
+                }
+                continue;
+            }
+        };
+        let ips = match &plan.addresses {
+            Ok(ips) => ips.clone(),
             Err((_, why)) => {
                 let _ = writeln!(out, "  Addresses          none: {why}");
                 refusals.push(format!("{}: {why}", hop.host));
@@ -114,11 +188,24 @@ pub async fn predict<R: Resolve>(
                 Host::Ip(_) => addr.to_string(),
                 Host::Name(name) => format!("{name}:{} [{ip}]", hop.port),
             };
-            match probe_address(deliverer, &settings, domain, &hop, addr, &mut out).await {
+            let target = Target {
+                hop: &hop,
+                addr,
+                mandatory,
+                dane: plan.dane.label(),
+            };
+            match probe_address(deliverer, &settings, domain, &target, &mut out).await {
                 Ok((verdict, prediction)) => {
                     overall.get_or_insert((format!("{verdict} via {server}"), prediction));
                 }
                 Err(stop) => {
+                    last_dane = match (&stop, mandatory) {
+                        (Stop::Deferred(deferral), _) if deferral.dane_word().is_some() => {
+                            deferral.dane_word().unwrap_or("-")
+                        }
+                        (_, Some(_)) => "failed",
+                        (_, None) => plan.dane.label(),
+                    };
                     let why = match &stop {
                         Stop::Unreachable(why) => why.clone(),
                         Stop::Deferred(deferral) => deferral.to_string(),
@@ -140,7 +227,8 @@ pub async fn predict<R: Resolve>(
                 refusals.join("; ")
             ),
         };
-        (verdict, Prediction::Wait(last))
+        let (stop, dane) = (last, last_dane);
+        (verdict, Prediction::Wait { stop, dane })
     });
     finish(out, domain, verdict, prediction)
 }
@@ -161,14 +249,14 @@ async fn probe_address<R: Resolve>(
     deliverer: &Deliverer<R>,
     settings: &Settings<R>,
     domain: &MailDomain,
-    hop: &Hop,
-    addr: SocketAddr,
+    target: &Target<'_>,
     out: &mut String,
 ) -> Result<(String, Prediction), Stop> {
+    let (hop, addr) = (target.hop, target.addr);
     let _ = writeln!(out, "  Address            {}", addr.ip());
     let connector = settings.connectors.for_domain(domain);
-    let level = connector.level();
-    let ladder = settings.ladder(connector, domain, hop, addr);
+    let ladder = settings.ladder(connector, domain, hop, addr, target.mandatory);
+    let level = ladder.level();
     let start = deliverer
         .memory()
         .peek(level, settings.fallback, &addr.to_string());
@@ -184,14 +272,23 @@ async fn probe_address<R: Resolve>(
         fallback: settings.fallback,
         connections: 0,
         failed: false,
+        names: [hop.host.to_string(), domain.to_string()],
     };
     match ladder.climb(&start, &mut steps).await {
         Ok(ready) => {
             ready.client.quit().await;
             let verdict = host_verdict(&ready.how, &start);
             let _ = writeln!(out, "  Verdict            {verdict}");
+            let dane = ready.how.dane().map_or(target.dane, |(word, _)| word);
             let how = ready.how;
-            Ok((verdict, Prediction::Deliver { via: addr, how }))
+            Ok((
+                verdict,
+                Prediction::Deliver {
+                    via: addr,
+                    how,
+                    dane,
+                },
+            ))
         }
         Err(stop) => {
             match &stop {
@@ -227,6 +324,59 @@ fn host_verdict(how: &How, start: &Start) -> String {
     }
 }
 
+/// One address of a hop, and what DANE makes mandatory there.
+struct Target<'a> {
+    hop: &'a Hop,
+    addr: SocketAddr,
+    mandatory: Option<&'a Mandatory>,
+    /// The host's `dane=` word before any handshake.
+    dane: &'static str,
+}
+
+/// The DNSSEC answers of one host and what DANE makes of them.
+fn describe_dane(out: &mut String, hop: &Hop, plan: &HostPlan) {
+    let status = |s: Option<Status>| match s {
+        Some(Status::Secure) => "secure",
+        Some(Status::Insecure) => "insecure",
+        Some(Status::Bogus) => "bogus",
+        Some(Status::Failed) => "failed",
+        None => "not validated",
+    };
+    let _ = writeln!(
+        out,
+        "  DNSSEC             MX {}, addresses {}",
+        status(Some(hop.mx)),
+        status(plan.address_status)
+    );
+    let tlsa = match &plan.tlsa {
+        None => "not looked up (needs secure MX and address answers)".to_string(),
+        Some(TlsaAnswer::Records(records)) => {
+            for record in records {
+                let _ = writeln!(out, "  TLSA record        {record}");
+            }
+            format!("{} record(s), DNSSEC secure", records.len())
+        }
+        Some(TlsaAnswer::SecureDenial) => "none (securely denied)".into(),
+        Some(TlsaAnswer::Insecure) => "insecure answer".into(),
+        Some(TlsaAnswer::Bogus(why)) => format!("bogus: {why}"),
+        Some(TlsaAnswer::Failed { kind, reason }) => format!("lookup {kind}: {reason}"),
+    };
+    let _ = writeln!(out, "  TLSA               {tlsa}");
+    let means = match &plan.dane {
+        HostDane::Off => "off".to_string(),
+        HostDane::NoDane(_) => format!("{}: the connector's level applies", plan.dane.label()),
+        HostDane::Authenticate(records) => format!(
+            "TLS mandatory, authenticated by {} usable TLSA record(s), SNI {}",
+            records.len(),
+            hop.host
+        ),
+        HostDane::EncryptOnly => "TLS mandatory, unauthenticated (no usable TLSA record)".into(),
+        HostDane::HostUnusable(why) => format!("host unusable: {why}"),
+        HostDane::DeferDomain(why) => format!("the domain waits: {why}"),
+    };
+    let _ = writeln!(out, "  DANE               {means}");
+}
+
 /// Probe's observer: each step the ladder takes, as report lines.
 struct Steps<'a> {
     out: &'a mut String,
@@ -235,6 +385,8 @@ struct Steps<'a> {
     connections: usize,
     /// A rung has failed already.
     failed: bool,
+    /// The reference names for DANE-TA: the MX host, the domain.
+    names: [String; 2],
 }
 
 impl Observer for Steps<'_> {
@@ -295,6 +447,27 @@ impl Observer for Steps<'_> {
             .map(ToString::to_string)
             .collect();
         let _ = writeln!(out, "  Levels accepting   {}", accepting.join(", "));
+    }
+
+    fn dane_checked(&mut self, records: &[Tlsa], presented: &Presented) {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let now = rustls::pki_types::UnixTime::now();
+        for record in records {
+            let said = match check_record(record, &presented.chain, &names, now) {
+                RecordCheck::Matches => "matches the presented certificate".to_string(),
+                RecordCheck::Unusable => "unusable (usage 0/1 or unknown)".into(),
+                RecordCheck::NoMatch => "does not match the presented certificate".into(),
+                RecordCheck::ChainFails(why) | RecordCheck::NameFails(why) => {
+                    format!("does not authenticate: {why}")
+                }
+            };
+            let _ = writeln!(self.out, "  TLSA check         {record}: {said}");
+        }
+        let verdict = match &presented.result {
+            Ok(a) => format!("authenticated by {}", a.record),
+            Err(e) => format!("not authenticated: {e}"),
+        };
+        let _ = writeln!(self.out, "  DANE result        {verdict}");
     }
 
     fn rung_failed(&mut self, _rung: Rung, failure: &Failure, _next: &AfterFailure) {

@@ -51,7 +51,10 @@ pub fn predicted(prediction: &Prediction) -> Fate {
             how: How::Plaintext(why),
             ..
         } => Fate::Plaintext(why.to_string()),
-        Prediction::Wait(Some(Stop::Deferred(deferral))) => Fate::Deferred {
+        Prediction::Wait {
+            stop: Some(Stop::Deferred(deferral)),
+            ..
+        } => Fate::Deferred {
             status: deferral.status().to_string(),
             reason: deferral.to_string(),
         },
