@@ -40,6 +40,8 @@ pub struct Session {
 
 pub struct TlsReceiver {
     pub addr: SocketAddr,
+    /// The self-signed certificate it serves (for TLSA records).
+    pub cert: CertificateDer<'static>,
     sessions: Arc<Mutex<Vec<Session>>>,
 }
 
@@ -79,6 +81,7 @@ impl TlsReceiver {
             .with_single_cert(chain, key)
             .expect("server certificate");
         let config = Arc::new(config);
+        let cert = issued.der.clone();
         let sessions: Arc<Mutex<Vec<Session>>> = Arc::default();
         let record = sessions.clone();
         std::thread::spawn(move || {
@@ -87,7 +90,11 @@ impl TlsReceiver {
                 std::thread::spawn(move || serve(stream, config, &record, after));
             }
         });
-        TlsReceiver { addr, sessions }
+        TlsReceiver {
+            addr,
+            cert,
+            sessions,
+        }
     }
 
     pub fn sessions(&self) -> Vec<Session> {
