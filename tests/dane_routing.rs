@@ -14,7 +14,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::CertificateDer;
 use tlsrelay::config::Config;
 use tlsrelay::outbound::dane::{Checked, Fault, Security, TlsaAnswer, Validated};
 use tlsrelay::outbound::deliver::{Deliverer, Settings};
@@ -22,12 +21,11 @@ use tlsrelay::outbound::memory::TlsMemory;
 use tlsrelay::outbound::memory_file::system_clock;
 use tlsrelay::outbound::route::{LookupError, MxAnswer, Resolve};
 use tlsrelay::tls::dane::Tlsa;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use support::ca::{self_signed, Key, Spec};
 use support::prediction::{delivered, predicted, probe_then_deliver, Fate};
 use support::receiver::Receiver;
-use support::tls_receiver::{AfterTls, TlsReceiver};
+use support::tls_receiver::{tlsa_3_1_1, AfterTls, TlsReceiver};
 
 /// Answers as a validating resolver would; what it lacks is securely denied.
 #[derive(Default)]
@@ -101,12 +99,6 @@ fn one_mx(host: &str) -> MxAnswer {
     MxAnswer::Hosts(vec![(10, format!("{host}."))])
 }
 
-/// `3 1 1` of the certificate's key (RFC 7671 §5.1).
-fn ee(cert: &CertificateDer<'_>) -> Tlsa {
-    let (_, parsed) = X509Certificate::from_der(cert).expect("certificate");
-    Tlsa::dane_ee_spki_sha256(parsed.public_key().raw)
-}
-
 /// The next hops, all on one port: TLS on 127.0.0.2 (A) and .3 (B), both
 /// self-signed for a name no MX has; no STARTTLS on .4 (C) and .5 (D).
 /// Each plaintext cell has its own address: a kept connection would
@@ -147,8 +139,8 @@ fn hops() -> Hops {
 
 /// The zone: one domain per cell.
 fn zone(hops: &Hops) -> SignedDns {
-    let wrong = ee(&self_signed(&Spec::new(&["mx.example"], Key::P256)).der);
-    let (a, b) = (ee(&hops.a.cert), ee(&hops.b.cert));
+    let wrong = tlsa_3_1_1(&self_signed(&Spec::new(&["mx.example"], Key::P256)).der);
+    let (a, b) = (tlsa_3_1_1(&hops.a.cert), tlsa_3_1_1(&hops.b.cert));
     let mut dns = SignedDns::default();
     let mut host = |name: &'static str, addr: &str, tlsa: Option<TlsaAnswer>| {
         dns.addresses.insert(name, secure(vec![ip(addr)]));
@@ -267,14 +259,7 @@ fn assert_deferred_naming_dane(cell: &Cell, status: &str) {
 }
 
 fn tls_messages(receiver: &TlsReceiver, domain: &str) -> usize {
-    let wanted = format!("DANE cell {domain}");
-    let sessions = receiver.sessions();
-    assert!(!sessions.iter().any(|s| s.plaintext_mail), "{sessions:#?}");
-    sessions
-        .iter()
-        .flat_map(|s| &s.messages)
-        .filter(|m| m.contains(&wanted))
-        .count()
+    receiver.taken(&format!("DANE cell {domain}"))
 }
 
 fn plain_messages(receiver: &Receiver, domain: &str) -> usize {

@@ -91,8 +91,8 @@ impl Line<'_> {
             tls_level = %level,
             tls,
             tls_memory = self.tls_memory,
-            dane = self.dane,
-            usage = self.usage,
+            dane = %self.dane,
+            usage = %self.usage,
             result,
             "delivery attempt"
         );

@@ -101,6 +101,18 @@ impl TlsReceiver {
         lock(&self.sessions).clone()
     }
 
+    /// How many messages taken over TLS contain `text`; panics if any
+    /// mail command ever came in plaintext.
+    pub fn taken(&self, text: &str) -> usize {
+        let sessions = self.sessions();
+        assert!(!sessions.iter().any(|s| s.plaintext_mail), "{sessions:#?}");
+        sessions
+            .iter()
+            .flat_map(|s| &s.messages)
+            .filter(|m| m.contains(text))
+            .count()
+    }
+
     /// Waits (bounded, 20 s) until `done` holds for the sessions seen.
     pub fn wait_until(&self, what: &str, done: impl Fn(&[Session]) -> bool) -> Vec<Session> {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -247,4 +259,11 @@ fn converse_tls(
         let _ = reader.get_mut().write_all(reply);
         let _ = reader.get_mut().flush();
     }
+}
+
+/// The `3 1 1` TLSA record (DANE-EE, key, SHA-256) of `cert`.
+pub fn tlsa_3_1_1(cert: &CertificateDer<'_>) -> tlsrelay::tls::dane::Tlsa {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, parsed) = X509Certificate::from_der(cert).expect("certificate");
+    tlsrelay::tls::dane::Tlsa::dane_ee_spki_sha256(parsed.public_key().raw)
 }
