@@ -23,8 +23,11 @@ use tlsrelay::outbound::route::{LookupError, MxAnswer, Resolve};
 use tlsrelay::tls::dane::Tlsa;
 
 use support::ca::{self_signed, Key, Spec};
+use support::dns::{DnsServer, MAIL_AND_SENDER_ZONE};
 use support::prediction::{delivered, predicted, probe_then_deliver, Fate};
 use support::receiver::Receiver;
+use support::relay::{mx_config, Relay};
+use support::smtp::submit;
 use support::tls_receiver::{tlsa_3_1_1, AfterTls, TlsReceiver};
 
 /// Answers as a validating resolver would; what it lacks is securely denied.
@@ -424,4 +427,39 @@ fn dane_off_delivers_as_before() {
         other => panic!("{other:?}\n{}", cell.report),
     }
     assert_eq!(tls_messages(&world.hops.a, "wrongkey.test"), 1);
+}
+
+/// Behind name servers that cannot prove anything (here an unsigned
+/// `test.` server that is no root, as a resolver that strips DNSSEC would
+/// be): the relay warns at start-up, and mail by MX lookup waits with
+/// 4.7.5 naming DANE, never sent unvalidated.
+#[test]
+fn a_resolver_that_cannot_validate_is_named_at_start_up_and_mail_waits() {
+    let dns = DnsServer::start(MAIL_AND_SENDER_ZONE);
+    let next_hop = Receiver::start("127.0.0.2:0".parse().expect("address"));
+    let config = mx_config(next_hop.addr.port(), dns.addr).replace("dnssec = false\n", "");
+    let relay = Relay::start_with(&config);
+    relay.wait_for_log(
+        "DNSSEC validation fails through the configured name servers",
+        1,
+    );
+    submit(
+        relay.smtp,
+        "alice@sender.test",
+        &["bob@b.test"],
+        "Subject: x\r\n\r\nhi\r\n",
+    );
+    let id = relay.expect_spooled(1)[0].0.clone();
+    let state = relay.wait_for_state(&id, "an attempt", |s| s.attempts >= 1);
+    let bob = &state.recipients[0];
+    assert_eq!(
+        bob.code.map(|c| c.to_string()).as_deref(),
+        Some("4.7.5"),
+        "{bob:?}"
+    );
+    assert!(
+        bob.reason.as_deref().unwrap_or("").contains("DANE"),
+        "{bob:?}"
+    );
+    assert_eq!(next_hop.seen().connections, 0);
 }

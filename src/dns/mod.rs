@@ -30,6 +30,8 @@ pub struct Dns {
     resolver: TokioResolver,
     /// `None` with `[dns] dnssec = false`.
     validating: Option<TokioResolver>,
+    /// The zone of the trust anchor (`.` for the IANA root keys).
+    anchor_zone: String,
     denials: Arc<secure::DenialCache>,
 }
 
@@ -59,6 +61,7 @@ impl Dns {
         Ok(Dns {
             resolver,
             validating,
+            anchor_zone: anchor::zone(config.trust_anchor.as_deref()),
             denials: Arc::default(),
         })
     }

@@ -119,6 +119,10 @@ fn secure_tlsa_authenticates_a_wrong_key_or_bogus_answer_defers_insecure_stays_o
         .zone("plain.test", Kind::Insecure, &mail_zone(port, None))
         .start();
     let relay = Relay::start_with(&relay_config(port, &tree));
+    relay.wait_for_log(
+        "DNSSEC validation works through the configured name servers",
+        1,
+    );
     let server: SocketAddr = receiver.addr;
 
     // secure + 3 1 1 right key: delivered over TLS, SNI the MX host.
