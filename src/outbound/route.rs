@@ -300,7 +300,11 @@ pub async fn plan_host<R: Resolve>(
 /// What DANE makes of a domain whose MX answer is `fault`.
 pub fn mx_fault(level: TlsLevel, fault: &Fault) -> (HostDane, Governs) {
     let status = Status::of(&Err::<Validated<()>, Fault>(fault.clone()));
-    let dane = outcome(status, Status::Failed, None);
+    let dane = match outcome(status, Status::Failed, None) {
+        // The table's reason, and the resolver's: which name, what failed.
+        HostDane::DeferDomain(why) => HostDane::DeferDomain(format!("{why} ({fault})")),
+        other => other,
+    };
     let governs = dane::governs(level, &dane);
     (dane, governs)
 }
