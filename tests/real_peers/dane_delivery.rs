@@ -75,6 +75,12 @@ fn wait_taken(receiver: &TlsReceiver, domain: &str) {
     receiver.wait_until(&text, |_| receiver.taken(&text) == 1);
 }
 
+/// `tlsrelay probe DOMAIN -c CONFIG`'s report.
+fn probe(config: &std::path::Path, domain: &str) -> String {
+    let output = super::support::tlsrelay(&["probe", domain, "-c", super::support::arg(config)]);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// The saved state of the one spooled message to `domain`, once tried.
 fn deferred(relay: &Relay, domain: &str) -> RecipientState {
     let rcpt = format!("bob@{domain}");
@@ -137,6 +143,26 @@ fn secure_tlsa_authenticates_a_wrong_key_or_bogus_answer_defers_insecure_stays_o
     );
     let lines = logged(&relay, "verified", "secure.test");
     assert!(lines[0].contains("\"usage\":\"3\""), "{lines:#?}");
+
+    // probe, from the command line, tells the same from the same ladder.
+    let config = relay.dir().join("tlsrelay.toml");
+    let report = probe(&config, "secure.test");
+    for line in [
+        "DNSSEC             MX secure, addresses secure",
+        &format!("TLSA record        {right}"),
+        &format!("TLSA check         {right}: matches the presented certificate"),
+        "would deliver with TLSv1.3, DANE verified (TLSA usage 3)",
+    ] {
+        assert!(report.contains(line), "{line}\n{report}");
+    }
+    let report = probe(&config, "wrong.test");
+    for line in [
+        &format!("TLSA check         {wrong}: does not match the presented certificate"),
+        "would wait in the queue",
+        "DANE: TLS is mandatory",
+    ] {
+        assert!(report.contains(line), "{line}\n{report}");
+    }
 
     // secure + wrong key: deferred 4.7.x naming DANE, nothing at the receiver.
     send(&relay, "wrong.test");
