@@ -71,6 +71,7 @@ pub mod outcome;
 pub mod policy;
 mod pool;
 pub mod probe;
+mod probe_dane;
 mod queue_delivery;
 pub mod route;
 mod send;

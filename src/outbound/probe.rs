@@ -21,17 +21,18 @@ use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::client::Capabilities;
-use super::dane::{Governs, HostDane, Mandatory, Status, TlsaAnswer};
+use super::dane::{Governs, Mandatory};
 use super::deliver::{Deliverer, Settings};
 use super::ladder::{Handshake, How, Observer, Stop};
 use super::policy::{
     self, AfterFailure, AfterHandshake, Checks, Deferral, Failure, Plaintext, Rung, Start,
 };
-use super::route::{hops, mx_fault, plan_host, Hop, Hops, HostPlan, Resolve};
+use super::probe_dane;
+use super::route::{hops, mx_fault, plan_host, Hop, Hops, Resolve};
 use crate::config::domain::MailDomain;
 use crate::config::values::{Host, TlsLevel};
 use crate::tls::client::Presented;
-use crate::tls::dane::{check_record, RecordCheck, Tlsa};
+use crate::tls::dane::Tlsa;
 
 /// What delivery would do with mail to the domain.
 #[derive(Clone, Debug)]
@@ -158,7 +159,7 @@ pub async fn predict<R: Resolve>(
         let _ = writeln!(out, "\nHost {}:{}", hop.host, hop.port);
         let plan = plan_host(&settings.resolver, &hop, level, dane_asked).await;
         if dane_asked {
-            describe_dane(&mut out, &hop, &plan);
+            probe_dane::describe(&mut out, &hop, &plan);
         }
         let mandatory = match &plan.governs {
             Governs::Level => None,
@@ -333,50 +334,6 @@ struct Target<'a> {
     dane: &'static str,
 }
 
-/// The DNSSEC answers of one host and what DANE makes of them.
-fn describe_dane(out: &mut String, hop: &Hop, plan: &HostPlan) {
-    let status = |s: Option<Status>| match s {
-        Some(Status::Secure) => "secure",
-        Some(Status::Insecure) => "insecure",
-        Some(Status::Bogus) => "bogus",
-        Some(Status::Failed) => "failed",
-        None => "not validated",
-    };
-    let _ = writeln!(
-        out,
-        "  DNSSEC             MX {}, addresses {}",
-        status(Some(hop.mx)),
-        status(plan.address_status)
-    );
-    let tlsa = match &plan.tlsa {
-        None => "not looked up (needs secure MX and address answers)".to_string(),
-        Some(TlsaAnswer::Records(records)) => {
-            for record in records {
-                let _ = writeln!(out, "  TLSA record        {record}");
-            }
-            format!("{} record(s), DNSSEC secure", records.len())
-        }
-        Some(TlsaAnswer::SecureDenial) => "none (securely denied)".into(),
-        Some(TlsaAnswer::Insecure) => "insecure answer".into(),
-        Some(TlsaAnswer::Bogus(why)) => format!("bogus: {why}"),
-        Some(TlsaAnswer::Failed { kind, reason }) => format!("lookup {kind}: {reason}"),
-    };
-    let _ = writeln!(out, "  TLSA               {tlsa}");
-    let means = match &plan.dane {
-        HostDane::Off => "off".to_string(),
-        HostDane::NoDane(_) => format!("{}: the connector's level applies", plan.dane.label()),
-        HostDane::Authenticate(records) => format!(
-            "TLS mandatory, authenticated by {} usable TLSA record(s), SNI {}",
-            records.len(),
-            hop.host
-        ),
-        HostDane::EncryptOnly => "TLS mandatory, unauthenticated (no usable TLSA record)".into(),
-        HostDane::HostUnusable(why) => format!("host unusable: {why}"),
-        HostDane::DeferDomain(why) => format!("the domain waits: {why}"),
-    };
-    let _ = writeln!(out, "  DANE               {means}");
-}
-
 /// Probe's observer: each step the ladder takes, as report lines.
 struct Steps<'a> {
     out: &'a mut String,
@@ -450,24 +407,7 @@ impl Observer for Steps<'_> {
     }
 
     fn dane_checked(&mut self, records: &[Tlsa], presented: &Presented) {
-        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let now = rustls::pki_types::UnixTime::now();
-        for record in records {
-            let said = match check_record(record, &presented.chain, &names, now) {
-                RecordCheck::Matches => "matches the presented certificate".to_string(),
-                RecordCheck::Unusable => "unusable (usage 0/1 or unknown)".into(),
-                RecordCheck::NoMatch => "does not match the presented certificate".into(),
-                RecordCheck::ChainFails(why) | RecordCheck::NameFails(why) => {
-                    format!("does not authenticate: {why}")
-                }
-            };
-            let _ = writeln!(self.out, "  TLSA check         {record}: {said}");
-        }
-        let verdict = match &presented.result {
-            Ok(a) => format!("authenticated by {}", a.record),
-            Err(e) => format!("not authenticated: {e}"),
-        };
-        let _ = writeln!(self.out, "  DANE result        {verdict}");
+        probe_dane::checked(self.out, &self.names, records, presented);
     }
 
     fn rung_failed(&mut self, _rung: Rung, failure: &Failure, _next: &AfterFailure) {
