@@ -270,15 +270,8 @@ impl<R: Resolve> Deliverer<R> {
             Ok(Hops::Try(list)) => list,
             Ok(Hops::Fail { status, reason }) => return all(Verdict::failed(status, reason)),
             Ok(Hops::MxFault(fault)) => {
-                let (dane, governs) = mx_fault(level, &fault);
-                let deferral = match governs {
-                    Governs::DeferDomain(deferral) | Governs::NextHost(deferral) => deferral,
-                    // Not reached: only DANE's levels look the MX up validated.
-                    Governs::Level | Governs::Dane(_) => {
-                        policy::Deferral::DaneMxBogus(fault.to_string())
-                    }
-                };
-                refused(&domain.to_string(), dane.label(), &deferral);
+                let (word, deferral) = mx_fault(level, &fault);
+                refused(&domain.to_string(), word, &deferral);
                 let reason = format!("{domain}: {deferral}");
                 return all(Verdict::deferred(deferral.status(), reason));
             }

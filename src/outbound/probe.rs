@@ -24,9 +24,7 @@ use super::client::Capabilities;
 use super::dane::{Governs, Mandatory};
 use super::deliver::{Deliverer, Settings};
 use super::ladder::{Handshake, How, Observer, Stop};
-use super::policy::{
-    self, AfterFailure, AfterHandshake, Checks, Deferral, Failure, Plaintext, Rung, Start,
-};
+use super::policy::{self, AfterFailure, AfterHandshake, Checks, Failure, Plaintext, Rung, Start};
 use super::probe_dane;
 use super::route::{hops, mx_fault, plan_host, Hop, Hops, Resolve};
 use crate::config::domain::MailDomain;
@@ -126,17 +124,12 @@ pub async fn predict<R: Resolve>(
         }
         Ok(Hops::MxFault(fault)) => {
             let _ = writeln!(out, "MX DNSSEC    {fault}");
-            let (dane, governs) = mx_fault(level, &fault);
-            let deferral = match governs {
-                Governs::DeferDomain(deferral) | Governs::NextHost(deferral) => deferral,
-                Governs::Level | Governs::Dane(_) => Deferral::DaneMxBogus(fault.to_string()),
-            };
+            let (dane, deferral) = mx_fault(level, &fault);
             let verdict = format!(
                 "would wait in the queue ({}): {deferral}",
                 deferral.status()
             );
             let stop = Some(Stop::Deferred(deferral));
-            let dane = dane.label();
             return finish(out, domain, verdict, Prediction::Wait { stop, dane });
         }
         Err(e) => {

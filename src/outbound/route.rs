@@ -22,6 +22,7 @@ use super::dane::{
     self, outcome, Checked, FailKind, Fault, Governs, HostDane, Security, Status, TlsaAnswer,
     Validated,
 };
+use super::policy::Deferral;
 use crate::config::values::TlsLevel;
 
 use crate::config::domain::MailDomain;
@@ -297,16 +298,22 @@ pub async fn plan_host<R: Resolve>(
     }
 }
 
-/// What DANE makes of a domain whose MX answer is `fault`.
-pub fn mx_fault(level: TlsLevel, fault: &Fault) -> (HostDane, Governs) {
+/// What DANE makes of a domain whose MX answer is `fault` (asked only
+/// where DANE is): the `dane=` word and the deferral of the whole domain.
+pub fn mx_fault(level: TlsLevel, fault: &Fault) -> (&'static str, Deferral) {
     let status = Status::of(&Err::<Validated<()>, Fault>(fault.clone()));
     let dane = match outcome(status, Status::Failed, None) {
         // The table's reason, and the resolver's: which name, what failed.
         HostDane::DeferDomain(why) => HostDane::DeferDomain(format!("{why} ({fault})")),
         other => other,
     };
-    let governs = dane::governs(level, &dane);
-    (dane, governs)
+    let deferral = match dane::governs(level, &dane) {
+        Governs::DeferDomain(deferral) | Governs::NextHost(deferral) => deferral,
+        // Not reached: the table defers a domain whose MX answer failed,
+        // and only the levels DANE governs look it up validated.
+        Governs::Level | Governs::Dane(_) => Deferral::DaneMxBogus(fault.to_string()),
+    };
+    (dane.label(), deferral)
 }
 
 /// MX hosts by preference, lowest first; equal preferences shuffled
