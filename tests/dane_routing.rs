@@ -274,6 +274,29 @@ fn plain_messages(receiver: &Receiver, domain: &str) -> usize {
         .count()
 }
 
+/// Seeds the broken-TLS memory file (format 2, as `TlsMemory` keeps it):
+/// the Modern and TLS 1.2 rungs of `server` failed 3 times over two hours,
+/// last tried 10 minutes ago, so the ladder would skip both.
+fn remember_broken(dir: &Path, server: std::net::SocketAddr) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let entries: Vec<String> = ["Modern", "Tls12"]
+        .iter()
+        .map(|rung| {
+            format!(
+                r#"{{"server":"{server}","host":"{ip}","rung":"{rung}","failures":3,"first_failure":{first},"last_failure":{last},"last_tried":{last},"until":{until}}}"#,
+                ip = server.ip(),
+                first = now - 7200,
+                last = now - 600,
+                until = now + 72_000,
+            )
+        })
+        .collect();
+    let text = format!(r#"{{"version":2,"entries":[{}]}}"#, entries.join(","));
+    std::fs::write(dir.join("tls-memory.json"), text).expect("write the memory file");
+}
+
 /// The next hops, the zone, a deliverer with `[delivery] dane = dane`.
 struct World {
     hops: Hops,
@@ -283,9 +306,15 @@ struct World {
 }
 
 impl World {
+    /// With DANE on, the broken-TLS memory holds every TLS rung of A
+    /// (127.0.0.2) as confirmed broken: an opportunistic ladder would start
+    /// A on its plaintext rung, which DANE must never let it do.
     fn new(dane: bool) -> World {
         let hops = hops();
         let dir = tempfile::tempdir().expect("tempdir");
+        if dane {
+            remember_broken(dir.path(), hops.a.addr);
+        }
         World {
             deliverer: deliverer(dir.path(), hops.port, dane, zone(&hops)),
             hops,
@@ -316,7 +345,8 @@ fn dane_decides_each_host_and_probe_agrees_with_delivery() {
     };
 
     // Secure 3 1 1, right key: over TLS to a self-signed certificate for
-    // another name (DANE-EE checks neither), SNI the MX host.
+    // another name (DANE-EE checks neither), SNI the MX host; the memory
+    // that would start an opportunistic ladder on plaintext is not asked.
     let ee = run("ee.test");
     assert_eq!(tls_note(&ee), "DANE verified (TLSA usage 3)");
     assert_eq!(ee.word, "verified");
