@@ -12,7 +12,7 @@
 //! would otherwise turn authenticated TLS into opportunistic TLS).
 //!
 //! [`governs`] is DESIGN.md §5b's precedence of a connector's level and
-//! a host's outcome. Routing (`super::route::host_dane`) asks the
+//! a host's outcome. Routing (`super::route::plan_host`) asks the
 //! validating resolver and [`outcome`]; the ladder turns
 //! [`Mandatory::Authenticate`] into a verifier calling
 //! `crate::tls::dane::authenticate` (SNI = the MX host) and never offers
