@@ -79,6 +79,9 @@ impl Daemon {
         // One set of resolvers (and caches) for delivery and the
         // reverse lookups of clients.
         let dns = Dns::new(&config.dns)?;
+        if config.dns.dnssec && config.delivery.dane {
+            tokio::spawn(check_dnssec(dns.clone()));
+        }
         let deliverer =
             Deliverer::with_settings(outbound_settings(config, dns.clone())?, memory.clone());
         let queue = queue_manager(config, &spool, deliverer.clone())?;
@@ -339,6 +342,20 @@ pub fn deliverer(config: &Config, memory: Arc<TlsMemory>) -> Result<Deliverer<Dn
         outbound_settings(config, dns)?,
         memory,
     ))
+}
+
+/// DANE trusts nothing the resolver cannot prove: behind one that strips
+/// DNSSEC every MX answer is bogus and mail DANE may govern waits. Say so
+/// once at start-up, in the administrator's terms, instead of leaving
+/// them to find it in deferrals.
+async fn check_dnssec(dns: Dns) {
+    match dns.validation_works().await {
+        Ok(()) => tracing::info!("DNSSEC validation works through the configured name servers"),
+        Err(why) => tracing::warn!(
+            reason = %why,
+            "DNSSEC validation fails through the configured name servers: every MX answer will be bogus and mail by MX lookup will wait in the queue (4.7.5, naming DANE). Use name servers that pass DNSSEC records, or set [delivery] dane = false"
+        ),
+    }
 }
 
 /// What a reload swaps into the deliverer: connectors with their trust

@@ -44,7 +44,7 @@ fn each_invalid_configuration_gets_its_own_message() {
         ("IPv6 prefix", "[[inbound]]\nname = \"lan\"\nremote_ips = [\"2001:db8::/129\"]\n".into(), "6:15: inbound[0].remote_ips[0]: invalid network \"2001:db8::/129\": write an address with a prefix length, for example \"10.0.0.0/8\" or \"2001:db8::/32\""),
         ("smarthost port", outbound("smarthosts = [\"mx.partner.test:99999\"]\n"), "7:15: outbound[0].smarthosts[0]: invalid port in \"mx.partner.test:99999\": use 1 to 65535"),
         ("domain pattern", "[[outbound]]\nname = \"p\"\nrecipient_domains = [\"mail.*.test\"]\n".into(), "6:22: outbound[0].recipient_domains[0]: invalid domain pattern \"mail.*.test\": write \"example.test\", \"*.example.test\" or \"*\""),
-        ("TLS level", outbound("tls = \"verify-everything\"\n"), "7:7: outbound[0].tls: invalid value `verify-everything`; use `none`, `opportunistic`, `required`, `verify-ca`, `verify-host`, `verify-domain`, `pinned`"),
+        ("TLS level", outbound("tls = \"verify-everything\"\n"), "7:7: outbound[0].tls: invalid value `verify-everything`; use `none`, `opportunistic`, `required`, `verify-ca`, `verify-host`, `verify-domain`, `pinned`, `dane`"),
         ("pinned without fingerprints", outbound("tls = \"pinned\"\n"), "4:1: outbound[0].fingerprints: tls = \"pinned\" needs fingerprints: the \"sha256:…\" values from `tlsrelay cert-info`"),
         ("fingerprints without pinned", outbound(&format!("tls = \"verify-ca\"\nfingerprints = [\"sha256:{}\"]\n", "ab".repeat(32))), "8:16: outbound[0].fingerprints: fingerprints are only used with tls = \"pinned\" (this connector has tls = \"verify-ca\")"),
         ("fingerprint format", outbound("tls = \"pinned\"\nfingerprints = [\"md5:abcd\"]\n"), "8:17: outbound[0].fingerprints[0]: invalid fingerprint \"md5:abcd\": write \"sha256:\" and 64 hex digits (a pin `tlsrelay cert-info` prints), or the AB:CD:… that `openssl x509 -fingerprint -sha256` prints"),
@@ -76,6 +76,9 @@ fn each_invalid_configuration_gets_its_own_message() {
         ("delay warning after max age", "[queue]\nmax_age = \"1d\"\ndelay_warning_after = \"2d\"\n".into(), "6:23: queue.delay_warning_after: is not shorter than queue.max_age (1d): the warning would never be sent"),
         ("port out of range", "[delivery]\nmx_port = 70000\n".into(), "5:11: delivery.mx_port: invalid value: integer `70000`, expected a port number from 1 to 65535"),
         ("DNS timeout", "[dns]\ntimeout = \"500ms\"\n".into(), "5:11: dns.timeout: must be at least 1s, for example \"5s\""),
+        ("dane with smarthosts", outbound("smarthosts = [\"mx.partner.test\"]\ntls = \"dane\"\n"), "7:14: outbound[0].smarthosts: tls = \"dane\" authenticates the MX hosts of the recipient domain by their TLSA records: remove the smarthosts, or use tls = \"verify-host\" or \"pinned\" for a smarthost"),
+        ("dane with DANE off", outbound("tls = \"dane\"\n") + "[delivery]\ndane = false\n", "7:7: outbound[0].tls: tls = \"dane\" needs [delivery] dane = true (it is off, so every message would wait in the queue)"),
+        ("dane without DNSSEC", outbound("tls = \"dane\"\n") + "[dns]\ndnssec = false\n", "7:7: outbound[0].tls: tls = \"dane\" needs [dns] dnssec = true: without DNSSEC validation no TLSA record can be trusted"),
         ("nameserver", "[dns]\nnameservers = [\"dns.example.test\"]\n".into(), "5:16: dns.nameservers[0]: invalid nameserver \"dns.example.test\": write an IP address, optionally with a port, for example \"127.0.0.1:5353\""),
     ];
     let mut failures = Vec::new();

@@ -134,7 +134,7 @@ fn counters_equal_the_traffic_sent() {
             && value(m, "tlsrelay_sessions_current") == 0.0
             && value(
                 m,
-                "tlsrelay_delivery_attempts_total{connector=\"strict\",level=\"required\",tls=\"-\",cipher=\"-\",outcome=\"deferred_for_policy\"}",
+                "tlsrelay_delivery_attempts_total{connector=\"strict\",level=\"required\",tls=\"-\",cipher=\"-\",outcome=\"deferred_for_policy\",dane=\"off\"}",
             ) >= 2.0
     });
 
@@ -165,7 +165,7 @@ fn counters_equal_the_traffic_sent() {
         .iter()
         .filter(|(k, _)| {
             k.starts_with("tlsrelay_delivery_attempts_total{connector=\"to-b\",level=\"opportunistic\",tls=\"TLSv1.3\",cipher=\"TLS_")
-                && k.ends_with("outcome=\"sent\"}")
+                && k.ends_with("outcome=\"sent\",dane=\"off\"}")
         })
         .map(|(_, v)| v)
         .sum();
@@ -250,7 +250,7 @@ fn max_age_bounces_count_as_failed_and_mx_attempts_carry_connector_dash() {
     let content = "From: <>\r\nSubject: x\r\n\r\nhi\r\n";
     assert_queued(&client.deliver("", &["bob@b.test", "later@b.test"], content));
     client.command("QUIT");
-    let sent = "tlsrelay_delivery_attempts_total{connector=\"-\",level=\"opportunistic\",tls=\"plaintext\",cipher=\"-\",outcome=\"sent\"}";
+    let sent = "tlsrelay_delivery_attempts_total{connector=\"-\",level=\"opportunistic\",tls=\"plaintext\",cipher=\"-\",outcome=\"sent\",dane=\"off\"}";
     let (_, m) = wait_metrics(&relay, |m| {
         value(m, "tlsrelay_recipients_total{result=\"failed\"}") >= 1.0
     });

@@ -16,6 +16,10 @@
 //!   serving a tree ldns signed for this run: secure, insecure, bogus,
 //!   secure denial, a silent server, caching; `ldns-dane` and `cert-info`
 //!   agree on the `3 1 1` record.
+//! * `dane_delivery`: the relay delivering under DANE against nsd and a
+//!   signed tree: a right `3 1 1` key over TLS to a self-signed
+//!   certificate, a wrong key and a bogus TLSA deferred 4.7.x naming DANE
+//!   with nothing at the receiver, an insecure zone opportunistic.
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
 //! * `soak`: 20,000 messages from smtp-source through 5 SIGKILLs to smtp-sink.
 //! * `quick_start`: the README's quick start, the relay on
@@ -38,6 +42,8 @@ mod addresses;
 mod client_certs;
 #[path = "real_peers/clients.rs"]
 mod clients;
+#[path = "real_peers/dane_delivery.rs"]
+mod dane_delivery;
 #[path = "real_peers/dane_dns.rs"]
 mod dane_dns;
 #[path = "real_peers/delivery.rs"]

@@ -219,6 +219,11 @@ pub struct DeliveryConfig {
     /// How long a TLS rung that failed for a host is skipped.
     #[serde(default = "default_broken_tls_memory")]
     pub broken_tls_memory: HumanDuration,
+    /// Use DANE (RFC 7672) where an MX host publishes DNSSEC-secure TLSA
+    /// records: it upgrades `opportunistic` and `required` (DESIGN.md
+    /// §5b). Off for resolvers that strip DNSSEC.
+    #[serde(default = "default_true")]
+    pub dane: bool,
     /// Multiplies every SMTP phase deadline of RFC 5321 §4.5.3.2 (5 min
     /// for the greeting, MAIL and RCPT, 2 for EHLO and DATA, 10 after the
     /// end of data). Below 1 a silent next hop is given up on sooner;
@@ -303,6 +308,7 @@ impl Default for DeliveryConfig {
             max_connections_per_destination: default_max_connections_per_destination(),
             opportunistic_fallback: true,
             broken_tls_memory: default_broken_tls_memory(),
+            dane: true,
             phase_timeout_scale: default_phase_timeout_scale(),
         }
     }

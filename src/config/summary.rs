@@ -128,13 +128,18 @@ impl Config {
         let delivery = &self.delivery;
         let _ = writeln!(
             out,
-            "Delivery    connect timeout {}, MX port {}, {} connections per destination, plaintext fallback {}, broken-TLS memory {}, phase timeouts x{}",
+            "Delivery    connect timeout {}, MX port {}, {} connections per destination, plaintext fallback {}, broken-TLS memory {}, phase timeouts x{}, DANE {}",
             delivery.connect_timeout,
             delivery.mx_port,
             delivery.max_connections_per_destination,
             yes_no(delivery.opportunistic_fallback),
             delivery.broken_tls_memory,
-            delivery.phase_timeout_scale
+            delivery.phase_timeout_scale,
+            match (delivery.dane, self.dns.dnssec) {
+                (true, true) => "on (MX delivery under opportunistic and required)",
+                (true, false) => "off ([dns] dnssec = false)",
+                (false, _) => "off",
+            }
         );
         let nameservers: Vec<String> = self
             .dns

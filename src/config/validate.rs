@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::error::{ConfigError, ConfigErrors};
-use super::model::{Config, DelayWarning};
+use super::model::{Config, DelayWarning, OutboundConnector};
 use super::values::{DomainPattern, TlsLevel};
 
 mod relay_networks;
@@ -35,7 +35,7 @@ const CHECKS: [Check; 7] = [
     (relay, &["relay", "outbound"]),
     (inbound, &["inbound", "tls"]),
     (open_relay, &["inbound"]),
-    (outbound, &["outbound"]),
+    (outbound, &["outbound", "delivery", "dns"]),
     (queue_and_delivery, &["queue", "delivery", "dns"]),
 ];
 
@@ -295,6 +295,9 @@ fn outbound(c: &mut Checker) {
                 connector.tls
             ));
         }
+        if connector.tls == TlsLevel::Dane {
+            dane_connector(c, &key, connector);
+        }
         if connector.tls == TlsLevel::None {
             if connector.client_cert {
                 c.fail(
@@ -309,6 +312,30 @@ fn outbound(c: &mut Checker) {
                 );
             }
         }
+    }
+}
+
+/// `tls = "dane"` authenticates MX hosts by their DNSSEC-secure TLSA
+/// records (DESIGN.md §5b): it needs validation and DANE on, and an MX
+/// route (a smarthost has no MX answer for DNSSEC to vouch for).
+fn dane_connector(c: &mut Checker, key: &dyn Fn(&str) -> String, connector: &OutboundConnector) {
+    if !connector.smarthosts.is_empty() {
+        c.fail(
+            key("smarthosts"),
+            "tls = \"dane\" authenticates the MX hosts of the recipient domain by their TLSA records: remove the smarthosts, or use tls = \"verify-host\" or \"pinned\" for a smarthost",
+        );
+    }
+    if !c.config.delivery.dane {
+        c.fail(
+            key("tls"),
+            "tls = \"dane\" needs [delivery] dane = true (it is off, so every message would wait in the queue)",
+        );
+    }
+    if !c.config.dns.dnssec {
+        c.fail(
+            key("tls"),
+            "tls = \"dane\" needs [dns] dnssec = true: without DNSSEC validation no TLSA record can be trusted",
+        );
     }
 }
 

@@ -269,6 +269,10 @@ pub enum TlsLevel {
     VerifyDomain,
     /// TLS with a certificate or public key whose SHA-256 is listed.
     Pinned,
+    /// DANE required (RFC 7672, DESIGN.md §5b): TLS authenticated by the
+    /// MX host's DNSSEC-secure TLSA records; a host without usable secure
+    /// TLSA is not used, so mail defers (Postfix's `dane-only`).
+    Dane,
 }
 
 impl TlsLevel {
@@ -288,6 +292,7 @@ impl fmt::Display for TlsLevel {
             TlsLevel::VerifyHost => "verify-host",
             TlsLevel::VerifyDomain => "verify-domain",
             TlsLevel::Pinned => "pinned",
+            TlsLevel::Dane => "dane",
         })
     }
 }

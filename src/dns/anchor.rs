@@ -58,6 +58,18 @@ pub fn load(path: Option<&Path>) -> Result<Arc<TrustAnchors>, AnchorError> {
         .map_err(|e| fail(None, explain(&e.to_string())))
 }
 
+/// The zone the anchors are for: the owner of the file's first record,
+/// or the root for hickory's own keys (and for a file that cannot be read:
+/// [`load`] reports that).
+pub fn zone(path: Option<&Path>) -> String {
+    path.and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| {
+            let first = records(&text).into_iter().next()?;
+            first.text.split_whitespace().next().map(str::to_string)
+        })
+        .unwrap_or_else(|| ".".to_string())
+}
+
 fn explain(error: &str) -> String {
     if error.contains("DS") {
         return format!(

@@ -1,10 +1,12 @@
 //! DNS, configured from `[dns]`: reverse lookups of clients, the MX and
 //! address lookups of routing, and the DNSSEC-validated lookups of DANE.
 //!
-//! Two resolvers share the name servers: a plain one (PTR names and, until
-//! DANE is wired into delivery, routing: its behaviour is unchanged) and,
-//! with `[dns] dnssec = true`, a validating one ([`secure`]) whose trust
-//! anchor is `[dns] trust_anchor` ([`anchor`]). Each caches on its own.
+//! Two resolvers share the name servers: a plain one (PTR names, and
+//! routing where DANE is not asked: `[delivery] dane = false`, or a
+//! connector level DANE does not govern) and, with `[dns] dnssec = true`,
+//! a validating one ([`secure`]) whose trust anchor is `[dns]
+//! trust_anchor` ([`anchor`]), which routing uses where DANE is asked.
+//! Each caches on its own.
 
 pub mod anchor;
 pub mod secure;
@@ -19,6 +21,7 @@ use hickory_resolver::proto::rr::{RData, Record};
 use hickory_resolver::{ResolverBuilder, TokioResolver};
 
 use crate::config::DnsConfig;
+use crate::outbound::dane::{Checked, TlsaAnswer};
 use crate::outbound::route::{LookupError, MxAnswer};
 
 /// The relay's resolvers. Cheap to clone.
@@ -27,6 +30,8 @@ pub struct Dns {
     resolver: TokioResolver,
     /// `None` with `[dns] dnssec = false`.
     validating: Option<TokioResolver>,
+    /// The zone of the trust anchor (`.` for the IANA root keys).
+    anchor_zone: String,
     denials: Arc<secure::DenialCache>,
 }
 
@@ -56,6 +61,7 @@ impl Dns {
         Ok(Dns {
             resolver,
             validating,
+            anchor_zone: anchor::zone(config.trust_anchor.as_deref()),
             denials: Arc::default(),
         })
     }
@@ -142,5 +148,21 @@ impl crate::outbound::route::Resolve for Dns {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    fn validates(&self) -> bool {
+        Dns::validates(self)
+    }
+
+    async fn mx_checked(&self, domain: &str) -> Checked<MxAnswer> {
+        Dns::mx_checked(self, domain).await
+    }
+
+    async fn addresses_checked(&self, host: &str) -> Checked<Vec<IpAddr>> {
+        Dns::addresses_checked(self, host).await
+    }
+
+    async fn tlsa(&self, host: &str, port: u16) -> TlsaAnswer {
+        Dns::tlsa(self, host, port).await
     }
 }

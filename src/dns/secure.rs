@@ -113,6 +113,23 @@ impl Dns {
         })
     }
 
+    /// Whether validation works through the configured name servers: the
+    /// trust anchor zone's DNSKEY RRset validates. A resolver that strips
+    /// DNSSEC records (or a name server that cannot answer for the anchor's
+    /// zone) fails this, and then every answer under the anchor is bogus:
+    /// the daemon warns at start-up (see README, "DANE").
+    pub async fn validation_works(&self) -> Result<(), String> {
+        let zone = &self.anchor_zone;
+        match self.query(zone, RecordType::DNSKEY).await {
+            Ok(Answer::Records(_, Security::Secure)) => Ok(()),
+            Ok(Answer::Records(_, Security::Insecure)) => Err(format!(
+                "the DNSKEY records of {zone} do not validate against the trust anchor"
+            )),
+            Ok(Answer::Empty { .. }) => Err(format!("no DNSKEY record for {zone} came back")),
+            Err(fault) => Err(fault.to_string()),
+        }
+    }
+
     /// `_PORT._tcp.HOST. TLSA` (RFC 7672 §2.2), typed.
     pub async fn tlsa(&self, host: &str, port: u16) -> TlsaAnswer {
         if !self.validates() {

@@ -17,7 +17,7 @@
 //! | `tlsrelay_messages_accepted_total` | `connector` | messages acknowledged with `250` (on disk) |
 //! | `tlsrelay_recipients_total` | `result` | recipient outcomes per attempt: `delivered`, `deferred`, `failed` (also `max_age` and `tlsrelay queue bounce`) |
 //! | `tlsrelay_notices_total` | `kind` | DSNs queued: `failure` (bounces), `delay` |
-//! | `tlsrelay_delivery_attempts_total` | `connector`, `level`, `tls`, `cipher`, `outcome` | one per attempt log line: the outbound connector's name (`-` for MX delivery without one; bounded by the config); TLS level asked; `TLSv1.3`, `TLSv1.2`, `plaintext`, `plaintext_fallback` or `-`; `sent` (a transaction was made), `deferred_for_policy`, `tls_rung_failed`, `connect_failed`, `refused_after_tls` |
+//! | `tlsrelay_delivery_attempts_total` | `connector`, `level`, `tls`, `cipher`, `outcome`, `dane` | one per attempt log line: the outbound connector's name (`-` for MX delivery without one; bounded by the config); TLS level asked; `TLSv1.3`, `TLSv1.2`, `plaintext`, `plaintext_fallback` or `-`; `sent` (a transaction was made), `deferred_for_policy`, `tls_rung_failed`, `connect_failed`, `refused_after_tls`; what DANE decided (README, "DANE") |
 //! | `tlsrelay_queue_messages` | | messages in the spool |
 //! | `tlsrelay_queue_oldest_seconds` | | age of the oldest one |
 //! | `tlsrelay_certificate_expiry_timestamp_seconds` | `certificate` | `notAfter` of each certificate in use (Unix time) |
@@ -77,6 +77,9 @@ pub struct AttemptLabels {
     /// `sent`, `deferred_for_policy`, `tls_rung_failed`, `connect_failed`,
     /// `refused_after_tls`.
     pub outcome: &'static str,
+    /// What DANE decided (`crate::outbound::dane`): `off`, `insecure`,
+    /// `none`, `verified`, `encrypt-only`, `failed`, … (README, "DANE").
+    pub dane: &'static str,
 }
 
 /// What became of one recipient in one attempt.

@@ -60,11 +60,12 @@ fn attempt_labels_keep_their_order() {
             tls: "TLSv1.3".into(),
             cipher: "TLS13_AES_256_GCM_SHA384".into(),
             outcome: "sent",
+            dane: "off",
         })
         .inc();
     let text = metrics.render();
     assert!(
-        text.contains("tlsrelay_delivery_attempts_total{connector=\"-\",level=\"opportunistic\",tls=\"TLSv1.3\",cipher=\"TLS13_AES_256_GCM_SHA384\",outcome=\"sent\"} 1\n"),
+        text.contains("tlsrelay_delivery_attempts_total{connector=\"-\",level=\"opportunistic\",tls=\"TLSv1.3\",cipher=\"TLS13_AES_256_GCM_SHA384\",outcome=\"sent\",dane=\"off\"} 1\n"),
         "{text}"
     );
 }

@@ -11,22 +11,15 @@
 //! downgrade RFC 7672 §2.1.1 forbids (an attacker who can break a lookup
 //! would otherwise turn authenticated TLS into opportunistic TLS).
 //!
-//! Left for the wiring into the delivery ladder (issue 15, after issue 14):
-//! route by [`crate::dns::Dns::mx_checked`] and look up addresses with
-//! `addresses_checked` (skip the TLSA query when [`needs_tlsa`] is false);
-//! turn [`HostDane::Authenticate`] into a rustls verifier calling
-//! `crate::tls::dane::authenticate` with SNI = the MX host;
-//! [`HostDane::EncryptOnly`] and `Authenticate` remove the plaintext rung
-//! and bypass the broken-TLS memory; [`HostDane::HostUnusable`] moves to
-//! the next MX and [`HostDane::DeferDomain`] defers with a 4.7.x reason
-//! naming DANE (map both onto the ladder's Deferral type); the connector
-//! precedence of DESIGN.md §5b (DANE upgrades `opportunistic` and
-//! `required`; `none`, `verify-*`, `pinned` keep theirs); the new level
-//! `tls = "dane"` (defer when [`HostDane::NoDane`]); `[delivery] dane`;
-//! the `dane=` word of the attempt log line and its metric label
-//! ([`HostDane::label`]); `probe` printing the same outcome and each
-//! record's [`crate::tls::dane::check_record`].
+//! [`governs`] is DESIGN.md §5b's precedence of a connector's level and
+//! a host's outcome. Routing (`super::route::plan_host`) asks the
+//! validating resolver and [`outcome`]; the ladder turns
+//! [`Mandatory::Authenticate`] into a verifier calling
+//! `crate::tls::dane::authenticate` (SNI = the MX host) and never offers
+//! plaintext or asks the broken-TLS memory under DANE.
 
+use super::policy::Deferral;
+use crate::config::values::TlsLevel;
 use crate::tls::dane::Tlsa;
 
 /// What DNSSEC validation concluded about an answer that came back
@@ -129,6 +122,11 @@ pub enum TlsaAnswer {
 /// What DANE means for one MX host (DESIGN.md §5b).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostDane {
+    /// DANE was not asked: `[delivery] dane = false`, `[dns] dnssec =
+    /// false`, or a connector level DANE does not govern (`none`,
+    /// `verify-*`, `pinned`), or a route DNSSEC cannot vouch for
+    /// (smarthosts, address literals). Never the answer of [`outcome`].
+    Off,
     /// DANE does not apply: the connector's level governs, as without DANE.
     NoDane(NoDaneWhy),
     /// TLS mandatory and authenticated by these usable records (usage 2 or 3).
@@ -152,17 +150,101 @@ pub enum NoDaneWhy {
 }
 
 impl HostDane {
-    /// The `dane=` word of the attempt log line and the metric label.
+    /// The `dane=` word of the attempt log line and the metric label,
+    /// before any handshake: an attempt under [`HostDane::Authenticate`]
+    /// ends `verified` or `failed` (see [`Governs`]).
     pub fn label(&self) -> &'static str {
         match self {
+            HostDane::Off => "off",
             HostDane::NoDane(NoDaneWhy::NoTlsa) => "none",
             HostDane::NoDane(_) => "insecure",
-            HostDane::Authenticate(_) => "required",
-            HostDane::EncryptOnly => "no-usable-tlsa",
+            HostDane::Authenticate(_) => "verified",
+            HostDane::EncryptOnly => "encrypt-only",
             HostDane::HostUnusable(_) => "host-unusable",
             HostDane::DeferDomain(_) => "mx-bogus",
         }
     }
+
+    /// Why DANE does not authenticate this host, for `tls = "dane"`.
+    fn missing(&self) -> String {
+        match self {
+            HostDane::Off => "DANE is off ([delivery] dane or [dns] dnssec)".into(),
+            HostDane::NoDane(NoDaneWhy::InsecureMx) => "the MX answer is not DNSSEC-signed".into(),
+            HostDane::NoDane(NoDaneWhy::InsecureAddresses) => {
+                "the host's address answer is not DNSSEC-signed".into()
+            }
+            HostDane::NoDane(NoDaneWhy::InsecureTlsa) => {
+                "the TLSA answer is not DNSSEC-signed".into()
+            }
+            HostDane::NoDane(NoDaneWhy::NoTlsa) => "the host publishes no TLSA record".into(),
+            HostDane::EncryptOnly => {
+                "the host publishes no usable TLSA record (usage 2 or 3)".into()
+            }
+            HostDane::Authenticate(_) => "nothing".into(),
+            HostDane::HostUnusable(why) | HostDane::DeferDomain(why) => why.clone(),
+        }
+    }
+}
+
+/// What TLS DANE makes mandatory for a host the ladder climbs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mandatory {
+    /// The handshake must authenticate by these usable records; SNI is
+    /// the MX host (RFC 7672 §3).
+    Authenticate(Vec<Tlsa>),
+    /// TLS without authentication: TLSA published, none usable.
+    EncryptOnly,
+}
+
+/// Who decides how mail goes to one host: DESIGN.md §5b's precedence of
+/// a connector's level and the host's DANE outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Governs {
+    /// The connector's level, as without DANE.
+    Level,
+    /// DANE: TLS mandatory, no plaintext rung, no broken-TLS memory, a
+    /// failure defers naming DANE.
+    Dane(Mandatory),
+    /// Do not connect to this host: the next one, then defer.
+    NextHost(Deferral),
+    /// Do not deliver to this domain now: keep the mail queued.
+    DeferDomain(Deferral),
+}
+
+/// DESIGN.md §5b: `none`, `verify-*` and `pinned` keep their own check;
+/// DANE upgrades `opportunistic` and `required` (and mail with no
+/// connector, which is `opportunistic`) where it applies; `dane` needs it.
+/// An unusable host or a bogus MX answer is never "no DANE".
+pub fn governs(level: TlsLevel, dane: &HostDane) -> Governs {
+    use TlsLevel::{
+        Dane, None as Plain, Opportunistic, Pinned, Required, VerifyCa, VerifyDomain, VerifyHost,
+    };
+    match (level, dane) {
+        (Plain | VerifyCa | VerifyHost | VerifyDomain | Pinned, _) => Governs::Level,
+        (Opportunistic | Required, HostDane::Off | HostDane::NoDane(_)) => Governs::Level,
+        (Opportunistic | Required | Dane, HostDane::Authenticate(records)) => {
+            Governs::Dane(Mandatory::Authenticate(records.clone()))
+        }
+        (Opportunistic | Required, HostDane::EncryptOnly) => Governs::Dane(Mandatory::EncryptOnly),
+        (Opportunistic | Required | Dane, HostDane::HostUnusable(why)) => {
+            Governs::NextHost(Deferral::DaneHostUnusable(why.clone()))
+        }
+        (Opportunistic | Required | Dane, HostDane::DeferDomain(why)) => {
+            Governs::DeferDomain(Deferral::DaneMxBogus(why.clone()))
+        }
+        (Dane, HostDane::Off | HostDane::NoDane(_) | HostDane::EncryptOnly) => {
+            Governs::NextHost(Deferral::DaneRequired(dane.missing()))
+        }
+    }
+}
+
+/// Whether DANE is asked at all for a connector's level: the levels it
+/// may upgrade, and `dane` itself.
+pub fn asked_for(level: TlsLevel) -> bool {
+    matches!(
+        level,
+        TlsLevel::Opportunistic | TlsLevel::Required | TlsLevel::Dane
+    )
 }
 
 /// Whether the TLSA record must be looked up at all: only when the MX

@@ -116,7 +116,7 @@ fn row_6_records_but_none_usable_is_encrypt_only() {
             Some(&TlsaAnswer::Records(vec![record(unusable)])),
         );
         assert_eq!(got, HostDane::EncryptOnly, "{unusable}");
-        assert_eq!(got.label(), "no-usable-tlsa");
+        assert_eq!(got.label(), "encrypt-only");
     }
 }
 
@@ -143,4 +143,119 @@ fn status_reads_checked_answers() {
     assert_eq!(Status::of(&insecure), Insecure);
     assert_eq!(Status::of(&bogus), Bogus);
     assert_eq!(Status::of(&failed), Failed);
+}
+
+/// Every level of DESIGN.md §5, in its order.
+const LEVELS: [TlsLevel; 8] = [
+    TlsLevel::None,
+    TlsLevel::Opportunistic,
+    TlsLevel::Required,
+    TlsLevel::VerifyCa,
+    TlsLevel::VerifyHost,
+    TlsLevel::VerifyDomain,
+    TlsLevel::Pinned,
+    TlsLevel::Dane,
+];
+
+/// Every outcome for one host, and what each level makes of it: one row
+/// per (level, outcome), read against DESIGN.md §5b's precedence.
+#[test]
+fn each_level_meets_each_dane_outcome_as_section_5b_says() {
+    let ee = vec![record("3 1 1 00")];
+    let outcomes = [
+        HostDane::Off,
+        HostDane::NoDane(NoDaneWhy::InsecureMx),
+        HostDane::NoDane(NoDaneWhy::InsecureAddresses),
+        HostDane::NoDane(NoDaneWhy::InsecureTlsa),
+        HostDane::NoDane(NoDaneWhy::NoTlsa),
+        HostDane::Authenticate(ee.clone()),
+        HostDane::EncryptOnly,
+        HostDane::HostUnusable("TLSA bogus".into()),
+        HostDane::DeferDomain("the MX answer is DNSSEC-bogus".into()),
+    ];
+    for level in LEVELS {
+        for dane in &outcomes {
+            let got = governs(level, dane);
+            let want = match (level, dane) {
+                // `none`, `verify-*`, `pinned` keep their own check.
+                (
+                    TlsLevel::None
+                    | TlsLevel::VerifyCa
+                    | TlsLevel::VerifyHost
+                    | TlsLevel::VerifyDomain
+                    | TlsLevel::Pinned,
+                    _,
+                ) => Governs::Level,
+                // No DANE: the level as it is.
+                (
+                    TlsLevel::Opportunistic | TlsLevel::Required,
+                    HostDane::Off | HostDane::NoDane(_),
+                ) => Governs::Level,
+                // DANE upgrades opportunistic and required, and is what `dane` wants.
+                (_, HostDane::Authenticate(records)) => {
+                    Governs::Dane(Mandatory::Authenticate(records.clone()))
+                }
+                (TlsLevel::Opportunistic | TlsLevel::Required, HostDane::EncryptOnly) => {
+                    Governs::Dane(Mandatory::EncryptOnly)
+                }
+                // Never "no DANE": next host, or the whole domain waits.
+                (_, HostDane::HostUnusable(why)) => {
+                    Governs::NextHost(Deferral::DaneHostUnusable(why.clone()))
+                }
+                (_, HostDane::DeferDomain(why)) => {
+                    Governs::DeferDomain(Deferral::DaneMxBogus(why.clone()))
+                }
+                // `dane` without usable secure TLSA: this host is not used.
+                (TlsLevel::Dane, _) => match &got {
+                    Governs::NextHost(Deferral::DaneRequired(_)) => got.clone(),
+                    other => panic!("dane x {dane:?} -> {other:?}"),
+                },
+            };
+            assert_eq!(got, want, "{level} x {dane:?}");
+            if let Governs::NextHost(d) | Governs::DeferDomain(d) = &got {
+                assert!(d.to_string().contains("DANE"), "{d}");
+                assert_eq!(d.status().to_string().get(..4), Some("4.7."), "{d}");
+                assert!(d.dane_word().is_some(), "{d}");
+            }
+        }
+    }
+    assert!(
+        !asked_for(TlsLevel::None)
+            && !asked_for(TlsLevel::VerifyHost)
+            && !asked_for(TlsLevel::Pinned)
+    );
+    assert!(
+        asked_for(TlsLevel::Opportunistic)
+            && asked_for(TlsLevel::Required)
+            && asked_for(TlsLevel::Dane)
+    );
+}
+
+#[test]
+fn labels_are_the_attempt_log_words() {
+    let words: Vec<&str> = [
+        HostDane::Off,
+        HostDane::NoDane(NoDaneWhy::InsecureMx),
+        HostDane::NoDane(NoDaneWhy::NoTlsa),
+        HostDane::EncryptOnly,
+        HostDane::HostUnusable(String::new()),
+        HostDane::DeferDomain(String::new()),
+    ]
+    .iter()
+    .map(HostDane::label)
+    .collect();
+    assert_eq!(
+        words,
+        [
+            "off",
+            "insecure",
+            "none",
+            "encrypt-only",
+            "host-unusable",
+            "mx-bogus"
+        ]
+    );
+    let required = Deferral::DaneRequired("x".into());
+    assert_eq!(required.dane_word(), Some("required-missing"));
+    assert_eq!(Deferral::DaneFailed("x".into()).dane_word(), Some("failed"));
 }

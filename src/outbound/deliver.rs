@@ -8,20 +8,21 @@
 //! and the broken-TLS memory stay.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::attempt_log::AttemptLog;
+use super::attempt_log::{AttemptLog, Line};
 use super::connector::{Connector, Connectors};
+use super::dane::{self, Governs, Mandatory};
 use super::ladder::{Channel, Ladder, Stop};
 use super::memory::TlsMemory;
 use super::outcome::Verdict;
+use super::policy;
 use super::pool::Pool;
-use super::route::{hops, Hop, Hops, Resolve};
+use super::route::{hops, mx_fault, plan_host, Hop, Hops, Resolve};
 use super::send::{converse, Job};
 use crate::config::domain::MailDomain;
-use crate::config::values::Host;
 use crate::config::Config;
 pub use crate::queue::delivery::RecipientOutcome;
 use crate::queue::envelope::{Envelope, Recipient};
@@ -36,6 +37,8 @@ pub struct Settings<R> {
     pub connect_timeout: Duration,
     /// `[delivery] opportunistic_fallback`.
     pub fallback: bool,
+    /// `[delivery] dane`.
+    pub dane: bool,
     pub resolver: R,
     identity: Option<Arc<Identity>>,
     /// Multiplies the SMTP phase timeouts (tests shorten them).
@@ -57,6 +60,7 @@ impl<R> Settings<R> {
             mx_port: config.delivery.mx_port,
             connect_timeout: config.delivery.connect_timeout.0,
             fallback: config.delivery.opportunistic_fallback,
+            dane: config.delivery.dane,
             resolver,
             identity,
             timeout_scale: config.delivery.phase_timeout_scale,
@@ -64,13 +68,15 @@ impl<R> Settings<R> {
         })
     }
 
-    /// The ladder to `addr`, a server of `hop`, for mail to `domain`.
+    /// The ladder to `addr`, a server of `hop`, for mail to `domain`,
+    /// under DANE when `dane` says what it makes mandatory.
     pub fn ladder<'a>(
         &'a self,
         connector: &'a Connector,
         domain: &'a MailDomain,
         hop: &'a Hop,
         addr: SocketAddr,
+        dane: Option<&'a Mandatory>,
     ) -> Ladder<'a> {
         Ladder {
             hostname: &self.hostname,
@@ -82,7 +88,21 @@ impl<R> Settings<R> {
             domain,
             hop,
             addr,
+            dane,
         }
+    }
+}
+
+impl<R: Resolve> Settings<R> {
+    /// Whether routing asks DANE for mail through `connector`: `[delivery]
+    /// dane`, a validating resolver, a level DANE may govern, and an MX
+    /// route (RFC 7672 is about MX hosts; a smarthost is the
+    /// administrator's word, checked by its connector's level).
+    pub fn dane_asked(&self, connector: &Connector) -> bool {
+        self.dane
+            && self.resolver.validates()
+            && dane::asked_for(connector.level())
+            && connector.settings.smarthosts.is_empty()
     }
 }
 
@@ -111,21 +131,6 @@ struct Shared<R> {
 struct Skip {
     status: EnhancedStatus,
     reason: String,
-}
-
-/// The addresses of a hop: an IP literal as it is, a name looked up.
-pub(crate) async fn addresses<R: Resolve>(
-    resolver: &R,
-    host: &Host,
-) -> Result<Vec<IpAddr>, (EnhancedStatus, String)> {
-    match host {
-        Host::Ip(ip) => Ok(vec![*ip]),
-        Host::Name(name) => match resolver.addresses(name.as_str()).await {
-            Ok(list) if !list.is_empty() => Ok(list),
-            Ok(_) => Err((EnhancedStatus::UNROUTABLE, format!("{name} has no address"))),
-            Err(e) => Err((EnhancedStatus::DNS_FAILURE, e.to_string())),
-        },
-    }
 }
 
 impl<R: Resolve> Deliverer<R> {
@@ -234,17 +239,42 @@ impl<R: Resolve> Deliverer<R> {
             return all(Verdict::failed(EnhancedStatus::BAD_SYSTEM, reason));
         };
         let connector = settings.connectors.for_domain(&domain);
+        let level = connector.level();
+        let dane_asked = settings.dane_asked(connector);
+        let recipients: Vec<&str> = job.group.iter().map(|r| r.address.as_str()).collect();
+        let recipients = recipients.join(",");
+        // A line for a host (or domain) DANE rules out before any connection.
+        let refused = |host: &str, word: &'static str, deferral: &policy::Deferral| {
+            let line = Line {
+                queue_id: job.queue_id,
+                recipients: &recipients,
+                host,
+                ip: "-",
+                connector,
+                tls_memory: "-",
+                dane: word,
+                usage: "-",
+            };
+            line.refused(deferral);
+        };
         let shuffle = crate::random::shuffle;
         let route = hops(
             &settings.resolver,
             &connector.settings.smarthosts,
             &domain,
             settings.mx_port,
+            dane_asked,
             shuffle,
         );
         let hop_list = match route.await {
             Ok(Hops::Try(list)) => list,
             Ok(Hops::Fail { status, reason }) => return all(Verdict::failed(status, reason)),
+            Ok(Hops::MxFault(fault)) => {
+                let (word, deferral) = mx_fault(level, &fault);
+                refused(&domain.to_string(), word, &deferral);
+                let reason = format!("{domain}: {deferral}");
+                return all(Verdict::deferred(deferral.status(), reason));
+            }
             Err(e) => {
                 return all(Verdict::deferred(
                     EnhancedStatus::DNS_FAILURE,
@@ -257,7 +287,26 @@ impl<R: Resolve> Deliverer<R> {
             reason: format!("no host for {domain} could be reached"),
         };
         for hop in &hop_list {
-            let ips = match addresses(&settings.resolver, &hop.host).await {
+            let plan = plan_host(&settings.resolver, hop, level, dane_asked).await;
+            let host = hop.host.to_string();
+            let mandatory = match plan.governs {
+                Governs::Level => None,
+                Governs::Dane(mandatory) => Some(mandatory),
+                Governs::NextHost(deferral) => {
+                    refused(&host, deferral.dane_word().unwrap_or("-"), &deferral);
+                    last = Skip {
+                        status: deferral.status(),
+                        reason: format!("{host}: {deferral}"),
+                    };
+                    continue;
+                }
+                Governs::DeferDomain(deferral) => {
+                    refused(&host, deferral.dane_word().unwrap_or("-"), &deferral);
+                    let reason = format!("{host}: {deferral}");
+                    return all(Verdict::deferred(deferral.status(), reason));
+                }
+            };
+            let ips = match plan.addresses {
                 Ok(ips) => ips,
                 Err((status, reason)) => {
                     last = Skip { status, reason };
@@ -265,9 +314,9 @@ impl<R: Resolve> Deliverer<R> {
                 }
             };
             for ip in ips {
-                let ladder =
-                    settings.ladder(connector, &domain, hop, SocketAddr::new(ip, hop.port));
-                match self.attempt_address(&job, &ladder).await {
+                let addr = SocketAddr::new(ip, hop.port);
+                let ladder = settings.ladder(connector, &domain, hop, addr, mandatory.as_ref());
+                match self.attempt_address(&job, &ladder, plan.dane.label()).await {
                     Ok((verdicts, tls)) => {
                         let at = At {
                             remote_mta: hop.host.to_string(),
@@ -292,6 +341,7 @@ impl<R: Resolve> Deliverer<R> {
         &self,
         job: &Job<'_>,
         ladder: &Ladder<'_>,
+        dane: &'static str,
     ) -> Result<(Vec<Verdict>, String), Skip> {
         let (connector, addr) = (ladder.connector, ladder.addr);
         let host = ladder.hop.host.to_string();
@@ -305,11 +355,35 @@ impl<R: Resolve> Deliverer<R> {
             connector,
             memory_note: "-".into(),
             memory: &self.shared.memory,
+            level: ladder.level(),
+            // Under DANE an attempt that does not end `verified` or
+            // `encrypt-only` failed.
+            dane: match ladder.dane {
+                Some(_) => "failed",
+                None => dane,
+            },
+            usage: None,
         };
         // At most max_connections_per_destination at once to one host.
         let _slot = pool.slot(&format!("{host}:{}", ladder.hop.port)).await;
-        let key = format!("{addr} {} {}", connector.level(), connector.label());
+        // A kept connection serves only mail under the same policy: one
+        // made without DANE, or under other TLSA records, never serves a
+        // host that DANE now governs.
+        let key = match ladder.dane {
+            Some(Mandatory::Authenticate(records)) => {
+                let records: Vec<String> = records.iter().map(ToString::to_string).collect();
+                format!("{addr} dane {} {}", connector.label(), records.join(","))
+            }
+            Some(Mandatory::EncryptOnly) => format!("{addr} dane-encrypt {}", connector.label()),
+            None => format!("{addr} {} {}", connector.level(), connector.label()),
+        };
         if let Some(idle) = pool.take(&key).await {
+            if let Some(mandatory) = ladder.dane {
+                log.dane = match mandatory {
+                    Mandatory::Authenticate(_) => "verified",
+                    Mandatory::EncryptOnly => "encrypt-only",
+                };
+            }
             let summary = format!("{} (reused)", idle.tls);
             let logged = |result: &str| log.line(&summary, &idle.channel, result);
             let (verdicts, back) = converse(idle.client, job, &host, logged).await;
@@ -325,7 +399,7 @@ impl<R: Resolve> Deliverer<R> {
         let start = self
             .shared
             .memory
-            .start(connector.level(), ladder.fallback, &addr.to_string());
+            .start(ladder.level(), ladder.fallback, &addr.to_string());
         log.memory_note = start.note();
         let ready = ladder
             .climb(&start, &mut log)
@@ -340,6 +414,10 @@ impl<R: Resolve> Deliverer<R> {
                     reason: format!("{host}: {deferral}"),
                 },
             })?;
+        if let Some((word, usage)) = ready.how.dane() {
+            log.dane = word;
+            log.usage = usage.or(log.usage);
+        }
         let (summary, channel) = (ready.how.summary(), ready.how.channel());
         let logged = |result: &str| log.line(&summary, &channel, result);
         let (mut verdicts, back) = converse(ready.client, job, &host, logged).await;

@@ -7,8 +7,15 @@
 //! MAIL, or with why not, and tells an [`Observer`] each step. Delivery's
 //! observer logs and feeds the broken-TLS memory; probe's writes its report
 //! and sends no mail. The policy decides every step; this only does them.
+//!
+//! Under DANE (DESIGN.md §5b) the ladder climbs as the level `dane`
+//! ([`Ladder::level`]): one TLS rung, no plaintext, no broken-TLS memory;
+//! with usable TLSA records the handshake itself authenticates the server
+//! ([`ServerVerifier::dane`], SNI the MX host), so a server that fails it hears no
+//! SMTP over that TLS at all.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -16,6 +23,7 @@ use tokio::net::TcpStream;
 
 use super::client::{Capabilities, Client, Phase, StartTls};
 use super::connector::Connector;
+use super::dane::Mandatory;
 use super::policy::{
     self, AfterEhlo, AfterFailure, AfterHandshake, Checks, Deferral, Failure, Note, Plaintext,
     Rung, Start,
@@ -23,9 +31,12 @@ use super::policy::{
 use super::route::Hop;
 use super::stream::Stream;
 use crate::config::domain::MailDomain;
-use crate::config::values::Host;
+use crate::config::values::{Host, TlsLevel};
 use crate::tls::certs::Identity;
-use crate::tls::client::{config as tls_config, Negotiated};
+use crate::tls::client::{
+    config as tls_config, config_verifying, Negotiated, Presented, ServerVerifier,
+};
+use crate::tls::dane::Tlsa;
 
 /// What an attempt's TLS came to, as the metrics count it
 /// (`tlsrelay_delivery_attempts_total`).
@@ -68,6 +79,9 @@ pub struct Handshake {
     /// The server's certificates, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
     pub checks: Checks,
+    /// Under DANE with usable records: the usage of the record that
+    /// authenticated the server, or why none did.
+    pub dane: Option<Result<u8, String>>,
 }
 
 /// Each step of the ladder, as it happens. Every method does nothing
@@ -83,6 +97,9 @@ pub trait Observer {
     fn rung_failed(&mut self, _rung: Rung, _failure: &Failure, _next: &AfterFailure) {}
     /// The policy deferred; `channel` is the attempt's outcome label.
     fn deferred(&mut self, _deferral: &Deferral, _channel: &Channel) {}
+    /// Under DANE, the server presented a chain and the TLSA `records`
+    /// judged it (whether the handshake then went on or not).
+    fn dane_checked(&mut self, _records: &[Tlsa], _presented: &Presented) {}
 }
 
 /// How the ready connection is protected.
@@ -103,6 +120,22 @@ impl How {
                 negotiated.cipher,
                 negotiated.group.as_deref().unwrap_or("unknown")
             ),
+        }
+    }
+
+    /// The attempt log's `dane=` word and TLSA usage, when DANE made this
+    /// connection.
+    pub fn dane(&self) -> Option<(&'static str, Option<u8>)> {
+        match self {
+            How::Tls {
+                note: Note::DaneVerified { usage },
+                ..
+            } => Some(("verified", Some(*usage))),
+            How::Tls {
+                note: Note::DaneEncryptOnly,
+                ..
+            } => Some(("encrypt-only", None)),
+            _ => None,
         }
     }
 
@@ -149,13 +182,25 @@ pub struct Ladder<'a> {
     pub domain: &'a MailDomain,
     pub hop: &'a Hop,
     pub addr: SocketAddr,
+    /// What DANE makes mandatory for this host; `None`: the connector's
+    /// level governs.
+    pub dane: Option<&'a Mandatory>,
 }
 
 impl Ladder<'_> {
+    /// The level the policy applies: `dane` where DANE governs the host
+    /// (DESIGN.md §5b), else the connector's.
+    pub fn level(&self) -> TlsLevel {
+        match self.dane {
+            Some(_) => TlsLevel::Dane,
+            None => self.connector.level(),
+        }
+    }
+
     /// Down the ladder from `start` until the policy lets the mail go or
     /// says no; one new connection per rung.
     pub async fn climb(&self, start: &Start, observer: &mut impl Observer) -> Result<Ready, Stop> {
-        let level = self.connector.level();
+        let level = self.level();
         let mut rung = start.rung;
         loop {
             let client = match self.connect().await {
@@ -179,7 +224,7 @@ impl Ladder<'_> {
                 }
                 AfterEhlo::StartTls => {}
             }
-            let failure = match self.upgrade(client, rung).await {
+            let failure = match self.upgrade(client, rung, observer).await {
                 Ok((client, handshake)) => {
                     observer.upgraded(rung, &handshake);
                     return self.after_handshake(client, handshake, observer).await;
@@ -208,7 +253,11 @@ impl Ladder<'_> {
         handshake: Handshake,
         observer: &mut impl Observer,
     ) -> Result<Ready, Stop> {
-        match policy::after_handshake(self.connector.level(), &handshake.checks) {
+        let decided = match self.dane {
+            Some(mandatory) => policy::after_dane_handshake(mandatory, handshake.dane.as_ref()),
+            None => policy::after_handshake(self.level(), &handshake.checks),
+        };
+        match decided {
             AfterHandshake::Deliver(note) => Ok(Ready {
                 client,
                 how: How::Tls {
@@ -268,6 +317,7 @@ impl Ladder<'_> {
         &self,
         client: Client<Stream>,
         rung: Rung,
+        observer: &mut impl Observer,
     ) -> Result<(Client<Stream>, Handshake), Failure> {
         let stream = match client.starttls().await {
             Ok(StartTls::Ready(stream)) => stream,
@@ -281,7 +331,7 @@ impl Ladder<'_> {
         let tcp = stream
             .into_plain()
             .ok_or_else(|| Failure::Handshake("STARTTLS inside TLS".into()))?;
-        let (stream, handshake) = self.handshake(tcp, rung).await?;
+        let (stream, handshake) = self.handshake(tcp, rung, observer).await?;
         let mut client = self.client(stream);
         let what = match client.hello(self.hostname).await {
             Ok(reply) if reply.is_positive() => return Ok((client, handshake)),
@@ -300,13 +350,34 @@ impl Ladder<'_> {
     }
 
     /// The TLS handshake of one rung, then what the certificate is worth.
-    async fn handshake(&self, tcp: TcpStream, rung: Rung) -> Result<(Stream, Handshake), Failure> {
+    /// Under DANE with usable records the handshake fails unless they
+    /// authenticate the server; `observer` hears what they made of it.
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        rung: Rung,
+        observer: &mut impl Observer,
+    ) -> Result<(Stream, Handshake), Failure> {
         let settings = &self.connector.settings;
         let versions = policy::tls_versions(rung, settings.min_tls_version)?;
         let identity = self.identity.filter(|_| settings.client_cert);
         let failed = |what: String| Failure::Handshake(what);
-        let config =
-            tls_config(versions, identity).map_err(|e| failed(format!("TLS setup: {e}")))?;
+        let verifier = match self.dane {
+            Some(Mandatory::Authenticate(records)) => {
+                // RFC 7672 §3.2.2: the MX host, then the next-hop domain.
+                let names = [self.hop.host.to_string(), self.domain.to_string()];
+                Some((
+                    records,
+                    Arc::new(ServerVerifier::dane(records.clone(), names.into())),
+                ))
+            }
+            _ => None,
+        };
+        let config = match &verifier {
+            Some((_, verifier)) => config_verifying(versions, identity, verifier.clone()),
+            None => tls_config(versions, identity),
+        }
+        .map_err(|e| failed(format!("TLS setup: {e}")))?;
         let name = match &self.hop.host {
             Host::Name(name) => {
                 ServerName::try_from(name.to_string()).map_err(|e| failed(e.to_string()))?
@@ -314,7 +385,19 @@ impl Ladder<'_> {
             Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
         };
         let connect = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
-        let tls = match tokio::time::timeout(self.connect_timeout, connect).await {
+        let connected = tokio::time::timeout(self.connect_timeout, connect).await;
+        let presented = verifier.as_ref().and_then(|(records, verifier)| {
+            let presented = verifier.presented()?;
+            observer.dane_checked(records, &presented);
+            Some(presented)
+        });
+        let dane = presented.map(|p| p.result.map(|a| a.record.usage).map_err(|e| e.to_string()));
+        if let (Some(Err(why)), Ok(Err(_))) = (&dane, &connected) {
+            return Err(failed(format!(
+                "the TLSA records do not authenticate it: {why}"
+            )));
+        }
+        let tls = match connected {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 let reason = crate::tls::reason::io_reason(&e);
@@ -331,6 +414,7 @@ impl Ladder<'_> {
             negotiated: Negotiated::of(connection),
             checks: self.connector.checks(&chain, &self.hop.host, self.domain),
             chain,
+            dane,
         };
         Ok((Stream::Tls(Box::new(tls)), handshake))
     }

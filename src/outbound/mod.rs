@@ -50,7 +50,12 @@
 //! clear the broken-TLS memory); `queue_delivery` implements the queue's
 //! `Delivery` trait with the deliverer, so the queue never names outbound
 //! types. [`dane`] holds the DANE table of DESIGN.md §5b (RFC 7672) as a pure
-//! function of validated answers; it is not yet asked by the ladder.
+//! function of validated answers and the precedence of levels and DANE
+//! ([`dane::governs`]): where DANE is asked, `route` looks the MX up
+//! validated (a bogus one defers the domain), [`route::plan_host`] each
+//! host's addresses and TLSA records, and the ladder climbs as the level
+//! `dane` where DANE governs (one TLS rung, no plaintext, no memory, the
+//! handshake authenticated by the TLSA records).
 
 mod attempt_log;
 pub mod cert_connect;
@@ -66,6 +71,7 @@ pub mod outcome;
 pub mod policy;
 mod pool;
 pub mod probe;
+mod probe_dane;
 mod queue_delivery;
 pub mod route;
 mod send;

@@ -5,6 +5,7 @@
 
 use rustls::SupportedProtocolVersion;
 
+use super::dane::Mandatory;
 use crate::config::values::{TlsLevel, TlsVersion};
 use crate::smtp::status::EnhancedStatus;
 
@@ -80,6 +81,10 @@ pub enum Note {
     Untrusted(String),
     /// `pinned`: the certificate or its key is pinned.
     Pinned,
+    /// DANE: a TLSA record of this usage (2 or 3) authenticated the server.
+    DaneVerified { usage: u8 },
+    /// DANE: TLSA published, none usable; TLS without authentication.
+    DaneEncryptOnly,
 }
 
 impl std::fmt::Display for Note {
@@ -90,6 +95,8 @@ impl std::fmt::Display for Note {
             Note::NameMismatch(name) => write!(f, "trusted chain, name mismatch: {name}"),
             Note::Untrusted(chain) => write!(f, "untrusted: {chain}"),
             Note::Pinned => f.write_str("pinned certificate matched"),
+            Note::DaneVerified { usage } => write!(f, "DANE verified (TLSA usage {usage})"),
+            Note::DaneEncryptOnly => f.write_str("DANE encrypt-only (no usable TLSA record)"),
         }
     }
 }
@@ -114,6 +121,17 @@ pub enum Deferral {
     NameMismatch(String),
     /// `pinned`, and neither the certificate nor its key is pinned.
     NotPinned,
+    /// DANE made TLS mandatory, and STARTTLS, the handshake or the TLSA
+    /// authentication failed (RFC 7672 §2.2).
+    DaneFailed(String),
+    /// DANE: this host's TLSA (or address) answer is bogus or could not
+    /// be had; never read as "no DANE" (RFC 7672 §2.1.1).
+    DaneHostUnusable(String),
+    /// DANE: the domain's MX answer is bogus or could not be had; the
+    /// domain waits, never routed by its address records (RFC 7672 §2.2.1).
+    DaneMxBogus(String),
+    /// `tls = "dane"`, and DANE does not authenticate this host.
+    DaneRequired(String),
 }
 
 impl Deferral {
@@ -122,13 +140,29 @@ impl Deferral {
     /// certificate), X.7.5 TLS or the certificate not good enough.
     pub fn status(&self) -> EnhancedStatus {
         match self {
-            Deferral::NoStartTls => EnhancedStatus::NO_SECURITY_FEATURES,
+            Deferral::NoStartTls | Deferral::DaneRequired(_) => {
+                EnhancedStatus::NO_SECURITY_FEATURES
+            }
             Deferral::ClientCertWanted(_) => EnhancedStatus::NOT_AUTHORIZED,
             Deferral::TlsFailed(_)
             | Deferral::FallbackOff(_)
             | Deferral::Untrusted(_)
             | Deferral::NameMismatch(_)
-            | Deferral::NotPinned => EnhancedStatus::CRYPTO_FAILURE,
+            | Deferral::NotPinned
+            | Deferral::DaneFailed(_)
+            | Deferral::DaneHostUnusable(_)
+            | Deferral::DaneMxBogus(_) => EnhancedStatus::CRYPTO_FAILURE,
+        }
+    }
+
+    /// The attempt log's `dane=` word for a deferral DANE made.
+    pub fn dane_word(&self) -> Option<&'static str> {
+        match self {
+            Deferral::DaneFailed(_) => Some("failed"),
+            Deferral::DaneHostUnusable(_) => Some("host-unusable"),
+            Deferral::DaneMxBogus(_) => Some("mx-bogus"),
+            Deferral::DaneRequired(_) => Some("required-missing"),
+            _ => None,
         }
     }
 }
@@ -150,6 +184,19 @@ impl std::fmt::Display for Deferral {
             Deferral::NameMismatch(name) => f.write_str(name),
             Deferral::NotPinned => {
                 f.write_str("certificate matches none of the pinned fingerprints")
+            }
+            Deferral::DaneFailed(what) => {
+                write!(f, "DANE: TLS is mandatory for this host (TLSA), and {what}")
+            }
+            Deferral::DaneHostUnusable(why) => {
+                write!(f, "DANE: host not usable ({why}); not read as \"no DANE\"")
+            }
+            Deferral::DaneMxBogus(why) => write!(
+                f,
+                "DANE/DNSSEC: {why}; the mail waits rather than be routed unauthenticated"
+            ),
+            Deferral::DaneRequired(why) => {
+                write!(f, "DANE required (tls = \"dane\"), but {why}")
             }
         }
     }
@@ -205,6 +252,9 @@ pub fn after_ehlo(
             })
         }
         (_, true) => AfterEhlo::StartTls,
+        (TlsLevel::Dane, false) => AfterEhlo::Defer(Deferral::DaneFailed(
+            "the server does not offer STARTTLS".into(),
+        )),
         (_, false) => AfterEhlo::Defer(Deferral::NoStartTls),
     }
 }
@@ -264,6 +314,9 @@ pub fn after_failure(
 ) -> AfterFailure {
     let defer = AfterFailure::Defer;
     match (level, failure) {
+        // Under DANE no lower rung: TLS 1.2 would authenticate no better,
+        // and the one below it is plaintext.
+        (TlsLevel::Dane, _) => defer(Deferral::DaneFailed(format!("TLS failed: {failure}"))),
         (TlsLevel::Opportunistic, _) => match rung.below() {
             Some(Rung::Plaintext) if !fallback => defer(Deferral::FallbackOff(failure.clone())),
             Some(lower) => AfterFailure::NextRung(lower),
@@ -287,8 +340,9 @@ pub enum Remembered {
 
 /// Whether the broken-TLS memory may move where the ladder starts. Only
 /// under `opportunistic`: a forced level tries the top rung and defers.
-/// DANE and MTA-STS (DESIGN.md §5b), once they govern a destination,
-/// veto it here too: this is the one place that decides.
+/// DANE (DESIGN.md §5b), once it governs a host, makes the ladder's level
+/// `dane` (see `super::ladder::Ladder::level`), vetoed here like every
+/// forced level: this is the one place that decides.
 pub fn memory_applies(level: TlsLevel) -> bool {
     level == TlsLevel::Opportunistic
 }
@@ -390,6 +444,30 @@ pub fn after_handshake(level: TlsLevel, checks: &Checks) -> AfterHandshake {
             true => Deliver(Note::Pinned),
             false => Defer(Deferral::NotPinned),
         },
+        // Only with what DANE found: see [`after_dane_handshake`].
+        TlsLevel::Dane => Defer(Deferral::DaneRequired("no TLSA record was checked".into())),
+    }
+}
+
+/// The handshake succeeded under DANE (the level `dane`, or a level DANE
+/// upgraded): deliver when the TLSA records authenticated the server
+/// (`authenticated`: the usage of the record that did, or why none did),
+/// or when they make TLS only mandatory; otherwise defer naming DANE.
+pub fn after_dane_handshake(
+    mandatory: &Mandatory,
+    authenticated: Option<&Result<u8, String>>,
+) -> AfterHandshake {
+    match (mandatory, authenticated) {
+        (Mandatory::EncryptOnly, _) => AfterHandshake::Deliver(Note::DaneEncryptOnly),
+        (Mandatory::Authenticate(_), Some(Ok(usage))) => {
+            AfterHandshake::Deliver(Note::DaneVerified { usage: *usage })
+        }
+        (Mandatory::Authenticate(_), Some(Err(why))) => AfterHandshake::Defer(
+            Deferral::DaneFailed(format!("authentication failed: {why}")),
+        ),
+        (Mandatory::Authenticate(_), None) => AfterHandshake::Defer(Deferral::DaneFailed(
+            "the certificate was not checked against the TLSA records".into(),
+        )),
     }
 }
 

@@ -419,3 +419,54 @@ fn tls_versions_per_rung_and_minimum() {
         Err(handshake("TLS 1.2 is below min_tls_version"))
     );
 }
+
+/// The `dane` row of DESIGN.md §5 (and any level DANE upgraded, which
+/// climbs the ladder as `dane`): STARTTLS missing or a failed handshake
+/// defer naming DANE, never a lower rung; the TLSA records decide the
+/// certificate, whatever its chain and name.
+#[test]
+fn the_dane_row_defers_naming_dane_and_lets_tlsa_decide() {
+    let level = TlsLevel::Dane;
+    let named = |d: &Deferral| d.to_string().contains("DANE") && d.dane_word() == Some("failed");
+    match ehlo(level, false) {
+        AfterEhlo::Defer(d) => assert!(named(&d), "{d}"),
+        other => panic!("STARTTLS not offered under DANE: {other:?}"),
+    }
+    assert_eq!(ehlo(level, true), AfterEhlo::StartTls);
+    // Even where the memory or a lower rung would have put an opportunistic ladder.
+    assert_eq!(
+        after_ehlo(level, Rung::Plaintext, true, true),
+        AfterEhlo::StartTls
+    );
+    for failure in [handshake("alert"), Failure::RefusedAfterTls("530".into())] {
+        for rung in [Rung::Modern, Rung::Tls12] {
+            match after_failure(level, rung, true, &failure) {
+                AfterFailure::Defer(d) => assert!(named(&d), "{d}"),
+                other => panic!("{failure:?} under DANE: {other:?}"),
+            }
+        }
+    }
+    assert!(!memory_applies(level));
+    assert_eq!(first_rung(level, true, |_| Remembered::Broken), Start::TOP);
+    // TLSA decides: a verifier's verdict, whatever the chain and name say.
+    let authenticate = Mandatory::Authenticate(vec!["3 1 1 00".parse().expect("record")]);
+    assert_eq!(
+        after_dane_handshake(&authenticate, Some(&Ok(3))),
+        AfterHandshake::Deliver(Note::DaneVerified { usage: 3 })
+    );
+    for not in [Some(&Err("no match".to_string())), None] {
+        match after_dane_handshake(&authenticate, not) {
+            AfterHandshake::Defer(d) => assert!(named(&d), "{d}"),
+            other => panic!("{not:?}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        after_dane_handshake(&Mandatory::EncryptOnly, None),
+        AfterHandshake::Deliver(Note::DaneEncryptOnly)
+    );
+    // The level alone, without what DANE found, never delivers.
+    assert_eq!(
+        cell(after_handshake(level, &checks(true, true, true))),
+        "defer"
+    );
+}

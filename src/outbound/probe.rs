@@ -7,6 +7,12 @@
 //! that writes what each step met, and stops before MAIL: so its verdict
 //! is what delivery would do, rung by rung. It reads the broken-TLS
 //! memory and never writes it.
+//!
+//! Where DANE is asked it shows, per MX host, the DNSSEC status of the MX
+//! and address answers, the TLSA records, whether the presented
+//! certificate matches each (`crate::tls::dane::check_record`), and what
+//! DANE makes of the host: the same `route::plan_host` and ladder as
+//! delivery, so the same `dane=` word ([`Prediction::dane`]).
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -15,26 +21,48 @@ use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::client::Capabilities;
-use super::deliver::{addresses, Deliverer, Settings};
+use super::dane::{Governs, Mandatory};
+use super::deliver::{Deliverer, Settings};
 use super::ladder::{Handshake, How, Observer, Stop};
 use super::policy::{self, AfterFailure, AfterHandshake, Checks, Failure, Plaintext, Rung, Start};
-use super::route::{hops, Hop, Hops, Resolve};
+use super::probe_dane;
+use super::route::{hops, mx_fault, plan_host, Hop, Hops, Resolve};
 use crate::config::domain::MailDomain;
 use crate::config::values::{Host, TlsLevel};
+use crate::tls::client::Presented;
+use crate::tls::dane::Tlsa;
 
 /// What delivery would do with mail to the domain.
 #[derive(Clone, Debug)]
 pub enum Prediction {
-    /// It would go to `via`, protected as `how` says.
-    Deliver { via: SocketAddr, how: How },
+    /// It would go to `via`, protected as `how` says; `dane` is the
+    /// attempt log's `dane=` word.
+    Deliver {
+        via: SocketAddr,
+        how: How,
+        dane: &'static str,
+    },
     /// It would bounce (null MX, no such domain).
     Bounce {
         status: crate::smtp::status::EnhancedStatus,
         reason: String,
     },
     /// It would stay queued: every address was unreachable or refused by
-    /// the policy; the last one's reason.
-    Wait(Option<Stop>),
+    /// the policy; the last one's reason and `dane=` word.
+    Wait {
+        stop: Option<Stop>,
+        dane: &'static str,
+    },
+}
+
+impl Prediction {
+    /// The `dane=` word delivery's log line would carry (`-` for a bounce).
+    pub fn dane(&self) -> &'static str {
+        match self {
+            Prediction::Deliver { dane, .. } | Prediction::Wait { dane, .. } => dane,
+            Prediction::Bounce { .. } => "-",
+        }
+    }
 }
 
 /// The report, as text and as the verdict it ends with.
@@ -71,11 +99,21 @@ pub async fn predict<R: Resolve>(
         "Domain       {domain}\nConnector    {name}\nTLS level    {level}"
     );
     let mx_port = port.unwrap_or(settings.mx_port);
+    let dane_asked = settings.dane_asked(connector);
+    if !dane_asked {
+        let why = match (settings.dane, settings.resolver.validates()) {
+            (false, _) => "off ([delivery] dane = false)",
+            (_, false) => "off ([dns] dnssec = false)",
+            _ => "not asked (the connector's level keeps its own check)",
+        };
+        let _ = writeln!(out, "DANE         {why}");
+    }
     let route = hops(
         &settings.resolver,
         &connector.settings.smarthosts,
         domain,
         mx_port,
+        dane_asked,
         |_| {},
     );
     let hop_list = match route.await {
@@ -84,24 +122,54 @@ pub async fn predict<R: Resolve>(
             let verdict = format!("would bounce ({status}): {reason}");
             return finish(out, domain, verdict, Prediction::Bounce { status, reason });
         }
+        Ok(Hops::MxFault(fault)) => {
+            let _ = writeln!(out, "MX DNSSEC    {fault}");
+            let (dane, deferral) = mx_fault(level, &fault);
+            let verdict = format!(
+                "would wait in the queue ({}): {deferral}",
+                deferral.status()
+            );
+            let stop = Some(Stop::Deferred(deferral));
+            return finish(out, domain, verdict, Prediction::Wait { stop, dane });
+        }
         Err(e) => {
             let verdict = format!("would wait in the queue: {e}");
-            let stop = Stop::Unreachable(e.to_string());
-            return finish(out, domain, verdict, Prediction::Wait(Some(stop)));
+            let stop = Some(Stop::Unreachable(e.to_string()));
+            let dane = "-";
+            return finish(out, domain, verdict, Prediction::Wait { stop, dane });
         }
     };
     // Why each host tried would not take the mail, for the overall verdict.
     let mut refusals = Vec::new();
     let mut overall: Option<(String, Prediction)> = None;
     let mut last = None;
+    let mut last_dane = "-";
     for hop in hop_list {
         let hop = Hop {
             port: port.unwrap_or(hop.port),
             ..hop
         };
         let _ = writeln!(out, "\nHost {}:{}", hop.host, hop.port);
-        let ips = match addresses(&settings.resolver, &hop.host).await {
-            Ok(ips) => ips,
+        let plan = plan_host(&settings.resolver, &hop, level, dane_asked).await;
+        if dane_asked {
+            probe_dane::describe(&mut out, &hop, &plan);
+        }
+        let mandatory = match &plan.governs {
+            Governs::Level => None,
+            Governs::Dane(mandatory) => Some(mandatory),
+            Governs::NextHost(deferral) | Governs::DeferDomain(deferral) => {
+                let _ = writeln!(out, "  Verdict            would defer: {deferral}");
+                refusals.push(format!("{}: {deferral}", hop.host));
+                last_dane = deferral.dane_word().unwrap_or("-");
+                last = Some(Stop::Deferred(deferral.clone()));
+                if matches!(plan.governs, Governs::DeferDomain(_)) {
+                    break;
+                }
+                continue;
+            }
+        };
+        let ips = match &plan.addresses {
+            Ok(ips) => ips.clone(),
             Err((_, why)) => {
                 let _ = writeln!(out, "  Addresses          none: {why}");
                 refusals.push(format!("{}: {why}", hop.host));
@@ -114,11 +182,24 @@ pub async fn predict<R: Resolve>(
                 Host::Ip(_) => addr.to_string(),
                 Host::Name(name) => format!("{name}:{} [{ip}]", hop.port),
             };
-            match probe_address(deliverer, &settings, domain, &hop, addr, &mut out).await {
+            let target = Target {
+                hop: &hop,
+                addr,
+                mandatory,
+                dane: plan.dane.label(),
+            };
+            match probe_address(deliverer, &settings, domain, &target, &mut out).await {
                 Ok((verdict, prediction)) => {
                     overall.get_or_insert((format!("{verdict} via {server}"), prediction));
                 }
                 Err(stop) => {
+                    last_dane = match (&stop, mandatory) {
+                        (Stop::Deferred(deferral), _) if deferral.dane_word().is_some() => {
+                            deferral.dane_word().unwrap_or("-")
+                        }
+                        (_, Some(_)) => "failed",
+                        (_, None) => plan.dane.label(),
+                    };
                     let why = match &stop {
                         Stop::Unreachable(why) => why.clone(),
                         Stop::Deferred(deferral) => deferral.to_string(),
@@ -140,7 +221,8 @@ pub async fn predict<R: Resolve>(
                 refusals.join("; ")
             ),
         };
-        (verdict, Prediction::Wait(last))
+        let (stop, dane) = (last, last_dane);
+        (verdict, Prediction::Wait { stop, dane })
     });
     finish(out, domain, verdict, prediction)
 }
@@ -161,14 +243,14 @@ async fn probe_address<R: Resolve>(
     deliverer: &Deliverer<R>,
     settings: &Settings<R>,
     domain: &MailDomain,
-    hop: &Hop,
-    addr: SocketAddr,
+    target: &Target<'_>,
     out: &mut String,
 ) -> Result<(String, Prediction), Stop> {
+    let (hop, addr) = (target.hop, target.addr);
     let _ = writeln!(out, "  Address            {}", addr.ip());
     let connector = settings.connectors.for_domain(domain);
-    let level = connector.level();
-    let ladder = settings.ladder(connector, domain, hop, addr);
+    let ladder = settings.ladder(connector, domain, hop, addr, target.mandatory);
+    let level = ladder.level();
     let start = deliverer
         .memory()
         .peek(level, settings.fallback, &addr.to_string());
@@ -184,14 +266,23 @@ async fn probe_address<R: Resolve>(
         fallback: settings.fallback,
         connections: 0,
         failed: false,
+        names: [hop.host.to_string(), domain.to_string()],
     };
     match ladder.climb(&start, &mut steps).await {
         Ok(ready) => {
             ready.client.quit().await;
             let verdict = host_verdict(&ready.how, &start);
             let _ = writeln!(out, "  Verdict            {verdict}");
+            let dane = ready.how.dane().map_or(target.dane, |(word, _)| word);
             let how = ready.how;
-            Ok((verdict, Prediction::Deliver { via: addr, how }))
+            Ok((
+                verdict,
+                Prediction::Deliver {
+                    via: addr,
+                    how,
+                    dane,
+                },
+            ))
         }
         Err(stop) => {
             match &stop {
@@ -227,6 +318,15 @@ fn host_verdict(how: &How, start: &Start) -> String {
     }
 }
 
+/// One address of a hop, and what DANE makes mandatory there.
+struct Target<'a> {
+    hop: &'a Hop,
+    addr: SocketAddr,
+    mandatory: Option<&'a Mandatory>,
+    /// The host's `dane=` word before any handshake.
+    dane: &'static str,
+}
+
 /// Probe's observer: each step the ladder takes, as report lines.
 struct Steps<'a> {
     out: &'a mut String,
@@ -235,6 +335,8 @@ struct Steps<'a> {
     connections: usize,
     /// A rung has failed already.
     failed: bool,
+    /// The reference names for DANE-TA: the MX host, the domain.
+    names: [String; 2],
 }
 
 impl Observer for Steps<'_> {
@@ -295,6 +397,10 @@ impl Observer for Steps<'_> {
             .map(ToString::to_string)
             .collect();
         let _ = writeln!(out, "  Levels accepting   {}", accepting.join(", "));
+    }
+
+    fn dane_checked(&mut self, records: &[Tlsa], presented: &Presented) {
+        probe_dane::checked(self.out, &self.names, records, presented);
     }
 
     fn rung_failed(&mut self, _rung: Rung, failure: &Failure, _next: &AfterFailure) {

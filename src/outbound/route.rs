@@ -8,9 +8,22 @@
 //!
 //! DNS sits behind [`Resolve`] so the ordering rules are tested without a
 //! network; the relay's resolver implements it in `crate::dns`.
+//!
+//! Where DANE is asked (DESIGN.md §5b), the MX answer comes from the
+//! validating resolver and a bogus or failed one is [`Hops::MxFault`],
+//! never a fallback to the domain's address records; [`plan_host`] then
+//! looks up each host's addresses, its TLSA records when the MX and
+//! address answers are both secure, and asks `super::dane` who governs it.
 
 use std::future::Future;
 use std::net::IpAddr;
+
+use super::dane::{
+    self, outcome, Checked, FailKind, Fault, Governs, HostDane, Security, Status, TlsaAnswer,
+    Validated,
+};
+use super::policy::Deferral;
+use crate::config::values::TlsLevel;
 
 use crate::config::domain::MailDomain;
 use crate::config::values::{DomainName, DomainPattern, Host, HostPort};
@@ -57,13 +70,48 @@ pub struct LookupError {
     pub reason: String,
 }
 
-/// The DNS questions routing asks.
+/// The DNS questions routing asks. The validated ones answer with what
+/// DNSSEC says; a resolver that does not validate keeps their defaults
+/// (everything insecure, so DANE never applies).
 pub trait Resolve: Send + Sync {
     fn mx(&self, domain: &str) -> impl Future<Output = Result<MxAnswer, LookupError>> + Send;
     fn addresses(
         &self,
         host: &str,
     ) -> impl Future<Output = Result<Vec<IpAddr>, LookupError>> + Send;
+
+    /// Whether the validated lookups validate (`[dns] dnssec`).
+    fn validates(&self) -> bool {
+        false
+    }
+
+    fn mx_checked(&self, domain: &str) -> impl Future<Output = Checked<MxAnswer>> + Send {
+        async move { insecure(self.mx(domain).await) }
+    }
+
+    fn addresses_checked(&self, host: &str) -> impl Future<Output = Checked<Vec<IpAddr>>> + Send {
+        async move { insecure(self.addresses(host).await) }
+    }
+
+    /// `_PORT._tcp.HOST. TLSA` (RFC 7672 §2.2).
+    fn tlsa(&self, _host: &str, _port: u16) -> impl Future<Output = TlsaAnswer> + Send {
+        async { TlsaAnswer::Insecure }
+    }
+}
+
+/// An unvalidated answer as a validated one: insecure, or failed.
+fn insecure<T>(answer: Result<T, LookupError>) -> Checked<T> {
+    match answer {
+        Ok(value) => Ok(Validated {
+            value,
+            security: Security::Insecure,
+        }),
+        Err(e) => Err(Fault::Failed {
+            name: e.name,
+            kind: FailKind::Other,
+            reason: e.reason,
+        }),
+    }
 }
 
 /// A next hop, before its addresses are known.
@@ -72,6 +120,9 @@ pub struct Hop {
     /// The name the certificate is checked against (SNI, `verify-host`).
     pub host: Host,
     pub port: u16,
+    /// What DNSSEC said of the MX answer that named this host: insecure
+    /// for smarthosts, address literals and unvalidated lookups.
+    pub mx: Status,
 }
 
 /// The hops for a domain, or why there are none.
@@ -83,16 +134,21 @@ pub enum Hops {
         status: EnhancedStatus,
         reason: String,
     },
+    /// DANE asked, and the MX answer is bogus or failed: the domain
+    /// waits (RFC 7672 §2.2.1), see [`super::dane::outcome`].
+    MxFault(Fault),
 }
 
 /// The hops for mail to `domain` through a connector with `smarthosts`
-/// (none: MX lookup), in the order to try. `shuffle` reorders hosts of
-/// equal preference (pass a random one).
+/// (none: MX lookup), in the order to try. `validated`: the MX lookup goes
+/// through the validating resolver (DANE is asked). `shuffle` reorders
+/// hosts of equal preference (pass a random one).
 pub async fn hops<R: Resolve>(
     resolver: &R,
     smarthosts: &[HostPort],
     domain: &MailDomain,
     mx_port: u16,
+    validated: bool,
     shuffle: impl FnMut(&mut [String]),
 ) -> Result<Hops, LookupError> {
     if !smarthosts.is_empty() {
@@ -101,6 +157,7 @@ pub async fn hops<R: Resolve>(
             .map(|h| Hop {
                 host: h.host.clone(),
                 port: h.port,
+                mx: Status::Insecure,
             })
             .collect();
         return Ok(Hops::Try(hops));
@@ -111,10 +168,22 @@ pub async fn hops<R: Resolve>(
             return Ok(Hops::Try(vec![Hop {
                 host: Host::Ip(*ip),
                 port: mx_port,
+                mx: Status::Insecure,
             }]))
         }
     };
-    let names = match resolver.mx(domain.as_str()).await? {
+    let (answer, mx) = match validated {
+        false => (resolver.mx(domain.as_str()).await?, Status::Insecure),
+        true => {
+            let checked = resolver.mx_checked(domain.as_str()).await;
+            let status = Status::of(&checked);
+            match checked {
+                Ok(answer) => (answer.value, status),
+                Err(fault) => return Ok(Hops::MxFault(fault)),
+            }
+        }
+    };
+    let names = match answer {
         MxAnswer::Hosts(records) => order_mx(records, shuffle),
         MxAnswer::NoMx => vec![domain.to_string()],
         MxAnswer::NullMx => {
@@ -136,6 +205,7 @@ pub async fn hops<R: Resolve>(
         .map(|name| Hop {
             host: Host::Name(name),
             port: mx_port,
+            mx,
         })
         .collect::<Vec<_>>();
     Ok(match hops.is_empty() {
@@ -145,6 +215,105 @@ pub async fn hops<R: Resolve>(
         },
         false => Hops::Try(hops),
     })
+}
+
+/// The addresses of a hop: an IP literal as it is, a name looked up.
+pub async fn addresses<R: Resolve>(
+    resolver: &R,
+    host: &Host,
+) -> Result<Vec<IpAddr>, (EnhancedStatus, String)> {
+    match host {
+        Host::Ip(ip) => Ok(vec![*ip]),
+        Host::Name(name) => listed(name.as_str(), resolver.addresses(name.as_str()).await),
+    }
+}
+
+fn listed(
+    name: &str,
+    answer: Result<Vec<IpAddr>, LookupError>,
+) -> Result<Vec<IpAddr>, (EnhancedStatus, String)> {
+    match answer {
+        Ok(list) if !list.is_empty() => Ok(list),
+        Ok(_) => Err((EnhancedStatus::UNROUTABLE, format!("{name} has no address"))),
+        Err(e) => Err((EnhancedStatus::DNS_FAILURE, e.to_string())),
+    }
+}
+
+/// One host as delivery and `probe` meet it: its addresses, the DNSSEC
+/// status of the answers (when DANE is asked), and who governs it.
+#[derive(Clone, Debug)]
+pub struct HostPlan {
+    pub addresses: Result<Vec<IpAddr>, (EnhancedStatus, String)>,
+    /// The address answer's DNSSEC status; `None` when not validated.
+    pub address_status: Option<Status>,
+    /// The TLSA answer, when the MX and address answers were secure.
+    pub tlsa: Option<TlsaAnswer>,
+    pub dane: HostDane,
+    pub governs: Governs,
+}
+
+/// Looks `hop` up for mail under `level`; `dane_asked`: `[delivery]
+/// dane` and validation on and a level DANE may govern (see
+/// [`super::dane::asked_for`]). TLSA is asked only when RFC 7672 §2.2.1
+/// says it matters ([`super::dane::needs_tlsa`]), on the port connected to.
+pub async fn plan_host<R: Resolve>(
+    resolver: &R,
+    hop: &Hop,
+    level: TlsLevel,
+    dane_asked: bool,
+) -> HostPlan {
+    let name = match (&hop.host, dane_asked) {
+        (Host::Name(name), true) => name.as_str(),
+        (host, _) => {
+            let dane = HostDane::Off;
+            return HostPlan {
+                addresses: addresses(resolver, host).await,
+                address_status: None,
+                tlsa: None,
+                governs: dane::governs(level, &dane),
+                dane,
+            };
+        }
+    };
+    let checked = resolver.addresses_checked(name).await;
+    let status = Status::of(&checked);
+    let found = match checked {
+        Ok(answer) => Ok(answer.value),
+        Err(fault) => Err(LookupError {
+            name: name.to_string(),
+            reason: fault.to_string(),
+        }),
+    };
+    let tlsa = match dane::needs_tlsa(hop.mx, status) {
+        true => Some(resolver.tlsa(name, hop.port).await),
+        false => None,
+    };
+    let dane = outcome(hop.mx, status, tlsa.as_ref());
+    HostPlan {
+        addresses: listed(name, found),
+        address_status: Some(status),
+        tlsa,
+        governs: dane::governs(level, &dane),
+        dane,
+    }
+}
+
+/// What DANE makes of a domain whose MX answer is `fault` (asked only
+/// where DANE is): the `dane=` word and the deferral of the whole domain.
+pub fn mx_fault(level: TlsLevel, fault: &Fault) -> (&'static str, Deferral) {
+    let status = Status::of(&Err::<Validated<()>, Fault>(fault.clone()));
+    let dane = match outcome(status, Status::Failed, None) {
+        // The table's reason, and the resolver's: which name, what failed.
+        HostDane::DeferDomain(why) => HostDane::DeferDomain(format!("{why} ({fault})")),
+        other => other,
+    };
+    let deferral = match dane::governs(level, &dane) {
+        Governs::DeferDomain(deferral) | Governs::NextHost(deferral) => deferral,
+        // Not reached: the table defers a domain whose MX answer failed,
+        // and only the levels DANE governs look it up validated.
+        Governs::Level | Governs::Dane(_) => Deferral::DaneMxBogus(fault.to_string()),
+    };
+    (dane.label(), deferral)
 }
 
 /// MX hosts by preference, lowest first; equal preferences shuffled

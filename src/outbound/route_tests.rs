@@ -101,48 +101,49 @@ async fn hops_from_smarthosts_mx_implicit_mx_and_failures() {
             .collect::<Vec<_>>()
             .join(" "),
         Ok(Hops::Fail { status, reason }) => format!("fail {status} {reason}"),
+        Ok(Hops::MxFault(fault)) => format!("defer {fault}"),
         Err(e) => format!("defer {e}"),
     };
     let exact = connector_for(&config.outbound, &domain("fabrikam.test"))
         .map_or(&[][..], |c| &c.smarthosts);
     assert_eq!(
-        show(hops(&dns, exact, &domain("fabrikam.test"), 25, |_| {}).await),
+        show(hops(&dns, exact, &domain("fabrikam.test"), 25, false, |_| {}).await),
         "mx1.fabrikam.test:2525 192.0.2.1:25"
     );
     assert_eq!(
-        show(hops(&dns, &[], &domain("contoso.test"), 2525, |_| {}).await),
+        show(hops(&dns, &[], &domain("contoso.test"), 2525, false, |_| {}).await),
         "mx1.contoso.test:2525 mx2.contoso.test:2525"
     );
     assert_eq!(
-        show(hops(&dns, &[], &domain("implicit.test"), 25, |_| {}).await),
+        show(hops(&dns, &[], &domain("implicit.test"), 25, false, |_| {}).await),
         "implicit.test:25"
     );
     assert_eq!(
-        show(hops(&dns, &[], &domain("null.test"), 25, |_| {}).await),
+        show(hops(&dns, &[], &domain("null.test"), 25, false, |_| {}).await),
         "fail 5.1.10 null.test accepts no mail (null MX, RFC 7505)"
     );
     assert_eq!(
-        show(hops(&dns, &[], &domain("nowhere.test"), 25, |_| {}).await),
+        show(hops(&dns, &[], &domain("nowhere.test"), 25, false, |_| {}).await),
         "fail 5.1.2 domain nowhere.test does not exist"
     );
     assert_eq!(
-        show(hops(&dns, &[], &domain("broken.test"), 25, |_| {}).await),
+        show(hops(&dns, &[], &domain("broken.test"), 25, false, |_| {}).await),
         "defer DNS lookup for broken.test failed: timed out"
     );
     // An address literal is its own next hop, on the MX port, no lookup
     // (FakeDns would say NXDOMAIN), unless a connector has smarthosts.
     assert_eq!(
-        show(hops(&dns, &[], &domain("[192.0.2.9]"), 2525, |_| {}).await),
+        show(hops(&dns, &[], &domain("[192.0.2.9]"), 2525, false, |_| {}).await),
         "192.0.2.9:2525"
     );
     assert_eq!(
-        show(hops(&dns, &[], &domain("[IPv6:2001:db8::9]"), 25, |_| {}).await),
+        show(hops(&dns, &[], &domain("[IPv6:2001:db8::9]"), 25, false, |_| {}).await),
         "[2001:db8::9]:25"
     );
     let literal =
         connector_for(&config.outbound, &domain("[192.0.2.7]")).map_or(&[][..], |c| &c.smarthosts);
     assert_eq!(
-        show(hops(&dns, literal, &domain("[192.0.2.7]"), 25, |_| {}).await),
+        show(hops(&dns, literal, &domain("[192.0.2.7]"), 25, false, |_| {}).await),
         "192.0.2.25:25"
     );
 }

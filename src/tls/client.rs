@@ -4,8 +4,10 @@
 //! ([`AcceptAnyChain`]): what the chain is worth is decided afterwards by
 //! the connector's TLS level (`crate::outbound::policy`), so an untrusted
 //! certificate can still carry opportunistic mail and be reported exactly.
+//! Under DANE the TLSA records judge the chain inside the handshake
+//! ([`ServerVerifier::dane`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -13,27 +15,103 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme, SupportedProtocolVersion};
 
 use super::certs::Identity;
+use super::dane::{authenticate, Authenticated, DaneError, Tlsa};
 
-/// Accepts any certificate chain; still checks handshake signatures.
+/// The handshake's check of the server's certificate. Without DANE
+/// ([`AcceptAnyChain::new`]) it accepts any chain; with DANE
+/// ([`ServerVerifier::dane`], RFC 7672 §3) the chain must be authenticated
+/// by one of the host's usable TLSA records ([`authenticate`]: DANE-EE with
+/// no name, chain or expiry check; DANE-TA with the chain built from the
+/// matching certificate and the leaf naming one of `names`), else the
+/// handshake fails before a byte of SMTP goes over it. Either way the
+/// handshake signatures are checked with the leaf's key.
 #[derive(Debug)]
-pub struct AcceptAnyChain(Arc<CryptoProvider>);
+pub struct ServerVerifier {
+    provider: Arc<CryptoProvider>,
+    dane: Option<DaneCheck>,
+}
 
-impl AcceptAnyChain {
+/// The verifier that accepts any chain.
+pub type AcceptAnyChain = ServerVerifier;
+
+#[derive(Debug)]
+struct DaneCheck {
+    records: Vec<Tlsa>,
+    /// The reference identifiers for DANE-TA: the MX host, then the
+    /// next-hop domain (RFC 7672 §3.2.2).
+    names: Vec<String>,
+    /// What the server presented, for the log and `probe`.
+    presented: Mutex<Option<Presented>>,
+}
+
+/// What the server presented to a DANE verifier, and what its TLSA
+/// records made of it.
+#[derive(Clone, Debug)]
+pub struct Presented {
+    /// Leaf first, as sent.
+    pub chain: Vec<CertificateDer<'static>>,
+    pub result: Result<Authenticated, DaneError>,
+}
+
+impl ServerVerifier {
     pub fn new(provider: Arc<CryptoProvider>) -> Self {
-        AcceptAnyChain(provider)
+        ServerVerifier {
+            provider,
+            dane: None,
+        }
+    }
+
+    /// Authenticates the server by `records` during the handshake.
+    pub fn dane(records: Vec<Tlsa>, names: Vec<String>) -> Self {
+        ServerVerifier {
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            dane: Some(DaneCheck {
+                records,
+                names,
+                presented: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Under DANE, the chain and verdict of the last handshake, if it got
+    /// that far.
+    pub fn presented(&self) -> Option<Presented> {
+        let dane = self.dane.as_ref()?;
+        match dane.presented.lock() {
+            Ok(seen) => seen.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 }
 
-impl ServerCertVerifier for AcceptAnyChain {
+impl ServerCertVerifier for ServerVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(dane) = &self.dane else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let chain: Vec<CertificateDer<'static>> = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.clone().into_owned())
+            .collect();
+        let names: Vec<&str> = dane.names.iter().map(String::as_str).collect();
+        let result = authenticate(&dane.records, &chain, &names, now);
+        let verdict = match &result {
+            Ok(_) => Ok(ServerCertVerified::assertion()),
+            Err(e) => Err(rustls::Error::General(format!("DANE: {e}"))),
+        };
+        let presented = Presented { chain, result };
+        match dane.presented.lock() {
+            Ok(mut seen) => *seen = Some(presented),
+            Err(poisoned) => *poisoned.into_inner() = Some(presented),
+        }
+        verdict
     }
 
     fn verify_tls12_signature(
@@ -46,7 +124,7 @@ impl ServerCertVerifier for AcceptAnyChain {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -60,12 +138,14 @@ impl ServerCertVerifier for AcceptAnyChain {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -76,10 +156,21 @@ pub fn config(
     identity: Option<&Identity>,
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
+    config_verifying(versions, identity, Arc::new(AcceptAnyChain::new(provider)))
+}
+
+/// As [`config`], the server's certificate checked by `verifier` during
+/// the handshake ([`ServerVerifier::dane`]).
+pub fn config_verifying(
+    versions: &[&'static SupportedProtocolVersion],
+    identity: Option<&Identity>,
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyChain::new(provider)));
+        .with_custom_certificate_verifier(verifier);
     let config = match identity {
         Some(identity) => {
             builder.with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())?

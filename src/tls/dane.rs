@@ -13,9 +13,9 @@
 //! * Usages 0 and 1 are not usable for SMTP (RFC 7672 §3.1.3); neither are
 //!   unknown selectors or matching types.
 //!
-//! Left for the wiring: a rustls `ServerCertVerifier` that calls
-//! [`authenticate`] (and still checks the handshake signature with the
-//! leaf's key), and `probe` printing [`check_record`] for each record.
+//! Delivery asks [`authenticate`] inside the handshake through
+//! `crate::tls::client::DaneVerifier`; `probe` prints [`check_record`]
+//! for each record.
 
 use std::fmt;
 use std::str::FromStr;

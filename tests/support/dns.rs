@@ -118,9 +118,15 @@ impl DnsServer {
     }
 }
 
-/// `[dns]` naming only `addr`, without reverse lookups of clients.
+/// `[dns]` naming only `addr`, without reverse lookups of clients, and
+/// without DNSSEC validation: [`DnsServer`] serves an unsigned `test.`
+/// and is no root server, so a validating resolver (anchored at the IANA
+/// root keys) cannot prove `test.` unsigned and finds every answer bogus,
+/// as it would behind a resolver that strips DNSSEC; with DANE on, mail
+/// would wait (tested in tests/dane_routing.rs). The signed tree of
+/// `signed_dns` is where validation is tested.
 pub fn dns_section(addr: SocketAddr) -> String {
-    format!("[dns]\nreverse_lookups = false\nnameservers = [\"{addr}\"]\n")
+    format!("[dns]\nreverse_lookups = false\nnameservers = [\"{addr}\"]\ndnssec = false\n")
 }
 
 impl Drop for DnsServer {

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tlsrelay::config::domain::MailDomain;
+use tlsrelay::outbound::deliver::Deliverer;
 use tlsrelay::outbound::deliver::RecipientOutcome;
 use tlsrelay::outbound::ladder::{How, Stop};
 use tlsrelay::outbound::memory::TlsMemory;
 use tlsrelay::outbound::memory_file::system_clock;
 use tlsrelay::outbound::outcome::Verdict;
-use tlsrelay::outbound::probe::{predict, Prediction};
+use tlsrelay::outbound::probe::{predict, Prediction, Report};
+use tlsrelay::outbound::route::Resolve;
 use tlsrelay::queue::envelope::{Envelope, Recipient};
 
 /// The TLS levels, in the order of DESIGN.md §5.
@@ -51,7 +53,10 @@ pub fn predicted(prediction: &Prediction) -> Fate {
             how: How::Plaintext(why),
             ..
         } => Fate::Plaintext(why.to_string()),
-        Prediction::Wait(Some(Stop::Deferred(deferral))) => Fate::Deferred {
+        Prediction::Wait {
+            stop: Some(Stop::Deferred(deferral)),
+            ..
+        } => Fate::Deferred {
             status: deferral.status().to_string(),
             reason: deferral.to_string(),
         },
@@ -112,28 +117,11 @@ pub fn probe_and_deliver(config: &Path, cases: &[Case]) -> Vec<(String, Fate, Fa
         for case in cases {
             let (case, deliverer) = (case.clone(), deliverer.clone());
             running.spawn(async move {
-                let domain: MailDomain = case.domain.parse().expect("domain");
-                let report = predict(&deliverer, &domain, None).await;
-                let recipient = Recipient {
-                    address: case.recipient.clone(),
-                    orcpt: None,
-                    notify: None,
-                };
-                let envelope = Envelope {
-                    sender: "alice@relay.example.test".into(),
-                    recipients: vec![recipient.clone()],
-                    ..Envelope::default()
-                };
-                let outcomes = deliverer
-                    .attempt(
-                        "probe-vs-delivery",
-                        &envelope,
-                        case.content.as_bytes(),
-                        &[&recipient],
-                    )
-                    .await;
+                let (report, outcome) =
+                    probe_then_deliver(&deliverer, &case.domain, &case.recipient, &case.content)
+                        .await;
                 let probe = predicted(&report.prediction);
-                (case.name, probe, delivered(&outcomes[0]), report.text)
+                (case.name, probe, delivered(&outcome), report.text)
             });
         }
         let mut results = Vec::new();
@@ -143,6 +131,37 @@ pub fn probe_and_deliver(config: &Path, cases: &[Case]) -> Vec<(String, Fate, Fa
         assert_eq!(results.len(), cases.len());
         results
     })
+}
+
+/// Probe's report for `domain`, then one delivery attempt of `content`
+/// to `recipient` with the same deliverer, and its outcome.
+pub async fn probe_then_deliver<R: Resolve>(
+    deliverer: &Deliverer<R>,
+    domain: &str,
+    recipient: &str,
+    content: &str,
+) -> (Report, RecipientOutcome) {
+    let parsed: MailDomain = domain.parse().expect("domain");
+    let report = predict(deliverer, &parsed, None).await;
+    let recipient = Recipient {
+        address: recipient.to_string(),
+        orcpt: None,
+        notify: None,
+    };
+    let envelope = Envelope {
+        sender: "alice@relay.example.test".into(),
+        recipients: vec![recipient.clone()],
+        ..Envelope::default()
+    };
+    let mut outcomes = deliverer
+        .attempt(
+            "probe-vs-delivery",
+            &envelope,
+            content.as_bytes(),
+            &[&recipient],
+        )
+        .await;
+    (report, outcomes.remove(0))
 }
 
 /// The cases where probe and delivery differ (or either is unexpected).

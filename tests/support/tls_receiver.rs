@@ -40,6 +40,8 @@ pub struct Session {
 
 pub struct TlsReceiver {
     pub addr: SocketAddr,
+    /// The self-signed certificate it serves (for TLSA records).
+    pub cert: CertificateDer<'static>,
     sessions: Arc<Mutex<Vec<Session>>>,
 }
 
@@ -79,6 +81,7 @@ impl TlsReceiver {
             .with_single_cert(chain, key)
             .expect("server certificate");
         let config = Arc::new(config);
+        let cert = issued.der.clone();
         let sessions: Arc<Mutex<Vec<Session>>> = Arc::default();
         let record = sessions.clone();
         std::thread::spawn(move || {
@@ -87,11 +90,27 @@ impl TlsReceiver {
                 std::thread::spawn(move || serve(stream, config, &record, after));
             }
         });
-        TlsReceiver { addr, sessions }
+        TlsReceiver {
+            addr,
+            cert,
+            sessions,
+        }
     }
 
     pub fn sessions(&self) -> Vec<Session> {
         lock(&self.sessions).clone()
+    }
+
+    /// How many messages taken over TLS contain `text`; panics if any
+    /// mail command ever came in plaintext.
+    pub fn taken(&self, text: &str) -> usize {
+        let sessions = self.sessions();
+        assert!(!sessions.iter().any(|s| s.plaintext_mail), "{sessions:#?}");
+        sessions
+            .iter()
+            .flat_map(|s| &s.messages)
+            .filter(|m| m.contains(text))
+            .count()
     }
 
     /// Waits (bounded, 20 s) until `done` holds for the sessions seen.
@@ -240,4 +259,11 @@ fn converse_tls(
         let _ = reader.get_mut().write_all(reply);
         let _ = reader.get_mut().flush();
     }
+}
+
+/// The `3 1 1` TLSA record (DANE-EE, key, SHA-256) of `cert`.
+pub fn tlsa_3_1_1(cert: &CertificateDer<'_>) -> tlsrelay::tls::dane::Tlsa {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, parsed) = X509Certificate::from_der(cert).expect("certificate");
+    tlsrelay::tls::dane::Tlsa::dane_ee_spki_sha256(parsed.public_key().raw)
 }
