@@ -16,6 +16,12 @@
 //!   serving a tree ldns signed for this run: secure, insecure, bogus,
 //!   secure denial, a silent server, caching; `ldns-dane` and `cert-info`
 //!   agree on the `3 1 1` record.
+//! * `dane_matrix`: issue 15's acceptance matrix: DANE against signed
+//!   zones served by nsd and real receivers (Postfix, scripted TLS ones,
+//!   one without STARTTLS, a STARTTLS-stripping proxy) on several
+//!   addresses of one port, in a network namespace of the test's own;
+//!   what each receiver saw, the queue state, the log's `dane=` and
+//!   `probe` for every cell.
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
 //! * `soak`: 20,000 messages from smtp-source through 5 SIGKILLs to smtp-sink.
 //! * `quick_start`: the README's quick start, the relay on
@@ -40,6 +46,8 @@ mod client_certs;
 mod clients;
 #[path = "real_peers/dane_dns.rs"]
 mod dane_dns;
+#[path = "real_peers/dane_matrix.rs"]
+mod dane_matrix;
 #[path = "real_peers/delivery.rs"]
 mod delivery;
 #[path = "real_peers/faults.rs"]
