@@ -50,8 +50,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rustls::version::{TLS12, TLS13};
-use tlsrelay::config::Config;
-use tlsrelay::dns::Dns;
 use tlsrelay::outbound::dane::{FailKind, Security, TlsaAnswer};
 use tlsrelay::queue::state::{DeliveryState, Status};
 use tlsrelay::tls::dane::Tlsa;
@@ -60,11 +58,11 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::support::ca::{self, Issued, Key, Spec, TestCa};
 use crate::support::dane_lab::{in_namespace, DroppingDns, StripProxy, TLSA};
 use crate::support::openssl_spki_pin;
-use crate::support::postfix::{run_bounded, Postfix, PostfixOptions};
+use crate::support::postfix::{first_received, run_bounded, Postfix, PostfixOptions};
 use crate::support::receiver::Receiver;
 use crate::support::relay::Relay;
 use crate::support::signed_dns::{Kind, SignedDns};
-use crate::support::smtp::{assert_queued, Client};
+use crate::support::smtp::{submit_all, Client};
 use crate::support::tls_receiver::{AfterTls, TlsReceiver};
 
 /// The receivers, one address each, all on the one `mx_port`.
@@ -534,18 +532,6 @@ impl Receivers {
     }
 }
 
-/// The first `Received:` field of a message Postfix stored, with its
-/// continuation lines: the one Postfix's smtpd added.
-fn first_received(message: &str) -> String {
-    let mut lines = message.lines().skip_while(|l| !l.starts_with("Received: "));
-    let mut field = lines.next().unwrap_or_default().to_string();
-    for line in lines.take_while(|l| l.starts_with([' ', '\t'])) {
-        field.push('\n');
-        field.push_str(line);
-    }
-    field
-}
-
 /// The lab's name service: nsd behind the dropping forwarder.
 struct Names {
     tree: SignedDns,
@@ -643,21 +629,11 @@ fn tlsrelay(args: &[&str], file: &Path) -> Output {
 
 /// Sends each cell's message through `relay` in one session; queue ids.
 fn send(relay: &Relay, cells: &[&Cell]) -> Vec<String> {
-    let (mut client, _) = Client::connect(relay.smtp);
-    client.ehlo();
-    cells
+    let messages: Vec<[String; 3]> = cells
         .iter()
-        .map(|cell| {
-            let reply = client.deliver(&cell.sender(), &[&cell.recipient()], &cell.content());
-            assert_queued(&reply);
-            reply
-                .trim_end()
-                .rsplit(' ')
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect()
+        .map(|c| [c.sender(), c.recipient(), c.content()])
+        .collect();
+    submit_all(relay.smtp, &messages)
 }
 
 /// Where a message stands: gone from the queue, or attempted and queued.
@@ -872,21 +848,8 @@ fn check_probe(cell: &Cell, delivered: &str, config: &Path) -> Option<String> {
 /// receiver answers on its address, the proxy strips STARTTLS.
 fn check_lab(names: &Names, certs: &Certs, receivers: &Receivers) {
     let port = receivers.port;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!(
-        "[server]\nhostname = \"relay.example.test\"\nlisten = [\"127.0.0.1:0\"]\n\
-         [dns]\nnameservers = [\"{}\"]\ntimeout = \"1s\"\ntrust_anchor = \"{}\"\n",
-        names.dropping.addr,
-        names.tree.anchor.display()
-    );
-    let config =
-        Config::parse(&dir.path().join("relay.toml"), text).unwrap_or_else(|e| panic!("{e}"));
-    let dns = Dns::new(&config.dns).unwrap_or_else(|e| panic!("{e}"));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    let dns = crate::dane_dns::dns(names.dropping.addr, &names.tree.anchor, "");
+    crate::dane_dns::runtime().block_on(async {
         for (domain, kind, _) in zones(certs, port) {
             let mx = dns.mx_checked(domain).await;
             let security = mx.as_ref().ok().map(|v| v.security);

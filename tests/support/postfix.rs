@@ -437,3 +437,15 @@ fn read_files(dir: &Path) -> Vec<String> {
         .filter_map(|p| fs::read_to_string(p).ok())
         .collect()
 }
+
+/// The first `Received:` field of a message Postfix stored (LF line ends),
+/// with its continuation lines: the one Postfix's smtpd added.
+pub fn first_received(message: &str) -> String {
+    let mut lines = message.lines().skip_while(|l| !l.starts_with("Received: "));
+    let mut field = lines.next().unwrap_or_default().to_string();
+    for line in lines.take_while(|l| l.starts_with([' ', '\t'])) {
+        field.push('\n');
+        field.push_str(line);
+    }
+    field
+}
