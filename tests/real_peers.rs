@@ -20,6 +20,12 @@
 //!   signed tree: a right `3 1 1` key over TLS to a self-signed
 //!   certificate, a wrong key and a bogus TLSA deferred 4.7.x naming DANE
 //!   with nothing at the receiver, an insecure zone opportunistic.
+//! * `dane_matrix`: issue 15's acceptance matrix: DANE against signed
+//!   zones served by nsd and real receivers (Postfix, scripted TLS ones,
+//!   one without STARTTLS, a STARTTLS-stripping proxy) on several
+//!   addresses of one port, in a network namespace of the test's own;
+//!   what each receiver saw, the queue state, the log's `dane=` and
+//!   `probe` for every cell.
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
 //! * `soak`: 20,000 messages from smtp-source through 5 SIGKILLs to smtp-sink.
 //! * `quick_start`: the README's quick start, the relay on
@@ -46,6 +52,8 @@ mod clients;
 mod dane_delivery;
 #[path = "real_peers/dane_dns.rs"]
 mod dane_dns;
+#[path = "real_peers/dane_matrix.rs"]
+mod dane_matrix;
 #[path = "real_peers/delivery.rs"]
 mod delivery;
 #[path = "real_peers/faults.rs"]

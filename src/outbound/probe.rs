@@ -229,6 +229,10 @@ pub async fn predict<R: Resolve>(
 
 /// The report with its last line: one verdict that answers the question.
 fn finish(mut out: String, domain: &MailDomain, verdict: String, prediction: Prediction) -> Report {
+    // The word delivery's attempt line would carry, for one grep across both.
+    if !matches!(prediction.dane(), "-" | "off") {
+        let _ = writeln!(out, "\nDANE outcome dane={}", prediction.dane());
+    }
     let _ = writeln!(out, "\nVerdict: mail to {domain} {verdict}");
     Report {
         text: out,

@@ -86,7 +86,7 @@ fn zones(certs: &Certs) -> SignedDns {
 }
 
 /// Our resolver from a `[dns]` section, as the relay builds it.
-fn dns(nameserver: SocketAddr, anchor: &Path, extra: &str) -> Dns {
+pub(crate) fn dns(nameserver: SocketAddr, anchor: &Path, extra: &str) -> Dns {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("relay.toml");
     let text = format!(
@@ -99,7 +99,7 @@ fn dns(nameserver: SocketAddr, anchor: &Path, extra: &str) -> Dns {
     Dns::new(&config.dns).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -76,6 +76,7 @@ pub fn openssl_spki_pin(pem: &Path) -> String {
     format!("sha256:{hex}")
 }
 
+pub mod dane_lab;
 pub mod dns;
 pub mod dsn;
 pub mod hostile;

@@ -24,7 +24,7 @@
 //!   what it started; `postfix -c DIR stop` ends it and the child is reaped.
 
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -54,6 +54,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Clone, Debug)]
 pub struct PostfixOptions {
     hostname: String,
+    ip: Ipv4Addr,
     smtp_port: Option<u16>,
     tls: Option<(PathBuf, PathBuf)>,
     relayhost: Option<SocketAddr>,
@@ -68,6 +69,7 @@ impl Default for PostfixOptions {
     fn default() -> Self {
         Self {
             hostname: "postfix.test".into(),
+            ip: Ipv4Addr::LOCALHOST,
             smtp_port: None,
             tls: None,
             relayhost: None,
@@ -88,6 +90,14 @@ impl PostfixOptions {
     /// `myhostname`: the greeting, EHLO and Received name.
     pub fn hostname(mut self, name: &str) -> Self {
         self.hostname = name.into();
+        self
+    }
+
+    /// Listen on `ip` instead of 127.0.0.1 (only inside a network namespace
+    /// of the test's own, whose `lo` carries that address), with the port
+    /// given by [`PostfixOptions::smtp_port`].
+    pub fn listen_ip(mut self, ip: Ipv4Addr) -> Self {
+        self.ip = ip;
         self
     }
 
@@ -173,6 +183,7 @@ impl SessionSummary {
 #[derive(Debug)]
 pub struct Postfix {
     dir: TempDir,
+    ip: Ipv4Addr,
     port: u16,
     child: Option<Child>,
 }
@@ -208,7 +219,8 @@ impl Postfix {
         chown_postfix(&root.join("data"));
         chown_postfix(&root.join("mail"));
         fs::write(root.join("etc/main.cf"), main_cf(root, options)).expect("write main.cf");
-        fs::write(root.join("etc/master.cf"), master_cf(port)).expect("write master.cf");
+        fs::write(root.join("etc/master.cf"), master_cf(options.ip, port))
+            .expect("write master.cf");
         fs::write(root.join("maillog"), "").expect("create maillog");
 
         let out = fs::File::create(root.join("postfix.out")).expect("create postfix.out");
@@ -223,6 +235,7 @@ impl Postfix {
             .unwrap_or_else(|e| panic!("cannot run {POSTFIX}: {e}"));
         let mut postfix = Postfix {
             dir,
+            ip: options.ip,
             port,
             child: Some(child),
         };
@@ -235,7 +248,7 @@ impl Postfix {
     }
 
     pub fn smtp_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::from((self.ip, self.port))
     }
 
     /// The instance's folder (`etc/`, `spool/`, `data/`, `mail/`, `maillog`).
@@ -423,4 +436,16 @@ fn read_files(dir: &Path) -> Vec<String> {
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())
         .collect()
+}
+
+/// The first `Received:` field of a message Postfix stored (LF line ends),
+/// with its continuation lines: the one Postfix's smtpd added.
+pub fn first_received(message: &str) -> String {
+    let mut lines = message.lines().skip_while(|l| !l.starts_with("Received: "));
+    let mut field = lines.next().unwrap_or_default().to_string();
+    for line in lines.take_while(|l| l.starts_with([' ', '\t'])) {
+        field.push('\n');
+        field.push_str(line);
+    }
+    field
 }

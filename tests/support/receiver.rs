@@ -127,7 +127,7 @@ impl Receiver {
     /// everything until scripted otherwise.
     pub fn start(addr: SocketAddr) -> Receiver {
         let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-        Receiver::from_listener(listener)
+        Receiver::on(listener)
     }
 
     /// Receivers on each of `ips`, all on one port (the relay has one
@@ -149,12 +149,13 @@ impl Receiver {
                     Err(_) => continue 'again,
                 }
             }
-            return listeners.into_iter().map(Receiver::from_listener).collect();
+            return listeners.into_iter().map(Receiver::on).collect();
         }
         panic!("no port free on all of {ips:?} in 50 tries");
     }
 
-    fn from_listener(listener: TcpListener) -> Receiver {
+    /// A receiver on a listener the test bound.
+    pub fn on(listener: TcpListener) -> Receiver {
         let addr = listener.local_addr().expect("local_addr");
         let mut receiver = Receiver {
             addr,

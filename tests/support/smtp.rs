@@ -193,3 +193,23 @@ pub fn submit(addr: SocketAddr, from: &str, to: &[&str], content: &str) {
     assert_queued(&client.deliver(from, to, content));
     client.command("QUIT");
 }
+
+/// Submits `messages` ([sender, recipient, content]) to the relay at
+/// `addr` in one session, each checked to be queued; their queue ids.
+pub fn submit_all(addr: SocketAddr, messages: &[[String; 3]]) -> Vec<String> {
+    let (mut client, _) = Client::connect(addr);
+    client.ehlo();
+    messages
+        .iter()
+        .map(|[from, to, content]| {
+            let reply = client.deliver(from, &[to], content);
+            assert_queued(&reply);
+            reply
+                .trim_end()
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}

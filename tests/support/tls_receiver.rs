@@ -34,6 +34,10 @@ pub struct Session {
     pub version: Option<String>,
     /// A mail command (MAIL, RCPT, DATA) arrived before STARTTLS.
     pub plaintext_mail: bool,
+    /// Every line the client sent before STARTTLS, as it came.
+    pub plaintext: String,
+    /// The MAIL and RCPT commands that came over TLS.
+    pub envelope: Vec<String>,
     /// Contents taken over TLS, dot-unstuffed.
     pub messages: Vec<String>,
 }
@@ -69,10 +73,26 @@ impl TlsReceiver {
         versions: &[&'static SupportedProtocolVersion],
         after: AfterTls,
     ) -> TlsReceiver {
-        let addr = listener.local_addr().expect("local_addr");
         let issued = self_signed(&Spec::new(&[name], Key::P256));
-        let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).expect("test key");
-        let chain: Vec<CertificateDer<'static>> = vec![issued.der.clone()];
+        TlsReceiver::serving(listener, &issued.cert_pem, &issued.key_pem, versions, after)
+    }
+
+    /// Like [`TlsReceiver::on`], serving `chain_pem` (leaf first) and its
+    /// `key_pem`: a certificate from a test CA, expired, or any other.
+    pub fn serving(
+        listener: TcpListener,
+        chain_pem: &str,
+        key_pem: &str,
+        versions: &[&'static SupportedProtocolVersion],
+        after: AfterTls,
+    ) -> TlsReceiver {
+        let addr = listener.local_addr().expect("local_addr");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("test key");
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("test certificate chain");
+        let cert = chain.first().expect("a leaf certificate").clone();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)
@@ -81,7 +101,6 @@ impl TlsReceiver {
             .with_single_cert(chain, key)
             .expect("server certificate");
         let config = Arc::new(config);
-        let cert = issued.der.clone();
         let sessions: Arc<Mutex<Vec<Session>>> = Arc::default();
         let record = sessions.clone();
         std::thread::spawn(move || {
@@ -169,6 +188,7 @@ fn serve(
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
+        record.update(|s| s.plaintext.push_str(&line));
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
         let reply: &[u8] = match verb.as_str() {
             "EHLO" => b"250-tls.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n",
@@ -239,6 +259,9 @@ fn converse_tls(
             continue;
         }
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+        if verb == "MAIL" || verb == "RCPT" {
+            record.update(|s| s.envelope.push(line.trim_end().to_string()));
+        }
         let reply: &[u8] = match verb.as_str() {
             "EHLO" => b"250-tls.test\r\n250 PIPELINING\r\n",
             "MAIL" if after == AfterTls::HangUpOnMail => {

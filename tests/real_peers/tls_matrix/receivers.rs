@@ -310,17 +310,7 @@ impl Receiver {
     }
 }
 
-/// The first `Received:` field of a message Postfix stored (LF line ends),
-/// with its continuation lines: the one Postfix's smtpd added.
-pub(super) fn first_received(message: &str) -> String {
-    let mut lines = message.lines().skip_while(|l| !l.starts_with("Received: "));
-    let mut field = lines.next().unwrap_or_default().to_string();
-    for line in lines.take_while(|l| l.starts_with([' ', '\t'])) {
-        field.push('\n');
-        field.push_str(line);
-    }
-    field
-}
+pub(super) use crate::support::postfix::first_received;
 
 /// The receivers for `cells`, each accepting mail for its cells' domains.
 pub(super) fn start_receivers(

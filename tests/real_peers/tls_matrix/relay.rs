@@ -10,7 +10,7 @@ use super::receivers::{Certs, Kind, Receiver, TLS_DOMAIN};
 use super::{recipient, subject, Cell};
 use crate::support::ca::{Key, Spec};
 use crate::support::relay::Relay;
-use crate::support::smtp::{assert_queued, Client};
+use crate::support::smtp::submit_all;
 
 /// `[delivery] connect_timeout`, which also bounds a handshake.
 const HANDSHAKE_TIMEOUT: &str = "4s";
@@ -82,9 +82,7 @@ pub(super) fn start_relay(config: &str, certs: &Certs) -> Relay {
 /// Sends one message per connector name (to `bob@NAME.test`) in one
 /// session; the queue id of each.
 pub(super) fn send_all(relay: &Relay, names: &[String]) -> Vec<String> {
-    let (mut client, _) = Client::connect(relay.smtp);
-    client.ehlo();
-    names
+    let messages: Vec<[String; 3]> = names
         .iter()
         .map(|name| {
             let to = recipient(name);
@@ -93,16 +91,10 @@ pub(super) fn send_all(relay: &Relay, names: &[String]) -> Vec<String> {
                  Message-ID: <{name}@matrix.test>\r\n\r\nthe secret of cell {name}\r\n",
                 subject = subject(name),
             );
-            let reply = client.deliver("alice@sender.test", &[&to], &content);
-            assert_queued(&reply);
-            reply
-                .trim_end()
-                .rsplit(' ')
-                .next()
-                .unwrap_or_default()
-                .to_string()
+            ["alice@sender.test".to_string(), to, content]
         })
-        .collect()
+        .collect();
+    submit_all(relay.smtp, &messages)
 }
 
 /// Where a cell stands in the relay's spool.

@@ -1,6 +1,7 @@
 //! The instance's `main.cf` and `master.cf`.
 
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use super::{postfix_ids, PostfixOptions};
@@ -15,7 +16,7 @@ pub(super) fn main_cf(root: &Path, options: &PostfixOptions) -> String {
         ("setgid_group".into(), "postdrop".into()),
         ("maillog_file".into(), format!("{root}/maillog")),
         ("maillog_file_prefixes".into(), root.to_string()),
-        ("inet_interfaces".into(), "127.0.0.1".into()),
+        ("inet_interfaces".into(), options.ip.to_string()),
         ("inet_protocols".into(), "ipv4".into()),
         ("smtp_bind_address".into(), "127.0.0.1".into()),
         ("myhostname".into(), options.hostname.clone()),
@@ -77,7 +78,7 @@ pub(super) fn main_cf(root: &Path, options: &PostfixOptions) -> String {
 }
 
 /// Only what the tests use; nothing chrooted (the queue is a tempdir).
-pub(super) fn master_cf(port: u16) -> String {
+pub(super) fn master_cf(ip: Ipv4Addr, port: u16) -> String {
     let services = [
         "pickup    unix  n - n 60    1 pickup",
         "cleanup   unix  n - n -     0 cleanup",
@@ -102,7 +103,7 @@ pub(super) fn master_cf(port: u16) -> String {
         "scache    unix  - - n -     1 scache",
         "postlog   unix-dgram n - n - 1 postlogd",
     ];
-    let mut text = format!("127.0.0.1:{port} inet n - n - - smtpd\n");
+    let mut text = format!("{ip}:{port} inet n - n - - smtpd\n");
     for line in services {
         text.push_str(line);
         text.push('\n');
