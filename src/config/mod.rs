@@ -14,6 +14,7 @@
 //! Relative paths resolve against the configuration file's folder.
 
 mod coverage;
+mod defaults;
 mod deserialize;
 pub mod domain;
 mod error;

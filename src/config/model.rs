@@ -2,9 +2,8 @@
 //! does; `config/tlsrelay.toml` shows every key with its default.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use super::error::Located;
 use super::values::{
@@ -12,6 +11,8 @@ use super::values::{
     Nameserver, Size, TlsLevel, TlsVersion,
 };
 use crate::smtp::bare_lf::BareLf;
+
+use super::defaults::*;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -312,103 +313,4 @@ impl Default for DeliveryConfig {
             phase_timeout_scale: default_phase_timeout_scale(),
         }
     }
-}
-
-fn zero_is_off<'de, D: Deserializer<'de>>(d: D) -> Result<DelayWarning, D::Error> {
-    let duration = HumanDuration::deserialize(d)?;
-    Ok(match duration.0 {
-        Duration::ZERO => DelayWarning::Off,
-        _ => DelayWarning::After(duration),
-    })
-}
-
-fn empty_is_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ListenAddr>, D::Error> {
-    let text = String::deserialize(d)?;
-    match text.as_str() {
-        "" => Ok(None),
-        _ => text.parse().map(Some).map_err(serde::de::Error::custom),
-    }
-}
-
-fn empty_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
-    let path = PathBuf::deserialize(d)?;
-    Ok((!path.as_os_str().is_empty()).then_some(path))
-}
-
-fn minutes(n: u64) -> HumanDuration {
-    HumanDuration(Duration::from_secs(60 * n))
-}
-
-fn default_listen() -> Vec<ListenAddr> {
-    vec![ListenAddr(([0, 0, 0, 0], 25).into())]
-}
-fn default_spool_dir() -> PathBuf {
-    PathBuf::from("/var/lib/tlsrelay/spool")
-}
-fn default_return_content_limit() -> Size {
-    Size(50_000)
-}
-
-fn default_max_message_size() -> Size {
-    Size(35 << 20)
-}
-fn default_max_recipients() -> usize {
-    100
-}
-fn default_max_connections() -> usize {
-    2000
-}
-fn default_max_connections_per_ip() -> usize {
-    50
-}
-fn default_max_hops() -> usize {
-    50
-}
-fn default_command_timeout() -> HumanDuration {
-    minutes(5)
-}
-fn default_data_timeout() -> HumanDuration {
-    minutes(3)
-}
-fn default_min_data_rate() -> Size {
-    Size(500)
-}
-fn default_tls_handshake_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_max_errors() -> u32 {
-    20
-}
-fn default_shutdown_grace() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_tls_version() -> TlsVersion {
-    TlsVersion::Tls12
-}
-fn default_retry_intervals() -> Vec<HumanDuration> {
-    [1, 5, 15, 30, 60, 120, 240].map(minutes).to_vec()
-}
-fn default_max_age() -> HumanDuration {
-    minutes(5 * 24 * 60)
-}
-fn default_delay_warning() -> HumanDuration {
-    minutes(4 * 60)
-}
-fn default_phase_timeout_scale() -> f64 {
-    1.0
-}
-fn default_connect_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_mx_port() -> u16 {
-    25
-}
-fn default_max_connections_per_destination() -> usize {
-    20
-}
-fn default_true() -> bool {
-    true
-}
-fn default_broken_tls_memory() -> HumanDuration {
-    minutes(24 * 60)
 }

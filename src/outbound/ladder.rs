@@ -18,89 +18,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use super::client::{Capabilities, Client, Phase, StartTls};
+use super::client::{Client, Phase, StartTls};
 use super::connector::Connector;
 use super::dane::Mandatory;
 use super::policy::{
-    self, AfterEhlo, AfterFailure, AfterHandshake, Checks, Deferral, Failure, Note, Plaintext,
-    Rung, Start,
+    self, AfterEhlo, AfterFailure, AfterHandshake, Deferral, Failure, Note, Plaintext, Rung, Start,
 };
 use super::route::Hop;
 use super::stream::Stream;
 use crate::config::domain::MailDomain;
 use crate::config::values::{Host, TlsLevel};
 use crate::tls::certs::Identity;
-use crate::tls::client::{
-    config as tls_config, config_verifying, Negotiated, Presented, ServerVerifier,
-};
-use crate::tls::dane::Tlsa;
+use crate::tls::client::{config as tls_config, config_verifying, Negotiated, ServerVerifier};
 
-/// What an attempt's TLS came to, as the metrics count it
-/// (`tlsrelay_delivery_attempts_total`).
-#[derive(Clone, Debug)]
-pub enum Channel {
-    Tls {
-        version: String,
-        cipher: String,
-    },
-    /// STARTTLS not offered, or `tls = "none"`.
-    Plaintext,
-    /// Opportunistic: TLS failed on every rung, the mail went in plaintext.
-    Fallback,
-    DeferredForPolicy,
-    RungFailed,
-    ConnectFailed,
-    /// TLS worked, then the server refused EHLO (a missing client certificate).
-    RefusedAfterTls,
-}
-
-impl Channel {
-    /// The `tls`, `cipher` and `outcome` labels.
-    pub fn labels(&self) -> (&str, &str, &'static str) {
-        match self {
-            Channel::Tls { version, cipher } => (version, cipher, "sent"),
-            Channel::Plaintext => ("plaintext", "-", "sent"),
-            Channel::Fallback => ("plaintext_fallback", "-", "sent"),
-            Channel::DeferredForPolicy => ("-", "-", "deferred_for_policy"),
-            Channel::RungFailed => ("-", "-", "tls_rung_failed"),
-            Channel::ConnectFailed => ("-", "-", "connect_failed"),
-            Channel::RefusedAfterTls => ("-", "-", "refused_after_tls"),
-        }
-    }
-}
-
-/// What a completed handshake showed.
-#[derive(Clone, Debug)]
-pub struct Handshake {
-    pub negotiated: Negotiated,
-    /// The server's certificates, leaf first.
-    pub chain: Vec<CertificateDer<'static>>,
-    pub checks: Checks,
-    /// Under DANE with usable records: the usage of the record that
-    /// authenticated the server, or why none did.
-    pub dane: Option<Result<u8, String>>,
-}
-
-/// Each step of the ladder, as it happens. Every method does nothing
-/// unless the observer wants it.
-pub trait Observer {
-    /// TCP connect, greeting or EHLO failed.
-    fn connect_failed(&mut self, _reason: &str) {}
-    /// A connection for `rung` answered EHLO with `capabilities`.
-    fn greeted(&mut self, _rung: Rung, _capabilities: &Capabilities) {}
-    /// The handshake of `rung` completed and EHLO over TLS was answered.
-    fn upgraded(&mut self, _rung: Rung, _handshake: &Handshake) {}
-    /// TLS failed on `rung`; the policy said `next`.
-    fn rung_failed(&mut self, _rung: Rung, _failure: &Failure, _next: &AfterFailure) {}
-    /// The policy deferred; `channel` is the attempt's outcome label.
-    fn deferred(&mut self, _deferral: &Deferral, _channel: &Channel) {}
-    /// Under DANE, the server presented a chain and the TLSA `records`
-    /// judged it (whether the handshake then went on or not).
-    fn dane_checked(&mut self, _records: &[Tlsa], _presented: &Presented) {}
-}
+pub use super::observer::{Channel, Handshake, Observer};
 
 /// How the ready connection is protected.
 #[derive(Clone, Debug)]

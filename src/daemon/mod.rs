@@ -2,7 +2,6 @@
 //! failed start say exactly what is wrong before anything listens.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -18,12 +17,17 @@ use crate::outbound::memory::TlsMemory;
 use crate::outbound::memory_file::system_clock;
 use crate::queue::control;
 use crate::queue::finish::Notices;
-use crate::queue::manager::{OutboundSlot, QueueManager};
+use crate::queue::manager::QueueManager;
 use crate::queue::schedule::Schedule;
 use crate::queue::spool::{Spool, SpoolError};
 use crate::queue::state::StateStore;
 use crate::tls::server::ServerTls;
 use crate::tls::{certs, generate};
+
+mod reload;
+
+use reload::restart_only;
+pub use reload::Reloader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -209,107 +213,6 @@ fn server_state(
         dns: config.dns.reverse_lookups.then(|| dns.clone()),
         queue,
     })
-}
-
-/// Re-reads the configuration file and swaps in what it makes (SIGHUP,
-/// DESIGN.md §7): certificates, keys, client CAs and connectors, inbound
-/// and outbound, for every session and delivery attempt that starts from
-/// then on. What is in progress finishes on what it started with. A new
-/// configuration or certificate that is wrong changes nothing.
-#[derive(Clone)]
-pub struct Reloader {
-    file: PathBuf,
-    /// The settings only a restart can change, as bound at start: what is
-    /// in force however often a reload refuses to change them.
-    fixed: Arc<Vec<(&'static str, String)>>,
-    inbound: Current<ServerState>,
-    outbound: OutboundSlot<Deliverer<Dns>>,
-    spool: Spool,
-    queue: crate::queue::handle::QueueHandle,
-    memory: Arc<TlsMemory>,
-    /// The one deliverer: a reload swaps its settings, so its
-    /// per-destination limits and idle connections carry on.
-    deliverer: Deliverer<Dns>,
-}
-
-impl Reloader {
-    /// Reloads; on error the old configuration stays in force and the
-    /// error says exactly what is wrong. The configuration, certificates,
-    /// keys and CA files are read on the blocking pool, not on a thread
-    /// that serves sessions.
-    pub async fn reload(&self) -> Result<(), StartError> {
-        let reloader = self.clone();
-        tokio::task::spawn_blocking(move || reloader.reload_files())
-            .await
-            .map_err(|e| StartError::Certificate(format!("the reload stopped: {e}")))?
-    }
-
-    fn reload_files(&self) -> Result<(), StartError> {
-        let config = Config::load(&self.file)?;
-        ensure_certificate(&config)?;
-        for warning in crate::preflight::check_files(&config)? {
-            tracing::warn!("{warning}");
-        }
-        let dns = Dns::new(&config.dns)?;
-        let state = server_state(&config, &self.spool, self.queue.clone(), &dns)?;
-        let settings = outbound_settings(&config, dns)?;
-        self.memory
-            .set_lifetime(config.delivery.broken_tls_memory.0);
-        self.inbound.replace(state);
-        self.deliverer.reconfigure(settings);
-        self.outbound.replace(
-            self.deliverer.clone(),
-            Schedule::new(&config.queue),
-            Notices::of(&config),
-        );
-        if let Some(cert) = &config.tls.cert {
-            crate::metrics::certificate_expiry("tls.cert", cert);
-        }
-        for ((key, in_force), (_, configured)) in self.fixed.iter().zip(restart_only(&config)) {
-            if *in_force != configured {
-                tracing::warn!(
-                    key,
-                    in_force = %in_force,
-                    configured = %configured,
-                    "this setting changes only with a restart; the value bound at start stays in force until then"
-                );
-            }
-        }
-        tracing::info!(
-            file = %self.file.display(),
-            inbound_connectors = config.inbound.len(),
-            outbound_connectors = config.outbound.len(),
-            "configuration reloaded"
-        );
-        Ok(())
-    }
-}
-
-/// The settings bound at start (sockets, the spool, limits held by the
-/// listeners), with their values as text for comparison.
-fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
-    let server = &config.server;
-    vec![
-        ("server.listen", format!("{:?}", server.listen)),
-        (
-            "server.listen_implicit_tls",
-            format!("{:?}", server.listen_implicit_tls),
-        ),
-        ("server.spool_dir", format!("{:?}", server.spool_dir)),
-        ("server.max_connections", server.max_connections.to_string()),
-        (
-            "server.max_connections_per_ip",
-            server.max_connections_per_ip.to_string(),
-        ),
-        (
-            "server.shutdown_grace",
-            format!("{:?}", server.shutdown_grace),
-        ),
-        (
-            "admin.metrics_listen",
-            format!("{:?}", config.admin.metrics_listen),
-        ),
-    ]
 }
 
 /// The outbound side: routing DNS, our client certificate, the schedule.
