@@ -33,6 +33,14 @@
 #   beside the current one as system "baseline" in W1-W5, same settings,
 #   same alternating order, for a before/after in one run; the report adds
 #   the tlsrelay/baseline ratios.
+#   DANE=1: the cost of DANE when the destination has none (issue 15).
+#   Both tlsrelay systems route by MX instead of a smarthost: nsd serves a
+#   DNSSEC-signed example.test (MX, A 127.0.0.1, no TLSA, so a secure
+#   denial) made for the run with ldns, each relay validates it from that
+#   zone's keys, with `tls = "opportunistic"` (plain) and "required" (tls)
+#   so DANE is asked; "tlsrelay" has `[delivery] dane = true`, "baseline"
+#   the same binary (or BASELINE=) with `dane = false`. Postfix is
+#   unchanged. Needs nsd and ldnsutils (installed if missing).
 #   OUT=target/compare (results.tsv, fsync.tsv, idle.tsv, results.md), KEEP_WORK=1 keeps the
 #   instances' folder and logs under /tmp
 set -euo pipefail
@@ -82,6 +90,11 @@ if ! dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep -q 'install ok inst
     apt-get update -q
     apt-get install -y -q postfix
 fi
+DANE=${DANE:-0}
+if [[ $DANE == 1 ]] && ! { command -v nsd && command -v ldns-signzone; } >/dev/null; then
+    say "installing nsd and ldnsutils (DANE=1)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nsd ldnsutils
+fi
 if wants fsync && ! command -v strace >/dev/null; then
     say "installing strace (for the fsync count)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q strace
@@ -104,6 +117,8 @@ fi
 TLSRELAY=${TLSRELAY:-target/release/tlsrelay}
 [[ -x $LOADGEN && -x $SINK && -x $TLSRELAY ]] || die "build did not produce loadgen, sink and tlsrelay"
 BASELINE=${BASELINE:-}
+# DANE=1 compares DANE on with DANE off: by default the same binary.
+[[ $DANE == 1 && -z $BASELINE ]] && BASELINE=$TLSRELAY
 [[ -z $BASELINE || -x $BASELINE ]] || die "BASELINE=$BASELINE is not an executable"
 
 mkdir -p "$OUT"
@@ -319,7 +334,7 @@ $([[ -n $idle ]] && echo "max_connections = $((idle + 100))")
 cert = "$WORK/certs/relay.crt"
 key = "$WORK/certs/relay.key"
 [relay]
-accepted_domains = ["example.test"]
+accepted_domains = $([[ $DANE == 1 ]] && echo "[]" || echo "[\"example.test\"]")
 [[inbound]]
 name = "loopback"
 remote_ips = ["127.0.0.0/8"]
@@ -327,13 +342,14 @@ allow_relay = true
 [[outbound]]
 name = "sink"
 recipient_domains = ["example.test"]
-smarthosts = ["$sink"]
+$([[ $DANE == 1 ]] || echo "smarthosts = [\"$sink\"]")
 tls = "$level"
 [delivery]
 max_connections_per_destination = 20
+$([[ $DANE == 1 ]] && printf 'mx_port = %s\ndane = %s\n' "${sink##*:}" "$([[ $system == baseline ]] && echo false || echo true)")
 [dns]
 reverse_lookups = false
-nameservers = ["127.0.0.1:1"]
+$([[ $DANE == 1 ]] && printf 'nameservers = ["127.0.0.1:%s"]\ntrust_anchor = "%s"\n' "$DNS_PORT" "$WORK/dns/anchor" || echo 'nameservers = ["127.0.0.1:1"]')
 EOF
     "$binary" --log-format json serve -c "$dir/tlsrelay.toml" >/dev/null 2>"$dir/log" </dev/null &
     PIDS+=($!)
@@ -344,12 +360,52 @@ EOF
     say "$system $name on ${TARGET[$system-$name]} -> $sink ($level)"
 }
 
+# --- DANE=1: a signed example.test served by nsd ------------------------
+# The zone is its own trust anchor (its KSK and ZSK, as [dns]
+# trust_anchor wants them); no TLSA record, so the relay gets a secure
+# denial for _PORT._tcp.mx.example.test and DANE does not apply.
+start_signed_dns() {
+    local dir=$WORK/dns ksk zsk
+    mkdir -p "$dir"
+    # A port free for both UDP and TCP (nsd serves both).
+    DNS_PORT=$(python3 -c 'import socket
+for _ in range(50):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", u.getsockname()[1]))
+    except OSError:
+        continue
+    print(u.getsockname()[1])
+    break')
+    printf '%s\n' '$ORIGIN example.test.' '$TTL 3600' \
+        '@ IN SOA ns1 hostmaster 1 3600 900 604800 300' '@ IN NS ns1' \
+        'ns1 IN A 127.0.0.1' '@ IN MX 10 mx' 'mx IN A 127.0.0.1' >"$dir/example.test.zone"
+    ksk=$(cd "$dir" && ldns-keygen -a ECDSAP256SHA256 -k example.test)
+    zsk=$(cd "$dir" && ldns-keygen -a ECDSAP256SHA256 example.test)
+    (cd "$dir" && ldns-signzone -n -t 0 -o example.test -f example.test.signed example.test.zone "$ksk" "$zsk")
+    cat "$dir/$ksk.key" "$dir/$zsk.key" >"$dir/anchor"
+    printf '%s\n' 'server:' "    ip-address: 127.0.0.1@$DNS_PORT" '    username: ""' '    chroot: ""' \
+        '    database: ""' "    zonelistfile: \"$dir/zone.list\"" "    pidfile: \"$dir/nsd.pid\"" \
+        "    xfrdfile: \"$dir/xfrd.state\"" "    xfrdir: \"$dir\"" "    logfile: \"$dir/nsd.log\"" \
+        'remote-control:' '    control-enable: no' 'zone:' '    name: example.test' \
+        "    zonefile: \"$dir/example.test.signed\"" >"$dir/nsd.conf"
+    nsd -d -c "$dir/nsd.conf" >"$dir/nsd.out" 2>&1 &
+    PIDS+=($!)
+    wait_for "$dir/nsd.log" 'nsd started' 10 || die "nsd did not start: $(cat "$dir/nsd.out" "$dir/nsd.log" 2>/dev/null)"
+    say "nsd on 127.0.0.1:$DNS_PORT serving a signed example.test (no TLSA)"
+}
+[[ $DANE == 1 ]] && start_signed_dns
+
 start_postfix plain plain 0
 start_postfix tls tls 1
-start_tlsrelay plain plain none
+# DANE=1: "none" would keep its own check; DANE is asked of opportunistic.
+PLAIN_LEVEL=$([[ $DANE == 1 ]] && echo opportunistic || echo none)
+start_tlsrelay plain plain "$PLAIN_LEVEL"
 start_tlsrelay tls tls required
 if [[ -n $BASELINE ]]; then
-    SYSTEM=baseline BINARY=$BASELINE start_tlsrelay plain plain none
+    SYSTEM=baseline BINARY=$BASELINE start_tlsrelay plain plain "$PLAIN_LEVEL"
     SYSTEM=baseline BINARY=$BASELINE start_tlsrelay tls tls required
 fi
 
