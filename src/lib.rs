@@ -42,3 +42,4 @@ pub mod queue;
 pub mod random;
 pub mod smtp;
 pub mod tls;
+pub mod transit;

@@ -110,3 +110,12 @@ pub(super) fn default_true() -> bool {
 pub(super) fn default_broken_tls_memory() -> HumanDuration {
     minutes(24 * 60)
 }
+pub(super) fn default_https_port() -> u16 {
+    443
+}
+pub(super) fn default_fetch_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(20))
+}
+pub(super) fn default_report_history() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30 * 24 * 3600))
+}

@@ -31,6 +31,7 @@ impl Config {
             .map(|(i, path)| (format!("tls.client_ca[{i}]"), path.as_path()));
         let ca_files = (self.outbound.iter().enumerate())
             .filter_map(|(i, c)| Some((format!("outbound[{i}].ca_file"), c.ca_file.as_deref()?)));
-        client_cas.chain(ca_files)
+        let mta_sts = (self.mta_sts.ca_file.as_deref()).map(|p| ("mta_sts.ca_file".to_string(), p));
+        client_cas.chain(ca_files).chain(mta_sts)
     }
 }

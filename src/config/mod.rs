@@ -95,6 +95,7 @@ impl Config {
         self.tls.key.iter_mut().for_each(resolve);
         self.tls.client_ca.iter_mut().for_each(resolve);
         self.dns.trust_anchor.iter_mut().for_each(resolve);
+        self.mta_sts.ca_file.iter_mut().for_each(resolve);
         for connector in &mut self.outbound {
             connector.ca_file.iter_mut().for_each(resolve);
         }

@@ -33,6 +33,12 @@ pub struct Config {
     #[serde(default)]
     pub dns: DnsConfig,
     #[serde(default)]
+    pub mta_sts: MtaStsConfig,
+    #[serde(default)]
+    pub tls_rpt: TlsRptConfig,
+    #[serde(default)]
+    pub report: ReportConfig,
+    #[serde(default)]
     pub admin: AdminConfig,
     /// The file's text, kept to place errors found after loading.
     #[serde(skip)]
@@ -233,6 +239,52 @@ pub struct DeliveryConfig {
     pub phase_timeout_scale: f64,
 }
 
+/// `[mta_sts]`: apply the MTA-STS policies (RFC 8461) that recipient
+/// domains publish (DESIGN.md §5b).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtaStsConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Extra CAs trusted, besides the webpki roots, for the policy fetch
+    /// and for MX certificates under an MTA-STS policy (private PKI, tests).
+    #[serde(default, deserialize_with = "empty_is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The port policies are fetched from: 443 (RFC 8461 §3.3); tests
+    /// use a high port, as `[delivery] mx_port` does for SMTP.
+    #[serde(default = "default_https_port")]
+    pub https_port: u16,
+    /// The longest a policy fetch may take (connect, TLS, request, body).
+    #[serde(default = "default_fetch_timeout")]
+    pub fetch_timeout: HumanDuration,
+}
+
+/// `[tls_rpt]`: the RFC 8460 aggregate reports this relay sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsRptConfig {
+    /// Default false; true needs `organization_name`.
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub organization_name: String,
+    /// How report receivers reach us (`mailto:` or a URL).
+    #[serde(default)]
+    pub contact_info: String,
+    /// Our name in reports and in their file names; empty: `[server] hostname`.
+    #[serde(default)]
+    pub submitter: String,
+}
+
+/// `[report]`: the per-domain transit records behind `tlsrelay report`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// How long per-day records are kept.
+    #[serde(default = "default_report_history")]
+    pub history: HumanDuration,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {
@@ -297,6 +349,25 @@ impl Default for QueueConfig {
             max_age: default_max_age(),
             delay_warning_after: DelayWarning::Adaptive,
             return_content_limit: default_return_content_limit(),
+        }
+    }
+}
+
+impl Default for MtaStsConfig {
+    fn default() -> Self {
+        MtaStsConfig {
+            enabled: true,
+            ca_file: None,
+            https_port: default_https_port(),
+            fetch_timeout: default_fetch_timeout(),
+        }
+    }
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            history: default_report_history(),
         }
     }
 }

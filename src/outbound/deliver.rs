@@ -26,6 +26,7 @@ pub use crate::queue::delivery::RecipientOutcome;
 use crate::queue::envelope::{Envelope, Recipient};
 use crate::smtp::status::EnhancedStatus;
 use crate::tls::certs::Identity;
+use crate::transit::{Discard, Sink};
 
 pub use super::settings::Settings;
 
@@ -48,6 +49,9 @@ struct Shared<R> {
     /// Where the opportunistic ladder starts for each server; the
     /// control socket's too.
     memory: Arc<TlsMemory>,
+    /// Where sessions and delivered messages are counted (TLS-RPT,
+    /// `tlsrelay report`); a reload keeps it.
+    transit: Arc<dyn Sink>,
 }
 
 /// Why an address gave no verdict, so the next one is tried.
@@ -68,13 +72,29 @@ impl<R: Resolve> Deliverer<R> {
     }
 
     pub fn with_settings(settings: Settings<R>, memory: Arc<TlsMemory>) -> Self {
+        Deliverer::recording(settings, memory, Arc::new(Discard))
+    }
+
+    /// A deliverer that tells `transit` of every session and delivered
+    /// message.
+    pub fn recording(
+        settings: Settings<R>,
+        memory: Arc<TlsMemory>,
+        transit: Arc<dyn Sink>,
+    ) -> Self {
         Deliverer {
             shared: Arc::new(Shared {
                 pool: Pool::new(settings.per_destination),
                 settings: RwLock::new(Arc::new(settings)),
                 memory,
+                transit,
             }),
         }
+    }
+
+    /// Where sessions and delivered messages are counted.
+    pub fn transit(&self) -> &dyn Sink {
+        self.shared.transit.as_ref()
     }
 
     /// The settings in force; an attempt keeps the ones it started with.
