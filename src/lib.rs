@@ -42,4 +42,5 @@ pub mod queue;
 pub mod random;
 pub mod smtp;
 pub mod tls;
+pub mod tls_rpt;
 pub mod transit;
