@@ -10,3 +10,4 @@
 pub mod mail;
 pub mod record;
 pub mod schedule;
+pub mod send;
