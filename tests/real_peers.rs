@@ -70,6 +70,8 @@ mod soak;
 mod testssl;
 #[path = "real_peers/tls_matrix.rs"]
 mod tls_matrix;
+#[path = "real_peers/tls_rpt.rs"]
+mod tls_rpt;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

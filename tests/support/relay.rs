@@ -187,6 +187,12 @@ impl Relay {
         relay
     }
 
+    /// Sets `key` in the environment of the next [`Relay::launch`].
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     /// Starts the process on the relay's folder and waits for its listeners.
     pub fn launch(&mut self) {
         // Only this start's log lines count: after a restart the previous
