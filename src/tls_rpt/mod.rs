@@ -8,6 +8,8 @@
 //! * [`schedule`]: when each report is due, retries, what is left.
 
 pub mod mail;
+pub mod queue_mail;
 pub mod record;
+pub mod run;
 pub mod schedule;
 pub mod send;
