@@ -64,6 +64,8 @@ fn run(command: Command, runtime: &Runtime) -> ExitCode {
         Command::Queue { action, config } => queue(action, &config, runtime),
         Command::TlsMemory { action, config } => tls_memory(action, &config, runtime),
         Command::CertInfo(args) => run_cert_info(args, runtime),
+        Command::Report(args) => cli::transit::report(&args),
+        Command::TlsRpt { action, config } => cli::transit::tls_rpt(action, &config),
         Command::GenCert {
             hostnames,
             out,

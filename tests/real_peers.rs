@@ -30,6 +30,9 @@
 //! * `soak`: 20,000 messages from smtp-source through 5 SIGKILLs to smtp-sink.
 //! * `quick_start`: the README's quick start, the relay on
 //!   `config/tlsrelay.toml`, the mailbox example and swaks.
+//! * `report_html`: `tlsrelay report --html` rendered by headless
+//!   Chromium: a non-blank screenshot, and the page's figure cells equal
+//!   `report --json`.
 //! * `service`: `systemd-analyze verify` accepts `config/tlsrelay.service`;
 //!   the README's service recipe as an unprivileged user; port 25 without
 //!   CAP_NET_BIND_SERVICE; the real unit where systemd runs.
@@ -62,6 +65,8 @@ mod faults;
 mod postfix;
 #[path = "real_peers/quick_start.rs"]
 mod quick_start;
+#[path = "real_peers/report_html.rs"]
+mod report_html;
 #[path = "real_peers/service.rs"]
 mod service;
 #[path = "real_peers/soak.rs"]

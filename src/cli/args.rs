@@ -77,6 +77,16 @@ pub(crate) enum Command {
         #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
         config: PathBuf,
     },
+    /// The transit-security report: per destination domain, how mail travelled.
+    Report(ReportArgs),
+    /// TLS-RPT (RFC 8460) aggregate reports, as the relay would send them.
+    TlsRpt {
+        #[command(subcommand)]
+        action: TlsRptAction,
+        /// Configuration file (spool folder, [tls_rpt]).
+        #[arg(short, long, default_value = DEFAULT_CONFIG, global = true)]
+        config: PathBuf,
+    },
     /// Print the certificate details a partner needs to set up forced TLS.
     CertInfo(CertInfoArgs),
     /// Write a self-signed certificate and key for first runs and tests.
@@ -228,4 +238,37 @@ impl Which {
             }),
         })
     }
+}
+
+/// `tlsrelay report`.
+#[derive(Args)]
+pub(crate) struct ReportArgs {
+    /// UTC days to cover, today included.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    pub(crate) days: u32,
+    /// Only this destination domain.
+    #[arg(long)]
+    pub(crate) domain: Option<String>,
+    /// One JSON object (README, "Transit-security report").
+    #[arg(long, conflicts_with = "html")]
+    pub(crate) json: bool,
+    /// Write a self-contained HTML page with charts to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) html: Option<PathBuf>,
+    /// Configuration file (for the spool folder).
+    #[arg(short, long, default_value = DEFAULT_CONFIG)]
+    pub(crate) config: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TlsRptAction {
+    /// The reports of one UTC day (default: today so far), one per policy domain, as a JSON array.
+    Show {
+        /// The day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        day: Option<String>,
+        /// Only this policy domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
 }

@@ -10,6 +10,7 @@ use super::model::{Config, DelayWarning, OutboundConnector};
 use super::values::{DomainPattern, TlsLevel};
 
 mod relay_networks;
+mod reports;
 
 use relay_networks::open_relay;
 pub(super) use relay_networks::warnings;
@@ -29,7 +30,7 @@ impl Checker<'_> {
 /// Each check with the top-level sections it reads.
 type Check = (fn(&mut Checker), &'static [&'static str]);
 
-const CHECKS: [Check; 7] = [
+const CHECKS: [Check; 8] = [
     (server, &["server"]),
     (tls, &["tls", "server", "inbound", "outbound"]),
     (relay, &["relay", "outbound"]),
@@ -37,6 +38,7 @@ const CHECKS: [Check; 7] = [
     (open_relay, &["inbound"]),
     (outbound, &["outbound", "delivery", "dns"]),
     (queue_and_delivery, &["queue", "delivery", "dns"]),
+    (reports::tls_rpt, &["tls_rpt"]),
 ];
 
 /// Runs every check that reads none of the `refused` sections (those

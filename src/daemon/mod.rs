@@ -23,6 +23,7 @@ use crate::queue::spool::{Spool, SpoolError};
 use crate::queue::state::StateStore;
 use crate::tls::server::ServerTls;
 use crate::tls::{certs, generate};
+use crate::transit::Store;
 
 mod reload;
 
@@ -60,6 +61,7 @@ pub struct Daemon {
     control: tokio::net::UnixListener,
     metrics: Option<tokio::net::TcpListener>,
     memory: Arc<TlsMemory>,
+    transit: Arc<Store>,
 }
 
 impl Daemon {
@@ -86,8 +88,12 @@ impl Daemon {
         if config.dns.dnssec && config.delivery.dane {
             tokio::spawn(check_dnssec(dns.clone()));
         }
-        let deliverer =
-            Deliverer::with_settings(outbound_settings(config, dns.clone())?, memory.clone());
+        let transit = open_transit(config)?;
+        let deliverer = Deliverer::recording(
+            outbound_settings(config, dns.clone())?,
+            memory.clone(),
+            transit.clone(),
+        );
         let queue = queue_manager(config, &spool, deliverer.clone())?;
         // Holding the spool's lock, so a socket file left by a dead relay is ours to replace.
         let control =
@@ -136,6 +142,7 @@ impl Daemon {
             control,
             metrics,
             memory,
+            transit,
         })
     }
 
@@ -174,8 +181,28 @@ impl Daemon {
             Ok(Err(e)) => tracing::warn!(error = %e, "could not save the broken-TLS memory"),
             Err(e) => tracing::warn!(error = %e, "could not save the broken-TLS memory"),
         }
+        // The last second of transit events, synced before the exit.
+        let transit = self.transit;
+        match tokio::task::spawn_blocking(move || transit.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not sync the transit journal"),
+            Err(e) => tracing::warn!(error = %e, "could not sync the transit journal"),
+        }
         tracing::info!("stopped");
     }
+}
+
+/// The transit store of the spool (`SPOOL_DIR/transit/`): finished
+/// days compacted, old ones pruned, today counted again.
+fn open_transit(config: &Config) -> Result<Arc<Store>, StartError> {
+    let spool_dir = &config.server.spool_dir;
+    let store =
+        Store::open(spool_dir, config.report.history.0).map_err(|source| SpoolError::Folder {
+            path: crate::transit::journal::folder(spool_dir),
+            source,
+        })?;
+    tracing::info!(folder = %store.folder().display(), "transit records opened");
+    Ok(Arc::new(store))
 }
 
 /// What a configuration makes of the inbound side: certificate, client

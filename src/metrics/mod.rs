@@ -22,6 +22,8 @@
 //! | `tlsrelay_queue_oldest_seconds` | | age of the oldest one |
 //! | `tlsrelay_certificate_expiry_timestamp_seconds` | `certificate` | `notAfter` of each certificate in use (Unix time) |
 //! | `tlsrelay_log_lines_dropped_total` | | log lines dropped because the log output was stuck, slow or gone |
+//! | `tlsrelay_transit_sessions_total` | `method`, `tls` | outbound sessions by how they travelled (`transit::Method` words) and TLS version (`1.3`, `1.2`, `none`), counted by the transit store |
+//! | `tlsrelay_transit_messages_total` | `method`, `tls` | messages delivered, by the same labels |
 
 mod serve;
 
@@ -37,6 +39,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub use serve::{bind, serve, CONTENT_TYPE};
+
+use crate::transit::Method;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SessionLabels {
@@ -57,6 +61,39 @@ struct ResultLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NoticeLabels {
     kind: NoticeKind,
+}
+
+/// How a session or message travelled (`crate::transit`): closed sets
+/// both, so the family has at most 8 × 3 series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitLabels {
+    method: Method,
+    tls: TransitTls,
+}
+
+/// The TLS version label of the transit families.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum TransitTls {
+    V13,
+    V12,
+    None,
+}
+
+impl EncodeLabelValue for TransitTls {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        match self {
+            TransitTls::V13 => "1.3",
+            TransitTls::V12 => "1.2",
+            TransitTls::None => "none",
+        }
+        .encode(encoder)
+    }
+}
+
+impl EncodeLabelValue for Method {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        self.word().encode(encoder)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -132,6 +169,8 @@ struct Metrics {
     queue_oldest_seconds: Gauge,
     certificate_expiry: Family<CertificateLabels, Gauge>,
     log_lines_dropped: Counter,
+    transit_sessions: Family<TransitLabels, Counter>,
+    transit_messages: Family<TransitLabels, Counter>,
 }
 
 impl Metrics {
@@ -148,6 +187,8 @@ impl Metrics {
             queue_oldest_seconds: Gauge::default(),
             certificate_expiry: Family::default(),
             log_lines_dropped: Counter::default(),
+            transit_sessions: Family::default(),
+            transit_messages: Family::default(),
         };
         let registry = &mut metrics.registry;
         // Counters are registered without `_total`: the encoder adds it.
@@ -200,6 +241,16 @@ impl Metrics {
             "tlsrelay_log_lines_dropped",
             "Log lines dropped because the log output was stuck, slow or gone",
             metrics.log_lines_dropped.clone(),
+        );
+        registry.register(
+            "tlsrelay_transit_sessions",
+            "Outbound delivery sessions by how they travelled (method) and TLS version",
+            metrics.transit_sessions.clone(),
+        );
+        registry.register(
+            "tlsrelay_transit_messages",
+            "Messages delivered by how they travelled (method) and TLS version",
+            metrics.transit_messages.clone(),
         );
         metrics
     }
@@ -258,6 +309,33 @@ pub fn notice_queued(kind: NoticeKind) {
 /// One delivery attempt line.
 pub fn delivery_attempt(labels: &AttemptLabels) {
     global().delivery_attempts.get_or_create(labels).inc();
+}
+
+/// One transit event (`crate::transit::Sink::record`): `sessions` new
+/// sessions and `messages` messages that travelled by `method` over TLS
+/// `tls` (`Some("1.3")`, `Some("1.2")`, `None`).
+pub fn transit(method: Method, tls: Option<&str>, sessions: u32, messages: u32) {
+    let labels = TransitLabels {
+        method,
+        tls: match tls {
+            Some("1.3") => TransitTls::V13,
+            Some("1.2") => TransitTls::V12,
+            _ => TransitTls::None,
+        },
+    };
+    let metrics = global();
+    if sessions > 0 {
+        metrics
+            .transit_sessions
+            .get_or_create(&labels)
+            .inc_by(u64::from(sessions));
+    }
+    if messages > 0 {
+        metrics
+            .transit_messages
+            .get_or_create(&labels)
+            .inc_by(u64::from(messages));
+    }
 }
 
 /// An inbound session: counted open now, and by how it ended when dropped.
@@ -338,3 +416,7 @@ fn measure_queue() {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "dashboard_tests.rs"]
+mod dashboard_tests;

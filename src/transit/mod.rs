@@ -181,3 +181,13 @@ impl ResultType {
         }
     }
 }
+
+pub mod aggregate;
+pub mod journal;
+pub mod report;
+pub mod report_html;
+pub mod report_text;
+pub mod store;
+pub mod tls_rpt;
+
+pub use store::Store;

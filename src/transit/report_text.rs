@@ -1,0 +1,135 @@
+//! The text form of `tlsrelay report`: the [`Report`]'s figures as
+//! tables for a terminal, then the domains that received plaintext.
+
+use std::fmt::Write;
+
+use super::report::{ByMethod, Report};
+use super::Method;
+
+/// Short column heads, in [`Method::ALL`] order.
+const HEADS: [&str; Method::ALL.len()] = [
+    "dane",
+    "mta-sts",
+    "connector",
+    "tls1.3",
+    "tls1.2",
+    "plain",
+    "plain-fail",
+    "deferred",
+];
+
+/// How many failure reasons a domain's row names.
+const TOP_FAILURES: usize = 3;
+
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Transit-security report {} to {} (UTC days)",
+        report.from, report.to
+    );
+    let _ = writeln!(
+        out,
+        "Columns by method: dane = DANE-verified, mta-sts = MTA-STS-enforced, connector = verified by a connector, tls1.3/tls1.2 = TLS unverified, plain = plaintext, plain-fail = plaintext after a failed handshake, deferred = deferred for policy"
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Messages by method");
+    let _ = writeln!(out, "{}", header("", &["total"]));
+    let _ = writeln!(
+        out,
+        "{}",
+        line(
+            "all domains",
+            &report.totals.messages,
+            &[report.totals.messages.total().to_string()]
+        )
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Sessions by method");
+    let _ = writeln!(out, "{}", header("", &["total"]));
+    let _ = writeln!(
+        out,
+        "{}",
+        line(
+            "all domains",
+            &report.totals.sessions,
+            &[report.totals.sessions.total().to_string()]
+        )
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Per day, messages by method");
+    let _ = writeln!(out, "{}", header("day", &["total"]));
+    for day in &report.days {
+        let total = day.messages_by_method.total().to_string();
+        let _ = writeln!(out, "{}", line(&day.day, &day.messages_by_method, &[total]));
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Per domain, worst first: messages by method");
+    if report.domains.is_empty() {
+        let _ = writeln!(out, "  (no delivery recorded in these days)");
+    } else {
+        let _ = writeln!(
+            out,
+            "{}",
+            header(
+                "domain",
+                &["messages", "sessions", "tls1.3-s", "tls1.2-s", "pol-defer"]
+            )
+        );
+        for row in &report.domains {
+            let v = |k: &str| row.tls_versions.get(k).copied().unwrap_or(0).to_string();
+            let extra = [
+                row.messages.to_string(),
+                row.sessions.to_string(),
+                v("1.3"),
+                v("1.2"),
+                row.policy_deferrals.to_string(),
+            ];
+            let _ = writeln!(
+                out,
+                "{}",
+                line(&row.domain, &row.messages_by_method, &extra)
+            );
+            if !row.failures.is_empty() {
+                let top: Vec<String> = row
+                    .failures
+                    .iter()
+                    .take(TOP_FAILURES)
+                    .map(|f| format!("{} {}", f.result_type, f.count))
+                    .collect();
+                let _ = writeln!(out, "    failed sessions: {}", top.join(", "));
+            }
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Domains that received plaintext");
+    if report.plaintext_domains.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for domain in &report.plaintext_domains {
+        let _ = writeln!(out, "  {domain}");
+    }
+    out
+}
+
+const FIRST: usize = 28;
+const WIDTH: usize = 10;
+
+fn header(first: &str, extra: &[&str]) -> String {
+    let mut text = format!("  {first:<FIRST$}");
+    for head in HEADS.iter().chain(extra) {
+        let _ = write!(text, " {head:>WIDTH$}");
+    }
+    text.trim_end().to_string()
+}
+
+fn line(first: &str, counts: &ByMethod, extra: &[String]) -> String {
+    let mut text = format!("  {first:<FIRST$}");
+    for n in counts.0 {
+        let _ = write!(text, " {n:>WIDTH$}");
+    }
+    for n in extra {
+        let _ = write!(text, " {n:>WIDTH$}");
+    }
+    text
+}
