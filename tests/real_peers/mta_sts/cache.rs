@@ -44,13 +44,7 @@ fn good_delivered(relay: &Relay, lab: &Lab, step: &str) {
     let mail = Mail::new(&format!("good-{step}"), "cgood.test");
     let ids = check::send(relay, std::slice::from_ref(&mail));
     let gone = check::settle(relay, &ids, 1);
-    let stored: Vec<bool> = lab
-        .good
-        .delivered()
-        .iter()
-        .filter(|(m, _)| m.contains(&mail.secret()))
-        .map(|(_, tls)| *tls)
-        .collect();
+    let stored = lab.good.stored(&mail.secret(), true);
     let words = check::sts_words(relay, &ids[0]);
     assert!(
         gone[&ids[0]] && stored == [true] && words.last().map(String::as_str) == Some("enforced"),

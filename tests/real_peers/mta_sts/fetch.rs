@@ -123,7 +123,7 @@ pub fn run() {
     records.push_str("mta-sts.target.test. A 127.0.0.1\n");
     let dns = DnsServer::start(&records);
     super::check_lab(&hosts.iter().collect::<Vec<_>>(), port, &server, &certs);
-    let before: Vec<usize> = hosts.iter().map(Mx::connections).collect();
+    let before: Vec<usize> = hosts.iter().map(Mx::settled_connections).collect();
 
     let relay = start_relay(&certs, port, dns.addr, server.port);
     let mails: Vec<Mail> = CELLS
@@ -138,13 +138,8 @@ pub fn run() {
         let mut wrong = Vec::new();
         let mail = &mails[i];
         let mx = &hosts[i];
-        let made = mx.connections() - before[i];
-        let stored: Vec<bool> = mx
-            .delivered()
-            .iter()
-            .filter(|(m, _)| m.contains(&mail.secret()))
-            .map(|(_, tls)| *tls)
-            .collect();
+        let made = mx.settled_connections() - before[i];
+        let stored = mx.stored(&mail.secret(), *label != "control");
         let words = check::sts_words(&relay, &ids[i]);
         if words.last().map(String::as_str) != Some(*word) {
             wrong.push(format!("sts words {words:?}, want last {word}"));

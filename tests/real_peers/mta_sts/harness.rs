@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::lab::{lab_port, Certs, Mx, Rx, LAB_CHECK};
+use crate::support::dns::DnsServer;
 use crate::support::policy_server::{policy, Answer, PolicyServer};
 use crate::support::postfix::run_bounded;
 use crate::support::smtp::Client;
@@ -132,6 +133,42 @@ pub fn run() {
     curl_fetch(&server, &certs, None);
 
     receivers(&certs);
+    dns_swap();
+}
+
+/// The raw answer of `server` to a TXT query for `name` (UDP).
+fn txt_answer(server: std::net::SocketAddr, name: &str) -> Vec<u8> {
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(u8::try_from(label.len()).expect("short label"));
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 16, 0, 1]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    socket.send_to(&query, server).expect("send query");
+    let mut buf = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).expect("a DNS answer");
+    buf[..n].to_vec()
+}
+
+/// `DnsServer::start_at` serves a changed zone on the old address (the
+/// cache test changes the TXT id under a running relay this way).
+fn dns_swap() {
+    let zone = |id: &str| format!("_mta-sts.swap.test. TXT \"v=STSv1; id={id}\"\n");
+    let has = |answer: &[u8], id: &str| {
+        let text = format!("v=STSv1; id={id}");
+        answer.windows(text.len()).any(|w| w == text.as_bytes())
+    };
+    let dns = DnsServer::start(&zone("one"));
+    let addr = dns.addr;
+    assert!(has(&txt_answer(addr, "_mta-sts.swap.test"), "one"));
+    drop(dns);
+    let _dns = DnsServer::start_at(addr, &zone("two"));
+    let answer = txt_answer(addr, "_mta-sts.swap.test");
+    assert!(has(&answer, "two") && !has(&answer, "one"), "{answer:?}");
 }
 
 /// Each kind of receiver verifies (or not) as meant and stores mail sent
@@ -144,7 +181,7 @@ fn receivers(certs: &Certs) {
         let (ip, back) = super::lab_address(i);
         let host = format!("mx{i}.harness.test");
         let mx = Mx::start(certs, "harness.test", &host, *rx, (&ip, &back), port);
-        let base = mx.connections();
+        let base = mx.settled_connections();
         mx.check(port);
         let verify = match rx {
             Rx::Good => Some("Verify return code: 0 (ok)"),
@@ -192,7 +229,7 @@ fn receivers(certs: &Certs) {
         }
         let made = 2 + usize::from(verify.is_some());
         assert_eq!(
-            mx.connections() - base,
+            mx.settled_connections() - base,
             made,
             "{rx:?}: check, s_client, this one"
         );

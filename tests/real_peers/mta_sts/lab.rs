@@ -156,6 +156,22 @@ impl Mx {
         }
     }
 
+    /// [`Mx::connections`] once it holds still: Postfix writes its log
+    /// through postlogd, so a `connect from` line may come a little after
+    /// the connection. Two equal reads 300 ms apart (bounded, 5 s).
+    pub fn settled_connections(&self) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut last = self.connections();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let now = self.connections();
+            if now == last || std::time::Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
+    }
+
     /// The messages stored here, each with whether it came over TLS.
     pub fn delivered(&self) -> Vec<(String, bool)> {
         if let Some(plain) = &self.plain {
@@ -177,6 +193,25 @@ impl Mx {
                 (m, tls)
             })
             .collect()
+    }
+
+    /// The messages stored here that contain `secret`, each as whether it
+    /// came over TLS. With `wait`, first waits (bounded, 10 s) for one:
+    /// the relay is done at the server's `250`, the maildir a little later.
+    pub fn stored(&self, secret: &str, wait: bool) -> Vec<bool> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let stored: Vec<bool> = self
+                .delivered()
+                .iter()
+                .filter(|(m, _)| m.contains(secret))
+                .map(|(_, tls)| *tls)
+                .collect();
+            if !wait || !stored.is_empty() || std::time::Instant::now() > deadline {
+                return stored;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Everything a client sent here before any TLS, as text: the
