@@ -26,6 +26,13 @@
 //!   addresses of one port, in a network namespace of the test's own;
 //!   what each receiver saw, the queue state, the log's `dane=` and
 //!   `probe` for every cell.
+//! * `mta_sts`: issue 16's MTA-STS acceptance: a policy server on
+//!   OpenSSL and the test DNS; enforce and testing against Postfix
+//!   receivers (good, wrong-name, self-signed certificates, a
+//!   STARTTLS-stripping proxy) in a network namespace; policies that
+//!   cannot be had; the cache across a down server, a restart and a
+//!   changed id; `queue list`, `tls-rpt show` and `report --json` checked
+//!   against what the receivers saw.
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
 //! * `soak`: 20,000 messages from smtp-source through 5 SIGKILLs to smtp-sink.
 //! * `quick_start`: the README's quick start, the relay on
@@ -61,6 +68,8 @@ mod dane_matrix;
 mod delivery;
 #[path = "real_peers/faults.rs"]
 mod faults;
+#[path = "real_peers/mta_sts.rs"]
+mod mta_sts;
 #[path = "real_peers/postfix.rs"]
 mod postfix;
 #[path = "real_peers/quick_start.rs"]

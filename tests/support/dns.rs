@@ -66,6 +66,25 @@ impl DnsServer {
     /// mx1.b.test. A 127.0.0.2
     /// ```
     pub fn start(records: &str) -> DnsServer {
+        DnsServer::serve(bind_udp_and_tcp(), records)
+    }
+
+    /// Like [`DnsServer::start`], on `addr` (UDP and TCP): the address of
+    /// a server this one replaces, so a relay's `[dns] nameservers` stays
+    /// right while a test changes the zone (a new TXT `id`). Waits
+    /// (bounded, 5 s) for the old server to let go of the port.
+    pub fn start_at(addr: SocketAddr, records: &str) -> DnsServer {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let (Ok(udp), Ok(tcp)) = (UdpSocket::bind(addr), TcpListener::bind(addr)) {
+                return DnsServer::serve((udp, tcp), records);
+            }
+            assert!(Instant::now() < deadline, "cannot bind {addr} again");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn serve((udp, tcp): (UdpSocket, TcpListener), records: &str) -> DnsServer {
         let text = format!("{ZONE_HEAD}{records}\n");
         let origin = Name::from_ascii("test.").expect("origin name");
         let (origin, zone) = Parser::new(text.as_str(), None, Some(origin))
@@ -81,7 +100,6 @@ impl DnsServer {
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::from(origin), vec![Arc::new(handler)]);
 
-        let (udp, tcp) = bind_udp_and_tcp();
         let addr = udp.local_addr().expect("UDP local_addr");
         udp.set_nonblocking(true).expect("nonblocking UDP");
         tcp.set_nonblocking(true).expect("nonblocking TCP");
