@@ -30,9 +30,9 @@ pub struct Report {
 
 /// What the sender asks of the relay.
 pub trait Outside: Send + Sync {
-    /// The UTC days (`YYYY-MM-DD`) with counted sessions, and their
-    /// policy domains.
-    fn days(&self) -> Vec<(String, Vec<String>)>;
+    /// The finished UTC days (`YYYY-MM-DD`) at `now` worth reporting,
+    /// each with the policy domains that had sessions.
+    fn days(&self, now: i64) -> Vec<(String, Vec<String>)>;
     /// The report of `domain` for `day`; `None` when nothing was counted.
     fn report(&self, day: &str, domain: &str) -> Option<Report>;
     /// The TXT strings at `name`; `Ok(empty)` when there are none.
@@ -103,7 +103,7 @@ impl<O: Outside> Sender<O> {
     /// seconds); returns when to call again at the latest.
     pub async fn tick(&mut self, now: i64) -> Option<i64> {
         let before = self.book.clone();
-        for (day, domains) in self.outside.days() {
+        for (day, domains) in self.outside.days(now) {
             if day_end(&day).is_some_and(|end| end + self.who.history < now) {
                 continue;
             }

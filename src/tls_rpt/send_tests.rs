@@ -18,7 +18,7 @@ struct Fake {
 }
 
 impl Outside for &Fake {
-    fn days(&self) -> Vec<(String, Vec<String>)> {
+    fn days(&self, _now: i64) -> Vec<(String, Vec<String>)> {
         vec![(DAY.to_string(), self.domains.clone())]
     }
     fn report(&self, day: &str, domain: &str) -> Option<Report> {
