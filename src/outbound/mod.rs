@@ -57,6 +57,7 @@
 //! `dane` where DANE governs (one TLS rung, no plaintext, no memory, the
 //! handshake authenticated by the TLSA records).
 
+mod address;
 mod attempt_log;
 pub mod cert_connect;
 pub mod client;
@@ -75,9 +76,12 @@ mod pool;
 pub mod probe;
 mod probe_dane;
 mod probe_steps;
+mod probe_sts;
 mod queue_delivery;
 pub mod route;
 mod send;
 mod settings;
 pub mod stream;
+pub mod sts;
+mod transit_log;
 mod wire;
