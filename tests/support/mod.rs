@@ -80,6 +80,7 @@ pub mod dane_lab;
 pub mod dns;
 pub mod dsn;
 pub mod hostile;
+pub mod policy_server;
 pub mod prediction;
 pub mod receiver;
 pub mod relay;
