@@ -31,7 +31,7 @@ fn each_invalid_configuration_gets_its_own_message() {
     let tls_none = CERT.to_string() + &outbound("tls = \"none\"\nclient_cert = true\n");
     let cases: Vec<(&str, String, &str)> = vec![
         ("TOML syntax", "[tls\n".into(), "4:5: TOML syntax: unclosed table, expected `]`"),
-        ("unknown section", "[servr]\n".into(), "4:2: servr: unknown key `servr`; known keys here: `server`, `tls`, `relay`, `inbound`, `outbound`, `queue`, `delivery`, `dns`, `admin`"),
+        ("unknown section", "[servr]\n".into(), "4:2: servr: unknown key `servr`; known keys here: `server`, `tls`, `relay`, `inbound`, `outbound`, `queue`, `delivery`, `dns`, `mta_sts`, `tls_rpt`, `report`, `admin`"),
         ("misspelt key", "max_recipient = 5\n".into(), "4:1: server.max_recipient: unknown key `max_recipient`; known keys here: `hostname`, `listen`, `listen_implicit_tls`, `spool_dir`, `max_message_size`, `max_recipients`, `max_connections`, `max_connections_per_ip`, `max_hops`, `bare_lf`, `command_timeout`, `data_timeout`, `min_data_rate`, `tls_handshake_timeout`, `max_errors`, `shutdown_grace`"),
         ("missing required key", "[[outbound]]\nname = \"p\"\n".into(), "4:1: outbound[0].recipient_domains: missing: this key is required"),
         ("wrong type", "max_recipients = \"100\"\n".into(), "4:18: server.max_recipients: invalid type: string \"100\", expected a whole number"),
