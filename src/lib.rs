@@ -23,6 +23,8 @@
 //!   and `tlsrelay queue` (over the control socket).
 //! * [`metrics`]: Prometheus counters and the `/metrics` endpoint.
 //! * [`log_sink`]: the log's way out, which drops lines rather than block.
+//! * [`https`]: the HTTPS client of the MTA-STS policy fetch and TLS-RPT.
+//! * [`mta_sts`]: MTA-STS (RFC 8461): TXT record, policy, disk cache, lookup.
 //! * [`tls`]: certificates and keys, trust anchors, `cert-info`, `gen-cert`.
 //! * [`smtp`]: sans-IO reply reading (bounded, any chunking), used by
 //!   `cert-info --connect --starttls` and later by the outbound client.
@@ -31,9 +33,11 @@ pub mod config;
 pub mod current;
 pub mod daemon;
 pub mod dns;
+pub mod https;
 pub mod inbound;
 pub mod log_sink;
 pub mod metrics;
+pub mod mta_sts;
 pub mod net;
 pub mod notify;
 pub mod outbound;

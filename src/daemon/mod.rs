@@ -269,7 +269,7 @@ fn queue_manager(
 pub fn deliverer(config: &Config, memory: Arc<TlsMemory>) -> Result<Deliverer<Dns>, StartError> {
     let dns = Dns::new(&config.dns)?;
     Ok(Deliverer::with_settings(
-        outbound_settings(config, dns)?,
+        outbound_settings(config, dns)?.read_only(),
         memory,
     ))
 }

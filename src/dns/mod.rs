@@ -123,6 +123,23 @@ fn mx_answer(answers: &[Record]) -> MxAnswer {
     }
 }
 
+/// Each TXT record of an answer section as one string: its
+/// character-strings joined (RFC 8461 §3.1, RFC 7208 §3.3).
+fn txt_strings(answers: &[Record]) -> Vec<String> {
+    answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::TXT(txt) => Some(
+                txt.txt_data
+                    .iter()
+                    .map(|part| String::from_utf8_lossy(part).into_owned())
+                    .collect::<String>(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 impl crate::outbound::route::Resolve for Dns {
     async fn mx(&self, domain: &str) -> Result<MxAnswer, LookupError> {
         // Absolute: the search list of resolv.conf must never apply to mail routing.
@@ -145,6 +162,18 @@ impl crate::outbound::route::Resolve for Dns {
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
             Err(e) => Err(LookupError {
                 name: host.to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    async fn txt(&self, name: &str) -> Result<Vec<String>, LookupError> {
+        let absolute = format!("{}.", name.trim_end_matches('.'));
+        match self.resolver.txt_lookup(absolute.as_str()).await {
+            Ok(lookup) => Ok(txt_strings(lookup.answers())),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(LookupError {
+                name: name.to_string(),
                 reason: e.to_string(),
             }),
         }

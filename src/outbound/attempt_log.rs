@@ -3,14 +3,19 @@
 //! findable with one grep), and the broken-TLS memory told of every
 //! failed and every working rung. Each line carries `dane=WORD` (and
 //! `usage=N` when a TLSA record of usage N authenticated the server), the
-//! metric a `dane` label with the same word.
+//! metric a `dane` label with the same word; and `sts=WORD` (MTA-STS:
+//! `-`, `none`, `enforced`, `failed`, `mx-mismatch`, `testing`,
+//! `testing-failed`, `fetch-error`, `invalid`). It also follows the
+//! attempt's sessions for the transit store (`super::transit_log`).
 
 use std::net::SocketAddr;
 
+use super::client::Capabilities;
 use super::connector::Connector;
 use super::ladder::{Channel, Handshake, Observer};
 use super::memory::TlsMemory;
 use super::policy::{AfterFailure, Deferral, Failure, Rung};
+use super::transit_log::Sessions;
 use crate::config::values::TlsLevel;
 use crate::metrics::AttemptLabels;
 use crate::tls::client::Presented;
@@ -32,6 +37,10 @@ pub struct AttemptLog<'a> {
     /// The `dane=` word, and the usage of the record that authenticated.
     pub dane: &'static str,
     pub usage: Option<u8>,
+    /// The `sts=` word (MTA-STS, see `super::sts`).
+    pub sts: &'static str,
+    /// The attempt's sessions, for the transit store.
+    pub sessions: Sessions<'a>,
 }
 
 impl AttemptLog<'_> {
@@ -48,6 +57,7 @@ impl AttemptLog<'_> {
             tls_memory: &self.memory_note,
             dane: self.dane,
             usage: &usage,
+            sts: self.sts,
         };
         line.write(tls, channel, result);
     }
@@ -64,6 +74,7 @@ pub struct Line<'a> {
     pub tls_memory: &'a str,
     pub dane: &'static str,
     pub usage: &'a str,
+    pub sts: &'a str,
 }
 
 impl Line<'_> {
@@ -91,6 +102,7 @@ impl Line<'_> {
             tls_memory = self.tls_memory,
             dane = %self.dane,
             usage = %self.usage,
+            sts = %self.sts,
             result,
             "delivery attempt"
         );
@@ -111,17 +123,23 @@ impl Observer for AttemptLog<'_> {
         self.line("-", &Channel::ConnectFailed, reason);
     }
 
+    fn greeted(&mut self, _rung: Rung, capabilities: &Capabilities) {
+        self.sessions.greeted(capabilities.starttls);
+    }
+
     fn dane_checked(&mut self, _records: &[crate::tls::dane::Tlsa], presented: &Presented) {
         if let Ok(authenticated) = &presented.result {
             self.usage = Some(authenticated.record.usage);
         }
     }
 
-    fn upgraded(&mut self, rung: Rung, _handshake: &Handshake) {
+    fn upgraded(&mut self, rung: Rung, handshake: &Handshake) {
+        self.sessions.upgraded(handshake);
         self.memory.succeeded(&self.addr.to_string(), rung);
     }
 
     fn rung_failed(&mut self, rung: Rung, failure: &Failure, next: &AfterFailure) {
+        self.sessions.tls_failed(failure.to_string());
         let server = self.addr.to_string();
         self.memory.failed(self.level, &server, self.host, rung);
         if let AfterFailure::NextRung(_) = next {
@@ -138,6 +156,10 @@ impl Observer for AttemptLog<'_> {
         if let Some(word) = deferral.dane_word() {
             self.dane = word;
         }
+        if let Some(word) = deferral.sts_word() {
+            self.sts = word;
+        }
+        self.sessions.deferred(deferral);
         self.line(&format!("deferred: {deferral}"), channel, "-");
     }
 }

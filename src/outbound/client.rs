@@ -56,6 +56,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// The connection underneath.
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
+
     /// Reads one reply within the phase's deadline.
     pub async fn reply(&mut self, phase: Phase) -> Result<Reply, ClientError> {
         let limit = phase.timeout().mul_f64(self.timeout_scale);

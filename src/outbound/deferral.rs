@@ -36,6 +36,11 @@ pub enum Deferral {
     DaneMxBogus(String),
     /// `tls = "dane"`, and DANE does not authenticate this host.
     DaneRequired(String),
+    /// MTA-STS `enforce` (RFC 8461 §4.2): this reason, under the policy.
+    MtaSts(Box<Deferral>),
+    /// MTA-STS `enforce`: the host matches none of the policy's `mx`
+    /// patterns (RFC 8461 §4.1); it is not contacted.
+    MtaStsMxMismatch(String),
 }
 
 impl Deferral {
@@ -44,6 +49,10 @@ impl Deferral {
     /// certificate), X.7.5 TLS or the certificate not good enough.
     pub fn status(&self) -> EnhancedStatus {
         match self {
+            Deferral::MtaSts(inner) if **inner == Deferral::NoStartTls => {
+                EnhancedStatus::NO_SECURITY_FEATURES
+            }
+            Deferral::MtaSts(_) | Deferral::MtaStsMxMismatch(_) => EnhancedStatus::CRYPTO_FAILURE,
             Deferral::NoStartTls | Deferral::DaneRequired(_) => {
                 EnhancedStatus::NO_SECURITY_FEATURES
             }
@@ -66,6 +75,15 @@ impl Deferral {
             Deferral::DaneHostUnusable(_) => Some("host-unusable"),
             Deferral::DaneMxBogus(_) => Some("mx-bogus"),
             Deferral::DaneRequired(_) => Some("required-missing"),
+            _ => None,
+        }
+    }
+
+    /// The attempt log's `sts=` word for a deferral MTA-STS made.
+    pub fn sts_word(&self) -> Option<&'static str> {
+        match self {
+            Deferral::MtaSts(_) => Some("failed"),
+            Deferral::MtaStsMxMismatch(_) => Some("mx-mismatch"),
             _ => None,
         }
     }
@@ -102,6 +120,11 @@ impl std::fmt::Display for Deferral {
             Deferral::DaneRequired(why) => {
                 write!(f, "DANE required (tls = \"dane\"), but {why}")
             }
+            Deferral::MtaSts(inner) => write!(f, "MTA-STS (enforce): {inner}"),
+            Deferral::MtaStsMxMismatch(host) => write!(
+                f,
+                "MTA-STS (enforce): {host} does not match the policy's mx patterns"
+            ),
         }
     }
 }

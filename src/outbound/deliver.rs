@@ -11,28 +11,31 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use super::attempt_log::{AttemptLog, Line};
-use super::dane::{Governs, Mandatory};
-use super::ladder::{Channel, Ladder, Stop};
+use super::address::Governed;
+use super::attempt_log::Line;
+use super::dane::{Governs, Mandatory, TlsaAnswer};
 use super::memory::TlsMemory;
 use super::outcome::Verdict;
 use super::policy;
 use super::pool::Pool;
 use super::route::{hops, mx_fault, plan_host, Hops, Resolve};
-use super::send::{converse, Job};
+use super::send::Job;
+use super::sts::DomainSts;
+use super::transit_log::{tls_required_no, Judge, Sessions};
 use crate::config::domain::MailDomain;
+use crate::config::values::Host;
 use crate::config::Config;
 pub use crate::queue::delivery::RecipientOutcome;
 use crate::queue::envelope::{Envelope, Recipient};
 use crate::smtp::status::EnhancedStatus;
 use crate::tls::certs::Identity;
-use crate::transit::{Discard, Sink};
+use crate::transit::{self, Discard, Sink};
 
 pub use super::settings::Settings;
 
 /// Everything attempts share. Clones are handles to the same deliverer.
 pub struct Deliverer<R> {
-    shared: Arc<Shared<R>>,
+    pub(super) shared: Arc<Shared<R>>,
 }
 
 impl<R> Clone for Deliverer<R> {
@@ -43,21 +46,21 @@ impl<R> Clone for Deliverer<R> {
     }
 }
 
-struct Shared<R> {
+pub(super) struct Shared<R> {
     settings: RwLock<Arc<Settings<R>>>,
-    pool: Pool,
+    pub(super) pool: Pool,
     /// Where the opportunistic ladder starts for each server; the
     /// control socket's too.
-    memory: Arc<TlsMemory>,
+    pub(super) memory: Arc<TlsMemory>,
     /// Where sessions and delivered messages are counted (TLS-RPT,
     /// `tlsrelay report`); a reload keeps it.
-    transit: Arc<dyn Sink>,
+    pub(super) transit: Arc<dyn Sink>,
 }
 
 /// Why an address gave no verdict, so the next one is tried.
-struct Skip {
-    status: EnhancedStatus,
-    reason: String,
+pub(super) struct Skip {
+    pub(super) status: EnhancedStatus,
+    pub(super) reason: String,
 }
 
 impl<R: Resolve> Deliverer<R> {
@@ -186,19 +189,29 @@ impl<R: Resolve> Deliverer<R> {
         let dane_asked = settings.dane_asked(connector);
         let recipients: Vec<&str> = job.group.iter().map(|r| r.address.as_str()).collect();
         let recipients = recipients.join(",");
-        // A line for a host (or domain) DANE rules out before any connection.
-        let refused = |host: &str, word: &'static str, deferral: &policy::Deferral| {
+        let silent = tls_required_no(job.content);
+        // A host (or domain) a policy rules out before any connection: a
+        // log line, and a session for the transit store.
+        let refused = |host: &Host,
+                       dane: &'static str,
+                       sts: &'static str,
+                       deferral: &policy::Deferral,
+                       policy: transit::Policy| {
             let line = Line {
                 queue_id: job.queue_id,
                 recipients: &recipients,
-                host,
+                host: &host.to_string(),
                 ip: "-",
                 connector,
                 tls_memory: "-",
-                dane: word,
+                dane,
                 usage: "-",
+                sts,
             };
             line.refused(deferral);
+            let mut sessions = Sessions::new(domain.to_string(), host.clone(), None, policy);
+            sessions.silent = silent;
+            sessions.ruled_out(self.transit(), deferral);
         };
         let shuffle = crate::random::shuffle;
         let route = hops(
@@ -214,7 +227,11 @@ impl<R: Resolve> Deliverer<R> {
             Ok(Hops::Fail { status, reason }) => return all(Verdict::failed(status, reason)),
             Ok(Hops::MxFault(fault)) => {
                 let (word, deferral) = mx_fault(level, &fault);
-                refused(&domain.to_string(), word, &deferral);
+                // Only names are looked up validated: a literal has no MX.
+                if let MailDomain::Name(name) = &domain {
+                    let host = Host::Name(name.clone());
+                    refused(&host, word, "-", &deferral, tlsa_policy(None));
+                }
                 let reason = format!("{domain}: {deferral}");
                 return all(Verdict::deferred(deferral.status(), reason));
             }
@@ -225,6 +242,13 @@ impl<R: Resolve> Deliverer<R> {
                 ))
             }
         };
+        let (sts, _) = DomainSts::find(
+            settings.mta_sts.as_ref(),
+            &settings.resolver,
+            connector,
+            &domain,
+        )
+        .await;
         let mut last = Skip {
             status: EnhancedStatus::NO_ANSWER,
             reason: format!("no host for {domain} could be reached"),
@@ -232,23 +256,45 @@ impl<R: Resolve> Deliverer<R> {
         for hop in &hop_list {
             let plan = plan_host(&settings.resolver, hop, level, dane_asked).await;
             let host = hop.host.to_string();
+            let whole_domain = matches!(plan.governs, Governs::DeferDomain(_));
             let mandatory = match plan.governs {
                 Governs::Level => None,
                 Governs::Dane(mandatory) => Some(mandatory),
-                Governs::NextHost(deferral) => {
-                    refused(&host, deferral.dane_word().unwrap_or("-"), &deferral);
+                Governs::NextHost(deferral) | Governs::DeferDomain(deferral) => {
+                    let word = deferral.dane_word().unwrap_or("-");
+                    let policy = tlsa_policy(plan.tlsa.as_ref());
+                    refused(&hop.host, word, "-", &deferral, policy);
+                    let reason = format!("{host}: {deferral}");
+                    if whole_domain {
+                        return all(Verdict::deferred(deferral.status(), reason));
+                    }
                     last = Skip {
                         status: deferral.status(),
-                        reason: format!("{host}: {deferral}"),
+                        reason,
                     };
                     continue;
                 }
-                Governs::DeferDomain(deferral) => {
-                    refused(&host, deferral.dane_word().unwrap_or("-"), &deferral);
-                    let reason = format!("{host}: {deferral}");
-                    return all(Verdict::deferred(deferral.status(), reason));
-                }
             };
+            // DANE first (RFC 8461 §2): MTA-STS only where DANE does not govern.
+            let host_sts = match mandatory {
+                Some(_) => &DomainSts::NotAsked,
+                None => &sts,
+            };
+            if let Some(deferral) = host_sts.refuses(&hop.host) {
+                let policy = host_sts.policy().unwrap_or_else(transit::Policy::none);
+                refused(
+                    &hop.host,
+                    plan.dane.label(),
+                    "mx-mismatch",
+                    &deferral,
+                    policy,
+                );
+                last = Skip {
+                    status: deferral.status(),
+                    reason: format!("{host}: {deferral}"),
+                };
+                continue;
+            }
             let ips = match plan.addresses {
                 Ok(ips) => ips,
                 Err((status, reason)) => {
@@ -256,10 +302,39 @@ impl<R: Resolve> Deliverer<R> {
                     continue;
                 }
             };
+            let sts_trust = settings.mta_sts.as_ref().map(|s| &s.trust);
             for ip in ips {
                 let addr = SocketAddr::new(ip, hop.port);
-                let ladder = settings.ladder(connector, &domain, hop, addr, mandatory.as_ref());
-                match self.attempt_address(&job, &ladder, plan.dane.label()).await {
+                let enforce = sts_trust.filter(|_| host_sts.enforced());
+                let ladder =
+                    settings.ladder(connector, &domain, hop, addr, mandatory.as_ref(), enforce);
+                let policy = match &mandatory {
+                    Some(_) => tlsa_policy(plan.tlsa.as_ref()),
+                    None => host_sts.policy().unwrap_or_else(transit::Policy::none),
+                };
+                let mut sessions =
+                    Sessions::new(domain.to_string(), hop.host.clone(), Some(ip), policy);
+                sessions.silent = silent;
+                (sessions.judge, sessions.standing) = match (&mandatory, sts_trust) {
+                    (Some(Mandatory::EncryptOnly), _) => (Judge::Dane, Some(tlsa_invalid())),
+                    (Some(_), _) => (Judge::Dane, None),
+                    (None, Some(trust)) if host_sts.judging().is_some() => {
+                        (Judge::Sts(trust), None)
+                    }
+                    (None, _) => (Judge::Nothing, host_sts.fetch_failure()),
+                };
+                let governed = Governed {
+                    dane: plan.dane.label(),
+                    sts: match mandatory {
+                        Some(_) => "-",
+                        None => host_sts.word(),
+                    },
+                    testing: matches!(host_sts, DomainSts::Testing(_)),
+                };
+                match self
+                    .attempt_address(&job, &ladder, governed, sessions)
+                    .await
+                {
                     Ok((verdicts, tls)) => {
                         let at = At {
                             remote_mta: hop.host.to_string(),
@@ -277,111 +352,32 @@ impl<R: Resolve> Deliverer<R> {
         }
         all(Verdict::deferred(last.status, last.reason))
     }
+}
 
-    /// One server address: a kept connection if one answers, else up the
-    /// ladder; then the transaction. `Err` when it gave no verdict.
-    async fn attempt_address(
-        &self,
-        job: &Job<'_>,
-        ladder: &Ladder<'_>,
-        dane: &'static str,
-    ) -> Result<(Vec<Verdict>, String), Skip> {
-        let (connector, addr) = (ladder.connector, ladder.addr);
-        let host = ladder.hop.host.to_string();
-        let pool = &self.shared.pool;
-        let recipients: Vec<&str> = job.group.iter().map(|r| r.address.as_str()).collect();
-        let mut log = AttemptLog {
-            queue_id: job.queue_id,
-            recipients: recipients.join(","),
-            host: &host,
-            addr,
-            connector,
-            memory_note: "-".into(),
-            memory: &self.shared.memory,
-            level: ladder.level(),
-            // Under DANE an attempt that does not end `verified` or
-            // `encrypt-only` failed.
-            dane: match ladder.dane {
-                Some(_) => "failed",
-                None => dane,
-            },
-            usage: None,
-        };
-        // At most max_connections_per_destination at once to one host.
-        let _slot = pool.slot(&format!("{host}:{}", ladder.hop.port)).await;
-        // A kept connection serves only mail under the same policy: one
-        // made without DANE, or under other TLSA records, never serves a
-        // host that DANE now governs.
-        let key = match ladder.dane {
-            Some(Mandatory::Authenticate(records)) => {
-                let records: Vec<String> = records.iter().map(ToString::to_string).collect();
-                format!("{addr} dane {} {}", connector.label(), records.join(","))
-            }
-            Some(Mandatory::EncryptOnly) => format!("{addr} dane-encrypt {}", connector.label()),
-            None => format!("{addr} {} {}", connector.level(), connector.label()),
-        };
-        if let Some(idle) = pool.take(&key).await {
-            if let Some(mandatory) = ladder.dane {
-                log.dane = match mandatory {
-                    Mandatory::Authenticate(_) => "verified",
-                    Mandatory::EncryptOnly => "encrypt-only",
-                };
-            }
-            let summary = format!("{} (reused)", idle.tls);
-            let logged = |result: &str| log.line(&summary, &idle.channel, result);
-            let (verdicts, back) = converse(idle.client, job, &host, logged).await;
-            if !verdicts.is_empty() {
-                if let Some(client) = back {
-                    pool.park(&key, client, idle.tls, idle.channel);
-                }
-                return Ok((verdicts, summary));
-            }
-            // Its RSET, pipelined in front of MAIL, failed: the kept
-            // connection had gone stale, nothing was sent; a new one.
-        }
-        let start = self
-            .shared
-            .memory
-            .start(ladder.level(), ladder.fallback, &addr.to_string());
-        log.memory_note = start.note();
-        let ready = ladder
-            .climb(&start, &mut log)
-            .await
-            .map_err(|stop| match stop {
-                Stop::Unreachable(reason) => Skip {
-                    status: EnhancedStatus::NO_ANSWER,
-                    reason: format!("{host} [{addr}]: {reason}"),
-                },
-                Stop::Deferred(deferral) => Skip {
-                    status: deferral.status(),
-                    reason: format!("{host}: {deferral}"),
-                },
-            })?;
-        if let Some((word, usage)) = ready.how.dane() {
-            log.dane = word;
-            log.usage = usage.or(log.usage);
-        }
-        let (summary, channel) = (ready.how.summary(), ready.how.channel());
-        let logged = |result: &str| log.line(&summary, &channel, result);
-        let (mut verdicts, back) = converse(ready.client, job, &host, logged).await;
-        match (back, &channel) {
-            // A plaintext session after TLS failed is not kept: the next
-            // message tries TLS again, so a broken handshake buys no
-            // later plaintext.
-            (Some(client), Channel::Fallback) => drop(tokio::spawn(client.quit())),
-            (Some(client), _) => pool.park(&key, client, summary.clone(), channel.clone()),
-            (None, _) => {}
-        }
-        if matches!(channel, Channel::Fallback) {
-            verdicts = verdicts.into_iter().map(Verdict::after_fallback).collect();
-        }
-        Ok((verdicts, summary))
+/// The `tlsa` policy of TLS-RPT, with the records in presentation form.
+fn tlsa_policy(answer: Option<&TlsaAnswer>) -> transit::Policy {
+    let strings = match answer {
+        Some(TlsaAnswer::Records(records)) => records.iter().map(ToString::to_string).collect(),
+        _ => Vec::new(),
+    };
+    transit::Policy {
+        kind: transit::PolicyType::Tlsa,
+        strings,
+        mx_host: Vec::new(),
+    }
+}
+
+/// DANE: TLSA records published, none usable (RFC 8460 `tlsa-invalid`).
+fn tlsa_invalid() -> transit::Failure {
+    transit::Failure {
+        result_type: transit::ResultType::TlsaInvalid,
+        detail: "no usable TLSA record".into(),
     }
 }
 
 /// Where a verdict was given, for the recipient's log line.
 #[derive(Clone)]
-struct At {
+pub(super) struct At {
     remote_mta: String,
     ip: SocketAddr,
     tls: String,

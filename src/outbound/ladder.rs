@@ -33,6 +33,7 @@ use crate::config::domain::MailDomain;
 use crate::config::values::{Host, TlsLevel};
 use crate::tls::certs::Identity;
 use crate::tls::client::{config as tls_config, config_verifying, Negotiated, ServerVerifier};
+use crate::tls::trust::TrustStore;
 
 pub use super::observer::{Channel, Handshake, Observer};
 
@@ -119,15 +120,28 @@ pub struct Ladder<'a> {
     /// What DANE makes mandatory for this host; `None`: the connector's
     /// level governs.
     pub dane: Option<&'a Mandatory>,
+    /// Under an MTA-STS `enforce` policy (and no DANE): the anchors the
+    /// certificate must chain to (webpki roots plus `[mta_sts] ca_file`).
+    pub sts: Option<&'a TrustStore>,
 }
 
 impl Ladder<'_> {
     /// The level the policy applies: `dane` where DANE governs the host
     /// (DESIGN.md §5b), else the connector's.
     pub fn level(&self) -> TlsLevel {
-        match self.dane {
-            Some(_) => TlsLevel::Dane,
-            None => self.connector.level(),
+        match (self.dane, self.sts) {
+            (Some(_), _) => TlsLevel::Dane,
+            // MTA-STS enforce: TLS mandatory, the MX host named.
+            (None, Some(_)) => TlsLevel::VerifyHost,
+            (None, None) => self.connector.level(),
+        }
+    }
+
+    /// A deferral as the policy in force says it: under MTA-STS, naming it.
+    fn judged(&self, deferral: Deferral) -> Deferral {
+        match self.sts {
+            Some(_) => Deferral::MtaSts(Box::new(deferral)),
+            None => deferral,
         }
     }
 
@@ -152,6 +166,7 @@ impl Ladder<'_> {
                     return Ok(Ready { client, how });
                 }
                 AfterEhlo::Defer(deferral) => {
+                    let deferral = self.judged(deferral);
                     client.quit().await;
                     observer.deferred(&deferral, &Channel::DeferredForPolicy);
                     return Err(Stop::Deferred(deferral));
@@ -170,6 +185,7 @@ impl Ladder<'_> {
             match next {
                 AfterFailure::NextRung(lower) => rung = lower,
                 AfterFailure::Defer(deferral) => {
+                    let deferral = self.judged(deferral);
                     let channel = match failure {
                         Failure::RefusedAfterTls(_) => Channel::RefusedAfterTls,
                         Failure::Handshake(_) => Channel::DeferredForPolicy,
@@ -200,6 +216,7 @@ impl Ladder<'_> {
                 },
             }),
             AfterHandshake::Defer(deferral) => {
+                let deferral = self.judged(deferral);
                 client.quit().await;
                 observer.deferred(&deferral, &Channel::DeferredForPolicy);
                 Err(Stop::Deferred(deferral))
@@ -346,7 +363,10 @@ impl Ladder<'_> {
         let chain = connection.peer_certificates().unwrap_or_default().to_vec();
         let handshake = Handshake {
             negotiated: Negotiated::of(connection),
-            checks: self.connector.checks(&chain, &self.hop.host, self.domain),
+            checks: match self.sts {
+                Some(trust) => super::sts::checks(trust, &chain, &self.hop.host),
+                None => self.connector.checks(&chain, &self.hop.host, self.domain),
+            },
             chain,
             dane,
         };

@@ -56,7 +56,23 @@
 //! host's addresses and TLSA records, and the ladder climbs as the level
 //! `dane` where DANE governs (one TLS rung, no plaintext, no memory, the
 //! handshake authenticated by the TLSA records).
+//!
+//! MTA-STS (RFC 8461, DESIGN.md §5b): where it is asked (MX routing under
+//! `opportunistic`, `required` or no connector, `[mta_sts] enabled`),
+//! `deliver` asks [`sts::DomainSts::find`] for the domain's policy
+//! (`crate::mta_sts`: TXT, HTTPS fetch, the disk cache, RFC 8461 §5.1),
+//! and per host where DANE does not govern: under `enforce` a host the
+//! policy does not name is not contacted, a matching one climbs the
+//! ladder as `verify-host` against the webpki roots plus `[mta_sts]
+//! ca_file` with every deferral naming MTA-STS; under `testing` the
+//! ladder is the connector's and the session is judged. `address` runs
+//! one address (kept connection or ladder, then the transaction) and
+//! `transit_log` turns each session and delivered message into a
+//! `crate::transit::Event` for the transit store (TLS-RPT, `report`).
+//! `probe` ([`probe`], `probe_sts`) shows the record, the policy, the MX
+//! matches and the `sts=` word from the same code.
 
+mod address;
 mod attempt_log;
 pub mod cert_connect;
 pub mod client;
@@ -75,9 +91,12 @@ mod pool;
 pub mod probe;
 mod probe_dane;
 mod probe_steps;
+mod probe_sts;
 mod queue_delivery;
 pub mod route;
 mod send;
 mod settings;
 pub mod stream;
+pub mod sts;
+mod transit_log;
 mod wire;

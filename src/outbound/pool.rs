@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::client::Client;
 use super::ladder::Channel;
 use super::stream::Stream;
+use crate::transit::Method;
 
 /// How long a connection may wait for the next message to its server.
 const IDLE_LIMIT: Duration = Duration::from_secs(5);
@@ -23,6 +24,8 @@ pub(super) struct Idle {
     /// The attempt log's `tls` field for it.
     pub(super) tls: String,
     pub(super) channel: Channel,
+    /// How it carries mail (transit store) and its `sts=` word.
+    pub(super) transit: (Method, &'static str),
     since: Instant,
     /// The settings it was opened and verified under (see [`Pool::renew`]).
     generation: u64,
@@ -94,7 +97,14 @@ impl Pool {
 
     /// Keeps a cleanly finished connection for the next message to the
     /// same server, or closes it when enough are kept already.
-    pub(super) fn park(&self, key: &str, client: Client<Stream>, tls: String, channel: Channel) {
+    pub(super) fn park(
+        &self,
+        key: &str,
+        client: Client<Stream>,
+        tls: String,
+        channel: Channel,
+        transit: (Method, &'static str),
+    ) {
         let limit = self.limit.load(Ordering::SeqCst);
         let Ok(mut idle) = self.idle.lock() else {
             return;
@@ -109,6 +119,7 @@ impl Pool {
             client,
             tls,
             channel,
+            transit,
             since: Instant::now(),
             generation: self.generation.load(Ordering::SeqCst),
         });

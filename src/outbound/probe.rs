@@ -13,6 +13,11 @@
 //! certificate matches each (`crate::tls::dane::check_record`), and what
 //! DANE makes of the host: the same `route::plan_host` and ladder as
 //! delivery, so the same `dane=` word ([`Prediction::dane`]).
+//!
+//! MTA-STS: the record, the policy (cached or fetched; the cache is read,
+//! never written), whether each MX matches, and `MTA-STS outcome sts=WORD`
+//! (see `super::probe_sts`); the ladder climbs under the policy as
+//! delivery does.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -23,7 +28,9 @@ use super::ladder::{How, Stop};
 use super::policy::{self, Plaintext, Start};
 use super::probe_dane;
 use super::probe_steps::Steps;
+use super::probe_sts;
 use super::route::{hops, mx_fault, plan_host, Hop, Hops, Resolve};
+use super::sts::DomainSts;
 use crate::config::domain::MailDomain;
 use crate::config::values::Host;
 
@@ -134,6 +141,15 @@ pub async fn predict<R: Resolve>(
             return finish(out, domain, verdict, Prediction::Wait { stop, dane });
         }
     };
+    let (sts, lookup) = DomainSts::find(
+        settings.mta_sts.as_ref(),
+        &settings.resolver,
+        connector,
+        domain,
+    )
+    .await;
+    probe_sts::describe(&mut out, lookup.as_ref(), &hop_list, &sts);
+    let mut sts_word = sts.word();
     // Why each host tried would not take the mail, for the overall verdict.
     let mut refusals = Vec::new();
     let mut overall: Option<(String, Prediction)> = None;
@@ -163,6 +179,18 @@ pub async fn predict<R: Resolve>(
                 continue;
             }
         };
+        // DANE first (RFC 8461 §2): MTA-STS only where DANE does not govern.
+        let host_sts = match mandatory {
+            Some(_) => &DomainSts::NotAsked,
+            None => &sts,
+        };
+        if let Some(deferral) = host_sts.refuses(&hop.host) {
+            let _ = writeln!(out, "  Verdict            would not connect: {deferral}");
+            refusals.push(format!("{}: {deferral}", hop.host));
+            sts_word = "mx-mismatch";
+            last = Some(Stop::Deferred(deferral));
+            continue;
+        }
         let ips = match &plan.addresses {
             Ok(ips) => ips.clone(),
             Err((_, why)) => {
@@ -182,12 +210,19 @@ pub async fn predict<R: Resolve>(
                 addr,
                 mandatory,
                 dane: plan.dane.label(),
+                sts: host_sts,
             };
             match probe_address(deliverer, &settings, domain, &target, &mut out).await {
-                Ok((verdict, prediction)) => {
+                Ok((verdict, prediction, word)) => {
+                    if overall.is_none() {
+                        sts_word = word;
+                    }
                     overall.get_or_insert((format!("{verdict} via {server}"), prediction));
                 }
                 Err(stop) => {
+                    if let Stop::Deferred(deferral) = &stop {
+                        sts_word = deferral.sts_word().unwrap_or(sts_word);
+                    }
                     last_dane = match (&stop, mandatory) {
                         (Stop::Deferred(deferral), _) if deferral.dane_word().is_some() => {
                             deferral.dane_word().unwrap_or("-")
@@ -219,6 +254,9 @@ pub async fn predict<R: Resolve>(
         let (stop, dane) = (last, last_dane);
         (verdict, Prediction::Wait { stop, dane })
     });
+    if lookup.is_some() {
+        let _ = writeln!(out, "\nMTA-STS outcome sts={sts_word}");
+    }
     finish(out, domain, verdict, prediction)
 }
 
@@ -244,11 +282,13 @@ async fn probe_address<R: Resolve>(
     domain: &MailDomain,
     target: &Target<'_>,
     out: &mut String,
-) -> Result<(String, Prediction), Stop> {
+) -> Result<(String, Prediction, &'static str), Stop> {
     let (hop, addr) = (target.hop, target.addr);
     let _ = writeln!(out, "  Address            {}", addr.ip());
     let connector = settings.connectors.for_domain(domain);
-    let ladder = settings.ladder(connector, domain, hop, addr, target.mandatory);
+    let sts = settings.mta_sts.as_ref();
+    let enforce = sts.map(|s| &s.trust).filter(|_| target.sts.enforced());
+    let ladder = settings.ladder(connector, domain, hop, addr, target.mandatory, enforce);
     let level = ladder.level();
     let start = deliverer
         .memory()
@@ -269,6 +309,7 @@ async fn probe_address<R: Resolve>(
     };
     match ladder.climb(&start, &mut steps).await {
         Ok(ready) => {
+            let word = probe_sts::word(sts, target.sts, hop, &ready);
             ready.client.quit().await;
             let verdict = host_verdict(&ready.how, &start);
             let _ = writeln!(out, "  Verdict            {verdict}");
@@ -281,6 +322,7 @@ async fn probe_address<R: Resolve>(
                     how,
                     dane,
                 },
+                word,
             ))
         }
         Err(stop) => {
@@ -324,4 +366,6 @@ struct Target<'a> {
     mandatory: Option<&'a Mandatory>,
     /// The host's `dane=` word before any handshake.
     dane: &'static str,
+    /// MTA-STS for this host (`NotAsked` where DANE governs).
+    sts: &'a DomainSts,
 }

@@ -93,6 +93,13 @@ pub trait Resolve: Send + Sync {
         async move { insecure(self.addresses(host).await) }
     }
 
+    /// The TXT records at `name` (MTA-STS discovery, RFC 8461 §3.1; TLS-RPT,
+    /// RFC 8460 §3), each record's strings joined; empty when there are
+    /// none (NXDOMAIN, NODATA). The default knows no TXT records.
+    fn txt(&self, _name: &str) -> impl Future<Output = Result<Vec<String>, LookupError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
     /// `_PORT._tcp.HOST. TLSA` (RFC 7672 §2.2).
     fn tlsa(&self, _host: &str, _port: u16) -> impl Future<Output = TlsaAnswer> + Send {
         async { TlsaAnswer::Insecure }

@@ -9,13 +9,18 @@ use super::connector::{Connector, Connectors};
 use super::dane::{self, Mandatory};
 use super::ladder::Ladder;
 use super::route::{Hop, Resolve};
+use super::sts::StsSettings;
 use crate::config::domain::MailDomain;
 use crate::config::Config;
-use crate::tls::certs::Identity;
+use crate::mta_sts::cache::Cache;
+use crate::mta_sts::lookup::Finder;
+use crate::tls::certs::{load_ca_file, Identity};
+use crate::tls::trust::TrustStore;
 
 /// What a reload replaces: routing, TLS material, timeouts.
 pub struct Settings<R> {
     pub hostname: String,
+    pub spool_dir: std::path::PathBuf,
     pub connectors: Connectors,
     pub mx_port: u16,
     pub connect_timeout: Duration,
@@ -29,6 +34,9 @@ pub struct Settings<R> {
     pub timeout_scale: f64,
     /// `[delivery] max_connections_per_destination`, per host and port.
     pub(super) per_destination: usize,
+    /// `[mta_sts]`; `None` when disabled. Its cache is on disk, so a
+    /// reload that makes new settings loses nothing.
+    pub mta_sts: Option<StsSettings>,
 }
 
 impl<R> Settings<R> {
@@ -40,6 +48,7 @@ impl<R> Settings<R> {
     ) -> Result<Self, String> {
         Ok(Settings {
             hostname: config.server.hostname.to_string(),
+            spool_dir: config.server.spool_dir.clone(),
             connectors: Connectors::new(&config.outbound)?,
             mx_port: config.delivery.mx_port,
             connect_timeout: config.delivery.connect_timeout.0,
@@ -49,7 +58,16 @@ impl<R> Settings<R> {
             identity,
             timeout_scale: config.delivery.phase_timeout_scale,
             per_destination: config.delivery.max_connections_per_destination,
+            mta_sts: sts_settings(config)?,
         })
+    }
+
+    /// `probe`: the MTA-STS cache is read, never written.
+    pub fn read_only(mut self) -> Self {
+        if let Some(sts) = &mut self.mta_sts {
+            sts.finder.cache = Cache::new(&self.spool_dir, false);
+        }
+        self
     }
 
     /// The ladder to `addr`, a server of `hop`, for mail to `domain`,
@@ -61,6 +79,7 @@ impl<R> Settings<R> {
         hop: &'a Hop,
         addr: SocketAddr,
         dane: Option<&'a Mandatory>,
+        sts: Option<&'a TrustStore>,
     ) -> Ladder<'a> {
         Ladder {
             hostname: &self.hostname,
@@ -73,6 +92,7 @@ impl<R> Settings<R> {
             hop,
             addr,
             dane,
+            sts,
         }
     }
 }
@@ -88,4 +108,31 @@ impl<R: Resolve> Settings<R> {
             && dane::asked_for(connector.level())
             && connector.settings.smarthosts.is_empty()
     }
+}
+
+/// `[mta_sts]` made ready: the HTTPS client and the MX trust anchors,
+/// both the webpki roots plus `ca_file`; `None` when disabled.
+fn sts_settings(config: &Config) -> Result<Option<StsSettings>, String> {
+    let sts = &config.mta_sts;
+    if !sts.enabled {
+        return Ok(None);
+    }
+    let extra = match &sts.ca_file {
+        Some(path) => load_ca_file(path).map_err(|e| format!("[mta_sts] ca_file: {e}"))?,
+        None => Vec::new(),
+    };
+    let mut trust = TrustStore::webpki_roots();
+    trust
+        .add_certificates(&extra)
+        .map_err(|e| format!("[mta_sts] ca_file: {e}"))?;
+    let client = crate::https::Client::new(&extra, sts.fetch_timeout.0)
+        .map_err(|e| format!("[mta_sts] ca_file: {e}"))?;
+    Ok(Some(StsSettings {
+        finder: Finder {
+            cache: Cache::new(&config.server.spool_dir, true),
+            client,
+            port: sts.https_port,
+        },
+        trust,
+    }))
 }

@@ -26,6 +26,15 @@ impl Stream {
             Stream::Tls(_) => None,
         }
     }
+
+    /// Our end's address (TLS-RPT's `sending-mta-ip`).
+    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
+        let tcp = match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref().0,
+        };
+        tcp.local_addr().ok().map(|a| a.ip())
+    }
 }
 
 impl AsyncRead for Stream {
