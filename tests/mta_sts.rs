@@ -22,8 +22,8 @@ use tlsrelay::transit::{Event, Method, PolicyType, ResultType, Sink};
 
 use support::ca::{Key, Spec, TestCa};
 use support::dns::DnsServer;
-use support::rustls_policy::{Answer, PolicyServer};
 use support::prediction::probe_then_deliver;
+use support::rustls_policy::{Answer, PolicyServer};
 use support::tls_receiver::{AfterTls, TlsReceiver};
 
 const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];

@@ -62,7 +62,11 @@ pub struct Daemon {
     metrics: Option<tokio::net::TcpListener>,
     memory: Arc<TlsMemory>,
     transit: Arc<Store>,
+    /// The TLS-RPT sender, when `[tls_rpt] enabled`.
+    tls_rpt: Option<TlsRptSender>,
 }
+
+type TlsRptSender = crate::tls_rpt::send::Sender<crate::tls_rpt::relay::RelayOutside<Dns>>;
 
 impl Daemon {
     pub async fn start(config: &Config) -> Result<Daemon, StartError> {
@@ -95,6 +99,13 @@ impl Daemon {
             transit.clone(),
         );
         let queue = queue_manager(config, &spool, deliverer.clone())?;
+        let outbox = crate::tls_rpt::queue_mail::Outbox {
+            spool: spool.clone(),
+            queue: queue.handle(),
+            hostname: config.server.hostname.to_string(),
+        };
+        let tls_rpt = crate::tls_rpt::relay::sender(config, dns.clone(), outbox)
+            .map_err(StartError::Certificate)?;
         // Holding the spool's lock, so a socket file left by a dead relay is ours to replace.
         let control =
             control::bind(&config.server.spool_dir).map_err(|source| SpoolError::Folder {
@@ -143,6 +154,7 @@ impl Daemon {
             metrics,
             memory,
             transit,
+            tls_rpt,
         })
     }
 
@@ -167,10 +179,17 @@ impl Daemon {
                 crate::metrics::serve(listener, shutdown.clone()).await;
             }
         };
+        let tls_rpt = async {
+            if let Some(sender) = self.tls_rpt {
+                let clock = crate::tls_rpt::run::Clock::from_env();
+                crate::tls_rpt::run::run(sender, clock, shutdown.clone()).await;
+            }
+        };
         tokio::join!(
             self.listeners.run(shutdown.clone()),
             control::serve(self.control, commands, local, shutdown.clone()),
             metrics,
+            tls_rpt,
             self.queue.run(shutdown.clone())
         );
         // The writer thread may not have caught up with the last change

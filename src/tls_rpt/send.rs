@@ -32,9 +32,9 @@ pub struct Report {
 pub trait Outside: Send + Sync {
     /// The finished UTC days (`YYYY-MM-DD`) at `now` worth reporting,
     /// each with the policy domains that had sessions.
-    fn days(&self, now: i64) -> Vec<(String, Vec<String>)>;
+    fn days(&self, now: i64) -> impl Future<Output = Vec<(String, Vec<String>)>> + Send;
     /// The report of `domain` for `day`; `None` when nothing was counted.
-    fn report(&self, day: &str, domain: &str) -> Option<Report>;
+    fn report(&self, day: &str, domain: &str) -> impl Future<Output = Option<Report>> + Send;
     /// The TXT strings at `name`; `Ok(empty)` when there are none.
     fn txt(&self, name: &str) -> impl Future<Output = Result<Vec<String>, String>> + Send;
     /// POSTs `body` to `url`; `Ok` on a 2xx answer.
@@ -103,7 +103,7 @@ impl<O: Outside> Sender<O> {
     /// seconds); returns when to call again at the latest.
     pub async fn tick(&mut self, now: i64) -> Option<i64> {
         let before = self.book.clone();
-        for (day, domains) in self.outside.days(now) {
+        for (day, domains) in self.outside.days(now).await {
             if day_end(&day).is_some_and(|end| end + self.who.history < now) {
                 continue;
             }
@@ -165,7 +165,7 @@ impl<O: Outside> Sender<O> {
         if pending.is_empty() || pending.iter().any(|p| p == LOOKUP) {
             return pending;
         }
-        let Some(report) = self.outside.report(day, domain) else {
+        let Some(report) = self.outside.report(day, domain).await else {
             return Vec::new();
         };
         let begin = day_end(day).map_or(0, |end| end - 86_400);

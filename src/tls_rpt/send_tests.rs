@@ -18,10 +18,10 @@ struct Fake {
 }
 
 impl Outside for &Fake {
-    fn days(&self, _now: i64) -> Vec<(String, Vec<String>)> {
+    async fn days(&self, _now: i64) -> Vec<(String, Vec<String>)> {
         vec![(DAY.to_string(), self.domains.clone())]
     }
-    fn report(&self, day: &str, domain: &str) -> Option<Report> {
+    async fn report(&self, day: &str, domain: &str) -> Option<Report> {
         Some(Report {
             json: format!("{{\"day\":\"{day}\",\"domain\":\"{domain}\"}}").into_bytes(),
             report_id: format!("{day}.{domain}@relay.test"),
