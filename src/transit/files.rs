@@ -274,7 +274,12 @@ pub fn compact(folder: &Path, day: Date, bound: u64) -> io::Result<usize> {
 }
 
 /// Writes the snapshot of `day` atomically (DESIGN §6), 0600.
-fn write_snapshot(folder: &Path, day: Date, next: u64, counts: &DayCounts) -> io::Result<()> {
+pub(super) fn write_snapshot(
+    folder: &Path,
+    day: Date,
+    next: u64,
+    counts: &DayCounts,
+) -> io::Result<()> {
     let snapshot = Snapshot {
         version: VERSION,
         next_segment: next,

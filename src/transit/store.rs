@@ -12,9 +12,9 @@
 //! power cut can lose at most that last second.
 //!
 //! At most [`DOMAIN_LIMIT`] domains are counted per day; the rest go
-//! under `(other)`, with one warning. Opening the store compacts the
-//! segments of finished days, prunes the files older than `[report]
-//! history` and counts today's files again.
+//! under `(other)`, with one warning. Opening the store prunes the files
+//! older than `[report] history`, folds every segment a previous run left
+//! into its day's snapshot, and counts today's snapshot again.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -103,16 +103,20 @@ impl Store {
         prune(&folder, today, history)?;
         let mut days = BTreeMap::new();
         for day in files::days(&folder)? {
-            if day < today {
-                if let Err(e) = files::compact(&folder, day, u64::MAX) {
-                    tracing::warn!(day = %journal::day_name(day), error = %e, "could not compact a day of transit records; its journal stays");
+            // Nothing appends yet: every segment a run left is folded in.
+            match files::compact(&folder, day, u64::MAX) {
+                Ok(0) => {}
+                Ok(torn) => {
+                    tracing::warn!(day = %journal::day_name(day), lines = torn, "transit journal: skipped lines that did not parse (torn by a crash)")
                 }
+                Err(e) => {
+                    tracing::warn!(day = %journal::day_name(day), error = %e, "could not compact a day of transit records; its journal stays")
+                }
+            }
+            if day < today {
                 continue;
             }
             let read = files::read_day(&folder, day)?;
-            if read.torn_lines > 0 {
-                tracing::warn!(day = %journal::day_name(day), lines = read.torn_lines, "transit journal: skipped lines that did not parse (torn by a crash)");
-            }
             days.insert(
                 day,
                 DayState {
@@ -286,3 +290,7 @@ fn prune(folder: &Path, today: Date, history: Duration) -> io::Result<()> {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "rotation_tests.rs"]
+mod rotation_tests;

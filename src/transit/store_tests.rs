@@ -5,11 +5,11 @@ use std::time::{Duration, SystemTime};
 use super::*;
 use crate::transit::{Failure, Method, Policy, PolicyType, ResultType};
 
-const DAY: u64 = 86_400;
+pub(super) const DAY: u64 = 86_400;
 /// 2026-12-07 12:00:00Z.
-const NOON: u64 = 1_796_644_800;
+pub(super) const NOON: u64 = 1_796_644_800;
 
-fn at(seconds: u64) -> SystemTime {
+pub(super) fn at(seconds: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
 }
 
@@ -41,15 +41,15 @@ pub(crate) fn event(domain: &str, method: Method, failure: Option<ResultType>) -
     }
 }
 
-fn open(spool: &Path, now: u64) -> Store {
+pub(super) fn open(spool: &Path, now: u64) -> Store {
     Store::open_at(spool, Duration::from_secs(30 * DAY), at(now)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn today() -> Date {
+pub(super) fn today() -> Date {
     journal::day_of(at(NOON))
 }
 
-fn sample(store: &Store) {
+pub(super) fn sample(store: &Store) {
     for _ in 0..3 {
         store.record(event("a.test", Method::MtaSts, None));
     }
@@ -107,7 +107,8 @@ fn a_torn_last_line_is_skipped_and_spoils_no_later_line() {
     again.flush().unwrap_or_else(|e| panic!("{e}"));
     let read =
         files::read_day(&journal::folder(dir.path()), today()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(read.torn_lines, 1);
+    // The restart folded the torn segment into the snapshot, skipping it.
+    assert_eq!(read.torn_lines, 0);
     assert_eq!(read.counts.domains.len(), 3, "{:?}", read.counts);
 }
 
