@@ -101,6 +101,7 @@ impl Store {
         modes::create_folder(&folder)?;
         let today = journal::day_of(now);
         prune(&folder, today, history)?;
+        let writer = Writer::new(folder.clone(), rotation);
         let mut days = BTreeMap::new();
         for day in files::days(&folder)? {
             // Nothing appends yet: every segment a run left is folded in.
@@ -117,6 +118,7 @@ impl Store {
                 continue;
             }
             let read = files::read_day(&folder, day)?;
+            writer.seed(day)?;
             days.insert(
                 day,
                 DayState {
@@ -127,7 +129,7 @@ impl Store {
         }
         let shift = seconds(now) - seconds(SystemTime::now());
         let inner = Arc::new(Inner {
-            writer: Writer::new(folder.clone(), rotation),
+            writer,
             folder,
             history,
             days: Mutex::new(days),

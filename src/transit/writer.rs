@@ -95,6 +95,14 @@ impl Writer {
         }
     }
 
+    /// Learns the next segment number of `day` from disk now (at open),
+    /// so that its first `append` need not read the snapshot.
+    pub(super) fn seed(&self, day: Date) -> io::Result<()> {
+        let n = next_on_disk(&self.folder, day)?;
+        lock(&self.journals).next.insert(day, n);
+        Ok(())
+    }
+
     /// Writes the event's line (and its policy's, first time in the
     /// segment) with one `write(2)`, no sync. `Ok(true)`: the segment just
     /// grew past [`Rotation::bytes`] (wake the sync thread).
@@ -104,7 +112,8 @@ impl Writer {
         let journal = match journals.open.entry(day) {
             std::collections::btree_map::Entry::Occupied(open) => open.into_mut(),
             std::collections::btree_map::Entry::Vacant(vacant) => {
-                // The first event of a day (or a late one): one open here.
+                // The first event of a day (or a late one): an open here,
+                // and a look at the folder for a day not seeded.
                 let n = match journals.next.get(&day) {
                     Some(n) => *n,
                     None => next_on_disk(&self.folder, day)?,
