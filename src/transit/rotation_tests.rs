@@ -311,3 +311,43 @@ fn failure_details_beyond_the_limit_are_counted_together() {
         FAILURE_DETAIL_LIMIT + 1
     );
 }
+
+#[test]
+fn the_first_versions_files_are_read_and_folded_once() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let scratch = dir.path().join("scratch");
+    let store = open(&scratch, NOON);
+    sample(&store);
+    let expected = store.day(today());
+    drop(store);
+    let lines = bytes(&files::segment_path(&journal::folder(&scratch), today(), 1));
+    // The first version: one journal per day, opened with a segment line.
+    let spool = dir.path().join("old");
+    let folder = journal::folder(&spool);
+    std::fs::create_dir_all(&folder).unwrap_or_else(|e| panic!("{e}"));
+    let mut journal_text = b"{\"segment\":7}\n".to_vec();
+    journal_text.extend_from_slice(&lines);
+    let legacy = files::segment_path(&folder, today(), 0);
+    assert!(legacy.ends_with("2026-12-07.jsonl"), "{}", legacy.display());
+    write(&legacy, &journal_text);
+    assert_eq!(read(&spool, today()), expected);
+    // Its compacted day beside the journal a crash left: counted once.
+    let v1 = serde_json::json!({
+        "version": 1,
+        "journal_segment": 7,
+        "journal_bytes": journal_text.len(),
+        "counts": expected,
+    });
+    write(
+        &files::snapshot_path(&folder, today()),
+        v1.to_string().as_bytes(),
+    );
+    assert_eq!(read(&spool, today()), expected);
+    std::fs::remove_file(files::snapshot_path(&folder, today())).unwrap_or_else(|e| panic!("{e}"));
+    // The relay folds the old journal into a snapshot and goes on.
+    let store = open(&spool, NOON);
+    assert_eq!(store.day(today()), expected);
+    assert!(!legacy.exists());
+    store.record(event("a.test", Method::MtaSts, None));
+    assert_eq!(read(&spool, today()), store.day(today()));
+}
