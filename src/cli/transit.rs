@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use tlsrelay::config::Config;
-use tlsrelay::transit::{journal, report, report_html, report_text, tls_rpt};
+use tlsrelay::transit::{files, journal, report, report_html, report_text, tls_rpt};
 
 use super::args::{ReportArgs, TlsRptAction};
 use super::exit::{runtime_error, user_error};
@@ -34,7 +34,7 @@ pub(crate) fn report(args: &ReportArgs) -> ExitCode {
     };
     let to = today();
     let from = to.saturating_sub(time::Duration::days(i64::from(args.days) - 1));
-    let days = match journal::read_range(&config.server.spool_dir, from, to) {
+    let days = match files::read_range(&config.server.spool_dir, from, to) {
         Ok(days) => days,
         Err(e) => return runtime_error(format!("reading the transit records: {e}")),
     };
@@ -74,7 +74,7 @@ pub(crate) fn tls_rpt(action: TlsRptAction, path: &std::path::Path) -> ExitCode 
         Err(e) => return user_error(e),
     };
     let folder = journal::folder(&config.server.spool_dir);
-    let counts = match journal::read_day(&folder, day) {
+    let counts = match files::read_day(&folder, day) {
         Ok(read) => read.counts,
         Err(e) => return runtime_error(format!("reading the transit records: {e}")),
     };

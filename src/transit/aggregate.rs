@@ -1,7 +1,13 @@
 //! The counts of one UTC day: per destination domain and policy, what
 //! TLS-RPT (RFC 8460 §4.4) and `tlsrelay report` need. Pure data, built
 //! by folding [`Event`]s in and merged across files; the store keeps one
-//! per day in memory, the compacted day file is one serialized.
+//! per day in memory, the day's snapshot file is one serialized.
+//!
+//! Bounded: the store caps the domains of a day (`store::DOMAIN_LIMIT`),
+//! and each policy record keeps at most [`FAILURE_DETAIL_LIMIT`] distinct
+//! failure details; further distinct ones are counted in one detail per
+//! result type whose MX host is [`OTHER_DETAIL`] and addresses are empty,
+//! so the totals stay exact and no snapshot grows without limit.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -12,6 +18,13 @@ use super::{Event, Method, Policy, ResultType};
 
 /// The domain under which events beyond the per-day bound are counted.
 pub const OTHER_DOMAIN: &str = "(other)";
+
+/// Distinct failure details (RFC 8460 `failure-details` keys) kept per
+/// policy record of a domain; beyond, merged per result type.
+pub const FAILURE_DETAIL_LIMIT: usize = 100;
+
+/// The MX host of the detail that counts failures beyond the limit.
+pub const OTHER_DETAIL: &str = "(other)";
 
 /// One UTC day (`YYYY-MM-DD`): each destination domain's counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,23 +111,17 @@ impl PolicyCounts {
             return;
         };
         self.failed_sessions += sessions;
-        let same = |f: &&mut FailureCount| {
-            f.result_type == failure.result_type
-                && f.sending_ip == event.sending_ip
-                && f.mx_host == event.mx_host
-                && f.receiving_ip == event.receiving_ip
-        };
-        match self.failures.iter_mut().find(same) {
-            Some(known) => known.sessions += sessions,
-            None => self.failures.push(FailureCount {
+        add_failure(
+            &mut self.failures,
+            FailureCount {
                 result_type: failure.result_type,
                 sending_ip: event.sending_ip,
                 mx_host: event.mx_host.clone(),
                 receiving_ip: event.receiving_ip,
                 sessions,
                 detail: failure.detail.clone(),
-            }),
-        }
+            },
+        );
     }
 
     /// Adds another record of the same policy.
@@ -122,22 +129,45 @@ impl PolicyCounts {
         self.successful_sessions += other.successful_sessions;
         self.failed_sessions += other.failed_sessions;
         for failure in other.failures {
-            let same = |f: &&mut FailureCount| {
-                f.result_type == failure.result_type
-                    && f.sending_ip == failure.sending_ip
-                    && f.mx_host == failure.mx_host
-                    && f.receiving_ip == failure.receiving_ip
-            };
-            match self.failures.iter_mut().find(same) {
-                Some(known) => known.sessions += failure.sessions,
-                None => self.failures.push(failure),
-            }
+            add_failure(&mut self.failures, failure);
         }
         add_maps(&mut self.messages_by_method, other.messages_by_method);
         add_maps(&mut self.sessions_by_method, other.sessions_by_method);
         add_maps(&mut self.tls_versions, other.tls_versions);
         self.policy_deferrals += other.policy_deferrals;
     }
+}
+
+/// Counts `failure` under its key, or under its result type's
+/// [`OTHER_DETAIL`] once [`FAILURE_DETAIL_LIMIT`] keys are known.
+fn add_failure(failures: &mut Vec<FailureCount>, mut failure: FailureCount) {
+    let same = |f: &FailureCount, of: &FailureCount| {
+        f.result_type == of.result_type
+            && f.sending_ip == of.sending_ip
+            && f.mx_host == of.mx_host
+            && f.receiving_ip == of.receiving_ip
+    };
+    if let Some(known) = failures.iter_mut().find(|f| same(f, &failure)) {
+        known.sessions += failure.sessions;
+        return;
+    }
+    let distinct = failures
+        .iter()
+        .filter(|f| f.mx_host != OTHER_DETAIL)
+        .count();
+    if distinct >= FAILURE_DETAIL_LIMIT || failure.mx_host == OTHER_DETAIL {
+        failure.sending_ip = None;
+        failure.receiving_ip = None;
+        failure.mx_host = OTHER_DETAIL.to_string();
+        failure.detail = format!(
+            "more than {FAILURE_DETAIL_LIMIT} distinct failure details: the rest counted together"
+        );
+        if let Some(known) = failures.iter_mut().find(|f| same(f, &failure)) {
+            known.sessions += failure.sessions;
+            return;
+        }
+    }
+    failures.push(failure);
 }
 
 fn add_maps<K: Ord>(into: &mut BTreeMap<K, u64>, from: BTreeMap<K, u64>) {

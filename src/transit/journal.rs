@@ -1,19 +1,15 @@
-//! The files of `SPOOL_DIR/transit/` and how they are read.
+//! The lines of a journal segment (`SPOOL_DIR/transit/`, the files in
+//! [`super::files`]), and the day names of the files.
 //!
-//! * `YYYY-MM-DD.jsonl`: the day's journal, appended one line per event
-//!   by the running relay. It is made of segments: each opening for
-//!   append writes a `{"segment":ID}` line, then declares each policy
-//!   once (`{"policy":N,"is":{…}}`) before the events that name it by
-//!   number, so a line stays short even for long TLSA or MTA-STS policies.
-//! * `YYYY-MM-DD.json`: a finished day compacted to its counts, with the
-//!   first segment id and length of the journal it was made from: if a
-//!   crash left the journal beside it, that much of it is not counted twice.
+//! A segment declares each policy once (`{"policy":N,"is":{…}}`) before
+//! the events that name it by number, so a line stays short even for long
+//! TLSA or MTA-STS policies; then one line per event. The first version's
+//! journal also held `{"segment":ID}` lines, each starting a new set of
+//! policy numbers.
 //!
 //! A line that does not parse (the torn end of a write cut by a crash) is
-//! skipped and counted, never fatal. Reading takes no lock: the report
-//! works while the relay appends.
+//! skipped and counted, never fatal.
 
-use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -25,9 +21,6 @@ use super::{Event, Failure, Method, Policy};
 
 /// The folder under `spool_dir`.
 pub const FOLDER: &str = "transit";
-
-/// The layout version of the compacted day file.
-const VERSION: u32 = 1;
 
 pub fn folder(spool_dir: &Path) -> PathBuf {
     spool_dir.join(FOLDER)
@@ -49,14 +42,6 @@ pub fn parse_day(text: &str) -> Option<Date> {
 /// The UTC day of `at`.
 pub fn day_of(at: std::time::SystemTime) -> Date {
     time::OffsetDateTime::from(at).date()
-}
-
-pub fn journal_path(folder: &Path, day: Date) -> PathBuf {
-    folder.join(format!("{}.jsonl", day_name(day)))
-}
-
-pub fn compacted_path(folder: &Path, day: Date) -> PathBuf {
-    folder.join(format!("{}.json", day_name(day)))
 }
 
 /// One journal line.
@@ -121,47 +106,24 @@ impl Compact {
     }
 }
 
-/// The compacted day file.
-#[derive(Serialize, Deserialize)]
-pub(super) struct Compacted {
-    pub version: u32,
-    /// The first segment of the journal this was made from, and how many
-    /// of its bytes it counts.
-    pub journal_segment: Option<u64>,
-    pub journal_bytes: u64,
-    pub counts: DayCounts,
-}
-
-/// A journal replayed.
+/// A segment replayed.
 #[derive(Default)]
 pub struct Replayed {
     pub counts: DayCounts,
     /// Lines skipped because they did not parse (torn by a crash).
     pub torn_lines: usize,
-    pub first_segment: Option<u64>,
-    pub bytes: u64,
 }
 
-/// Replays the journal text `bytes`, counting the events that start at or
-/// after byte `skip` (segment and policy lines before it still declare).
-pub fn replay(bytes: &[u8], skip: u64) -> Replayed {
-    let mut replayed = Replayed {
-        bytes: bytes.len() as u64,
-        ..Replayed::default()
-    };
+/// Replays the segment text `bytes`.
+pub fn replay(bytes: &[u8]) -> Replayed {
+    let mut replayed = Replayed::default();
     let mut policies: Vec<Option<Policy>> = Vec::new();
-    let mut at = 0u64;
     for line in bytes.split(|b| *b == b'\n') {
-        let start = at;
-        at += line.len() as u64 + 1;
         if line.is_empty() {
             continue;
         }
         match serde_json::from_slice::<Line>(line) {
-            Ok(Line::Segment { segment }) => {
-                replayed.first_segment.get_or_insert(segment);
-                policies.clear();
-            }
+            Ok(Line::Segment { .. }) => policies.clear(),
             Ok(Line::Policy { policy, is }) => {
                 let n = policy as usize;
                 if n < 1 << 20 {
@@ -171,147 +133,12 @@ pub fn replay(bytes: &[u8], skip: u64) -> Replayed {
                     policies[n] = Some(is);
                 }
             }
-            Ok(Line::Event(compact)) => {
-                if start < skip {
-                    continue;
-                }
-                match policies.get(compact.1 as usize).cloned().flatten() {
-                    Some(policy) => replayed.counts.add(&compact.into_event(policy)),
-                    None => replayed.torn_lines += 1,
-                }
-            }
+            Ok(Line::Event(compact)) => match policies.get(compact.1 as usize).cloned().flatten() {
+                Some(policy) => replayed.counts.add(&compact.into_event(policy)),
+                None => replayed.torn_lines += 1,
+            },
             Err(_) => replayed.torn_lines += 1,
         }
     }
     replayed
-}
-
-/// What one day's files hold together.
-pub struct ReadDay {
-    pub counts: DayCounts,
-    pub torn_lines: usize,
-    /// The journal's first segment and length, when there is one.
-    pub journal: Option<(Option<u64>, u64)>,
-}
-
-/// Reads a day: its compacted file, plus whatever of its journal that
-/// file does not already count. Missing files are an empty day.
-pub fn read_day(folder: &Path, day: Date) -> io::Result<ReadDay> {
-    let mut counts = DayCounts::default();
-    let mut counted: Option<(Option<u64>, u64)> = None;
-    match std::fs::read(compacted_path(folder, day)) {
-        Ok(bytes) => {
-            let compacted: Compacted = serde_json::from_slice(&bytes).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {e}", compacted_path(folder, day).display()),
-                )
-            })?;
-            if compacted.version == VERSION {
-                counts = compacted.counts;
-                counted = Some((compacted.journal_segment, compacted.journal_bytes));
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let bytes = match std::fs::read(journal_path(folder, day)) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(ReadDay {
-                counts,
-                torn_lines: 0,
-                journal: None,
-            })
-        }
-        Err(e) => return Err(e),
-    };
-    // Only the journal the compacted file was made from is skipped.
-    let first = replay_first_segment(&bytes);
-    let skip = match counted {
-        Some((segment, bytes)) if segment.is_some() && segment == first => bytes,
-        _ => 0,
-    };
-    let replayed = replay(&bytes, skip);
-    counts.merge(replayed.counts);
-    Ok(ReadDay {
-        counts,
-        torn_lines: replayed.torn_lines,
-        journal: Some((replayed.first_segment, replayed.bytes)),
-    })
-}
-
-fn replay_first_segment(bytes: &[u8]) -> Option<u64> {
-    let first = bytes.split(|b| *b == b'\n').next()?;
-    match serde_json::from_slice::<Line>(first) {
-        Ok(Line::Segment { segment }) => Some(segment),
-        _ => None,
-    }
-}
-
-/// The days that have a file in `folder`, oldest first.
-pub fn days(folder: &Path) -> io::Result<Vec<Date>> {
-    let entries = match std::fs::read_dir(folder) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut days = Vec::new();
-    for entry in entries {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        let stem = name
-            .strip_suffix(".jsonl")
-            .or_else(|| name.strip_suffix(".json"));
-        if let Some(day) = stem.and_then(parse_day) {
-            days.push(day);
-        }
-    }
-    days.sort();
-    days.dedup();
-    Ok(days)
-}
-
-/// Every day from `from` to `to` (inclusive) that has records, read.
-pub fn read_range(
-    spool_dir: &Path,
-    from: Date,
-    to: Date,
-) -> io::Result<std::collections::BTreeMap<Date, DayCounts>> {
-    let folder = folder(spool_dir);
-    let mut read = std::collections::BTreeMap::new();
-    for day in days(&folder)? {
-        if day >= from && day <= to {
-            read.insert(day, read_day(&folder, day)?.counts);
-        }
-    }
-    Ok(read)
-}
-
-/// Writes the compacted file of `day` from what was read of it, then
-/// removes the journal (DESIGN §6: temp file, fsync, rename, fsync the
-/// folder, so a crash leaves one or the other whole).
-pub fn compact(folder: &Path, day: Date) -> io::Result<()> {
-    let read = read_day(folder, day)?;
-    let Some((segment, bytes)) = read.journal else {
-        return Ok(());
-    };
-    let compacted = Compacted {
-        version: VERSION,
-        journal_segment: segment,
-        journal_bytes: bytes,
-        counts: read.counts,
-    };
-    let text = serde_json::to_vec(&compacted).map_err(io::Error::other)?;
-    let target = compacted_path(folder, day);
-    let temp = target.with_extension("json.tmp");
-    {
-        let mut file = crate::queue::modes::create_private(&temp)?;
-        io::Write::write_all(&mut file, &text)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temp, &target)?;
-    std::fs::File::open(folder)?.sync_all()?;
-    std::fs::remove_file(journal_path(folder, day))?;
-    Ok(())
 }

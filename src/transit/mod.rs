@@ -183,11 +183,13 @@ impl ResultType {
 }
 
 pub mod aggregate;
+pub mod files;
 pub mod journal;
 pub mod report;
 pub mod report_html;
 pub mod report_text;
 pub mod store;
 pub mod tls_rpt;
+mod writer;
 
 pub use store::Store;

@@ -1,37 +1,43 @@
 //! The relay's transit store: the [`Sink`] delivery reports to, over
-//! `SPOOL_DIR/transit/` (folder 0700, files 0600; see [`super::journal`]).
+//! `SPOOL_DIR/transit/` (folder 0700, files 0600; layout in
+//! [`super::files`]).
 //!
 //! `record` counts the event in memory (a short lock, no I/O) and writes
 //! its journal line with one `write(2)` before it returns, so a crash of
-//! the process loses nothing counted. It never fsyncs: a thread of its
-//! own syncs the journals that changed, at most once a second (group
-//! commit), on a duplicate of the descriptor so no `record` waits for it.
-//! A power cut can lose at most that last second.
+//! the process loses nothing counted. It never fsyncs nor rotates: a
+//! thread of its own syncs the segments that changed, at most once a
+//! second (group commit), on a duplicate of the descriptor so no `record`
+//! waits for it, and rotates them into the day's snapshot (see
+//! [`super::writer`]), so the folder and a read of a day stay bounded. A
+//! power cut can lose at most that last second.
 //!
 //! At most [`DOMAIN_LIMIT`] domains are counted per day; the rest go
-//! under `(other)`, with one warning. Opening the store compacts the
-//! journals of finished days, prunes the files older than `[report]
-//! history` and counts today's journal again.
+//! under `(other)`, with one warning. Opening the store prunes the files
+//! older than `[report] history`, folds every segment a previous run left
+//! into its day's snapshot, and counts today's snapshot again.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{self, Write};
+use std::collections::BTreeMap;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use time::Date;
 
 use super::aggregate::{DayCounts, OTHER_DOMAIN};
-use super::journal::{self, Compact, Line};
-use super::{Event, Policy, Sink};
+use super::files;
+use super::journal;
+use super::writer::{lock, Writer};
+use super::{Event, Sink};
 use crate::queue::modes;
+
+pub use super::writer::Rotation;
 
 /// Domains counted by name per day; beyond, `(other)`.
 pub const DOMAIN_LIMIT: usize = 10_000;
 
-/// How often changed journals are synced to disk.
+/// How often changed segments are synced to disk (and rotations looked for).
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the files beyond `[report] history` are looked for.
@@ -40,10 +46,18 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Days kept in memory: today and yesterday (late events).
 const DAYS_IN_MEMORY: i64 = 2;
 
+/// What the sync thread is asked.
+enum Ask {
+    /// Sync and rotate what is due now, and say how it went.
+    Flush(mpsc::Sender<io::Result<()>>),
+    /// A segment grew past its rotation size.
+    Due,
+}
+
 pub struct Store {
     inner: Arc<Inner>,
     /// Wakes the sync thread to sync now, and tells the caller when done.
-    sync: Option<mpsc::Sender<mpsc::Sender<io::Result<()>>>>,
+    sync: Option<mpsc::Sender<Ask>>,
 }
 
 struct Inner {
@@ -51,7 +65,9 @@ struct Inner {
     /// `[report] history`: older files are pruned, at open and hourly.
     history: Duration,
     days: Mutex<BTreeMap<Date, DayState>>,
-    journals: Mutex<BTreeMap<Date, Journal>>,
+    writer: Writer,
+    /// The clock of `open_at` against the system's (tests), in seconds.
+    shift: i64,
     /// A write failed and was reported; reported again once one works.
     failing: AtomicBool,
 }
@@ -60,20 +76,6 @@ struct Inner {
 struct DayState {
     counts: DayCounts,
     warned_full: bool,
-}
-
-/// A journal open for append: the policies its segment has declared.
-struct Journal {
-    file: File,
-    policies: HashMap<Policy, u32>,
-    dirty: bool,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Counting is worth more than a poisoned lock: the data is plain counts.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Store {
@@ -85,22 +87,38 @@ impl Store {
 
     /// [`Store::open`] as if it were `now` (tests).
     pub fn open_at(spool_dir: &Path, history: Duration, now: SystemTime) -> io::Result<Store> {
+        Self::open_with(spool_dir, history, now, Rotation::default())
+    }
+
+    /// [`Store::open_at`] with segments rotated at `rotation` (tests).
+    pub fn open_with(
+        spool_dir: &Path,
+        history: Duration,
+        now: SystemTime,
+        rotation: Rotation,
+    ) -> io::Result<Store> {
         let folder = journal::folder(spool_dir);
         modes::create_folder(&folder)?;
         let today = journal::day_of(now);
         prune(&folder, today, history)?;
+        let writer = Writer::new(folder.clone(), rotation);
         let mut days = BTreeMap::new();
-        for day in journal::days(&folder)? {
-            if day < today {
-                if let Err(e) = journal::compact(&folder, day) {
-                    tracing::warn!(day = %journal::day_name(day), error = %e, "could not compact a day of transit records; its journal stays");
+        for day in files::days(&folder)? {
+            // Nothing appends yet: every segment a run left is folded in.
+            match files::compact(&folder, day, u64::MAX) {
+                Ok(0) => {}
+                Ok(torn) => {
+                    tracing::warn!(day = %journal::day_name(day), lines = torn, "transit journal: skipped lines that did not parse (torn by a crash)")
                 }
+                Err(e) => {
+                    tracing::warn!(day = %journal::day_name(day), error = %e, "could not compact a day of transit records; its journal stays")
+                }
+            }
+            if day < today {
                 continue;
             }
-            let read = journal::read_day(&folder, day)?;
-            if read.torn_lines > 0 {
-                tracing::warn!(day = %journal::day_name(day), lines = read.torn_lines, "transit journal: skipped lines that did not parse (torn by a crash)");
-            }
+            let read = files::read_day(&folder, day)?;
+            writer.seed(day)?;
             days.insert(
                 day,
                 DayState {
@@ -109,14 +127,16 @@ impl Store {
                 },
             );
         }
+        let shift = seconds(now) - seconds(SystemTime::now());
         let inner = Arc::new(Inner {
+            writer,
             folder,
             history,
             days: Mutex::new(days),
-            journals: Mutex::new(BTreeMap::new()),
+            shift,
             failing: AtomicBool::new(false),
         });
-        let (sender, receiver) = mpsc::channel::<mpsc::Sender<io::Result<()>>>();
+        let (sender, receiver) = mpsc::channel::<Ask>();
         let weak = Arc::downgrade(&inner);
         let spawned = std::thread::Builder::new()
             .name("transit-sync".into())
@@ -124,22 +144,18 @@ impl Store {
                 let mut pruned = std::time::Instant::now();
                 loop {
                     let asked = match receiver.recv_timeout(SYNC_EVERY) {
-                        Ok(done) => Some(done),
-                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                        Ok(Ask::Flush(done)) => Some(done),
+                        Ok(Ask::Due) | Err(mpsc::RecvTimeoutError::Timeout) => None,
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     };
                     let Some(inner) = weak.upgrade() else { break };
-                    let synced = inner.sync();
-                    if let Err(e) = &synced {
-                        tracing::warn!(error = %e, "could not sync the transit journal");
-                    }
+                    let synced = inner.sync_and_rotate();
                     if let Some(done) = asked {
                         let _ = done.send(synced);
                     }
                     if pruned.elapsed() >= PRUNE_EVERY {
                         pruned = std::time::Instant::now();
-                        let today = journal::day_of(SystemTime::now());
-                        if let Err(e) = prune(&inner.folder, today, inner.history) {
+                        if let Err(e) = prune(&inner.folder, inner.today(), inner.history) {
                             tracing::warn!(error = %e, "could not prune the transit records");
                         }
                     }
@@ -154,17 +170,18 @@ impl Store {
         })
     }
 
-    /// Syncs every journal written to, now (the stop; tests).
+    /// Syncs every segment written to and rotates those due, now (the
+    /// stop; tests).
     pub fn flush(&self) -> io::Result<()> {
         if let Some(sync) = &self.sync {
             let (done, wait) = mpsc::channel();
-            if sync.send(done).is_ok() {
+            if sync.send(Ask::Flush(done)).is_ok() {
                 if let Ok(result) = wait.recv() {
                     return result;
                 }
             }
         }
-        self.inner.sync()
+        self.inner.sync_and_rotate()
     }
 
     /// The counts of `day` as this process holds them (today, yesterday).
@@ -191,11 +208,21 @@ impl Sink for Store {
         );
         let day = journal::day_of(event.at);
         self.inner.count(day, &mut event);
-        if let Err(e) = self.inner.append(day, &event) {
-            if !self.inner.failing.swap(true, Ordering::Relaxed) {
-                tracing::warn!(folder = %self.inner.folder.display(), error = %e, "could not write the transit journal: events are counted in memory only until a write works");
+        match self.inner.writer.append(day, &event) {
+            Err(e) => {
+                if !self.inner.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(folder = %self.inner.folder.display(), error = %e, "could not write the transit journal: events are counted in memory only until a write works");
+                }
+                return;
             }
-        } else if self.inner.failing.swap(false, Ordering::Relaxed) {
+            Ok(true) => {
+                if let Some(sync) = &self.sync {
+                    let _ = sync.send(Ask::Due);
+                }
+            }
+            Ok(false) => {}
+        }
+        if self.inner.failing.swap(false, Ordering::Relaxed) {
             tracing::info!(folder = %self.inner.folder.display(), "the transit journal is written again");
         }
     }
@@ -221,115 +248,41 @@ impl Inner {
         state.counts.add(event);
     }
 
-    /// Writes the event's line (and its policy's, first time) to the
-    /// day's journal: one `write(2)`, no sync.
-    fn append(&self, day: Date, event: &Event) -> io::Result<()> {
-        let mut journals = lock(&self.journals);
-        if !journals.contains_key(&day) {
-            let opened = open_journal(&self.folder, day)?;
-            // Yesterday's may still get a late event; older ones are closed.
-            let keep_from = day.saturating_sub(time::Duration::days(DAYS_IN_MEMORY - 1));
-            journals.retain(|d, j| *d >= keep_from || j.dirty);
-            journals.insert(day, opened);
-        }
-        let Some(journal) = journals.get_mut(&day) else {
-            return Ok(());
-        };
-        let mut line = Vec::with_capacity(160);
-        let number = match journal.policies.get(&event.policy) {
-            Some(n) => *n,
-            None => {
-                let n = journal.policies.len() as u32;
-                serde_json::to_writer(
-                    &mut line,
-                    &Line::Policy {
-                        policy: n,
-                        is: event.policy.clone(),
-                    },
-                )
-                .map_err(io::Error::other)?;
-                line.push(b'\n');
-                n
-            }
-        };
-        serde_json::to_writer(&mut line, &Line::Event(Compact::of(event, number)))
-            .map_err(io::Error::other)?;
-        line.push(b'\n');
-        journal.file.write_all(&line)?;
-        journal.dirty = true;
-        // Declared only once written.
-        journal
-            .policies
-            .entry(event.policy.clone())
-            .or_insert(number);
-        Ok(())
+    /// Today by the store's clock.
+    fn today(&self) -> Date {
+        let now = SystemTime::now();
+        let shift = Duration::from_secs(self.shift.unsigned_abs());
+        journal::day_of(match self.shift >= 0 {
+            true => now + shift,
+            false => now - shift,
+        })
     }
 
-    /// fsyncs the journals written since the last sync, outside the lock.
-    fn sync(&self) -> io::Result<()> {
-        let mut dirty = Vec::new();
-        {
-            let mut journals = lock(&self.journals);
-            for journal in journals.values_mut().filter(|j| j.dirty) {
-                dirty.push(journal.file.try_clone()?);
-                journal.dirty = false;
-            }
+    /// What the sync thread does each tick: sync, then rotate.
+    fn sync_and_rotate(&self) -> io::Result<()> {
+        let synced = self.writer.sync();
+        if let Err(e) = &synced {
+            tracing::warn!(error = %e, "could not sync the transit journal");
         }
-        for file in dirty {
-            file.sync_data()?;
-        }
-        Ok(())
+        let rotated = self.writer.rotate_due(self.today());
+        synced.and(rotated)
     }
 }
 
-/// Opens the journal of `day` for append (0600), starting a new segment;
-/// a torn last line of a crash is closed first so it spoils no new line.
-fn open_journal(folder: &Path, day: Date) -> io::Result<Journal> {
-    let path = journal::journal_path(folder, day);
-    let mut file =
-        modes::open_private(&path, File::options().read(true).append(true).create(true))?;
-    let len = file.metadata()?.len();
-    let mut head = Vec::new();
-    if len > 0 {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut last = [0u8; 1];
-        file.seek(SeekFrom::Start(len - 1))?;
-        file.read_exact(&mut last)?;
-        if last[0] != b'\n' {
-            head.push(b'\n');
-        }
+fn seconds(at: SystemTime) -> i64 {
+    match at.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => after.as_secs() as i64,
+        Err(before) => -(before.duration().as_secs() as i64),
     }
-    let segment = crate::random::u64();
-    serde_json::to_writer(&mut head, &Line::Segment { segment }).map_err(io::Error::other)?;
-    head.push(b'\n');
-    file.write_all(&head)?;
-    if len == 0 {
-        // A new file: its name must survive a power cut too.
-        File::open(folder)?.sync_all()?;
-    }
-    Ok(Journal {
-        file,
-        policies: HashMap::new(),
-        dirty: true,
-    })
 }
 
 /// Removes the files of days older than `history` before `today`.
 fn prune(folder: &Path, today: Date, history: Duration) -> io::Result<()> {
     let keep = (history.as_secs().div_ceil(86_400)).max(1) as i64;
     let oldest = today.saturating_sub(time::Duration::days(keep - 1));
-    for day in journal::days(folder)? {
+    for day in files::days(folder)? {
         if day < oldest {
-            for path in [
-                journal::journal_path(folder, day),
-                journal::compacted_path(folder, day),
-            ] {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            files::remove_day(folder, day)?;
             tracing::info!(day = %journal::day_name(day), "transit records pruned ([report] history)");
         }
     }
@@ -339,3 +292,7 @@ fn prune(folder: &Path, today: Date, history: Duration) -> io::Result<()> {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "rotation_tests.rs"]
+mod rotation_tests;
