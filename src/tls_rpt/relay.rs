@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::outbound::route::{addresses, Resolve};
 use crate::tls::certs::load_ca_file;
 use crate::transit::aggregate::OTHER_DOMAIN;
+use crate::transit::files;
 use crate::transit::journal::{self, day_name, parse_day};
 use crate::transit::tls_rpt::{report, report_id, Submitter};
 
@@ -44,7 +45,7 @@ impl<R: Resolve> Outside for RelayOutside<R> {
         let (day, domain) = (day.to_string(), domain.to_string());
         off_runtime(move || {
             let date = parse_day(&day)?;
-            let read = journal::read_day(&folder, date).ok()?;
+            let read = files::read_day(&folder, date).ok()?;
             let value = report(date, &domain, read.counts.domains.get(&domain)?, &who);
             Some(Report {
                 json: serde_json::to_vec(&value).ok()?,
@@ -109,7 +110,7 @@ async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stati
 /// The days of `folder` that ended before `now`, at most [`DAYS_BACK`]
 /// ago, each with the policy domains it counted.
 fn finished_days(folder: &Path, now: i64) -> Vec<(String, Vec<String>)> {
-    let days = journal::days(folder).unwrap_or_else(|e| {
+    let days = files::days(folder).unwrap_or_else(|e| {
         tracing::warn!(folder = %folder.display(), error = %e, "cannot list the transit records for TLS-RPT");
         Vec::new()
     });
@@ -120,7 +121,7 @@ fn finished_days(folder: &Path, now: i64) -> Vec<(String, Vec<String>)> {
         if end > now || end + DAYS_BACK * 86_400 < now {
             continue;
         }
-        match journal::read_day(folder, day) {
+        match files::read_day(folder, day) {
             Ok(read) => {
                 let domains = (read.counts.domains.keys())
                     .filter(|d| d.as_str() != OTHER_DOMAIN)
