@@ -104,6 +104,8 @@ fn zone() -> String {
         ("ct", "127.0.0.4", "1"),
         ("big", "127.0.0.4", "1"),
         ("mal", "127.0.0.4", "1"),
+        ("none", "127.0.0.4", "1"),
+        ("down", "127.0.0.2", "1"),
     ];
     for (name, ip, id) in domains {
         zone.push_str(&format!(
@@ -129,7 +131,7 @@ impl World {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
         let hosts: Vec<String> = [
-            "enf", "bad", "tst", "cache", "idc", "nf", "redir", "ct", "big", "mal",
+            "enf", "bad", "tst", "cache", "idc", "nf", "redir", "ct", "big", "mal", "none", "down",
         ]
         .iter()
         .map(|d| format!("mta-sts.{d}.test"))
@@ -378,6 +380,44 @@ fn the_cache_outlives_restarts_and_failed_refetches() {
         other => panic!("not deferred: {other:?}\n{report}"),
     }
     assert_eq!(world.taken(2, "idc.test"), 0);
+}
+
+#[test]
+fn mode_none_is_cached_and_a_failed_fetch_is_not_repeated_at_once() {
+    let world = World::new();
+    let sink = Arc::new(Recorder::default());
+    let deliverer = world.deliverer(sink.clone());
+    // `mode: none`: fetched once, then cached like any policy.
+    let none = "version: STSv1\r\nmode: none\r\nmax_age: 86400\r\n";
+    world.serve("none.test", Some(Answer::policy(none)));
+    for _ in 0..3 {
+        let (report, outcome) = world.send(&deliverer, "none.test");
+        assert_delivered(&outcome, &report);
+    }
+    assert_eq!(
+        world.policies.requests("mta-sts.none.test"),
+        1,
+        "fetched again"
+    );
+    assert!(world.dir.path().join("spool/mta-sts/none.test").exists());
+    // A policy server that fails: tried once, then not again for a while,
+    // each session still counted as a fetch error for TLS-RPT.
+    world.serve("down.test", None);
+    for _ in 0..3 {
+        let (report, outcome) = world.send(&deliverer, "down.test");
+        assert_delivered(&outcome, &report);
+    }
+    assert_eq!(
+        world.policies.requests("mta-sts.down.test"),
+        1,
+        "fetched again"
+    );
+    let failures: Vec<_> = (sink.of("down.test").iter())
+        .filter(|e| e.sessions == 1)
+        .map(|e| e.failure.as_ref().map(|f| f.result_type))
+        .collect();
+    // One session (the next messages go over the kept connection).
+    assert_eq!(failures, vec![Some(ResultType::StsPolicyFetchError)]);
 }
 
 fn write_cache(dir: &Path, domain: &str, text: &str) {

@@ -1,8 +1,16 @@
 //! Finding the policy in force for a domain (RFC 8461 §3, §5.1), with
 //! the disk cache: one `mta-sts policy` log line per lookup.
+//!
+//! A fetched `mode: none` is cached like any policy (it replaces the one
+//! before, RFC 8461 §5): the domain is not fetched again until its id
+//! changes or half its `max_age` has passed. A fetch that failed, with
+//! nothing cached, is remembered in memory for [`FAILED_FETCH_MEMORY`]
+//! per domain and id, so a blackholed policy server costs one
+//! `fetch_timeout` per five minutes, not one per message.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::cache::{Cache, Entry};
 use super::policy::{parse, Mode, Policy};
@@ -36,6 +44,10 @@ pub struct Lookup {
     pub age: u64,
 }
 
+/// How long a failed fetch (with nothing cached) is not tried again for
+/// the same domain and record id.
+pub const FAILED_FETCH_MEMORY: Duration = Duration::from_secs(300);
+
 /// The fetcher and its cache: `[mta_sts]` made ready.
 #[derive(Clone)]
 pub struct Finder {
@@ -43,6 +55,41 @@ pub struct Finder {
     pub client: Client,
     /// `[mta_sts] https_port`.
     pub port: u16,
+    /// Recent failed fetches by domain: when, the record id, and why.
+    pub failed: Arc<Mutex<HashMap<String, FailedFetch>>>,
+}
+
+/// A fetch that failed, remembered for [`FAILED_FETCH_MEMORY`].
+#[derive(Clone, Debug)]
+pub struct FailedFetch {
+    at: Instant,
+    id: String,
+    kind: ResultType,
+    reason: String,
+}
+
+impl Finder {
+    pub fn new(cache: Cache, client: Client, port: u16) -> Finder {
+        Finder {
+            cache,
+            client,
+            port,
+            failed: Arc::default(),
+        }
+    }
+
+    /// The failure of a fetch for `domain` with record `id` in the last
+    /// [`FAILED_FETCH_MEMORY`], if any (older ones are forgotten).
+    fn recent_failure(&self, domain: &str, id: &str) -> Option<FailedFetch> {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.retain(|_, f| f.at.elapsed() < FAILED_FETCH_MEMORY);
+        failed.get(domain).filter(|f| f.id == id).cloned()
+    }
+
+    fn remember_failure(&self, domain: &str, failure: FailedFetch) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.insert(domain.to_string(), failure);
+    }
 }
 
 impl Finder {
@@ -54,7 +101,7 @@ impl Finder {
         let cached = self.cache.load(domain).await.and_then(|entry| {
             let policy = parse(&entry.text).ok()?;
             let age = now.saturating_sub(entry.fetched);
-            (age < policy.max_age && policy.mode != Mode::None).then_some((entry, policy, age))
+            (age < policy.max_age).then_some((entry, policy, age))
         });
         let lookup = match (&record, cached) {
             // §5.1: no record now (or no answer), and an unexpired policy.
@@ -65,6 +112,24 @@ impl Finder {
             {
                 found(policy, "cached", age)
             }
+            (Ok(Some(rec)), None) => match self.recent_failure(domain, &rec.id) {
+                Some(failed) => {
+                    let reason = format!(
+                        "{} (failed less than {} s ago; not fetched again yet)",
+                        failed.reason,
+                        FAILED_FETCH_MEMORY.as_secs()
+                    );
+                    let result = result_word(failed.kind);
+                    plain(
+                        Outcome::Failed {
+                            kind: failed.kind,
+                            reason,
+                        },
+                        result,
+                    )
+                }
+                None => self.refetch(dns, domain, &rec.id, None, now).await,
+            },
             (Ok(Some(rec)), cached) => self.refetch(dns, domain, &rec.id, cached, now).await,
         };
         let lookup = Lookup { record, ..lookup };
@@ -81,12 +146,6 @@ impl Finder {
         now: u64,
     ) -> Lookup {
         match self.fetch(dns, domain).await {
-            Ok((_, policy)) if policy.mode == Mode::None => {
-                if let Err(e) = self.cache.remove(domain).await {
-                    tracing::warn!(domain, error = %e, "mta-sts cache: cannot remove the entry");
-                }
-                plain(Outcome::None, "removed")
-            }
             Ok((text, policy)) => {
                 let entry = Entry {
                     id: id.to_string(),
@@ -96,7 +155,12 @@ impl Finder {
                 if let Err(e) = self.cache.store(domain, &entry).await {
                     tracing::warn!(domain, error = %e, "mta-sts cache: cannot store the policy");
                 }
-                found(policy, "fetched", 0)
+                // `mode: none` replaces the policy before it (RFC 8461 §5).
+                let result = match policy.mode {
+                    Mode::None => "removed",
+                    _ => "fetched",
+                };
+                found(policy, result, 0)
             }
             Err((kind, reason)) => match cached {
                 // §5.1: a failed refetch keeps the unexpired cached policy.
@@ -105,11 +169,14 @@ impl Finder {
                     found(policy, "cached-after-fetch-error", age)
                 }
                 None => {
-                    let result = match kind {
-                        ResultType::StsPolicyInvalid => "invalid",
-                        _ => "fetch-error",
+                    let failure = FailedFetch {
+                        at: Instant::now(),
+                        id: id.to_string(),
+                        kind,
+                        reason: reason.clone(),
                     };
-                    plain(Outcome::Failed { kind, reason }, result)
+                    self.remember_failure(domain, failure);
+                    plain(Outcome::Failed { kind, reason }, result_word(kind))
                 }
             },
         }
@@ -139,6 +206,14 @@ impl Finder {
             Ok(policy) => Ok((body, policy)),
             Err(e) => Err((ResultType::StsPolicyInvalid, format!("policy file: {e}"))),
         }
+    }
+}
+
+/// The log's word for a policy that could not be had.
+fn result_word(kind: ResultType) -> &'static str {
+    match kind {
+        ResultType::StsPolicyInvalid => "invalid",
+        _ => "fetch-error",
     }
 }
 

@@ -128,11 +128,11 @@ fn sts_settings(config: &Config) -> Result<Option<StsSettings>, String> {
     let client = crate::https::Client::new(&extra, sts.fetch_timeout.0)
         .map_err(|e| format!("[mta_sts] ca_file: {e}"))?;
     Ok(Some(StsSettings {
-        finder: Finder {
-            cache: Cache::new(&config.server.spool_dir, true),
+        finder: Finder::new(
+            Cache::new(&config.server.spool_dir, true),
             client,
-            port: sts.https_port,
-        },
+            sts.https_port,
+        ),
         trust,
     }))
 }
