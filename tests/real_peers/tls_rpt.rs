@@ -1,6 +1,8 @@
 //! TLS-RPT end to end (RFC 8460, issue 16): the relay delivers to a TLS
 //! receiver of a domain that publishes `_smtp._tls` with a mailto and an
-//! https `rua`, is restarted in the middle of the day, then restarted
+//! https `rua`, and to a receiver of another domain that offers no
+//! STARTTLS (its report must carry `failure-details`); it is restarted
+//! in the middle of the day, then restarted
 //! with its report clock past the day's end (`TLSRELAY_TEST_CLOCK_OFFSET`).
 //! The report must reach an https collector (Python's `ssl`, a CA of the
 //! test's) and, through the relay's own queue, a mail receiver; Python's
@@ -18,6 +20,7 @@ use serde_json::Value;
 
 use super::support::ca::{Key, Spec, TestCa};
 use super::support::dns::DnsServer;
+use super::support::receiver::Receiver;
 use super::support::relay::{mx_config, Relay};
 use super::support::smtp::submit;
 use super::support::tls_receiver::{AfterTls, TlsReceiver};
@@ -137,8 +140,37 @@ const SENDER: &str = "alice@relay.example.test";
 fn send(relay: &Relay, n: usize) {
     for i in 0..n {
         let content = format!("Subject: report test {i}\r\n\r\nmessage {i}\r\n");
-        submit(relay.smtp, SENDER, &["bob@a.test"], &content);
+        submit(
+            relay.smtp,
+            SENDER,
+            &["bob@a.test", "carol@b.test"],
+            &content,
+        );
     }
+}
+
+/// The POSTed reports, by policy domain, once `n` have arrived.
+fn posted(posts: &Path, n: usize) -> Vec<(Value, Value)> {
+    let meta = |i: usize| posts.join(format!("{i}.meta"));
+    wait_for(
+        "the POSTs at the collector",
+        Duration::from_secs(60),
+        || meta(n - 1).exists(),
+    );
+    (0..n)
+        .map(|i| {
+            let bytes = std::fs::read(meta(i)).expect("meta");
+            let meta: Value = serde_json::from_slice(&bytes).expect("meta json");
+            let body = posts.join(format!("{i}.body"));
+            (meta, parse("post", &body)["report"].clone())
+        })
+        .collect()
+}
+
+fn domain_of(report: &Value) -> &str {
+    report["policies"][0]["policy"]["policy-domain"]
+        .as_str()
+        .unwrap_or_default()
 }
 
 #[test]
@@ -159,6 +191,8 @@ fn a_days_report_reaches_the_https_collector_and_the_mailbox_with_the_sessions_m
     let mx = TlsReceiver::on(listener, "mx.a.test", &versions, AfterTls::Serve);
     let reports_addr: SocketAddr = format!("127.0.0.3:{port}").parse().expect("addr");
     let mailbox = TlsReceiver::start(reports_addr, "mx.reports.test", &versions, AfterTls::Serve);
+    // b.test's MX on 127.0.0.4 offers no STARTTLS.
+    let plain = Receiver::start(format!("127.0.0.4:{port}").parse().expect("addr"));
 
     let rua = format!(
         "mailto:tlsrpt@reports.test,https://collector.reports.test:{}/v1/tlsrpt",
@@ -167,8 +201,11 @@ fn a_days_report_reaches_the_https_collector_and_the_mailbox_with_the_sessions_m
     let dns = DnsServer::start(&format!(
         "a.test. MX 10 mx.a.test.\nmx.a.test. A 127.0.0.2\n\
          _smtp._tls.a.test. TXT \"v=TLSRPTv1; rua={rua}\"\n\
+         b.test. MX 10 mx.b.test.\nmx.b.test. A 127.0.0.4\n\
+         _smtp._tls.b.test. TXT \"v=TLSRPTv1; rua=https://collector.reports.test:{}/b\"\n\
          reports.test. MX 10 mx.reports.test.\nmx.reports.test. A 127.0.0.3\n\
-         collector.reports.test. A 127.0.0.1\n"
+         collector.reports.test. A 127.0.0.1\n",
+        collector.port
     ));
     let config = format!(
         "{}[mta_sts]\nca_file = \"ca.pem\"\n\
@@ -191,6 +228,8 @@ fn a_days_report_reaches_the_https_collector_and_the_mailbox_with_the_sessions_m
     });
     let made = sessions.iter().filter(|s| s.version.is_some()).count();
     assert!(made >= 2, "a restart means a new session: {made}");
+    let seen = plain.wait_until("5 plaintext messages", |s| s.delivered().len() == 5);
+    let plain_sessions = seen.connections;
 
     // The report clock past the end of today and the 4 h spread.
     relay.terminate();
@@ -204,14 +243,36 @@ fn a_days_report_reaches_the_https_collector_and_the_mailbox_with_the_sessions_m
     relay.launch();
 
     let posts = work.path().join("posts");
-    wait_for("a POST at the collector", Duration::from_secs(60), || {
-        posts.join("0.meta").exists()
-    });
-    let meta: Value =
-        serde_json::from_slice(&std::fs::read(posts.join("0.meta")).expect("meta")).expect("json");
+    let reports = posted(&posts, 2);
+    let (meta, posted) = (reports.iter())
+        .find(|(_, r)| domain_of(r) == "a.test")
+        .cloned()
+        .unwrap_or_else(|| panic!("no report for a.test: {reports:?}"));
     assert_eq!(meta["path"], "/v1/tlsrpt");
     assert_eq!(meta["content_type"], "application/tlsrpt+gzip");
-    let posted = parse("post", &posts.join("0.body"))["report"].clone();
+    let (meta_b, report_b) = (reports.iter())
+        .find(|(_, r)| domain_of(r) == "b.test")
+        .cloned()
+        .unwrap_or_else(|| panic!("no report for b.test: {reports:?}"));
+    assert_eq!(meta_b["path"], "/b");
+    assert_eq!(meta_b["content_type"], "application/tlsrpt+gzip");
+    let policy_b = &report_b["policies"][0];
+    assert_eq!(policy_b["policy"]["policy-type"], "no-policy-found");
+    assert_eq!(policy_b["summary"]["total-successful-session-count"], 0);
+    assert_eq!(
+        policy_b["summary"]["total-failure-session-count"], plain_sessions as u64,
+        "every session to the receiver without STARTTLS: {report_b}"
+    );
+    let details = policy_b["failure-details"]
+        .as_array()
+        .expect("failure-details");
+    assert_eq!(details.len(), 1, "{report_b}");
+    let detail = &details[0];
+    assert_eq!(detail["result-type"], "starttls-not-supported");
+    assert_eq!(detail["sending-mta-ip"], "127.0.0.1");
+    assert_eq!(detail["receiving-mx-hostname"], "mx.b.test");
+    assert_eq!(detail["receiving-ip"], "127.0.0.4");
+    assert_eq!(detail["failed-session-count"], plain_sessions as u64);
 
     let mail = mailbox.wait_until("the report mail", |s| {
         s.iter().any(|s| !s.messages.is_empty())
@@ -278,12 +339,12 @@ fn a_days_report_reaches_the_https_collector_and_the_mailbox_with_the_sessions_m
         .iter()
         .map(|r| &r["policies"][0]["policy"]["policy-domain"])
         .collect();
-    assert_eq!(domains, vec!["a.test"], "{shown}");
+    assert_eq!(domains, vec!["a.test", "b.test"], "{shown}");
     // Sent once: a restart sends nothing again.
     relay.terminate();
     relay.launch();
     std::thread::sleep(Duration::from_secs(3));
-    assert!(!posts.join("1.meta").exists(), "posted twice");
+    assert!(!posts.join("2.meta").exists(), "posted twice");
     let log = relay.log();
     assert!(log.contains("\"result\":\"posted\""), "{log}");
     assert!(log.contains("\"result\":\"queued\""), "{log}");
