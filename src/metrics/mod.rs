@@ -24,7 +24,9 @@
 //! | `tlsrelay_log_lines_dropped_total` | | log lines dropped because the log output was stuck, slow or gone |
 //! | `tlsrelay_transit_sessions_total` | `method`, `tls` | outbound sessions by how they travelled (`transit::Method` words) and TLS version (`1.3`, `1.2`, `none`), counted by the transit store |
 //! | `tlsrelay_transit_messages_total` | `method`, `tls` | messages delivered, by the same labels |
+//! | `tlsrelay_tls_rpt_reports_total` | `result` | TLS-RPT reports per destination: `posted`, `queued`, `failed` (tried again), `given-up` |
 
+mod labels;
 mod serve;
 
 use std::path::Path;
@@ -32,7 +34,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -41,120 +42,11 @@ use prometheus_client::registry::Registry;
 pub use serve::{bind, serve, CONTENT_TYPE};
 
 use crate::transit::Method;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SessionLabels {
-    connector: String,
-    tls: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ConnectorLabels {
-    connector: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabels {
-    result: RecipientResult,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NoticeLabels {
-    kind: NoticeKind,
-}
-
-/// How a session or message travelled (`crate::transit`): closed sets
-/// both, so the family has at most 8 × 3 series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TransitLabels {
-    method: Method,
-    tls: TransitTls,
-}
-
-/// The TLS version label of the transit families.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-enum TransitTls {
-    V13,
-    V12,
-    None,
-}
-
-impl EncodeLabelValue for TransitTls {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        match self {
-            TransitTls::V13 => "1.3",
-            TransitTls::V12 => "1.2",
-            TransitTls::None => "none",
-        }
-        .encode(encoder)
-    }
-}
-
-impl EncodeLabelValue for Method {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        self.word().encode(encoder)
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CertificateLabels {
-    certificate: String,
-}
-
-/// The labels of one delivery attempt, in the order they are shown.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AttemptLabels {
-    /// The outbound connector's name, `-` for MX delivery without one.
-    pub connector: String,
-    /// The TLS level asked.
-    pub level: String,
-    /// `TLSv1.3`, `TLSv1.2`, `plaintext`, `plaintext_fallback` or `-`.
-    pub tls: String,
-    pub cipher: String,
-    /// `sent`, `deferred_for_policy`, `tls_rung_failed`, `connect_failed`,
-    /// `refused_after_tls`.
-    pub outcome: &'static str,
-    /// What DANE decided (`crate::outbound::dane`): `off`, `insecure`,
-    /// `none`, `verified`, `encrypt-only`, `failed`, … (README, "DANE").
-    pub dane: &'static str,
-}
-
-/// What became of one recipient in one attempt.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum RecipientResult {
-    Delivered,
-    Deferred,
-    Failed,
-}
-
-impl EncodeLabelValue for RecipientResult {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        match self {
-            RecipientResult::Delivered => "delivered",
-            RecipientResult::Deferred => "deferred",
-            RecipientResult::Failed => "failed",
-        }
-        .encode(encoder)
-    }
-}
-
-/// Which delivery status notification was queued.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum NoticeKind {
-    /// A bounce.
-    Failure,
-    Delay,
-}
-
-impl EncodeLabelValue for NoticeKind {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        match self {
-            NoticeKind::Failure => "failure",
-            NoticeKind::Delay => "delay",
-        }
-        .encode(encoder)
-    }
-}
+pub use labels::{AttemptLabels, NoticeKind, RecipientResult, ReportResult};
+use labels::{
+    CertificateLabels, ConnectorLabels, NoticeLabels, ReportLabels, ResultLabels, SessionLabels,
+    TransitLabels, TransitTls,
+};
 
 /// Every family of the process, and the registry that shows them.
 struct Metrics {
@@ -171,6 +63,7 @@ struct Metrics {
     log_lines_dropped: Counter,
     transit_sessions: Family<TransitLabels, Counter>,
     transit_messages: Family<TransitLabels, Counter>,
+    tls_rpt_reports: Family<ReportLabels, Counter>,
 }
 
 impl Metrics {
@@ -189,6 +82,7 @@ impl Metrics {
             log_lines_dropped: Counter::default(),
             transit_sessions: Family::default(),
             transit_messages: Family::default(),
+            tls_rpt_reports: Family::default(),
         };
         let registry = &mut metrics.registry;
         // Counters are registered without `_total`: the encoder adds it.
@@ -252,6 +146,11 @@ impl Metrics {
             "Messages delivered by how they travelled (method) and TLS version",
             metrics.transit_messages.clone(),
         );
+        registry.register(
+            "tlsrelay_tls_rpt_reports",
+            "TLS-RPT report deliveries by result: posted, queued (mail), failed (retried), given-up",
+            metrics.tls_rpt_reports.clone(),
+        );
         metrics
     }
 
@@ -309,6 +208,14 @@ pub fn notice_queued(kind: NoticeKind) {
 /// One delivery attempt line.
 pub fn delivery_attempt(labels: &AttemptLabels) {
     global().delivery_attempts.get_or_create(labels).inc();
+}
+
+/// One TLS-RPT report to one destination, and what became of it.
+pub fn tls_rpt_report(result: ReportResult) {
+    global()
+        .tls_rpt_reports
+        .get_or_create(&ReportLabels { result })
+        .inc();
 }
 
 /// One transit event (`crate::transit::Sink::record`): `sessions` new

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use super::mail::{gzip, ReportMail};
 use super::record::{self, RecordError, Rua};
 use super::schedule::{day_end, Book};
+use crate::metrics::ReportResult;
 
 /// Stands for "look the record up again" among the pending destinations:
 /// the record lookup itself failed (a DNS failure is retried like a
@@ -118,6 +119,7 @@ impl<O: Outside> Sender<O> {
             if let Some(given_up) = self.book.tried(&day, &domain, now, left) {
                 for rua in given_up {
                     tracing::warn!(day, domain, rua, result = "given-up", "tls-rpt report");
+                    crate::metrics::tls_rpt_report(ReportResult::GivenUp);
                 }
             }
         }
@@ -201,9 +203,14 @@ impl<O: Outside> Sender<O> {
             match sent {
                 Ok((result, queue_id)) => {
                     tracing::info!(day, domain, rua = %rua, result, queue_id, report_id = report.report_id, "tls-rpt report");
+                    crate::metrics::tls_rpt_report(match rua {
+                        Rua::Https(_) => ReportResult::Posted,
+                        Rua::Mailto(_) => ReportResult::Queued,
+                    });
                 }
                 Err(reason) => {
                     tracing::warn!(day, domain, rua = %rua, result = "failed", reason, "tls-rpt report");
+                    crate::metrics::tls_rpt_report(ReportResult::Failed);
                     left.push(uri);
                 }
             }
