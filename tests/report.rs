@@ -229,7 +229,7 @@ fn tls_rpt_show_gives_every_rfc_8460_field() {
     assert_eq!(detail["receiving-mx-hostname"], "mx.sts.test");
     assert_eq!(detail["failed-session-count"], 1);
     assert_eq!(
-        detail["additional-information"],
+        detail["failure-reason-code"],
         "certificate does not name mx.sts.test"
     );
     // Every domain of the day, and the same id when asked again.

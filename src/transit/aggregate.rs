@@ -71,7 +71,7 @@ pub struct FailureCount {
     pub mx_host: String,
     pub receiving_ip: Option<IpAddr>,
     pub sessions: u64,
-    /// The detail of the first such failure (`additional-information`).
+    /// The detail of the first such failure (`failure-reason-code`).
     pub detail: String,
 }
 

@@ -139,7 +139,7 @@ pub enum PolicyType {
 }
 
 /// Why a session failed: RFC 8460 §4.3 `result-type` and a short detail
-/// (`additional-information`, the log's reason).
+/// (`failure-reason-code`, the log's reason).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Failure {
     pub result_type: ResultType,

@@ -91,7 +91,7 @@ fn policy(domain: &str, counts: &PolicyCounts) -> Value {
                 detail.insert("receiving-ip".into(), ip.to_string().into());
             }
             detail.insert("failed-session-count".into(), f.sessions.into());
-            detail.insert("additional-information".into(), f.detail.clone().into());
+            detail.insert("failure-reason-code".into(), f.detail.clone().into());
             Value::Object(detail)
         })
         .collect();
