@@ -34,6 +34,10 @@ pub enum Deferral {
     /// DANE: the domain's MX answer is bogus or could not be had; the
     /// domain waits, never routed by its address records (RFC 7672 §2.2.1).
     DaneMxBogus(String),
+    /// DANE: the domain's MX lookup got no answer (SERVFAIL, time-out):
+    /// the domain waits as for a bogus answer, but as a DNS failure
+    /// (`4.4.3`), not a security one.
+    DaneMxFailed(String),
     /// `tls = "dane"`, and DANE does not authenticate this host.
     DaneRequired(String),
     /// MTA-STS `enforce` (RFC 8461 §4.2): this reason, under the policy.
@@ -57,6 +61,7 @@ impl Deferral {
                 EnhancedStatus::NO_SECURITY_FEATURES
             }
             Deferral::ClientCertWanted(_) => EnhancedStatus::NOT_AUTHORIZED,
+            Deferral::DaneMxFailed(_) => EnhancedStatus::DNS_FAILURE,
             Deferral::TlsFailed(_)
             | Deferral::FallbackOff(_)
             | Deferral::Untrusted(_)
@@ -74,6 +79,7 @@ impl Deferral {
             Deferral::DaneFailed(_) => Some("failed"),
             Deferral::DaneHostUnusable(_) => Some("host-unusable"),
             Deferral::DaneMxBogus(_) => Some("mx-bogus"),
+            Deferral::DaneMxFailed(_) => Some("mx-failed"),
             Deferral::DaneRequired(_) => Some("required-missing"),
             _ => None,
         }
@@ -116,6 +122,10 @@ impl std::fmt::Display for Deferral {
             Deferral::DaneMxBogus(why) => write!(
                 f,
                 "DANE/DNSSEC: {why}; the mail waits rather than be routed unauthenticated"
+            ),
+            Deferral::DaneMxFailed(why) => write!(
+                f,
+                "DANE/DNSSEC: {why}; the mail waits rather than be routed by unvalidated address records"
             ),
             Deferral::DaneRequired(why) => {
                 write!(f, "DANE required (tls = \"dane\"), but {why}")

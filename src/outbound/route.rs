@@ -320,7 +320,14 @@ pub fn mx_fault(level: TlsLevel, fault: &Fault) -> (&'static str, Deferral) {
         // and only the levels DANE governs look it up validated.
         Governs::Level | Governs::Dane(_) => Deferral::DaneMxBogus(fault.to_string()),
     };
-    (dane.label(), deferral)
+    // No answer at all is a DNS failure (4.4.3), not a forged one (4.7.5);
+    // the domain waits either way.
+    match (fault, deferral) {
+        (Fault::Failed { .. }, Deferral::DaneMxBogus(why)) => {
+            ("mx-failed", Deferral::DaneMxFailed(why))
+        }
+        (_, deferral) => (dane.label(), deferral),
+    }
 }
 
 /// MX hosts by preference, lowest first; equal preferences shuffled

@@ -147,3 +147,29 @@ async fn hops_from_smarthosts_mx_implicit_mx_and_failures() {
         "192.0.2.25:25"
     );
 }
+
+#[test]
+fn an_mx_answer_that_failed_waits_as_a_dns_failure_a_bogus_one_as_a_security_one() {
+    let bogus = Fault::Bogus {
+        name: "example.test".into(),
+        reason: "RRSIG expired".into(),
+    };
+    let (word, deferral) = mx_fault(TlsLevel::Opportunistic, &bogus);
+    assert_eq!(
+        (word, deferral.status().to_string()),
+        ("mx-bogus", "4.7.5".into())
+    );
+    assert!(deferral.to_string().contains("RRSIG expired"), "{deferral}");
+    let failed = Fault::Failed {
+        name: "example.test".into(),
+        kind: FailKind::ServFail,
+        reason: "server failure".into(),
+    };
+    let (word, deferral) = mx_fault(TlsLevel::Opportunistic, &failed);
+    assert_eq!(
+        (word, deferral.status().to_string()),
+        ("mx-failed", "4.4.3".into())
+    );
+    assert_eq!(deferral.dane_word(), Some("mx-failed"));
+    assert!(deferral.to_string().contains("SERVFAIL"), "{deferral}");
+}

@@ -259,7 +259,9 @@ pub fn deferral_type(deferral: &Deferral, starttls: bool) -> ResultType {
             ResultType::CertificateExpired
         }
         Deferral::Untrusted(_) => ResultType::CertificateNotTrusted,
-        Deferral::DaneHostUnusable(_) | Deferral::DaneMxBogus(_) => ResultType::DnssecInvalid,
+        Deferral::DaneHostUnusable(_) | Deferral::DaneMxBogus(_) | Deferral::DaneMxFailed(_) => {
+            ResultType::DnssecInvalid
+        }
         Deferral::DaneRequired(_) => ResultType::DaneRequired,
         Deferral::MtaStsMxMismatch(_) => ResultType::ValidationFailure,
         Deferral::DaneFailed(_)
