@@ -47,12 +47,7 @@ impl<R: Resolve> Deliverer<R> {
             memory_note: "-".into(),
             memory: &self.shared.memory,
             level: ladder.level(),
-            // Under DANE an attempt that does not end `verified` or
-            // `encrypt-only` failed.
-            dane: match ladder.dane {
-                Some(_) => "failed",
-                None => governed.dane,
-            },
+            dane: super::dane::unmet(ladder.dane, governed.dane),
             usage: None,
             sts: governed.sts,
             sessions,
@@ -81,10 +76,7 @@ impl<R: Resolve> Deliverer<R> {
         };
         if let Some(idle) = pool.take(&key).await {
             if let Some(mandatory) = ladder.dane {
-                log.dane = match mandatory {
-                    Mandatory::Authenticate(_) => "verified",
-                    Mandatory::EncryptOnly => "encrypt-only",
-                };
+                log.dane = mandatory.met();
             }
             let (kept_method, kept_sts) = idle.transit;
             if governed.sts != "-" && governed.sts != "none" {

@@ -196,6 +196,29 @@ pub enum Mandatory {
     EncryptOnly,
 }
 
+impl Mandatory {
+    /// The `dane=` word of a connection that met what DANE made
+    /// mandatory (a new one, or one kept from such an attempt).
+    pub fn met(&self) -> &'static str {
+        match self {
+            Mandatory::Authenticate(_) => "verified",
+            Mandatory::EncryptOnly => "encrypt-only",
+        }
+    }
+}
+
+/// The `dane=` word of an attempt to a host before it succeeds, and of
+/// one that did not: under DANE (`mandatory`) an attempt that does not
+/// end `verified` or `encrypt-only` failed; elsewhere what the host's
+/// answers said (`outside`, the [`HostDane`] label). Delivery's log and
+/// `probe` both take it from here.
+pub fn unmet(mandatory: Option<&Mandatory>, outside: &'static str) -> &'static str {
+    match mandatory {
+        Some(_) => "failed",
+        None => outside,
+    }
+}
+
 /// Who decides how mail goes to one host: DESIGN.md §5b's precedence of
 /// a connector's level and the host's DANE outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -223,12 +223,11 @@ pub async fn predict<R: Resolve>(
                     if let Stop::Deferred(deferral) = &stop {
                         sts_word = deferral.sts_word().unwrap_or(sts_word);
                     }
-                    last_dane = match (&stop, mandatory) {
-                        (Stop::Deferred(deferral), _) if deferral.dane_word().is_some() => {
+                    last_dane = match &stop {
+                        Stop::Deferred(deferral) if deferral.dane_word().is_some() => {
                             deferral.dane_word().unwrap_or("-")
                         }
-                        (_, Some(_)) => "failed",
-                        (_, None) => plan.dane.label(),
+                        _ => super::dane::unmet(mandatory, plan.dane.label()),
                     };
                     let why = match &stop {
                         Stop::Unreachable(why) => why.clone(),
