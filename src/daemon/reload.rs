@@ -92,7 +92,8 @@ impl Reloader {
 }
 
 /// The settings bound at start (sockets, the spool, limits held by the
-/// listeners), with their values as text for comparison.
+/// listeners, the transit store and the TLS-RPT sender), with their
+/// values as text for comparison.
 pub(super) fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
     let server = &config.server;
     vec![
@@ -115,5 +116,8 @@ pub(super) fn restart_only(config: &Config) -> Vec<(&'static str, String)> {
             "admin.metrics_listen",
             format!("{:?}", config.admin.metrics_listen),
         ),
+        // The transit store and the TLS-RPT sender are made at start.
+        ("report.history", format!("{:?}", config.report.history)),
+        ("tls_rpt", format!("{:?}", config.tls_rpt)),
     ]
 }
