@@ -34,7 +34,7 @@ pub struct Policy {
     pub mx: Vec<String>,
     /// Seconds, capped at [`MAX_AGE_CAP`].
     pub max_age: u64,
-    /// The non-empty lines as published (TLS-RPT's `policy-string`).
+    /// The non-empty lines as published, trimmed (TLS-RPT's `policy-string`).
     pub lines: Vec<String>,
 }
 
@@ -63,8 +63,11 @@ pub fn parse(text: &[u8]) -> Result<Policy, PolicyError> {
     let mut mx = Vec::new();
     let mut lines = Vec::new();
     for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.trim().is_empty() {
+        // Keys and values are read trimmed, so the line is kept trimmed
+        // too: a stray CR or blank at either end is not part of the
+        // policy string TLS-RPT reports.
+        let line = line.trim();
+        if line.is_empty() {
             continue;
         }
         lines.push(line.to_string());

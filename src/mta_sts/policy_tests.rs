@@ -127,3 +127,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn stray_carriage_returns_do_not_change_the_policy_on_a_second_reading() {
+    // Found by the fuzzer: a line ending CR CR LF kept one CR in its
+    // stored line, so the policy's own lines parsed to another policy.
+    let text = b"version: STSv1\r\nmode: enforce\r\nmx: mail\n\r\r.e\rxample.com\r\nmx: *.example.net\r\nmax_age: 604800\r\r";
+    let policy = parse(text).unwrap();
+    assert_eq!(policy.max_age, 604800);
+    assert!(
+        policy.lines.iter().all(|l| l.trim() == l),
+        "{:?}",
+        policy.lines
+    );
+    let again = parse(policy.lines.join("\r\n").as_bytes()).unwrap();
+    assert_eq!(again, policy);
+}
