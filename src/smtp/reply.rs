@@ -136,10 +136,19 @@ impl ReplyReader {
             let (chunk, rest) = input.split_at(take);
             let ends_line = chunk.last() == Some(&b'\n');
             let text_len = chunk.len() - usize::from(ends_line);
-            self.line_len += text_len;
-            if self.line_len > MAX_LINE_LENGTH {
-                return Err(ReplyError::LineTooLong);
+            let room = MAX_LINE_LENGTH - self.line_len;
+            if text_len > room {
+                // What fits is parsed first: a syntax error in it comes
+                // before the line grows too long, however the bytes were
+                // cut (one piece, or the fitting part in an earlier read).
+                let mut fits = chunk[..room].iter();
+                return Err(match self.inner.parse(&mut fits) {
+                    Err(smtp_proto::Error::ResponseTooLong) => ReplyError::TooLong,
+                    Err(smtp_proto::Error::NeedsMoreData { .. }) | Ok(_) => ReplyError::LineTooLong,
+                    Err(e) => ReplyError::Syntax(e.to_string()),
+                });
             }
+            self.line_len += text_len;
             self.raw.extend_from_slice(chunk);
             *input = rest;
             let mut iter = chunk.iter();

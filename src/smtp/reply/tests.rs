@@ -170,3 +170,24 @@ fn garbage_is_a_syntax_error() {
     assert!(matches!(one(b"25x ok\r\n"), Err(ReplyError::Syntax(_))));
     assert!(matches!(one(b"999 odd\r\n"), Err(ReplyError::Syntax(_))));
 }
+
+#[test]
+fn a_bad_line_too_long_gives_the_same_error_however_it_is_cut() {
+    // Found by the fuzzer: whole, the length check came first
+    // (LineTooLong); cut after the first bytes, the parser saw the bad
+    // code first (Syntax). The first error in the bytes wins either way.
+    let mut input = b"\x10le.".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 2 * MAX_LINE_LENGTH));
+    input.extend_from_slice(b"\r\n");
+    let whole = read_all(&input, &[]);
+    assert!(matches!(whole, Err(ReplyError::Syntax(_))), "{whole:?}");
+    for cut in [1, 4, 234, MAX_LINE_LENGTH, MAX_LINE_LENGTH + 7] {
+        assert_eq!(read_all(&input, &[cut]), whole, "cut at {cut}");
+    }
+    // A good start and a line too long is still that.
+    let mut long = b"250-".to_vec();
+    long.extend(std::iter::repeat_n(b'x', 2 * MAX_LINE_LENGTH));
+    long.extend_from_slice(b"\r\n250 ok\r\n");
+    assert_eq!(read_all(&long, &[]), Err(ReplyError::LineTooLong));
+    assert_eq!(read_all(&long, &[500]), Err(ReplyError::LineTooLong));
+}
