@@ -10,10 +10,10 @@
 //! The async methods do their file I/O on the blocking pool, as the spool
 //! does, never on a runtime thread.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::queue::modes::{create_folder, create_private};
+use crate::queue::modes::{create_folder, replace_file};
 
 /// A cached policy: the TXT id it was fetched under, when, and its text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,15 +98,10 @@ async fn blocking(work: impl FnOnce() -> io::Result<()> + Send + 'static) -> io:
         .unwrap_or_else(|e| Err(io::Error::other(e.to_string())))
 }
 
-/// Temp file (0600), write, fsync, rename, fsync of the folder (0700).
+/// The folder (0700), then the file replaced whole (0600).
 fn write_atomic(dir: &Path, file: &Path, bytes: &[u8]) -> io::Result<()> {
     create_folder(dir)?;
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    let mut out = create_private(&tmp)?;
-    out.write_all(bytes)?;
-    out.sync_all()?;
-    std::fs::rename(&tmp, file)?;
-    std::fs::File::open(dir)?.sync_all()
+    replace_file(file, bytes)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! last change to a crash costs a failed handshake or two, never a
 //! plaintext message: what is lost is a failure, or a claimed retry.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -249,11 +249,7 @@ fn load(file: &Path) -> Book {
     }
 }
 
-/// Temp file (0600, like every file in the spool), write, sync, rename.
+/// The memory replaced whole (`crate::queue::modes::replace_file`).
 fn write_file(file: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = file.with_extension("json.tmp");
-    let mut out = crate::queue::modes::create_private(&tmp)?;
-    out.write_all(bytes)?;
-    out.sync_all()?;
-    std::fs::rename(&tmp, file)
+    crate::queue::modes::replace_file(file, bytes)
 }

@@ -39,6 +39,23 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     create_private(path)?.write_all(bytes)
 }
 
+/// Replaces the file at `path` with `bytes` so that a crash leaves the
+/// old content or the new, whole: a temp file beside it (0600), written
+/// and synced, renamed over it, then the folder synced. The spool's small
+/// state files (broken-TLS memory, MTA-STS cache, transit snapshots,
+/// the TLS-RPT schedule) are all written this way.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let mut out = create_private(&tmp)?;
+    out.write_all(bytes)?;
+    out.sync_all()?;
+    fs::rename(&tmp, path)?;
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    File::open(folder.unwrap_or(Path::new(".")))?.sync_all()
+}
+
 /// Opens the file at `path` with `options`, creating it 0600.
 pub fn open_private(path: &Path, options: &mut fs::OpenOptions) -> io::Result<File> {
     restrict(options.mode(FILE_MODE).open(path)?)

@@ -9,7 +9,6 @@
 //! `no-record`) and the reason or queue id: one grep finds a report's fate.
 
 use std::future::Future;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::mail::{gzip, ReportMail};
@@ -221,13 +220,7 @@ impl<O: Outside> Sender<O> {
     fn save(&self) {
         let written = serde_json::to_vec(&self.book)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                let tmp = self.file.with_extension("json.tmp");
-                let mut out = crate::queue::modes::create_private(&tmp)?;
-                out.write_all(&bytes)?;
-                out.sync_all()?;
-                std::fs::rename(&tmp, &self.file)
-            });
+            .and_then(|bytes| crate::queue::modes::replace_file(&self.file, &bytes));
         if let Err(e) = written {
             tracing::warn!(file = %self.file.display(), error = %e, "cannot save the TLS-RPT schedule");
         }

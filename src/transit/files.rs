@@ -286,15 +286,7 @@ pub(super) fn write_snapshot(
         counts,
     };
     let text = serde_json::to_vec(&snapshot).map_err(io::Error::other)?;
-    let target = snapshot_path(folder, day);
-    let temp = target.with_extension("json.tmp");
-    {
-        let mut file = crate::queue::modes::create_private(&temp)?;
-        io::Write::write_all(&mut file, &text)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temp, &target)?;
-    File::open(folder)?.sync_all()
+    crate::queue::modes::replace_file(&snapshot_path(folder, day), &text)
 }
 
 /// Removes a file; one already gone is fine.
