@@ -66,7 +66,7 @@ pub fn parse(records: &[String]) -> Result<Vec<Rua>, RecordError> {
 }
 
 /// One URI of `rua`, if it is a scheme we send to.
-fn rua(uri: &str) -> Option<Rua> {
+pub fn rua(uri: &str) -> Option<Rua> {
     let (scheme, rest) = uri.split_once(':')?;
     match scheme.to_ascii_lowercase().as_str() {
         "https" if rest.starts_with("//") && rest.len() > 2 => Some(Rua::Https(uri.to_string())),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::queue_mail::Outbox;
-use super::schedule::day_end;
+use super::schedule::date_end;
 use super::send::{Identity, Outside, Report, Sender};
 use crate::config::values::Host;
 use crate::config::Config;
@@ -116,8 +116,7 @@ fn finished_days(folder: &Path, now: i64) -> Vec<(String, Vec<String>)> {
     });
     let mut found = Vec::new();
     for day in days {
-        let name = day_name(day);
-        let Some(end) = day_end(&name) else { continue };
+        let Some(end) = date_end(day) else { continue };
         if end > now || end + DAYS_BACK * 86_400 < now {
             continue;
         }
@@ -127,10 +126,10 @@ fn finished_days(folder: &Path, now: i64) -> Vec<(String, Vec<String>)> {
                     .filter(|d| d.as_str() != OTHER_DOMAIN)
                     .cloned()
                     .collect();
-                found.push((name, domains));
+                found.push((day_name(day), domains));
             }
             Err(e) => {
-                tracing::warn!(day = %name, error = %e, "cannot read the transit records for TLS-RPT")
+                tracing::warn!(day = %day_name(day), error = %e, "cannot read the transit records for TLS-RPT")
             }
         }
     }

@@ -44,19 +44,15 @@ pub struct Book {
     pub entries: BTreeMap<String, BTreeMap<String, Entry>>,
 }
 
-/// The Unix second a UTC day (`YYYY-MM-DD`) ends at (the next midnight).
+/// The Unix second a UTC day (`YYYY-MM-DD`, as the transit files name
+/// it) ends at (the next midnight).
 pub fn day_end(day: &str) -> Option<i64> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let date = time::Date::parse(day, &format).ok()?;
-    Some(date.next_day()?.midnight().assume_utc().unix_timestamp())
+    date_end(crate::transit::journal::parse_day(day)?)
 }
 
-/// The UTC day (`YYYY-MM-DD`) of a Unix second.
-pub fn day_of(unix: i64) -> String {
-    let at =
-        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    at.date().format(&format).unwrap_or_default()
+/// The Unix second a UTC day ends at (the next midnight).
+pub fn date_end(date: time::Date) -> Option<i64> {
+    Some(date.next_day()?.midnight().assume_utc().unix_timestamp())
 }
 
 impl Book {
@@ -160,8 +156,7 @@ mod tests {
     #[test]
     fn days_and_their_ends() {
         assert_eq!(day_end(DAY), Some(END));
-        assert_eq!(day_of(END - 1), DAY);
-        assert_eq!(day_of(END), "2026-12-07");
+        assert_eq!(day_end("2026-12-07"), Some(END + 86_400));
         assert_eq!(day_end("2026-02-30"), None);
     }
 

@@ -172,9 +172,8 @@ impl<O: Outside> Sender<O> {
         let begin = day_end(day).map_or(0, |end| end - 86_400);
         let mut left = Vec::new();
         for uri in pending {
-            let rua = match record::parse(&[format!("v=TLSRPTv1; rua={uri}")]) {
-                Ok(mut ruas) if ruas.len() == 1 => ruas.remove(0),
-                _ => continue,
+            let Some(rua) = record::rua(&uri) else {
+                continue;
             };
             let sent = match &rua {
                 Rua::Https(url) => self
