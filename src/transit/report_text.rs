@@ -33,30 +33,16 @@ pub fn render(report: &Report) -> String {
         "Columns by method: dane = DANE-verified, mta-sts = MTA-STS-enforced, connector = verified by a connector, tls1.3/tls1.2 = TLS unverified, plain = plaintext, plain-fail = plaintext after a failed handshake, deferred = deferred for policy"
     );
     let _ = writeln!(out);
-    let _ = writeln!(out, "Messages by method");
-    let _ = writeln!(out, "{}", header("", &["total"]));
-    let _ = writeln!(
-        out,
-        "{}",
-        line(
-            "all domains",
-            &report.totals.messages,
-            &[report.totals.messages.total().to_string()]
-        )
-    );
-    let _ = writeln!(out);
-    let _ = writeln!(out, "Sessions by method");
-    let _ = writeln!(out, "{}", header("", &["total"]));
-    let _ = writeln!(
-        out,
-        "{}",
-        line(
-            "all domains",
-            &report.totals.sessions,
-            &[report.totals.sessions.total().to_string()]
-        )
-    );
-    let _ = writeln!(out);
+    for (title, by) in [
+        ("Messages by method", &report.totals.messages),
+        ("Sessions by method", &report.totals.sessions),
+    ] {
+        let _ = writeln!(out, "{title}");
+        let _ = writeln!(out, "{}", header("", &["total"]));
+        let total = by.total().to_string();
+        let _ = writeln!(out, "{}", line("all domains", by, &[total]));
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "Per day, messages by method");
     let _ = writeln!(out, "{}", header("day", &["total"]));
     for day in &report.days {
