@@ -31,6 +31,8 @@ fn event(domain: &str, method: Method, ago: Duration) -> Event {
         sessions: 1,
         messages: u32::from(method != Method::Deferred),
         policy_deferred: method == Method::Deferred,
+        requiretls_delivered: 0,
+        requiretls_returned: 0,
     }
 }
 

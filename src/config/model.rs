@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::error::Located;
 use super::values::{
     Cidr, DomainName, DomainPattern, Fingerprint, HostPort, HumanDuration, ListenAddr, NamePattern,
-    Nameserver, Size, TlsLevel, TlsVersion,
+    Nameserver, RequireTlsPolicy, Size, TlsLevel, TlsVersion,
 };
 use crate::smtp::bare_lf::BareLf;
 
@@ -163,6 +163,10 @@ pub struct OutboundConnector {
     pub client_cert: bool,
     #[serde(default = "default_tls_version")]
     pub min_tls_version: TlsVersion,
+    /// What a message flagged REQUIRETLS (RFC 8689) asks of this
+    /// connector's hops: `enforce` (default) or `off`.
+    #[serde(default)]
+    pub requiretls: RequireTlsPolicy,
 }
 
 #[derive(Debug, Deserialize)]

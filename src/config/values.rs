@@ -275,6 +275,29 @@ pub enum TlsLevel {
     Dane,
 }
 
+/// `[[outbound]] requiretls` (RFC 8689, DESIGN.md §5b), like Postfix's
+/// `smtp_requiretls_policy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RequireTlsPolicy {
+    /// A flagged message goes only to an authenticated hop, over verified
+    /// TLS, that offers REQUIRETLS; else it is returned (5.7.30).
+    #[default]
+    Enforce,
+    /// The flag is ignored for this connector (a known internal next
+    /// hop); it is still passed on where the server offers REQUIRETLS.
+    Off,
+}
+
+impl fmt::Display for RequireTlsPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            RequireTlsPolicy::Enforce => "enforce",
+            RequireTlsPolicy::Off => "off",
+        })
+    }
+}
+
 impl TlsLevel {
     /// True for the levels that never send mail in plaintext.
     pub fn is_forced(self) -> bool {

@@ -60,6 +60,8 @@ fn every_metric_the_dashboard_plots_exists() {
             sessions: 1,
             messages: 1,
             policy_deferred: false,
+            requiretls_delivered: 0,
+            requiretls_returned: 0,
         });
     }
     super::delivery_attempt(&super::AttemptLabels {

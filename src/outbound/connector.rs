@@ -9,7 +9,7 @@ use rustls::pki_types::UnixTime;
 use super::route::domain_pattern;
 use crate::config::domain::MailDomain;
 use crate::config::most_specific;
-use crate::config::values::{DomainPattern, Host, TlsLevel, TlsVersion};
+use crate::config::values::{DomainPattern, Host, RequireTlsPolicy, TlsLevel, TlsVersion};
 use crate::config::OutboundConnector;
 use crate::tls::trust::TrustStore;
 use crate::tls::verify::{verify, Checks, Expected};
@@ -82,6 +82,7 @@ impl Connectors {
                     fingerprints: Vec::new(),
                     client_cert: false,
                     min_tls_version: TlsVersion::Tls12,
+                    requiretls: RequireTlsPolicy::Enforce,
                 },
                 trust: TrustStore::webpki_roots(),
                 is_default: true,

@@ -211,6 +211,8 @@ impl<'a> Sessions<'a> {
             sessions,
             messages: 0,
             policy_deferred: false,
+            requiretls_delivered: 0,
+            requiretls_returned: 0,
         }
     }
 }

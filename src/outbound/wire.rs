@@ -7,7 +7,8 @@ use std::io;
 use std::time::Duration;
 
 use smtp_proto::{
-    EXT_8BIT_MIME, EXT_CHUNKING, EXT_DSN, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS,
+    EXT_8BIT_MIME, EXT_CHUNKING, EXT_DSN, EXT_PIPELINING, EXT_REQUIRE_TLS, EXT_SIZE, EXT_SMTP_UTF8,
+    EXT_START_TLS,
 };
 
 use crate::queue::envelope::{Envelope, Recipient, Ret};
@@ -102,6 +103,8 @@ pub struct Capabilities {
     pub smtputf8: bool,
     pub chunking: bool,
     pub dsn: bool,
+    /// RFC 8689: the server takes on a flagged message's obligation.
+    pub requiretls: bool,
 }
 
 impl Capabilities {
@@ -119,6 +122,7 @@ impl Capabilities {
             smtputf8: has(EXT_SMTP_UTF8),
             chunking: has(EXT_CHUNKING),
             dsn: has(EXT_DSN),
+            requiretls: has(EXT_REQUIRE_TLS),
         })
     }
 }

@@ -23,6 +23,11 @@ pub struct Envelope {
     /// DSN `ENVID=` (RFC 3461 §4.4), as xtext-decoded by the parser.
     #[serde(default)]
     pub envid: Option<String>,
+    /// `REQUIRETLS` was given (RFC 8689): every hop authenticated TLS, or
+    /// the message is returned. Written only when set, so a spool of
+    /// unflagged mail reads the same to a release before it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requiretls: bool,
     /// Where it came from, for logs, Received and bounces.
     pub client: ClientInfo,
     /// Unix time (seconds) when the message was accepted.

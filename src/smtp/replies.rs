@@ -214,6 +214,14 @@ pub const NO_RECIPIENTS: ServerReply = ServerReply::new(554, 5, 1, "No valid rec
 pub const DATA_AFTER_BDAT: ServerReply = ServerReply::new(503, 5, 1, "DATA after BDAT");
 pub const STARTTLS_FIRST: ServerReply =
     ServerReply::new(530, 7, 0, "Must issue a STARTTLS command first");
+/// `MAIL … REQUIRETLS` on a session without TLS (RFC 8689 §4.1 offers the
+/// option only under TLS; 5.7.10 "encryption needed", RFC 5248).
+pub const REQUIRETLS_NEEDS_TLS: ServerReply = ServerReply::new(
+    530,
+    7,
+    10,
+    "REQUIRETLS needs a TLS session: issue STARTTLS first",
+);
 
 // Addresses and policy.
 pub const BINARYMIME: ServerReply = ServerReply::new(555, 5, 4, "BODY=BINARYMIME is not supported");

@@ -149,6 +149,9 @@ impl EnhancedStatus {
     pub const NO_SECURITY_FEATURES: Self = known(Class::Transient, 7, 4);
     /// `4.7.5`: cryptographic failure.
     pub const CRYPTO_FAILURE: Self = known(Class::Transient, 7, 5);
+    /// RFC 8689 §6: "REQUIRETLS support required": a flagged message found
+    /// no authenticated hop that offers REQUIRETLS, and is returned.
+    pub const REQUIRETLS_NEEDED: Self = known(Class::Permanent, 7, 30);
 }
 
 /// For stored records written before statuses were checked: a status

@@ -102,6 +102,8 @@ impl Compact {
             sessions: self.8,
             messages: self.9,
             policy_deferred: self.10,
+            requiretls_delivered: 0,
+            requiretls_returned: 0,
         }
     }
 }

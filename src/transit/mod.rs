@@ -55,6 +55,14 @@ pub struct Event {
     /// The session ended in a deferral for policy (DANE, MTA-STS, a
     /// forced level): no mail went.
     pub policy_deferred: bool,
+    /// Of `messages`, those flagged REQUIRETLS (RFC 8689): 0 or 1.
+    #[serde(default)]
+    pub requiretls_delivered: u32,
+    /// Messages flagged REQUIRETLS returned to their sender (5.7.30)
+    /// because no hop for this domain met the requirement; such an event
+    /// has no session and no message delivered.
+    #[serde(default)]
+    pub requiretls_returned: u32,
 }
 
 /// How a session travelled: the report's columns, strongest first.

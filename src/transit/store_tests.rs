@@ -38,6 +38,8 @@ pub(crate) fn event(domain: &str, method: Method, failure: Option<ResultType>) -
         sessions: 1,
         messages: 1,
         policy_deferred: false,
+        requiretls_delivered: 0,
+        requiretls_returned: 0,
     }
 }
 

@@ -53,6 +53,8 @@ fn fill(spool: &Path) {
                 sessions: 1,
                 messages: u32::from(method != Method::Deferred),
                 policy_deferred: method == Method::Deferred,
+                requiretls_delivered: 0,
+                requiretls_returned: 0,
             });
         }
     }
