@@ -8,18 +8,17 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tlsrelay::config::Config;
-use tlsrelay::outbound::dane::{Checked, Fault, Security, TlsaAnswer, Validated};
+use tlsrelay::outbound::dane::{Fault, TlsaAnswer};
 use tlsrelay::outbound::deliver::{Deliverer, Settings};
 use tlsrelay::outbound::memory::TlsMemory;
 use tlsrelay::outbound::memory_file::system_clock;
-use tlsrelay::outbound::route::{LookupError, MxAnswer, Resolve};
+use tlsrelay::outbound::route::MxAnswer;
 use tlsrelay::tls::dane::Tlsa;
 
 use support::ca::{self_signed, Key, Spec};
@@ -29,70 +28,7 @@ use support::receiver::Receiver;
 use support::relay::{mx_config, Relay};
 use support::smtp::submit;
 use support::tls_receiver::{tlsa_3_1_1, AfterTls, TlsReceiver};
-
-/// Answers as a validating resolver would; what it lacks is securely denied.
-#[derive(Default)]
-struct SignedDns {
-    mx: HashMap<&'static str, Checked<MxAnswer>>,
-    addresses: HashMap<&'static str, Checked<Vec<IpAddr>>>,
-    tlsa: HashMap<&'static str, TlsaAnswer>,
-}
-
-fn secure<T>(value: T) -> Checked<T> {
-    Ok(Validated {
-        value,
-        security: Security::Secure,
-    })
-}
-
-fn insecure<T>(value: T) -> Checked<T> {
-    Ok(Validated {
-        value,
-        security: Security::Insecure,
-    })
-}
-
-fn unchecked<T: Clone>(name: &str, answer: Option<&Checked<T>>, none: T) -> Result<T, LookupError> {
-    match answer {
-        Some(Ok(answer)) => Ok(answer.value.clone()),
-        Some(Err(fault)) => Err(LookupError {
-            name: name.to_string(),
-            reason: fault.to_string(),
-        }),
-        None => Ok(none),
-    }
-}
-
-impl Resolve for SignedDns {
-    async fn mx(&self, domain: &str) -> Result<MxAnswer, LookupError> {
-        unchecked(domain, self.mx.get(domain), MxAnswer::NxDomain)
-    }
-
-    async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, LookupError> {
-        unchecked(host, self.addresses.get(host), Vec::new())
-    }
-
-    fn validates(&self) -> bool {
-        true
-    }
-
-    async fn mx_checked(&self, domain: &str) -> Checked<MxAnswer> {
-        let answer = self.mx.get(domain).cloned();
-        answer.unwrap_or_else(|| secure(MxAnswer::NxDomain))
-    }
-
-    async fn addresses_checked(&self, host: &str) -> Checked<Vec<IpAddr>> {
-        self.addresses
-            .get(host)
-            .cloned()
-            .unwrap_or_else(|| secure(Vec::new()))
-    }
-
-    async fn tlsa(&self, host: &str, _port: u16) -> TlsaAnswer {
-        let answer = self.tlsa.get(host).cloned();
-        answer.unwrap_or(TlsaAnswer::SecureDenial)
-    }
-}
+use support::validated_dns::{insecure, secure, SignedDns};
 
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("IP")

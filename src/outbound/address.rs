@@ -7,8 +7,10 @@
 use super::attempt_log::AttemptLog;
 use super::dane::Mandatory;
 use super::deliver::{Deliverer, Skip};
-use super::ladder::{Channel, Ladder, Stop};
+use super::ladder::{Channel, Ladder, Ready, Stop};
+use super::observer::Observer;
 use super::outcome::Verdict;
+use super::policy::Deferral;
 use super::route::Resolve;
 use super::send::{converse, Job};
 use super::transit_log::{method, tls_version, Sessions};
@@ -21,6 +23,8 @@ pub(super) struct Governed {
     pub dane: &'static str,
     pub sts: &'static str,
     pub testing: bool,
+    /// The `requiretls=` word (`super::requiretls::Demand::word`).
+    pub requiretls: &'static str,
 }
 
 impl<R: Resolve> Deliverer<R> {
@@ -50,6 +54,7 @@ impl<R: Resolve> Deliverer<R> {
             dane: super::dane::unmet(ladder.dane, governed.dane),
             usage: None,
             sts: governed.sts,
+            requiretls: governed.requiretls,
             sessions,
         };
         // At most max_connections_per_destination at once to one host.
@@ -58,16 +63,23 @@ impl<R: Resolve> Deliverer<R> {
         // made without DANE, or under other TLSA records, never serves a
         // host that DANE now governs; nor one made without MTA-STS a host
         // under `enforce`.
-        let sts_key = match ladder.sts {
-            Some(_) => " mta-sts",
-            None => "",
+        // Nor one made for unflagged mail a message flagged REQUIRETLS:
+        // only a connection that met its checks is kept under its key.
+        let sts_key = match (ladder.sts, ladder.requiretls) {
+            (Some(_), true) => " mta-sts requiretls",
+            (Some(_), false) => " mta-sts",
+            (None, true) => " requiretls",
+            (None, false) => "",
         };
         let key = match ladder.dane {
             Some(Mandatory::Authenticate(records)) => {
                 let records: Vec<String> = records.iter().map(ToString::to_string).collect();
-                format!("{addr} dane {} {}", connector.label(), records.join(","))
+                let (label, records) = (connector.label(), records.join(","));
+                format!("{addr} dane {label} {records}{sts_key}")
             }
-            Some(Mandatory::EncryptOnly) => format!("{addr} dane-encrypt {}", connector.label()),
+            Some(Mandatory::EncryptOnly) => {
+                format!("{addr} dane-encrypt {}{sts_key}", connector.label())
+            }
             None => format!(
                 "{addr} {} {}{sts_key}",
                 connector.level(),
@@ -114,10 +126,13 @@ impl<R: Resolve> Deliverer<R> {
                     Stop::Unreachable(reason) => Skip {
                         status: EnhancedStatus::NO_ANSWER,
                         reason: format!("{host} [{addr}]: {reason}"),
+                        requiretls: false,
                     },
+                    // A flagged message's hop whose TLS fell short.
                     Stop::Deferred(deferral) => Skip {
                         status: deferral.status(),
                         reason: format!("{host}: {deferral}"),
+                        requiretls: ladder.requiretls,
                     },
                 });
             }
@@ -132,6 +147,19 @@ impl<R: Resolve> Deliverer<R> {
             (None, _) => governed.sts,
         };
         let sending_ip = ready.client.stream().local_ip();
+        if let Some(deferral) = requiretls_unmet(ladder, &ready, &host) {
+            // Verified TLS that does not offer REQUIRETLS, or TLS not
+            // verified: QUIT before MAIL, so nothing of the message goes.
+            log.sessions
+                .finish(sink, Some(&ready.how), ladder.level(), sending_ip, false);
+            log.deferred(&deferral, &Channel::DeferredForPolicy);
+            ready.client.quit().await;
+            return Err(Skip {
+                status: deferral.status(),
+                reason: format!("{host}: {deferral}"),
+                requiretls: true,
+            });
+        }
         let (summary, channel) = (ready.how.summary(), ready.how.channel());
         let sts_enforced = ladder.sts.is_some();
         let kept = (method(&ready.how, ladder.level(), sts_enforced), log.sts);
@@ -157,6 +185,21 @@ impl<R: Resolve> Deliverer<R> {
             verdicts = verdicts.into_iter().map(Verdict::after_fallback).collect();
         }
         Ok((verdicts, summary))
+    }
+}
+
+/// What a flagged message's hop lacks once the ladder made it ready
+/// (RFC 8689 §4.2.1 steps 2 and 3); `None` when it may have the message.
+fn requiretls_unmet(ladder: &Ladder<'_>, ready: &Ready, host: &str) -> Option<Deferral> {
+    if !ladder.requiretls {
+        return None;
+    }
+    if !super::requiretls::verified(&ready.how) {
+        return Some(Deferral::RequireTlsUnverified(ready.how.summary()));
+    }
+    match ready.client.capabilities.requiretls {
+        true => None,
+        false => Some(Deferral::RequireTlsNotOffered(host.to_string())),
     }
 }
 

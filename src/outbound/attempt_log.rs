@@ -5,7 +5,8 @@
 //! `usage=N` when a TLSA record of usage N authenticated the server), the
 //! metric a `dane` label with the same word; and `sts=WORD` (MTA-STS:
 //! `-`, `none`, `enforced`, `failed`, `mx-mismatch`, `testing`,
-//! `testing-failed`, `fetch-error`, `invalid`). It also follows the
+//! `testing-failed`, `fetch-error`, `invalid`); and `requiretls=WORD`
+//! (`-`, `required`, `off`, `lifted`: see `super::requiretls`). It also follows the
 //! attempt's sessions for the transit store (`super::transit_log`).
 
 use std::net::SocketAddr;
@@ -39,6 +40,8 @@ pub struct AttemptLog<'a> {
     pub usage: Option<u8>,
     /// The `sts=` word (MTA-STS, see `super::sts`).
     pub sts: &'static str,
+    /// The `requiretls=` word (`super::requiretls::Demand::word`).
+    pub requiretls: &'static str,
     /// The attempt's sessions, for the transit store.
     pub sessions: Sessions<'a>,
 }
@@ -58,6 +61,7 @@ impl AttemptLog<'_> {
             dane: self.dane,
             usage: &usage,
             sts: self.sts,
+            requiretls: self.requiretls,
         };
         line.write(tls, channel, result);
     }
@@ -75,6 +79,7 @@ pub struct Line<'a> {
     pub dane: &'static str,
     pub usage: &'a str,
     pub sts: &'a str,
+    pub requiretls: &'static str,
 }
 
 impl Line<'_> {
@@ -103,6 +108,7 @@ impl Line<'_> {
             dane = %self.dane,
             usage = %self.usage,
             sts = %self.sts,
+            requiretls = self.requiretls,
             result,
             "delivery attempt"
         );

@@ -45,6 +45,17 @@ pub enum Deferral {
     /// MTA-STS `enforce`: the host matches none of the policy's `mx`
     /// patterns (RFC 8461 §4.1); it is not contacted.
     MtaStsMxMismatch(String),
+    /// REQUIRETLS (RFC 8689 §4.2.1): this reason, on the ladder a flagged
+    /// message climbs as `verify-host`.
+    RequireTls(Box<Deferral>),
+    /// REQUIRETLS: the host is neither a smarthost nor an MX host known
+    /// by DNSSEC or an MTA-STS `enforce` policy; it is not contacted.
+    RequireTlsMx(String),
+    /// REQUIRETLS: TLS was agreed, but its certificate was not verified
+    /// (DANE encrypt-only, `verify-ca`).
+    RequireTlsUnverified(String),
+    /// REQUIRETLS: the server does not offer REQUIRETLS after STARTTLS.
+    RequireTlsNotOffered(String),
 }
 
 impl Deferral {
@@ -53,9 +64,15 @@ impl Deferral {
     /// certificate), X.7.5 TLS or the certificate not good enough.
     pub fn status(&self) -> EnhancedStatus {
         match self {
-            Deferral::MtaSts(inner) if **inner == Deferral::NoStartTls => {
+            Deferral::MtaSts(inner) | Deferral::RequireTls(inner)
+                if **inner == Deferral::NoStartTls =>
+            {
                 EnhancedStatus::NO_SECURITY_FEATURES
             }
+            Deferral::RequireTls(_)
+            | Deferral::RequireTlsMx(_)
+            | Deferral::RequireTlsUnverified(_)
+            | Deferral::RequireTlsNotOffered(_) => EnhancedStatus::CRYPTO_FAILURE,
             Deferral::MtaSts(_) | Deferral::MtaStsMxMismatch(_) => EnhancedStatus::CRYPTO_FAILURE,
             Deferral::NoStartTls | Deferral::DaneRequired(_) => {
                 EnhancedStatus::NO_SECURITY_FEATURES
@@ -135,6 +152,17 @@ impl std::fmt::Display for Deferral {
                 f,
                 "MTA-STS (enforce): {host} does not match the policy's mx patterns"
             ),
+            Deferral::RequireTls(inner) => write!(f, "REQUIRETLS: {inner}"),
+            Deferral::RequireTlsMx(host) => write!(
+                f,
+                "REQUIRETLS: MX host {host} is not authenticated (no DNSSEC-secure MX answer, no MTA-STS policy in enforce mode)"
+            ),
+            Deferral::RequireTlsUnverified(what) => {
+                write!(f, "REQUIRETLS: the certificate is not verified ({what})")
+            }
+            Deferral::RequireTlsNotOffered(host) => {
+                write!(f, "REQUIRETLS: {host} does not offer REQUIRETLS")
+            }
         }
     }
 }

@@ -18,10 +18,11 @@ use super::memory::TlsMemory;
 use super::outcome::Verdict;
 use super::policy;
 use super::pool::Pool;
+use super::requiretls::{self, Demand};
 use super::route::{hops, mx_fault, plan_host, Hops, Resolve};
 use super::send::Job;
 use super::sts::DomainSts;
-use super::transit_log::{tls_required_no, Judge, Sessions};
+use super::transit_log::{requiretls_returned, Judge, Sessions};
 use crate::config::domain::MailDomain;
 use crate::config::values::Host;
 use crate::config::Config;
@@ -61,6 +62,19 @@ pub(super) struct Shared<R> {
 pub(super) struct Skip {
     pub(super) status: EnhancedStatus,
     pub(super) reason: String,
+    /// The hop failed what REQUIRETLS asks (authenticated, verified,
+    /// offering it), rather than being unreachable or busy.
+    pub(super) requiretls: bool,
+}
+
+impl Skip {
+    fn new(status: EnhancedStatus, reason: String) -> Skip {
+        Skip {
+            status,
+            reason,
+            requiretls: false,
+        }
+    }
 }
 
 impl<R: Resolve> Deliverer<R> {
@@ -186,10 +200,16 @@ impl<R: Resolve> Deliverer<R> {
         };
         let connector = settings.connectors.for_domain(&domain);
         let level = connector.level();
-        let dane_asked = settings.dane_asked(connector);
+        let demand = Demand::of(job.envelope, job.content, connector);
+        // `TLS-Required: No` lifts DANE and MTA-STS (RFC 8689 §4.3).
+        let dane_asked = settings.dane_asked(connector) && demand.policies_apply();
+        let smarthost = !connector.settings.smarthosts.is_empty();
+        // A flagged message's MX is looked up validated wherever the
+        // resolver validates: a secure answer authenticates its hosts.
+        let validated = dane_asked || (demand.required() && settings.resolver.validates());
         let recipients: Vec<&str> = job.group.iter().map(|r| r.address.as_str()).collect();
         let recipients = recipients.join(",");
-        let silent = tls_required_no(job.content);
+        let silent = !demand.policies_apply();
         // A host (or domain) a policy rules out before any connection: a
         // log line, and a session for the transit store.
         let refused = |host: &Host,
@@ -207,6 +227,7 @@ impl<R: Resolve> Deliverer<R> {
                 dane,
                 usage: "-",
                 sts,
+                requiretls: demand.word(),
             };
             line.refused(deferral);
             let mut sessions = Sessions::new(domain.to_string(), host.clone(), None, policy);
@@ -219,7 +240,7 @@ impl<R: Resolve> Deliverer<R> {
             &connector.settings.smarthosts,
             &domain,
             settings.mx_port,
-            dane_asked,
+            validated,
             shuffle,
         );
         let hop_list = match route.await {
@@ -242,17 +263,22 @@ impl<R: Resolve> Deliverer<R> {
                 ))
             }
         };
-        let (sts, _) = DomainSts::find(
-            settings.mta_sts.as_ref(),
-            &settings.resolver,
-            connector,
-            &domain,
-        )
-        .await;
-        let mut last = Skip {
-            status: EnhancedStatus::NO_ANSWER,
-            reason: format!("no host for {domain} could be reached"),
+        let sts = match demand.policies_apply() {
+            true => {
+                let mta_sts = settings.mta_sts.as_ref();
+                DomainSts::find(mta_sts, &settings.resolver, connector, &domain)
+                    .await
+                    .0
+            }
+            false => DomainSts::NotAsked,
         };
+        let mut last = Skip::new(
+            EnhancedStatus::NO_ANSWER,
+            format!("no host for {domain} could be reached"),
+        );
+        // REQUIRETLS: hops refused for it, and whether any other was
+        // merely unreachable (then the message waits rather than return).
+        let (mut refused_for_requiretls, mut transient) = (0usize, false);
         for hop in &hop_list {
             let plan = plan_host(&settings.resolver, hop, level, dane_asked).await;
             let host = hop.host.to_string();
@@ -268,10 +294,8 @@ impl<R: Resolve> Deliverer<R> {
                     if whole_domain {
                         return all(Verdict::deferred(deferral.status(), reason));
                     }
-                    last = Skip {
-                        status: deferral.status(),
-                        reason,
-                    };
+                    last = Skip::new(deferral.status(), reason);
+                    transient = true;
                     continue;
                 }
             };
@@ -289,16 +313,39 @@ impl<R: Resolve> Deliverer<R> {
                     &deferral,
                     policy,
                 );
-                last = Skip {
-                    status: deferral.status(),
-                    reason: format!("{host}: {deferral}"),
+                last = Skip::new(deferral.status(), format!("{host}: {deferral}"));
+                last.requiretls = demand.required();
+                refused_for_requiretls += usize::from(last.requiretls);
+                transient |= !last.requiretls;
+                continue;
+            }
+            let authenticated = requiretls::hop_authenticated(hop, smarthost, host_sts.enforced());
+            if demand.required() && !authenticated {
+                // Not contacted: nothing of the message may reach it.
+                let deferral = policy::Deferral::RequireTlsMx(host.clone());
+                let line = Line {
+                    queue_id: job.queue_id,
+                    recipients: &recipients,
+                    host: &host,
+                    ip: "-",
+                    connector,
+                    tls_memory: "-",
+                    dane: plan.dane.label(),
+                    usage: "-",
+                    sts: host_sts.word(),
+                    requiretls: demand.word(),
                 };
+                line.refused(&deferral);
+                last = Skip::new(deferral.status(), format!("{host}: {deferral}"));
+                last.requiretls = true;
+                refused_for_requiretls += 1;
                 continue;
             }
             let ips = match plan.addresses {
                 Ok(ips) => ips,
                 Err((status, reason)) => {
-                    last = Skip { status, reason };
+                    last = Skip::new(status, reason);
+                    transient = true;
                     continue;
                 }
             };
@@ -306,8 +353,9 @@ impl<R: Resolve> Deliverer<R> {
             for ip in ips {
                 let addr = SocketAddr::new(ip, hop.port);
                 let enforce = sts_trust.filter(|_| host_sts.enforced());
-                let ladder =
+                let mut ladder =
                     settings.ladder(connector, &domain, hop, addr, mandatory.as_ref(), enforce);
+                ladder.requiretls = demand.required();
                 let policy = match &mandatory {
                     Some(_) => tlsa_policy(plan.tlsa.as_ref()),
                     None => host_sts.policy().unwrap_or_else(transit::Policy::none),
@@ -315,6 +363,7 @@ impl<R: Resolve> Deliverer<R> {
                 let mut sessions =
                     Sessions::new(domain.to_string(), hop.host.clone(), Some(ip), policy);
                 sessions.silent = silent;
+                sessions.requiretls = job.envelope.requiretls;
                 (sessions.judge, sessions.standing) = match (&mandatory, sts_trust) {
                     (Some(Mandatory::EncryptOnly), _) => (Judge::Dane, Some(tlsa_invalid())),
                     (Some(_), _) => (Judge::Dane, None),
@@ -330,6 +379,7 @@ impl<R: Resolve> Deliverer<R> {
                         None => host_sts.word(),
                     },
                     testing: matches!(host_sts, DomainSts::Testing(_)),
+                    requiretls: demand.word(),
                 };
                 match self
                     .attempt_address(&job, &ladder, governed, sessions)
@@ -346,9 +396,23 @@ impl<R: Resolve> Deliverer<R> {
                             .map(|v| (v, Some(at.clone())))
                             .collect();
                     }
-                    Err(skip) => last = skip,
+                    Err(skip) => {
+                        refused_for_requiretls += usize::from(skip.requiretls);
+                        transient |= !skip.requiretls;
+                        last = skip;
+                    }
                 }
             }
+        }
+        if demand.required() && refused_for_requiretls > 0 && !transient {
+            // RFC 8689 §4.2.1: no hop met the requirement; returned now,
+            // never sent another way.
+            requiretls_returned(self.transit(), &domain.to_string());
+            let reason = format!(
+                "REQUIRETLS: no next hop for {domain} met the requirement (RFC 8689): {}",
+                last.reason
+            );
+            return all(Verdict::failed(EnhancedStatus::REQUIRETLS_NEEDED, reason));
         }
         all(Verdict::deferred(last.status, last.reason))
     }

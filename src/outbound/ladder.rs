@@ -123,6 +123,11 @@ pub struct Ladder<'a> {
     /// Under an MTA-STS `enforce` policy (and no DANE): the anchors the
     /// certificate must chain to (webpki roots plus `[mta_sts] ca_file`).
     pub sts: Option<&'a TrustStore>,
+    /// The message is flagged REQUIRETLS (RFC 8689) and the connector
+    /// enforces it: where neither DANE nor MTA-STS governs and the
+    /// connector's level does not authenticate the server, the ladder
+    /// climbs as `verify-host` (`super::requiretls`).
+    pub requiretls: bool,
 }
 
 impl Ladder<'_> {
@@ -133,14 +138,25 @@ impl Ladder<'_> {
             (Some(_), _) => TlsLevel::Dane,
             // MTA-STS enforce: TLS mandatory, the MX host named.
             (None, Some(_)) => TlsLevel::VerifyHost,
+            (None, None) if self.raised() => TlsLevel::VerifyHost,
             (None, None) => self.connector.level(),
         }
     }
 
-    /// A deferral as the policy in force says it: under MTA-STS, naming it.
+    /// Whether REQUIRETLS raised the connector's level to `verify-host`.
+    fn raised(&self) -> bool {
+        self.requiretls
+            && self.dane.is_none()
+            && self.sts.is_none()
+            && !super::requiretls::level_authenticates(self.connector.level())
+    }
+
+    /// A deferral as the policy in force says it: under MTA-STS, or a
+    /// level REQUIRETLS raised, naming it.
     fn judged(&self, deferral: Deferral) -> Deferral {
         match self.sts {
             Some(_) => Deferral::MtaSts(Box::new(deferral)),
+            None if self.raised() => Deferral::RequireTls(Box::new(deferral)),
             None => deferral,
         }
     }

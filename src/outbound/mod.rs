@@ -71,6 +71,16 @@
 //! `crate::transit::Event` for the transit store (TLS-RPT, `report`).
 //! `probe` ([`probe`], `probe_sts`) shows the record, the policy, the MX
 //! matches and the `sts=` word from the same code.
+//!
+//! REQUIRETLS (RFC 8689, DESIGN.md §5b): [`requiretls::Demand`] says what
+//! one message asks of a destination's hops. For a flagged message
+//! `deliver` looks the MX up validated, skips (without connecting) a host
+//! that is neither a smarthost, nor from a DNSSEC-secure MX answer, nor
+//! named by an enforced MTA-STS policy; the ladder climbs as `verify-host`
+//! where no stronger check governs; `address` QUITs before MAIL when the
+//! certificate was not verified or the server does not offer REQUIRETLS;
+//! `wire` passes the parameter on. When every hop failed so, the message
+//! fails with 5.7.30. `TLS-Required: No` lifts DANE and MTA-STS.
 
 mod address;
 mod attempt_log;
@@ -93,6 +103,7 @@ mod probe_dane;
 mod probe_steps;
 mod probe_sts;
 mod queue_delivery;
+pub mod requiretls;
 pub mod route;
 mod send;
 mod settings;

@@ -93,6 +93,7 @@ impl<R> Settings<R> {
             addr,
             dane,
             sts,
+            requiretls: false,
         }
     }
 }

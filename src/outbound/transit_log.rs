@@ -52,6 +52,8 @@ pub struct Sessions<'a> {
     pub standing: Option<Failure>,
     /// Mail with `TLS-Required: No` is not counted at all.
     pub silent: bool,
+    /// The message is flagged REQUIRETLS: its delivery is counted so.
+    pub requiretls: bool,
     pending: Vec<Pending>,
 }
 
@@ -65,6 +67,7 @@ impl<'a> Sessions<'a> {
             judge: Judge::Nothing,
             standing: None,
             silent: false,
+            requiretls: false,
             pending: Vec::new(),
         }
     }
@@ -148,9 +151,11 @@ impl<'a> Sessions<'a> {
                 false => method,
             };
             let event = self.event(method, session.tls_version, session.failure, 1);
+            let message = last && delivered;
             sink.record(Event {
                 sending_ip,
-                messages: u32::from(last && delivered),
+                messages: u32::from(message),
+                requiretls_delivered: u32::from(message && self.requiretls),
                 policy_deferred: session.deferred,
                 ..event
             });
@@ -186,6 +191,7 @@ impl<'a> Sessions<'a> {
             let event = self.event(method, tls_version, None, 0);
             sink.record(Event {
                 messages: 1,
+                requiretls_delivered: u32::from(self.requiretls),
                 ..event
             });
         }
@@ -215,6 +221,28 @@ impl<'a> Sessions<'a> {
             requiretls_returned: 0,
         }
     }
+}
+
+/// A message flagged REQUIRETLS returned (5.7.30) because no hop for
+/// `domain` met the requirement: counted for `tlsrelay report`, with no
+/// session (nothing for TLS-RPT).
+pub fn requiretls_returned(sink: &dyn Sink, domain: &str) {
+    sink.record(Event {
+        at: SystemTime::now(),
+        domain: domain.to_string(),
+        policy: Policy::none(),
+        mx_host: "-".into(),
+        receiving_ip: None,
+        sending_ip: None,
+        method: Method::Deferred,
+        tls_version: None,
+        failure: None,
+        sessions: 0,
+        messages: 0,
+        policy_deferred: false,
+        requiretls_delivered: 0,
+        requiretls_returned: 1,
+    });
 }
 
 /// `TLSv1.3` → `1.3`.
@@ -254,7 +282,7 @@ pub fn deferral_type(deferral: &Deferral, starttls: bool) -> ResultType {
         return ResultType::StarttlsNotSupported;
     }
     match deferral {
-        Deferral::MtaSts(inner) => deferral_type(inner, starttls),
+        Deferral::MtaSts(inner) | Deferral::RequireTls(inner) => deferral_type(inner, starttls),
         Deferral::NoStartTls => ResultType::StarttlsNotSupported,
         Deferral::NameMismatch(_) => ResultType::CertificateHostMismatch,
         Deferral::Untrusted(why) if why.contains("expired") || why.contains("not yet valid") => {
@@ -270,21 +298,11 @@ pub fn deferral_type(deferral: &Deferral, starttls: bool) -> ResultType {
         | Deferral::TlsFailed(_)
         | Deferral::FallbackOff(_)
         | Deferral::ClientCertWanted(_)
-        | Deferral::NotPinned => ResultType::ValidationFailure,
+        | Deferral::NotPinned
+        | Deferral::RequireTlsMx(_)
+        | Deferral::RequireTlsUnverified(_)
+        | Deferral::RequireTlsNotOffered(_) => ResultType::ValidationFailure,
     }
-}
-
-/// Whether the message's header says `TLS-Required: No` (RFC 8689 §5):
-/// our own TLS-RPT reports, which are not counted.
-pub fn tls_required_no(content: &[u8]) -> bool {
-    let end = memchr::memmem::find(content, b"\r\n\r\n").unwrap_or(content.len());
-    content[..end].split(|&b| b == b'\n').any(|line| {
-        let line = String::from_utf8_lossy(line);
-        line.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("TLS-Required")
-                && value.trim().eq_ignore_ascii_case("no")
-        })
-    })
 }
 
 #[cfg(test)]

@@ -138,14 +138,6 @@ fn result_types_of_deferrals() {
     }
 }
 
-#[test]
-fn tls_required_no_header() {
-    assert!(tls_required_no(b"From: a\r\nTLS-Required: No\r\n\r\nbody"));
-    assert!(tls_required_no(b"tls-required:no\r\n\r\n"));
-    assert!(!tls_required_no(b"From: a\r\n\r\nTLS-Required: No\r\n"));
-    assert!(!tls_required_no(b"TLS-Required: Yes\r\n\r\n"));
-}
-
 #[derive(Default)]
 struct Recorder(std::sync::Mutex<Vec<Event>>);
 

@@ -191,6 +191,11 @@ pub(super) fn mail_command(caps: &Capabilities, envelope: &Envelope, size: usize
     if envelope.smtputf8 && caps.smtputf8 {
         line.push_str(" SMTPUTF8");
     }
+    // RFC 8689 §4.2.1 step 4; a hop that does not offer it never gets a
+    // message whose connector enforces it (`super::requiretls`).
+    if envelope.requiretls && caps.requiretls {
+        line.push_str(" REQUIRETLS");
+    }
     if caps.dsn {
         match envelope.ret {
             Some(Ret::Full) => line.push_str(" RET=FULL"),

@@ -89,6 +89,7 @@ pub mod signed_dns;
 pub mod smtp;
 pub mod tls;
 pub mod tls_receiver;
+pub mod validated_dns;
 
 /// Splits spooled content into our `Received:` header block (its first
 /// line and the tab-indented ones after it) and the client's content.

@@ -21,6 +21,8 @@ use super::ca::{self_signed, Key, Spec};
 pub enum AfterTls {
     /// An ordinary SMTP server over TLS.
     Serve,
+    /// As `Serve`, offering REQUIRETLS (RFC 8689) after STARTTLS.
+    ServeRequireTls,
     /// MAIL FROM is answered by closing TCP without a TLS close_notify.
     HangUpOnMail,
 }
@@ -263,6 +265,9 @@ fn converse_tls(
             record.update(|s| s.envelope.push(line.trim_end().to_string()));
         }
         let reply: &[u8] = match verb.as_str() {
+            "EHLO" if after == AfterTls::ServeRequireTls => {
+                b"250-tls.test\r\n250-PIPELINING\r\n250 REQUIRETLS\r\n"
+            }
             "EHLO" => b"250-tls.test\r\n250 PIPELINING\r\n",
             "MAIL" if after == AfterTls::HangUpOnMail => {
                 // TCP closes; rustls never sends its close_notify.
