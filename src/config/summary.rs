@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::model::{Config, InboundConnector, OutboundConnector};
-use super::values::{DomainPattern, TlsLevel};
+use super::values::{DomainPattern, RequireTlsPolicy, TlsLevel};
 
 impl Config {
     /// A readable table of the effective settings, defaults included.
@@ -269,6 +269,9 @@ fn outbound_row(connector: &OutboundConnector) -> Vec<String> {
     }
     if connector.tls != TlsLevel::None {
         details.push(format!("minimum {}", connector.min_tls_version));
+    }
+    if connector.requiretls == RequireTlsPolicy::Off {
+        details.push("REQUIRETLS ignored".into());
     }
     vec![
         connector.name.clone(),
