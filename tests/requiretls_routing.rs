@@ -19,6 +19,7 @@ use tlsrelay::outbound::dane::TlsaAnswer;
 use tlsrelay::outbound::deliver::{Deliverer, RecipientOutcome, Settings};
 use tlsrelay::outbound::memory::TlsMemory;
 use tlsrelay::outbound::memory_file::system_clock;
+use tlsrelay::outbound::probe::{predict_for, Prediction};
 use tlsrelay::outbound::route::MxAnswer;
 use tlsrelay::queue::delivery::Verdict;
 use tlsrelay::queue::envelope::{Envelope, Recipient};
@@ -307,4 +308,46 @@ async fn off_lifted_and_unreachable() {
     // An MX that does not answer: the message waits, it is not returned.
     let down = send(&deliverer, "down.test", true, "").await;
     assert!(matches!(down.verdict, Verdict::Deferred { .. }), "{down:?}");
+}
+
+#[tokio::test]
+async fn probe_requiretls_predicts_what_delivery_does() {
+    let (_hops, _dir, deliverer) = lab();
+    let cases = [
+        ("ok.test", "deliver"),
+        ("lacking.test", "return"),
+        ("plain.test", "return"),
+        ("encrypt.test", "return"),
+        ("unsigned.test", "return"),
+        ("off.test", "deliver"),
+        ("down.test", "wait"),
+    ];
+    for (domain, expected) in cases {
+        let parsed = domain.parse().expect("domain");
+        let report = predict_for(&deliverer, &parsed, None, true).await;
+        let predicted = match &report.prediction {
+            Prediction::Deliver { .. } => "deliver",
+            Prediction::Bounce { status, .. } if status.to_string() == "5.7.30" => "return",
+            Prediction::Wait { .. } => "wait",
+            Prediction::Bounce { .. } => "bounce",
+        };
+        let outcome = send(&deliverer, domain, true, "").await;
+        let delivered = match &outcome.verdict {
+            Verdict::Delivered { .. } => "deliver",
+            Verdict::Failed { status, .. } if status.to_string() == "5.7.30" => "return",
+            Verdict::Deferred { .. } => "wait",
+            Verdict::Failed { .. } => "bounce",
+        };
+        assert_eq!(
+            (predicted, delivered),
+            (expected, expected),
+            "{domain}\n{}",
+            report.text
+        );
+        assert!(
+            report.text.contains("REQUIRETLS   required") || domain == "off.test",
+            "{}",
+            report.text
+        );
+    }
 }

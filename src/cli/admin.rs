@@ -17,6 +17,7 @@ pub(crate) fn probe(
     domain: &str,
     path: &std::path::Path,
     port: Option<u16>,
+    requiretls: bool,
     runtime: &Runtime,
 ) -> ExitCode {
     let config = match Config::load(path) {
@@ -39,10 +40,8 @@ pub(crate) fn probe(
             Err(e) if e.is_user_error() => return user_error(e),
             Err(e) => return runtime_error(e),
         };
-        print!(
-            "{}",
-            tlsrelay::outbound::probe::probe(&deliverer, &domain, port).await
-        );
+        let probe = tlsrelay::outbound::probe::predict_for(&deliverer, &domain, port, requiretls);
+        print!("{}", probe.await.text);
         ExitCode::SUCCESS
     })
 }

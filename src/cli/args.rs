@@ -60,6 +60,9 @@ pub(crate) enum Command {
         /// Port to use for every host instead of the configured ones.
         #[arg(long)]
         port: Option<u16>,
+        /// Predict for a message flagged REQUIRETLS (RFC 8689).
+        #[arg(long)]
+        requiretls: bool,
     },
     /// Queue administration, safe while the relay runs.
     Queue {

@@ -7,10 +7,9 @@
 use super::attempt_log::AttemptLog;
 use super::dane::Mandatory;
 use super::deliver::{Deliverer, Skip};
-use super::ladder::{Channel, Ladder, Ready, Stop};
+use super::ladder::{Channel, Ladder, Stop};
 use super::observer::Observer;
 use super::outcome::Verdict;
-use super::policy::Deferral;
 use super::route::Resolve;
 use super::send::{converse, Job};
 use super::transit_log::{method, tls_version, Sessions};
@@ -147,7 +146,9 @@ impl<R: Resolve> Deliverer<R> {
             (None, _) => governed.sts,
         };
         let sending_ip = ready.client.stream().local_ip();
-        if let Some(deferral) = requiretls_unmet(ladder, &ready, &host) {
+        let offered = ready.client.capabilities.requiretls;
+        let unmet = super::requiretls::unmet(ladder.requiretls, &ready.how, offered, &host);
+        if let Some(deferral) = unmet {
             // Verified TLS that does not offer REQUIRETLS, or TLS not
             // verified: QUIT before MAIL, so nothing of the message goes.
             log.sessions
@@ -185,21 +186,6 @@ impl<R: Resolve> Deliverer<R> {
             verdicts = verdicts.into_iter().map(Verdict::after_fallback).collect();
         }
         Ok((verdicts, summary))
-    }
-}
-
-/// What a flagged message's hop lacks once the ladder made it ready
-/// (RFC 8689 §4.2.1 steps 2 and 3); `None` when it may have the message.
-fn requiretls_unmet(ladder: &Ladder<'_>, ready: &Ready, host: &str) -> Option<Deferral> {
-    if !ladder.requiretls {
-        return None;
-    }
-    if !super::requiretls::verified(&ready.how) {
-        return Some(Deferral::RequireTlsUnverified(ready.how.summary()));
-    }
-    match ready.client.capabilities.requiretls {
-        true => None,
-        false => Some(Deferral::RequireTlsNotOffered(host.to_string())),
     }
 }
 

@@ -25,14 +25,15 @@ use std::net::SocketAddr;
 use super::dane::{Governs, Mandatory};
 use super::deliver::{Deliverer, Settings};
 use super::ladder::{How, Stop};
-use super::policy::{self, Plaintext, Start};
+use super::policy::{self, Deferral, Plaintext, Start};
 use super::probe_dane;
 use super::probe_steps::Steps;
 use super::probe_sts;
+use super::requiretls;
 use super::route::{hops, mx_fault, plan_host, Hop, Hops, Resolve};
 use super::sts::DomainSts;
 use crate::config::domain::MailDomain;
-use crate::config::values::Host;
+use crate::config::values::{Host, RequireTlsPolicy};
 
 /// What delivery would do with mail to the domain.
 #[derive(Clone, Debug)]
@@ -73,20 +74,22 @@ pub struct Report {
     pub prediction: Prediction,
 }
 
-/// The report for one domain, as text.
-pub async fn probe<R: Resolve>(
-    deliverer: &Deliverer<R>,
-    domain: &MailDomain,
-    port: Option<u16>,
-) -> String {
-    predict(deliverer, domain, port).await.text
-}
-
 /// The report for one domain; `port` replaces every hop's.
 pub async fn predict<R: Resolve>(
     deliverer: &Deliverer<R>,
     domain: &MailDomain,
     port: Option<u16>,
+) -> Report {
+    predict_for(deliverer, domain, port, false).await
+}
+
+/// The report for one domain, for a message flagged REQUIRETLS when
+/// `flagged` (`probe --requiretls`); `port` replaces every hop's.
+pub async fn predict_for<R: Resolve>(
+    deliverer: &Deliverer<R>,
+    domain: &MailDomain,
+    port: Option<u16>,
+    flagged: bool,
 ) -> Report {
     let settings = deliverer.settings();
     let mut out = String::new();
@@ -100,8 +103,18 @@ pub async fn predict<R: Resolve>(
         out,
         "Domain       {domain}\nConnector    {name}\nTLS level    {level}"
     );
+    let required = flagged && connector.settings.requiretls == RequireTlsPolicy::Enforce;
+    if flagged {
+        let how = match required {
+            true => "required: an authenticated hop, verified TLS, REQUIRETLS offered",
+            false => "ignored (requiretls = \"off\"), passed on where offered",
+        };
+        let _ = writeln!(out, "REQUIRETLS   {how}");
+    }
     let mx_port = port.unwrap_or(settings.mx_port);
     let dane_asked = settings.dane_asked(connector);
+    let validated = dane_asked || (required && settings.resolver.validates());
+    let smarthost = !connector.settings.smarthosts.is_empty();
     if !dane_asked {
         let why = match (settings.dane, settings.resolver.validates()) {
             (false, _) => "off ([delivery] dane = false)",
@@ -115,7 +128,7 @@ pub async fn predict<R: Resolve>(
         &connector.settings.smarthosts,
         domain,
         mx_port,
-        dane_asked,
+        validated,
         |_| {},
     );
     let hop_list = match route.await {
@@ -155,6 +168,9 @@ pub async fn predict<R: Resolve>(
     let mut overall: Option<(String, Prediction)> = None;
     let mut last = None;
     let mut last_dane = "-";
+    // As delivery counts them: hosts refused for REQUIRETLS, and whether
+    // any other was merely unreachable (then the mail would wait).
+    let (mut refused_for_requiretls, mut transient) = (0usize, false);
     for hop in hop_list {
         let hop = Hop {
             port: port.unwrap_or(hop.port),
@@ -173,6 +189,7 @@ pub async fn predict<R: Resolve>(
                 refusals.push(format!("{}: {deferral}", hop.host));
                 last_dane = deferral.dane_word().unwrap_or("-");
                 last = Some(Stop::Deferred(deferral.clone()));
+                transient = true;
                 if matches!(plan.governs, Governs::DeferDomain(_)) {
                     break;
                 }
@@ -189,6 +206,17 @@ pub async fn predict<R: Resolve>(
             refusals.push(format!("{}: {deferral}", hop.host));
             sts_word = "mx-mismatch";
             last = Some(Stop::Deferred(deferral));
+            refused_for_requiretls += usize::from(required);
+            transient |= !required;
+            continue;
+        }
+        let authenticated = requiretls::hop_authenticated(&hop, smarthost, host_sts.enforced());
+        if required && !authenticated {
+            let deferral = Deferral::RequireTlsMx(hop.host.to_string());
+            let _ = writeln!(out, "  Verdict            would not connect: {deferral}");
+            refusals.push(format!("{}: {deferral}", hop.host));
+            last = Some(Stop::Deferred(deferral));
+            refused_for_requiretls += 1;
             continue;
         }
         let ips = match &plan.addresses {
@@ -196,6 +224,7 @@ pub async fn predict<R: Resolve>(
             Err((_, why)) => {
                 let _ = writeln!(out, "  Addresses          none: {why}");
                 refusals.push(format!("{}: {why}", hop.host));
+                transient = true;
                 continue;
             }
         };
@@ -211,6 +240,7 @@ pub async fn predict<R: Resolve>(
                 mandatory,
                 dane: plan.dane.label(),
                 sts: host_sts,
+                requiretls: required,
             };
             match probe_address(deliverer, &settings, domain, &target, &mut out).await {
                 Ok((verdict, prediction, word)) => {
@@ -233,6 +263,9 @@ pub async fn predict<R: Resolve>(
                         Stop::Unreachable(why) => why.clone(),
                         Stop::Deferred(deferral) => deferral.to_string(),
                     };
+                    let refused = required && matches!(stop, Stop::Deferred(_));
+                    refused_for_requiretls += usize::from(refused);
+                    transient |= !refused;
                     refusals.push(format!("{server}: {why}"));
                     last = Some(stop);
                 }
@@ -243,6 +276,15 @@ pub async fn predict<R: Resolve>(
     // the first host that would take the mail, as delivery goes down the
     // list in the same order, or why none would.
     let (verdict, prediction) = overall.unwrap_or_else(|| {
+        if required && refused_for_requiretls > 0 && !transient {
+            let status = crate::smtp::status::EnhancedStatus::REQUIRETLS_NEEDED;
+            let reason = format!(
+                "REQUIRETLS: no next hop for {domain} met the requirement ({})",
+                refusals.join("; ")
+            );
+            let verdict = format!("would return the message to its sender ({status}): {reason}");
+            return (verdict, Prediction::Bounce { status, reason });
+        }
         let verdict = match refusals.is_empty() {
             true => "would wait in the queue: no host to try".to_string(),
             false => format!(
@@ -287,7 +329,8 @@ async fn probe_address<R: Resolve>(
     let connector = settings.connectors.for_domain(domain);
     let sts = settings.mta_sts.as_ref();
     let enforce = sts.map(|s| &s.trust).filter(|_| target.sts.enforced());
-    let ladder = settings.ladder(connector, domain, hop, addr, target.mandatory, enforce);
+    let mut ladder = settings.ladder(connector, domain, hop, addr, target.mandatory, enforce);
+    ladder.requiretls = target.requiretls;
     let level = ladder.level();
     let start = deliverer
         .memory()
@@ -309,7 +352,16 @@ async fn probe_address<R: Resolve>(
     match ladder.climb(&start, &mut steps).await {
         Ok(ready) => {
             let word = probe_sts::word(sts, target.sts, hop, &ready);
+            let offered = ready.client.capabilities.requiretls;
+            let yes_no = if offered { "yes" } else { "no" };
+            let _ = writeln!(out, "  REQUIRETLS offered {yes_no}");
+            let host = hop.host.to_string();
+            let unmet = requiretls::unmet(target.requiretls, &ready.how, offered, &host);
             ready.client.quit().await;
+            if let Some(deferral) = unmet {
+                let _ = writeln!(out, "  Verdict            would defer: {deferral}");
+                return Err(Stop::Deferred(deferral));
+            }
             let verdict = host_verdict(&ready.how, &start);
             let _ = writeln!(out, "  Verdict            {verdict}");
             let dane = ready.how.dane().map_or(target.dane, |(word, _)| word);
@@ -367,4 +419,6 @@ struct Target<'a> {
     dane: &'static str,
     /// MTA-STS for this host (`NotAsked` where DANE governs).
     sts: &'a DomainSts,
+    /// The message is flagged REQUIRETLS and the connector enforces it.
+    requiretls: bool,
 }

@@ -19,7 +19,7 @@
 
 use super::connector::Connector;
 use super::ladder::How;
-use super::policy::Note;
+use super::policy::{Deferral, Note};
 use super::route::Hop;
 use crate::config::values::{RequireTlsPolicy, TlsLevel};
 use crate::outbound::dane::Status;
@@ -97,6 +97,23 @@ pub fn verified(how: &How) -> bool {
             ..
         }
     )
+}
+
+/// What a flagged message's hop lacks once the ladder made it ready
+/// (§4.2.1 steps 2 and 3): a verified certificate, then the server's
+/// `REQUIRETLS`; `None` when it may have the message. `required`: the
+/// ladder climbed for a flagged message whose connector enforces it.
+pub fn unmet(required: bool, how: &How, offered: bool, host: &str) -> Option<Deferral> {
+    if !required {
+        return None;
+    }
+    if !verified(how) {
+        return Some(Deferral::RequireTlsUnverified(how.summary()));
+    }
+    match offered {
+        true => None,
+        false => Some(Deferral::RequireTlsNotOffered(host.to_string())),
+    }
 }
 
 /// Whether the message's header says `TLS-Required: No` (RFC 8689 §5):
