@@ -30,13 +30,16 @@
 //! * `dane`: MX routing under DNSSEC: DANE `3 1 1`, encrypt-only, a
 //!   secure MX verified by a connector's CA, an insecure zone.
 //!
-//! `cells` says what a cell is, `lab` the kinds of hop, `run` the run
-//! of a cell table, `check` what is asked of each cell.
+//! `cells` says what a cell is, `lab` the kinds of hop, `client` the
+//! smtplib that submits, `run` the run of a cell table, `check` what is
+//! asked of each cell.
 
 #[path = "requiretls/cells.rs"]
 mod cells;
 #[path = "requiretls/check.rs"]
 mod check;
+#[path = "requiretls/client.rs"]
+mod client;
 #[path = "requiretls/connectors.rs"]
 mod connectors;
 #[path = "requiretls/dane.rs"]

@@ -13,12 +13,17 @@
 //!   and MX routing (an MTA-STS `enforce` policy; a `TLS-Required: No`
 //!   message to a plaintext-only MX without a policy).
 
+use std::time::{Duration, Instant};
+
 use super::cells::{Cell, Expect, Flag, DEFAULT, ENFORCE, MX, OFF, VERIFY_HOST as VERIFY};
-use super::check::far_side;
+use super::check::{far_side, notices};
+use super::client::{smtplib, Mail};
 use super::lab::{Far, Hop};
-use super::run::{send_and_settle, smtplib, Lab, Mail};
-use crate::mta_sts::check::assert_all_right;
+use super::run::{send_and_settle, Lab};
+use crate::mta_sts::check::{assert_all_right, tlsrelay};
 use crate::support::dns::DnsServer;
+use crate::support::dsn;
+use crate::support::relay::Relay;
 
 const DELIVERED_TLS: Expect = Expect::Delivered {
     at: 0,
@@ -32,7 +37,7 @@ const DELIVERED_CLEAR: Expect = Expect::Delivered {
 };
 
 #[rustfmt::skip]
-pub const CELLS: [Cell; 9] = [
+pub const CELLS: [Cell; 10] = [
     Cell { name: "h-rt", route: VERIFY, hops: &[Hop::Rt], flag: Flag::Unflagged, expect: DELIVERED_TLS, word: "-" },
     Cell { name: "h-postfix", route: VERIFY, hops: &[Hop::Postfix], flag: Flag::Unflagged, expect: DELIVERED_TLS, word: "-" },
     Cell { name: "h-selfsigned", route: DEFAULT, hops: &[Hop::RtSelfSigned], flag: Flag::Unflagged, expect: DELIVERED_TLS, word: "-" },
@@ -45,6 +50,9 @@ pub const CELLS: [Cell; 9] = [
         flag: Flag::Unflagged, expect: DELIVERED_TLS, word: "-" },
     Cell { name: "h-lifted", route: MX, hops: &[Hop::Plain(false)],
         flag: Flag::Header, expect: DELIVERED_CLEAR, word: "-" },
+    // Waits under MTA-STS, then `queue bounce`: the notice's way home.
+    Cell { name: "h-bounced", route: ENFORCE, hops: &[Hop::Plain(false)],
+        flag: Flag::Unflagged, expect: Expect::Deferred, word: "-" },
 ];
 
 pub fn run() {
@@ -59,8 +67,12 @@ pub fn run() {
     let mut failures = Vec::new();
     for (i, cell) in CELLS.iter().enumerate() {
         let mut wrong = far_side(cell, &lab.hosts[i], &outcome.made[i]);
-        if outcome.gone.get(&outcome.ids[i]) != Some(&true) {
-            wrong.push("still queued".into());
+        let queued = cell.expect == Expect::Deferred;
+        if outcome.gone.get(&outcome.ids[i]) != Some(&!queued) {
+            wrong.push(format!("queued: {}", !queued));
+        }
+        if queued {
+            wrong.extend(bounced(&relay, &lab, cell, &outcome.ids[i]));
         }
         crate::mta_sts::check::note(&mut failures, cell.name, &outcome.ids[i], &wrong);
     }
@@ -129,5 +141,33 @@ fn direct(lab: &Lab, cell: &Cell, far: &Far) {
             .plaintext
             .iter()
             .all(|l| !crate::support::requiretls_receiver::is_mail_command(l)));
+    }
+}
+
+/// `tlsrelay queue bounce ID` returns the waiting message: its notice
+/// comes home from `<>` over TLS through the `verify-host` connector
+/// and reads as a DSN that reports the recipient failed.
+fn bounced(relay: &Relay, lab: &Lab, cell: &Cell, id: &str) -> Vec<String> {
+    let (ok, out, err) = tlsrelay(relay, &["queue", "bounce", id]);
+    if !ok {
+        return vec![format!("queue bounce {id}: {out}{err}")];
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut found = notices(cell, lab);
+    while found.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        found = notices(cell, lab);
+    }
+    let [notice] = found.as_slice() else {
+        return vec![format!(
+            "{} notices at home, not 1: {found:#?}",
+            found.len()
+        )];
+    };
+    let report = dsn::parse(notice.data.as_bytes());
+    let action = report.recipient(&cell.recipient()).get("Action");
+    match (notice.sender().as_str(), notice.tls, action) {
+        ("", true, Some("failed")) => Vec::new(),
+        _ => vec![format!("the notice came as {notice:#?}")],
     }
 }

@@ -113,7 +113,7 @@ impl Far {
     fn sessions(&self) -> Vec<Session> {
         self.rt
             .as_ref()
-            .map(RequireTlsReceiver::settled)
+            .map(RequireTlsReceiver::sessions)
             .unwrap_or_default()
     }
 
