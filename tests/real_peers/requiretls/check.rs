@@ -43,19 +43,48 @@ pub fn cell(cell: &Cell, relay: &Relay, lab: &Lab, index: usize, outcome: &Outco
     let id = &outcome.ids[index];
     let mut wrong = far_side(cell, &lab.hosts[index], &outcome.made[index]);
     let gone = outcome.gone.get(id).copied().unwrap_or(false);
-    match (cell.expect, gone) {
-        (Expect::Deferred, true) => wrong.push("left the queue".into()),
-        (Expect::Deferred, false) => match check::listed(relay, &cell.recipient()) {
-            Ok((state, code, _)) if state == "deferred" && code.starts_with("4.7.") => {}
-            Ok(listed) => wrong.push(format!("queue list: {listed:?}, not deferred 4.7.x")),
-            Err(why) => wrong.push(why),
-        },
-        (_, false) => wrong.push("still queued after the first attempt".into()),
-        (_, true) => {}
+    wrong.extend(queue(cell, relay, gone));
+    wrong.extend(log(cell, relay, id));
+    if let (Flag::Header, Expect::Delivered { at, .. }) = (cell.flag, cell.expect) {
+        let kept = lab.hosts[index][at].receiver().is_some_and(|r| {
+            r.messages().iter().any(|m| {
+                m.data.contains(&cell.secret()) && m.data.contains("\r\nTLS-Required: No\r\n")
+            })
+        });
+        if !kept {
+            wrong.push("the TLS-Required: No header was not passed on".into());
+        }
     }
-    let accepted = lines_of(relay, "message accepted", id);
+    wrong.extend(notice(cell, lab));
+    wrong
+}
+
+/// Gone after the first attempt (delivered or returned at once), or
+/// waiting with a 4.7.x status.
+fn queue(cell: &Cell, relay: &Relay, gone: bool) -> Vec<String> {
+    match (cell.expect, gone) {
+        (Expect::Deferred, true) => vec!["left the queue".into()],
+        (Expect::Deferred, false) => match check::listed(relay, &cell.recipient()) {
+            Ok((state, code, _)) if state == "deferred" && code.starts_with("4.7.") => Vec::new(),
+            Ok(listed) => vec![format!("queue list: {listed:?}, not deferred 4.7.x")],
+            Err(why) => vec![why],
+        },
+        (_, false) => vec!["still queued after the first attempt".into()],
+        (_, true) => Vec::new(),
+    }
+}
+
+/// The log: `message accepted` says `requiretls=true|false`; every
+/// `delivery attempt` line the cell's word; a returned message has an
+/// attempt line naming REQUIRETLS and one `failed` line with
+/// `status=5.7.30` and a reason `REQUIRETLS:…`; no other fails.
+fn log(cell: &Cell, relay: &Relay, id: &str) -> Vec<String> {
+    let mut wrong = Vec::new();
     let flagged = (cell.flag == Flag::Param).to_string();
-    let accepted: Vec<Option<String>> = accepted.iter().map(|e| word(e, "requiretls")).collect();
+    let accepted: Vec<Option<String>> = lines_of(relay, "message accepted", id)
+        .iter()
+        .map(|e| word(e, "requiretls"))
+        .collect();
     if accepted != [Some(flagged.clone())] {
         wrong.push(format!(
             "requiretls words of `message accepted` {accepted:?}, not [{flagged}]"
@@ -73,38 +102,29 @@ pub fn cell(cell: &Cell, relay: &Relay, lab: &Lab, index: usize, outcome: &Outco
         .into_iter()
         .filter(|e| e["fields"]["to"] == cell.recipient().as_str())
         .collect();
-    if cell.returned() {
-        if !attempts
-            .iter()
-            .any(|e| e.to_string().contains("REQUIRETLS"))
-        {
-            wrong.push("no `delivery attempt` line says REQUIRETLS".into());
+    if !cell.returned() {
+        if !failed.is_empty() {
+            wrong.push(format!("failed: {failed:?}"));
         }
-        let right = |e: &Value| {
-            word(e, "status").as_deref() == Some("5.7.30")
-                && e["fields"]["reason"]
-                    .as_str()
-                    .is_some_and(|r| r.starts_with("REQUIRETLS:"))
-        };
-        if failed.len() != 1 || !failed.iter().all(right) {
-            wrong.push(format!(
-                "want one `failed` line status=5.7.30 reason `REQUIRETLS:…`: {failed:?}"
-            ));
-        }
-    } else if !failed.is_empty() {
-        wrong.push(format!("failed: {failed:?}"));
+        return wrong;
     }
-    if let (Flag::Header, Expect::Delivered { at, .. }) = (cell.flag, cell.expect) {
-        let kept = lab.hosts[index][at].receiver().is_some_and(|r| {
-            r.messages().iter().any(|m| {
-                m.data.contains(&cell.secret()) && m.data.contains("\r\nTLS-Required: No\r\n")
-            })
-        });
-        if !kept {
-            wrong.push("the TLS-Required: No header was not passed on".into());
-        }
+    if !attempts
+        .iter()
+        .any(|e| e.to_string().contains("REQUIRETLS"))
+    {
+        wrong.push("no `delivery attempt` line says REQUIRETLS".into());
     }
-    wrong.extend(notice(cell, lab));
+    let right = |e: &Value| {
+        word(e, "status").as_deref() == Some("5.7.30")
+            && e["fields"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("REQUIRETLS:"))
+    };
+    if failed.len() != 1 || !failed.iter().all(right) {
+        wrong.push(format!(
+            "want one `failed` line status=5.7.30 reason `REQUIRETLS:…`: {failed:?}"
+        ));
+    }
     wrong
 }
 
