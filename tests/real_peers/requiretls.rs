@@ -27,6 +27,8 @@
 //!   `report --json`;
 //! * `mx`: MX routing with MTA-STS `enforce`, `testing` and none, and
 //!   `TLS-Required: No`, then `report --json`;
+//! * `dropped`: the notice of a returned message whose sender's domain
+//!   offers no REQUIRETLS is dropped, not bounced;
 //! * `dane`: MX routing under DNSSEC: DANE `3 1 1`, encrypt-only, a
 //!   secure MX verified by a connector's CA, an insecure zone.
 //!
@@ -44,6 +46,8 @@ mod client;
 mod connectors;
 #[path = "requiretls/dane.rs"]
 mod dane;
+#[path = "requiretls/dropped.rs"]
+mod dropped;
 #[path = "requiretls/harness.rs"]
 mod harness;
 #[path = "requiretls/lab.rs"]
@@ -81,6 +85,12 @@ fn requiretls_over_connectors() {
 #[ignore = "real peers: Postfix, python3, a network namespace (root); run by .ci/run"]
 fn requiretls_over_mx_with_and_without_mta_sts() {
     in_lab(&mx::CELLS, mx::run);
+}
+
+#[test]
+#[ignore = "real peers: Postfix, python3, a network namespace (root); run by .ci/run"]
+fn requiretls_notice_that_cannot_go_is_dropped() {
+    in_lab(&dropped::CELLS, dropped::run);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use crate::support::requiretls_receiver::Message;
 
 /// The word of `key` in a log event: its field (a string or a bool), or
 /// `key=WORD` in the line's text.
-fn word(event: &Value, key: &str) -> Option<String> {
+pub fn word(event: &Value, key: &str) -> Option<String> {
     match &event["fields"][key] {
         Value::String(s) => Some(s.clone()),
         Value::Bool(b) => Some(b.to_string()),
@@ -31,7 +31,7 @@ fn word(event: &Value, key: &str) -> Option<String> {
 }
 
 /// The log lines `message` of queue id `id`.
-fn lines_of(relay: &Relay, message: &str, id: &str) -> Vec<Value> {
+pub fn lines_of(relay: &Relay, message: &str, id: &str) -> Vec<Value> {
     events(relay, message)
         .into_iter()
         .filter(|e| e["fields"]["queue_id"] == id)
@@ -61,7 +61,7 @@ pub fn cell(cell: &Cell, relay: &Relay, lab: &Lab, index: usize, outcome: &Outco
 
 /// Gone after the first attempt (delivered or returned at once), or
 /// waiting with a 4.7.x status.
-fn queue(cell: &Cell, relay: &Relay, gone: bool) -> Vec<String> {
+pub fn queue(cell: &Cell, relay: &Relay, gone: bool) -> Vec<String> {
     match (cell.expect, gone) {
         (Expect::Deferred, true) => vec!["left the queue".into()],
         (Expect::Deferred, false) => match check::listed(relay, &cell.recipient()) {
@@ -78,7 +78,7 @@ fn queue(cell: &Cell, relay: &Relay, gone: bool) -> Vec<String> {
 /// `delivery attempt` line the cell's word; a returned message has an
 /// attempt line naming REQUIRETLS and one `failed` line with
 /// `status=5.7.30` and a reason `REQUIRETLS:…`; no other fails.
-fn log(cell: &Cell, relay: &Relay, id: &str) -> Vec<String> {
+pub fn log(cell: &Cell, relay: &Relay, id: &str) -> Vec<String> {
     let mut wrong = Vec::new();
     let flagged = (cell.flag == Flag::Param).to_string();
     let accepted: Vec<Option<String>> = lines_of(relay, "message accepted", id)

@@ -146,6 +146,16 @@ impl Far {
             }
         }
         if let Some(postfix) = &self.postfix {
+            // A session still open was not ended with QUIT: it may hold a
+            // transaction its summary would show.
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while postfix.sessions().len() < postfix.connections() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let open = postfix.connections() - postfix.sessions().len().min(postfix.connections());
+            if open > 0 {
+                commands.push(format!("postfix: {open} session(s) still open"));
+            }
             for session in postfix.sessions() {
                 if ["mail", "rcpt", "data", "bdat"]
                     .iter()

@@ -25,6 +25,7 @@ use crate::support::dns::DnsServer;
 use crate::support::policy_server::{policy, Answer, PolicyServer};
 use crate::support::relay::Relay;
 
+/// The host of the sender's domain, where notices go.
 pub const HOME: &str = "home.sender.test";
 
 /// The started hops of a cell table.
@@ -38,9 +39,14 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Starts and checks every hop: `home` on the first address, then
-    /// each cell's in order.
+    /// Starts and checks every hop: `home` (an `Rt`) on the first
+    /// address, then each cell's in order.
     pub fn start(cells: &[Cell]) -> Lab {
+        Lab::start_with_home(cells, Hop::Rt)
+    }
+
+    /// Like [`Lab::start`], with `home` of another kind.
+    pub fn start_with_home(cells: &[Cell], home: Hop) -> Lab {
         let certs = Certs::new();
         let port = lab_port();
         let mut next = 0;
@@ -49,7 +55,7 @@ impl Lab {
             next += 1;
             Far::start(&certs, domain, host, hop, (&ip, &back), port)
         };
-        let home = start("sender.test", HOME, Hop::Rt);
+        let home = start("sender.test", HOME, home);
         let hosts: Vec<Vec<Far>> = cells
             .iter()
             .map(|cell| {
