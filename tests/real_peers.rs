@@ -33,6 +33,12 @@
 //!   cannot be had; the cache across a down server, a restart and a
 //!   changed id; `queue list`, `tls-rpt show` and `report --json` checked
 //!   against what the receivers saw.
+//! * `requiretls`: issue 17's REQUIRETLS acceptance, outbound: flagged
+//!   messages against a receiver on OpenSSL that offers REQUIRETLS,
+//!   Postfix (which does not), self-signed, plaintext-only and
+//!   STARTTLS-stripped hops, reached by connector, MTA-STS, plain MX and
+//!   DNSSEC/DANE; delivered with the parameter or returned with 5.7.30
+//!   and a headers-only notice, judged by what each receiver saw.
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
 //! * `soak`: 20,000 messages from smtp-source through 5 SIGKILLs to smtp-sink.
 //! * `quick_start`: the README's quick start, the relay on
@@ -76,6 +82,8 @@ mod postfix;
 mod quick_start;
 #[path = "real_peers/report_html.rs"]
 mod report_html;
+#[path = "real_peers/requiretls.rs"]
+mod requiretls;
 #[path = "real_peers/service.rs"]
 mod service;
 #[path = "real_peers/soak.rs"]

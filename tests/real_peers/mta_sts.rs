@@ -27,7 +27,7 @@
 #[path = "mta_sts/cache.rs"]
 mod cache;
 #[path = "mta_sts/check.rs"]
-mod check;
+pub(crate) mod check;
 #[path = "mta_sts/enforce.rs"]
 mod enforce;
 #[path = "mta_sts/fetch.rs"]
@@ -35,13 +35,13 @@ mod fetch;
 #[path = "mta_sts/harness.rs"]
 mod harness;
 #[path = "mta_sts/lab.rs"]
-mod lab;
+pub(crate) mod lab;
 
 use crate::support::dane_lab::in_namespace;
 use crate::support::policy_server::PolicyServer;
 
 /// The receiver's and (for a proxy) its Postfix's address of MX host `i`.
-fn lab_address(i: usize) -> (String, String) {
+pub(crate) fn lab_address(i: usize) -> (String, String) {
     (
         format!("127.0.0.{}", 10 + i),
         format!("127.0.0.{}", 100 + i),
@@ -49,7 +49,7 @@ fn lab_address(i: usize) -> (String, String) {
 }
 
 /// Every address of `n` MX hosts.
-fn lab_addresses(n: usize) -> Vec<String> {
+pub(crate) fn lab_addresses(n: usize) -> Vec<String> {
     (0..n)
         .flat_map(|i| {
             let (a, b) = lab_address(i);

@@ -84,6 +84,7 @@ pub mod policy_server;
 pub mod prediction;
 pub mod receiver;
 pub mod relay;
+pub mod requiretls_receiver;
 pub mod rustls_policy;
 pub mod signed_dns;
 pub mod smtp;

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use crate::support::ca::{self_signed, Issued, Key, Spec, TestCa};
 use crate::support::dane_lab::StripProxy;
-use crate::support::postfix::{first_received, Postfix, PostfixOptions};
+use crate::support::postfix::{first_received, Postfix, PostfixOptions, SessionSummary};
 use crate::support::receiver::Receiver;
 use crate::support::relay::Relay;
 use crate::support::smtp::Client;
@@ -240,13 +240,19 @@ impl Mx {
                 })
                 .collect();
         }
-        let sessions = self.postfix.as_ref().map(Postfix::sessions);
-        sessions
-            .unwrap_or_default()
+        self.sessions()
             .iter()
             .filter(|s| s.plaintext_mail())
             .map(|s| format!("{:?}\n", s.counts))
             .collect()
+    }
+
+    /// Postfix's session summaries (the one behind a proxy too).
+    pub fn sessions(&self) -> Vec<SessionSummary> {
+        self.postfix
+            .as_ref()
+            .map(Postfix::sessions)
+            .unwrap_or_default()
     }
 
     /// Postfix's log (the one behind a proxy too), for failure messages.
