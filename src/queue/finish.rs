@@ -141,6 +141,10 @@ impl Finisher {
                 notify: None,
             }],
             smtputf8: envelope.smtputf8,
+            // RFC 8689 §5: the notice of a flagged message travels under
+            // the same rules; as it is from `<>`, if it cannot go it is
+            // dropped, never bounced.
+            requiretls: envelope.requiretls,
             client: ClientInfo {
                 helo: self.notices.hostname.clone(),
                 ..ClientInfo::default()
