@@ -159,7 +159,7 @@ impl Finisher {
         };
         match result {
             Ok(dsn_id) => {
-                tracing::info!(queue_id = id, dsn_queue_id = dsn_id.as_str(), kind = ?kind, to = envelope.sender.as_str(), "delivery status notification queued");
+                tracing::info!(queue_id = id, dsn_queue_id = dsn_id.as_str(), kind = ?kind, to = envelope.sender.as_str(), requiretls = envelope.requiretls, "delivery status notification queued");
                 crate::metrics::notice_queued(match kind {
                     Kind::Failure => crate::metrics::NoticeKind::Failure,
                     Kind::Delay => crate::metrics::NoticeKind::Delay,

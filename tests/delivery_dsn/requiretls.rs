@@ -46,6 +46,7 @@ fn a_flagged_message_returns_a_flagged_notice_with_its_headers_alone() {
         .wait_for_log("delivery status notification queued", 1)
         .remove(0);
     assert!(queued.contains("00000000000000F1A6"), "{queued}");
+    assert!(queued.contains("\"requiretls\":true"), "{queued}");
     let spooled = world.relay.wait_for_spooled(1);
     let (id, notice, content) = spooled
         .iter()
