@@ -12,6 +12,9 @@ use support::relay::{mx_config, with_keys, Relay};
 use support::smtp::{assert_queued, submit, Client};
 use support::tls_receiver::{AfterTls, TlsReceiver};
 
+#[path = "delivery_dsn/requiretls.rs"]
+mod requiretls;
+
 const SENDER: &str = "alice@sender.test";
 
 fn message(subject: &str) -> String {

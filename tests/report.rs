@@ -240,3 +240,83 @@ fn tls_rpt_show_gives_every_rfc_8460_field() {
     let again = json(&config, &["tls-rpt", "show", "--domain", "sts.test"]);
     assert_eq!(again[0]["report-id"], report["report-id"]);
 }
+
+#[test]
+fn requiretls_messages_delivered_and_returned_in_every_form() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = config(dir.path());
+    let store = open(dir.path());
+    // secure.test: 3 by DANE, 2 of them flagged, and 1 flagged returned;
+    // strict.test: 2 flagged returned and nothing else.
+    for flagged in [1, 1, 0] {
+        let mut e = event("secure.test", Method::Dane, Duration::ZERO);
+        e.requiretls_delivered = flagged;
+        store.record(e);
+    }
+    store.record(Event::returned_for_requiretls(
+        SystemTime::now(),
+        "secure.test",
+    ));
+    for _ in 0..2 {
+        store.record(Event::returned_for_requiretls(
+            SystemTime::now(),
+            "strict.test",
+        ));
+    }
+    drop(store);
+
+    let report = json(&config, &["report", "--json"]);
+    assert_eq!(report["totals"]["requiretls_delivered"], 2);
+    assert_eq!(report["totals"]["requiretls_returned"], 3);
+    // In no method column, no session.
+    assert_eq!(report["totals"]["messages"]["dane"], 3);
+    assert_eq!(report["totals"]["messages"]["deferred"], 0);
+    assert_eq!(report["totals"]["sessions"]["deferred"], 0);
+    assert_eq!(report["totals"]["sessions"]["dane"], 3);
+    // Worst first: returned mail counts against a domain.
+    let strict = &report["domains"][0];
+    assert_eq!(strict["domain"], "strict.test", "{report}");
+    assert_eq!(strict["requiretls_returned"], 2);
+    assert_eq!(strict["requiretls_delivered"], 0);
+    assert_eq!(strict["messages"], 0);
+    assert_eq!(strict["sessions"], 0);
+    assert_eq!(strict["policy_deferrals"], 0);
+    assert_eq!(strict["failures"], serde_json::json!([]));
+    let secure = &report["domains"][1];
+    assert_eq!(secure["requiretls_delivered"], 2);
+    assert_eq!(secure["requiretls_returned"], 1);
+    assert_eq!(secure["messages"], 3);
+
+    let text = run(&config, &["report"]);
+    assert!(text.contains("REQUIRETLS (RFC 8689)"), "{text}");
+    for (name, delivered, returned) in [
+        ("all domains", 2, 3),
+        ("strict.test", 0, 2),
+        ("secure.test", 2, 1),
+    ] {
+        assert!(
+            text.contains(&format!("  {name:<28} {delivered:>10} {returned:>10}\n")),
+            "{name}: {text}"
+        );
+    }
+
+    let page = dir.path().join("report.html");
+    run(&config, &["report", "--html", &page.to_string_lossy()]);
+    let html = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{e}"));
+    for cell in [
+        "data-domain=\"strict.test\" data-field=\"requiretls_returned\">2<",
+        "data-domain=\"secure.test\" data-field=\"requiretls_delivered\">2<",
+        "data-field=\"totals.requiretls_delivered\">2<",
+        "data-field=\"totals.requiretls_returned\">3<",
+    ] {
+        assert!(html.contains(cell), "{cell}: {html}");
+    }
+
+    // TLS-RPT: secure.test's sessions alone; strict.test had none.
+    let reports = json(&config, &["tls-rpt", "show"]);
+    assert_eq!(reports.as_array().map(Vec::len), Some(1), "{reports}");
+    let policies = &reports[0]["policies"];
+    assert_eq!(policies.as_array().map(Vec::len), Some(1), "{reports}");
+    assert_eq!(policies[0]["summary"]["total-successful-session-count"], 3);
+    assert_eq!(policies[0]["summary"]["total-failure-session-count"], 0);
+}

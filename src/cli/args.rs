@@ -81,6 +81,15 @@ pub(crate) enum Command {
         config: PathBuf,
     },
     /// The transit-security report: per destination domain, how mail travelled.
+    ///
+    /// Messages and sessions by method (DANE, MTA-STS, connector, TLS
+    /// unverified, plaintext, deferred for policy), in total, per UTC day
+    /// and per destination domain, worst first. Then the messages flagged
+    /// REQUIRETLS (RFC 8689), in total and per domain: "delivered" counts
+    /// those that reached the domain (also counted by method); "returned"
+    /// those sent back to their sender with 5.7.30 because no next hop of
+    /// the domain met the requirement (no session, in no method column).
+    /// README, "Transit-security report".
     Report(ReportArgs),
     /// TLS-RPT (RFC 8460) aggregate reports, as the relay would send them.
     TlsRpt {

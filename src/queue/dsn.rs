@@ -1,6 +1,12 @@
 //! Delivery status notifications (RFC 3464, with RFC 3461's parameters and
 //! RFC 6533 for SMTPUTF8 messages): the bounce or delay notice sent from
 //! `<>` to a message's envelope sender.
+//!
+//! The notice of a message flagged REQUIRETLS (RFC 8689 §5) returns only
+//! the original's headers, whatever `RET` asks: its body was meant to
+//! travel only over authenticated TLS, and a notice is sent to an address
+//! anyone can forge. The notice itself is flagged too (`Finisher::notify`),
+//! so it travels under the same rules.
 
 use std::fmt::Write;
 
@@ -143,6 +149,9 @@ impl Report<'_> {
                 one_line(&r.diagnostic)
             );
         }
+        if self.envelope.requiretls {
+            text.push_str(&requiretls_text(wanted));
+        }
         text
     }
 
@@ -197,9 +206,11 @@ impl Report<'_> {
     /// notice never reflects more than `return_limit` bytes of it, as
     /// Postfix's `bounce_size_limit`: above it, `RET=FULL` (or no `RET`)
     /// gets the headers alone, and headers longer than the limit are cut
-    /// after the last whole line within it.
+    /// after the last whole line within it. A message flagged REQUIRETLS
+    /// gets its headers alone, whatever `RET` (RFC 8689 §5).
     fn returned<'o>(&self, original: &'o [u8], global: bool) -> (&'static str, &'o [u8]) {
         let full = match self.envelope.ret {
+            _ if self.envelope.requiretls => false,
             Some(Ret::Full) | None => original.len() <= self.return_limit,
             Some(Ret::Hdrs) => false,
         };
@@ -216,6 +227,25 @@ impl Report<'_> {
             ),
         }
     }
+}
+
+/// What the sender of a message flagged REQUIRETLS needs to know: why
+/// the body is not returned, and what a `5.7.30` means.
+fn requiretls_text(wanted: &[&RecipientReport]) -> String {
+    let mut text = String::from(
+        "\r\nYour message required TLS (REQUIRETLS, RFC 8689): it may travel only over\r\n\
+         authenticated, encrypted connections. This notice travels under the same\r\n\
+         requirement and returns only the headers of your message, not its body.\r\n",
+    );
+    let needed = crate::smtp::status::EnhancedStatus::REQUIRETLS_NEEDED;
+    if wanted.iter().any(|r| r.status == needed) {
+        let _ = write!(
+            text,
+            "A recipient marked {needed} could not be reached that way: no server for its\r\n\
+             domain was authenticated, showed a verified certificate and offered REQUIRETLS.\r\n"
+        );
+    }
+    text
 }
 
 /// `text` up to its last line end within `limit` bytes (all of it when

@@ -204,3 +204,97 @@ fn ret_full_returns_the_message_up_to_the_limit_and_headers_above_it() {
     );
     assert!(!cut.contains("Subject: hello"), "{cut}");
 }
+
+/// A message flagged REQUIRETLS, sent with `RET=FULL`.
+fn flagged(sender: &str, smtputf8: bool) -> Envelope {
+    Envelope {
+        sender: sender.into(),
+        recipients: vec![recipient("bob@b.test", None)],
+        ret: Some(Ret::Full),
+        smtputf8,
+        requiretls: true,
+        ..Envelope::default()
+    }
+}
+
+fn rendered(report: &Report<'_>) -> String {
+    let bytes = report.render(ORIGINAL, "B").unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn a_flagged_message_gets_its_headers_alone_whatever_ret_and_the_limit() {
+    for smtputf8 in [false, true] {
+        let envelope = flagged("alice@a.test", smtputf8);
+        for kind in [Kind::Failure, Kind::Delay] {
+            let mut notice = report(&envelope, kind);
+            notice.return_limit = usize::MAX;
+            let text = rendered(&notice);
+            let part = match smtputf8 {
+                false => "text/rfc822-headers",
+                true => "message/global-headers",
+            };
+            assert!(
+                text.contains(&format!(
+                    "Content-Type: {part}\r\n\r\nReceived: x\r\nSubject: hello\r\n\r\n--B--\r\n"
+                )),
+                "{kind:?} {text}"
+            );
+            assert!(!text.contains("body line"), "{kind:?} {text}");
+            assert!(
+                text.contains("Your message required TLS (REQUIRETLS, RFC 8689)"),
+                "{kind:?} {text}"
+            );
+        }
+    }
+    // The limit still caps the headers returned.
+    let envelope = flagged("alice@a.test", false);
+    let mut notice = report(&envelope, Kind::Failure);
+    notice.return_limit = "Received: x\r\nSub".len();
+    let cut = rendered(&notice);
+    assert!(
+        cut.contains("Content-Type: text/rfc822-headers\r\n\r\nReceived: x\r\n--B--"),
+        "{cut}"
+    );
+}
+
+#[test]
+fn a_flagged_notice_says_what_a_5_7_30_means_and_an_unflagged_one_says_nothing() {
+    let envelope = flagged("alice@a.test", false);
+    let mut notice = report(&envelope, Kind::Failure);
+    notice.recipients[0].status = crate::smtp::status::EnhancedStatus::REQUIRETLS_NEEDED;
+    notice.recipients[0].diagnostic = "REQUIRETLS: mx.b.test does not offer REQUIRETLS".into();
+    notice.recipients[0].remote_reply = None;
+    let text = rendered(&notice);
+    assert!(text.contains("Status: 5.7.30\r\n"), "{text}");
+    assert!(
+        text.contains("A recipient marked 5.7.30 could not be reached that way"),
+        "{text}"
+    );
+    // Another failure of a flagged message: no word of 5.7.30.
+    let other = rendered(&report(&envelope, Kind::Failure));
+    assert!(other.contains("required TLS"), "{other}");
+    assert!(!other.contains("5.7.30"), "{other}");
+    // An unflagged message: no REQUIRETLS paragraph, the whole message back.
+    let plain = Envelope {
+        requiretls: false,
+        ..envelope
+    };
+    let text = rendered(&report(&plain, Kind::Failure));
+    assert!(!text.contains("REQUIRETLS"), "{text}");
+    assert!(text.contains("Content-Type: message/rfc822\r\n"), "{text}");
+}
+
+#[test]
+fn a_flagged_notice_that_fails_in_turn_is_never_bounced() {
+    // The notice of a flagged message is itself flagged and from <>: if it
+    // cannot go either, nobody is told (RFC 5321 §4.5.5, RFC 8689 §5).
+    let notice = flagged("", false);
+    for kind in [Kind::Failure, Kind::Delay] {
+        let report = report(&notice, kind);
+        assert!(report.render(ORIGINAL, "B").is_none(), "{kind:?}");
+        assert!(report
+            .withheld()
+            .is_some_and(|why| why.contains("the sender is <>")));
+    }
+}

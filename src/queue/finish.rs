@@ -141,6 +141,10 @@ impl Finisher {
                 notify: None,
             }],
             smtputf8: envelope.smtputf8,
+            // RFC 8689 §5: the notice of a flagged message travels under
+            // the same rules; as it is from `<>`, if it cannot go it is
+            // dropped, never bounced.
+            requiretls: envelope.requiretls,
             client: ClientInfo {
                 helo: self.notices.hostname.clone(),
                 ..ClientInfo::default()
@@ -155,7 +159,7 @@ impl Finisher {
         };
         match result {
             Ok(dsn_id) => {
-                tracing::info!(queue_id = id, dsn_queue_id = dsn_id.as_str(), kind = ?kind, to = envelope.sender.as_str(), "delivery status notification queued");
+                tracing::info!(queue_id = id, dsn_queue_id = dsn_id.as_str(), kind = ?kind, to = envelope.sender.as_str(), requiretls = envelope.requiretls, "delivery status notification queued");
                 crate::metrics::notice_queued(match kind {
                     Kind::Failure => crate::metrics::NoticeKind::Failure,
                     Kind::Delay => crate::metrics::NoticeKind::Delay,

@@ -13,7 +13,6 @@ use crate::config::values::Host;
 use crate::config::Config;
 use crate::outbound::route::{addresses, Resolve};
 use crate::tls::certs::load_ca_file;
-use crate::transit::aggregate::OTHER_DOMAIN;
 use crate::transit::files;
 use crate::transit::journal::{self, day_name, parse_day};
 use crate::transit::tls_rpt::{report, report_id, Submitter};
@@ -46,7 +45,12 @@ impl<R: Resolve> Outside for RelayOutside<R> {
         off_runtime(move || {
             let date = parse_day(&day)?;
             let read = files::read_day(&folder, date).ok()?;
-            let value = report(date, &domain, read.counts.domains.get(&domain)?, &who);
+            let counts = read
+                .counts
+                .domains
+                .get(&domain)
+                .filter(|c| c.has_sessions())?;
+            let value = report(date, &domain, counts, &who);
             Some(Report {
                 json: serde_json::to_vec(&value).ok()?,
                 report_id: report_id(date, &domain, &who.submitter),
@@ -122,9 +126,8 @@ fn finished_days(folder: &Path, now: i64) -> Vec<(String, Vec<String>)> {
         }
         match files::read_day(folder, day) {
             Ok(read) => {
-                let domains = (read.counts.domains.keys())
-                    .filter(|d| d.as_str() != OTHER_DOMAIN)
-                    .cloned()
+                let domains = (read.counts.reported_domains())
+                    .map(|(domain, _)| domain.clone())
                     .collect();
                 found.push((day_name(day), domains));
             }

@@ -33,10 +33,22 @@ pub struct DayCounts {
 }
 
 /// One domain on one day: a record per policy its sessions were judged by
-/// (usually one; two when the policy changed during the day).
+/// (usually one; two when the policy changed during the day), and the
+/// messages flagged REQUIRETLS (RFC 8689) delivered to it and returned
+/// for it. Those two are no policy's: a returned message had no session,
+/// and TLS-RPT reports only sessions. Written only when not 0, so the
+/// snapshot of a day without flagged mail reads the same as before them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainCounts {
     pub policies: Vec<PolicyCounts>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requiretls_delivered: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requiretls_returned: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The sessions and messages judged by one policy.
@@ -177,6 +189,13 @@ fn add_maps<K: Ord>(into: &mut BTreeMap<K, u64>, from: BTreeMap<K, u64>) {
 }
 
 impl DomainCounts {
+    /// Whether a session or a message was counted for the domain, that
+    /// is, whether a TLS-RPT report has anything to say of it: a domain
+    /// whose flagged mail was only returned has no session.
+    pub fn has_sessions(&self) -> bool {
+        !self.policies.is_empty()
+    }
+
     fn policy(&mut self, policy: &Policy) -> &mut PolicyCounts {
         let at = match self.policies.iter().position(|p| &p.policy == policy) {
             Some(at) => at,
@@ -191,13 +210,24 @@ impl DomainCounts {
 
 impl DayCounts {
     /// Folds one event in under `event.domain` (already bounded by the
-    /// caller: see [`DayCounts::domain_for`]).
+    /// caller: see [`DayCounts::is_full_for`]). An event with neither a
+    /// session nor a message (a flagged message returned) counts for the
+    /// domain alone and opens no policy record.
     pub fn add(&mut self, event: &Event) {
+        let domain = self.domains.entry(event.domain.clone()).or_default();
+        domain.requiretls_delivered += u64::from(event.requiretls_delivered);
+        domain.requiretls_returned += u64::from(event.requiretls_returned);
+        if event.sessions > 0 || event.messages > 0 {
+            domain.policy(&event.policy).add(event);
+        }
+    }
+
+    /// The domains a TLS-RPT report is made for: counted by name (not
+    /// [`OTHER_DOMAIN`]) and with a session.
+    pub fn reported_domains(&self) -> impl Iterator<Item = (&String, &DomainCounts)> {
         self.domains
-            .entry(event.domain.clone())
-            .or_default()
-            .policy(&event.policy)
-            .add(event);
+            .iter()
+            .filter(|(domain, counts)| domain.as_str() != OTHER_DOMAIN && counts.has_sessions())
     }
 
     /// Whether an event for `domain` must be counted under
@@ -210,6 +240,8 @@ impl DayCounts {
     pub fn merge(&mut self, other: DayCounts) {
         for (domain, counts) in other.domains {
             let into = self.domains.entry(domain).or_default();
+            into.requiretls_delivered += counts.requiretls_delivered;
+            into.requiretls_returned += counts.requiretls_returned;
             for policy in counts.policies {
                 into.policy(&policy.policy.clone()).merge(policy);
             }

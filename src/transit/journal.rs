@@ -55,8 +55,12 @@ pub(super) enum Line {
 
 /// An event without its time (the file is the day) and with its policy
 /// by number: domain, policy, MX host, receiving IP, sending IP, method,
-/// TLS version, failure, sessions, messages, deferred for policy.
-#[derive(Serialize, Deserialize)]
+/// TLS version, failure, sessions, messages, deferred for policy, then
+/// REQUIRETLS messages delivered and returned. Those two are written only
+/// when one is not 0, so the journal of unflagged mail reads the same to a
+/// release before them, and a line without them (any earlier release's)
+/// reads as 0 and 0.
+#[derive(Deserialize)]
 pub(super) struct Compact(
     String,
     u32,
@@ -69,6 +73,8 @@ pub(super) struct Compact(
     u32,
     u32,
     bool,
+    #[serde(default)] u32,
+    #[serde(default)] u32,
 );
 
 impl Compact {
@@ -85,6 +91,8 @@ impl Compact {
             event.sessions,
             event.messages,
             event.policy_deferred,
+            event.requiretls_delivered,
+            event.requiretls_returned,
         )
     }
 
@@ -102,9 +110,35 @@ impl Compact {
             sessions: self.8,
             messages: self.9,
             policy_deferred: self.10,
-            requiretls_delivered: 0,
-            requiretls_returned: 0,
+            requiretls_delivered: self.11,
+            requiretls_returned: self.12,
         }
+    }
+}
+
+/// The JSON array of [`Compact`]: 11 elements, or 13 when the event
+/// counts a message flagged REQUIRETLS.
+impl Serialize for Compact {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let flagged = self.11 != 0 || self.12 != 0;
+        let mut seq = serializer.serialize_seq(Some(if flagged { 13 } else { 11 }))?;
+        seq.serialize_element(&self.0)?;
+        seq.serialize_element(&self.1)?;
+        seq.serialize_element(&self.2)?;
+        seq.serialize_element(&self.3)?;
+        seq.serialize_element(&self.4)?;
+        seq.serialize_element(&self.5)?;
+        seq.serialize_element(&self.6)?;
+        seq.serialize_element(&self.7)?;
+        seq.serialize_element(&self.8)?;
+        seq.serialize_element(&self.9)?;
+        seq.serialize_element(&self.10)?;
+        if flagged {
+            seq.serialize_element(&self.11)?;
+            seq.serialize_element(&self.12)?;
+        }
+        seq.end()
     }
 }
 

@@ -65,6 +65,31 @@ pub struct Event {
     pub requiretls_returned: u32,
 }
 
+impl Event {
+    /// The event of a message flagged REQUIRETLS returned to its sender
+    /// (5.7.30) because no hop for `domain` met the requirement, at `at`:
+    /// no session, no message, no failure, so it adds nothing to TLS-RPT
+    /// nor to the report's method columns, only its `requiretls_returned`.
+    pub fn returned_for_requiretls(at: SystemTime, domain: &str) -> Event {
+        Event {
+            at,
+            domain: domain.to_string(),
+            policy: Policy::none(),
+            mx_host: "-".to_string(),
+            receiving_ip: None,
+            sending_ip: None,
+            method: Method::Deferred,
+            tls_version: None,
+            failure: None,
+            sessions: 0,
+            messages: 0,
+            policy_deferred: false,
+            requiretls_delivered: 0,
+            requiretls_returned: 1,
+        }
+    }
+}
+
 /// How a session travelled: the report's columns, strongest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -62,7 +62,7 @@ pub struct Report {
     pub to: String,
     pub totals: Totals,
     /// Worst first: most plaintext messages + policy deferrals + failed
-    /// sessions, then by name.
+    /// sessions + flagged messages returned, then by name.
     pub domains: Vec<DomainRow>,
     /// Every day of the range, oldest first.
     pub days: Vec<DayRow>,
@@ -73,6 +73,12 @@ pub struct Report {
 pub struct Totals {
     pub messages: ByMethod,
     pub sessions: ByMethod,
+    /// Messages flagged REQUIRETLS (RFC 8689) delivered, per domain
+    /// delivered to: also counted in `messages`.
+    pub requiretls_delivered: u64,
+    /// Messages flagged REQUIRETLS returned to their sender (5.7.30), per
+    /// domain no hop of which met the requirement: in no method column.
+    pub requiretls_returned: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -89,6 +95,11 @@ pub struct DomainRow {
     pub failures: Vec<FailureRow>,
     /// Some message went to it in plaintext.
     pub plaintext: bool,
+    /// Of `messages`, those flagged REQUIRETLS (RFC 8689).
+    pub requiretls_delivered: u64,
+    /// Messages flagged REQUIRETLS returned to their sender (5.7.30): no
+    /// hop of this domain met the requirement. Not in `messages`.
+    pub requiretls_returned: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -116,6 +127,8 @@ impl DomainRow {
             policy_deferrals: 0,
             failures: Vec::new(),
             plaintext: false,
+            requiretls_delivered: 0,
+            requiretls_returned: 0,
         }
     }
 
@@ -124,6 +137,7 @@ impl DomainRow {
         self.messages_by_method.plaintext()
             + self.policy_deferrals
             + self.failures.iter().map(|f| f.count).sum::<u64>()
+            + self.requiretls_returned
     }
 }
 
@@ -149,6 +163,10 @@ pub fn build(days: &BTreeMap<Date, DayCounts>, from: Date, to: Date, only: Optio
             let domain_row = rows
                 .entry(domain.clone())
                 .or_insert_with(|| DomainRow::new(domain));
+            domain_row.requiretls_delivered += counts.requiretls_delivered;
+            domain_row.requiretls_returned += counts.requiretls_returned;
+            totals.requiretls_delivered += counts.requiretls_delivered;
+            totals.requiretls_returned += counts.requiretls_returned;
             for policy in &counts.policies {
                 for (method, n) in &policy.messages_by_method {
                     domain_row.messages_by_method.add(*method, *n);

@@ -1,10 +1,11 @@
 //! `tlsrelay report --html FILE`: the [`Report`] as one self-contained
 //! page (inline CSS and SVG, no script, no external URL): per day a
 //! stacked bar of messages by method with its legend, then the per-domain
-//! table worst first. Every figure cell carries `data-domain` (or
-//! `data-day`) and `data-field` (a path in the `--json` object, e.g.
-//! `messages_by_method.tls13-unverified`) so a test can compare the page
-//! with the JSON.
+//! table worst first, then the messages flagged REQUIRETLS in all. Every
+//! figure cell carries `data-domain` (or `data-day`) and `data-field` (a
+//! path in the `--json` object, e.g. `messages_by_method.tls13-unverified`)
+//! so a test can compare the page with the JSON; a total's `data-field`
+//! starts with `totals.` and it has no owner.
 
 use std::fmt::Write;
 
@@ -62,6 +63,7 @@ pub fn render(report: &Report) -> String {
     days_table(&mut out, report);
     out.push_str("<h2>Per destination domain, worst first</h2>\n");
     domains_table(&mut out, report);
+    requiretls(&mut out, report);
     out.push_str("<h2>Domains that received plaintext</h2>\n<ul>\n");
     if report.plaintext_domains.is_empty() {
         out.push_str("<li>(none)</li>\n");
@@ -194,6 +196,8 @@ fn domains_table(out: &mut String, report: &Report) {
             "TLS 1.3 sessions",
             "TLS 1.2 sessions",
             "policy deferrals",
+            "REQUIRETLS delivered",
+            "REQUIRETLS returned",
             "failed sessions",
         ],
     );
@@ -224,6 +228,8 @@ fn domains_table(out: &mut String, report: &Report) {
         cell(out, "tls_versions.1.3", version("1.3"));
         cell(out, "tls_versions.1.2", version("1.2"));
         cell(out, "policy_deferrals", row.policy_deferrals);
+        cell(out, "requiretls_delivered", row.requiretls_delivered);
+        cell(out, "requiretls_returned", row.requiretls_returned);
         out.push_str("<td>");
         for failure in &row.failures {
             let _ = write!(
@@ -235,4 +241,16 @@ fn domains_table(out: &mut String, report: &Report) {
         out.push_str("</td></tr>\n");
     }
     out.push_str("</table>\n");
+}
+
+/// The messages flagged REQUIRETLS (RFC 8689) in all: what each figure
+/// means, as the text form says it.
+fn requiretls(out: &mut String, report: &Report) {
+    let _ = writeln!(
+        out,
+        "<h2>Messages flagged REQUIRETLS (RFC 8689)</h2>\n<p>Delivered (also counted in the method columns): \
+         <span data-field=\"totals.requiretls_delivered\">{}</span>. Returned to their sender with 5.7.30, no next hop having met the requirement (in no method column): \
+         <span data-field=\"totals.requiretls_returned\">{}</span>.</p>",
+        report.totals.requiretls_delivered, report.totals.requiretls_returned
+    );
 }

@@ -1,5 +1,6 @@
 //! The text form of `tlsrelay report`: the [`Report`]'s figures as
-//! tables for a terminal, then the domains that received plaintext.
+//! tables for a terminal, the messages flagged REQUIRETLS, then the
+//! domains that received plaintext.
 
 use std::fmt::Write;
 
@@ -88,6 +89,8 @@ pub fn render(report: &Report) -> String {
         }
     }
     let _ = writeln!(out);
+    requiretls(&mut out, report);
+    let _ = writeln!(out);
     let _ = writeln!(out, "Domains that received plaintext");
     if report.plaintext_domains.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -98,24 +101,42 @@ pub fn render(report: &Report) -> String {
     out
 }
 
+/// The messages flagged REQUIRETLS (RFC 8689): in all, then for each
+/// domain that had any, in the report's order.
+fn requiretls(out: &mut String, report: &Report) {
+    let _ = writeln!(
+        out,
+        "REQUIRETLS (RFC 8689): flagged messages delivered (also counted above), and returned to their sender (5.7.30: no hop met the requirement)"
+    );
+    let _ = writeln!(out, "{}", row("domain", ["delivered", "returned"]));
+    let totals = &report.totals;
+    let all = [totals.requiretls_delivered, totals.requiretls_returned];
+    let _ = writeln!(out, "{}", row("all domains", all));
+    for domain in &report.domains {
+        let counts = [domain.requiretls_delivered, domain.requiretls_returned];
+        if counts != [0, 0] {
+            let _ = writeln!(out, "{}", row(&domain.domain, counts));
+        }
+    }
+}
+
 const FIRST: usize = 28;
 const WIDTH: usize = 10;
 
-fn header(first: &str, extra: &[&str]) -> String {
+/// A table row: `first`, then each cell right-aligned in its column.
+fn row<T: std::fmt::Display>(first: &str, cells: impl IntoIterator<Item = T>) -> String {
     let mut text = format!("  {first:<FIRST$}");
-    for head in HEADS.iter().chain(extra) {
-        let _ = write!(text, " {head:>WIDTH$}");
+    for cell in cells {
+        let _ = write!(text, " {cell:>WIDTH$}");
     }
-    text.trim_end().to_string()
+    text
+}
+
+fn header(first: &str, extra: &[&str]) -> String {
+    row(first, HEADS.iter().chain(extra)).trim_end().to_string()
 }
 
 fn line(first: &str, counts: &ByMethod, extra: &[String]) -> String {
-    let mut text = format!("  {first:<FIRST$}");
-    for n in counts.0 {
-        let _ = write!(text, " {n:>WIDTH$}");
-    }
-    for n in extra {
-        let _ = write!(text, " {n:>WIDTH$}");
-    }
-    text
+    let counts = counts.0.iter().map(u64::to_string);
+    row(first, counts.chain(extra.iter().cloned()))
 }

@@ -296,3 +296,7 @@ mod tests;
 #[cfg(test)]
 #[path = "rotation_tests.rs"]
 mod rotation_tests;
+
+#[cfg(test)]
+#[path = "requiretls_tests.rs"]
+mod requiretls_tests;

@@ -11,7 +11,7 @@
 use serde_json::{json, Map, Value};
 use time::Date;
 
-use super::aggregate::{DayCounts, DomainCounts, PolicyCounts, OTHER_DOMAIN};
+use super::aggregate::{DayCounts, DomainCounts, PolicyCounts};
 use super::journal::day_name;
 use crate::config::Config;
 
@@ -45,12 +45,12 @@ pub fn report_id(day: Date, domain: &str, submitter: &str) -> String {
 }
 
 /// The reports of `day`, one per policy domain (`only` one when given),
-/// in domain order. The `(other)` bucket has no domain to report to.
+/// in domain order. The `(other)` bucket has no domain to report to, and
+/// a domain without a session (its flagged mail only returned) nothing
+/// to report.
 pub fn reports(day: Date, counts: &DayCounts, who: &Submitter, only: Option<&str>) -> Vec<Value> {
     counts
-        .domains
-        .iter()
-        .filter(|(domain, _)| domain.as_str() != OTHER_DOMAIN)
+        .reported_domains()
         .filter(|(domain, _)| only.is_none_or(|only| only == domain.as_str()))
         .map(|(domain, counts)| report(day, domain, counts, who))
         .collect()

@@ -1,8 +1,9 @@
 //! `tlsrelay report --html` rendered by a real browser: headless Chromium
 //! (Debian's `chromium`) loads the page from a spool filled with known
 //! transit events, takes a screenshot (a PNG that is not blank), and its
-//! DOM's figure cells (`data-domain`/`data-day` + `data-field`) equal the
-//! figures of `tlsrelay report --json` for the same spool.
+//! DOM's figure cells (`data-domain`/`data-day` + `data-field`, or a
+//! `totals.` field) equal the figures of `tlsrelay report --json` for the
+//! same spool.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -53,10 +54,17 @@ fn fill(spool: &Path) {
                 sessions: 1,
                 messages: u32::from(method != Method::Deferred),
                 policy_deferred: method == Method::Deferred,
-                requiretls_delivered: 0,
+                requiretls_delivered: u32::from(method == Method::Dane),
                 requiretls_returned: 0,
             });
         }
+    }
+    // Flagged messages returned (5.7.30): no session, no message.
+    for _ in 0..3 {
+        store.record(Event::returned_for_requiretls(
+            SystemTime::now(),
+            "strict.test",
+        ));
     }
     store.flush().unwrap_or_else(|e| panic!("{e}"));
 }
@@ -99,7 +107,8 @@ fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
     Some(&tag[start..start + len])
 }
 
-/// Every figure cell in the DOM: (owner kind, owner, field, number).
+/// Every figure cell in the DOM: (owner kind, owner, field, number); a
+/// total's owner kind is `totals`, its owner empty.
 fn figures(dom: &str) -> Vec<(&'static str, String, String, u64)> {
     let mut found = Vec::new();
     for piece in dom.split('<').skip(1) {
@@ -112,6 +121,7 @@ fn figures(dom: &str) -> Vec<(&'static str, String, String, u64)> {
         let owner = match (attribute(tag, "data-domain"), attribute(tag, "data-day")) {
             (Some(domain), _) => ("domain", domain),
             (None, Some(day)) => ("day", day),
+            _ if field.starts_with("totals.") => ("totals", ""),
             _ => continue,
         };
         let number = text
@@ -127,12 +137,17 @@ fn figures(dom: &str) -> Vec<(&'static str, String, String, u64)> {
 fn expected(report: &Value, kind: &str, owner: &str, field: &str) -> u64 {
     let (list, key) = match kind {
         "domain" => ("domains", "domain"),
+        "totals" => ("", ""),
         _ => ("days", "day"),
     };
-    let row = report[list]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r[key] == owner))
-        .unwrap_or_else(|| panic!("{owner} not in --json"));
+    // A total's field is its path from the top of the object.
+    let row = match list {
+        "" => report,
+        list => report[list]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r[key] == owner))
+            .unwrap_or_else(|| panic!("{owner} not in --json")),
+    };
     let (head, rest) = field.split_once('.').unwrap_or((field, ""));
     let value = match (head, rest) {
         ("failures", kind) => row["failures"]
@@ -214,11 +229,15 @@ fn html_report_renders_in_chromium_with_the_json_figures() {
     let cells = figures(&dom);
     let domains = report["domains"].as_array().map_or(0, Vec::len);
     assert_eq!(domains, 8, "{report}");
-    // Per domain: messages, sessions, 8 methods, 2 TLS versions, deferrals (+ failures).
+    // Per domain: messages, sessions, 8 methods, 2 TLS versions, deferrals,
+    // REQUIRETLS delivered and returned (+ failures).
     assert!(
-        cells.iter().filter(|c| c.0 == "domain").count() >= domains * 13,
+        cells.iter().filter(|c| c.0 == "domain").count() >= domains * 15,
         "{cells:?}"
     );
+    assert_eq!(cells.iter().filter(|c| c.0 == "totals").count(), 2);
+    assert_eq!(report["totals"]["requiretls_delivered"], 5);
+    assert_eq!(report["totals"]["requiretls_returned"], 3);
     assert_eq!(
         cells.iter().filter(|c| c.0 == "day").count(),
         7 * Method::ALL.len()

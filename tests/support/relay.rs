@@ -335,6 +335,15 @@ impl Relay {
             .collect()
     }
 
+    /// Writes message `id` into the spool of the stopped relay, in the
+    /// spool's format, as a run before would have left it: for envelopes
+    /// no SMTP client of the tests can make.
+    pub fn put_spooled(&self, id: &str, envelope: &Envelope, content: &str) {
+        let head = serde_json::to_string(envelope).expect("envelope as JSON");
+        let file = self.dir.path().join("spool/queue").join(id);
+        std::fs::write(file, format!("tlsrelay-spool 1\n{head}\n{content}")).expect("spool file");
+    }
+
     /// Every file in the spool's `queue/` and `state/` folders, `.tmp`
     /// ones included: what sessions and deliveries left there.
     pub fn spool_files(&self) -> Vec<String> {
