@@ -150,7 +150,7 @@ fn every_problem_is_reported_in_one_run() {
             "bad.toml:5:15: tls.min_version: TLS 1.0 is not offered: it is broken; use \"1.2\" or \"1.3\"",
             "bad.toml:8:15: inbound[0].remote_ips[0]: the allow_relay networks 0.0.0.0/1, 128.0.0.0/1 together cover every IPv4 address, so anyone could relay (an open relay); list your own networks",
             "bad.toml:12:38: outbound[0].recipient_domains[1]: invalid domain name \"bad..test\": it has an empty label (two dots in a row, or a leading dot)",
-            "bad.toml:13:1: outbound[0].tlss: unknown key `tlss`; known keys here: `name`, `recipient_domains`, `smarthosts`, `tls`, `tls_domains`, `ca_file`, `fingerprints`, `client_cert`, `min_tls_version`",
+            "bad.toml:13:1: outbound[0].tlss: unknown key `tlss`; known keys here: `name`, `recipient_domains`, `smarthosts`, `tls`, `tls_domains`, `ca_file`, `fingerprints`, `client_cert`, `min_tls_version`, `requiretls`",
             "bad.toml:15:11: queue.max_age: must be longer than 0s, for example \"5d\"",
         ],
         "{errors}"

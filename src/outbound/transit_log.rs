@@ -227,22 +227,7 @@ impl<'a> Sessions<'a> {
 /// `domain` met the requirement: counted for `tlsrelay report`, with no
 /// session (nothing for TLS-RPT).
 pub fn requiretls_returned(sink: &dyn Sink, domain: &str) {
-    sink.record(Event {
-        at: SystemTime::now(),
-        domain: domain.to_string(),
-        policy: Policy::none(),
-        mx_host: "-".into(),
-        receiving_ip: None,
-        sending_ip: None,
-        method: Method::Deferred,
-        tls_version: None,
-        failure: None,
-        sessions: 0,
-        messages: 0,
-        policy_deferred: false,
-        requiretls_delivered: 0,
-        requiretls_returned: 1,
-    });
+    sink.record(Event::returned_for_requiretls(SystemTime::now(), domain));
 }
 
 /// `TLSv1.3` → `1.3`.
