@@ -1,6 +1,6 @@
 //! The real-peer suite: tlsrelay against real mail software from Debian
 //! (Postfix, smtp-sink, swaks, msmtp, Python's smtplib, testssl.sh,
-//! openssl). `.ci/run` installs the packages and runs
+//! openssl, gnutls-cli). `.ci/run` installs the packages and runs
 //! `cargo test --test real_peers -- --ignored --test-threads=1`; a plain
 //! `cargo test` skips it.
 //!
@@ -33,6 +33,11 @@
 //!   cannot be had; the cache across a down server, a restart and a
 //!   changed id; `queue list`, `tls-rpt show` and `report --json` checked
 //!   against what the receivers saw.
+//! * `requiretls_inbound`: issue 17's inbound REQUIRETLS: smtplib,
+//!   `openssl s_client` and `gnutls-cli` over STARTTLS see it offered and
+//!   have a flagged message taken (`queue show`, the log); in plaintext
+//!   (smtplib, swaks) and behind a STARTTLS-stripping proxy it is not
+//!   offered and `MAIL … REQUIRETLS` is refused `530 5.7.10`.
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
 //! * `soak`: 20,000 messages from smtp-source through 5 SIGKILLs to smtp-sink.
 //! * `quick_start`: the README's quick start, the relay on
@@ -76,6 +81,8 @@ mod postfix;
 mod quick_start;
 #[path = "real_peers/report_html.rs"]
 mod report_html;
+#[path = "real_peers/requiretls_inbound.rs"]
+mod requiretls_inbound;
 #[path = "real_peers/service.rs"]
 mod service;
 #[path = "real_peers/soak.rs"]
@@ -118,6 +125,16 @@ fn message(subject: &str) -> String {
          \ttab first, trailing space last \r\n\
          last line\r\n"
     )
+}
+
+/// The relay's JSON log events whose message is `message`, in order.
+fn log_events(relay: &Relay, message: &str) -> Vec<serde_json::Value> {
+    relay
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["fields"]["message"] == message)
+        .collect()
 }
 
 /// Writes `contents` to `dir/name` and returns the path.
