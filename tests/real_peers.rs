@@ -127,16 +127,6 @@ fn message(subject: &str) -> String {
     )
 }
 
-/// The relay's JSON log events whose message is `message`, in order.
-fn log_events(relay: &Relay, message: &str) -> Vec<serde_json::Value> {
-    relay
-        .log()
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["fields"]["message"] == message)
-        .collect()
-}
-
 /// Writes `contents` to `dir/name` and returns the path.
 fn write_file(dir: &Path, name: &str, contents: &[u8]) -> PathBuf {
     let path = dir.join(name);

@@ -27,7 +27,7 @@
 #[path = "mta_sts/cache.rs"]
 mod cache;
 #[path = "mta_sts/check.rs"]
-mod check;
+pub(crate) mod check;
 #[path = "mta_sts/enforce.rs"]
 mod enforce;
 #[path = "mta_sts/fetch.rs"]

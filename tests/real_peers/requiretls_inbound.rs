@@ -13,10 +13,11 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::mta_sts::check::events as log_events;
 use crate::support::dane_lab::StripProxy;
 use crate::support::relay::Relay;
 use crate::support::{arg, stdout, tlsrelay};
-use crate::{log_events, run_peer, swaks_send, SENDER};
+use crate::{run_peer, swaks_send, SENDER};
 
 const REFUSAL: &str = "530 5.7.10 REQUIRETLS needs a TLS session: issue STARTTLS first";
 

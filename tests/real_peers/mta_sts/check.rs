@@ -96,10 +96,20 @@ pub fn settle(relay: &Relay, ids: &[String], attempts: u32) -> BTreeMap<String, 
     done
 }
 
+/// The relay's log lines as JSON, those whose message is `message`.
+pub fn events(relay: &Relay, message: &str) -> Vec<Value> {
+    relay
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["fields"]["message"] == message)
+        .collect()
+}
+
 /// The `sts=` words of message `id`'s `delivery attempt` lines, in order:
 /// the field `sts`, or `sts=WORD` in the line's text.
 pub fn sts_words(relay: &Relay, id: &str) -> Vec<String> {
-    crate::log_events(relay, "delivery attempt")
+    events(relay, "delivery attempt")
         .iter()
         .filter(|e| e["fields"]["queue_id"] == id)
         .filter_map(|e| match e["fields"]["sts"].as_str() {
@@ -118,7 +128,7 @@ pub fn sts_words(relay: &Relay, id: &str) -> Vec<String> {
 
 /// The `result` of every `mta-sts policy` line for `domain`, in order.
 pub fn policy_results(relay: &Relay, domain: &str) -> Vec<String> {
-    crate::log_events(relay, "mta-sts policy")
+    events(relay, "mta-sts policy")
         .iter()
         .filter(|e| e["fields"]["domain"] == domain)
         .map(|e| e["fields"]["result"].as_str().unwrap_or("?").to_string())
