@@ -112,6 +112,7 @@ fn one_grep_for_the_queue_id_shows_every_recipients_fate_and_the_notices() {
     assert_eq!(accepted["connector"], "lan", "{accepted}");
     assert_eq!(accepted["tls"], "plaintext", "{accepted}");
     assert_eq!(accepted["cipher"], "-", "{accepted}");
+    assert_eq!(accepted["requiretls"], false, "{accepted}");
     assert_eq!(accepted["from"], SENDER, "{accepted}");
     assert_eq!(accepted["to"], to.join(","), "{accepted}");
     assert_eq!(accepted["recipients"], 3, "{accepted}");

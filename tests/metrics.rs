@@ -267,6 +267,39 @@ fn max_age_bounces_count_as_failed_and_mx_attempts_carry_connector_dash() {
     assert!(value(&m, sent) >= 1.0, "{m:?}");
 }
 
+/// A message flagged REQUIRETLS over STARTTLS counts once as `accepted`;
+/// the same MAIL in plaintext is refused and counts nothing.
+#[test]
+fn requiretls_messages_count_when_accepted() {
+    let relay = Relay::start("[admin]\nmetrics_listen = \"127.0.0.1:0\"\n");
+    let (mut client, _) = Client::connect(relay.smtp);
+    client.command("EHLO client.test");
+    assert_eq!(
+        client.command("MAIL FROM:<alice@sender.test> REQUIRETLS"),
+        "530 5.7.10 REQUIRETLS needs a TLS session: issue STARTTLS first\r\n"
+    );
+    let mut client = client.starttls(client_config(None));
+    client.command("EHLO client.test");
+    assert_eq!(
+        client.command("MAIL FROM:<alice@sender.test> REQUIRETLS"),
+        "250 2.1.0 Ok\r\n"
+    );
+    assert_eq!(
+        client.command("RCPT TO:<bob@example.test>"),
+        "250 2.1.5 Ok\r\n"
+    );
+    client.command("DATA");
+    client.send(b"Subject: flagged\r\n\r\nhi\r\n");
+    assert_queued(&client.command("."));
+    send(&mut client, "bob@example.test", "unflagged");
+    client.command("QUIT");
+    let accepted = "tlsrelay_requiretls_messages_total{outcome=\"accepted\"}";
+    let (body, m) = wait_metrics(&relay, |m| {
+        value(m, "tlsrelay_messages_accepted_total{connector=\"-\"}") == 2.0
+    });
+    assert_eq!(value(&m, accepted), 1.0, "{body}");
+}
+
 /// A metrics address another program holds stops the start with exit 2
 /// and says which address, for what, and how to find the holder.
 #[test]

@@ -6,6 +6,8 @@ mod support;
 
 #[path = "queue_admin/bulk.rs"]
 mod bulk;
+#[path = "queue_admin/requiretls.rs"]
+mod requiretls;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! The real-peer suite: tlsrelay against real mail software from Debian
 //! (Postfix, smtp-sink, swaks, msmtp, Python's smtplib, testssl.sh,
-//! openssl). `.ci/run` installs the packages and runs
+//! openssl, gnutls-cli). `.ci/run` installs the packages and runs
 //! `cargo test --test real_peers -- --ignored --test-threads=1`; a plain
 //! `cargo test` skips it.
 //!
@@ -39,6 +39,11 @@
 //!   STARTTLS-stripped hops, reached by connector, MTA-STS, plain MX and
 //!   DNSSEC/DANE; delivered with the parameter or returned with 5.7.30
 //!   and a headers-only notice, judged by what each receiver saw.
+//! * `requiretls_inbound`: issue 17's inbound REQUIRETLS: smtplib,
+//!   `openssl s_client` and `gnutls-cli` over STARTTLS see it offered and
+//!   have a flagged message taken (`queue show`, the log); in plaintext
+//!   (smtplib, swaks) and behind a STARTTLS-stripping proxy it is not
+//!   offered and `MAIL … REQUIRETLS` is refused `530 5.7.10`.
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
 //! * `soak`: 20,000 messages from smtp-source through 5 SIGKILLs to smtp-sink.
 //! * `quick_start`: the README's quick start, the relay on
@@ -84,6 +89,8 @@ mod quick_start;
 mod report_html;
 #[path = "real_peers/requiretls.rs"]
 mod requiretls;
+#[path = "real_peers/requiretls_inbound.rs"]
+mod requiretls_inbound;
 #[path = "real_peers/service.rs"]
 mod service;
 #[path = "real_peers/soak.rs"]

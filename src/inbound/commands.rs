@@ -8,7 +8,7 @@ use super::session::{Action, Output, Phase, Session};
 use crate::config::domain::DomainError;
 use crate::queue::envelope::{Envelope, Notify, Recipient, Ret};
 use crate::smtp::literal;
-use crate::smtp::replies::{self, Role, ServerReply};
+use crate::smtp::replies::{self, EhloTls, Role, ServerReply};
 
 impl Session {
     /// Answers one complete command line (ending in LF).
@@ -114,12 +114,16 @@ impl Session {
             out.reply(&replies::helo(&self.policy.hostname, host));
             return;
         }
-        let starttls = self.policy.tls_available && self.tls.is_none();
+        let tls = match (&self.tls, self.policy.tls_available) {
+            (Some(_), _) => EhloTls::Active,
+            (None, true) => EhloTls::Available,
+            (None, false) => EhloTls::Unavailable,
+        };
         let ehlo = replies::ehlo(
             &self.policy.hostname,
             host,
             self.policy.max_message_size,
-            starttls,
+            tls,
         );
         out.replies.extend_from_slice(ehlo.as_bytes());
     }
@@ -169,6 +173,13 @@ impl Session {
         if from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
             return self.error(out, &replies::BINARYMIME);
         }
+        // RFC 8689 §4.1: the option exists only on a TLS session; a client
+        // that asks for it in plaintext (a stripped STARTTLS, say) must
+        // not have its message taken as if the hop were protected.
+        let requiretls = from.flags & smtp_proto::MAIL_REQUIRETLS != 0;
+        if requiretls && self.tls.is_none() {
+            return self.error(out, &replies::REQUIRETLS_NEEDS_TLS);
+        }
         let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
         if !from.address.is_ascii() && !smtputf8 {
             return self.error(out, &Role::Sender.needs_smtputf8());
@@ -199,6 +210,7 @@ impl Session {
             smtputf8,
             ret,
             envid: from.env_id.map(|e| e.to_string()),
+            requiretls,
             client: self.client_info(),
             ..Envelope::default()
         });

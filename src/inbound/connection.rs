@@ -313,6 +313,9 @@ impl Driver<'_> {
             self.messages += 1;
             self.log_accepted(id, session).await;
             crate::metrics::message_accepted(session.connector_name().unwrap_or("-"));
+            if session.envelope().is_some_and(|e| e.requiretls) {
+                crate::metrics::requiretls_message(crate::metrics::RequireTlsOutcome::Accepted);
+            }
             self.state.queue.queued(id);
         }
         session.committed(result.map(|_| ()), out);

@@ -576,3 +576,6 @@ fn a_command_the_log_names_is_bounded_and_never_ends_a_line() {
     let context = Context::of_line(b"\xff\xfe junk\r\n", None);
     assert_eq!(context.command, "?");
 }
+
+#[path = "session_requiretls_tests.rs"]
+mod requiretls;

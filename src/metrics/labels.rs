@@ -148,3 +148,31 @@ impl EncodeLabelValue for ReportResult {
 pub(super) struct ReportLabels {
     pub(super) result: ReportResult,
 }
+
+/// What became of a message flagged REQUIRETLS (RFC 8689).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum RequireTlsOutcome {
+    /// Taken on a TLS session and on disk (once per message).
+    Accepted,
+    /// Delivered to one destination domain over an authenticated hop
+    /// that offered REQUIRETLS.
+    Delivered,
+    /// Returned to its sender for one destination domain (5.7.30).
+    Returned,
+}
+
+impl EncodeLabelValue for RequireTlsOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        match self {
+            RequireTlsOutcome::Accepted => "accepted",
+            RequireTlsOutcome::Delivered => "delivered",
+            RequireTlsOutcome::Returned => "returned",
+        }
+        .encode(encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RequireTlsLabels {
+    pub(super) outcome: RequireTlsOutcome,
+}

@@ -25,6 +25,7 @@
 //! | `tlsrelay_transit_sessions_total` | `method`, `tls` | outbound sessions by how they travelled (`transit::Method` words) and TLS version (`1.3`, `1.2`, `none`), counted by the transit store |
 //! | `tlsrelay_transit_messages_total` | `method`, `tls` | messages delivered, by the same labels |
 //! | `tlsrelay_tls_rpt_reports_total` | `result` | TLS-RPT reports per destination: `posted`, `queued`, `failed` (tried again), `given-up` |
+//! | `tlsrelay_requiretls_messages_total` | `outcome` | messages flagged REQUIRETLS (RFC 8689): `accepted` once per message; `delivered`, `returned` (5.7.30) per message and destination domain |
 
 mod labels;
 mod serve;
@@ -42,10 +43,10 @@ use prometheus_client::registry::Registry;
 pub use serve::{bind, serve, CONTENT_TYPE};
 
 use crate::transit::Method;
-pub use labels::{AttemptLabels, NoticeKind, RecipientResult, ReportResult};
+pub use labels::{AttemptLabels, NoticeKind, RecipientResult, ReportResult, RequireTlsOutcome};
 use labels::{
-    CertificateLabels, ConnectorLabels, NoticeLabels, ReportLabels, ResultLabels, SessionLabels,
-    TransitLabels, TransitTls,
+    CertificateLabels, ConnectorLabels, NoticeLabels, ReportLabels, RequireTlsLabels, ResultLabels,
+    SessionLabels, TransitLabels, TransitTls,
 };
 
 /// Every family of the process, and the registry that shows them.
@@ -64,6 +65,7 @@ struct Metrics {
     transit_sessions: Family<TransitLabels, Counter>,
     transit_messages: Family<TransitLabels, Counter>,
     tls_rpt_reports: Family<ReportLabels, Counter>,
+    requiretls_messages: Family<RequireTlsLabels, Counter>,
 }
 
 impl Metrics {
@@ -83,6 +85,7 @@ impl Metrics {
             transit_sessions: Family::default(),
             transit_messages: Family::default(),
             tls_rpt_reports: Family::default(),
+            requiretls_messages: Family::default(),
         };
         let registry = &mut metrics.registry;
         // Counters are registered without `_total`: the encoder adds it.
@@ -151,6 +154,11 @@ impl Metrics {
             "TLS-RPT report deliveries by result: posted, queued (mail), failed (retried), given-up",
             metrics.tls_rpt_reports.clone(),
         );
+        registry.register(
+            "tlsrelay_requiretls_messages",
+            "Messages flagged REQUIRETLS: accepted, and delivered or returned per destination domain",
+            metrics.requiretls_messages.clone(),
+        );
         metrics
     }
 
@@ -215,6 +223,15 @@ pub fn tls_rpt_report(result: ReportResult) {
     global()
         .tls_rpt_reports
         .get_or_create(&ReportLabels { result })
+        .inc();
+}
+
+/// One message flagged REQUIRETLS (RFC 8689) accepted, or delivered to or
+/// returned from one destination domain.
+pub fn requiretls_message(outcome: RequireTlsOutcome) {
+    global()
+        .requiretls_messages
+        .get_or_create(&RequireTlsLabels { outcome })
         .inc();
 }
 

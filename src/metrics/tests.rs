@@ -69,3 +69,28 @@ fn attempt_labels_keep_their_order() {
         "{text}"
     );
 }
+
+#[test]
+fn requiretls_outcomes_are_one_family() {
+    let metrics = Metrics::new();
+    for outcome in [
+        RequireTlsOutcome::Accepted,
+        RequireTlsOutcome::Delivered,
+        RequireTlsOutcome::Delivered,
+        RequireTlsOutcome::Returned,
+    ] {
+        metrics
+            .requiretls_messages
+            .get_or_create(&RequireTlsLabels { outcome })
+            .inc();
+    }
+    let text = metrics.render();
+    assert!(
+        text.contains("# TYPE tlsrelay_requiretls_messages_total counter\n"),
+        "{text}"
+    );
+    for (outcome, n) in [("accepted", 1), ("delivered", 2), ("returned", 1)] {
+        let series = format!("tlsrelay_requiretls_messages_total{{outcome=\"{outcome}\"}} {n}\n");
+        assert!(text.contains(&series), "{series} in {text}");
+    }
+}

@@ -26,6 +26,7 @@ use super::transit_log::{requiretls_returned, Judge, Sessions};
 use crate::config::domain::MailDomain;
 use crate::config::values::Host;
 use crate::config::Config;
+use crate::metrics::RequireTlsOutcome;
 pub use crate::queue::delivery::RecipientOutcome;
 use crate::queue::envelope::{Envelope, Recipient};
 use crate::smtp::status::EnhancedStatus;
@@ -386,6 +387,10 @@ impl<R: Resolve> Deliverer<R> {
                     .await
                 {
                     Ok((verdicts, tls)) => {
+                        let delivered = |v: &Verdict| matches!(v, Verdict::Delivered { .. });
+                        if job.envelope.requiretls && verdicts.iter().any(delivered) {
+                            crate::metrics::requiretls_message(RequireTlsOutcome::Delivered);
+                        }
                         let at = At {
                             remote_mta: hop.host.to_string(),
                             ip: ladder.addr,
@@ -408,6 +413,7 @@ impl<R: Resolve> Deliverer<R> {
             // RFC 8689 §4.2.1: no hop met the requirement; returned now,
             // never sent another way.
             requiretls_returned(self.transit(), &domain.to_string());
+            crate::metrics::requiretls_message(RequireTlsOutcome::Returned);
             let reason = format!(
                 "REQUIRETLS: no next hop for {domain} met the requirement (RFC 8689): {}",
                 last.reason

@@ -118,10 +118,23 @@ pub fn helo(hostname: &str, client: &str) -> ServerReply {
     ServerReply::bare(250, "").saying(greets(hostname, client))
 }
 
+/// Where the session stands on TLS, which decides the EHLO's last keyword.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EhloTls {
+    /// Plaintext, a certificate loaded: `STARTTLS` is offered.
+    Available,
+    /// Plaintext, no certificate: neither keyword.
+    Unavailable,
+    /// After STARTTLS or on an implicit-TLS listener: `REQUIRETLS`
+    /// (RFC 8689 §4.1 offers it only on a TLS session).
+    Active,
+}
+
 /// The answer to EHLO (RFC 5321 §4.1.1.1), every line with its CRLF:
 /// the greeting, then the extensions we offer, `SIZE` with our limit
-/// (RFC 1870) and `STARTTLS` while it can still be used (RFC 3207 §4.2).
-pub fn ehlo(hostname: &str, client: &str, max_size: u64, starttls: bool) -> String {
+/// (RFC 1870), `STARTTLS` while it can still be used (RFC 3207 §4.2) and
+/// `REQUIRETLS` once TLS is up.
+pub fn ehlo(hostname: &str, client: &str, max_size: u64, tls: EhloTls) -> String {
     let mut lines = vec![
         greets(hostname, client),
         "PIPELINING".to_string(),
@@ -132,8 +145,10 @@ pub fn ehlo(hostname: &str, client: &str, max_size: u64, starttls: bool) -> Stri
         "CHUNKING".to_string(),
         "DSN".to_string(),
     ];
-    if starttls {
-        lines.push("STARTTLS".to_string());
+    match tls {
+        EhloTls::Available => lines.push("STARTTLS".to_string()),
+        EhloTls::Unavailable => {}
+        EhloTls::Active => lines.push("REQUIRETLS".to_string()),
     }
     let last = lines.len() - 1;
     let mut reply = String::new();
@@ -385,11 +400,17 @@ mod tests {
             assert_eq!(reply.is_refusal(), line.starts_with(['4', '5']), "{line}");
         }
         assert_eq!(
-            ehlo("relay.example.test", "client.test", 1024, true),
+            ehlo(
+                "relay.example.test",
+                "client.test",
+                1024,
+                EhloTls::Available
+            ),
             "250-relay.example.test greets client.test\r\n250-PIPELINING\r\n250-SIZE 1024\r\n\
              250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n\
              250-DSN\r\n250 STARTTLS\r\n"
         );
-        assert!(ehlo("h", "c", 1, false).ends_with("\r\n250 DSN\r\n"));
+        assert!(ehlo("h", "c", 1, EhloTls::Unavailable).ends_with("\r\n250 DSN\r\n"));
+        assert!(ehlo("h", "c", 1, EhloTls::Active).ends_with("\r\n250-DSN\r\n250 REQUIRETLS\r\n"));
     }
 }

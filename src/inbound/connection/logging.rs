@@ -29,6 +29,7 @@ impl Driver<'_> {
             to = recipients.join(",").as_str(),
             recipients = recipients.len(),
             size = session.content_size().unwrap_or(0),
+            requiretls = envelope.is_some_and(|e| e.requiretls),
             message_id = message_id.as_deref().unwrap_or("-"),
             "message accepted"
         );

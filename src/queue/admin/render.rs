@@ -21,13 +21,20 @@ pub fn render_list(entries: &[Entry], now: i64) -> String {
     for entry in entries {
         total += entry.size;
         held += usize::from(entry.held);
+        // Facts about the whole message follow the sender, so the columns
+        // stay where scripts and eyes expect them.
         let _ = writeln!(
             out,
-            "{:<20} {:>6} {:>10}  {}{}",
+            "{:<20} {:>6} {:>10}  {}{}{}",
             entry.id,
             age(now - entry.received_at),
             size(entry.size),
             sender(&entry.envelope),
+            if entry.envelope.requiretls {
+                "  (REQUIRETLS)"
+            } else {
+                ""
+            },
             if entry.held { "  (held)" } else { "" }
         );
         for r in &entry.recipients {
@@ -92,6 +99,9 @@ pub fn render_show(entry: &Entry, content: &[u8], now: i64) -> String {
     }
     if let Some(envid) = &envelope.envid {
         parameters.push(format!("ENVID={envid}"));
+    }
+    if envelope.requiretls {
+        parameters.push("REQUIRETLS".into());
     }
     if !parameters.is_empty() {
         let _ = writeln!(out, "options:   {}", parameters.join(" "));
