@@ -24,7 +24,7 @@ use tlsrelay::tls::dane::Tlsa;
 use support::ca::{self_signed, Key, Spec};
 use support::dns::{DnsServer, MAIL_AND_SENDER_ZONE};
 use support::prediction::{delivered, predicted, probe_then_deliver, Fate};
-use support::receiver::Receiver;
+use support::receiver::{listeners_on_one_port, Receiver};
 use support::relay::{mx_config, Relay};
 use support::smtp::submit;
 use support::tls_receiver::{tlsa_3_1_1, AfterTls, TlsReceiver};
@@ -52,28 +52,16 @@ struct Hops {
 
 fn hops() -> Hops {
     let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
-    for _ in 0..50 {
-        let plain = Receiver::on_one_port(&["127.0.0.4", "127.0.0.5"]);
-        let port = plain[0].addr.port();
-        let (Ok(a), Ok(b)) = (
-            TcpListener::bind(("127.0.0.2", port)),
-            TcpListener::bind(("127.0.0.3", port)),
-        ) else {
-            continue;
-        };
-        let mut plain = plain.into_iter();
-        let (Some(c), Some(d)) = (plain.next(), plain.next()) else {
-            unreachable!("two receivers")
-        };
-        return Hops {
-            a: TlsReceiver::on(a, "not-the-mx.example", &versions, AfterTls::Serve),
-            b: TlsReceiver::on(b, "not-the-mx.example", &versions, AfterTls::Serve),
-            c,
-            d,
-            port,
-        };
+    let listeners = listeners_on_one_port(&["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]);
+    let port = listeners[0].local_addr().expect("local_addr").port();
+    let [a, b, c, d]: [TcpListener; 4] = listeners.try_into().expect("four listeners");
+    Hops {
+        a: TlsReceiver::on(a, "not-the-mx.example", &versions, AfterTls::Serve),
+        b: TlsReceiver::on(b, "not-the-mx.example", &versions, AfterTls::Serve),
+        c: Receiver::on(c),
+        d: Receiver::on(d),
+        port,
     }
-    panic!("no port free on 127.0.0.2-5 in 50 tries");
 }
 
 /// The zone: one domain per cell.

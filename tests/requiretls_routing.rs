@@ -24,7 +24,7 @@ use tlsrelay::outbound::route::MxAnswer;
 use tlsrelay::queue::delivery::Verdict;
 use tlsrelay::queue::envelope::{Envelope, Recipient};
 
-use support::receiver::Receiver;
+use support::receiver::{listeners_on_one_port, Receiver};
 use support::tls_receiver::{tlsa_3_1_1, AfterTls, TlsReceiver};
 use support::validated_dns::{insecure, secure, SignedDns};
 
@@ -39,24 +39,16 @@ struct Hops {
 
 fn hops() -> Hops {
     let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
-    for _ in 0..50 {
-        let mut plain = Receiver::on_one_port(&["127.0.0.4"]);
-        let port = plain[0].addr.port();
-        let (Ok(a), Ok(b)) = (
-            TcpListener::bind(("127.0.0.2", port)),
-            TcpListener::bind(("127.0.0.3", port)),
-        ) else {
-            continue;
-        };
-        let name = "not-the-mx.example";
-        return Hops {
-            with: TlsReceiver::on(a, name, &versions, AfterTls::ServeRequireTls),
-            without: TlsReceiver::on(b, name, &versions, AfterTls::Serve),
-            plain: plain.remove(0),
-            port,
-        };
+    let listeners = listeners_on_one_port(&["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+    let port = listeners[0].local_addr().expect("local_addr").port();
+    let [a, b, c]: [TcpListener; 3] = listeners.try_into().expect("three listeners");
+    let name = "not-the-mx.example";
+    Hops {
+        with: TlsReceiver::on(a, name, &versions, AfterTls::ServeRequireTls),
+        without: TlsReceiver::on(b, name, &versions, AfterTls::Serve),
+        plain: Receiver::on(c),
+        port,
     }
-    panic!("no port free on 127.0.0.2-4 in 50 tries");
 }
 
 impl Hops {

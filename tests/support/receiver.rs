@@ -131,27 +131,10 @@ impl Receiver {
     }
 
     /// Receivers on each of `ips`, all on one port (the relay has one
-    /// `mx_port`): the first binds port 0, the others take its number; a
-    /// number some other socket holds on one of the addresses is given up
-    /// for another, at most 50 times.
+    /// `mx_port`): see [`listeners_on_one_port`].
     pub fn on_one_port(ips: &[&str]) -> Vec<Receiver> {
-        let ips: Vec<IpAddr> = ips
-            .iter()
-            .map(|ip| ip.parse().unwrap_or_else(|e| panic!("{ip}: {e}")))
-            .collect();
-        'again: for _ in 0..50 {
-            let first = TcpListener::bind((ips[0], 0)).expect("bind port 0");
-            let port = first.local_addr().expect("local_addr").port();
-            let mut listeners = vec![first];
-            for ip in &ips[1..] {
-                match TcpListener::bind((*ip, port)) {
-                    Ok(listener) => listeners.push(listener),
-                    Err(_) => continue 'again,
-                }
-            }
-            return listeners.into_iter().map(Receiver::on).collect();
-        }
-        panic!("no port free on all of {ips:?} in 50 tries");
+        let listeners = listeners_on_one_port(ips);
+        listeners.into_iter().map(Receiver::on).collect()
     }
 
     /// A receiver on a listener the test bound.
@@ -412,4 +395,28 @@ fn read_content(reader: &mut impl BufRead) -> Option<Vec<u8>> {
         };
         content.extend_from_slice(unstuffed);
     }
+}
+
+/// Listeners on each of `ips`, all on one port (the relay has one
+/// `mx_port`): the first binds port 0, the others take its number; a
+/// number some other socket holds on one of the addresses is given up for
+/// another, at most 50 times. Tests put any kind of receiver on them.
+pub fn listeners_on_one_port(ips: &[&str]) -> Vec<TcpListener> {
+    let ips: Vec<IpAddr> = ips
+        .iter()
+        .map(|ip| ip.parse().unwrap_or_else(|e| panic!("{ip}: {e}")))
+        .collect();
+    'again: for _ in 0..50 {
+        let first = TcpListener::bind((ips[0], 0)).expect("bind port 0");
+        let port = first.local_addr().expect("local_addr").port();
+        let mut listeners = vec![first];
+        for ip in &ips[1..] {
+            match TcpListener::bind((*ip, port)) {
+                Ok(listener) => listeners.push(listener),
+                Err(_) => continue 'again,
+            }
+        }
+        return listeners;
+    }
+    panic!("no port free on all of {ips:?} in 50 tries");
 }
