@@ -5,12 +5,15 @@
 //!
 //! files    today's design: per message create, write, fdatasync, rename;
 //!          one folder fsync shared by every rename pending (group commit)
-//! segment  an append-only segment file: a committer writes every pending
-//!          record with one write and one fdatasync
+//! segment  an append-only segment file, allocated ahead: a committer
+//!          writes every pending record with one write and one fdatasync
 //! redb     one write transaction (Durability::Immediate) per batch
 //! fjall    one write batch per batch, then persist(SyncData)
 //!
+//! And the start-up of each store holding MESSAGES records (`start_up`).
+//!
 //! usage: spool-spike DESIGN WRITERS MESSAGES SIZE DIR
+//!        spool-spike DESIGN start MESSAGES SIZE DIR
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -46,19 +49,38 @@ impl Store for Files {
     }
 }
 
+/// A segment file allocated ahead (`fallocate`, 1 GiB at a time), written
+/// at a tracked offset: an `fdatasync` then flushes data alone, with no
+/// block allocation or size change to journal. Zeros mark the end.
 struct Segment {
     file: File,
+    offset: u64,
+    allocated: u64,
 }
+
+const SEGMENT_STEP: u64 = 1 << 30;
 
 impl Store for Segment {
     fn commit(&mut self, batch: &[(u64, Vec<u8>)]) {
+        use std::os::unix::fs::FileExt;
+        use std::os::unix::io::AsRawFd;
         let mut buffer = Vec::new();
         for (id, record) in batch {
             buffer.extend_from_slice(&id.to_le_bytes());
             buffer.extend_from_slice(&(record.len() as u32).to_le_bytes());
             buffer.extend_from_slice(record);
         }
-        self.file.write_all(&buffer).unwrap();
+        let end = self.offset + buffer.len() as u64;
+        while end > self.allocated {
+            let (start, len) = (self.allocated as libc::off_t, SEGMENT_STEP as libc::off_t);
+            // SAFETY: a plain system call on a file descriptor we own.
+            let done = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, start, len) };
+            assert_eq!(done, 0, "fallocate");
+            self.allocated += SEGMENT_STEP;
+            self.file.sync_all().unwrap();
+        }
+        self.file.write_all_at(&buffer, self.offset).unwrap();
+        self.offset = end;
         self.file.sync_data().unwrap();
     }
 }
@@ -139,38 +161,17 @@ fn main() {
     let [_, design, writers, messages, size, dir] = &args[..] else {
         panic!("usage: spool-spike DESIGN WRITERS MESSAGES SIZE DIR");
     };
+    if writers == "start" {
+        let (messages, size) = (messages.parse().unwrap(), size.parse().unwrap());
+        return start_up(design, messages, size, Path::new(dir));
+    }
     let (writers, messages, size): (usize, usize, usize) = (
         writers.parse().unwrap(),
         messages.parse().unwrap(),
         size.parse().unwrap(),
     );
     let dir = Path::new(dir);
-    let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(dir.join("queue")).unwrap();
-    fs::create_dir_all(dir.join("tmp")).unwrap();
-    let store: Box<dyn Store> = match design.as_str() {
-        "files" => Box::new(Files {
-            queue: dir.join("queue"),
-        }),
-        "segment" => Box::new(Segment {
-            file: OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("segment"))
-                .unwrap(),
-        }),
-        "redb" => Box::new(Redb {
-            db: redb::Database::create(dir.join("spool.redb")).unwrap(),
-        }),
-        "fjall" => {
-            let db = fjall::Database::builder(dir.join("fjall")).open().unwrap();
-            let messages = db
-                .keyspace("messages", fjall::KeyspaceCreateOptions::default)
-                .unwrap();
-            Box::new(Fjall { db, messages })
-        }
-        other => panic!("unknown design {other}"),
-    };
+    let store = open(design, dir);
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue {
             pending: Vec::new(),
@@ -194,7 +195,7 @@ fn main() {
         let count = messages / writers;
         threads.push(std::thread::spawn(move || {
             for i in 0..count {
-                let record = vec![b'x'; size];
+                let record = payload(size);
                 let begun = Instant::now();
                 if design == "files" {
                     // Today's per-message work, in the session's own task.
@@ -235,4 +236,152 @@ fn main() {
         ms(at(0.5)),
         ms(at(0.99))
     );
+}
+
+/// A fresh store of `design` in `dir`.
+fn open(design: &str, dir: &Path) -> Box<dyn Store> {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir.join("queue")).unwrap();
+    fs::create_dir_all(dir.join("tmp")).unwrap();
+    match design {
+        "files" => Box::new(Files {
+            queue: dir.join("queue"),
+        }),
+        "segment" => Box::new(Segment {
+            file: OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(dir.join("segment"))
+                .unwrap(),
+            offset: 0,
+            allocated: 0,
+        }),
+        "redb" => Box::new(Redb {
+            db: redb::Database::create(dir.join("spool.redb")).unwrap(),
+        }),
+        "fjall" => {
+            let db = fjall::Database::builder(dir.join("fjall")).open().unwrap();
+            let messages = db
+                .keyspace("messages", fjall::KeyspaceCreateOptions::default)
+                .unwrap();
+            Box::new(Fjall { db, messages })
+        }
+        other => panic!("unknown design {other}"),
+    }
+}
+
+/// Fills a store with `messages` records of `size` bytes (1,000 per
+/// commit; for `files`, a file each), drops the page cache (as after a
+/// reboot), then times what a relay's start needs: opening the store and
+/// listing every message's id. Prints the design, the count, the fill
+/// time, the start time and the disk space used.
+fn start_up(design: &str, messages: usize, size: usize, dir: &Path) {
+    let filled = Instant::now();
+    let mut store = open(design, dir);
+    for first in (0..messages).step_by(1000) {
+        let batch: Vec<(u64, Vec<u8>)> = (first..(first + 1000).min(messages))
+            .map(|id| (id as u64 + 1, payload(size)))
+            .collect();
+        if design == "files" {
+            for (id, record) in &batch {
+                let tmp = dir.join("tmp").join(id.to_string());
+                // Not synced one by one: only the start after it is timed.
+                File::create(&tmp).unwrap().write_all(record).unwrap();
+                fs::rename(&tmp, dir.join("queue").join(id.to_string())).unwrap();
+            }
+        }
+        store.commit(&batch);
+    }
+    drop(store);
+    let fill = filled.elapsed();
+    // Cold: as after a reboot (needs root; without it the cache stays warm).
+    let _ = std::process::Command::new("sync").status();
+    let cold = fs::write("/proc/sys/vm/drop_caches", "3").is_ok();
+    let started = Instant::now();
+    let ids = list(design, dir);
+    let start = started.elapsed();
+    assert_eq!(ids, messages, "{design}: ids listed");
+    println!(
+        "{design}\t{messages}\t{:.1}\t{:.0}\t{}\t{:.0}",
+        fill.as_secs_f64(),
+        start.as_secs_f64() * 1000.0,
+        if cold { "cold" } else { "warm" },
+        disk_bytes(dir) as f64 / (messages * size) as f64 * 100.0
+    );
+}
+
+/// Opens the store in `dir` and counts the ids in it.
+fn list(design: &str, dir: &Path) -> usize {
+    use std::io::{Read, Seek, SeekFrom};
+    match design {
+        "files" => {
+            // Today's start reads each message's envelope line.
+            let mut count = 0;
+            for entry in fs::read_dir(dir.join("queue")).unwrap() {
+                let mut head = [0u8; 256];
+                let mut file = File::open(entry.unwrap().path()).unwrap();
+                let _ = file.read(&mut head).unwrap();
+                count += 1;
+            }
+            count
+        }
+        "segment" => {
+            let mut file = File::open(dir.join("segment")).unwrap();
+            let (mut count, mut header) = (0, [0u8; 12]);
+            while file.read_exact(&mut header).is_ok() && header[..8] != [0; 8] {
+                let len = u32::from_le_bytes(header[8..12].try_into().unwrap());
+                file.seek(SeekFrom::Current(i64::from(len))).unwrap();
+                count += 1;
+            }
+            count
+        }
+        "redb" => {
+            use redb::{ReadableDatabase, ReadableTable};
+            let db = redb::Database::open(dir.join("spool.redb")).unwrap();
+            let tx = db.begin_read().unwrap();
+            let table = tx.open_table(TABLE).unwrap();
+            table.iter().unwrap().count()
+        }
+        "fjall" => {
+            let db = fjall::Database::builder(dir.join("fjall")).open().unwrap();
+            let messages = db
+                .keyspace("messages", fjall::KeyspaceCreateOptions::default)
+                .unwrap();
+            messages.iter().count()
+        }
+        other => panic!("unknown design {other}"),
+    }
+}
+
+/// Space the store takes on disk (allocated blocks), in bytes.
+fn disk_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).unwrap();
+    if meta.is_dir() {
+        fs::read_dir(path)
+            .unwrap()
+            .map(|e| disk_bytes(&e.unwrap().path()))
+            .sum::<u64>()
+            + meta.blocks() * 512
+    } else {
+        meta.blocks() * 512
+    }
+}
+
+/// `size` bytes that do not compress (fjall compresses with LZ4 by
+/// default: a run of one byte would flatter it), different every call.
+fn payload(size: usize) -> Vec<u8> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+    let mut x = SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) | 1;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
