@@ -212,12 +212,13 @@ impl<R: Resolve> Deliverer<R> {
         let recipients = recipients.join(",");
         let silent = !demand.policies_apply();
         // A host (or domain) a policy rules out before any connection: a
-        // log line, and a session for the transit store.
+        // log line, and a session for the transit store when the
+        // destination's `policy` refused it (not our sender's REQUIRETLS).
         let refused = |host: &Host,
                        dane: &'static str,
                        sts: &'static str,
                        deferral: &policy::Deferral,
-                       policy: transit::Policy| {
+                       policy: Option<transit::Policy>| {
             let line = Line {
                 queue_id: job.queue_id,
                 recipients: &recipients,
@@ -231,9 +232,11 @@ impl<R: Resolve> Deliverer<R> {
                 requiretls: demand.word(),
             };
             line.refused(deferral);
-            let mut sessions = Sessions::new(domain.to_string(), host.clone(), None, policy);
-            sessions.silent = silent;
-            sessions.ruled_out(self.transit(), deferral);
+            if let Some(policy) = policy {
+                let mut sessions = Sessions::new(domain.to_string(), host.clone(), None, policy);
+                sessions.silent = silent;
+                sessions.ruled_out(self.transit(), deferral);
+            }
         };
         let shuffle = crate::random::shuffle;
         let route = hops(
@@ -252,7 +255,7 @@ impl<R: Resolve> Deliverer<R> {
                 // Only names are looked up validated: a literal has no MX.
                 if let MailDomain::Name(name) = &domain {
                     let host = Host::Name(name.clone());
-                    refused(&host, word, "-", &deferral, tlsa_policy(None));
+                    refused(&host, word, "-", &deferral, Some(tlsa_policy(None)));
                 }
                 let reason = format!("{domain}: {deferral}");
                 return all(Verdict::deferred(deferral.status(), reason));
@@ -277,9 +280,8 @@ impl<R: Resolve> Deliverer<R> {
             EnhancedStatus::NO_ANSWER,
             format!("no host for {domain} could be reached"),
         );
-        // REQUIRETLS: hops refused for it, and whether any other was
-        // merely unreachable (then the message waits rather than return).
-        let (mut refused_for_requiretls, mut transient) = (0usize, false);
+        // REQUIRETLS: hops refused for it, or merely unreachable.
+        let mut tally = requiretls::Tally::default();
         for hop in &hop_list {
             let plan = plan_host(&settings.resolver, hop, level, dane_asked).await;
             let host = hop.host.to_string();
@@ -290,13 +292,13 @@ impl<R: Resolve> Deliverer<R> {
                 Governs::NextHost(deferral) | Governs::DeferDomain(deferral) => {
                     let word = deferral.dane_word().unwrap_or("-");
                     let policy = tlsa_policy(plan.tlsa.as_ref());
-                    refused(&hop.host, word, "-", &deferral, policy);
+                    refused(&hop.host, word, "-", &deferral, Some(policy));
                     let reason = format!("{host}: {deferral}");
                     if whole_domain {
                         return all(Verdict::deferred(deferral.status(), reason));
                     }
                     last = Skip::new(deferral.status(), reason);
-                    transient = true;
+                    tally.skipped(false);
                     continue;
                 }
             };
@@ -312,41 +314,34 @@ impl<R: Resolve> Deliverer<R> {
                     plan.dane.label(),
                     "mx-mismatch",
                     &deferral,
-                    policy,
+                    Some(policy),
                 );
                 last = Skip::new(deferral.status(), format!("{host}: {deferral}"));
                 last.requiretls = demand.required();
-                refused_for_requiretls += usize::from(last.requiretls);
-                transient |= !last.requiretls;
+                tally.skipped(last.requiretls);
                 continue;
             }
             let authenticated = requiretls::hop_authenticated(hop, smarthost, host_sts.enforced());
             if demand.required() && !authenticated {
                 // Not contacted: nothing of the message may reach it.
                 let deferral = policy::Deferral::RequireTlsMx(host.clone());
-                let line = Line {
-                    queue_id: job.queue_id,
-                    recipients: &recipients,
-                    host: &host,
-                    ip: "-",
-                    connector,
-                    tls_memory: "-",
-                    dane: plan.dane.label(),
-                    usage: "-",
-                    sts: host_sts.word(),
-                    requiretls: demand.word(),
-                };
-                line.refused(&deferral);
+                refused(
+                    &hop.host,
+                    plan.dane.label(),
+                    host_sts.word(),
+                    &deferral,
+                    None,
+                );
                 last = Skip::new(deferral.status(), format!("{host}: {deferral}"));
                 last.requiretls = true;
-                refused_for_requiretls += 1;
+                tally.skipped(true);
                 continue;
             }
             let ips = match plan.addresses {
                 Ok(ips) => ips,
                 Err((status, reason)) => {
                     last = Skip::new(status, reason);
-                    transient = true;
+                    tally.skipped(false);
                     continue;
                 }
             };
@@ -402,22 +397,19 @@ impl<R: Resolve> Deliverer<R> {
                             .collect();
                     }
                     Err(skip) => {
-                        refused_for_requiretls += usize::from(skip.requiretls);
-                        transient |= !skip.requiretls;
+                        tally.skipped(skip.requiretls);
                         last = skip;
                     }
                 }
             }
         }
-        if demand.required() && refused_for_requiretls > 0 && !transient {
+        if tally.returns() {
             // RFC 8689 §4.2.1: no hop met the requirement; returned now,
             // never sent another way.
-            requiretls_returned(self.transit(), &domain.to_string());
+            let domain = domain.to_string();
+            requiretls_returned(self.transit(), &domain);
             crate::metrics::requiretls_message(RequireTlsOutcome::Returned);
-            let reason = format!(
-                "REQUIRETLS: no next hop for {domain} met the requirement (RFC 8689): {}",
-                last.reason
-            );
+            let reason = requiretls::returned_reason(&domain, &last.reason);
             return all(Verdict::failed(EnhancedStatus::REQUIRETLS_NEEDED, reason));
         }
         all(Verdict::deferred(last.status, last.reason))

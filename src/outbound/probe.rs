@@ -168,9 +168,8 @@ pub async fn predict_for<R: Resolve>(
     let mut overall: Option<(String, Prediction)> = None;
     let mut last = None;
     let mut last_dane = "-";
-    // As delivery counts them: hosts refused for REQUIRETLS, and whether
-    // any other was merely unreachable (then the mail would wait).
-    let (mut refused_for_requiretls, mut transient) = (0usize, false);
+    // As delivery counts them: hosts refused for REQUIRETLS, or unreachable.
+    let mut tally = requiretls::Tally::default();
     for hop in hop_list {
         let hop = Hop {
             port: port.unwrap_or(hop.port),
@@ -189,7 +188,7 @@ pub async fn predict_for<R: Resolve>(
                 refusals.push(format!("{}: {deferral}", hop.host));
                 last_dane = deferral.dane_word().unwrap_or("-");
                 last = Some(Stop::Deferred(deferral.clone()));
-                transient = true;
+                tally.skipped(false);
                 if matches!(plan.governs, Governs::DeferDomain(_)) {
                     break;
                 }
@@ -206,8 +205,7 @@ pub async fn predict_for<R: Resolve>(
             refusals.push(format!("{}: {deferral}", hop.host));
             sts_word = "mx-mismatch";
             last = Some(Stop::Deferred(deferral));
-            refused_for_requiretls += usize::from(required);
-            transient |= !required;
+            tally.skipped(required);
             continue;
         }
         let authenticated = requiretls::hop_authenticated(&hop, smarthost, host_sts.enforced());
@@ -216,7 +214,7 @@ pub async fn predict_for<R: Resolve>(
             let _ = writeln!(out, "  Verdict            would not connect: {deferral}");
             refusals.push(format!("{}: {deferral}", hop.host));
             last = Some(Stop::Deferred(deferral));
-            refused_for_requiretls += 1;
+            tally.skipped(true);
             continue;
         }
         let ips = match &plan.addresses {
@@ -224,7 +222,7 @@ pub async fn predict_for<R: Resolve>(
             Err((_, why)) => {
                 let _ = writeln!(out, "  Addresses          none: {why}");
                 refusals.push(format!("{}: {why}", hop.host));
-                transient = true;
+                tally.skipped(false);
                 continue;
             }
         };
@@ -263,9 +261,7 @@ pub async fn predict_for<R: Resolve>(
                         Stop::Unreachable(why) => why.clone(),
                         Stop::Deferred(deferral) => deferral.to_string(),
                     };
-                    let refused = required && matches!(stop, Stop::Deferred(_));
-                    refused_for_requiretls += usize::from(refused);
-                    transient |= !refused;
+                    tally.skipped(required && matches!(stop, Stop::Deferred(_)));
                     refusals.push(format!("{server}: {why}"));
                     last = Some(stop);
                 }
@@ -276,12 +272,9 @@ pub async fn predict_for<R: Resolve>(
     // the first host that would take the mail, as delivery goes down the
     // list in the same order, or why none would.
     let (verdict, prediction) = overall.unwrap_or_else(|| {
-        if required && refused_for_requiretls > 0 && !transient {
+        if tally.returns() {
             let status = crate::smtp::status::EnhancedStatus::REQUIRETLS_NEEDED;
-            let reason = format!(
-                "REQUIRETLS: no next hop for {domain} met the requirement ({})",
-                refusals.join("; ")
-            );
+            let reason = requiretls::returned_reason(&domain.to_string(), &refusals.join("; "));
             let verdict = format!("would return the message to its sender ({status}): {reason}");
             return (verdict, Prediction::Bounce { status, reason });
         }

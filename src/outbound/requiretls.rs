@@ -116,6 +116,37 @@ pub fn unmet(required: bool, how: &How, offered: bool, host: &str) -> Option<Def
     }
 }
 
+/// How the hops of one destination fared for a flagged message, as
+/// delivery and `probe` count them: refused for REQUIRETLS, or skipped
+/// for another reason (unreachable, no address, DANE host unusable).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tally {
+    refused: usize,
+    transient: bool,
+}
+
+impl Tally {
+    /// A hop skipped: `for_requiretls` when it failed what REQUIRETLS asks.
+    pub fn skipped(&mut self, for_requiretls: bool) {
+        match for_requiretls {
+            true => self.refused += 1,
+            false => self.transient = true,
+        }
+    }
+
+    /// Whether the message is returned now (RFC 8689 §4.2.1): hops were
+    /// refused for REQUIRETLS and none was merely unreachable, in which
+    /// case it waits for the next attempt instead.
+    pub fn returns(&self) -> bool {
+        self.refused > 0 && !self.transient
+    }
+}
+
+/// The reason a flagged message for `domain` is returned, after `why`.
+pub fn returned_reason(domain: &str, why: &str) -> String {
+    format!("REQUIRETLS: no next hop for {domain} met the requirement (RFC 8689): {why}")
+}
+
 /// Whether the message's header says `TLS-Required: No` (RFC 8689 §5):
 /// the sender asks that TLS policy failures not stop it. Only the header
 /// section is read, and the value compared without case.

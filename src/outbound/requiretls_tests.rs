@@ -108,3 +108,17 @@ fn levels_that_authenticate() {
     let raised: Vec<bool> = all.iter().map(|l| level_authenticates(*l)).collect();
     assert_eq!(raised, [false, false, false, false, true, true, true, true]);
 }
+
+#[test]
+fn a_message_returns_only_when_every_hop_was_refused_for_requiretls() {
+    let mut tally = Tally::default();
+    assert!(!tally.returns(), "no hop at all: waits");
+    tally.skipped(true);
+    assert!(tally.returns());
+    tally.skipped(false);
+    assert!(!tally.returns(), "one hop merely unreachable: waits");
+    assert_eq!(
+        returned_reason("b.test", "mx.b.test: why"),
+        "REQUIRETLS: no next hop for b.test met the requirement (RFC 8689): mx.b.test: why"
+    );
+}
