@@ -438,18 +438,20 @@ fn refused(what: &str) -> io::Error {
 /// message of ours, byte for byte. Returns the ids of each message's copies.
 fn check_spool(relay: &Relay, seed: u64) -> HashMap<(usize, usize), Vec<String>> {
     let queue = relay.dir().join("spool/queue");
-    let mut copies: HashMap<(usize, usize), Vec<String>> = HashMap::new();
     for entry in std::fs::read_dir(&queue).expect("read the spool folder") {
-        let name = entry
-            .expect("spool folder entry")
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
+        let name = entry.expect("spool folder entry").file_name();
+        let name = name.to_string_lossy();
         assert!(
             !name.ends_with(".tmp") && !name.starts_with('.'),
             "{name} is left in the spool after the restart"
         );
-        let (envelope, content) = tlsrelay::queue::spool::read_message(&queue.join(&name))
+    }
+    let view = tlsrelay::queue::spool::SpoolView::open(&relay.dir().join("spool"))
+        .expect("read the spool");
+    let mut copies: HashMap<(usize, usize), Vec<String>> = HashMap::new();
+    for name in view.ids().expect("the spool's messages") {
+        let (envelope, content) = view
+            .read(&name)
             .unwrap_or_else(|e| panic!("spooled {name}: {e}"));
         let body = strip_received(&content, &name);
         let (client, n) = Message::identify(body, seed).unwrap_or_else(|| {

@@ -110,7 +110,7 @@ fn run_under_umask(umask: u32) {
     next_hop.wait_delivered(4);
 
     let spool = relay.dir().join("spool");
-    for folder in ["queue", "state", "spare", "quarantine"] {
+    for folder in ["queue", "segments", "state", "spare", "quarantine"] {
         assert!(spool.join(folder).is_dir(), "{folder} was used");
     }
     assert!(spool.join("control.sock").exists());
@@ -152,7 +152,13 @@ fn a_spool_left_readable_is_fixed_at_start_with_one_log_line() {
     widen(&spool, 0o755);
     widen(&spool.join("queue"), 0o755);
     widen(&spool.join("state"), 0o775);
-    widen(&spool.join("queue").join(&id), 0o644);
+    let segment = std::fs::read_dir(spool.join("segments"))
+        .expect("segments folder")
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("the message's segment");
+    widen(&segment, 0o644);
     widen(&spool.join("state").join(&id), 0o666);
     widen(&spool.join("lock"), 0o644);
     std::fs::create_dir(spool.join("quarantine")).expect("mkdir");

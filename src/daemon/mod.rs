@@ -53,7 +53,8 @@ impl StartError {
     }
 }
 
-/// A started relay: listeners bound, spool recovered.
+/// A started relay: listeners bound, spool open (the queue manager
+/// reads what it holds as it starts).
 pub struct Daemon {
     listeners: Listeners,
     reloader: Reloader,
@@ -62,6 +63,7 @@ pub struct Daemon {
     metrics: Option<tokio::net::TcpListener>,
     memory: Arc<TlsMemory>,
     transit: Arc<Store>,
+    spool: Spool,
     /// The TLS-RPT sender, when `[tls_rpt] enabled`.
     tls_rpt: Option<TlsRptSender>,
 }
@@ -80,7 +82,7 @@ impl Daemon {
             tracing::warn!("{warning}");
         }
         let spool = Spool::open(&config.server.spool_dir)?;
-        tracing::info!(spool = %config.server.spool_dir.display(), messages = spool.list()?.len(), "spool recovered");
+        tracing::info!(spool = %config.server.spool_dir.display(), "spool opened");
         let memory = Arc::new(TlsMemory::open(
             &config.server.spool_dir,
             config.delivery.broken_tls_memory.0,
@@ -154,6 +156,7 @@ impl Daemon {
             metrics,
             memory,
             transit,
+            spool,
             tls_rpt,
         })
     }
@@ -192,6 +195,9 @@ impl Daemon {
             tls_rpt,
             self.queue.run(shutdown.clone())
         );
+        // Done records of the last deliveries on disk, so that a clean
+        // stop delivers nothing twice.
+        self.spool.flush().await;
         // The writer thread may not have caught up with the last change
         // (a `tls-memory forget` just before the stop must hold).
         let memory = self.memory;

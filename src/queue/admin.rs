@@ -18,7 +18,7 @@ use super::bulk::{self, Filter};
 use super::control::{self, ControlError, Request, Response};
 use super::envelope::Envelope;
 use super::finish::{Finisher, Notices};
-use super::spool::{self, Spool, SpoolError};
+use super::spool::{Spool, SpoolError, SpoolView};
 use super::state::{StateStore, Status};
 
 mod render;
@@ -96,11 +96,12 @@ fn queue_folder(spool_dir: &Path) -> Result<PathBuf, AdminError> {
 /// Every message in the spool under `spool_dir` that `filter` matches,
 /// oldest first.
 pub fn entries(spool_dir: &Path, filter: &Filter) -> Result<Vec<Entry>, AdminError> {
-    let queue = queue_folder(spool_dir)?;
+    queue_folder(spool_dir)?;
+    let view = SpoolView::open(spool_dir)?;
     let states = StateStore::reader(spool_dir);
     let mut entries = Vec::new();
-    for id in spool::list_ids(&queue)? {
-        match read_entry(&queue, &states, &id, filter) {
+    for id in view.ids()? {
+        match read_entry(&view, &states, &id, filter) {
             Ok(Some(entry)) => entries.push(entry),
             Ok(None) => {}
             // Delivered or deleted between the listing and the read.
@@ -115,30 +116,30 @@ pub fn entries(spool_dir: &Path, filter: &Filter) -> Result<Vec<Entry>, AdminErr
 
 /// One message, with its content.
 pub fn entry(spool_dir: &Path, id: &str) -> Result<(Entry, Vec<u8>), AdminError> {
-    let queue = queue_folder(spool_dir)?;
-    if !spool::valid_id(id) || !queue.join(id).is_file() {
+    queue_folder(spool_dir)?;
+    let view = SpoolView::open(spool_dir)?;
+    if !view.contains(id) {
         return Err(AdminError::NoSuchMessage(id.to_string()));
     }
     let entry = read_entry(
-        &queue,
+        &view,
         &StateStore::reader(spool_dir),
         id,
         &Filter::default(),
     )?
     .ok_or_else(|| AdminError::NoSuchMessage(id.to_string()))?;
-    let (_, content) = spool::read_message(&queue.join(id))?;
+    let (_, content) = view.read(id)?;
     Ok((entry, content))
 }
 
 /// The entry of message `id`, `None` when `filter` does not match it.
 fn read_entry(
-    queue: &Path,
+    view: &SpoolView,
     states: &StateStore,
     id: &str,
     filter: &Filter,
 ) -> Result<Option<Entry>, SpoolError> {
-    let path = queue.join(id);
-    let (envelope, size) = spool::read_envelope(&path)?;
+    let (envelope, size) = view.read_envelope(id)?;
     let state = states.load(id);
     if !filter.matches(&envelope, state.as_ref()) {
         return Ok(None);
@@ -206,6 +207,20 @@ async fn offline(
         Err(SpoolError::Locked { path }) => return Err(AdminError::Unreachable { path }),
         Err(e) => return Err(e.into()),
     };
+    spool.recover()?;
+    let response = on_files(&spool, spool_dir, notices, request).await;
+    // Done records of what was removed, on disk before the command exits.
+    spool.flush().await;
+    response
+}
+
+/// What [`offline`] does once it holds the spool.
+async fn on_files(
+    spool: &Spool,
+    spool_dir: &Path,
+    notices: &Notices,
+    request: &Request,
+) -> Result<Response, AdminError> {
     let states = StateStore::open(spool_dir).map_err(|source| SpoolError::Folder {
         path: spool_dir.join("state"),
         source,
@@ -230,7 +245,7 @@ async fn offline(
         }
         Request::Retry { id: Some(id) } | Request::Delete { id } | Request::Bounce { id } => id,
         Request::Bulk { action, selection } => {
-            let ids = match bulk::select(&spool, &states, selection) {
+            let ids = match bulk::select(spool, &states, selection) {
                 Ok(ids) => ids,
                 Err(bulk::SelectError::NoSuchMessage(id)) => {
                     return Err(AdminError::NoSuchMessage(id))

@@ -222,32 +222,40 @@ impl<D: Delivery> QueueManager<D> {
     /// on hold, the others due when their state says (now without one).
     async fn recover(&self, board: &mut Board) {
         let (spool, states) = (self.spool.clone(), self.states.clone());
+        let started = std::time::Instant::now();
         let found = blocking(move || {
-            let ids = spool.list()?;
-            Ok::<_, SpoolError>(
-                ids.into_iter()
-                    .map(|id| {
-                        let state = states.load(&id);
-                        let arrived = spool.arrived(&id);
-                        (id, state, arrived)
-                    })
-                    .collect::<Vec<_>>(),
-            )
+            let recovered = spool.recover()?;
+            let segments = recovered.segments;
+            let found: Vec<_> = recovered
+                .messages
+                .into_iter()
+                .map(|(id, arrived)| {
+                    let state = states.load(&id);
+                    (id, state, arrived)
+                })
+                .collect();
+            Ok::<_, SpoolError>((found, segments))
         })
         .await;
-        let found = match found {
+        let (found, segments) = match found {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot list the spool; queued mail waits until restart");
+                tracing::error!(error = %e, "cannot read the spool; queued mail waits until restart");
                 return;
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot list the spool; queued mail waits until restart");
+                tracing::error!(error = %e, "cannot read the spool; queued mail waits until restart");
                 return;
             }
         };
+        tracing::info!(
+            messages = found.len(),
+            segments,
+            seconds = format_args!("{:.2}", started.elapsed().as_secs_f64()),
+            "spool recovered"
+        );
         for (id, state, arrived) in found {
-            board.arrive(&id, arrived.unwrap_or_else(now));
+            board.arrive(&id, if arrived > 0 { arrived } else { now() });
             match state {
                 Some(state) if state.held => {
                     board.on_hold.insert(id);

@@ -1,4 +1,5 @@
-//! The durable spool: one file per accepted message.
+//! The durable spool: messages appended to segment files, committed in
+//! groups; large messages in files of their own.
 //!
 //! # On-disk format
 //!
@@ -7,44 +8,63 @@
 //!   lock          held (flock, exclusive) by the one process using the spool
 //!   tls-memory.json  the broken-TLS memory (`outbound::memory`)
 //!   control.sock  the running relay's control socket (`queue::control`)
-//!   state/        per-recipient delivery state (`queue::state`)
-//!   quarantine/   files found in queue/ that are not readable messages
-//!   spare/        emptied files of finished messages, reused for new ones
+//!   segments/
+//!     <N>.seg     messages and done records, appended (`spool::record`)
 //!   queue/
-//!     <ID>        a committed message
-//!     <ID>.tmp    a message being received; never acknowledged, removed at start
+//!     <ID>        a message too large for a segment (and every message of
+//!                 a spool written before segments existed: read in place)
+//!     <ID>.tmp    a large message being received; removed at start
+//!   state/        per-recipient delivery state (`queue::state`)
+//!   quarantine/   what is found damaged: files from queue/, stretches of
+//!                 segments
+//!   spare/        emptied files of finished large messages, reused
 //! ```
 //!
-//! A message file is the line `tlsrelay-spool 1`, the envelope as one line
-//! of JSON ([`Envelope`]), then the content exactly as it will be sent
-//! (our `Received:` header first, CRLF line endings, not dot-stuffed).
+//! A message is the line `tlsrelay-spool 1`, the envelope as one line of
+//! JSON ([`Envelope`]), then the content exactly as it will be sent (our
+//! `Received:` header first, CRLF line endings, not dot-stuffed): the whole
+//! of a file in `queue/`, the payload of a record in a segment.
 //!
-//! Every folder here is 0700 and every file 0600, whatever the umask
-//! (DESIGN.md §6, `queue::modes`); [`Spool::open`] narrows what it finds
-//! wider and says so in one log line.
+//! # Segments and group commit (DESIGN.md §4)
 //!
-//! # Durability (DESIGN.md §4)
+//! `250` is sent only after [`MessageWriter::commit`] returns. A message
+//! that stayed within [`MEMORY_LIMIT`] while it arrived (nearly all mail)
+//! becomes one record handed to the committer thread
+//! (`spool::committer`), which takes every record waiting, appends them
+//! with one write to the active segment and syncs once (`fdatasync`) for
+//! all of them: fifty sessions ending their DATA together cost one sync,
+//! not fifty. Space is allocated ahead (`fallocate`), so the write neither
+//! grows the file nor meets a full disk: that is found before anything is
+//! written, and the batch answers `452`. A crash before the sync loses
+//! only records never acknowledged; the checksum of every record finds the
+//! torn one at the end, and a segment is never written again after a
+//! restart (each run starts a new one), so what followed a torn record
+//! cannot come back.
 //!
-//! `250` is sent only after [`MessageWriter::commit`] returns: the content
-//! is written to `<ID>.tmp` and `fdatasync`ed, renamed to `<ID>`, and the
-//! `queue/` folder is fsynced so the rename itself survives a crash. The
-//! folder fsync is shared (group commit): one thread syncs the folder for
-//! every rename that arrived while the previous sync ran, so no session
-//! waits longer than one batch. A crash before the rename leaves only a
-//! `.tmp` file, removed at start; a crash after the folder sync but before
-//! the `250` reached the client leaves a message the client will send again
-//! (a duplicate, never a loss; RFC 1047).
+//! A message that leaves the queue gets a done record (not synced: lost in
+//! a crash, the message is delivered again, a duplicate and never a loss).
+//! At start every segment is read, oldest first, into the index (where
+//! each live message is; `spool::index`); SMTP answers meanwhile, as the
+//! scan runs in the queue manager's recovery. A segment with no live
+//! message left is removed; one whose live messages fill less than a
+//! quarter of it has them copied to the active segment (synced) first, so
+//! a few long-deferred messages do not pin the disk space of everything
+//! delivered around them. Done records about messages in older segments
+//! still on disk are copied along, so no delivered message comes back.
 //!
-//! Small messages stay in memory until commit, so the common case costs
-//! one blocking task: create, write, sync, rename. Such a message is then
-//! kept in memory (up to `FRESH_LIMIT` bytes in all) until its first
-//! delivery attempt takes it ([`Spool::take_fresh`]), so that attempt does
-//! not read back the file just written; the file stays the only copy that
-//! counts, and later attempts and restarts read it.
+//! A message past [`MEMORY_LIMIT`] is written to `queue/<ID>.tmp` as it
+//! arrives, `fdatasync`ed, renamed to `queue/<ID>` and the folder synced
+//! (the folder sync shared by every rename waiting): it never passes
+//! through memory whole, and delivery can stream it.
+//!
+//! Small messages are then kept in memory (up to [`FRESH_LIMIT`] bytes in
+//! all) until their first delivery attempt takes them
+//! ([`Spool::take_fresh`]), so that attempt does not read back what was
+//! just written; the segment stays the only copy that counts.
 //!
 //! # Spare files
 //!
-//! A finished message's file is not unlinked but renamed into `spare/` and
+//! A finished large message's file is not unlinked but renamed into `spare/` and
 //! emptied, and the next message takes it instead of creating a file. This
 //! keeps inodes in use rather than freeing one and allocating one per
 //! message: on ext4 without a journal, allocation skips every inode freed
@@ -68,26 +88,34 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::oneshot;
 
 use super::envelope::Envelope;
 use super::modes::{self, create_private, open_private, Fixes};
 
+mod committer;
+mod fresh;
+mod index;
 mod read;
+mod record;
+mod recover;
 mod spares;
 mod writer;
 
+use committer::{lock as lock_index, Committer, Job};
+use fresh::Fresh;
+use index::Index;
 use read::parse_head;
-pub use read::{list_ids, read_envelope, read_message};
+pub use read::{list_ids, read_envelope, read_message, SpoolView};
 use spares::Spares;
 pub use writer::MessageWriter;
 
 const MAGIC: &str = "tlsrelay-spool 1\n";
 /// The lock file in the spool folder; see [`Spool::open`].
 pub const LOCK_FILE: &str = "lock";
-/// Content beyond this is written to the `.tmp` file as it arrives.
+/// Content beyond this is written to a file of its own as it arrives.
 const MEMORY_LIMIT: usize = 256 * 1024;
 /// Messages held whole in memory for their first delivery attempt, in bytes.
 const FRESH_LIMIT: usize = 32 * 1024 * 1024;
@@ -126,19 +154,37 @@ pub struct Spool {
 
 #[derive(Debug)]
 struct Inner {
-    queue: PathBuf,
+    /// Where messages are found: the segments' index and `queue/`.
+    view: SpoolView,
     spares: Spares,
-    fresh: std::sync::Mutex<Fresh>,
+    fresh: Mutex<Fresh>,
     next: AtomicU64,
     id_base: u64,
+    /// The first segment this run writes; older ones are read at recovery.
+    first_new: u32,
+    committer: mpsc::Sender<Job>,
+    /// The committer thread, joined when the spool closes: its last
+    /// records are written before the lock is let go.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     syncer: mpsc::Sender<oneshot::Sender<io::Result<()>>>,
     /// Holds the exclusive lock on `SPOOL_DIR/lock` for as long as the spool is open.
     _lock: File,
 }
 
+/// What recovery found: every queued message and when it arrived.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// (id, Unix time of arrival), oldest first.
+    pub messages: Vec<(String, i64)>,
+    pub segments: usize,
+}
+
 impl Spool {
     /// Opens (creating) the spool under `dir`, removes what unacknowledged
-    /// messages left behind, and starts the folder-sync thread.
+    /// large messages left behind, and starts the committer and
+    /// folder-sync threads. Messages in segments are found by
+    /// [`recover`](Self::recover), which the caller runs next (the queue
+    /// manager runs it while SMTP already answers).
     ///
     /// Only one process may have a spool open: it takes an exclusive lock on
     /// `dir/lock` first, so a second relay on the same folder (or an
@@ -148,28 +194,27 @@ impl Spool {
     /// when the process dies, SIGKILL included.
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
         let queue = dir.join("queue");
-        let folder_error = |source| SpoolError::Folder {
-            path: queue.clone(),
-            source,
+        let segments = dir.join("segments");
+        let folder_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SpoolError::Folder { path, source }
         };
         // Modes first (DESIGN.md §6), so that the log line counts what an
-        // older version or a hand left readable by others; queue/ and
-        // spare/ are checked on their own passes below.
+        // older version or a hand left readable by others; queue/, spare/
+        // and segments/ are checked on their own passes below.
         let mut fixes = Fixes::default();
         if dir.exists() {
-            modes::fix_tree(dir, &["queue", "spare"], &mut fixes).map_err(|source| {
-                SpoolError::Folder {
-                    path: dir.to_path_buf(),
-                    source,
-                }
-            })?;
+            modes::fix_tree(dir, &["queue", "spare", "segments"], &mut fixes)
+                .map_err(folder_error(dir))?;
         }
         modes::create_folder(dir)
             .and_then(|()| modes::create_folder(&queue))
-            .map_err(folder_error)?;
+            .map_err(folder_error(&queue))?;
+        modes::create_folder(&segments).map_err(folder_error(&segments))?;
         let lock = lock(dir)?;
-        for entry in fs::read_dir(&queue).map_err(folder_error)? {
-            let entry = entry.map_err(folder_error)?;
+        let mut removed = false;
+        for entry in fs::read_dir(&queue).map_err(folder_error(&queue))? {
+            let entry = entry.map_err(folder_error(&queue))?;
             let path = entry.path();
             if let Ok(metadata) = entry.metadata() {
                 fixes.check(&path, &metadata);
@@ -179,39 +224,57 @@ impl Spool {
                     path: path.clone(),
                     source,
                 })?;
+                removed = true;
             } else if entry.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) {
                 // A spare whose rename the crash lost; see "Spare files".
-                let _ = fs::remove_file(&path);
+                removed |= fs::remove_file(&path).is_ok();
             }
         }
-        let spares =
-            Spares::open(dir.join("spare"), &mut fixes).map_err(|source| SpoolError::Folder {
-                path: dir.join("spare"),
-                source,
-            })?;
+        let numbers = index::segment_numbers(&segments).map_err(folder_error(&segments))?;
+        for n in &numbers {
+            let path = index::segment_path(&segments, *n);
+            if let Ok(metadata) = fs::symlink_metadata(&path) {
+                fixes.check(&path, &metadata);
+            }
+        }
+        let spares = Spares::open(dir.join("spare"), &mut fixes)
+            .map_err(folder_error(&dir.join("spare")))?;
         fixes.log(dir);
-        sync_folder(&queue).map_err(folder_error)?;
+        if removed {
+            sync_folder(&queue).map_err(folder_error(&queue))?;
+        }
         // Probe writability now, so a read-only spool stops the start.
-        let probe = queue.join(".write-test.tmp");
+        let probe = segments.join(".write-test.tmp");
         create_private(&probe)
             .and_then(|_| fs::remove_file(&probe))
-            .map_err(folder_error)?;
+            .map_err(folder_error(&segments))?;
         let (syncer, requests) = mpsc::channel();
         let folder = queue.clone();
         std::thread::Builder::new()
             .name("spool-sync".into())
             .spawn(move || folder_syncer(&folder, &requests))
-            .map_err(folder_error)?;
+            .map_err(folder_error(&queue))?;
+        let index = Arc::new(Mutex::new(Index::default()));
+        let first_new = numbers.last().map_or(1, |n| n + 1);
+        let (committer, jobs) = mpsc::channel();
+        let writer = Committer::new(segments.clone(), index.clone(), first_new);
+        let thread = std::thread::Builder::new()
+            .name("spool-commit".into())
+            .spawn(move || writer.run(&jobs))
+            .map_err(folder_error(&segments))?;
         let micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         Ok(Spool {
             inner: Arc::new(Inner {
-                queue,
+                view: SpoolView::new(dir, index),
                 spares,
-                fresh: std::sync::Mutex::new(Fresh::default()),
+                fresh: Mutex::new(Fresh::default()),
                 next: AtomicU64::new(0),
                 id_base: micros,
+                first_new,
+                committer,
+                thread: Mutex::new(Some(thread)),
                 syncer,
                 _lock: lock,
             }),
@@ -222,8 +285,8 @@ impl Spool {
     ///
     /// The start time in microseconds, then a 24-bit counter. Every time
     /// the counter wraps (16.7 million messages) the time part moves on by
-    /// one microsecond, so an id is never handed out twice: the rename in
-    /// [`MessageWriter::commit`] would silently replace a queued message.
+    /// one microsecond, so an id is never handed out twice: a second
+    /// message under one id would replace the first.
     /// A later start is later by far more microseconds than there were wraps.
     fn next_id(&self) -> String {
         let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
@@ -237,7 +300,10 @@ impl Spool {
     /// Starts a message for `envelope`.
     pub fn create(&self, envelope: &Envelope) -> MessageWriter {
         let id = self.next_id();
-        let mut buffer = MAGIC.as_bytes().to_vec();
+        // Room for the record's head, written at commit (see `record`).
+        let prefix = record::HEAD + id.len();
+        let mut buffer = vec![0; prefix];
+        buffer.extend_from_slice(MAGIC.as_bytes());
         // An Envelope always serialises; the fallback keeps the format valid.
         buffer.extend_from_slice(
             serde_json::to_string(envelope)
@@ -246,8 +312,9 @@ impl Spool {
         );
         buffer.push(b'\n');
         MessageWriter {
-            tmp: self.inner.queue.join(format!("{id}.tmp")),
+            tmp: self.inner.view.queue.join(format!("{id}.tmp")),
             id,
+            prefix,
             buffer,
             file: None,
             broken: None,
@@ -255,71 +322,101 @@ impl Spool {
         }
     }
 
-    /// The committed messages' ids, oldest first.
+    /// The queued messages' ids, oldest first (after [`recover`](Self::recover)).
     pub fn list(&self) -> Result<Vec<String>, SpoolError> {
-        list_ids(&self.inner.queue)
+        self.inner.view.ids()
     }
 
     /// True when message `id` is in the queue.
     pub fn contains(&self, id: &str) -> bool {
-        valid_id(id) && self.inner.queue.join(id).is_file()
+        self.inner.view.contains(id)
     }
 
-    /// When message `id` arrived, as far as its file says (its last
-    /// change: the commit), in Unix seconds.
-    pub fn arrived(&self, id: &str) -> Option<i64> {
-        let modified = fs::metadata(self.inner.queue.join(id))
-            .ok()?
-            .modified()
-            .ok()?;
-        let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
-        i64::try_from(since.as_secs()).ok()
-    }
-
-    /// Reads a committed message: its envelope and content.
+    /// Reads a queued message: its envelope and content.
     pub fn read(&self, id: &str) -> Result<(Envelope, Vec<u8>), SpoolError> {
-        read_message(&self.inner.queue.join(id))
+        self.inner.view.read(id)
     }
 
-    /// The envelope of a committed message, without its content.
+    /// The envelope of a queued message.
     pub fn read_envelope(&self, id: &str) -> Result<Envelope, SpoolError> {
-        read_envelope(&self.inner.queue.join(id)).map(|(envelope, _)| envelope)
+        self.inner
+            .view
+            .read_envelope(id)
+            .map(|(envelope, _)| envelope)
     }
 
     /// A message committed by this process and not read since, from
-    /// memory: the first delivery attempt need not read back the file it
+    /// memory: the first delivery attempt need not read back what it
     /// just wrote. Taken, so it is handed out once; `None` sends the
     /// caller to [`read`](Self::read). A message given out here has never
     /// been attempted, so it has no delivery state yet.
     pub fn take_fresh(&self, id: &str) -> Option<(Envelope, Vec<u8>)> {
         let mut data = self.inner.fresh.lock().ok()?.take(id)?;
-        let (envelope, start) = parse_head(&self.inner.queue.join(id), &data).ok()?;
-        data.drain(..start);
+        let image = record::HEAD + id.len();
+        let (envelope, start) = parse_head(Path::new(id), data.get(image..)?).ok()?;
+        data.drain(..image + start);
         Some((envelope, data))
     }
 
-    /// Moves an unreadable file out of `queue/` into `quarantine/`, so it
-    /// is neither retried for ever nor lost: an administrator can look at
-    /// it. Returns where it went.
-    pub fn quarantine(&self, id: &str) -> io::Result<PathBuf> {
-        let folder = self.inner.queue.with_file_name("quarantine");
-        modes::create_folder(&folder)?;
-        let to = folder.join(id);
-        fs::rename(self.inner.queue.join(id), &to)?;
-        Ok(to)
-    }
-
-    /// Removes a message that left the queue: its file becomes a spare.
-    /// Not synced: should the removal be lost in a crash, the message is
-    /// delivered again.
+    /// Removes a message that left the queue: a done record for one in a
+    /// segment, its file made a spare for a large one. Not synced: should
+    /// the removal be lost in a crash, the message is delivered again.
     pub fn remove(&self, id: &str) {
         if let Ok(mut fresh) = self.inner.fresh.lock() {
             fresh.take(id);
         }
-        let path = self.inner.queue.join(id);
-        if !self.inner.spares.put(&path) {
-            let _ = fs::remove_file(path);
+        let view = &self.inner.view;
+        let loc = {
+            let mut index = lock_index(&view.index);
+            let loc = index.remove(id);
+            if let Some(loc) = loc {
+                index.check(loc.segment);
+            }
+            loc
+        };
+        match loc {
+            Some(loc) => {
+                let _ = self
+                    .inner
+                    .committer
+                    .send(Job::Done(record::done(id, loc.segment)));
+            }
+            None => {
+                let path = view.queue.join(id);
+                if !self.inner.spares.put(&path) {
+                    let _ = fs::remove_file(path);
+                }
+            }
         }
+    }
+
+    /// Waits until every record handed to the committer is written and
+    /// synced (done records included): at shutdown, so that a clean stop
+    /// delivers nothing twice.
+    pub async fn flush(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.inner.committer.send(Job::Flush(reply)).is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Hands a sealed message record to the committer; waits for the batch.
+    async fn append(&self, id: &str, record: Vec<u8>) -> committer::Ack {
+        let (reply, done) = oneshot::channel();
+        let job = Job::Message {
+            id: id.to_string(),
+            record,
+            reply,
+        };
+        if let Err(mpsc::SendError(job)) = self.inner.committer.send(job) {
+            let record = match job {
+                Job::Message { record, .. } => record,
+                _ => Vec::new(),
+            };
+            return (Err(io::Error::other("spool committer stopped")), record);
+        }
+        done.await
+            .unwrap_or_else(|_| (Err(io::Error::other("spool committer stopped")), Vec::new()))
     }
 
     /// Asks the folder-sync thread to sync `queue/`, waiting for the batch.
@@ -331,6 +428,17 @@ impl Spool {
             .map_err(|_| io::Error::other("spool sync thread stopped"))?;
         done.await
             .map_err(|_| io::Error::other("spool sync thread stopped"))?
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last sender gone, the committer writes what it has and stops.
+        drop(std::mem::replace(&mut self.committer, mpsc::channel().0));
+        let thread = self.thread.get_mut().ok().and_then(Option::take);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -384,29 +492,10 @@ fn sync_folder(folder: &Path) -> io::Result<()> {
     File::open(folder)?.sync_all()
 }
 
-/// Committed messages not yet read, whole file images by id, within
-/// [`FRESH_LIMIT`] bytes in all.
-#[derive(Debug, Default)]
-struct Fresh {
-    messages: std::collections::HashMap<String, Vec<u8>>,
-    bytes: usize,
-}
-
-impl Fresh {
-    fn keep(&mut self, id: &str, data: Vec<u8>) {
-        if self.bytes + data.len() <= FRESH_LIMIT {
-            self.bytes += data.len();
-            self.messages.insert(id.to_string(), data);
-        }
-    }
-
-    fn take(&mut self, id: &str) -> Option<Vec<u8>> {
-        let data = self.messages.remove(id)?;
-        self.bytes -= data.len();
-        Some(data)
-    }
-}
-
 #[cfg(test)]
 #[path = "spool_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "spool/segment_tests.rs"]
+mod segment_tests;

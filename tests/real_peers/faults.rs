@@ -35,11 +35,10 @@ impl Drop for Mount {
 
 /// The committed messages in the spool at `spool` (the tmpfs, not the relay's folder).
 fn committed(spool: &Path) -> usize {
-    std::fs::read_dir(spool.join("queue"))
-        .expect("queue folder")
-        .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().contains('.'))
-        .count()
+    tlsrelay::queue::spool::SpoolView::open(spool)
+        .and_then(|view| view.ids())
+        .expect("the spool's messages")
+        .len()
 }
 
 fn message(size: usize) -> String {

@@ -315,24 +315,7 @@ impl Relay {
 
     /// The committed messages in the spool, oldest first.
     pub fn spooled(&self) -> Vec<(String, Envelope, Vec<u8>)> {
-        let queue = self.dir.path().join("spool/queue");
-        let mut names: Vec<String> = std::fs::read_dir(&queue)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.retain(|n| !n.ends_with(".tmp") && !n.starts_with('.'));
-        names.sort();
-        names
-            .into_iter()
-            .filter_map(|id| {
-                let (envelope, content) =
-                    tlsrelay::queue::spool::read_message(&queue.join(&id)).ok()?;
-                Some((id, envelope, content))
-            })
-            .collect()
+        spooled_in(&self.dir.path().join("spool"))
     }
 
     /// Writes message `id` into the spool of the stopped relay, in the
@@ -345,9 +328,17 @@ impl Relay {
     }
 
     /// Every file in the spool's `queue/` and `state/` folders, `.tmp`
-    /// ones included: what sessions and deliveries left there.
+    /// ones included, and every message in its segments (as
+    /// `segments/ID`): what sessions and deliveries left there.
     pub fn spool_files(&self) -> Vec<String> {
-        let mut files = Vec::new();
+        let mut files: Vec<String> = spooled_in(&self.dir.path().join("spool"))
+            .into_iter()
+            .map(|(id, _, _)| format!("segments/{id}"))
+            .filter(|name| {
+                let id = name.trim_start_matches("segments/");
+                !self.dir.path().join("spool/queue").join(id).exists()
+            })
+            .collect();
         for folder in ["queue", "state"] {
             let path = self.dir.path().join("spool").join(folder);
             for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
@@ -512,4 +503,21 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The queued messages of the spool at `spool` (segments and files),
+/// oldest first, as `tlsrelay queue` reads them; nothing when there is no
+/// spool (yet).
+pub fn spooled_in(spool: &Path) -> Vec<(String, Envelope, Vec<u8>)> {
+    let Ok(view) = tlsrelay::queue::spool::SpoolView::open(spool) else {
+        return Vec::new();
+    };
+    view.ids()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|id| {
+            let (envelope, content) = view.read(&id).ok()?;
+            Some((id, envelope, content))
+        })
+        .collect()
 }

@@ -1,12 +1,122 @@
-//! Reading the spool's files: the ids in `queue/`, a message, an
-//! envelope. Safe while a relay runs on the spool (they only read).
+//! Reading the spool: the queued messages' ids, a message, an envelope,
+//! from segments and from files in `queue/`. Safe while a relay runs on
+//! the spool (it only reads).
 
 use std::fs::{self, File};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use super::{SpoolError, MAGIC};
+use super::committer::lock;
+use super::index::{self, Index};
+use super::record::{self, Kind};
+use super::{valid_id, SpoolError, MAGIC};
 use crate::queue::envelope::Envelope;
+
+/// The queued messages of a spool as read from its folder: the relay's
+/// own view, kept up to date, or one an administrator's command (or a
+/// test) builds by reading the segments once.
+#[derive(Debug)]
+pub struct SpoolView {
+    pub(super) queue: PathBuf,
+    pub(super) segments: PathBuf,
+    pub(super) index: Arc<Mutex<Index>>,
+}
+
+impl SpoolView {
+    pub(super) fn new(dir: &Path, index: Arc<Mutex<Index>>) -> SpoolView {
+        SpoolView {
+            queue: dir.join("queue"),
+            segments: dir.join("segments"),
+            index,
+        }
+    }
+
+    /// Reads the spool under `dir` as it is now, for reading only: nothing
+    /// is created, locked or changed (`tlsrelay queue list` while the relay
+    /// runs). A torn end of the segment being written is simply not there yet.
+    pub fn open(dir: &Path) -> Result<SpoolView, SpoolError> {
+        let view = SpoolView::new(dir, Arc::default());
+        let mut index = Index::default();
+        index.scan(&view.segments, u32::MAX)?;
+        *lock(&view.index) = index;
+        Ok(view)
+    }
+
+    /// The queued messages' ids, oldest first.
+    pub fn ids(&self) -> Result<Vec<String>, SpoolError> {
+        let mut ids = match self.queue.is_dir() {
+            true => list_ids(&self.queue)?,
+            false => Vec::new(),
+        };
+        ids.extend(lock(&self.index).messages.keys().cloned());
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// True when message `id` is queued.
+    pub fn contains(&self, id: &str) -> bool {
+        valid_id(id)
+            && (lock(&self.index).messages.contains_key(id) || self.queue.join(id).is_file())
+    }
+
+    /// A queued message: its envelope and content.
+    pub fn read(&self, id: &str) -> Result<(Envelope, Vec<u8>), SpoolError> {
+        match self.record(id)? {
+            Some((path, mut bytes, start)) => {
+                let (envelope, head) = parse_head(&path, &bytes[start..])?;
+                bytes.drain(..start + head);
+                Ok((envelope, bytes))
+            }
+            None => read_message(&self.queue.join(id)),
+        }
+    }
+
+    /// The envelope of a queued message, and the content's size.
+    pub fn read_envelope(&self, id: &str) -> Result<(Envelope, u64), SpoolError> {
+        match self.record(id)? {
+            Some((path, bytes, start)) => {
+                let (envelope, head) = parse_head(&path, &bytes[start..])?;
+                Ok((envelope, (bytes.len() - start - head) as u64))
+            }
+            None => read_envelope(&self.queue.join(id)),
+        }
+    }
+
+    /// The record of message `id` when it is in a segment: where it is
+    /// (for errors), its bytes, and where the message starts in them.
+    /// `None`: look in `queue/`.
+    fn record(&self, id: &str) -> Result<Option<(PathBuf, Vec<u8>, usize)>, SpoolError> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        let located = lock(&self.index).locate(&self.segments, id);
+        let Some(found) = located else {
+            return Ok(None);
+        };
+        let (loc, file) = found.map_err(|source| SpoolError::File {
+            path: self.segments.clone(),
+            source,
+        })?;
+        let path = index::segment_path(&self.segments, loc.segment);
+        let file_error = |source| SpoolError::File {
+            path: path.clone(),
+            source,
+        };
+        let bytes = index::read_raw(&file, loc).map_err(file_error)?;
+        let corrupt = |why: &str| SpoolError::Corrupt {
+            path: path.clone(),
+            message: format!("the record of {id} at offset {}: {why}", loc.offset),
+        };
+        match record::parse(&bytes) {
+            Ok(r) if r.kind == Kind::Message && r.id == id => {}
+            Ok(_) => return Err(corrupt("another record is there")),
+            Err(e) => return Err(corrupt(&format!("{e:?}"))),
+        }
+        let start = record::HEAD + id.len();
+        Ok(Some((path, bytes, start)))
+    }
+}
 
 /// The committed messages' ids in a `queue/` folder, oldest first. Safe
 /// while a relay runs on the spool (it only reads).

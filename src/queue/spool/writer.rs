@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use super::record::{self, Kind};
 use super::{Spool, SpoolError, MEMORY_LIMIT};
 use crate::queue::blocking;
 
@@ -14,6 +15,9 @@ use crate::queue::blocking;
 pub struct MessageWriter {
     pub(super) id: String,
     pub(super) tmp: PathBuf,
+    /// Bytes kept free at the start of `buffer` for the record's head;
+    /// none once the content went to a file.
+    pub(super) prefix: usize,
     pub(super) buffer: Vec<u8>,
     pub(super) file: Option<File>,
     /// A write to the `.tmp` file failed: content is missing, so the
@@ -37,7 +41,8 @@ impl MessageWriter {
         if self.buffer.len() < MEMORY_LIMIT {
             return Ok(());
         }
-        let buffer = std::mem::take(&mut self.buffer);
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.drain(..std::mem::take(&mut self.prefix));
         let file = self.file.take();
         let tmp = self.tmp.clone();
         let spool = self.spool.clone();
@@ -75,35 +80,53 @@ impl MessageWriter {
                 source,
             });
         }
+        match self.file.is_some() {
+            true => self.commit_file().await,
+            false => self.commit_record().await,
+        }
+    }
+
+    /// A message that stayed in memory: one record in the next batch of
+    /// the committer, then kept for its first attempt.
+    async fn commit_record(mut self) -> Result<String, SpoolError> {
+        let mut bytes = std::mem::take(&mut self.buffer);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        bytes[..self.prefix].copy_from_slice(&record::head(Kind::Message, &self.id, now, 0));
+        record::seal(&mut bytes);
+        let id = std::mem::take(&mut self.id);
+        let (result, bytes) = self.spool.append(&id, bytes).await;
+        result.map_err(|source| SpoolError::Folder {
+            path: self.spool.inner.view.segments.clone(),
+            source,
+        })?;
+        if let Ok(mut fresh) = self.spool.inner.fresh.lock() {
+            fresh.keep(&id, bytes);
+        }
+        Ok(id)
+    }
+
+    /// A message that went to its own file as it arrived: synced, renamed
+    /// to its id, the folder synced (shared with every rename waiting).
+    async fn commit_file(mut self) -> Result<String, SpoolError> {
         let buffer = std::mem::take(&mut self.buffer);
         let file = self.file.take();
         let tmp = self.tmp.clone();
-        let done = self.spool.inner.queue.join(&self.id);
-        let spool = self.spool.clone();
-        // A message that stayed in memory whole is kept for its first attempt.
-        let whole = file.is_none();
+        let done = self.spool.inner.view.queue.join(&self.id);
         let result = blocking(move || {
-            let mut file = match file {
-                Some(file) => file,
-                None => spool.inner.spares.take(&tmp)?,
-            };
+            let mut file = file.ok_or_else(|| io::Error::other("no spool file"))?;
             file.write_all(&buffer)?;
             file.sync_data()?;
-            fs::rename(&tmp, &done)?;
-            Ok(buffer)
+            fs::rename(&tmp, &done)
         })
         .await
         .and_then(|r| r);
-        let buffer = match result {
-            Ok(buffer) => buffer,
-            Err(source) => {
-                let _ = fs::remove_file(&self.tmp);
-                return Err(SpoolError::File {
-                    path: self.tmp.clone(),
-                    source,
-                });
-            }
-        };
+        if let Err(source) = result {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(SpoolError::File {
+                path: self.tmp.clone(),
+                source,
+            });
+        }
         // Renamed: from here on the Drop below must not remove anything.
         let id = std::mem::take(&mut self.id);
         self.tmp = PathBuf::new();
@@ -111,14 +134,9 @@ impl MessageWriter {
             .sync_queue_folder()
             .await
             .map_err(|source| SpoolError::Folder {
-                path: self.spool.inner.queue.clone(),
+                path: self.spool.inner.view.queue.clone(),
                 source,
             })?;
-        if whole {
-            if let Ok(mut fresh) = self.spool.inner.fresh.lock() {
-                fresh.keep(&id, buffer);
-            }
-        }
         Ok(id)
     }
 }

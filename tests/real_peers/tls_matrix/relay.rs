@@ -108,7 +108,8 @@ pub(super) enum Settled {
 
 fn settled(relay: &Relay, id: &str) -> Option<Settled> {
     let spool = relay.dir().join("spool");
-    if !spool.join("queue").join(id).exists() {
+    let queued = tlsrelay::queue::spool::SpoolView::open(&spool).is_ok_and(|v| v.contains(id));
+    if !queued {
         return Some(Settled::Gone);
     }
     let state: DeliveryState =

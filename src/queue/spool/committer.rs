@@ -1,0 +1,406 @@
+//! The one thread that writes segments (see "Segments" in
+//! [`spool`](super)): it takes every record waiting, writes them with one
+//! `pwrite` at the end of the active segment, syncs once for all of them
+//! (group commit), and only then tells each writer its message is safe.
+//! Between batches it reclaims segments no longer worth their space.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
+use super::index::{segment_path, walk, Index, Loc, Step};
+use super::record::Kind;
+use crate::queue::modes::open_private;
+
+/// A segment is closed once it holds this much; a new one is started.
+pub(super) const SEGMENT_SIZE: u64 = 64 << 20;
+/// Space is allocated ahead in steps of this much (`fallocate`), so that
+/// writes land in allocated blocks: the file's size does not change with
+/// each batch (no journalled allocation per sync), and a full disk is
+/// found before anything is written.
+const ALLOCATE_STEP: u64 = 4 << 20;
+/// A batch takes records up to about this many bytes.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// What a writer gets back: whether its message is on stable storage,
+/// and its record's bytes (kept for the first delivery attempt).
+pub(super) type Ack = (io::Result<()>, Vec<u8>);
+
+/// Work for the committer.
+pub(super) enum Job {
+    /// A message record: durable before the reply.
+    Message {
+        id: String,
+        record: Vec<u8>,
+        reply: oneshot::Sender<Ack>,
+    },
+    /// A done record: written with the next batch, not waited for (lost
+    /// in a crash, its message is delivered again: a duplicate, never a
+    /// loss).
+    Done(Vec<u8>),
+    /// Sync whatever was written, then reply (at shutdown).
+    Flush(oneshot::Sender<()>),
+}
+
+impl Job {
+    fn len(&self) -> usize {
+        match self {
+            Job::Message { record, .. } | Job::Done(record) => record.len(),
+            Job::Flush(_) => 0,
+        }
+    }
+}
+
+/// The segment being written.
+struct Active {
+    number: u32,
+    file: File,
+    /// Where the next record goes.
+    offset: u64,
+    /// Bytes allocated ahead so far.
+    allocated: u64,
+    /// Written since the last sync.
+    dirty: bool,
+    /// A write or sync failed: nothing more goes into it.
+    broken: bool,
+}
+
+pub(super) struct Committer {
+    folder: PathBuf,
+    index: Arc<Mutex<Index>>,
+    active: Option<Active>,
+    next: u32,
+    /// The filesystem cannot allocate ahead (`EOPNOTSUPP`): writes grow the file.
+    no_fallocate: bool,
+    buffer: Vec<u8>,
+}
+
+/// Locks the index, whatever a panicking holder left (a map, consistent
+/// after every single operation).
+pub(super) fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
+    index
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Committer {
+    /// A committer writing new segments in `folder`, numbered from `next`.
+    pub(super) fn new(folder: PathBuf, index: Arc<Mutex<Index>>, next: u32) -> Committer {
+        Committer {
+            folder,
+            index,
+            active: None,
+            next,
+            no_fallocate: false,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Runs until every sender is gone, then syncs what it wrote and
+    /// trims the space allocated ahead.
+    pub(super) fn run(mut self, jobs: &mpsc::Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut bytes = first.len();
+            let mut batch = vec![first];
+            while bytes < BATCH_BYTES {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        bytes += job.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+            self.reclaim();
+        }
+        let index = self.index.clone();
+        self.close(&mut lock(&index));
+    }
+
+    /// Writes one batch: one write, one sync when it holds a message.
+    fn commit(&mut self, batch: Vec<Job>) {
+        let (mut records, mut flushes) = (Vec::new(), Vec::new());
+        for job in batch {
+            match job {
+                Job::Flush(reply) => flushes.push(reply),
+                job => records.push(job),
+            }
+        }
+        if !records.is_empty() {
+            let durable = records.iter().any(|j| matches!(j, Job::Message { .. }));
+            self.buffer.clear();
+            for job in &records {
+                if let Job::Message { record, .. } | Job::Done(record) = job {
+                    self.buffer.extend_from_slice(record);
+                }
+            }
+            let buffer = std::mem::take(&mut self.buffer);
+            let written = self.append(&buffer, durable);
+            self.buffer = buffer;
+            match written {
+                Ok((segment, start)) => self.acknowledge(records, segment, start),
+                Err(e) => fail(records, &e),
+            }
+        }
+        if !flushes.is_empty() {
+            self.sync();
+        }
+        for reply in flushes {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Appends `bytes` to the active segment (a new one when they do not
+    /// fit), synced when `durable`; returns the segment and the offset.
+    fn append(&mut self, bytes: &[u8], durable: bool) -> io::Result<(u32, u64)> {
+        let index = self.index.clone();
+        self.make_room(bytes.len() as u64, &mut lock(&index))?;
+        let active = self.active.as_mut().ok_or_else(gone)?;
+        let start = put(active, bytes, durable)?;
+        Ok((active.number, start))
+    }
+
+    /// The records of a batch are on disk: into the index, then the writers told.
+    fn acknowledge(&self, records: Vec<Job>, segment: u32, start: u64) {
+        let mut index = lock(&self.index);
+        let mut offset = start;
+        let mut acks = Vec::new();
+        for job in records {
+            let len = job.len();
+            if let Job::Message { id, record, reply } = job {
+                let loc = Loc {
+                    segment,
+                    offset,
+                    len: len as u32,
+                };
+                index.insert(&id, loc);
+                acks.push((reply, record));
+            }
+            offset += len as u64;
+        }
+        if let Some(usage) = index.segments.get_mut(&segment) {
+            usage.bytes += offset - start;
+        }
+        index.batches += 1;
+        drop(index);
+        for (reply, record) in acks {
+            let _ = reply.send((Ok(()), record));
+        }
+    }
+
+    /// Makes the active segment ready for `len` more bytes: a new segment
+    /// when there is none, it failed, or it is full; space allocated ahead.
+    fn make_room(&mut self, len: u64, index: &mut Index) -> io::Result<()> {
+        let fits = self
+            .active
+            .as_ref()
+            .is_some_and(|a| !a.broken && (a.offset == 0 || a.offset + len <= SEGMENT_SIZE));
+        if !fits {
+            self.rotate(index)?;
+        }
+        let no_fallocate = self.no_fallocate;
+        let active = self.active.as_mut().ok_or_else(gone)?;
+        let need = active.offset + len;
+        if need <= active.allocated || no_fallocate {
+            return Ok(());
+        }
+        let step = (need - active.allocated).max(ALLOCATE_STEP);
+        match allocate(&active.file, active.allocated, step) {
+            Ok(()) => active.allocated += step,
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => self.no_fallocate = true,
+            // Not a whole step left: perhaps what this batch needs.
+            Err(_) => {
+                allocate(&active.file, active.allocated, need - active.allocated)?;
+                active.allocated = need;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment and starts the next one.
+    fn rotate(&mut self, index: &mut Index) -> io::Result<()> {
+        self.close(index);
+        let n = self.next;
+        self.next += 1;
+        let path = segment_path(&self.folder, n);
+        let file = open_private(
+            &path,
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true),
+        )?;
+        // The new name must survive a crash before any message in it is acknowledged.
+        File::open(&self.folder)?.sync_all()?;
+        index.active = Some(n);
+        index.segments.entry(n).or_default();
+        self.active = Some(Active {
+            number: n,
+            file,
+            offset: 0,
+            allocated: 0,
+            dirty: false,
+            broken: false,
+        });
+        Ok(())
+    }
+
+    /// No segment is active any more: the last one is synced, trimmed of
+    /// the space allocated ahead, and may be reclaimed from now on.
+    fn close(&mut self, index: &mut Index) {
+        let Some(active) = self.active.take() else {
+            return;
+        };
+        if !active.broken {
+            let _ = active.file.set_len(active.offset);
+            let _ = active.file.sync_data();
+        }
+        index.active = None;
+        index.check(active.number);
+    }
+
+    fn sync(&mut self) {
+        if let Some(active) = self.active.as_mut().filter(|a| a.dirty) {
+            if active.file.sync_data().is_ok() {
+                active.dirty = false;
+            }
+        }
+    }
+
+    /// Reclaims every segment queued for it (see [`Index::worth_reclaiming`]).
+    fn reclaim(&mut self) {
+        loop {
+            let index = self.index.clone();
+            let mut index = lock(&index);
+            let Some(n) = index.reclaim.pop_first() else {
+                return;
+            };
+            if !index.worth_reclaiming(n) {
+                continue;
+            }
+            match self.reclaim_one(n, &mut index) {
+                Ok(moved) => {
+                    tracing::debug!(segment = n, moved, "spool segment reclaimed");
+                }
+                Err(e) => {
+                    tracing::warn!(segment = n, error = %e, "could not reclaim a spool segment; it is tried again when more of it is done");
+                }
+            }
+        }
+    }
+
+    /// Copies what still counts in segment `n` (its live messages, and
+    /// done records about messages in older segments that still exist) to
+    /// the active segment, synced, then removes `n`. The index stays locked
+    /// throughout, so no message is removed or read in between.
+    fn reclaim_one(&mut self, n: u32, index: &mut Index) -> io::Result<usize> {
+        let path = segment_path(&self.folder, n);
+        let bytes = std::fs::read(&path)?;
+        let mut out = Vec::new();
+        let mut copies = Vec::new();
+        walk(&bytes, |step| {
+            let Step::Record(offset, record) = step else {
+                return;
+            };
+            let here = Loc {
+                segment: n,
+                offset,
+                len: record.len as u32,
+            };
+            let keep = match record.kind {
+                Kind::Message => index.messages.get(record.id) == Some(&here),
+                Kind::Done => record.target != n && index.segments.contains_key(&record.target),
+            };
+            if keep {
+                if record.kind == Kind::Message {
+                    copies.push((record.id.to_string(), out.len() as u64, here.len));
+                }
+                let start = offset as usize;
+                out.extend_from_slice(&bytes[start..start + record.len]);
+            }
+        });
+        if !out.is_empty() {
+            self.make_room(out.len() as u64, index)?;
+            let active = self.active.as_mut().ok_or_else(gone)?;
+            let start = put(active, &out, true)?;
+            let segment = active.number;
+            for (id, at, len) in &copies {
+                let loc = Loc {
+                    segment,
+                    offset: start + at,
+                    len: *len,
+                };
+                index.insert(id, loc);
+            }
+            if let Some(usage) = index.segments.get_mut(&segment) {
+                usage.bytes += out.len() as u64;
+            }
+        }
+        std::fs::remove_file(&path)?;
+        index.drop_segment(n);
+        Ok(copies.len())
+    }
+}
+
+/// Writes `bytes` at the end of `active`, synced when `durable`; returns
+/// where they start. On failure the stretch is zeroed (no part of the
+/// batch can be read back as a record) and the segment is written no more.
+fn put(active: &mut Active, bytes: &[u8], durable: bool) -> io::Result<u64> {
+    let start = active.offset;
+    let result = active
+        .file
+        .write_all_at(bytes, start)
+        .and_then(|()| match durable {
+            true => active.file.sync_data(),
+            false => Ok(()),
+        });
+    match result {
+        Ok(()) => {
+            active.offset += bytes.len() as u64;
+            active.dirty = !durable;
+            Ok(start)
+        }
+        Err(e) => {
+            let zeros = vec![0; bytes.len()];
+            let _ = active.file.write_all_at(&zeros, start);
+            let _ = active.file.sync_data();
+            active.broken = true;
+            Err(e)
+        }
+    }
+}
+
+/// Allocates `len` bytes of `file` from `offset` (the size grows with it).
+fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    // SAFETY: fallocate on a descriptor we own; no memory is passed.
+    match unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Every writer in `records` told that its message was not committed.
+fn fail(records: Vec<Job>, e: &io::Error) {
+    for job in records {
+        if let Job::Message { record, reply, .. } = job {
+            let copy = match e.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(e.kind(), e.to_string()),
+            };
+            let _ = reply.send((Err(copy), record));
+        }
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::other("no spool segment is open")
+}
