@@ -15,7 +15,9 @@
 # Scale with the environment:
 #   REPS=3 MESSAGES=5000 SESSIONS=50 SIZE=2048 RCPTS=1
 #   WORKLOADS="null W1 W2 W3 W4a W4b W5 fsync" (also: W6, idle sessions;
-#   xcheck, our generator against smtp-source). W4a: 100 KB messages
+#   xcheck, our generator against smtp-source; steady, W1 for 60 s with
+#   delivered/accepted, settings in compare_steady.sh; queue, a large
+#   queue of deferred messages, settings in compare_queue.sh). W4a: 100 KB messages
 #   (W4A_MESSAGES, default MESSAGES/10, at least 100); W4b: 10 MB
 #   (W4B_MESSAGES, default MESSAGES/100, at least 20, from W4B_SESSIONS=10
 #   sessions), both with each relay's peak RSS; W5: 50 recipients
@@ -41,7 +43,8 @@
 #   so DANE is asked; "tlsrelay" has `[delivery] dane = true`, "baseline"
 #   the same binary (or BASELINE=) with `dane = false`. Postfix is
 #   unchanged. Needs nsd and ldnsutils (installed if missing).
-#   OUT=target/compare (results.tsv, fsync.tsv, idle.tsv, results.md), KEEP_WORK=1 keeps the
+#   OUT=target/compare (results.tsv, fsync.tsv, idle.tsv, steady.tsv, queue.tsv,
+#   results.md), KEEP_WORK=1 keeps the
 #   instances' folder and logs under /tmp
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -293,15 +296,30 @@ postlog   unix-dgram n - n - 1 postlogd
 tlsproxy  unix  - - n -     0 tlsproxy
 EOF
     } >"$dir/etc/master.cf"
-    "$POSTFIX" -c "$dir/etc" start-fg >"$dir/postfix.out" 2>&1 </dev/null &
+    [[ -z ${EXTRA_MAIN_CF:-} ]] || echo "$EXTRA_MAIN_CF" >>"$dir/etc/main.cf"
+    TARGET[postfix-$name]=127.0.0.1:$port
+    launch_postfix "$name"
+    say "postfix $name on 127.0.0.1:$port -> $sink"
+}
+
+# launch_postfix NAME: starts an instance made by start_postfix (again,
+# with its queue, after stop_postfix); LAUNCHED_AT is the moment it was
+# started ($EPOCHREALTIME).
+launch_postfix() {
+    local name=$1 dir=$WORK/postfix-$1 started
+    started=$(grep -c 'daemon started' "$dir/maillog" || true)
+    LAUNCHED_AT=$EPOCHREALTIME
+    "$POSTFIX" -c "$dir/etc" start-fg >>"$dir/postfix.out" 2>&1 </dev/null &
     PIDS+=($!)
     WRAPPER[postfix-$name]=$!
     POSTFIX_DIRS+=("$dir")
-    wait_for "$dir/maillog" 'daemon started' 30 || die "Postfix $name did not start: $(cat "$dir/postfix.out" "$dir/maillog")"
-    TARGET[postfix-$name]=127.0.0.1:$port
+    local deadline=$((SECONDS + 60))
+    until (($(grep -c 'daemon started' "$dir/maillog" || true) > started)); do
+        ((SECONDS < deadline)) || die "Postfix $name did not start: $(cat "$dir/postfix.out" "$dir/maillog")"
+        sleep 0.05
+    done
     ROOT[postfix-$name]=$(tr -d ' \n' <"$dir/spool/pid/master.pid")
     [[ -d /proc/${ROOT[postfix-$name]} ]] || die "Postfix $name: no master process"
-    say "postfix $name on 127.0.0.1:$port -> $sink"
 }
 
 # stop_postfix NAME: stops an instance (W6 starts a fresh one per measurement).
@@ -326,7 +344,7 @@ start_tlsrelay() {
     cat >"$dir/tlsrelay.toml" <<EOF
 [server]
 hostname = "relay.example.test"
-listen = ["127.0.0.1:0"]
+listen = ["${LISTEN:-127.0.0.1:0}"]
 spool_dir = "spool"
 max_connections_per_ip = $([[ -n $idle ]] && echo $((idle + 100)) || echo 200)
 $([[ -n $idle ]] && echo "max_connections = $((idle + 100))")
@@ -351,13 +369,30 @@ $([[ $DANE == 1 ]] && printf 'mx_port = %s\ndane = %s\n' "${sink##*:}" "$([[ $sy
 reverse_lookups = false
 $([[ $DANE == 1 ]] && printf 'nameservers = ["127.0.0.1:%s"]\ntrust_anchor = "%s"\n' "$DNS_PORT" "$WORK/dns/anchor" || echo 'nameservers = ["127.0.0.1:1"]')
 EOF
-    "$binary" --log-format json serve -c "$dir/tlsrelay.toml" >/dev/null 2>"$dir/log" </dev/null &
+    [[ -z ${EXTRA_TOML:-} ]] || echo "$EXTRA_TOML" >>"$dir/tlsrelay.toml"
+    : >"$dir/log"
+    BINARY=$binary launch_tlsrelay "$system" "$name"
+    say "$system $name on ${TARGET[$system-$name]} -> $sink ($level)"
+}
+
+# launch_tlsrelay SYSTEM NAME: starts an instance made by start_tlsrelay
+# (again, with its spool, after it was stopped); the log is appended to.
+# LAUNCHED_AT is the moment it was started ($EPOCHREALTIME).
+launch_tlsrelay() {
+    local system=$1 name=$2 dir=$WORK/$1-$2 started
+    started=$(grep -c '"message":"listening"' "$dir/log" || true)
+    LAUNCHED_AT=$EPOCHREALTIME
+    "${BINARY:-$TLSRELAY}" --log-format json serve -c "$dir/tlsrelay.toml" >/dev/null 2>>"$dir/log" </dev/null &
     PIDS+=($!)
     ROOT[$system-$name]=$!
-    wait_for "$dir/log" '"message":"listening"' 30 || die "$system $name did not start: $(cat "$dir/log")"
-    TARGET[$system-$name]=$(grep '"message":"listening"' "$dir/log" | head -n1 \
+    local deadline=$((SECONDS + 60))
+    until (($(grep -c '"message":"listening"' "$dir/log" || true) > started)); do
+        kill -0 "${ROOT[$system-$name]}" 2>/dev/null && ((SECONDS < deadline)) \
+            || die "$system $name did not start: $(tail -n 20 "$dir/log")"
+        sleep 0.05
+    done
+    TARGET[$system-$name]=$(grep '"message":"listening"' "$dir/log" | tail -n1 \
         | sed -n 's/.*"address":"\([0-9.:]*\)".*/\1/p')
-    say "$system $name on ${TARGET[$system-$name]} -> $sink ($level)"
 }
 
 # --- DANE=1: a signed example.test served by nsd ------------------------
@@ -543,7 +578,7 @@ for rep in $(seq 1 "$REPS"); do
                     esac
                 done
                 ;;
-            fsync | W6) ;; # once, after the repetitions
+            fsync | W6 | steady | queue) ;; # once, after the repetitions
             xcheck)
                 [[ -n ${SMTP_SINK_ADDR:-} ]] || start_smtp_sink
                 run xcheck "loadgen>sink" "$rep" "${SINK_ADDR[plain]}" plain "${SINK_PID[plain]}" --reuse
@@ -667,8 +702,22 @@ if wants W6; then
     done
 fi
 
+# --- steady state (compare_steady.sh) and large queue (compare_queue.sh) ----
+source "$BENCHES/compare_steady.sh"
+if wants steady; then
+    for system in postfix tlsrelay; do steady_run "$system"; done
+fi
+source "$BENCHES/compare_queue.sh"
+if wants queue; then
+    start_sink q --refuse "$QUEUE_REFUSE"
+    for n in $QUEUE_N; do
+        for system in $QUEUE_SYSTEMS; do queue_run "$system" "$n"; done
+    done
+fi
+
 # --- report -----------------------------------------------------------------
-python3 "$BENCHES/report.py" "$OUT/results.tsv" "$OUT/fsync.tsv" "$OUT/idle.tsv" >"$OUT/results.md"
+python3 "$BENCHES/report.py" "$OUT/results.tsv" "$OUT/fsync.tsv" "$OUT/idle.tsv" "$OUT/steady.tsv" \
+    "$OUT/queue.tsv" >"$OUT/results.md"
 # What really went over TLS, from the peers' own logs.
 {
     echo

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """The tables of benches/compare.sh (target/compare/results.md) from its
-raw files: report.py RESULTS.tsv FSYNC.tsv IDLE.tsv. Medians over the
-repetitions; ratios are of medians. BENCHMARKS.md explains each figure."""
+raw files: report.py RESULTS.tsv FSYNC.tsv IDLE.tsv [STEADY.tsv QUEUE.tsv].
+Medians over the repetitions; ratios are of medians. BENCHMARKS.md
+explains each figure; the steady-state and queue tables are in
+report_queue.py."""
 
 import csv, statistics, sys
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
+import report_queue
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 fsyncs = list(csv.DictReader(open(sys.argv[2]), delimiter="\t"))
 idle = list(csv.DictReader(open(sys.argv[3]), delimiter="\t"))
@@ -103,3 +107,5 @@ if idle:
     print()
     print("Per session: (with − bare) / sessions counted by ss, summed over every process of a fresh instance; "
           "RSS counts a shared page in every process that maps it, PSS divides it among them.")
+for path, table in zip(sys.argv[4:6], (report_queue.steady, report_queue.queue)):
+    table(list(csv.DictReader(open(path), delimiter="\t")))

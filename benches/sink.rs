@@ -1,8 +1,11 @@
 //! The SMTP sink of issue 8: accepts every message (DATA, with PIPELINING
 //! and optionally STARTTLS), counts it and throws it away; it can delay
 //! the reply to the end of DATA or answer every Nth message with a
-//! temporary failure. Its first line on stdout is the address it listens
-//! on (so scripts bind port 0); `count` on stdin prints the count so far;
+//! temporary failure, or refuse everything for now (`450` to RCPT or
+//! `421` at connect) until told to accept, which is how `compare.sh`
+//! fills a relay's queue with deferred messages. Its first line on stdout
+//! is the address it listens on (so scripts bind port 0); `count` on
+//! stdin prints the count so far, `accept` and `refuse` switch the mode;
 //! SIGTERM, SIGINT, the end of stdin (when stdin is a pipe or a terminal)
 //! or `--max-seconds` print the final count and end it.
 
@@ -13,11 +16,11 @@ mod common;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileTypeExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -40,6 +43,10 @@ struct Args {
     /// Answer every Nth message with `451 4.3.0` instead of `250` (0: never).
     #[arg(long, default_value_t = 0)]
     tempfail_every: u64,
+    /// Start refusing every message for now: `450` to each RCPT, or `421`
+    /// at connect; `accept` on stdin switches to accepting, `refuse` back.
+    #[arg(long, value_enum)]
+    refuse: Option<Refuse>,
     /// The name in the greeting and the EHLO reply.
     #[arg(long, default_value = "sink.example.test")]
     hostname: String,
@@ -50,6 +57,18 @@ struct Args {
     #[arg(long, hide = true)]
     bench: bool,
 }
+
+/// Where a refusing sink says no.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Refuse {
+    /// `450 4.3.2` to every RCPT: each message is tried and deferred.
+    Rcpt,
+    /// `421 4.3.2` instead of the greeting, then the connection is closed.
+    Connect,
+}
+
+/// `first_us` before any `250` (since the start or the last `accept`).
+const NONE_YET: u64 = u64::MAX;
 
 struct Shared {
     args: Args,
@@ -62,18 +81,50 @@ struct Shared {
     /// Microseconds from `started` to the last `250`.
     last_us: AtomicU64,
     connections: AtomicU64,
+    /// Refusing now (the kind is `args.refuse`, `rcpt` when not given).
+    refusing: AtomicBool,
+    /// RCPTs or connections refused so far.
+    refused: AtomicU64,
+    /// Microseconds from `started` to the first `250` since the start or
+    /// the last `accept` command.
+    first_us: AtomicU64,
 }
 
 impl Shared {
     fn stats(&self) -> String {
         let completed = self.completed.load(Ordering::Relaxed);
         let accepted = self.accepted.load(Ordering::Relaxed);
+        let first = match self.first_us.load(Ordering::Relaxed) {
+            NONE_YET => "none".to_string(),
+            us => format!("{:.6}", us as f64 / 1e6),
+        };
         format!(
-            "count={accepted} tempfailed={} connections={} last={:.6} now={:.6}",
+            "count={accepted} tempfailed={} refused={} connections={} first={first} last={:.6} now={:.6}",
             completed - accepted.min(completed),
+            self.refused.load(Ordering::Relaxed),
             self.connections.load(Ordering::Relaxed),
             self.last_us.load(Ordering::Relaxed) as f64 / 1e6,
             self.started.elapsed().as_secs_f64(),
+        )
+    }
+
+    /// Where this sink refuses now, if it does.
+    fn refusing(&self) -> Option<Refuse> {
+        self.refusing
+            .load(Ordering::Relaxed)
+            .then_some(self.args.refuse.unwrap_or(Refuse::Rcpt))
+    }
+
+    /// `accept` or `refuse` from stdin: the new mode, as a line for scripts.
+    fn switch(&self, refuse: bool) -> String {
+        if !refuse {
+            self.first_us.store(NONE_YET, Ordering::Relaxed);
+        }
+        self.refusing.store(refuse, Ordering::Relaxed);
+        let mode = if refuse { "refusing" } else { "accepting" };
+        format!(
+            "mode={mode} now={:.6}",
+            self.started.elapsed().as_secs_f64()
         )
     }
 }
@@ -95,6 +146,16 @@ async fn serve(shared: &Shared, stream: Boxed, tls: bool) -> std::io::Result<Opt
     let mut out: Vec<u8> = Vec::with_capacity(512);
     let mut line = Vec::with_capacity(1024);
     let (mut mail, mut rcpts) = (false, 0usize);
+    if !tls && matches!(shared.refusing(), Some(Refuse::Connect)) {
+        shared.refused.fetch_add(1, Ordering::Relaxed);
+        let refusal = format!(
+            "421 4.3.2 {} Not accepting mail for now\r\n",
+            shared.args.hostname
+        );
+        io.get_mut().write_all(refusal.as_bytes()).await?;
+        let _ = io.get_mut().shutdown().await;
+        return Ok(None);
+    }
     if !tls {
         out.extend_from_slice(format!("220 {} ESMTP sink\r\n", shared.args.hostname).as_bytes());
         flush(&mut io, &mut out).await?;
@@ -120,6 +181,10 @@ async fn serve(shared: &Shared, stream: Boxed, tls: bool) -> std::io::Result<Opt
             "MAIL" => {
                 (mail, rcpts) = (true, 0);
                 out.extend_from_slice(b"250 2.1.0 Ok\r\n");
+            }
+            "RCPT" if mail && shared.refusing().is_some() => {
+                shared.refused.fetch_add(1, Ordering::Relaxed);
+                out.extend_from_slice(b"450 4.3.2 Not accepting mail for now\r\n");
             }
             "RCPT" if mail => {
                 rcpts += 1;
@@ -147,6 +212,12 @@ async fn serve(shared: &Shared, stream: Boxed, tls: bool) -> std::io::Result<Opt
                     let id = shared.accepted.fetch_add(1, Ordering::Relaxed) + 1;
                     let at = shared.started.elapsed().as_micros() as u64;
                     shared.last_us.fetch_max(at, Ordering::Relaxed);
+                    let _ = shared.first_us.compare_exchange(
+                        NONE_YET,
+                        at,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                     out.extend_from_slice(format!("250 2.0.0 Ok: queued as {id}\r\n").as_bytes());
                 }
                 (mail, rcpts) = (false, 0);
@@ -230,6 +301,9 @@ async fn main() {
         completed: AtomicU64::new(0),
         last_us: AtomicU64::new(0),
         connections: AtomicU64::new(0),
+        refusing: AtomicBool::new(args.refuse.is_some()),
+        refused: AtomicU64::new(0),
+        first_us: AtomicU64::new(NONE_YET),
         args,
     });
     println!("{address}");
@@ -251,8 +325,11 @@ async fn main() {
             }
             let mut lines = BufReader::new(tokio::io::stdin()).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if line.trim() == "count" {
-                    println!("{}", shared.stats());
+                match line.trim() {
+                    "count" => println!("{}", shared.stats()),
+                    "accept" => println!("{}", shared.switch(false)),
+                    "refuse" => println!("{}", shared.switch(true)),
+                    _ => {}
                 }
             }
         }
