@@ -168,7 +168,13 @@ impl<D: Delivery> QueueManager<D> {
         };
         loop {
             board.publish(now(), &self.handle.backlog);
-            let next = board.due.next();
+            // With every slot taken, what is due waits for a finished
+            // attempt, which wakes the loop; waking for it now would wake
+            // the loop at every timer tick (about 11 % of a core).
+            let next = match slots.available_permits() {
+                0 => None,
+                _ => board.due.next(),
+            };
             // Wake at least every second to close idle outbound connections.
             let sleep = next.map_or(Duration::from_secs(1), |at| {
                 Duration::from_secs((at - now()).clamp(0, 1) as u64)
