@@ -87,7 +87,7 @@ fn message(size: usize) -> Vec<u8> {
 fn inbound_policy() -> Arc<InboundPolicy> {
     let config = Config::parse(Path::new("bench.toml"), CONFIG.to_string())
         .unwrap_or_else(|e| panic!("bench config: {e}"));
-    Arc::new(InboundPolicy::new(&config))
+    Arc::new(InboundPolicy::new(&config, Default::default()))
 }
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));

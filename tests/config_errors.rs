@@ -76,6 +76,7 @@ fn each_invalid_configuration_gets_its_own_message() {
         ("address literal as a certificate name", outbound("tls = \"verify-domain\"\ntls_domains = [\"[192.0.2.1]\"]\n"), "8:16: outbound[0].tls_domains[0]: \"[192.0.2.1]\" is an address literal; a certificate name is a DNS name, for example \"mail.example.test\" or \"*.example.test\""),
         ("accepting everything", "[relay]\naccepted_domains = [\"*\"]\n".into(), "5:21: relay.accepted_domains[0]: \"*\" would accept mail for every domain from anyone (an open relay); list your domains"),
         ("delay warning after max age", "[queue]\nmax_age = \"1d\"\ndelay_warning_after = \"2d\"\n".into(), "6:23: queue.delay_warning_after: is not shorter than queue.max_age (1d): the warning would never be sent"),
+        ("in-flow delay too long", "[queue]\nin_flow_delay = \"11s\"\n".into(), "5:17: queue.in_flow_delay: must be at most 10s (as Postfix's): a client waits that long for each message's 250"),
         ("port out of range", "[delivery]\nmx_port = 70000\n".into(), "5:11: delivery.mx_port: invalid value: integer `70000`, expected a port number from 1 to 65535"),
         ("DNS timeout", "[dns]\ntimeout = \"500ms\"\n".into(), "5:11: dns.timeout: must be at least 1s, for example \"5s\""),
         ("dane with smarthosts", outbound("smarthosts = [\"mx.partner.test\"]\ntls = \"dane\"\n"), "7:14: outbound[0].smarthosts: tls = \"dane\" authenticates the MX hosts of the recipient domain by their TLSA records: remove the smarthosts, or use tls = \"verify-host\" or \"pinned\" for a smarthost"),

@@ -151,7 +151,7 @@ fn policy() -> Arc<InboundPolicy> {
 fn load_policy(text: &str) -> Arc<InboundPolicy> {
     let config = Config::parse(Path::new("properties.toml"), text.to_string())
         .unwrap_or_else(|e| panic!("{e}"));
-    Arc::new(InboundPolicy::new(&config))
+    Arc::new(InboundPolicy::new(&config, Default::default()))
 }
 
 /// One client step of a pipelined session: commands, DATA with a body,

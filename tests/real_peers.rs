@@ -45,6 +45,8 @@
 //!   (smtplib, swaks) and behind a STARTTLS-stripping proxy it is not
 //!   offered and `MAIL … REQUIRETLS` is refused `530 5.7.10`.
 //! * `faults`: disk full (a small tmpfs) and a read-only spool.
+//! * `flow`: with the delivery backlog at `backlog_limit`, swaks and
+//!   `smtp-source` get `452 4.3.1` at `MAIL`.
 //! * `soak`: 20,000 messages from smtp-source through 5 SIGKILLs to smtp-sink.
 //! * `quick_start`: the README's quick start, the relay on
 //!   `config/tlsrelay.toml`, the mailbox example and swaks.
@@ -79,6 +81,8 @@ mod dane_matrix;
 mod delivery;
 #[path = "real_peers/faults.rs"]
 mod faults;
+#[path = "real_peers/flow.rs"]
+mod flow;
 #[path = "real_peers/mta_sts.rs"]
 mod mta_sts;
 #[path = "real_peers/postfix.rs"]

@@ -39,7 +39,7 @@ fn policy() -> &'static InboundPolicy {
     POLICY.get_or_init(|| {
         let config = Config::parse(Path::new("fuzz.toml"), CONFIG.to_string())
             .unwrap_or_else(|e| panic!("fuzz config: {e}"));
-        Arc::new(InboundPolicy::new(&config))
+        Arc::new(InboundPolicy::new(&config, Default::default()))
     })
 }
 

@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Ok(config) => {
-            let _ = InboundPolicy::new(&config);
+            let _ = InboundPolicy::new(&config, Default::default());
             let _ = config.summary();
             assert!(
                 Config::parse(file, text.to_string()).is_ok(),

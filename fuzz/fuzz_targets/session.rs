@@ -42,7 +42,7 @@ fn policies() -> &'static [Arc<InboundPolicy>; 2] {
         let load = |text: String| {
             let config = Config::parse(Path::new("fuzz.toml"), text)
                 .unwrap_or_else(|e| panic!("fuzz config: {e}"));
-            Arc::new(InboundPolicy::new(&config))
+            Arc::new(InboundPolicy::new(&config, Default::default()))
         };
         let normalize = CONFIG.replace("[tls]", "bare_lf = \"normalize\"\n[tls]");
         [load(CONFIG.to_string()), load(normalize)]

@@ -89,6 +89,12 @@ pub(super) fn default_retry_intervals() -> Vec<HumanDuration> {
 pub(super) fn default_max_age() -> HumanDuration {
     minutes(5 * 24 * 60)
 }
+pub(super) fn default_backlog_limit() -> usize {
+    10_000
+}
+pub(super) fn default_in_flow_delay() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
 pub(super) fn default_delay_warning() -> HumanDuration {
     minutes(4 * 60)
 }

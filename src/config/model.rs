@@ -186,6 +186,15 @@ pub struct QueueConfig {
     /// sender must not reflect 35 MiB.
     #[serde(default = "default_return_content_limit")]
     pub return_content_limit: Size,
+    /// Inbound flow control: at this many messages due and waiting for
+    /// a delivery slot, `MAIL` is refused `452 4.3.1`; past half of it
+    /// the `250` after the content is delayed. `0`: no limit.
+    #[serde(default = "default_backlog_limit")]
+    pub backlog_limit: usize,
+    /// The longest delay before that `250` (Postfix's `in_flow_delay`);
+    /// `"0s"`: no delay.
+    #[serde(default = "default_in_flow_delay")]
+    pub in_flow_delay: HumanDuration,
 }
 
 /// `[queue] delay_warning_after` as the administrator wrote it.
@@ -353,6 +362,8 @@ impl Default for QueueConfig {
             max_age: default_max_age(),
             delay_warning_after: DelayWarning::Adaptive,
             return_content_limit: default_return_content_limit(),
+            backlog_limit: default_backlog_limit(),
+            in_flow_delay: default_in_flow_delay(),
         }
     }
 }

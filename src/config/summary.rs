@@ -119,9 +119,16 @@ impl Config {
             .map_or("no delay notices".to_string(), |d| {
                 format!("delay notice after {d}")
             });
+        let flow = match queue.backlog_limit {
+            0 => "no backlog limit".to_string(),
+            limit => format!(
+                "MAIL refused at {limit} messages due, 250 delayed up to {} past half",
+                queue.in_flow_delay
+            ),
+        };
         let _ = writeln!(
             out,
-            "\nQueue       retry after {} (the last repeats), bounce after {}, {warning}",
+            "\nQueue       retry after {} (the last repeats), bounce after {}, {warning}, {flow}",
             retries.join(" "),
             queue.max_age
         );

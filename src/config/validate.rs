@@ -375,6 +375,12 @@ fn queue_and_delivery(c: &mut Checker) {
             );
         }
     }
+    if queue.in_flow_delay.0 > Duration::from_secs(10) {
+        c.fail(
+            "queue.in_flow_delay",
+            "must be at most 10s (as Postfix's): a client waits that long for each message's 250",
+        );
+    }
     if delivery.connect_timeout.0 == Duration::ZERO {
         c.fail(
             "delivery.connect_timeout",

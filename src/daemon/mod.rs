@@ -258,7 +258,7 @@ fn server_state(
     dns: &Dns,
 ) -> Result<ServerState, StartError> {
     Ok(ServerState {
-        policy: Arc::new(InboundPolicy::new(config)),
+        policy: Arc::new(InboundPolicy::new(config, queue.backlog())),
         tls: server_tls(config)?,
         spool: spool.clone(),
         timeouts: Timeouts::new(config),

@@ -166,6 +166,14 @@ impl Session {
         if self.envelope.is_some() {
             return self.error(out, &replies::NESTED_MAIL);
         }
+        // Delivery is too far behind: no new transaction for now. Not the
+        // client's error, so not counted towards `max_errors`; the
+        // session goes on, and a later MAIL may be taken.
+        if self.policy.flow.refuses_mail() {
+            crate::metrics::flow_refused();
+            out.reply(&replies::BACKLOG);
+            return Action::None;
+        }
         if from.size as u64 > self.policy.max_message_size {
             out.reply(&replies::TOO_LARGE);
             return Action::None;

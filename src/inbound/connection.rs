@@ -291,7 +291,8 @@ impl Driver<'_> {
     }
 
     /// Makes the message durable and tells the session, which answers
-    /// `250` only then; logs and counts it as accepted.
+    /// `250` only then (after the flow control's delay, if delivery is
+    /// behind); logs and counts it as accepted.
     async fn commit(
         &mut self,
         session: &mut Session,
@@ -317,6 +318,7 @@ impl Driver<'_> {
                 crate::metrics::requiretls_message(crate::metrics::RequireTlsOutcome::Accepted);
             }
             self.state.queue.queued(id);
+            self.state.policy.flow.slow_down(&self.shutdown).await;
         }
         session.committed(result.map(|_| ()), out);
     }

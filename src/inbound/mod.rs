@@ -6,12 +6,15 @@
 //! * [`session`] with `commands`, `content`, `received` and `output`: the SMTP
 //!   session as a pure state machine (bytes in, replies + content + an
 //!   action out);
-//! * [`policy`]: inbound connector matching and relay control.
+//! * [`policy`]: inbound connector matching and relay control;
+//! * [`flow`]: inbound flow control (slower replies, then `452`, when
+//!   delivery cannot keep up).
 
 mod commands;
 mod connection;
 mod content;
 mod data_clock;
+pub mod flow;
 pub mod listener;
 mod output;
 pub mod policy;

@@ -23,6 +23,8 @@ pub struct InboundPolicy {
     pub connectors: Vec<Connector>,
     /// Sender domains that only one connector may use, and which.
     restricted_senders: Vec<(DomainPattern, usize)>,
+    /// Inbound flow control: the delivery backlog and its limits.
+    pub flow: super::flow::Flow,
 }
 
 /// One inbound connector, as matched and enforced.
@@ -51,7 +53,8 @@ pub enum RecipientVerdict {
 }
 
 impl InboundPolicy {
-    pub fn new(config: &Config) -> Self {
+    /// The policy of `config`, slowing down on the queue's `backlog`.
+    pub fn new(config: &Config, backlog: crate::queue::backlog::Backlog) -> Self {
         let connectors: Vec<Connector> = config.inbound.iter().map(connector).collect();
         let restricted_senders = config
             .inbound
@@ -71,6 +74,7 @@ impl InboundPolicy {
             accepted_domains: config.relay.accepted_domains.clone(),
             connectors,
             restricted_senders,
+            flow: super::flow::Flow::new(&config.queue, backlog),
         }
     }
 

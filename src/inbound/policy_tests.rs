@@ -18,7 +18,7 @@ fn config_policy(accepted: &str, extra: &str) -> InboundPolicy {
          [[outbound]]\nname = \"in\"\nrecipient_domains = [{accepted}]\nsmarthosts = [\"10.0.0.5\"]\n{extra}"
     );
     match Config::parse(Path::new("t.toml"), text) {
-        Ok(config) => InboundPolicy::new(&config),
+        Ok(config) => InboundPolicy::new(&config, Default::default()),
         Err(e) => panic!("{e}"),
     }
 }

@@ -32,9 +32,14 @@ impl Driver {
     }
 
     fn with(text: &str, ip: &str) -> Self {
+        Driver::with_backlog(text, ip, Default::default())
+    }
+
+    /// A session whose flow control reads `backlog`.
+    fn with_backlog(text: &str, ip: &str, backlog: crate::queue::backlog::Backlog) -> Self {
         let config =
             Config::parse(Path::new("t.toml"), text.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        let policy = Arc::new(InboundPolicy::new(&config));
+        let policy = Arc::new(InboundPolicy::new(&config, backlog));
         let session = Session::new(policy, ip.parse().unwrap_or_else(|e| panic!("{e}")), None);
         let mut out = Output::default();
         session.greeting(&mut out);
@@ -193,6 +198,35 @@ fn relay_control_and_sequence_errors() {
         ]
     );
     assert!(d.queued.is_empty());
+}
+
+#[test]
+fn a_backlog_at_the_limit_refuses_mail_and_the_session_goes_on() {
+    let backlog = crate::queue::backlog::Backlog::default();
+    let config = format!("{BASE}[queue]\nbacklog_limit = 2\n").replacen(
+        "[server]\n",
+        "[server]\nmax_errors = 2\n",
+        1,
+    );
+    let mut d = Driver::with_backlog(&config, "10.0.0.1", backlog.clone());
+    d.send(b"EHLO c\r\n");
+    // A transaction under way is finished whatever happens meanwhile.
+    let replies = d.codes("MAIL FROM:<a@b.test>\r\nRCPT TO:<x@example.test>\r\n");
+    assert_eq!(code_list(&replies), ["250", "250"]);
+    backlog.set(2);
+    let replies = d.codes("RCPT TO:<y@example.test>\r\nDATA\r\n");
+    assert_eq!(code_list(&replies), ["250", "354"]);
+    let replies = d.codes(
+        ".\r\nMAIL FROM:<a@b.test>\r\nMAIL FROM:<a@b.test>\r\nMAIL FROM:<a@b.test>\r\nRSET\r\n",
+    );
+    let refused = "452 4.3.1 Too much mail is waiting for delivery; try again later";
+    assert_eq!(replies[1..], [refused, refused, refused, "250 2.0.0 Ok"]);
+    assert!(!d.closed, "not counted as client errors");
+    assert_eq!(d.refusals.len(), 3, "each logged as refused");
+    assert_eq!(d.refusals[0].context.command, "MAIL");
+    backlog.set(1);
+    let replies = d.codes("MAIL FROM:<a@b.test>\r\n");
+    assert_eq!(replies, ["250 2.1.0 Ok"]);
 }
 
 #[test]

@@ -20,6 +20,9 @@
 //! | `tlsrelay_delivery_attempts_total` | `connector`, `level`, `tls`, `cipher`, `outcome`, `dane` | one per attempt log line: the outbound connector's name (`-` for MX delivery without one; bounded by the config); TLS level asked; `TLSv1.3`, `TLSv1.2`, `plaintext`, `plaintext_fallback` or `-`; `sent` (a transaction was made), `deferred_for_policy`, `tls_rung_failed`, `connect_failed`, `refused_after_tls`; what DANE decided (README, "DANE") |
 //! | `tlsrelay_queue_messages` | | messages in the spool |
 //! | `tlsrelay_queue_oldest_seconds` | | age of the oldest one |
+//! | `tlsrelay_queue_backlog` | | messages due now and waiting for a delivery slot (what inbound flow control reads) |
+//! | `tlsrelay_flow_delayed_total` | | messages whose `250` inbound flow control delayed (backlog past half `backlog_limit`) |
+//! | `tlsrelay_flow_refused_total` | | `MAIL` commands refused `452 4.3.1` because the backlog reached `backlog_limit` |
 //! | `tlsrelay_certificate_expiry_timestamp_seconds` | `certificate` | `notAfter` of each certificate in use (Unix time) |
 //! | `tlsrelay_log_lines_dropped_total` | | log lines dropped because the log output was stuck, slow or gone |
 //! | `tlsrelay_transit_sessions_total` | `method`, `tls` | outbound sessions by how they travelled (`transit::Method` words) and TLS version (`1.3`, `1.2`, `none`), counted by the transit store |
@@ -60,6 +63,9 @@ struct Metrics {
     delivery_attempts: Family<AttemptLabels, Counter>,
     queue_messages: Gauge,
     queue_oldest_seconds: Gauge,
+    queue_backlog: Gauge,
+    flow_delayed: Counter,
+    flow_refused: Counter,
     certificate_expiry: Family<CertificateLabels, Gauge>,
     log_lines_dropped: Counter,
     transit_sessions: Family<TransitLabels, Counter>,
@@ -80,6 +86,9 @@ impl Metrics {
             delivery_attempts: Family::default(),
             queue_messages: Gauge::default(),
             queue_oldest_seconds: Gauge::default(),
+            queue_backlog: Gauge::default(),
+            flow_delayed: Counter::default(),
+            flow_refused: Counter::default(),
             certificate_expiry: Family::default(),
             log_lines_dropped: Counter::default(),
             transit_sessions: Family::default(),
@@ -128,6 +137,21 @@ impl Metrics {
             "tlsrelay_queue_oldest_seconds",
             "Age of the oldest message in the spool",
             metrics.queue_oldest_seconds.clone(),
+        );
+        registry.register(
+            "tlsrelay_queue_backlog",
+            "Messages due now and waiting for a delivery slot",
+            metrics.queue_backlog.clone(),
+        );
+        registry.register(
+            "tlsrelay_flow_delayed",
+            "Messages whose 250 inbound flow control delayed (backlog past half backlog_limit)",
+            metrics.flow_delayed.clone(),
+        );
+        registry.register(
+            "tlsrelay_flow_refused",
+            "MAIL commands refused 452 4.3.1 because the backlog reached backlog_limit",
+            metrics.flow_refused.clone(),
         );
         registry.register(
             "tlsrelay_certificate_expiry_timestamp_seconds",
@@ -262,6 +286,16 @@ pub fn transit(method: Method, tls: Option<&str>, sessions: u32, messages: u32) 
     }
 }
 
+/// Inbound flow control delayed one message's `250`.
+pub fn flow_delayed() {
+    global().flow_delayed.inc();
+}
+
+/// Inbound flow control refused one `MAIL` (`452 4.3.1`).
+pub fn flow_refused() {
+    global().flow_refused.inc();
+}
+
 /// An inbound session: counted open now, and by how it ended when dropped.
 pub struct SessionGauge {
     pub connector: String,
@@ -316,11 +350,15 @@ pub fn certificate_expiry(name: &str, path: &Path) {
 static OLDEST_ARRIVAL: AtomicI64 = AtomicI64::new(i64::MIN);
 
 /// The queue manager's count: `messages` queued, the oldest arrived at
-/// `oldest` (Unix seconds).
-pub fn queue_measured(messages: usize, oldest: Option<i64>) {
-    global()
+/// `oldest` (Unix seconds), `backlog` of them due and waiting for a slot.
+pub fn queue_measured(messages: usize, oldest: Option<i64>, backlog: usize) {
+    let metrics = global();
+    metrics
         .queue_messages
         .set(i64::try_from(messages).unwrap_or(i64::MAX));
+    metrics
+        .queue_backlog
+        .set(i64::try_from(backlog).unwrap_or(i64::MAX));
     OLDEST_ARRIVAL.store(oldest.unwrap_or(i64::MIN), Ordering::Relaxed);
 }
 

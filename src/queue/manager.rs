@@ -3,7 +3,6 @@
 //! message is scheduled again (recovery); new ones arrive from the
 //! inbound side through [`QueueHandle::queued`].
 
-use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,9 @@ use super::blocking;
 mod attempt;
 mod board;
 mod commands;
+mod due;
 
+use super::backlog::Backlog;
 use super::bulk::{Action, Selection};
 use super::control::{Command, Response};
 use super::delivery::Delivery;
@@ -106,7 +107,10 @@ impl<D: Delivery> QueueManager<D> {
     ) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let (command_sender, commands) = mpsc::unbounded_channel();
-        let handle = QueueHandle { sender };
+        let handle = QueueHandle {
+            sender,
+            backlog: Backlog::default(),
+        };
         let finish = Finisher {
             spool: spool.clone(),
             states: states.clone(),
@@ -163,8 +167,14 @@ impl<D: Delivery> QueueManager<D> {
             selected: &selected,
         };
         loop {
-            board.publish();
-            let next = board.due.peek().map(|Reverse((at, _))| *at);
+            board.publish(now(), &self.handle.backlog);
+            // With every slot taken, what is due waits for a finished
+            // attempt, which wakes the loop; waking for it now would wake
+            // the loop at every timer tick (about 11 % of a core).
+            let next = match slots.available_permits() {
+                0 => None,
+                _ => board.due.next(),
+            };
             // Wake at least every second to close idle outbound connections.
             let sleep = next.map_or(Duration::from_secs(1), |at| {
                 Duration::from_secs((at - now()).clamp(0, 1) as u64)

@@ -190,6 +190,13 @@ pub const TLS_NOT_AVAILABLE: ServerReply = ServerReply::new(454, 7, 0, "TLS not 
 pub const TOO_MANY_RECIPIENTS: ServerReply = ServerReply::new(452, 5, 3, "Too many recipients");
 pub const LOCAL_ERROR: ServerReply = ServerReply::new(451, 3, 0, "Local error in processing");
 pub const NO_SPACE: ServerReply = ServerReply::new(452, 3, 1, "Insufficient system storage");
+/// Inbound flow control: delivery is behind by `[queue] backlog_limit`.
+pub const BACKLOG: ServerReply = ServerReply::new(
+    452,
+    3,
+    1,
+    "Too much mail is waiting for delivery; try again later",
+);
 
 // Command syntax.
 pub const UNRECOGNIZED: ServerReply =
@@ -357,6 +364,10 @@ mod tests {
             (TOO_MANY_RECIPIENTS, "452 4.5.3 Too many recipients"),
             (LOCAL_ERROR, "451 4.3.0 Local error in processing"),
             (NO_SPACE, "452 4.3.1 Insufficient system storage"),
+            (
+                BACKLOG,
+                "452 4.3.1 Too much mail is waiting for delivery; try again later",
+            ),
             (UNRECOGNIZED, "500 5.5.2 Syntax error, command unrecognized"),
             (SYNTAX_ERROR, "500 5.5.2 Syntax error"),
             (LINE_TOO_LONG, "500 5.5.2 Line too long"),

@@ -4,6 +4,7 @@
 
 pub mod ca;
 pub mod faulty;
+pub mod flow;
 pub mod postfix;
 
 use std::path::{Path, PathBuf};

@@ -1,9 +1,10 @@
 //! The manager's board: which messages wait for when, which are busy,
 //! which are on hold, and when each arrived. Bookkeeping only, no I/O.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
+use super::due::Due;
+use crate::queue::backlog::Backlog;
 use crate::queue::control::Command;
 
 /// Which messages wait for when, which are busy this moment, and which
@@ -11,10 +12,8 @@ use crate::queue::control::Command;
 /// loop alone, so it needs no lock.
 #[derive(Default)]
 pub(super) struct Board {
-    /// Due times; may hold stale entries, `waiting` is the truth.
-    pub(super) due: BinaryHeap<Reverse<(i64, String)>>,
     /// Messages not in flight, and when each is due.
-    pub(super) waiting: HashMap<String, i64>,
+    pub(super) due: Due,
     /// Messages being attempted or returned right now.
     pub(super) busy: HashSet<String>,
     /// Requests about a busy message, answered when its turn is over.
@@ -32,8 +31,7 @@ pub(super) struct Board {
 
 impl Board {
     pub(super) fn schedule(&mut self, id: String, at: i64) {
-        self.waiting.insert(id.clone(), at);
-        self.due.push(Reverse((at, id)));
+        self.due.schedule(id, at);
     }
 
     /// A message joins the queue.
@@ -60,27 +58,55 @@ impl Board {
     /// returns when it was due (`None`: on hold, or not waiting).
     pub(super) fn take(&mut self, id: &str) -> Option<i64> {
         self.busy.insert(id.to_string());
-        self.waiting.remove(id)
+        self.due.remove(id)
     }
 
-    /// The queue's size and oldest arrival, for the metrics.
-    pub(super) fn publish(&self) {
+    /// The queue's size and oldest arrival, for the metrics, and the
+    /// messages due by `now` that wait for a slot, for inbound flow
+    /// control (`backlog`) and the metrics.
+    pub(super) fn publish(&mut self, now: i64, backlog: &Backlog) {
         let oldest = self.by_arrival.first().map(|(at, _)| *at);
-        crate::metrics::queue_measured(self.arrived.len(), oldest);
+        self.due.advance(now);
+        let ready = self.due.ready();
+        backlog.set(ready);
+        crate::metrics::queue_measured(self.arrived.len(), oldest, ready);
     }
 
     /// The next message due by `now`, taken off the board.
     pub(super) fn take_due(&mut self, now: i64) -> Option<String> {
-        while let Some(Reverse((at, _))) = self.due.peek() {
-            if *at > now {
-                return None;
-            }
-            let Reverse((at, id)) = self.due.pop()?;
-            if self.waiting.get(&id) == Some(&at) {
-                self.waiting.remove(&id);
-                return Some(id);
-            }
+        self.due.take_due(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Board;
+    use crate::queue::backlog::Backlog;
+
+    #[test]
+    fn the_backlog_is_what_is_due_and_waits_not_what_is_deferred_held_or_busy() {
+        let mut board = Board::default();
+        let backlog = Backlog::default();
+        for (id, at) in [("new", 100), ("due", 50), ("deferred", 400), ("busy", 90)] {
+            board.arrive(id, 0);
+            board.schedule(id.into(), at);
         }
-        None
+        board.arrive("held", 0);
+        board.on_hold.insert("held".into());
+        assert_eq!(board.take_due(100).as_deref(), Some("due"));
+        assert_eq!(board.take_due(100).as_deref(), Some("busy"));
+        board.busy.insert("busy".into());
+        board.publish(100, &backlog);
+        assert_eq!(backlog.get(), 1, "only `new` waits for a slot");
+        // An administrator's request takes one off; `queue retry` makes
+        // the deferred one due.
+        board.take("new");
+        board.schedule("deferred".into(), 100);
+        board.publish(100, &backlog);
+        assert_eq!(backlog.get(), 1);
+        // Its attempt deferred it again: the backlog is empty.
+        board.schedule("deferred".into(), 400);
+        board.publish(101, &backlog);
+        assert_eq!(backlog.get(), 0);
     }
 }

@@ -18,7 +18,7 @@ impl<D: Delivery> QueueManager<D> {
         let worker = self.worker.get();
         let id = match &request {
             Request::Retry { id: None } => {
-                let ids: Vec<String> = board.waiting.keys().cloned().collect();
+                let ids: Vec<String> = board.due.ids().cloned().collect();
                 let count = ids.len();
                 for id in ids {
                     board.schedule(id, now());
