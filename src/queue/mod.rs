@@ -1,6 +1,7 @@
 //! The queue: what is kept of every accepted message.
 
 pub mod admin;
+pub mod body;
 pub mod bulk;
 pub mod control;
 pub mod delivery;

@@ -75,6 +75,7 @@ use tokio::sync::oneshot;
 use super::envelope::Envelope;
 use super::modes::{self, create_private, open_private, Fixes};
 
+mod body;
 mod read;
 mod spares;
 mod writer;
