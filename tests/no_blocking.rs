@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tlsrelay::config::Config;
+use tlsrelay::queue::body::Body;
 use tlsrelay::queue::bulk::{Action, Filter, Selection};
 use tlsrelay::queue::control::{Command, Request, Response};
 use tlsrelay::queue::delivery::{Delivery, RecipientOutcome, Verdict};
@@ -95,7 +96,7 @@ impl Delivery for Deferring {
         &'a self,
         _id: &'a str,
         _envelope: &'a Envelope,
-        _content: &'a [u8],
+        _content: &'a Body,
         pending: &'a [&'a Recipient],
     ) -> impl Future<Output = Vec<RecipientOutcome>> + Send + 'a {
         let outcomes = pending

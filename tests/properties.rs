@@ -3,7 +3,8 @@
 //!
 //! * Dot-stuffing round trip: whatever body the spool holds, our client's
 //!   `dot_stuff` output read by our server's DATA receiver gives the same
-//!   bytes back, in any chunking.
+//!   bytes back, in any chunking; stuffing it in pieces, cut anywhere,
+//!   gives what stuffing it whole gives.
 //! * Chunking independence: a DATA stream, and a whole pipelined session
 //!   (commands, DATA, BDAT), give the same message and the same replies
 //!   and actions however the bytes are split into reads.
@@ -23,7 +24,7 @@ use pure::MemoryConnection;
 use tlsrelay::config::Config;
 use tlsrelay::inbound::policy::InboundPolicy;
 use tlsrelay::smtp::data::{BareLf, DataReceiver, DataStatus};
-use tlsrelay::smtp::stuff::dot_stuff;
+use tlsrelay::smtp::stuff::{dot_stuff, Stuffer};
 
 /// Bytes that matter to DATA (dots, CR, LF) often, anything else sometimes.
 fn body_byte() -> impl Strategy<Value = u8> {
@@ -113,6 +114,32 @@ proptest! {
         let (content, status, used) = receive(&wire, BareLf::Reject, &[]);
         prop_assert_eq!(status, DataStatus::Complete);
         prop_assert_eq!(used, wire.len());
+        let mut expected = crlf_normalised(&body);
+        if !expected.is_empty() && !expected.ends_with(b"\r\n") {
+            expected.extend_from_slice(b"\r\n");
+        }
+        prop_assert_eq!(content, expected);
+    }
+
+    /// Content stuffed a piece at a time, cut anywhere (a delivery reads
+    /// a large message from the spool in pieces), is what stuffing it
+    /// whole gives, and our server reads back its CRLF-normalised form.
+    #[test]
+    fn stuffing_in_pieces_is_stuffing_the_whole(
+        body in body(),
+        raw_cuts in prop::collection::vec(any::<usize>(), 0..6),
+    ) {
+        let mut stuffer = Stuffer::default();
+        let mut wire = Vec::new();
+        let mut start = 0;
+        for end in cuts(&raw_cuts, body.len()).into_iter().chain([body.len()]) {
+            stuffer.stuff(&body[start..end], &mut wire);
+            start = end;
+        }
+        stuffer.finish(&mut wire);
+        prop_assert_eq!(&wire, &dot_stuff(&body));
+        let (content, status, _) = receive(&wire, BareLf::Reject, &[]);
+        prop_assert_eq!(status, DataStatus::Complete);
         let mut expected = crlf_normalised(&body);
         if !expected.is_empty() && !expected.ends_with(b"\r\n") {
             expected.extend_from_slice(b"\r\n");

@@ -21,6 +21,7 @@ use tlsrelay::outbound::memory::TlsMemory;
 use tlsrelay::outbound::memory_file::system_clock;
 use tlsrelay::outbound::probe::{predict_for, Prediction};
 use tlsrelay::outbound::route::MxAnswer;
+use tlsrelay::queue::body::Body;
 use tlsrelay::queue::delivery::Verdict;
 use tlsrelay::queue::envelope::{Envelope, Recipient};
 
@@ -160,7 +161,12 @@ async fn send(
     };
     let content = format!("{headers}Subject: to {domain}\r\n\r\nsecret body for {domain}\r\n");
     let mut outcomes = deliverer
-        .attempt(domain, &envelope, content.as_bytes(), &[&recipient])
+        .attempt(
+            domain,
+            &envelope,
+            &Body::in_memory(content.into_bytes()),
+            &[&recipient],
+        )
         .await;
     outcomes.remove(0)
 }

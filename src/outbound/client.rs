@@ -15,9 +15,10 @@ use tokio::time::timeout;
 
 use super::wire::{mail_command, rcpt_command};
 pub use super::wire::{path, Capabilities, ClientError, Phase, Transaction};
+use crate::queue::body::Body;
 use crate::queue::envelope::{Envelope, Recipient};
 use crate::smtp::reply::{Reply, ReplyReader};
-use crate::smtp::stuff::dot_stuff;
+use crate::smtp::stuff::Stuffer;
 
 /// What STARTTLS came to (RFC 3207 §4).
 pub enum StartTls<S> {
@@ -104,11 +105,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
-    /// The content after `354`, in pieces that each have the DATA block
+    /// The content after `354`, dot-stuffed as it is read (a large
+    /// message is never held whole), and the `.` line after it.
+    /// Content that cannot be read is an error before the `.`: the
+    /// caller drops the connection, and the server, never seeing the end
+    /// of the data, takes nothing.
+    async fn send_content(&mut self, content: &Body) -> Result<(), ClientError> {
+        let mut stuffer = Stuffer::default();
+        let mut wire = Vec::with_capacity(CONTENT_READ + CONTENT_READ / 8);
+        let mut pieces = content.pieces(CONTENT_READ);
+        loop {
+            match pieces.next().await {
+                Some(Ok(piece)) => stuffer.stuff(&piece, &mut wire),
+                Some(Err(e)) => return Err(ClientError::Content(e)),
+                None => break,
+            }
+            if wire.len() >= CONTENT_READ {
+                self.send_wire(&wire).await?;
+                wire.clear();
+            }
+        }
+        stuffer.finish(&mut wire);
+        self.send_wire(&wire).await
+    }
+
+    /// Content in wire form, in pieces that each have the DATA block
     /// deadline (RFC 5321 §4.5.3.2.5): a server that stops reading is cut
     /// within it whatever the message's size, and one that reads slowly
     /// but steadily is not.
-    async fn send_content(&mut self, wire: &[u8]) -> Result<(), ClientError> {
+    async fn send_wire(&mut self, wire: &[u8]) -> Result<(), ClientError> {
         for piece in wire.chunks(CONTENT_PIECE) {
             self.write(piece, Phase::Content).await?;
         }
@@ -155,12 +180,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// One mail transaction: MAIL, the RCPTs, and the content if any
     /// recipient was accepted. Pipelined when the server offers it
-    /// (RFC 2920). `content` is the message as spooled (not dot-stuffed).
+    /// (RFC 2920). `content` is the message as spooled (not dot-stuffed),
+    /// read as it is sent.
     pub async fn transaction(
         &mut self,
         envelope: &Envelope,
         recipients: &[&Recipient],
-        content: &[u8],
+        content: &Body,
     ) -> Result<Transaction, ClientError> {
         let caps = &self.capabilities;
         let mail = mail_command(caps, envelope, content.len());
@@ -199,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             });
         }
         self.nothing_before_content().await?;
-        self.send_content(&dot_stuff(content)).await?;
+        self.send_content(content).await?;
         let data = self.reply(Phase::DataEnd).await?;
         Ok(Transaction {
             mail: mail_reply,
@@ -380,6 +406,9 @@ enum Answered {
 
 /// How much content one write with the DATA block deadline carries.
 const CONTENT_PIECE: usize = 64 * 1024;
+/// How much content is read (from the spool file) and stuffed at a time:
+/// with the stuffed copy, what one delivery holds of a large message.
+const CONTENT_READ: usize = 128 * 1024;
 
 /// A server's words for an error message: quoted, at most 80 characters.
 fn reply_excerpt(text: &str) -> String {

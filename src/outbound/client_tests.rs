@@ -8,6 +8,11 @@ use crate::outbound::wire::xtext;
 use crate::queue::envelope::Notify;
 use crate::queue::envelope::Ret;
 
+/// Content as a delivery hands it over, held in memory.
+fn body(content: &[u8]) -> Body {
+    Body::in_memory(content.to_vec())
+}
+
 /// A server that answers each line it reads with the next scripted reply
 /// (`None`: read the line, answer nothing) and records everything read.
 async fn scripted(
@@ -101,7 +106,7 @@ async fn pipelined_transaction_with_dsn_parameters_and_dot_stuffing() {
     let envelope = envelope();
     let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
     let outcome = client
-        .transaction(&envelope, &recipients, b"Subject: x\r\n\r\n.dot\r\n")
+        .transaction(&envelope, &recipients, &body(b"Subject: x\r\n\r\n.dot\r\n"))
         .await;
     let outcome = outcome.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -148,7 +153,7 @@ async fn without_pipelining_refused_recipients_mean_no_content() {
     let envelope = envelope();
     let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
     let outcome = client
-        .transaction(&envelope, &recipients, b"x\r\n")
+        .transaction(&envelope, &recipients, &body(b"x\r\n"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(outcome.data.is_none());
@@ -211,7 +216,10 @@ async fn data_answered(data: &'static str) -> (ClientError, String) {
     let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
     // Give the server's whole answer time to arrive, as on a real socket.
     tokio::task::yield_now().await;
-    let error = match client.transaction(&envelope, &recipients, b"x\r\n").await {
+    let error = match client
+        .transaction(&envelope, &recipients, &body(b"x\r\n"))
+        .await
+    {
         Ok(t) => panic!("{data:?} taken as {:?}", t.data),
         Err(e) => e,
     };
@@ -257,7 +265,7 @@ async fn a_server_that_stops_reading_is_cut_naming_the_phase() {
     let (ours, _theirs) = tokio::io::duplex(4096);
     let mut client = Client::new(ours);
     client.timeout_scale = 0.0001;
-    let error = client.send_content(&vec![b'x'; 1 << 20]).await;
+    let error = client.send_content(&body(&vec![b'x'; 1 << 20])).await;
     assert!(
         matches!(error, Err(ClientError::Stalled(Phase::Content))),
         "{error:?}"
@@ -267,6 +275,29 @@ async fn a_server_that_stops_reading_is_cut_naming_the_phase() {
         text.contains("stopped reading during message content"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn content_that_cannot_be_read_is_never_ended_with_the_dot() {
+    use std::io::Write;
+    use tokio::io::AsyncReadExt;
+    // The file holds 300 KiB; the body says 400: the read past the end fails.
+    let mut file = tempfile::tempfile().unwrap_or_else(|e| panic!("{e}"));
+    let line = b"a line of the message, with a CRLF\r\n.and a dot\r\n";
+    for _ in 0..300 * 1024 / line.len() {
+        file.write_all(line).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let truncated = Body::in_file(file, 0, 400 * 1024);
+    let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+    let mut client = Client::new(ours);
+    let error = client.send_content(&truncated).await;
+    assert!(matches!(error, Err(ClientError::Content(_))), "{error:?}");
+    assert_eq!(error.map_err(|e| e.phase()).err(), Some(Phase::Content));
+    drop(client);
+    let mut sent = Vec::new();
+    let _ = theirs.read_to_end(&mut sent).await;
+    assert!(sent.starts_with(b"a line"), "{} bytes sent", sent.len());
+    assert!(!sent.ends_with(b"\r\n.\r\n"), "the data must not end");
 }
 
 #[test]
@@ -345,7 +376,7 @@ async fn a_kept_connection_pipelines_its_rset_in_front_of_the_next_mail() {
     // As if the connection had just been kept after a transaction.
     assert!(client.ready_for_next().await);
     let outcome = client
-        .transaction(&envelope, &recipients, b"Subject: x\r\n\r\nhi\r\n")
+        .transaction(&envelope, &recipients, &body(b"Subject: x\r\n\r\nhi\r\n"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome.data.map(|r| r.code), Some(250));
@@ -378,7 +409,9 @@ async fn a_closed_kept_connection_fails_in_the_rset_phase() {
     client.reset_first = true;
     let envelope = to_bob();
     let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
-    let outcome = client.transaction(&envelope, &recipients, b"hi\r\n").await;
+    let outcome = client
+        .transaction(&envelope, &recipients, &body(b"hi\r\n"))
+        .await;
     assert!(
         outcome.as_ref().is_err_and(|e| e.phase() == Phase::Rset),
         "{:?}",

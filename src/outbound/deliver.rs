@@ -27,6 +27,7 @@ use crate::config::domain::MailDomain;
 use crate::config::values::Host;
 use crate::config::Config;
 use crate::metrics::RequireTlsOutcome;
+use crate::queue::body::Body;
 pub use crate::queue::delivery::RecipientOutcome;
 use crate::queue::envelope::{Envelope, Recipient};
 use crate::smtp::status::EnhancedStatus;
@@ -146,14 +147,31 @@ impl<R: Resolve> Deliverer<R> {
         self.shared.pool.sweep();
     }
 
-    /// Tries every pending recipient once; returns one outcome each.
+    /// Tries every pending recipient once; returns one outcome each. The
+    /// content is read as it is sent; one that cannot be read at all
+    /// defers everyone.
     pub async fn attempt(
         &self,
         queue_id: &str,
         envelope: &Envelope,
-        content: &[u8],
+        content: &Body,
         pending: &[&Recipient],
     ) -> Vec<RecipientOutcome> {
+        let head = match content.head(requiretls::HEAD_LIMIT).await {
+            Ok(head) => head,
+            Err(e) => {
+                let reason = format!("cannot read the message from the spool: {e}");
+                let verdict = Verdict::deferred(EnhancedStatus::TRANSIENT, reason);
+                let outcome = |r: &&Recipient| RecipientOutcome {
+                    address: r.address.clone(),
+                    verdict: verdict.clone(),
+                    remote_mta: None,
+                    ip: None,
+                    tls: None,
+                };
+                return pending.iter().map(outcome).collect();
+            }
+        };
         let settings = self.settings();
         let mut by_domain: BTreeMap<String, Vec<&Recipient>> = BTreeMap::new();
         for recipient in pending {
@@ -171,6 +189,7 @@ impl<R: Resolve> Deliverer<R> {
                 queue_id,
                 envelope,
                 content,
+                head: &head,
                 group: &group,
             };
             let verdicts = self.attempt_domain(&settings, job, &domain).await;
@@ -201,7 +220,7 @@ impl<R: Resolve> Deliverer<R> {
         };
         let connector = settings.connectors.for_domain(&domain);
         let level = connector.level();
-        let demand = Demand::of(job.envelope, job.content, connector);
+        let demand = Demand::of(job.envelope, job.head, connector);
         // `TLS-Required: No` lifts DANE and MTA-STS (RFC 8689 §4.3).
         let dane_asked = settings.dane_asked(connector) && demand.policies_apply();
         let smarthost = !connector.settings.smarthosts.is_empty();

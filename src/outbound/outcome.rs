@@ -53,6 +53,7 @@ impl Verdict {
             ClientError::Timeout(_) | ClientError::Stalled(_) => EnhancedStatus::BAD_CONNECTION,
             ClientError::Io(..) | ClientError::Closed(_) => EnhancedStatus::BAD_CONNECTION,
             ClientError::Protocol(..) => EnhancedStatus::PROTOCOL,
+            ClientError::Content(_) => EnhancedStatus::TRANSIENT,
         };
         Verdict::deferred(status, format!("{host}: {error}"))
     }

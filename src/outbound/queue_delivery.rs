@@ -5,6 +5,7 @@ use std::future::Future;
 
 use super::deliver::Deliverer;
 use super::route::Resolve;
+use crate::queue::body::Body;
 use crate::queue::delivery::{Delivery, RecipientOutcome};
 use crate::queue::envelope::{Envelope, Recipient};
 
@@ -13,7 +14,7 @@ impl<R: Resolve + 'static> Delivery for Deliverer<R> {
         &'a self,
         id: &'a str,
         envelope: &'a Envelope,
-        content: &'a [u8],
+        content: &'a Body,
         pending: &'a [&'a Recipient],
     ) -> impl Future<Output = Vec<RecipientOutcome>> + Send + 'a {
         Deliverer::attempt(self, id, envelope, content, pending)

@@ -39,13 +39,14 @@ pub enum Demand {
 }
 
 impl Demand {
-    /// The demand of a message (`envelope`, `content`) through `connector`.
-    pub fn of(envelope: &Envelope, content: &[u8], connector: &Connector) -> Demand {
+    /// The demand of a message (`envelope`, the start of its content:
+    /// its header section) through `connector`.
+    pub fn of(envelope: &Envelope, head: &[u8], connector: &Connector) -> Demand {
         match (envelope.requiretls, connector.settings.requiretls) {
             (true, RequireTlsPolicy::Enforce) => Demand::Required,
             (true, RequireTlsPolicy::Off) => Demand::Off,
             // RFC 8689 §4.1: with the parameter, the header is ignored.
-            (false, _) if tls_required_no(content) => Demand::Lifted,
+            (false, _) if tls_required_no(head) => Demand::Lifted,
             (false, _) => Demand::Usual,
         }
     }
@@ -146,6 +147,11 @@ impl Tally {
 pub fn returned_reason(domain: &str, why: &str) -> String {
     format!("REQUIRETLS: no next hop for {domain} met the requirement (RFC 8689): {why}")
 }
+
+/// How much of a message's start is read for its header section: a
+/// `TLS-Required:` field further in is not seen, and the policies apply
+/// (the safe side).
+pub const HEAD_LIMIT: usize = 64 * 1024;
 
 /// Whether the message's header says `TLS-Required: No` (RFC 8689 §5):
 /// the sender asks that TLS policy failures not stop it. Only the header

@@ -5,6 +5,7 @@
 use super::client::{Client, Phase};
 use super::outcome::{deciding_reply, judge, Verdict};
 use super::stream::Stream;
+use crate::queue::body::Body;
 use crate::queue::envelope::{Envelope, Recipient};
 use crate::smtp::status::EnhancedStatus;
 
@@ -13,7 +14,11 @@ use crate::smtp::status::EnhancedStatus;
 pub(super) struct Job<'a> {
     pub(super) queue_id: &'a str,
     pub(super) envelope: &'a Envelope,
-    pub(super) content: &'a [u8],
+    /// Read as it is sent.
+    pub(super) content: &'a Body,
+    /// The start of the content: its header section, as far as
+    /// [`super::requiretls::HEAD_LIMIT`].
+    pub(super) head: &'a [u8],
     pub(super) group: &'a [&'a Recipient],
 }
 
@@ -42,7 +47,7 @@ pub(super) async fn converse(
         return (vec![verdict; group.len()], Some(client));
     }
     if let Some(limit) = client.capabilities.size {
-        if content.len() as u64 > limit {
+        if content.len() > limit {
             log("refused: message larger than the next hop's SIZE");
             let reason = format!(
                 "{host} accepts at most {limit} bytes; the message has {}",

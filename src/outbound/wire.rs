@@ -77,6 +77,10 @@ pub enum ClientError {
     Closed(Phase),
     #[error("protocol error during {0}: {1}")]
     Protocol(Phase, String),
+    /// Our side: the message could not be read from the spool while it
+    /// was being sent; the data was not ended, so nothing was delivered.
+    #[error("the message could not be read from the spool while sending it: {0}")]
+    Content(io::Error),
 }
 
 impl ClientError {
@@ -88,6 +92,7 @@ impl ClientError {
             | ClientError::Io(phase, _)
             | ClientError::Closed(phase)
             | ClientError::Protocol(phase, _) => *phase,
+            ClientError::Content(_) => Phase::Content,
         }
     }
 }
@@ -180,7 +185,7 @@ pub(super) fn xtext(text: &str) -> String {
 }
 
 /// `MAIL FROM` with the parameters the server's EHLO allows.
-pub(super) fn mail_command(caps: &Capabilities, envelope: &Envelope, size: usize) -> String {
+pub(super) fn mail_command(caps: &Capabilities, envelope: &Envelope, size: u64) -> String {
     let mut line = format!("MAIL FROM:<{}>", path(&envelope.sender));
     if caps.size.is_some() {
         line.push_str(&format!(" SIZE={size}"));

@@ -10,18 +10,19 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use super::body::Body;
 use super::envelope::{Envelope, Recipient};
 use crate::smtp::status::EnhancedStatus;
 
 /// Delivery as the queue manager uses it.
 pub trait Delivery: Send + Sync + 'static {
     /// One attempt of message `id` for its `pending` recipients: one
-    /// outcome per recipient.
+    /// outcome per recipient. `content` is read as it is sent.
     fn attempt<'a>(
         &'a self,
         id: &'a str,
         envelope: &'a Envelope,
-        content: &'a [u8],
+        content: &'a Body,
         pending: &'a [&'a Recipient],
     ) -> impl Future<Output = Vec<RecipientOutcome>> + Send + 'a;
 

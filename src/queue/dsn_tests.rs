@@ -205,6 +205,36 @@ fn ret_full_returns_the_message_up_to_the_limit_and_headers_above_it() {
     assert!(!cut.contains("Subject: hello"), "{cut}");
 }
 
+/// A notice is rendered from the first `return_limit` + 1 bytes of the
+/// message (`finish::returnable`), not the whole: every limit, `RET`
+/// and flag gives the same notice from that prefix as from the whole.
+#[test]
+fn the_first_limit_plus_one_bytes_render_what_the_whole_renders() {
+    for (ret, requiretls) in [
+        (None, false),
+        (Some(Ret::Hdrs), false),
+        (Some(Ret::Full), true),
+    ] {
+        let envelope = Envelope {
+            sender: "alice@a.test".into(),
+            recipients: vec![recipient("bob@b.test", None)],
+            ret,
+            requiretls,
+            ..Envelope::default()
+        };
+        for limit in 0..ORIGINAL.len() + 2 {
+            let mut report = report(&envelope, Kind::Failure);
+            report.return_limit = limit;
+            let prefix = &ORIGINAL[..ORIGINAL.len().min(limit + 1)];
+            assert_eq!(
+                report.render(prefix, "B"),
+                report.render(ORIGINAL, "B"),
+                "limit {limit}, {ret:?}, requiretls {requiretls}"
+            );
+        }
+    }
+}
+
 /// A message flagged REQUIRETLS, sent with `RET=FULL`.
 fn flagged(sender: &str, smtputf8: bool) -> Envelope {
     Envelope {

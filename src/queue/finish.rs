@@ -4,6 +4,7 @@
 //! administrator's `tlsrelay queue bounce`, with or without a running relay.
 
 use super::blocking;
+use super::body::Body;
 use super::dsn::{self, Kind, RecipientReport};
 use super::envelope::{ClientInfo, Envelope, Recipient};
 use super::handle::QueueHandle;
@@ -89,11 +90,12 @@ impl Finisher {
     /// when the sender wants one (`NOTIFY`, never to `<>`). Returns the
     /// notice's queue id. It is committed before the caller removes the
     /// original, so a crash in between can duplicate it but not lose it.
+    /// Of the content it reads only what the notice may return.
     pub async fn notify(
         &self,
         id: &str,
         envelope: &Envelope,
-        content: &[u8],
+        content: &Body,
         kind: Kind,
         slots: &[RecipientState],
         until: Option<&str>,
@@ -128,7 +130,8 @@ impl Finisher {
             retry_until: until,
             return_limit: self.notices.return_limit,
         };
-        let Some(body) = report.render(content, &format!("{id}/{}", now.unix_timestamp())) else {
+        let original = returnable(id, content, self.notices.return_limit).await;
+        let Some(body) = report.render(&original, &format!("{id}/{}", now.unix_timestamp())) else {
             let why = report.withheld().unwrap_or("nobody to notify");
             tracing::info!(queue_id = id, kind = ?kind, why, "no delivery status notification sent");
             return None;
@@ -188,8 +191,8 @@ impl Finisher {
     /// recipient not yet delivered gets its `deleted` line (its fate).
     /// File work: the relay calls it on the blocking pool.
     pub fn delete(&self, id: &str) {
-        let pending: Vec<String> = match self.spool.read(id) {
-            Ok((envelope, _)) => self
+        let pending: Vec<String> = match self.spool.read_envelope(id) {
+            Ok(envelope) => self
                 .states
                 .load(id)
                 .unwrap_or_else(|| DeliveryState::new(&envelope, envelope.received_at))
@@ -220,7 +223,7 @@ impl Finisher {
     pub async fn bounce(&self, id: &str) -> Result<String, String> {
         let (spool, states, name) = (self.spool.clone(), self.states.clone(), id.to_string());
         let (envelope, content, saved) = blocking(move || {
-            let (envelope, content) = spool.read(&name)?;
+            let (envelope, content) = spool.body(&name)?;
             Ok::<_, SpoolError>((envelope, content, states.load(&name)))
         })
         .await
@@ -260,6 +263,22 @@ impl Finisher {
                 failed.len()
             ),
         })
+    }
+}
+
+/// What a notice may return of `content`, for [`dsn::Report::render`]:
+/// its first `limit` + 1 bytes. A notice returns the whole message only
+/// when it is at most `limit` bytes, else at most `limit` bytes of its
+/// headers; from this prefix it returns the same, and the prefix's
+/// length still tells "more than `limit`". Content that cannot be read
+/// is logged, and the notice returns none of it rather than not go.
+async fn returnable<'c>(id: &str, content: &'c Body, limit: usize) -> std::borrow::Cow<'c, [u8]> {
+    match content.prefix(limit.saturating_add(1)).await {
+        Ok(prefix) => prefix,
+        Err(e) => {
+            tracing::warn!(queue_id = id, error = %e, "cannot read the message for its notice; the notice returns none of it");
+            std::borrow::Cow::Borrowed(&[])
+        }
     }
 }
 

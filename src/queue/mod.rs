@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod backlog;
+pub mod body;
 pub mod bulk;
 pub mod control;
 pub mod delivery;

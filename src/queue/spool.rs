@@ -95,6 +95,7 @@ use tokio::sync::oneshot;
 use super::envelope::Envelope;
 use super::modes::{self, create_private, open_private, Fixes};
 
+mod body;
 mod committer;
 mod fresh;
 mod index;
@@ -335,6 +336,11 @@ impl Spool {
     /// Reads a queued message: its envelope and content.
     pub fn read(&self, id: &str) -> Result<(Envelope, Vec<u8>), SpoolError> {
         self.inner.view.read(id)
+    }
+
+    /// True when message `id` is kept in a segment (not a file of its own).
+    fn in_segment(&self, id: &str) -> bool {
+        lock_index(&self.inner.view.index).messages.contains_key(id)
     }
 
     /// The envelope of a queued message.

@@ -15,6 +15,7 @@ use tlsrelay::outbound::memory_file::system_clock;
 use tlsrelay::outbound::outcome::Verdict;
 use tlsrelay::outbound::probe::{predict, Prediction, Report};
 use tlsrelay::outbound::route::Resolve;
+use tlsrelay::queue::body::Body;
 use tlsrelay::queue::envelope::{Envelope, Recipient};
 
 /// The TLS levels, in the order of DESIGN.md §5.
@@ -157,7 +158,7 @@ pub async fn probe_then_deliver<R: Resolve>(
         .attempt(
             "probe-vs-delivery",
             &envelope,
-            content.as_bytes(),
+            &Body::in_memory(content.as_bytes().to_vec()),
             &[&recipient],
         )
         .await;

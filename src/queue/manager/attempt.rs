@@ -1,5 +1,6 @@
 //! One delivery attempt of one queued message, as the queue sees it: read
-//! it back (on the blocking pool), hand its pending recipients to
+//! it back (on the blocking pool; a large message's content stays in its
+//! file, [`Body`]), hand its pending recipients to
 //! [`Delivery`], record each outcome, bounce or warn as the schedule says,
 //! and save the state or let the message go.
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use super::{now, READ_RETRY_SECONDS};
 use crate::metrics::RecipientResult;
 use crate::queue::blocking;
+use crate::queue::body::Body;
 use crate::queue::delivery::{Delivery, RecipientOutcome, Verdict};
 use crate::queue::dsn::Kind;
 use crate::queue::envelope::{Envelope, Recipient};
@@ -19,7 +21,7 @@ use crate::queue::state::{DeliveryState, RecipientState, Status};
 use crate::smtp::status::EnhancedStatus;
 
 /// A queued message read back: envelope, content, saved state.
-type Loaded = (Envelope, Vec<u8>, Option<DeliveryState>);
+type Loaded = (Envelope, Body, Option<DeliveryState>);
 
 /// What one attempt needs, shared by the attempt tasks.
 pub(super) struct Worker<D> {
@@ -105,11 +107,11 @@ impl<D: Delivery> Worker<D> {
     async fn load(&self, id: &str) -> Result<Loaded, Option<i64>> {
         let spool = self.finish.spool.clone();
         if let Some((envelope, content)) = spool.take_fresh(id) {
-            return Ok((envelope, content, None));
+            return Ok((envelope, Body::in_memory(content), None));
         }
         let (states, name) = (self.finish.states.clone(), id.to_string());
         let read = blocking(move || {
-            let (envelope, content) = spool.read(&name)?;
+            let (envelope, content) = spool.body(&name)?;
             Ok::<_, SpoolError>((envelope, content, states.load(&name)))
         })
         .await;
