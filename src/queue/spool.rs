@@ -448,6 +448,48 @@ impl Drop for Inner {
     }
 }
 
+/// One step of reading a segment, as the fuzz target sees it.
+#[doc(hidden)]
+#[derive(Debug, PartialEq, Eq)]
+pub enum SegmentStep {
+    /// A checked record: where it starts, its length, its kind (1 message,
+    /// 2 done) and its queue id.
+    Record {
+        offset: u64,
+        len: usize,
+        kind: u8,
+        id: String,
+    },
+    /// Bytes that are no record, followed by one.
+    Damaged { offset: u64, len: usize },
+    /// Bytes at the end that were never a whole record.
+    Torn { bytes: u64 },
+}
+
+/// How recovery reads a segment's bytes, step by step: for the fuzz
+/// target (`fuzz/fuzz_targets/segment.rs`), which holds it to never
+/// panicking and to steps that lie in order within the bytes.
+#[doc(hidden)]
+pub fn segment_steps(bytes: &[u8]) -> Vec<SegmentStep> {
+    let mut steps = Vec::new();
+    index::walk(bytes, |step| {
+        steps.push(match step {
+            index::Step::Record(offset, record) => SegmentStep::Record {
+                offset,
+                len: record.len,
+                kind: record.kind as u8,
+                id: record.id.to_string(),
+            },
+            index::Step::Damaged(offset, damaged) => SegmentStep::Damaged {
+                offset,
+                len: damaged.len(),
+            },
+            index::Step::Torn(bytes) => SegmentStep::Torn { bytes },
+        })
+    });
+    steps
+}
+
 /// True for a string that can be a queue id (what [`Spool::next_id`] makes:
 /// ASCII letters and digits), so that an id typed by an administrator can
 /// never name a path outside the queue.

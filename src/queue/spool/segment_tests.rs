@@ -189,3 +189,29 @@ async fn done_records_outlive_their_segment_while_the_message_s_segment_remains(
     );
     assert!(spool.contains(&x) && !spool.contains(&z));
 }
+
+/// The fuzz target's seeds are segments as the relay writes them.
+#[test]
+fn the_fuzz_seeds_read_as_written() {
+    let kinds = |bytes: &[u8]| -> Vec<String> {
+        segment_steps(bytes)
+            .into_iter()
+            .map(|step| match step {
+                SegmentStep::Record { kind, .. } => format!("record {kind}"),
+                SegmentStep::Damaged { .. } => "damaged".into(),
+                SegmentStep::Torn { .. } => "torn".into(),
+            })
+            .collect()
+    };
+    let seeds = env!("CARGO_MANIFEST_DIR").to_string() + "/fuzz/corpus/segment/";
+    let read = |name: &str| fs::read(format!("{seeds}{name}")).unwrap_or_default();
+    assert_eq!(
+        kinds(&read("two-messages-and-done")),
+        ["record 1", "record 1", "record 2"]
+    );
+    assert_eq!(kinds(&read("torn-tail")), ["record 1", "torn"]);
+    assert_eq!(
+        kinds(&read("damaged-middle")),
+        ["record 1", "damaged", "record 2"]
+    );
+}
