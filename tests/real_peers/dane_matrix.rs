@@ -644,7 +644,7 @@ enum Settled {
 }
 
 fn settled(relay: &Relay, id: &str) -> Option<Settled> {
-    if !relay.dir().join("spool/queue").join(id).exists() {
+    if !relay.queued(id) {
         return Some(Settled::Gone);
     }
     let state = relay.state(id)?;

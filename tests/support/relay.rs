@@ -318,6 +318,12 @@ impl Relay {
         spooled_in(&self.dir.path().join("spool"))
     }
 
+    /// True while message `id` is in the queue (in a segment or a file).
+    pub fn queued(&self, id: &str) -> bool {
+        tlsrelay::queue::spool::SpoolView::open(&self.dir.path().join("spool"))
+            .is_ok_and(|view| view.contains(id))
+    }
+
     /// Writes message `id` into the spool of the stopped relay, in the
     /// spool's format, as a run before would have left it: for envelopes
     /// no SMTP client of the tests can make.

@@ -66,7 +66,7 @@ pub fn send(relay: &Relay, mails: &[Mail]) -> Vec<String> {
 /// Whether message `id` is done with its latest attempt: gone (delivered)
 /// or still queued with at least `attempts` attempts made.
 fn settled(relay: &Relay, id: &str, attempts: u32) -> Option<bool> {
-    if !relay.dir().join("spool/queue").join(id).exists() {
+    if !relay.queued(id) {
         return Some(true);
     }
     let state = relay.state(id)?;
