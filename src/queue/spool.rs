@@ -87,7 +87,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -164,6 +164,9 @@ struct Inner {
     /// The first segment this run writes; older ones are read at recovery.
     first_new: u32,
     committer: mpsc::Sender<Job>,
+    /// Messages being received (a [`MessageWriter`] not yet committed or
+    /// dropped): the committer waits a moment for them (group commit).
+    writers: Arc<AtomicUsize>,
     /// The committer thread, joined when the spool closes: its last
     /// records are written before the lock is let go.
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -258,7 +261,8 @@ impl Spool {
         let index = Arc::new(Mutex::new(Index::default()));
         let first_new = numbers.last().map_or(1, |n| n + 1);
         let (committer, jobs) = mpsc::channel();
-        let writer = Committer::new(segments.clone(), index.clone(), first_new);
+        let writers = Arc::new(AtomicUsize::new(0));
+        let writer = Committer::new(segments.clone(), index.clone(), first_new, writers.clone());
         let thread = std::thread::Builder::new()
             .name("spool-commit".into())
             .spawn(move || writer.run(&jobs))
@@ -275,6 +279,7 @@ impl Spool {
                 id_base: micros,
                 first_new,
                 committer,
+                writers,
                 thread: Mutex::new(Some(thread)),
                 syncer,
                 _lock: lock,
@@ -312,6 +317,7 @@ impl Spool {
                 .as_bytes(),
         );
         buffer.push(b'\n');
+        self.inner.writers.fetch_add(1, Ordering::AcqRel);
         MessageWriter {
             tmp: self.inner.view.queue.join(format!("{id}.tmp")),
             id,
@@ -319,6 +325,7 @@ impl Spool {
             buffer,
             file: None,
             broken: None,
+            open: true,
             spool: self.clone(),
         }
     }

@@ -9,7 +9,9 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -26,6 +28,12 @@ pub(super) const SEGMENT_SIZE: u64 = 64 << 20;
 const ALLOCATE_STEP: u64 = 4 << 20;
 /// A batch takes records up to about this many bytes.
 const BATCH_BYTES: usize = 8 << 20;
+/// How long a batch waits for more records while messages are still being
+/// received: with a fast disk a sync ends before the next session reaches
+/// the end of its DATA, and without the wait each batch would hold one or
+/// two messages (0.7 syncs per message at 50 sessions). A lone client has
+/// no other message open, so it never waits.
+const GATHER: Duration = Duration::from_millis(1);
 
 /// What a writer gets back: whether its message is on stable storage,
 /// and its record's bytes (kept for the first delivery attempt).
@@ -78,6 +86,8 @@ pub(super) struct Committer {
     /// The filesystem cannot allocate ahead (`EOPNOTSUPP`): writes grow the file.
     no_fallocate: bool,
     buffer: Vec<u8>,
+    /// Messages being received and not yet handed over (see [`GATHER`]).
+    writers: Arc<AtomicUsize>,
 }
 
 /// Locks the index, whatever a panicking holder left (a map, consistent
@@ -90,7 +100,12 @@ pub(super) fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
 
 impl Committer {
     /// A committer writing new segments in `folder`, numbered from `next`.
-    pub(super) fn new(folder: PathBuf, index: Arc<Mutex<Index>>, next: u32) -> Committer {
+    pub(super) fn new(
+        folder: PathBuf,
+        index: Arc<Mutex<Index>>,
+        next: u32,
+        writers: Arc<AtomicUsize>,
+    ) -> Committer {
         Committer {
             folder,
             index,
@@ -98,6 +113,7 @@ impl Committer {
             next,
             no_fallocate: false,
             buffer: Vec::new(),
+            writers,
         }
     }
 
@@ -105,16 +121,22 @@ impl Committer {
     /// trims the space allocated ahead.
     pub(super) fn run(mut self, jobs: &mpsc::Receiver<Job>) {
         while let Ok(first) = jobs.recv() {
+            let deadline = Instant::now() + GATHER;
             let mut bytes = first.len();
             let mut batch = vec![first];
             while bytes < BATCH_BYTES {
-                match jobs.try_recv() {
-                    Ok(job) => {
-                        bytes += job.len();
-                        batch.push(job);
-                    }
-                    Err(_) => break,
-                }
+                let next = match jobs.try_recv() {
+                    Ok(job) => Some(job),
+                    Err(_) if self.writers.load(Ordering::Acquire) == 0 => None,
+                    Err(_) => deadline
+                        .checked_duration_since(Instant::now())
+                        .and_then(|left| jobs.recv_timeout(left).ok()),
+                };
+                let Some(job) = next else {
+                    break;
+                };
+                bytes += job.len();
+                batch.push(job);
             }
             self.commit(batch);
             self.reclaim();

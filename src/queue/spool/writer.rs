@@ -23,6 +23,9 @@ pub struct MessageWriter {
     /// A write to the `.tmp` file failed: content is missing, so the
     /// message must never be committed (the client gets 451/452 instead).
     pub(super) broken: Option<io::Error>,
+    /// Counted among the messages being received (see the committer's
+    /// `GATHER`) until it is handed over or dropped.
+    pub(super) open: bool,
     pub(super) spool: Spool,
 }
 
@@ -73,6 +76,7 @@ impl MessageWriter {
     /// Makes the message durable under its id. Only after this returns Ok
     /// may the client be told `250`.
     pub async fn commit(mut self) -> Result<String, SpoolError> {
+        self.close();
         if let Some(source) = self.broken.take() {
             // Dropping `self` removes the `.tmp` file.
             return Err(SpoolError::File {
@@ -141,8 +145,21 @@ impl MessageWriter {
     }
 }
 
+impl MessageWriter {
+    /// No longer a message being received.
+    fn close(&mut self) {
+        if std::mem::take(&mut self.open) {
+            self.spool
+                .inner
+                .writers
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}
+
 impl Drop for MessageWriter {
     fn drop(&mut self) {
+        self.close();
         if self.file.take().is_some() {
             let _ = fs::remove_file(&self.tmp);
         }
