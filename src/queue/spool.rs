@@ -103,6 +103,7 @@ mod read;
 mod record;
 mod recover;
 mod spares;
+mod states;
 mod writer;
 
 use committer::{lock as lock_index, Committer, Job};
@@ -255,6 +256,7 @@ impl Spool {
             .name("spool-sync".into())
             .spawn(move || folder_syncer(&folder, &requests))
             .map_err(folder_error(&queue))?;
+        states::drop_old_states(dir);
         let index = Arc::new(Mutex::new(Index::default()));
         let first_new = numbers.last().map_or(1, |n| n + 1);
         let (committer, jobs) = mpsc::channel();
@@ -364,22 +366,19 @@ impl Spool {
         Some((envelope, data))
     }
 
-    /// Removes a message that left the queue: a done record for one in a
-    /// segment, its file made a spare for a large one. Not synced: should
-    /// the removal be lost in a crash, the message is delivered again.
+    /// Removes a message that left the queue, and its delivery state: a
+    /// done record for one in a segment, its file made a spare for a large
+    /// one. Not synced: should the removal be lost in a crash, the message
+    /// is delivered again.
     pub fn remove(&self, id: &str) {
         if let Ok(mut fresh) = self.inner.fresh.lock() {
             fresh.take(id);
         }
         let view = &self.inner.view;
-        let loc = {
-            let mut index = lock_index(&view.index);
-            let loc = index.remove(id);
-            if let Some(loc) = loc {
-                index.check(loc.segment);
-            }
-            loc
-        };
+        let loc = lock_index(&view.index).remove(id);
+        if let Some(old) = &view.old_states {
+            let _ = fs::remove_file(old.join(id));
+        }
         match loc {
             Some(loc) => {
                 let _ = self

@@ -6,13 +6,15 @@
 //!  0      4     magic "TRS\x01" (the last byte is the format version)
 //!  4      4     length of what follows the checksum (kind .. payload), LE
 //!  8      4     CRC-32 of those bytes, LE
-//! 12      1     kind: 1 message, 2 done
+//! 12      1     kind: 1 message, 2 done, 3 state
 //! 13      1     length of the queue id
-//! 14      8     message: Unix time of the commit; done: 0 (LE)
-//! 22      4     done: the segment holding the message; message: 0 (LE)
+//! 14      8     message, state: Unix time of the commit or save; done: 0 (LE)
+//! 22      4     done: the segment holding the message; otherwise 0 (LE)
 //! 26      n     the queue id (ASCII letters and digits)
 //! 26+n    ...   message: the message as a spool file holds it (the line
-//!               `tlsrelay-spool 1`, the envelope, the content); done: none
+//!               `tlsrelay-spool 1`, the envelope, the content); state:
+//!               the message's delivery state as JSON (`queue::state`);
+//!               done: none
 //! ```
 //!
 //! A segment is records back to back, then zeros (space allocated ahead):
@@ -33,6 +35,8 @@ pub(super) const MAX_RECORD: usize = 64 << 20;
 pub(super) enum Kind {
     Message = 1,
     Done = 2,
+    /// The delivery state of a queued message; the latest one counts.
+    State = 3,
 }
 
 /// A record read back and checked.
@@ -90,6 +94,14 @@ pub(super) fn done(id: &str, target: u32) -> Vec<u8> {
     bytes
 }
 
+/// The record holding `json`, the delivery state of message `id` saved at `time`.
+pub(super) fn state(id: &str, time: i64, json: &[u8]) -> Vec<u8> {
+    let mut bytes = head(Kind::State, id, time, 0);
+    bytes.extend_from_slice(json);
+    seal(&mut bytes);
+    bytes
+}
+
 /// The record at the start of `bytes`, checked.
 pub(super) fn parse(bytes: &[u8]) -> Result<Record<'_>, Bad> {
     if bytes.len() < FRAME {
@@ -119,6 +131,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Record<'_>, Bad> {
     let kind = match bytes[12] {
         1 => Kind::Message,
         2 => Kind::Done,
+        3 => Kind::State,
         _ => return Err(Bad::Damaged("unknown record kind")),
     };
     let id_len = bytes[13] as usize;
@@ -182,6 +195,17 @@ mod tests {
         assert_eq!(
             (record.kind, record.target, record.payload),
             (Kind::Done, 7, &[][..])
+        );
+        let state = state("ABC123", 1_800_000_000, br#"{"attempts":1}"#);
+        let record = parse(&state).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            (record.kind, record.id, record.time, record.payload),
+            (
+                Kind::State,
+                "ABC123",
+                1_800_000_000,
+                &br#"{"attempts":1}"#[..]
+            )
         );
     }
 

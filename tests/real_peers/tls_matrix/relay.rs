@@ -108,12 +108,11 @@ pub(super) enum Settled {
 
 fn settled(relay: &Relay, id: &str) -> Option<Settled> {
     let spool = relay.dir().join("spool");
-    let queued = tlsrelay::queue::spool::SpoolView::open(&spool).is_ok_and(|v| v.contains(id));
-    if !queued {
+    let view = tlsrelay::queue::spool::SpoolView::open(&spool).ok();
+    let Some(view) = view.filter(|v| v.contains(id)) else {
         return Some(Settled::Gone);
-    }
-    let state: DeliveryState =
-        serde_json::from_slice(&std::fs::read(spool.join("state").join(id)).ok()?).ok()?;
+    };
+    let state = tlsrelay::queue::state::StateStore::reader(&view).load(id)?;
     (state.attempts > 0).then_some(Settled::Queued(state))
 }
 
