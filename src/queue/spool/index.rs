@@ -11,7 +11,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::record::{self, Bad, Kind};
+use super::record::Kind;
+pub(super) use super::record::{walk, Step};
 use super::SpoolError;
 
 /// Where one record is. A segment stays far below 4 GiB (see
@@ -24,11 +25,38 @@ pub(super) struct Loc {
 }
 
 /// A message kept in a segment: where its record is, and its latest
-/// state record (none before its first attempt). 28 bytes.
+/// state record (none before its first attempt). 24 bytes: no record is
+/// empty, so a state of length 0 stands for none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Entry {
     pub(super) message: Loc,
-    pub(super) state: Option<Loc>,
+    state: Loc,
+}
+
+impl Entry {
+    fn new(message: Loc) -> Entry {
+        let none = Loc {
+            segment: 0,
+            offset: 0,
+            len: 0,
+        };
+        Entry {
+            message,
+            state: none,
+        }
+    }
+
+    /// Where the latest state record is.
+    pub(super) fn state(&self) -> Option<Loc> {
+        Some(self.state).filter(|s| s.len > 0)
+    }
+
+    /// The latest state record is at `loc`; where the one before was.
+    fn replace_state(&mut self, loc: Loc) -> Option<Loc> {
+        let old = self.state();
+        self.state = loc;
+        old
+    }
 }
 
 /// How much of a segment is still in use.
@@ -180,11 +208,7 @@ impl Index {
         let old = match self.messages.get_mut(id) {
             Some(entry) => Some(std::mem::replace(&mut entry.message, loc)),
             None => {
-                let entry = Entry {
-                    message: loc,
-                    state: None,
-                };
-                self.messages.insert(id.to_string(), entry);
+                self.messages.insert(id.to_string(), Entry::new(loc));
                 None
             }
         };
@@ -198,7 +222,7 @@ impl Index {
     /// before it is dead.
     pub(super) fn set_state(&mut self, id: &str, loc: Loc) {
         let old = match self.messages.get_mut(id) {
-            Some(entry) => entry.state.replace(loc),
+            Some(entry) => entry.replace_state(loc),
             None => self.file_states.insert(id.to_string(), loc),
         };
         self.count(loc);
@@ -210,7 +234,7 @@ impl Index {
     /// Where the latest state record of message `id` is.
     pub(super) fn state_of(&self, id: &str) -> Option<Loc> {
         match self.messages.get(id) {
-            Some(entry) => entry.state,
+            Some(entry) => entry.state(),
             None => self.file_states.get(id).copied(),
         }
     }
@@ -256,7 +280,7 @@ impl Index {
         }
         let entry = self.messages.remove(id)?;
         self.forget(entry.message);
-        if let Some(state) = entry.state {
+        if let Some(state) = entry.state() {
             self.forget(state);
         }
         Some(entry.message)
@@ -347,52 +371,6 @@ impl Index {
         let file = Arc::new(File::open(segment_path(folder, n))?);
         self.files.insert(n, file.clone());
         Ok(file)
-    }
-}
-
-/// What [`walk`] meets in a segment.
-pub(super) enum Step<'a> {
-    /// A whole, checked record at this offset.
-    Record(u64, record::Record<'a>),
-    /// Bytes at this offset that are no record, with a record after them.
-    Damaged(u64, &'a [u8]),
-    /// So many bytes at the end that were never a whole record.
-    Torn(u64),
-}
-
-/// Every record of a segment's `bytes` in order, and what is not one.
-pub(super) fn walk<'a>(bytes: &'a [u8], mut each: impl FnMut(Step<'a>)) {
-    let mut at = 0;
-    while at < bytes.len() {
-        match record::parse(&bytes[at..]) {
-            Ok(record) => {
-                let len = record.len;
-                each(Step::Record(at as u64, record));
-                at += len;
-            }
-            Err(Bad::End) => return,
-            Err(Bad::Short { .. }) | Err(Bad::Damaged(_)) => {
-                let mut next = record::resync(bytes, at);
-                while let Some(candidate) = next {
-                    if record::parse(&bytes[candidate..]).is_ok() {
-                        break;
-                    }
-                    next = record::resync(bytes, candidate);
-                }
-                match next {
-                    Some(next) => {
-                        each(Step::Damaged(at as u64, &bytes[at..next]));
-                        at = next;
-                    }
-                    None => {
-                        let rest = &bytes[at..];
-                        let used = rest.len() - rest.iter().rev().take_while(|&&b| b == 0).count();
-                        each(Step::Torn(used as u64));
-                        return;
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -168,6 +168,52 @@ pub(super) fn resync(bytes: &[u8], from: usize) -> Option<usize> {
         .map(|p| start + p)
 }
 
+/// What [`walk`] meets in a segment.
+pub(super) enum Step<'a> {
+    /// A whole, checked record at this offset.
+    Record(u64, Record<'a>),
+    /// Bytes at this offset that are no record, with a record after them.
+    Damaged(u64, &'a [u8]),
+    /// So many bytes at the end that were never a whole record.
+    Torn(u64),
+}
+
+/// Every record of a segment's `bytes` in order, and what is not one.
+pub(super) fn walk<'a>(bytes: &'a [u8], mut each: impl FnMut(Step<'a>)) {
+    let mut at = 0;
+    while at < bytes.len() {
+        match parse(&bytes[at..]) {
+            Ok(record) => {
+                let len = record.len;
+                each(Step::Record(at as u64, record));
+                at += len;
+            }
+            Err(Bad::End) => return,
+            Err(Bad::Short { .. }) | Err(Bad::Damaged(_)) => {
+                let mut next = resync(bytes, at);
+                while let Some(candidate) = next {
+                    if parse(&bytes[candidate..]).is_ok() {
+                        break;
+                    }
+                    next = resync(bytes, candidate);
+                }
+                match next {
+                    Some(next) => {
+                        each(Step::Damaged(at as u64, &bytes[at..next]));
+                        at = next;
+                    }
+                    None => {
+                        let rest = &bytes[at..];
+                        let used = rest.len() - rest.iter().rev().take_while(|&&b| b == 0).count();
+                        each(Step::Torn(used as u64));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A sealed message record, for tests.
 #[cfg(test)]
 pub(super) fn message(id: &str, payload: &[u8]) -> Vec<u8> {
