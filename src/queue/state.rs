@@ -266,4 +266,16 @@ mod tests {
         let text = String::from_utf8(spool.state("Q1").unwrap_or_default()).unwrap_or_default();
         assert!(text.contains(r#""code":"4.4.1""#), "{text}");
     }
+
+    /// A message of an earlier release leaves with its state file.
+    #[tokio::test]
+    async fn removing_an_old_message_removes_its_state_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let old = r#"{"attempts":1,"next_attempt":100,"delay_warned":false,"recipients":[]}"#;
+        let (spool, store) = old_spool(dir.path(), old);
+        assert!(store.load("Q1").is_some());
+        spool.remove("Q1");
+        assert_eq!(store.load("Q1"), None);
+        assert!(!dir.path().join("state/Q1").exists());
+    }
 }
