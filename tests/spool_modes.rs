@@ -110,7 +110,7 @@ fn run_under_umask(umask: u32) {
     next_hop.wait_delivered(4);
 
     let spool = relay.dir().join("spool");
-    for folder in ["queue", "segments", "state", "spare", "quarantine"] {
+    for folder in ["queue", "segments", "spare", "quarantine"] {
         assert!(spool.join(folder).is_dir(), "{folder} was used");
     }
     assert!(spool.join("control.sock").exists());
@@ -151,7 +151,6 @@ fn a_spool_left_readable_is_fixed_at_start_with_one_log_line() {
     };
     widen(&spool, 0o755);
     widen(&spool.join("queue"), 0o755);
-    widen(&spool.join("state"), 0o775);
     let segment = std::fs::read_dir(spool.join("segments"))
         .expect("segments folder")
         .flatten()
@@ -159,14 +158,13 @@ fn a_spool_left_readable_is_fixed_at_start_with_one_log_line() {
         .next()
         .expect("the message's segment");
     widen(&segment, 0o644);
-    widen(&spool.join("state").join(&id), 0o666);
     widen(&spool.join("lock"), 0o644);
     std::fs::create_dir(spool.join("quarantine")).expect("mkdir");
     widen(&spool.join("quarantine"), 0o755);
     std::fs::write(spool.join("quarantine/OLD"), "old").expect("write");
     widen(&spool.join("quarantine/OLD"), 0o604);
     let wide = too_open(&spool).len();
-    assert_eq!(wide, 8, "{:?}", too_open(&spool));
+    assert_eq!(wide, 6, "{:?}", too_open(&spool));
 
     relay.launch();
     let lines = relay.wait_for_log("spool modes fixed", 1);
@@ -174,7 +172,7 @@ fn a_spool_left_readable_is_fixed_at_start_with_one_log_line() {
     let event: serde_json::Value = serde_json::from_str(&lines[0]).expect("json log line");
     let fields = &event["fields"];
     assert_eq!(event["level"], "WARN", "{event}");
-    assert_eq!(fields["fixed"], 8, "{event}");
+    assert_eq!(fields["fixed"], 6, "{event}");
     assert_eq!(fields["not_fixed"], 0, "{event}");
     let examples = fields["examples"].as_str().unwrap_or_default();
     assert!(examples.contains(" 0755"), "{examples}");

@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(*offset >= at, "{steps:?}");
                 let end = *offset as usize + len;
                 assert!(end <= data.len());
-                assert!(*kind == 1 || *kind == 2);
+                assert!((1..=3).contains(kind), "{kind}");
                 assert!(valid_id(id), "{id:?}");
                 let alone = segment_steps(&data[*offset as usize..end]);
                 assert_eq!(alone.len(), 1, "{alone:?}");

@@ -273,14 +273,9 @@ fn queue_manager(
     spool: &Spool,
     deliverer: Deliverer<Dns>,
 ) -> Result<QueueManager<Deliverer<Dns>>, StartError> {
-    let states =
-        StateStore::open(&config.server.spool_dir).map_err(|source| SpoolError::Folder {
-            path: config.server.spool_dir.join("state"),
-            source,
-        })?;
     Ok(QueueManager::new(
         spool.clone(),
-        states,
+        StateStore::new(spool),
         Schedule::new(&config.queue),
         deliverer,
         Notices::of(config),

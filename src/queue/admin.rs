@@ -98,7 +98,7 @@ fn queue_folder(spool_dir: &Path) -> Result<PathBuf, AdminError> {
 pub fn entries(spool_dir: &Path, filter: &Filter) -> Result<Vec<Entry>, AdminError> {
     queue_folder(spool_dir)?;
     let view = SpoolView::open(spool_dir)?;
-    let states = StateStore::reader(spool_dir);
+    let states = StateStore::reader(&view);
     let mut entries = Vec::new();
     for id in view.ids()? {
         match read_entry(&view, &states, &id, filter) {
@@ -121,13 +121,8 @@ pub fn entry(spool_dir: &Path, id: &str) -> Result<(Entry, Vec<u8>), AdminError>
     if !view.contains(id) {
         return Err(AdminError::NoSuchMessage(id.to_string()));
     }
-    let entry = read_entry(
-        &view,
-        &StateStore::reader(spool_dir),
-        id,
-        &Filter::default(),
-    )?
-    .ok_or_else(|| AdminError::NoSuchMessage(id.to_string()))?;
+    let entry = read_entry(&view, &StateStore::reader(&view), id, &Filter::default())?
+        .ok_or_else(|| AdminError::NoSuchMessage(id.to_string()))?;
     let (_, content) = view.read(id)?;
     Ok((entry, content))
 }
@@ -208,8 +203,9 @@ async fn offline(
         Err(e) => return Err(e.into()),
     };
     spool.recover()?;
-    let response = on_files(&spool, spool_dir, notices, request).await;
-    // Done records of what was removed, on disk before the command exits.
+    let response = on_files(&spool, notices, request).await;
+    // Done and state records of what was changed, on disk before the
+    // command exits.
     spool.flush().await;
     response
 }
@@ -217,14 +213,10 @@ async fn offline(
 /// What [`offline`] does once it holds the spool.
 async fn on_files(
     spool: &Spool,
-    spool_dir: &Path,
     notices: &Notices,
     request: &Request,
 ) -> Result<Response, AdminError> {
-    let states = StateStore::open(spool_dir).map_err(|source| SpoolError::Folder {
-        path: spool_dir.join("state"),
-        source,
-    })?;
+    let states = StateStore::new(spool);
     let finish = Finisher {
         spool: spool.clone(),
         states: states.clone(),

@@ -180,11 +180,10 @@ impl Finisher {
         }
     }
 
-    /// The message leaves the queue: delivered, failed or returned. File
-    /// work: the relay calls it on the blocking pool.
+    /// The message leaves the queue, its state with it: delivered, failed
+    /// or returned. File work: the relay calls it on the blocking pool.
     pub fn remove(&self, id: &str) {
         self.spool.remove(id);
-        self.states.remove(id);
     }
 
     /// `tlsrelay queue delete ID`: the message leaves the queue, and each

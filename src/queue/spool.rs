@@ -9,12 +9,15 @@
 //!   tls-memory.json  the broken-TLS memory (`outbound::memory`)
 //!   control.sock  the running relay's control socket (`queue::control`)
 //!   segments/
-//!     <N>.seg     messages and done records, appended (`spool::record`)
+//!     <N>.seg     messages, delivery states and done records, appended
+//!                 (`spool::record`)
 //!   queue/
 //!     <ID>        a message too large for a segment (and every message of
 //!                 a spool written before segments existed: read in place)
 //!     <ID>.tmp    a large message being received; removed at start
-//!   state/        per-recipient delivery state (`queue::state`)
+//!   state/        only in a spool written before segments: a delivery
+//!                 state per file, read in place until superseded; the
+//!                 folder is removed at open once empty
 //!   quarantine/   what is found damaged: files from queue/, stretches of
 //!                 segments
 //!   spare/        emptied files of finished large messages, reused
@@ -46,11 +49,31 @@
 //! At start every segment is read, oldest first, into the index (where
 //! each live message is; `spool::index`); SMTP answers meanwhile, as the
 //! scan runs in the queue manager's recovery. A segment with no live
-//! message left is removed; one whose live messages fill less than a
+//! record left is removed; one whose live records fill less than a
 //! quarter of it has them copied to the active segment (synced) first, so
 //! a few long-deferred messages do not pin the disk space of everything
 //! delivered around them. Done records about messages in older segments
 //! still on disk are copied along, so no delivered message comes back.
+//!
+//! # Delivery states
+//!
+//! A message's per-recipient delivery state (`queue::state`), saved after
+//! each attempt that leaves it queued, is a state record: handed to the
+//! committer like a done record, written with the next batch, neither
+//! synced nor waited for (lost in a crash, recipients delivered already
+//! are tried again: a duplicate, never a loss; [`Spool::flush`] puts it on
+//! stable storage, as an administrator's command with no relay running
+//! does before it exits). A load right after a save finds it in memory
+//! until it is written. The latest state record of a message counts, and
+//! is live; the ones before it are dead bytes. Scanned in order: a
+//! message, then its states (the last one wins), then its done record
+//! (which drops both); a state of a message not queued is ignored (for
+//! a large message in `queue/`, recovery checks that its file is there).
+//! Compacting a message's segment copies its latest state right after
+//! it, from whatever segment holds it, so a scan never meets the state
+//! first. A message of an earlier release with no state record yet has
+//! its state read from `state/<ID>`; the first save supersedes and
+//! removes that file, as the message's removal does.
 //!
 //! A message past [`MEMORY_LIMIT`] is written to `queue/<ID>.tmp` as it
 //! arrives, `fdatasync`ed, renamed to `queue/<ID>` and the folder synced
@@ -103,6 +126,7 @@ mod read;
 mod record;
 mod recover;
 mod spares;
+mod states;
 mod writer;
 
 use committer::{lock as lock_index, Committer, Job};
@@ -258,6 +282,7 @@ impl Spool {
             .name("spool-sync".into())
             .spawn(move || folder_syncer(&folder, &requests))
             .map_err(folder_error(&queue))?;
+        states::drop_old_states(dir);
         let index = Arc::new(Mutex::new(Index::default()));
         let first_new = numbers.last().map_or(1, |n| n + 1);
         let (committer, jobs) = mpsc::channel();
@@ -371,22 +396,19 @@ impl Spool {
         Some((envelope, data))
     }
 
-    /// Removes a message that left the queue: a done record for one in a
-    /// segment, its file made a spare for a large one. Not synced: should
-    /// the removal be lost in a crash, the message is delivered again.
+    /// Removes a message that left the queue, and its delivery state: a
+    /// done record for one in a segment, its file made a spare for a large
+    /// one. Not synced: should the removal be lost in a crash, the message
+    /// is delivered again.
     pub fn remove(&self, id: &str) {
         if let Ok(mut fresh) = self.inner.fresh.lock() {
             fresh.take(id);
         }
         let view = &self.inner.view;
-        let loc = {
-            let mut index = lock_index(&view.index);
-            let loc = index.remove(id);
-            if let Some(loc) = loc {
-                index.check(loc.segment);
-            }
-            loc
-        };
+        let loc = lock_index(&view.index).remove(id);
+        if let Some(old) = &view.old_states {
+            let _ = fs::remove_file(old.join(id));
+        }
         match loc {
             Some(loc) => {
                 let _ = self
@@ -460,7 +482,7 @@ impl Drop for Inner {
 #[derive(Debug, PartialEq, Eq)]
 pub enum SegmentStep {
     /// A checked record: where it starts, its length, its kind (1 message,
-    /// 2 done) and its queue id.
+    /// 2 done, 3 state) and its queue id.
     Record {
         offset: u64,
         len: usize,

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tlsrelay::queue::envelope::Envelope;
+use tlsrelay::queue::spool::SpoolView;
 use tlsrelay::queue::state::{DeliveryState, StateStore};
 
 /// The `[server]`, `[tls]` and routing lines every test relay starts from;
@@ -382,9 +383,8 @@ impl Relay {
     /// The delivery state saved for queued message `id` (after its first
     /// attempt), as `queue show` reads it.
     pub fn state(&self, id: &str) -> Option<DeliveryState> {
-        StateStore::open(&self.dir.path().join("spool"))
-            .ok()?
-            .load(id)
+        let view = SpoolView::open(&self.dir.path().join("spool")).ok()?;
+        StateStore::reader(&view).load(id)
     }
 
     /// Waits (bounded, 20 s) until message `id` has a saved state for

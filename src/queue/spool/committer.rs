@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::index::{segment_path, walk, Index, Loc, Step};
-use super::record::Kind;
+use super::index::{segment_path, Index, Loc};
 use crate::queue::modes::open_private;
+
+#[path = "reclaim.rs"]
+mod reclaim;
 
 /// A segment is closed once it holds this much; a new one is started.
 pub(super) const SEGMENT_SIZE: u64 = 64 << 20;
@@ -51,6 +53,14 @@ pub(super) enum Job {
     /// in a crash, its message is delivered again: a duplicate, never a
     /// loss).
     Done(Vec<u8>),
+    /// A state record, number `save` of message `id`: like a done record,
+    /// written with the next batch and not waited for (lost in a crash,
+    /// recipients delivered already are tried again).
+    State {
+        id: String,
+        save: u64,
+        record: Vec<u8>,
+    },
     /// Sync whatever was written, then reply (at shutdown).
     Flush(oneshot::Sender<()>),
 }
@@ -58,7 +68,9 @@ pub(super) enum Job {
 impl Job {
     fn len(&self) -> usize {
         match self {
-            Job::Message { record, .. } | Job::Done(record) => record.len(),
+            Job::Message { record, .. } | Job::Done(record) | Job::State { record, .. } => {
+                record.len()
+            }
             Job::Flush(_) => 0,
         }
     }
@@ -158,7 +170,9 @@ impl Committer {
             let durable = records.iter().any(|j| matches!(j, Job::Message { .. }));
             self.buffer.clear();
             for job in &records {
-                if let Job::Message { record, .. } | Job::Done(record) = job {
+                if let Job::Message { record, .. } | Job::Done(record) | Job::State { record, .. } =
+                    job
+                {
                     self.buffer.extend_from_slice(record);
                 }
             }
@@ -167,7 +181,7 @@ impl Committer {
             self.buffer = buffer;
             match written {
                 Ok((segment, start)) => self.acknowledge(records, segment, start),
-                Err(e) => fail(records, &e),
+                Err(e) => fail(records, &e, &mut lock(&self.index)),
             }
         }
         if !flushes.is_empty() {
@@ -195,14 +209,18 @@ impl Committer {
         let mut acks = Vec::new();
         for job in records {
             let len = job.len();
-            if let Job::Message { id, record, reply } = job {
-                let loc = Loc {
-                    segment,
-                    offset,
-                    len: len as u32,
-                };
-                index.insert(&id, loc);
-                acks.push((reply, record));
+            let loc = Loc {
+                segment,
+                offset: offset as u32,
+                len: len as u32,
+            };
+            match job {
+                Job::Message { id, record, reply } => {
+                    index.insert(&id, loc);
+                    acks.push((reply, record));
+                }
+                Job::State { id, save, .. } => index.state_written(&id, save, loc),
+                Job::Done(_) | Job::Flush(_) => {}
             }
             offset += len as u64;
         }
@@ -294,80 +312,6 @@ impl Committer {
             }
         }
     }
-
-    /// Reclaims every segment queued for it (see [`Index::worth_reclaiming`]).
-    fn reclaim(&mut self) {
-        loop {
-            let index = self.index.clone();
-            let mut index = lock(&index);
-            let Some(n) = index.reclaim.pop_first() else {
-                return;
-            };
-            if !index.worth_reclaiming(n) {
-                continue;
-            }
-            match self.reclaim_one(n, &mut index) {
-                Ok(moved) => {
-                    tracing::debug!(segment = n, moved, "spool segment reclaimed");
-                }
-                Err(e) => {
-                    tracing::warn!(segment = n, error = %e, "could not reclaim a spool segment; it is tried again when more of it is done");
-                }
-            }
-        }
-    }
-
-    /// Copies what still counts in segment `n` (its live messages, and
-    /// done records about messages in older segments that still exist) to
-    /// the active segment, synced, then removes `n`. The index stays locked
-    /// throughout, so no message is removed or read in between.
-    fn reclaim_one(&mut self, n: u32, index: &mut Index) -> io::Result<usize> {
-        let path = segment_path(&self.folder, n);
-        let bytes = std::fs::read(&path)?;
-        let mut out = Vec::new();
-        let mut copies = Vec::new();
-        walk(&bytes, |step| {
-            let Step::Record(offset, record) = step else {
-                return;
-            };
-            let here = Loc {
-                segment: n,
-                offset,
-                len: record.len as u32,
-            };
-            let keep = match record.kind {
-                Kind::Message => index.messages.get(record.id) == Some(&here),
-                Kind::Done => record.target != n && index.segments.contains_key(&record.target),
-            };
-            if keep {
-                if record.kind == Kind::Message {
-                    copies.push((record.id.to_string(), out.len() as u64, here.len));
-                }
-                let start = offset as usize;
-                out.extend_from_slice(&bytes[start..start + record.len]);
-            }
-        });
-        if !out.is_empty() {
-            self.make_room(out.len() as u64, index)?;
-            let active = self.active.as_mut().ok_or_else(gone)?;
-            let start = put(active, &out, true)?;
-            let segment = active.number;
-            for (id, at, len) in &copies {
-                let loc = Loc {
-                    segment,
-                    offset: start + at,
-                    len: *len,
-                };
-                index.insert(id, loc);
-            }
-            if let Some(usage) = index.segments.get_mut(&segment) {
-                usage.bytes += out.len() as u64;
-            }
-        }
-        std::fs::remove_file(&path)?;
-        index.drop_segment(n);
-        Ok(copies.len())
-    }
 }
 
 /// Writes `bytes` at the end of `active`, synced when `durable`; returns
@@ -410,15 +354,24 @@ fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
-/// Every writer in `records` told that its message was not committed.
-fn fail(records: Vec<Job>, e: &io::Error) {
+/// Every writer in `records` told that its message was not committed;
+/// states not written are dropped from the index (the message's earlier
+/// state counts again: recipients may be tried twice).
+fn fail(records: Vec<Job>, e: &io::Error, index: &mut Index) {
     for job in records {
-        if let Job::Message { record, reply, .. } = job {
-            let copy = match e.raw_os_error() {
-                Some(code) => io::Error::from_raw_os_error(code),
-                None => io::Error::new(e.kind(), e.to_string()),
-            };
-            let _ = reply.send((Err(copy), record));
+        match job {
+            Job::Message { record, reply, .. } => {
+                let copy = match e.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(e.kind(), e.to_string()),
+                };
+                let _ = reply.send((Err(copy), record));
+            }
+            Job::State { id, save, .. } => {
+                tracing::warn!(queue_id = %id, error = %e, "could not write a delivery state; delivered recipients may be tried again");
+                index.state_lost(&id, save);
+            }
+            Job::Done(_) | Job::Flush(_) => {}
         }
     }
 }

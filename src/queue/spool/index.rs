@@ -1,7 +1,8 @@
-//! Where every message kept in a segment is, and how full of live
-//! messages each segment still is (see "Segments" in [`spool`](super)).
-//! Built by scanning the segments at start; kept up to date by commits
-//! and removals; read by delivery and `tlsrelay queue`.
+//! Where every message kept in a segment is, where the latest delivery
+//! state of every queued message is, and how full of live records each
+//! segment still is (see "Segments" in [`spool`](super)). Built by
+//! scanning the segments at start; kept up to date by commits, saves and
+//! removals; read by delivery and `tlsrelay queue`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
@@ -10,21 +11,59 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::record::{self, Bad, Kind};
+use super::record::Kind;
+pub(super) use super::record::{walk, Step};
 use super::SpoolError;
 
-/// Where one message's record is.
+/// Where one record is. A segment stays far below 4 GiB (see
+/// `committer::SEGMENT_SIZE`), so an offset fits in 32 bits: twelve bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Loc {
     pub(super) segment: u32,
-    pub(super) offset: u64,
+    pub(super) offset: u32,
     pub(super) len: u32,
+}
+
+/// A message kept in a segment: where its record is, and its latest
+/// state record (none before its first attempt). 24 bytes: no record is
+/// empty, so a state of length 0 stands for none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Entry {
+    pub(super) message: Loc,
+    state: Loc,
+}
+
+impl Entry {
+    fn new(message: Loc) -> Entry {
+        let none = Loc {
+            segment: 0,
+            offset: 0,
+            len: 0,
+        };
+        Entry {
+            message,
+            state: none,
+        }
+    }
+
+    /// Where the latest state record is.
+    pub(super) fn state(&self) -> Option<Loc> {
+        Some(self.state).filter(|s| s.len > 0)
+    }
+
+    /// The latest state record is at `loc`; where the one before was.
+    fn replace_state(&mut self, loc: Loc) -> Option<Loc> {
+        let old = self.state();
+        self.state = loc;
+        old
+    }
 }
 
 /// How much of a segment is still in use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Usage {
-    /// Messages in it that are still queued.
+    /// Records in it that still count: messages still queued, and the
+    /// latest state of each.
     pub(super) live: u32,
     /// Their bytes.
     pub(super) live_bytes: u64,
@@ -32,10 +71,21 @@ pub(super) struct Usage {
     pub(super) bytes: u64,
 }
 
-/// The segments of a spool and the messages in them.
+/// The segments of a spool and the records in them that count.
 #[derive(Debug, Default)]
 pub(super) struct Index {
-    pub(super) messages: HashMap<String, Loc>,
+    pub(super) messages: HashMap<String, Entry>,
+    /// The latest state records of messages kept in files of their own
+    /// (`queue/`, past the memory limit: few). A scan cannot tell such a
+    /// state from one of a message gone (its record never meets a done
+    /// record), so recovery keeps only those whose file is there
+    /// ([`Index::retain_file_states`]).
+    pub(super) file_states: HashMap<String, Loc>,
+    /// States handed to the committer and not written yet, with the
+    /// number of their save: a load right after a save finds it here.
+    pub(super) unwritten: HashMap<String, (u64, Vec<u8>)>,
+    /// The number of the next save.
+    saves: u64,
     pub(super) segments: BTreeMap<u32, Usage>,
     /// Open segment files, so that a read needs no `open`; a segment
     /// removed while a reader holds its file stays readable to it.
@@ -113,7 +163,7 @@ impl Index {
             Step::Record(offset, record) => {
                 let loc = Loc {
                     segment: n,
-                    offset,
+                    offset: offset as u32,
                     len: record.len as u32,
                 };
                 match record.kind {
@@ -121,6 +171,7 @@ impl Index {
                         report.arrivals.insert(record.id.to_string(), record.time);
                         self.insert(record.id, loc);
                     }
+                    Kind::State => self.set_state(record.id, loc),
                     Kind::Done => {
                         report.arrivals.remove(record.id);
                         self.remove(record.id);
@@ -138,8 +189,11 @@ impl Index {
     /// Takes in what a scan of older segments found (recovery, while this
     /// run already writes its own), and queues those worth reclaiming.
     pub(super) fn merge(&mut self, old: Index) {
-        for (id, loc) in old.messages {
-            self.messages.entry(id).or_insert(loc);
+        for (id, entry) in old.messages {
+            self.messages.entry(id).or_insert(entry);
+        }
+        for (id, loc) in old.file_states {
+            self.file_states.entry(id).or_insert(loc);
         }
         let numbers: Vec<u32> = old.segments.keys().copied().collect();
         self.segments.extend(old.segments);
@@ -148,21 +202,104 @@ impl Index {
         }
     }
 
-    /// A message committed (or copied) at `loc`; an older copy is dead.
+    /// A message committed (or copied) at `loc`; an older copy is dead,
+    /// its state stays (a copy is the same message).
     pub(super) fn insert(&mut self, id: &str, loc: Loc) {
-        if let Some(old) = self.messages.insert(id.to_string(), loc) {
+        let old = match self.messages.get_mut(id) {
+            Some(entry) => Some(std::mem::replace(&mut entry.message, loc)),
+            None => {
+                self.messages.insert(id.to_string(), Entry::new(loc));
+                None
+            }
+        };
+        self.count(loc);
+        if let Some(old) = old {
             self.forget(old);
         }
-        let usage = self.segments.entry(loc.segment).or_default();
-        usage.live += 1;
-        usage.live_bytes += u64::from(loc.len);
     }
 
-    /// Message `id` left the queue; where it was.
+    /// The latest state of message `id` is the record at `loc`; the one
+    /// before it is dead.
+    pub(super) fn set_state(&mut self, id: &str, loc: Loc) {
+        let old = match self.messages.get_mut(id) {
+            Some(entry) => entry.replace_state(loc),
+            None => self.file_states.insert(id.to_string(), loc),
+        };
+        self.count(loc);
+        if let Some(old) = old {
+            self.forget(old);
+        }
+    }
+
+    /// Where the latest state record of message `id` is.
+    pub(super) fn state_of(&self, id: &str) -> Option<Loc> {
+        match self.messages.get(id) {
+            Some(entry) => entry.state(),
+            None => self.file_states.get(id).copied(),
+        }
+    }
+
+    /// A state of message `id` is handed to the committer: the number of
+    /// this save.
+    pub(super) fn state_saved(&mut self, id: &str, json: Vec<u8>) -> u64 {
+        self.saves += 1;
+        self.unwritten.insert(id.to_string(), (self.saves, json));
+        self.saves
+    }
+
+    /// Save number `save` of message `id` is written at `loc`. It counts
+    /// only while the message is queued: a removal since dropped the
+    /// unwritten state, and then the record is dead from the start.
+    pub(super) fn state_written(&mut self, id: &str, save: u64, loc: Loc) {
+        let Some(&(latest, _)) = self.unwritten.get(id) else {
+            return;
+        };
+        if latest == save {
+            self.unwritten.remove(id);
+        }
+        self.set_state(id, loc);
+    }
+
+    /// Save number `save` of message `id` could not be written.
+    pub(super) fn state_lost(&mut self, id: &str, save: u64) {
+        if self
+            .unwritten
+            .get(id)
+            .is_some_and(|&(latest, _)| latest == save)
+        {
+            self.unwritten.remove(id);
+        }
+    }
+
+    /// Message `id` left the queue: it and its state are dead. Returns
+    /// where the message was, when in a segment.
     pub(super) fn remove(&mut self, id: &str) -> Option<Loc> {
-        let loc = self.messages.remove(id)?;
-        self.forget(loc);
-        Some(loc)
+        self.unwritten.remove(id);
+        if let Some(state) = self.file_states.remove(id) {
+            self.forget(state);
+        }
+        let entry = self.messages.remove(id)?;
+        self.forget(entry.message);
+        if let Some(state) = entry.state() {
+            self.forget(state);
+        }
+        Some(entry.message)
+    }
+
+    /// Keeps the states of messages in files only where `queued` says the
+    /// message is still there (see [`Index::file_states`]).
+    pub(super) fn retain_file_states(&mut self, queued: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = self
+            .file_states
+            .keys()
+            .filter(|id| !queued(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(loc) = self.file_states.remove(&id) {
+                self.forget(loc);
+            }
+        }
     }
 
     /// True when segment `n` should be reclaimed: not the one being
@@ -183,11 +320,20 @@ impl Index {
         }
     }
 
+    fn count(&mut self, loc: Loc) {
+        let usage = self.segments.entry(loc.segment).or_default();
+        usage.live += 1;
+        usage.live_bytes += u64::from(loc.len);
+    }
+
+    /// The record at `loc` no longer counts; its segment may be worth
+    /// reclaiming now.
     fn forget(&mut self, loc: Loc) {
         if let Some(usage) = self.segments.get_mut(&loc.segment) {
             usage.live = usage.live.saturating_sub(1);
             usage.live_bytes = usage.live_bytes.saturating_sub(u64::from(loc.len));
         }
+        self.check(loc.segment);
     }
 
     /// Segment `n` is gone from the disk.
@@ -202,72 +348,36 @@ impl Index {
         folder: &Path,
         id: &str,
     ) -> Option<io::Result<(Loc, Arc<File>)>> {
-        let loc = *self.messages.get(id)?;
-        let file = match self.files.get(&loc.segment) {
-            Some(file) => file.clone(),
-            None => match File::open(segment_path(folder, loc.segment)) {
-                Ok(file) => {
-                    let file = Arc::new(file);
-                    self.files.insert(loc.segment, file.clone());
-                    file
-                }
-                Err(e) => return Some(Err(e)),
-            },
-        };
-        Some(Ok((loc, file)))
+        let loc = self.messages.get(id)?.message;
+        Some(self.file(folder, loc.segment).map(|file| (loc, file)))
     }
-}
 
-/// What [`walk`] meets in a segment.
-pub(super) enum Step<'a> {
-    /// A whole, checked record at this offset.
-    Record(u64, record::Record<'a>),
-    /// Bytes at this offset that are no record, with a record after them.
-    Damaged(u64, &'a [u8]),
-    /// So many bytes at the end that were never a whole record.
-    Torn(u64),
-}
+    /// Where the latest state record of message `id` is, and its
+    /// segment's file opened.
+    pub(super) fn locate_state(
+        &mut self,
+        folder: &Path,
+        id: &str,
+    ) -> Option<io::Result<(Loc, Arc<File>)>> {
+        let loc = self.state_of(id)?;
+        Some(self.file(folder, loc.segment).map(|file| (loc, file)))
+    }
 
-/// Every record of a segment's `bytes` in order, and what is not one.
-pub(super) fn walk<'a>(bytes: &'a [u8], mut each: impl FnMut(Step<'a>)) {
-    let mut at = 0;
-    while at < bytes.len() {
-        match record::parse(&bytes[at..]) {
-            Ok(record) => {
-                let len = record.len;
-                each(Step::Record(at as u64, record));
-                at += len;
-            }
-            Err(Bad::End) => return,
-            Err(Bad::Short { .. }) | Err(Bad::Damaged(_)) => {
-                let mut next = record::resync(bytes, at);
-                while let Some(candidate) = next {
-                    if record::parse(&bytes[candidate..]).is_ok() {
-                        break;
-                    }
-                    next = record::resync(bytes, candidate);
-                }
-                match next {
-                    Some(next) => {
-                        each(Step::Damaged(at as u64, &bytes[at..next]));
-                        at = next;
-                    }
-                    None => {
-                        let rest = &bytes[at..];
-                        let used = rest.len() - rest.iter().rev().take_while(|&&b| b == 0).count();
-                        each(Step::Torn(used as u64));
-                        return;
-                    }
-                }
-            }
+    /// Segment `n`'s file, opened once.
+    pub(super) fn file(&mut self, folder: &Path, n: u32) -> io::Result<Arc<File>> {
+        if let Some(file) = self.files.get(&n) {
+            return Ok(file.clone());
         }
+        let file = Arc::new(File::open(segment_path(folder, n))?);
+        self.files.insert(n, file.clone());
+        Ok(file)
     }
 }
 
 /// The bytes of the record at `loc` in `file`, as written (unchecked).
 pub(super) fn read_raw(file: &File, loc: Loc) -> io::Result<Vec<u8>> {
     let mut bytes = vec![0; loc.len as usize];
-    file.read_exact_at(&mut bytes, loc.offset)?;
+    file.read_exact_at(&mut bytes, u64::from(loc.offset))?;
     Ok(bytes)
 }
 
@@ -278,49 +388,5 @@ fn read_whole(path: &Path) -> io::Result<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::queue::spool::record::message;
-
-    #[test]
-    fn done_records_remove_and_later_copies_win() {
-        let mut segment = message("A", b"one");
-        segment.extend(message("B", b"two"));
-        segment.extend(record::done("A", 1));
-        segment.extend(message("B", b"two again"));
-        segment.extend([0; 64]);
-        let mut index = Index::default();
-        let mut report = ScanReport::default();
-        index.take_in(1, &segment, &mut report);
-        assert!(!index.messages.contains_key("A"));
-        let b = index.messages["B"];
-        assert_eq!(b.offset as usize, segment.len() - 64 - b.len as usize);
-        let usage = index.segments[&1];
-        assert_eq!(usage.live, 1);
-        assert_eq!(usage.live_bytes, u64::from(b.len));
-        assert_eq!((report.torn, report.damaged.len()), (0, 0));
-        assert_eq!(report.arrivals.keys().collect::<Vec<_>>(), ["B"]);
-    }
-
-    #[test]
-    fn damage_in_the_middle_is_skipped_and_reported_a_torn_tail_is_not_kept() {
-        let first = message("A", b"one");
-        let mut segment = first.clone();
-        segment.extend(message("B", b"two"));
-        let b_at = first.len();
-        segment[b_at + 27] ^= 1; // B's payload: checksum fails
-        segment.extend(message("C", b"three"));
-        let whole = segment.len();
-        segment.extend(&message("D", b"four")[..20]);
-        let mut index = Index::default();
-        let mut report = ScanReport::default();
-        index.take_in(3, &segment, &mut report);
-        let mut ids: Vec<_> = index.messages.keys().cloned().collect();
-        ids.sort();
-        assert_eq!(ids, ["A", "C"]);
-        assert_eq!(report.damaged.len(), 1);
-        assert_eq!(report.damaged[0].1 as usize, b_at);
-        // Counted up to its last byte that is not zero.
-        assert!(report.torn > 0 && report.torn <= (segment.len() - whole) as u64);
-    }
-}
+#[path = "index_tests.rs"]
+mod tests;

@@ -15,20 +15,25 @@ use crate::queue::envelope::Envelope;
 
 /// The queued messages of a spool as read from its folder: the relay's
 /// own view, kept up to date, or one an administrator's command (or a
-/// test) builds by reading the segments once.
-#[derive(Debug)]
+/// test) builds by reading the segments once. Cheap to clone.
+#[derive(Clone, Debug)]
 pub struct SpoolView {
     pub(super) queue: PathBuf,
     pub(super) segments: PathBuf,
     pub(super) index: Arc<Mutex<Index>>,
+    /// `state/` of a spool written by an earlier release, while it holds
+    /// states (see [`SpoolView::state`]).
+    pub(super) old_states: Option<PathBuf>,
 }
 
 impl SpoolView {
     pub(super) fn new(dir: &Path, index: Arc<Mutex<Index>>) -> SpoolView {
+        let old_states = Some(dir.join("state")).filter(|dir| dir.is_dir());
         SpoolView {
             queue: dir.join("queue"),
             segments: dir.join("segments"),
             index,
+            old_states,
         }
     }
 
@@ -80,6 +85,35 @@ impl SpoolView {
                 Ok((envelope, (bytes.len() - start - head) as u64))
             }
             None => read_envelope(&self.queue.join(id)),
+        }
+    }
+
+    /// The latest delivery state of queued message `id` as saved (JSON):
+    /// one not written yet, else its latest state record, else (a message
+    /// from an earlier release, never attempted since) its file in
+    /// `state/`. `None`: none, or unreadable (the message starts over,
+    /// which can duplicate but never lose).
+    pub fn state(&self, id: &str) -> Option<Vec<u8>> {
+        if !valid_id(id) {
+            return None;
+        }
+        let located = {
+            let mut index = lock(&self.index);
+            if let Some((_, json)) = index.unwritten.get(id) {
+                return Some(json.clone());
+            }
+            index.locate_state(&self.segments, id)
+        };
+        match located {
+            Some(found) => {
+                let (loc, file) = found.ok()?;
+                let bytes = index::read_raw(&file, loc).ok()?;
+                match record::parse(&bytes) {
+                    Ok(r) if r.kind == Kind::State && r.id == id => Some(r.payload.to_vec()),
+                    _ => None,
+                }
+            }
+            None => fs::read(self.old_states.as_ref()?.join(id)).ok(),
         }
     }
 

@@ -6,13 +6,15 @@
 //!  0      4     magic "TRS\x01" (the last byte is the format version)
 //!  4      4     length of what follows the checksum (kind .. payload), LE
 //!  8      4     CRC-32 of those bytes, LE
-//! 12      1     kind: 1 message, 2 done
+//! 12      1     kind: 1 message, 2 done, 3 state
 //! 13      1     length of the queue id
-//! 14      8     message: Unix time of the commit; done: 0 (LE)
-//! 22      4     done: the segment holding the message; message: 0 (LE)
+//! 14      8     message, state: Unix time of the commit or save; done: 0 (LE)
+//! 22      4     done: the segment holding the message; otherwise 0 (LE)
 //! 26      n     the queue id (ASCII letters and digits)
 //! 26+n    ...   message: the message as a spool file holds it (the line
-//!               `tlsrelay-spool 1`, the envelope, the content); done: none
+//!               `tlsrelay-spool 1`, the envelope, the content); state:
+//!               the message's delivery state as JSON (`queue::state`);
+//!               done: none
 //! ```
 //!
 //! A segment is records back to back, then zeros (space allocated ahead):
@@ -33,6 +35,8 @@ pub(super) const MAX_RECORD: usize = 64 << 20;
 pub(super) enum Kind {
     Message = 1,
     Done = 2,
+    /// The delivery state of a queued message; the latest one counts.
+    State = 3,
 }
 
 /// A record read back and checked.
@@ -90,6 +94,14 @@ pub(super) fn done(id: &str, target: u32) -> Vec<u8> {
     bytes
 }
 
+/// The record holding `json`, the delivery state of message `id` saved at `time`.
+pub(super) fn state(id: &str, time: i64, json: &[u8]) -> Vec<u8> {
+    let mut bytes = head(Kind::State, id, time, 0);
+    bytes.extend_from_slice(json);
+    seal(&mut bytes);
+    bytes
+}
+
 /// The record at the start of `bytes`, checked.
 pub(super) fn parse(bytes: &[u8]) -> Result<Record<'_>, Bad> {
     if bytes.len() < FRAME {
@@ -119,6 +131,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Record<'_>, Bad> {
     let kind = match bytes[12] {
         1 => Kind::Message,
         2 => Kind::Done,
+        3 => Kind::State,
         _ => return Err(Bad::Damaged("unknown record kind")),
     };
     let id_len = bytes[13] as usize;
@@ -155,6 +168,52 @@ pub(super) fn resync(bytes: &[u8], from: usize) -> Option<usize> {
         .map(|p| start + p)
 }
 
+/// What [`walk`] meets in a segment.
+pub(super) enum Step<'a> {
+    /// A whole, checked record at this offset.
+    Record(u64, Record<'a>),
+    /// Bytes at this offset that are no record, with a record after them.
+    Damaged(u64, &'a [u8]),
+    /// So many bytes at the end that were never a whole record.
+    Torn(u64),
+}
+
+/// Every record of a segment's `bytes` in order, and what is not one.
+pub(super) fn walk<'a>(bytes: &'a [u8], mut each: impl FnMut(Step<'a>)) {
+    let mut at = 0;
+    while at < bytes.len() {
+        match parse(&bytes[at..]) {
+            Ok(record) => {
+                let len = record.len;
+                each(Step::Record(at as u64, record));
+                at += len;
+            }
+            Err(Bad::End) => return,
+            Err(Bad::Short { .. }) | Err(Bad::Damaged(_)) => {
+                let mut next = resync(bytes, at);
+                while let Some(candidate) = next {
+                    if parse(&bytes[candidate..]).is_ok() {
+                        break;
+                    }
+                    next = resync(bytes, candidate);
+                }
+                match next {
+                    Some(next) => {
+                        each(Step::Damaged(at as u64, &bytes[at..next]));
+                        at = next;
+                    }
+                    None => {
+                        let rest = &bytes[at..];
+                        let used = rest.len() - rest.iter().rev().take_while(|&&b| b == 0).count();
+                        each(Step::Torn(used as u64));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A sealed message record, for tests.
 #[cfg(test)]
 pub(super) fn message(id: &str, payload: &[u8]) -> Vec<u8> {
@@ -182,6 +241,17 @@ mod tests {
         assert_eq!(
             (record.kind, record.target, record.payload),
             (Kind::Done, 7, &[][..])
+        );
+        let state = state("ABC123", 1_800_000_000, br#"{"attempts":1}"#);
+        let record = parse(&state).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            (record.kind, record.id, record.time, record.payload),
+            (
+                Kind::State,
+                "ABC123",
+                1_800_000_000,
+                &br#"{"attempts":1}"#[..]
+            )
         );
     }
 

@@ -1,7 +1,9 @@
 //! What a spool holds when it opens, and what is found damaged: the
-//! segments of earlier runs read into the index, large messages listed,
+//! segments of earlier runs read into the index (messages and their
+//! latest delivery states), large messages listed,
 //! damaged stretches and unreadable messages kept in `quarantine/`.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,10 +44,13 @@ impl Spool {
             .keys()
             .map(|id| (id.clone(), report.arrivals.get(id).copied().unwrap_or(0)))
             .collect();
+        let files = list_ids(&view.queue)?;
+        let queued: HashSet<&str> = files.iter().map(String::as_str).collect();
+        old.retain_file_states(|id| queued.contains(id));
         lock_index(&view.index).merge(old);
         // Wakes the committer, which reclaims what is worth it between batches.
         let _ = self.inner.committer.send(Job::Flush(oneshot::channel().0));
-        for id in list_ids(&view.queue)? {
+        for id in files {
             let arrived = arrived_file(&view.queue.join(&id)).unwrap_or(0);
             messages.push((id, arrived));
         }

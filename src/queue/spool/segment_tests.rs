@@ -54,8 +54,8 @@ async fn two_messages(dir: &Path) -> (Vec<u8>, usize) {
     commit(&spool, "Subject: B\r\n\r\nsecond\r\n").await;
     let second_at = {
         let index = committer::lock(&spool.inner.view.index);
-        let loc = index.messages[&first];
-        (loc.offset + u64::from(loc.len)) as usize
+        let loc = index.messages[&first].message;
+        (loc.offset + loc.len) as usize
     };
     drop(spool);
     let mut bytes = fs::read(last_segment(dir)).unwrap_or_default();
@@ -214,4 +214,88 @@ fn the_fuzz_seeds_read_as_written() {
         kinds(&read("damaged-middle")),
         ["record 1", "damaged", "record 2"]
     );
+}
+
+/// The kinds and ids of the records in segment `n`, and the states' JSON.
+fn records(dir: &Path, n: u32) -> Vec<(record::Kind, String, String)> {
+    let bytes = fs::read(segment_path(&dir.join("segments"), n)).unwrap_or_default();
+    let mut found = Vec::new();
+    index::walk(&bytes, |step| {
+        if let index::Step::Record(_, r) = step {
+            let json = match r.kind {
+                record::Kind::State => String::from_utf8_lossy(r.payload).into_owned(),
+                _ => String::new(),
+            };
+            found.push((r.kind, r.id.to_string(), json));
+        }
+    });
+    found
+}
+
+#[tokio::test]
+async fn compaction_copies_a_message_with_its_latest_state_from_wherever_it_is() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Run 1: K with two states, and L, much larger, in segment 1.
+    let spool = reopen(dir.path());
+    let kept = commit(&spool, "Subject: deferred\r\n\r\nstays\r\n").await;
+    spool.save_state(&kept, b"\"first\"".to_vec());
+    let large = commit(
+        &spool,
+        &format!("Subject: L\r\n\r\n{}\r\n", "x".repeat(4000)),
+    )
+    .await;
+    spool.save_state(&kept, b"\"second\"".to_vec());
+    spool.flush().await;
+    drop(spool);
+    // Run 2: K's latest state in segment 2.
+    let spool = reopen(dir.path());
+    assert_eq!(spool.state(&kept), Some(b"\"second\"".to_vec()));
+    spool.save_state(&kept, b"\"third\"".to_vec());
+    spool.flush().await;
+    drop(spool);
+    assert_eq!(segments(dir.path()), [1, 2]);
+    // Run 3: L delivered, segment 1 is mostly dead; K moves on with its
+    // latest state (from segment 2), after which segment 2 holds nothing
+    // live. The older states stay behind.
+    let spool = reopen(dir.path());
+    spool.remove(&large);
+    spool.flush().await;
+    spool.flush().await;
+    assert_eq!(segments(dir.path()), [3]);
+    use record::Kind::{Done, Message, State};
+    let third = String::from("\"third\"");
+    assert_eq!(
+        records(dir.path(), 3),
+        [
+            (Done, large, String::new()),
+            (Message, kept.clone(), String::new()),
+            (State, kept.clone(), third)
+        ]
+    );
+    assert_eq!(spool.state(&kept), Some(b"\"third\"".to_vec()));
+    drop(spool);
+    let spool = reopen(dir.path());
+    assert_eq!(spool.state(&kept), Some(b"\"third\"".to_vec()));
+    assert_eq!(contents(&spool), ["Subject: deferred\r\n\r\nstays\r\n"]);
+}
+
+#[tokio::test]
+async fn a_large_message_s_state_lives_in_a_segment_and_leaves_with_it() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let spool = reopen(dir.path());
+    let large = commit(&spool, &"y".repeat(2 * MEMORY_LIMIT)).await;
+    let gone = commit(&spool, &"z".repeat(2 * MEMORY_LIMIT)).await;
+    spool.save_state(&large, b"\"large\"".to_vec());
+    spool.save_state(&gone, b"\"gone\"".to_vec());
+    spool.flush().await;
+    spool.remove(&gone);
+    assert_eq!(spool.state(&gone), None);
+    drop(spool);
+    let spool = reopen(dir.path());
+    assert_eq!(spool.state(&large), Some(b"\"large\"".to_vec()));
+    assert_eq!(spool.state(&gone), None);
+    // The gone message's state counts no more: only the large one's is live.
+    let index = committer::lock(&spool.inner.view.index);
+    let live: u32 = index.segments.values().map(|u| u.live).sum();
+    assert_eq!(live, 1);
 }
