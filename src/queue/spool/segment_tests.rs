@@ -206,12 +206,12 @@ fn the_fuzz_seeds_read_as_written() {
     let seeds = env!("CARGO_MANIFEST_DIR").to_string() + "/fuzz/corpus/segment/";
     let read = |name: &str| fs::read(format!("{seeds}{name}")).unwrap_or_default();
     assert_eq!(
-        kinds(&read("two-messages-and-done")),
+        kinds(&read("seed-two-messages-and-done")),
         ["record 1", "record 1", "record 2"]
     );
-    assert_eq!(kinds(&read("torn-tail")), ["record 1", "torn"]);
+    assert_eq!(kinds(&read("seed-torn-tail")), ["record 1", "torn"]);
     assert_eq!(
-        kinds(&read("damaged-middle")),
+        kinds(&read("seed-damaged-middle")),
         ["record 1", "damaged", "record 2"]
     );
 }
