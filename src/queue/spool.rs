@@ -228,12 +228,12 @@ impl Spool {
             move |source| SpoolError::Folder { path, source }
         };
         // Modes first (DESIGN.md §6), so that the log line counts what an
-        // older version or a hand left readable by others; queue/, spare/
-        // and segments/ are checked on their own passes below.
+        // older version or a hand left readable by others; queue/ and
+        // spare/ are checked on their own passes below (they read those
+        // folders anyway), segments/ with the rest of the tree.
         let mut fixes = Fixes::default();
         if dir.exists() {
-            modes::fix_tree(dir, &["queue", "spare", "segments"], &mut fixes)
-                .map_err(folder_error(dir))?;
+            modes::fix_tree(dir, &["queue", "spare"], &mut fixes).map_err(folder_error(dir))?;
         }
         modes::create_folder(dir)
             .and_then(|()| modes::create_folder(&queue))
@@ -259,12 +259,6 @@ impl Spool {
             }
         }
         let numbers = index::segment_numbers(&segments).map_err(folder_error(&segments))?;
-        for n in &numbers {
-            let path = index::segment_path(&segments, *n);
-            if let Ok(metadata) = fs::symlink_metadata(&path) {
-                fixes.check(&path, &metadata);
-            }
-        }
         let spares = Spares::open(dir.join("spare"), &mut fixes)
             .map_err(folder_error(&dir.join("spare")))?;
         fixes.log(dir);
