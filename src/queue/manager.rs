@@ -24,7 +24,7 @@ use super::delivery::Delivery;
 use super::finish::{Finisher, Notices};
 use super::handle::QueueHandle;
 use super::schedule::Schedule;
-use super::spool::{Spool, SpoolError};
+use super::spool::{Spool, SpoolError, Summary};
 use super::state::StateStore;
 use crate::current::Current;
 use attempt::Worker;
@@ -173,7 +173,7 @@ impl<D: Delivery> QueueManager<D> {
             // the loop at every timer tick (about 11 % of a core).
             let next = match slots.available_permits() {
                 0 => None,
-                _ => board.due.next(),
+                _ => board.next_due(),
             };
             // Wake at least every second to close idle outbound connections.
             let sleep = next.map_or(Duration::from_secs(1), |at| {
@@ -184,8 +184,8 @@ impl<D: Delivery> QueueManager<D> {
                 Some(id) = self.receiver.recv() => {
                     board.arrive(&id, now());
                     // Held before its announcement arrived: it stays held.
-                    if !board.on_hold.contains(&id) {
-                        board.schedule(id, now());
+                    if !board.on_hold(&id) {
+                        board.schedule(&id, now());
                     }
                 }
                 Some(turn) = finished.recv() => self.turn_over(&mut board, turn, &mut ctx),
@@ -203,7 +203,6 @@ impl<D: Delivery> QueueManager<D> {
                 let Some(id) = board.take_due(now()) else {
                     break;
                 };
-                board.busy.insert(id.clone());
                 let (worker, done) = (self.worker.get(), done.clone());
                 tasks.spawn(async move {
                     let then = match worker.attempt(&id).await {
@@ -236,12 +235,22 @@ impl<D: Delivery> QueueManager<D> {
         let found = blocking(move || {
             let recovered = spool.recover()?;
             let segments = recovered.segments;
+            // The summary in a state record's head says when the message
+            // is due; only a state without one (a large message's, or one
+            // an earlier release wrote) is read and parsed.
             let found: Vec<_> = recovered
                 .messages
                 .into_iter()
-                .map(|(id, arrived)| {
-                    let state = states.load(&id);
-                    (id, state, arrived)
+                .map(|(id, arrived, summary)| {
+                    let summary = summary.unwrap_or_else(|| {
+                        states
+                            .load(&id.to_string())
+                            .map_or_else(Summary::default, |s| Summary {
+                                next_attempt: s.next_attempt,
+                                held: s.held,
+                            })
+                    });
+                    (id, arrived, summary)
                 })
                 .collect();
             Ok::<_, SpoolError>((found, segments))
@@ -264,14 +273,8 @@ impl<D: Delivery> QueueManager<D> {
             seconds = format_args!("{:.2}", started.elapsed().as_secs_f64()),
             "spool recovered"
         );
-        for (id, state, arrived) in found {
-            board.arrive(&id, if arrived > 0 { arrived } else { now() });
-            match state {
-                Some(state) if state.held => {
-                    board.on_hold.insert(id);
-                }
-                state => board.schedule(id, state.map_or(now(), |s| s.next_attempt)),
-            }
+        for (id, arrived, summary) in found {
+            board.recovered(id, if arrived > 0 { arrived } else { now() }, summary);
         }
     }
 
@@ -280,20 +283,14 @@ impl<D: Delivery> QueueManager<D> {
     /// one asked, gets the answer.
     fn turn_over(&self, board: &mut Board, turn: Done, ctx: &mut Context) {
         for (id, then) in turn.turns {
-            board.busy.remove(&id);
-            let retry = board.retry_after.remove(&id);
+            let retry = board.turn_over(&id);
             match then {
                 Then::Due(at) | Then::Back(Some(at)) => {
-                    board.on_hold.remove(&id);
-                    board.schedule(id.clone(), if retry { now() } else { at });
+                    board.set_hold(&id, false);
+                    board.schedule(&id, if retry { now() } else { at });
                 }
-                Then::Gone => {
-                    board.on_hold.remove(&id);
-                    board.leave(&id);
-                }
-                Then::Held => {
-                    board.on_hold.insert(id.clone());
-                }
+                Then::Gone => board.leave(&id),
+                Then::Held => board.set_hold(&id, true),
                 Then::Back(None) => {}
             }
             for command in board.held.remove(&id).unwrap_or_default() {

@@ -12,6 +12,7 @@ pub mod finish;
 pub mod handle;
 pub mod manager;
 pub mod modes;
+pub mod qid;
 pub mod schedule;
 pub mod spool;
 pub mod state;

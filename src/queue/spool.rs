@@ -134,6 +134,7 @@ use fresh::Fresh;
 use index::Index;
 use read::parse_head;
 pub use read::{list_ids, read_envelope, read_message, SpoolView};
+pub use record::Summary;
 use spares::Spares;
 pub use writer::MessageWriter;
 
@@ -202,8 +203,10 @@ struct Inner {
 /// What recovery found: every queued message and when it arrived.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// (id, Unix time of arrival), oldest first.
-    pub messages: Vec<(String, i64)>,
+    /// (id, Unix time of arrival, its latest state's summary), oldest
+    /// first. The summary is `None` when only the state's JSON says (a
+    /// large message's, or one an earlier release wrote): load it.
+    pub messages: Vec<(crate::queue::qid::Qid, i64, Option<Summary>)>,
     pub segments: usize,
 }
 
@@ -366,7 +369,7 @@ impl Spool {
 
     /// True when message `id` is kept in a segment (not a file of its own).
     fn in_segment(&self, id: &str) -> bool {
-        lock_index(&self.inner.view.index).messages.contains_key(id)
+        lock_index(&self.inner.view.index).contains(id)
     }
 
     /// The envelope of a queued message.

@@ -149,7 +149,11 @@ impl StateStore {
             ));
         };
         let json = serde_json::to_vec(state).map_err(io::Error::other)?;
-        spool.save_state(id, json);
+        let summary = crate::queue::spool::Summary {
+            next_attempt: state.next_attempt,
+            held: state.held,
+        };
+        spool.save_state(id, summary, json);
         Ok(())
     }
 }

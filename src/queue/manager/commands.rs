@@ -18,13 +18,13 @@ impl<D: Delivery> QueueManager<D> {
         let worker = self.worker.get();
         let id = match &request {
             Request::Retry { id: None } => {
-                let ids: Vec<String> = board.due.ids().cloned().collect();
+                let ids = board.waiting_ids();
                 let count = ids.len();
                 for id in ids {
-                    board.schedule(id, now());
+                    board.schedule(&id, now());
                 }
-                let busy = board.busy.len();
-                board.retry_after.extend(board.busy.iter().cloned());
+                let busy = board.busy_count();
+                board.retry_all_after();
                 let _ = reply.send(Response::ok(format!(
                     "{count} message(s) due now{}",
                     match busy {
@@ -71,25 +71,25 @@ impl<D: Delivery> QueueManager<D> {
             )));
             return;
         }
-        if board.busy.contains(&id) {
+        if board.busy(&id) {
             if matches!(request, Request::Retry { .. }) {
                 let _ = reply.send(Response::ok(format!(
                     "{id}: being delivered now; tried again at once if deferred"
                 )));
-                board.retry_after.insert(id);
+                board.retry_after(&id);
             } else {
                 board.held.entry(id).or_default().push((request, reply));
             }
             return;
         }
         match request {
-            Request::Retry { .. } if board.on_hold.contains(&id) => {
+            Request::Retry { .. } if board.on_hold(&id) => {
                 let _ = reply.send(Response::error(format!(
                     "{id}: on hold, not tried; `tlsrelay queue release {id}` first"
                 )));
             }
             Request::Retry { .. } => {
-                board.schedule(id.clone(), now());
+                board.schedule(&id, now());
                 let _ = reply.send(Response::ok(format!("{id}: due now")));
             }
             Request::Delete { .. } => {
@@ -139,7 +139,7 @@ impl<D: Delivery> QueueManager<D> {
         let mut later = 0;
         let mut todo = Vec::new();
         for id in ids {
-            if board.busy.contains(&id) {
+            if board.busy(&id) {
                 // Its answer goes nowhere: this one is given now.
                 let (reply, _) = tokio::sync::oneshot::channel();
                 let one = Request::Bulk {

@@ -11,9 +11,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::record::Kind;
+use super::record::{self, Kind, Summary};
 pub(super) use super::record::{walk, Step};
 use super::SpoolError;
+use crate::queue::qid::{IdMap, Qid};
 
 /// Where one record is. A segment stays far below 4 GiB (see
 /// `committer::SEGMENT_SIZE`), so an offset fits in 32 bits: twelve bytes.
@@ -74,7 +75,8 @@ pub(super) struct Usage {
 /// The segments of a spool and the records in them that count.
 #[derive(Debug, Default)]
 pub(super) struct Index {
-    pub(super) messages: HashMap<String, Entry>,
+    /// Every message kept in a segment ([`IdMap`]: 36 bytes each).
+    messages: IdMap<Entry>,
     /// The latest state records of messages kept in files of their own
     /// (`queue/`, past the memory limit: few). A scan cannot tell such a
     /// state from one of a message gone (its record never meets a done
@@ -106,8 +108,21 @@ pub(super) struct ScanReport {
     /// Bytes at the end of segments that were never a whole record (a
     /// batch a crash interrupted: never acknowledged).
     pub(super) torn: u64,
-    /// Every message's arrival, from its record.
-    pub(super) arrivals: HashMap<String, i64>,
+    /// Every message's arrival and what its latest state record's head
+    /// says (see [`Found`]).
+    pub(super) found: IdMap<Found>,
+}
+
+/// What the records of a message in a segment say about it, without
+/// reading its state's JSON.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Found {
+    /// Unix time of its commit.
+    pub(super) arrived: i64,
+    /// Its latest state's summary: due at once without a state; `None`
+    /// when the state record has none (written by an earlier release),
+    /// and then the JSON must be read.
+    pub(super) summary: Option<Summary>,
 }
 
 /// The path of segment `n` in `folder`.
@@ -166,14 +181,28 @@ impl Index {
                     offset: offset as u32,
                     len: record.len as u32,
                 };
+                let id = Qid::of(record.id);
                 match record.kind {
                     Kind::Message => {
-                        report.arrivals.insert(record.id.to_string(), record.time);
+                        let first = Found {
+                            arrived: record.time,
+                            summary: Some(Summary::default()),
+                        };
+                        let found = report.found.get(id).map_or(first, |&old| Found {
+                            arrived: record.time,
+                            ..old
+                        });
+                        report.found.insert(id, found);
                         self.insert(record.id, loc);
                     }
-                    Kind::State => self.set_state(record.id, loc),
+                    Kind::State => {
+                        if let Some(found) = report.found.get_mut(id) {
+                            found.summary = record::summary(&record);
+                        }
+                        self.set_state(record.id, loc);
+                    }
                     Kind::Done => {
-                        report.arrivals.remove(record.id);
+                        report.found.remove(id);
                         self.remove(record.id);
                     }
                 }
@@ -189,9 +218,13 @@ impl Index {
     /// Takes in what a scan of older segments found (recovery, while this
     /// run already writes its own), and queues those worth reclaiming.
     pub(super) fn merge(&mut self, old: Index) {
-        for (id, entry) in old.messages {
-            self.messages.entry(id).or_insert(entry);
-        }
+        let new: Vec<_> = old
+            .messages
+            .iter()
+            .filter(|(id, _)| !self.messages.contains(*id))
+            .map(|(id, entry)| (id, *entry))
+            .collect();
+        self.messages.extend(new);
         for (id, loc) in old.file_states {
             self.file_states.entry(id).or_insert(loc);
         }
@@ -205,10 +238,11 @@ impl Index {
     /// A message committed (or copied) at `loc`; an older copy is dead,
     /// its state stays (a copy is the same message).
     pub(super) fn insert(&mut self, id: &str, loc: Loc) {
-        let old = match self.messages.get_mut(id) {
+        let key = Qid::of(id);
+        let old = match self.messages.get_mut(key) {
             Some(entry) => Some(std::mem::replace(&mut entry.message, loc)),
             None => {
-                self.messages.insert(id.to_string(), Entry::new(loc));
+                self.messages.insert(key, Entry::new(loc));
                 None
             }
         };
@@ -221,7 +255,7 @@ impl Index {
     /// The latest state of message `id` is the record at `loc`; the one
     /// before it is dead.
     pub(super) fn set_state(&mut self, id: &str, loc: Loc) {
-        let old = match self.messages.get_mut(id) {
+        let old = match self.messages.get_mut(Qid::of(id)) {
             Some(entry) => entry.replace_state(loc),
             None => self.file_states.insert(id.to_string(), loc),
         };
@@ -231,9 +265,24 @@ impl Index {
         }
     }
 
+    /// The entry of message `id`, when it is kept in a segment.
+    pub(super) fn message(&self, id: &str) -> Option<Entry> {
+        self.messages.get(Qid::of(id)).copied()
+    }
+
+    /// True when message `id` is kept in a segment.
+    pub(super) fn contains(&self, id: &str) -> bool {
+        self.messages.contains(Qid::of(id))
+    }
+
+    /// The ids of the messages kept in segments.
+    pub(super) fn ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.messages.iter().map(|(id, _)| id.to_string())
+    }
+
     /// Where the latest state record of message `id` is.
     pub(super) fn state_of(&self, id: &str) -> Option<Loc> {
-        match self.messages.get(id) {
+        match self.messages.get(Qid::of(id)) {
             Some(entry) => entry.state(),
             None => self.file_states.get(id).copied(),
         }
@@ -278,7 +327,7 @@ impl Index {
         if let Some(state) = self.file_states.remove(id) {
             self.forget(state);
         }
-        let entry = self.messages.remove(id)?;
+        let entry = self.messages.remove(Qid::of(id))?;
         self.forget(entry.message);
         if let Some(state) = entry.state() {
             self.forget(state);
@@ -348,7 +397,7 @@ impl Index {
         folder: &Path,
         id: &str,
     ) -> Option<io::Result<(Loc, Arc<File>)>> {
-        let loc = self.messages.get(id)?.message;
+        let loc = self.messages.get(Qid::of(id))?.message;
         Some(self.file(folder, loc.segment).map(|file| (loc, file)))
     }
 

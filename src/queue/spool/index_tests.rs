@@ -13,14 +13,32 @@ fn done_records_remove_and_later_copies_win() {
     let mut index = Index::default();
     let mut report = ScanReport::default();
     index.take_in(1, &segment, &mut report);
-    assert!(!index.messages.contains_key("A"));
-    let b = index.messages["B"].message;
+    assert!(!index.contains("A"));
+    let b = index
+        .message("B")
+        .unwrap_or_else(|| panic!("not indexed"))
+        .message;
     assert_eq!(b.offset as usize, segment.len() - 64 - b.len as usize);
     let usage = index.segments[&1];
     assert_eq!(usage.live, 1);
     assert_eq!(usage.live_bytes, u64::from(b.len));
     assert_eq!((report.torn, report.damaged.len()), (0, 0));
-    assert_eq!(report.arrivals.keys().collect::<Vec<_>>(), ["B"]);
+    let found: Vec<_> = report
+        .found
+        .iter()
+        .map(|(id, f)| (id.to_string(), *f))
+        .collect();
+    let due_now = Some(record::Summary::default());
+    assert_eq!(
+        found,
+        [(
+            "B".to_string(),
+            Found {
+                arrived: 1_700_000_000,
+                summary: due_now
+            }
+        )]
+    );
 }
 
 #[test]
@@ -36,7 +54,7 @@ fn damage_in_the_middle_is_skipped_and_reported_a_torn_tail_is_not_kept() {
     let mut index = Index::default();
     let mut report = ScanReport::default();
     index.take_in(3, &segment, &mut report);
-    let mut ids: Vec<_> = index.messages.keys().cloned().collect();
+    let mut ids: Vec<_> = index.ids().collect();
     ids.sort();
     assert_eq!(ids, ["A", "C"]);
     assert_eq!(report.damaged.len(), 1);
@@ -66,17 +84,17 @@ fn json(index: &Index, segments: &[&[u8]], id: &str) -> Option<String> {
 #[test]
 fn the_last_state_after_a_message_wins_and_a_done_record_drops_both() {
     let mut one = message("A", b"one");
-    one.extend(record::state("A", 10, b"first"));
+    one.extend(record::state("A", record::Summary::default(), b"first"));
     one.extend(message("B", b"two"));
-    let mut two = record::state("A", 20, b"second");
-    two.extend(record::state("B", 20, b"of B"));
+    let mut two = record::state("A", record::Summary::default(), b"second");
+    two.extend(record::state("B", record::Summary::default(), b"of B"));
     two.extend(record::done("B", 1));
     let index = scanned(&[&one, &two]);
     assert_eq!(json(&index, &[&one, &two], "A").as_deref(), Some("second"));
-    assert!(!index.messages.contains_key("B"));
+    assert!(!index.contains("B"));
     assert_eq!(index.state_of("B"), None);
     // Segment 1: A's message counts, its first state no longer, B is done.
-    let a = index.messages["A"];
+    let a = index.message("A").unwrap_or_else(|| panic!("not indexed"));
     assert_eq!(index.segments[&1].live, 1);
     assert_eq!(index.segments[&1].live_bytes, u64::from(a.message.len));
     let state = a.state().unwrap_or_else(|| panic!("no state"));
@@ -90,17 +108,17 @@ fn a_state_of_a_message_not_queued_is_ignored() {
     // C was done before its late state; D's message is in a damaged stretch.
     let mut segment = message("C", b"three");
     segment.extend(record::done("C", 1));
-    segment.extend(record::state("C", 30, b"late"));
+    segment.extend(record::state("C", record::Summary::default(), b"late"));
     let d = message("D", b"four");
     let mut damaged = d.clone();
     damaged[30] ^= 1;
     segment.extend(damaged);
-    segment.extend(record::state("D", 30, b"orphan"));
+    segment.extend(record::state("D", record::Summary::default(), b"orphan"));
     let mut index = scanned(&[&segment]);
     // Recovery keeps states only for messages in files still there.
     index.retain_file_states(|_| false);
     assert_eq!((index.state_of("C"), index.state_of("D")), (None, None));
-    assert!(index.messages.is_empty());
+    assert_eq!(index.ids().count(), 0);
     assert_eq!(index.segments[&1].live, 0);
     assert!(index.worth_reclaiming(1));
 }

@@ -54,15 +54,14 @@ impl SpoolView {
             true => list_ids(&self.queue)?,
             false => Vec::new(),
         };
-        ids.extend(lock(&self.index).messages.keys().cloned());
+        ids.extend(lock(&self.index).ids());
         ids.sort_unstable();
         Ok(ids)
     }
 
     /// True when message `id` is queued.
     pub fn contains(&self, id: &str) -> bool {
-        valid_id(id)
-            && (lock(&self.index).messages.contains_key(id) || self.queue.join(id).is_file())
+        valid_id(id) && (lock(&self.index).contains(id) || self.queue.join(id).is_file())
     }
 
     /// A queued message: its envelope and content.

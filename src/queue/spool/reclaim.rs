@@ -55,7 +55,7 @@ impl Committer {
                 len: record.len as u32,
             };
             let keep = match record.kind {
-                Kind::Message => index.messages.get(record.id).map(|e| e.message) == Some(here),
+                Kind::Message => index.message(record.id).map(|e| e.message) == Some(here),
                 Kind::State => index.state_of(record.id) == Some(here),
                 Kind::Done => record.target != n && index.segments.contains_key(&record.target),
             };

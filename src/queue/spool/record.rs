@@ -8,8 +8,14 @@
 //!  8      4     CRC-32 of those bytes, LE
 //! 12      1     kind: 1 message, 2 done, 3 state
 //! 13      1     length of the queue id
-//! 14      8     message, state: Unix time of the commit or save; done: 0 (LE)
-//! 22      4     done: the segment holding the message; otherwise 0 (LE)
+//! 14      8     message: Unix time of the commit; state: see `target`;
+//!               done: 0 (LE)
+//! 22      4     done: the segment holding the message; state: 0 (written
+//!               before issue 18's compact recovery: `time` is when it was
+//!               saved) or a summary, bit 0 set: `time` is the next
+//!               attempt's Unix time and bit 1 says the message is held,
+//!               so recovery schedules it without reading the JSON;
+//!               message: 0 (LE)
 //! 26      n     the queue id (ASCII letters and digits)
 //! 26+n    ...   message: the message as a spool file holds it (the line
 //!               `tlsrelay-spool 1`, the envelope, the content); state:
@@ -37,6 +43,28 @@ pub(super) enum Kind {
     Done = 2,
     /// The delivery state of a queued message; the latest one counts.
     State = 3,
+}
+
+/// What the manager needs of a delivery state to schedule its message:
+/// kept in the head of a state record (see the layout above).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Unix time of the next attempt (0: at once).
+    pub next_attempt: i64,
+    /// On hold: never scheduled.
+    pub held: bool,
+}
+
+/// State record `target` bits: the head holds a [`Summary`]; it is held.
+const SUMMARY: u32 = 1;
+const HELD: u32 = 2;
+
+/// The summary in the head of state record `record`, when it has one.
+pub(super) fn summary(record: &Record<'_>) -> Option<Summary> {
+    (record.kind == Kind::State && record.target & SUMMARY != 0).then_some(Summary {
+        next_attempt: record.time,
+        held: record.target & HELD != 0,
+    })
 }
 
 /// A record read back and checked.
@@ -94,9 +122,11 @@ pub(super) fn done(id: &str, target: u32) -> Vec<u8> {
     bytes
 }
 
-/// The record holding `json`, the delivery state of message `id` saved at `time`.
-pub(super) fn state(id: &str, time: i64, json: &[u8]) -> Vec<u8> {
-    let mut bytes = head(Kind::State, id, time, 0);
+/// The record holding `json`, the delivery state of message `id`, with
+/// its summary in the head.
+pub(super) fn state(id: &str, summary: Summary, json: &[u8]) -> Vec<u8> {
+    let flags = SUMMARY | if summary.held { HELD } else { 0 };
+    let mut bytes = head(Kind::State, id, summary.next_attempt, flags);
     bytes.extend_from_slice(json);
     seal(&mut bytes);
     bytes
@@ -242,14 +272,23 @@ mod tests {
             (record.kind, record.target, record.payload),
             (Kind::Done, 7, &[][..])
         );
-        let state = state("ABC123", 1_800_000_000, br#"{"attempts":1}"#);
+        let summary = Summary {
+            next_attempt: 1_800_000_000,
+            held: true,
+        };
+        let state = state("ABC123", summary, br#"{"attempts":1}"#);
         let record = parse(&state).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(
-            (record.kind, record.id, record.time, record.payload),
+            (
+                record.kind,
+                record.id,
+                super::summary(&record),
+                record.payload
+            ),
             (
                 Kind::State,
                 "ABC123",
-                1_800_000_000,
+                Some(summary),
                 &br#"{"attempts":1}"#[..]
             )
         );

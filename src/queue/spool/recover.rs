@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use super::committer::{lock as lock_index, Job};
 use super::index::{self, Index};
 use super::{list_ids, modes, Recovered, Spool, SpoolError};
+use crate::queue::qid::Qid;
 
 impl Spool {
     /// Reads the segments written before this run into the index, and
@@ -39,11 +40,12 @@ impl Spool {
             tracing::info!(bytes = report.torn, "dropped the unfinished end of a spool segment (a batch a crash interrupted, never acknowledged)");
         }
         let segments = old.segments.len();
-        let mut messages: Vec<(String, i64)> = old
-            .messages
-            .keys()
-            .map(|id| (id.clone(), report.arrivals.get(id).copied().unwrap_or(0)))
+        let mut messages: Vec<_> = report
+            .found
+            .iter()
+            .map(|(id, found)| (id, found.arrived, found.summary))
             .collect();
+        drop(report);
         let files = list_ids(&view.queue)?;
         let queued: HashSet<&str> = files.iter().map(String::as_str).collect();
         old.retain_file_states(|id| queued.contains(id));
@@ -52,9 +54,9 @@ impl Spool {
         let _ = self.inner.committer.send(Job::Flush(oneshot::channel().0));
         for id in files {
             let arrived = arrived_file(&view.queue.join(&id)).unwrap_or(0);
-            messages.push((id, arrived));
+            messages.push((Qid::of(&id), arrived, None));
         }
-        messages.sort_unstable();
+        messages.sort_unstable_by_key(|(id, _, _)| *id);
         Ok(Recovered { messages, segments })
     }
 

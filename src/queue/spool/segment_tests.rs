@@ -54,7 +54,10 @@ async fn two_messages(dir: &Path) -> (Vec<u8>, usize) {
     commit(&spool, "Subject: B\r\n\r\nsecond\r\n").await;
     let second_at = {
         let index = committer::lock(&spool.inner.view.index);
-        let loc = index.messages[&first].message;
+        let loc = index
+            .message(&first)
+            .unwrap_or_else(|| panic!("not indexed"))
+            .message;
         (loc.offset + loc.len) as usize
     };
     drop(spool);
@@ -238,19 +241,19 @@ async fn compaction_copies_a_message_with_its_latest_state_from_wherever_it_is()
     // Run 1: K with two states, and L, much larger, in segment 1.
     let spool = reopen(dir.path());
     let kept = commit(&spool, "Subject: deferred\r\n\r\nstays\r\n").await;
-    spool.save_state(&kept, b"\"first\"".to_vec());
+    spool.save_state(&kept, Summary::default(), b"\"first\"".to_vec());
     let large = commit(
         &spool,
         &format!("Subject: L\r\n\r\n{}\r\n", "x".repeat(4000)),
     )
     .await;
-    spool.save_state(&kept, b"\"second\"".to_vec());
+    spool.save_state(&kept, Summary::default(), b"\"second\"".to_vec());
     spool.flush().await;
     drop(spool);
     // Run 2: K's latest state in segment 2.
     let spool = reopen(dir.path());
     assert_eq!(spool.state(&kept), Some(b"\"second\"".to_vec()));
-    spool.save_state(&kept, b"\"third\"".to_vec());
+    spool.save_state(&kept, Summary::default(), b"\"third\"".to_vec());
     spool.flush().await;
     drop(spool);
     assert_eq!(segments(dir.path()), [1, 2]);
@@ -292,8 +295,8 @@ async fn a_large_message_s_state_lives_in_a_segment_and_leaves_with_it() {
     let spool = reopen(dir.path());
     let large = commit(&spool, &"y".repeat(2 * MEMORY_LIMIT)).await;
     let gone = commit(&spool, &"z".repeat(2 * MEMORY_LIMIT)).await;
-    spool.save_state(&large, b"\"large\"".to_vec());
-    spool.save_state(&gone, b"\"gone\"".to_vec());
+    spool.save_state(&large, Summary::default(), b"\"large\"".to_vec());
+    spool.save_state(&gone, Summary::default(), b"\"gone\"".to_vec());
     spool.flush().await;
     spool.remove(&gone);
     assert_eq!(spool.state(&gone), None);

@@ -6,7 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use super::committer::{lock as lock_index, Job};
-use super::{record, Spool};
+use super::record::{self, Summary};
+use super::Spool;
 
 impl Spool {
     /// Saves `json` as the delivery state of queued message `id`. Written
@@ -14,19 +15,19 @@ impl Spool {
     /// crash can lose it, and then recipients delivered already are tried
     /// again (a duplicate, never a loss). A load sees it at once; a
     /// [`flush`](Self::flush) puts it on stable storage. A message no
-    /// longer queued gets no state.
-    pub fn save_state(&self, id: &str, json: Vec<u8>) {
+    /// longer queued gets no state. `summary` goes into the record's head,
+    /// for recovery.
+    pub fn save_state(&self, id: &str, summary: Summary, json: Vec<u8>) {
         let view = &self.inner.view;
         let in_segment = self.in_segment(id);
         if !in_segment && !view.queue.join(id).is_file() {
             return;
         }
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let record = record::state(id, now, &json);
+        let record = record::state(id, summary, &json);
         {
             let mut index = lock_index(&view.index);
             // Gone meanwhile (removed by another task): nothing to save.
-            if in_segment && !index.messages.contains_key(id) {
+            if in_segment && !index.contains(id) {
                 return;
             }
             let save = index.state_saved(id, json);
