@@ -96,6 +96,7 @@ fn run(command: Command, runtime: &Runtime) -> ExitCode {
 /// log (`--log-format json` gives JSON, which a log collector parses like
 /// every other line): one `cannot start` event per line of the error.
 fn serve(path: &std::path::Path, runtime: &Runtime) -> ExitCode {
+    tlsrelay::daemon::tune_allocator();
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(errors) => return fatal(errors, ExitCode::from(1)),

@@ -25,7 +25,10 @@ use crate::tls::server::ServerTls;
 use crate::tls::{certs, generate};
 use crate::transit::Store;
 
+mod memory;
 mod reload;
+
+pub use memory::tune_allocator;
 
 use reload::restart_only;
 pub use reload::Reloader;

@@ -1,9 +1,10 @@
 //! The manager's board: which messages wait for when, which are busy,
 //! which are on hold, and when each arrived. Bookkeeping only, no I/O.
 //!
-//! One [`IdMap`] entry a message (24 bytes: the key, two times, flags)
-//! plus its entry in the due heaps (16 bytes, see [`Due`]): a queue of a
-//! million deferred messages costs the board about 40 MB.
+//! One [`IdMap`] entry a message (24 bytes: the key, two times, flags),
+//! plus 16 bytes in the due heaps for a message due within the hour (see
+//! [`Due`]): a queue of a million messages deferred for longer costs the
+//! board 24 MB.
 
 use std::collections::HashMap;
 
@@ -233,14 +234,36 @@ impl Board {
     /// messages due by `now` that wait for a slot, for inbound flow
     /// control (`backlog`) and the metrics.
     pub(super) fn publish(&mut self, now: i64, backlog: &Backlog) {
-        let slots = &mut self.slots;
-        self.due.advance(now, |key, at| claim(slots, key, at));
+        self.advance(now);
         let ready = self.due.ready();
         backlog.set(ready);
         // With the relay's ids the smallest key is the oldest message.
         let queued = self.slots.len();
         let oldest = self.oldest();
         crate::metrics::queue_measured(queued, oldest, ready);
+    }
+
+    /// Time has come to `now` for the heaps; messages deferred past their
+    /// window come in as it moves on.
+    fn advance(&mut self, now: i64) {
+        let slots = &mut self.slots;
+        self.due.advance(now, |key, at| claim(slots, key, at));
+        let Some((after, until)) = self.due.slide() else {
+            return;
+        };
+        let coming: Vec<(Qid, u32)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.flags & WAITING != 0 && s.due > after && s.due <= until)
+            .map(|(k, s)| (k, s.due))
+            .collect();
+        for (key, at) in coming {
+            if self.due.push(key, at) {
+                if let Some(slot) = self.slots.get_mut(key) {
+                    slot.flags |= COUNTED;
+                }
+            }
+        }
     }
 
     /// The oldest message's arrival: the first queued slot's.
@@ -260,8 +283,7 @@ impl Board {
 
     /// The next message due by `now`, taken off the board and busy.
     pub(super) fn take_due(&mut self, now: i64) -> Option<String> {
-        let slots = &mut self.slots;
-        self.due.advance(now, |key, at| claim(slots, key, at));
+        self.advance(now);
         let slots = &self.slots;
         let (key, _) = self.due.pop_ready(|key, at| current(slots, key, at))?;
         self.update(key, |s| s.flags = (s.flags & !(WAITING | COUNTED)) | BUSY);

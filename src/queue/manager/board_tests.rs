@@ -1,3 +1,4 @@
+use super::super::due::WINDOW;
 use super::Board;
 use crate::queue::backlog::Backlog;
 
@@ -122,4 +123,30 @@ fn deferred_messages_cost_nothing_per_turn_and_stale_entries_are_dropped() {
     }
     assert!(board.due.entries() <= 2 * 200_001 + 1024);
     assert_eq!(ready(&mut board, &backlog, 3600), 200_001);
+}
+
+#[test]
+fn messages_deferred_past_the_window_cost_the_heaps_nothing_until_it_reaches_them() {
+    let (mut board, backlog) = board(&[], 1000);
+    for n in 0..3000u32 {
+        let id = format!("6209{n:014X}");
+        board.arrive(&id, 1000);
+        board.schedule(&id, 1000 + 2 * i64::from(WINDOW) + i64::from(n % 7));
+    }
+    board.arrive("soon", 1000);
+    board.schedule("soon", 1060);
+    assert_eq!(board.due.entries(), 1, "only the one due within the hour");
+    assert_eq!(board.next_due(), Some(1060));
+    // The window moves on every half hour; each message comes in once.
+    let mut now = 1000;
+    while now < 1000 + 2 * i64::from(WINDOW) + 10 {
+        now += 60;
+        board.publish(now, &backlog);
+    }
+    assert_eq!(backlog.get(), 3001);
+    let mut taken = 0;
+    while board.take_due(now).is_some() {
+        taken += 1;
+    }
+    assert_eq!((taken, board.waiting_ids().len()), (3001, 0));
 }

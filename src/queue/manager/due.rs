@@ -12,8 +12,15 @@
 //! the waiting messages due by `horizon`: an entry counts when it is
 //! pushed due already, or when [`Due::advance`] moves it and the board
 //! `claim`s it (once a message, however many entries it has); the board
-//! calls [`Due::uncount`] when a counted message stops waiting. An entry is 16 bytes: times are
-//! Unix seconds in a `u32` (good until 2106).
+//! calls [`Due::uncount`] when a counted message stops waiting. An entry
+//! is 16 bytes: times are Unix seconds in a `u32` (good until 2106).
+//!
+//! Only messages due within [`WINDOW`] of the horizon are in the heaps at
+//! all: a message deferred for longer is kept by the board's table alone
+//! (its slot has the time), and [`Due::slide`] tells the board, every half
+//! window, which times to take in. A queue of a million messages deferred
+//! for hours so costs the heaps nothing, and the board one pass over its
+//! table every half hour.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -21,6 +28,9 @@ use std::collections::BinaryHeap;
 use crate::queue::qid::Qid;
 
 type Heap = BinaryHeap<Reverse<(u32, Qid)>>;
+
+/// How far ahead of the horizon the heaps look, in seconds.
+pub(super) const WINDOW: u32 = 3600;
 
 /// A Unix time as the heaps keep it.
 pub(super) fn secs(at: i64) -> u32 {
@@ -35,22 +45,38 @@ pub(super) struct Due {
     later: Heap,
     /// The latest time [`Due::advance`] was given.
     horizon: u32,
+    /// Messages due after this are not in the heaps (see [`WINDOW`]).
+    window_end: u32,
     /// Waiting messages due by `horizon`.
     ready_count: usize,
 }
 
 impl Due {
     /// `id` waits until `at` (the board has recorded it); true when it
-    /// is due already and counted.
+    /// is due already and counted. Past the window it is not kept here.
     pub(super) fn push(&mut self, id: Qid, at: u32) -> bool {
         if at <= self.horizon {
             self.ready_count += 1;
             self.ready.push(Reverse((at, id)));
             true
         } else {
-            self.later.push(Reverse((at, id)));
+            if at <= self.window_end {
+                self.later.push(Reverse((at, id)));
+            }
             false
         }
+    }
+
+    /// Once half the window has passed, moves it on: the board pushes its
+    /// waiting messages due in the returned range (after the old end, up
+    /// to the new one).
+    pub(super) fn slide(&mut self) -> Option<(u32, u32)> {
+        if self.horizon.saturating_add(WINDOW / 2) <= self.window_end {
+            return None;
+        }
+        let old = self.window_end;
+        self.window_end = self.horizon.saturating_add(WINDOW);
+        Some((old, self.window_end))
     }
 
     /// A counted message stopped waiting.
@@ -64,7 +90,7 @@ impl Due {
     }
 
     /// The earliest due time of any entry (maybe a stale one: the loop
-    /// then wakes for nothing, once).
+    /// then wakes for nothing, once); none past the window.
     pub(super) fn next(&self) -> Option<i64> {
         let first = |heap: &Heap| heap.peek().map(|Reverse((at, _))| i64::from(*at));
         match (first(&self.ready), first(&self.later)) {
@@ -120,7 +146,7 @@ impl Due {
     /// [`Due::horizon`] count.
     pub(super) fn rebuild(&mut self, waiting: impl Iterator<Item = (Qid, u32)>) {
         let (mut ready, mut later) = (Vec::new(), Vec::new());
-        for (id, at) in waiting {
+        for (id, at) in waiting.filter(|&(_, at)| at <= self.window_end) {
             match at <= self.horizon {
                 true => ready.push(Reverse((at, id))),
                 false => later.push(Reverse((at, id))),
