@@ -91,3 +91,49 @@ async fn every_sync_and_batch_is_counted() {
     assert!(counter("tlsrelay_spool_syncs_total") >= syncs + 4);
     assert!(counter("tlsrelay_spool_batches_total") >= batches + 3);
 }
+
+fn message(n: usize) -> (Job, oneshot::Receiver<super::Ack>) {
+    let (reply, acked) = oneshot::channel();
+    let job = Job::Message {
+        id: format!("M{n}"),
+        record: vec![b'm'; 100],
+        reply,
+    };
+    (job, acked)
+}
+
+#[test]
+fn a_lone_client_is_written_at_once_a_busy_batch_closes_in_time() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let index = Arc::new(Mutex::new(Index::default()));
+    let writers = Arc::new(AtomicUsize::new(0));
+    let committer = Committer::new(dir.path().to_path_buf(), index, 1, writers.clone());
+    let (jobs, received) = std::sync::mpsc::channel();
+    // No other message is being received: the batch is what waits, now.
+    let (first, _acked) = message(0);
+    assert_eq!(committer.gather(first, &received).len(), 1);
+    // Others keep coming, every half millisecond for about 200 ms: the
+    // batch still closes (GATHER_MOST), long before the last one.
+    writers.store(1, std::sync::atomic::Ordering::Release);
+    let sender = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for n in 1..=400 {
+            let (job, acked) = message(n);
+            if jobs.send(job).is_err() {
+                break;
+            }
+            kept.push(acked);
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+        kept.len()
+    });
+    let first = received.recv().unwrap_or_else(|e| panic!("{e}"));
+    let batch = committer.gather(first, &received);
+    assert!(
+        batch.len() < 400,
+        "one batch took all {} messages",
+        batch.len()
+    );
+    drop(received);
+    let _ = sender.join();
+}
