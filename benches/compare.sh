@@ -43,6 +43,9 @@
 #   so DANE is asked; "tlsrelay" has `[delivery] dane = true`, "baseline"
 #   the same binary (or BASELINE=) with `dane = false`. Postfix is
 #   unchanged. Needs nsd and ldnsutils (installed if missing).
+#   Every tlsrelay instance serves its metrics (on a port the OS picked);
+#   each run of tlsrelay or baseline reads tlsrelay_spool_syncs_total
+#   before and after, for the column syncs_per_msg.
 #   OUT=target/compare (results.tsv, fsync.tsv, idle.tsv, steady.tsv, queue.tsv,
 #   results.md), KEEP_WORK=1 keeps the
 #   instances' folder and logs under /tmp
@@ -216,8 +219,9 @@ chmod 644 "$WORK/certs/relay.key"
 
 # --- Postfix --------------------------------------------------------------
 # TARGET[SYSTEM-NAME]: where it listens; ROOT[SYSTEM-NAME]: the pid whose
-# process tree is that relay (tlsrelay's one process, Postfix's master).
-declare -A TARGET ROOT WRAPPER
+# process tree is that relay (tlsrelay's one process, Postfix's master);
+# METRICS[TARGET]: where a tlsrelay at that address serves its metrics.
+declare -A TARGET ROOT WRAPPER METRICS
 # start_postfix NAME SINK TLS(0|1) [IDLE]: with IDLE, an instance for W6
 # that takes IDLE sessions at once from one client, offers STARTTLS and
 # lets an idle smtpd exit after 2 s (max_idle) so a measurement starts
@@ -335,10 +339,12 @@ stop_postfix() {
 # start_tlsrelay NAME SINK TLS-LEVEL [IDLE]: with IDLE, the connection
 # limits allow IDLE sessions at once from one address (W6). SYSTEM and
 # BINARY in the environment run another build under another name
-# (BASELINE).
+# (BASELINE); METRICS_LISTEN, where it serves its metrics (default: a
+# free port).
 start_tlsrelay() {
     local system=${SYSTEM:-tlsrelay} binary=${BINARY:-$TLSRELAY}
     local name=$1 sink=${SINK_ADDR[$2]} level=$3 idle=${4:-} dir=$WORK/$system-$1
+    local metrics=${METRICS_LISTEN:-127.0.0.1:$(free_port)}
     rm -rf "$dir"
     mkdir -p "$dir"
     cat >"$dir/tlsrelay.toml" <<EOF
@@ -365,6 +371,8 @@ tls = "$level"
 [delivery]
 max_connections_per_destination = 20
 $([[ $DANE == 1 ]] && printf 'mx_port = %s\ndane = %s\n' "${sink##*:}" "$([[ $system == baseline ]] && echo false || echo true)")
+[admin]
+metrics_listen = "$metrics"
 [dns]
 reverse_lookups = false
 $([[ $DANE == 1 ]] && printf 'nameservers = ["127.0.0.1:%s"]\ntrust_anchor = "%s"\n' "$DNS_PORT" "$WORK/dns/anchor" || echo 'nameservers = ["127.0.0.1:1"]')
@@ -372,6 +380,7 @@ EOF
     [[ -z ${EXTRA_TOML:-} ]] || echo "$EXTRA_TOML" >>"$dir/tlsrelay.toml"
     : >"$dir/log"
     BINARY=$binary launch_tlsrelay "$system" "$name"
+    METRICS[${TARGET[$system-$name]}]=$metrics
     say "$system $name on ${TARGET[$system-$name]} -> $sink ($level)"
 }
 
@@ -393,6 +402,12 @@ launch_tlsrelay() {
     done
     TARGET[$system-$name]=$(grep '"message":"listening"' "$dir/log" | tail -n1 \
         | sed -n 's/.*"address":"\([0-9.:]*\)".*/\1/p')
+}
+
+# relay_metric ADDR NAME{LABELS}: one value from the metrics a tlsrelay
+# serves at ADDR (nothing if it has no such series or does not answer).
+relay_metric() {
+    curl -s --max-time 10 "http://$1/metrics" | awk -v m="$2" '$1 == m { print $2; exit }' || true
 }
 
 # --- DANE=1: a signed example.test served by nsd ------------------------
@@ -445,7 +460,7 @@ if [[ -n $BASELINE ]]; then
 fi
 
 # --- one run ------------------------------------------------------------
-COLUMNS_TSV='workload\tsystem\trep\taccepted\terrors\tgen_rate\tp50_ms\tp99_ms\tsink_rate\tmessages\tsize\trcpts\tsessions\tcpu_s\tcpu_s_per_1k\tpeak_rss\tpeak_rss_sampled\tpeak_pss_sampled'
+COLUMNS_TSV='workload\tsystem\trep\taccepted\terrors\tgen_rate\tp50_ms\tp99_ms\tsink_rate\tmessages\tsize\trcpts\tsessions\tcpu_s\tcpu_s_per_1k\tpeak_rss\tpeak_rss_sampled\tpeak_pss_sampled\tsyncs_per_msg'
 printf '%b\n' "$COLUMNS_TSV" >"$OUT/results.tsv"
 
 # What a sampler (procstat.py sample) is doing in the background, if anything.
@@ -460,7 +475,9 @@ run() {
     shift 6
     local messages=${R_MESSAGES:-$MESSAGES} size=${R_SIZE:-$SIZE} rcpts=${R_RCPTS:-$RCPTS}
     local sessions=${R_SESSIONS:-$SESSIONS} result ok cpu0 cpu1 peak='' sampled='' sampled_pss='' c0 t0
+    local metrics=${METRICS[$target]:-} syncs0='' syncs1='' syncs=-
     read -r c0 _ t0 <<<"$(sink_stats "$sink")"
+    [[ -z $metrics ]] || syncs0=$(relay_metric "$metrics" tlsrelay_spool_syncs_total)
     if [[ ${R_PEAK:-0} == 1 ]]; then
         # Peak RSS of this run only: clear_refs 5 resets VmHWM to the current RSS.
         [[ $system == tlsrelay || $system == baseline ]] && echo 5 >"/proc/$root/clear_refs"
@@ -489,6 +506,10 @@ run() {
         sleep 0.2
     done
     cpu1=$(procstat tree "$root" | sed -n 's/.* cpu=\([0-9.]*\).*/\1/p')
+    # Syncs per accepted message, the delivery's done records included
+    # (they are written unsynced, with the next batch).
+    [[ -z $syncs0 ]] || syncs1=$(relay_metric "$metrics" tlsrelay_spool_syncs_total)
+    [[ -z $syncs1 || $ok == 0 ]] || syncs=$(python3 -c "print(f'{($syncs1 - $syncs0) / $ok:.3f}')")
     if [[ -n $SAMPLER_PID ]]; then
         stop_pid "$SAMPLER_PID"
         SAMPLER_PID=
@@ -503,10 +524,11 @@ run() {
     cpu=$(python3 -c "print(f'{$cpu1 - $cpu0:.2f}')")
     cpu_1k=$(python3 -c "print(f'{($cpu1 - $cpu0) * 1000 / $ok:.3f}' if $ok else '-')")
     f() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$result"; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$system" "$rep" "$ok" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$system" "$rep" "$ok" \
         "$(f errors)" "$(f rate)" "$(f p50_ms)" "$(f p99_ms)" "$sink_rate" \
-        "$messages" "$size" "$rcpts" "$sessions" "$cpu" "$cpu_1k" "${peak:--}" "${sampled:--}" "${sampled_pss:--}" >>"$OUT/results.tsv"
-    say "$workload rep $rep $system: $(f rate) msg/s accepted, $sink_rate msg/s at the sink, p50 $(f p50_ms) ms, p99 $(f p99_ms) ms, $(f errors) errors, ${cpu} CPU s${peak:+, peak RSS $peak}${sampled:+ (sampled: RSS $sampled, PSS $sampled_pss)}"
+        "$messages" "$size" "$rcpts" "$sessions" "$cpu" "$cpu_1k" "${peak:--}" "${sampled:--}" "${sampled_pss:--}" \
+        "$syncs" >>"$OUT/results.tsv"
+    say "$workload rep $rep $system: $(f rate) msg/s accepted, $sink_rate msg/s at the sink, p50 $(f p50_ms) ms, p99 $(f p99_ms) ms, $(f errors) errors, ${cpu} CPU s${peak:+, peak RSS $peak}${sampled:+ (sampled: RSS $sampled, PSS $sampled_pss)}${syncs1:+, $syncs syncs per message}"
 }
 
 # xcheck_source REP ADDR LABEL [SINK]: smtp-source, the same workload, timed
@@ -529,7 +551,7 @@ xcheck_source() {
         done
         sink_rate=$(python3 -c "print(f'{($c1 - $c0) / max($last - $t0, 1e-6):.1f}')")
     fi
-    printf 'xcheck\t%s\t%s\t%s\t0\t%s\t-\t-\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\n' "$label" "$rep" "$MESSAGES" "$rate" \
+    printf 'xcheck\t%s\t%s\t%s\t0\t%s\t-\t-\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\n' "$label" "$rep" "$MESSAGES" "$rate" \
         "$sink_rate" "$MESSAGES" "$SIZE" "$RCPTS" "$SESSIONS" >>"$OUT/results.tsv"
     say "xcheck rep $rep $label: $rate msg/s, $sink_rate msg/s at the sink"
 }
@@ -587,7 +609,7 @@ for rep in $(seq 1 "$REPS"); do
                 result=$(timeout "$RUN_TIMEOUT" "$LOADGEN" --target "$SMTP_SINK_ADDR" --sessions "$SESSIONS" \
                     --messages "$MESSAGES" --size "$SIZE" --rcpts "$RCPTS" --reuse | grep '^RESULT' || true)
                 rate=$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' <<<"$result")
-                printf 'xcheck\tloadgen>smtp-sink\t%s\t%s\t0\t%s\t-\t-\t-\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\n' "$rep" "$MESSAGES" "$rate" \
+                printf 'xcheck\tloadgen>smtp-sink\t%s\t%s\t0\t%s\t-\t-\t-\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\n' "$rep" "$MESSAGES" "$rate" \
                     "$MESSAGES" "$SIZE" "$RCPTS" "$SESSIONS" >>"$OUT/results.tsv"
                 say "xcheck rep $rep loadgen>smtp-sink: $rate msg/s"
                 xcheck_source "$rep" "$SMTP_SINK_ADDR" "smtp-source>smtp-sink"

@@ -82,7 +82,7 @@ EOF
 
 # q_metric NAME{LABELS}: one value from the queue instance's metrics.
 q_metric() {
-    curl -s --max-time 10 "http://$Q_METRICS/metrics" | awk -v m="$1" '$1 == m { print $2; exit }'
+    relay_metric "$Q_METRICS" "$1"
 }
 # q_mark SYSTEM: where deferrals are counted from: Postfix, the size of
 # its log; tlsrelay, its deferred-recipient counter (since its start).
@@ -211,8 +211,8 @@ queue_run() {
         Q_SPOOL=$WORK/postfix-queue/spool
     else
         Q_METRICS=127.0.0.1:$(free_port)
-        LISTEN=127.0.0.1:$(free_port) EXTRA_TOML=$(printf '%s\n' '[queue]' 'retry_intervals = ["12h"]' \
-            'delay_warning_after = "0s"' '[admin]' "metrics_listen = \"$Q_METRICS\"") \
+        LISTEN=127.0.0.1:$(free_port) METRICS_LISTEN=$Q_METRICS \
+            EXTRA_TOML=$(printf '%s\n' '[queue]' 'retry_intervals = ["12h"]' 'delay_warning_after = "0s"') \
             start_tlsrelay queue q none
         Q_SPOOL=$WORK/tlsrelay-queue/spool Q_CONFIG=$WORK/tlsrelay-queue/tlsrelay.toml
     fi

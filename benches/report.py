@@ -14,7 +14,7 @@ idle = list(csv.DictReader(open(sys.argv[3]), delimiter="\t"))
 def num(v):
     return None if v in ("-", "", None) else float(v)
 def med(rs, key):
-    vals = [num(r[key]) for r in rs if num(r[key]) is not None]
+    vals = [num(r.get(key)) for r in rs if num(r.get(key)) is not None]
     return statistics.median(vals) if vals else None
 def fmt(v, d=0):
     return "-" if v is None else f"{v:,.{d}f}"
@@ -29,18 +29,21 @@ for r in rows:
         groups.setdefault((r["workload"], r["system"]), []).append(r)
 if groups:
     print("| workload | system | runs × messages | size, rcpts, sessions | accepted msg/s | delivered msg/s (at sink) "
-          "| p50 ms | p99 ms | errors | CPU s / 1,000 msgs |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| p50 ms | p99 ms | errors | CPU s / 1,000 msgs | syncs / msg |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for (w, s), rs in groups.items():
         errors = sum(int(r["errors"] or 0) for r in rs)
         r0 = rs[0]
         print(f"| {w} | {s} | {len(rs)} × {r0['messages']} | {size(r0['size'])}, {r0['rcpts']}, {r0['sessions']} "
               f"| {fmt(med(rs,'gen_rate'))} | {fmt(med(rs,'sink_rate'))} "
-              f"| {fmt(med(rs,'p50_ms'),2)} | {fmt(med(rs,'p99_ms'),2)} | {errors} | {fmt(med(rs,'cpu_s_per_1k'),2)} |")
+              f"| {fmt(med(rs,'p50_ms'),2)} | {fmt(med(rs,'p99_ms'),2)} | {errors} | {fmt(med(rs,'cpu_s_per_1k'),2)} "
+              f"| {fmt(med(rs,'syncs_per_msg'),3)} |")
     print()
     print("CPU: utime+stime+cutime+cstime of the system's process tree (tlsrelay: its process; Postfix: the master, "
           "its live daemons and, through cutime/cstime, those that exited), from just before the generator starts "
-          "to the sink's last message; for `sink` rows, the sink's own.")
+          "to the sink's last message; for `sink` rows, the sink's own. Syncs / msg: tlsrelay's "
+          "`tlsrelay_spool_syncs_total` over the same span, per accepted message, without strace (`-`: "
+          "Postfix, the sink, or a build without that metric).")
     print()
 def ratio_cells(t, other):
     """tlsrelay's runs `t` over `other`'s: accepted, delivered, p99, CPU per message."""

@@ -23,6 +23,8 @@
 //! | `tlsrelay_queue_backlog` | | messages due now and waiting for a delivery slot (what inbound flow control reads) |
 //! | `tlsrelay_flow_delayed_total` | | messages whose `250` inbound flow control delayed (backlog past half `backlog_limit`) |
 //! | `tlsrelay_flow_refused_total` | | `MAIL` commands refused `452 4.3.1` because the backlog reached `backlog_limit` |
+//! | `tlsrelay_spool_syncs_total` | | `fdatasync`/`fsync` calls the spool made on a segment, a message file or a folder |
+//! | `tlsrelay_spool_batches_total` | | batches of records the committer wrote (one write each; synced when it holds a message) |
 //! | `tlsrelay_certificate_expiry_timestamp_seconds` | `certificate` | `notAfter` of each certificate in use (Unix time) |
 //! | `tlsrelay_log_lines_dropped_total` | | log lines dropped because the log output was stuck, slow or gone |
 //! | `tlsrelay_transit_sessions_total` | `method`, `tls` | outbound sessions by how they travelled (`transit::Method` words) and TLS version (`1.3`, `1.2`, `none`), counted by the transit store |
@@ -66,6 +68,8 @@ struct Metrics {
     queue_backlog: Gauge,
     flow_delayed: Counter,
     flow_refused: Counter,
+    spool_syncs: Counter,
+    spool_batches: Counter,
     certificate_expiry: Family<CertificateLabels, Gauge>,
     log_lines_dropped: Counter,
     transit_sessions: Family<TransitLabels, Counter>,
@@ -89,6 +93,8 @@ impl Metrics {
             queue_backlog: Gauge::default(),
             flow_delayed: Counter::default(),
             flow_refused: Counter::default(),
+            spool_syncs: Counter::default(),
+            spool_batches: Counter::default(),
             certificate_expiry: Family::default(),
             log_lines_dropped: Counter::default(),
             transit_sessions: Family::default(),
@@ -152,6 +158,16 @@ impl Metrics {
             "tlsrelay_flow_refused",
             "MAIL commands refused 452 4.3.1 because the backlog reached backlog_limit",
             metrics.flow_refused.clone(),
+        );
+        registry.register(
+            "tlsrelay_spool_syncs",
+            "fdatasync/fsync calls the spool made on a segment, a message file or a folder",
+            metrics.spool_syncs.clone(),
+        );
+        registry.register(
+            "tlsrelay_spool_batches",
+            "Batches of records the spool's committer wrote, one write each",
+            metrics.spool_batches.clone(),
         );
         registry.register(
             "tlsrelay_certificate_expiry_timestamp_seconds",
@@ -294,6 +310,18 @@ pub fn flow_delayed() {
 /// Inbound flow control refused one `MAIL` (`452 4.3.1`).
 pub fn flow_refused() {
     global().flow_refused.inc();
+}
+
+/// The spool asked for one `fdatasync` or `fsync` (a segment, a large
+/// message's file or a folder): syncs per accepted message is what group
+/// commit is judged by.
+pub fn spool_synced() {
+    global().spool_syncs.inc();
+}
+
+/// The spool's committer wrote one batch of records.
+pub fn spool_batch_written() {
+    global().spool_batches.inc();
 }
 
 /// An inbound session: counted open now, and by how it ended when dropped.

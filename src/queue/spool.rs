@@ -563,6 +563,7 @@ fn folder_syncer(folder: &Path, requests: &mpsc::Receiver<oneshot::Sender<io::Re
 }
 
 fn sync_folder(folder: &Path) -> io::Result<()> {
+    crate::metrics::spool_synced();
     File::open(folder)?.sync_all()
 }
 

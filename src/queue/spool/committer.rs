@@ -1,13 +1,13 @@
 //! The one thread that writes segments (see "Segments" in
 //! [`spool`](super)): it takes every record waiting, writes them with one
-//! `pwrite` at the end of the active segment, syncs once for all of them
-//! (group commit), and only then tells each writer its message is safe.
-//! Between batches it reclaims segments no longer worth their space.
+//! `pwritev` at the end of the active segment, straight from the records'
+//! own buffers (no batch-sized copy is made or kept), syncs once for all
+//! of them (group commit), and only then tells each writer its message is
+//! safe. Between batches it reclaims segments no longer worth their space.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -20,6 +20,10 @@ use crate::queue::modes::open_private;
 
 #[path = "reclaim.rs"]
 mod reclaim;
+#[path = "vectored.rs"]
+mod vectored;
+
+use vectored::{put, put_parts};
 
 /// A segment is closed once it holds this much; a new one is started.
 pub(super) const SEGMENT_SIZE: u64 = 64 << 20;
@@ -30,12 +34,17 @@ pub(super) const SEGMENT_SIZE: u64 = 64 << 20;
 const ALLOCATE_STEP: u64 = 4 << 20;
 /// A batch takes records up to about this many bytes.
 const BATCH_BYTES: usize = 8 << 20;
-/// How long a batch waits for more records while messages are still being
-/// received: with a fast disk a sync ends before the next session reaches
-/// the end of its DATA, and without the wait each batch would hold one or
-/// two messages (0.7 syncs per message at 50 sessions). A lone client has
-/// no other message open, so it never waits.
+/// How long a batch waits for the next record while messages are still
+/// being received: with a fast disk a sync ends before the next session
+/// reaches the end of its DATA, and without the wait each batch would hold
+/// one or two messages (0.7 syncs per message at 50 sessions). Each
+/// message that comes gives the batch this long again, up to
+/// [`GATHER_MOST`]. A lone client has no other message open, so it never
+/// waits.
 const GATHER: Duration = Duration::from_millis(1);
+/// A batch is never held open longer than this from its first record:
+/// what group commit may add to a `250`.
+const GATHER_MOST: Duration = Duration::from_millis(2);
 
 /// What a writer gets back: whether its message is on stable storage,
 /// and its record's bytes (kept for the first delivery attempt).
@@ -66,13 +75,16 @@ pub(super) enum Job {
 }
 
 impl Job {
-    fn len(&self) -> usize {
+    /// The record's bytes, as written to the segment.
+    fn bytes(&self) -> &[u8] {
         match self {
-            Job::Message { record, .. } | Job::Done(record) | Job::State { record, .. } => {
-                record.len()
-            }
-            Job::Flush(_) => 0,
+            Job::Message { record, .. } | Job::Done(record) | Job::State { record, .. } => record,
+            Job::Flush(_) => &[],
         }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes().len()
     }
 }
 
@@ -97,7 +109,6 @@ pub(super) struct Committer {
     next: u32,
     /// The filesystem cannot allocate ahead (`EOPNOTSUPP`): writes grow the file.
     no_fallocate: bool,
-    buffer: Vec<u8>,
     /// Messages being received and not yet handed over (see [`GATHER`]).
     writers: Arc<AtomicUsize>,
 }
@@ -124,7 +135,6 @@ impl Committer {
             active: None,
             next,
             no_fallocate: false,
-            buffer: Vec::new(),
             writers,
         }
     }
@@ -133,28 +143,40 @@ impl Committer {
     /// trims the space allocated ahead.
     pub(super) fn run(mut self, jobs: &mpsc::Receiver<Job>) {
         while let Ok(first) = jobs.recv() {
-            let deadline = Instant::now() + GATHER;
-            let mut bytes = first.len();
-            let mut batch = vec![first];
-            while bytes < BATCH_BYTES {
-                let next = match jobs.try_recv() {
-                    Ok(job) => Some(job),
-                    Err(_) if self.writers.load(Ordering::Acquire) == 0 => None,
-                    Err(_) => deadline
-                        .checked_duration_since(Instant::now())
-                        .and_then(|left| jobs.recv_timeout(left).ok()),
-                };
-                let Some(job) = next else {
-                    break;
-                };
-                bytes += job.len();
-                batch.push(job);
-            }
+            let batch = self.gather(first, jobs);
             self.commit(batch);
             self.reclaim();
         }
         let index = self.index.clone();
         self.close(&mut lock(&index));
+    }
+
+    /// The batch that `first` opens: every record waiting, then, while
+    /// messages are being received, those that come within [`GATHER`] of
+    /// the last message, for at most [`GATHER_MOST`] in all.
+    fn gather(&self, first: Job, jobs: &mpsc::Receiver<Job>) -> Vec<Job> {
+        let opened = Instant::now();
+        let mut deadline = opened + GATHER;
+        let mut bytes = first.len();
+        let mut batch = vec![first];
+        while bytes < BATCH_BYTES {
+            let next = match jobs.try_recv() {
+                Ok(job) => Some(job),
+                Err(_) if self.writers.load(Ordering::Acquire) == 0 => None,
+                Err(_) => deadline
+                    .checked_duration_since(Instant::now())
+                    .and_then(|left| jobs.recv_timeout(left).ok()),
+            };
+            let Some(job) = next else {
+                break;
+            };
+            if matches!(job, Job::Message { .. }) {
+                deadline = (Instant::now() + GATHER).min(opened + GATHER_MOST);
+            }
+            bytes += job.len();
+            batch.push(job);
+        }
+        batch
     }
 
     /// Writes one batch: one write, one sync when it holds a message.
@@ -168,17 +190,8 @@ impl Committer {
         }
         if !records.is_empty() {
             let durable = records.iter().any(|j| matches!(j, Job::Message { .. }));
-            self.buffer.clear();
-            for job in &records {
-                if let Job::Message { record, .. } | Job::Done(record) | Job::State { record, .. } =
-                    job
-                {
-                    self.buffer.extend_from_slice(record);
-                }
-            }
-            let buffer = std::mem::take(&mut self.buffer);
-            let written = self.append(&buffer, durable);
-            self.buffer = buffer;
+            let parts: Vec<&[u8]> = records.iter().map(Job::bytes).collect();
+            let written = self.append(&parts, durable);
             match written {
                 Ok((segment, start)) => self.acknowledge(records, segment, start),
                 Err(e) => fail(records, &e, &mut lock(&self.index)),
@@ -192,13 +205,15 @@ impl Committer {
         }
     }
 
-    /// Appends `bytes` to the active segment (a new one when they do not
-    /// fit), synced when `durable`; returns the segment and the offset.
-    fn append(&mut self, bytes: &[u8], durable: bool) -> io::Result<(u32, u64)> {
+    /// Appends `parts`, one after another, to the active segment (a new
+    /// one when they do not fit), synced when `durable`; returns the
+    /// segment and the offset.
+    fn append(&mut self, parts: &[&[u8]], durable: bool) -> io::Result<(u32, u64)> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         let index = self.index.clone();
-        self.make_room(bytes.len() as u64, &mut lock(&index))?;
+        self.make_room(len as u64, &mut lock(&index))?;
         let active = self.active.as_mut().ok_or_else(gone)?;
-        let start = put(active, bytes, durable)?;
+        let start = put_parts(active, parts, len, durable)?;
         Ok((active.number, start))
     }
 
@@ -229,6 +244,7 @@ impl Committer {
         }
         index.batches += 1;
         drop(index);
+        crate::metrics::spool_batch_written();
         for (reply, record) in acks {
             let _ = reply.send((Ok(()), record));
         }
@@ -277,6 +293,7 @@ impl Committer {
                 .create_new(true),
         )?;
         // The new name must survive a crash before any message in it is acknowledged.
+        crate::metrics::spool_synced();
         File::open(&self.folder)?.sync_all()?;
         index.active = Some(n);
         index.segments.entry(n).or_default();
@@ -299,7 +316,7 @@ impl Committer {
         };
         if !active.broken {
             let _ = active.file.set_len(active.offset);
-            let _ = active.file.sync_data();
+            let _ = sync_data(&active.file);
         }
         index.active = None;
         index.check(active.number);
@@ -307,39 +324,17 @@ impl Committer {
 
     fn sync(&mut self) {
         if let Some(active) = self.active.as_mut().filter(|a| a.dirty) {
-            if active.file.sync_data().is_ok() {
+            if sync_data(&active.file).is_ok() {
                 active.dirty = false;
             }
         }
     }
 }
 
-/// Writes `bytes` at the end of `active`, synced when `durable`; returns
-/// where they start. On failure the stretch is zeroed (no part of the
-/// batch can be read back as a record) and the segment is written no more.
-fn put(active: &mut Active, bytes: &[u8], durable: bool) -> io::Result<u64> {
-    let start = active.offset;
-    let result = active
-        .file
-        .write_all_at(bytes, start)
-        .and_then(|()| match durable {
-            true => active.file.sync_data(),
-            false => Ok(()),
-        });
-    match result {
-        Ok(()) => {
-            active.offset += bytes.len() as u64;
-            active.dirty = !durable;
-            Ok(start)
-        }
-        Err(e) => {
-            let zeros = vec![0; bytes.len()];
-            let _ = active.file.write_all_at(&zeros, start);
-            let _ = active.file.sync_data();
-            active.broken = true;
-            Err(e)
-        }
-    }
+/// `fdatasync` of a segment, counted (`tlsrelay_spool_syncs_total`).
+fn sync_data(file: &File) -> io::Result<()> {
+    crate::metrics::spool_synced();
+    file.sync_data()
 }
 
 /// Allocates `len` bytes of `file` from `offset` (the size grows with it).
@@ -379,3 +374,7 @@ fn fail(records: Vec<Job>, e: &io::Error, index: &mut Index) {
 fn gone() -> io::Error {
     io::Error::other("no spool segment is open")
 }
+
+#[cfg(test)]
+#[path = "committer_tests.rs"]
+mod tests;

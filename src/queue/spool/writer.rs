@@ -119,6 +119,7 @@ impl MessageWriter {
         let result = blocking(move || {
             let mut file = file.ok_or_else(|| io::Error::other("no spool file"))?;
             file.write_all(&buffer)?;
+            crate::metrics::spool_synced();
             file.sync_data()?;
             fs::rename(&tmp, &done)
         })
