@@ -130,9 +130,10 @@ impl Committer {
     }
 
     /// Runs until every sender is gone, then syncs what it wrote and
-    /// trims the space allocated ahead.
+    /// trims the space allocated ahead (retiring the active segment when
+    /// it is worth it: see `reclaim`).
     pub(super) fn run(mut self, jobs: &mpsc::Receiver<Job>) {
-        while let Ok(first) = jobs.recv() {
+        while let Some(first) = self.next_job(jobs) {
             let deadline = Instant::now() + GATHER;
             let mut bytes = first.len();
             let mut batch = vec![first];
@@ -153,6 +154,7 @@ impl Committer {
             self.commit(batch);
             self.reclaim();
         }
+        self.retire();
         let index = self.index.clone();
         self.close(&mut lock(&index));
     }
