@@ -61,7 +61,8 @@ pub(super) enum Job {
         save: u64,
         record: Vec<u8>,
     },
-    /// Sync whatever was written, then reply (at shutdown).
+    /// Sync whatever was written, then reply (at shutdown); the active
+    /// segment is retired first when it is worth it (see `reclaim`).
     Flush(oneshot::Sender<()>),
 }
 
@@ -187,6 +188,10 @@ impl Committer {
             }
         }
         if !flushes.is_empty() {
+            // A flush comes at a stop, when the process may exit before
+            // this thread ends: reclaim now what the stop would.
+            self.reclaim();
+            self.retire();
             self.sync();
         }
         for reply in flushes {

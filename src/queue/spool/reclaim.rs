@@ -14,7 +14,8 @@
 //!   up to four times its live bytes);
 //! * the active segment itself is retired (closed, then reclaimed like
 //!   any other) once it is worth reclaiming and the relay is idle
-//!   ([`IDLE`]), or the spool closes: a queue that empties leaves no
+//!   ([`IDLE`]), is flushed (as at a stop), or the spool closes: a queue
+//!   that empties leaves no
 //!   segment full of delivered mail behind. Done records that must
 //!   outlive it (their message's segment is still on disk) are copied to
 //!   a new segment; that segment is retired again only after at least as
@@ -33,7 +34,7 @@ use crate::queue::spool::record::{self, Kind};
 
 /// With no record for this long, the active segment is retired when it
 /// is worth reclaiming (see the module's doc).
-const IDLE: Duration = Duration::from_secs(2);
+const IDLE: Duration = Duration::from_secs(1);
 
 impl Committer {
     /// The next job: waits [`IDLE`] for one, then retires the active
