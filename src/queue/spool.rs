@@ -54,6 +54,12 @@
 //! a few long-deferred messages do not pin the disk space of everything
 //! delivered around them. Done records about messages in older segments
 //! still on disk are copied along, so no delivered message comes back.
+//! The same is done while the relay runs (between batches), to the
+//! segment being written too once it is mostly dead and the relay idles
+//! or stops, and to the most dead segment whenever dead bytes pass half
+//! of the live ones plus a segment (`spool/reclaim.rs`): a queue that
+//! empties leaves next to nothing on disk, a deferred one at most about
+//! 1.5 times its bytes.
 //!
 //! # Delivery states
 //!

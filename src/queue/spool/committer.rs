@@ -70,7 +70,8 @@ pub(super) enum Job {
         save: u64,
         record: Vec<u8>,
     },
-    /// Sync whatever was written, then reply (at shutdown).
+    /// Sync whatever was written, then reply (at shutdown); the active
+    /// segment is retired first when it is worth it (see `reclaim`).
     Flush(oneshot::Sender<()>),
 }
 
@@ -140,13 +141,15 @@ impl Committer {
     }
 
     /// Runs until every sender is gone, then syncs what it wrote and
-    /// trims the space allocated ahead.
+    /// trims the space allocated ahead (retiring the active segment when
+    /// it is worth it: see `reclaim`).
     pub(super) fn run(mut self, jobs: &mpsc::Receiver<Job>) {
-        while let Ok(first) = jobs.recv() {
+        while let Some(first) = self.next_job(jobs) {
             let batch = self.gather(first, jobs);
             self.commit(batch);
             self.reclaim();
         }
+        self.retire();
         let index = self.index.clone();
         self.close(&mut lock(&index));
     }
@@ -198,6 +201,10 @@ impl Committer {
             }
         }
         if !flushes.is_empty() {
+            // A flush comes at a stop, when the process may exit before
+            // this thread ends: reclaim now what the stop would.
+            self.reclaim();
+            self.retire();
             self.sync();
         }
         for reply in flushes {

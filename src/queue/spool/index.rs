@@ -70,6 +70,10 @@ pub(super) struct Usage {
     pub(super) live_bytes: u64,
     /// Every record's bytes, dead ones included.
     pub(super) bytes: u64,
+    /// Of those, the bytes of done records copied in from segments
+    /// reclaimed (see `committer::reclaim`: an active segment holding
+    /// mostly such copies is not retired again).
+    pub(super) carried: u64,
 }
 
 /// The segments of a spool and the records in them that count.

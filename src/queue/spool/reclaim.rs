@@ -2,33 +2,109 @@
 //! between batches the committer removes segments with nothing live left
 //! and compacts those mostly dead, copying what still counts to the
 //! active segment.
+//!
+//! Three rules keep the disk close to what the queue holds:
+//! * a closed segment whose live records fill less than a quarter of it
+//!   is compacted ([`Index::worth_reclaiming`]);
+//! * when the closed segments' dead bytes pass half of the spool's live
+//!   bytes plus one segment ([`Index::overfull`]), the one with the most
+//!   dead bytes is compacted, even if more than a quarter of it is live
+//!   (a queue whose states are rewritten at every retry, or whose
+//!   segments all stay just above a quarter live, would otherwise hold
+//!   up to four times its live bytes);
+//! * the active segment itself is retired (closed, then reclaimed like
+//!   any other) once it is worth reclaiming and the relay is idle
+//!   ([`IDLE`]), is flushed (as at a stop), or the spool closes: a queue
+//!   that empties leaves no
+//!   segment full of delivered mail behind. Done records that must
+//!   outlive it (their message's segment is still on disk) are copied to
+//!   a new segment; that segment is retired again only after at least as
+//!   much else has been written to it, so the same records are not
+//!   copied at every pause. (Live records copied in need no such rule:
+//!   a segment is retired only once they fill less than a quarter of it.)
 
 use std::io;
 use std::path::Path;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
 
-use super::{gone, lock, put, Committer};
-use crate::queue::spool::index::{read_raw, segment_path, walk, Index, Loc, Step};
+use super::{gone, lock, put, Committer, Job, SEGMENT_SIZE};
+use crate::queue::spool::index::{read_raw, segment_path, walk, Index, Loc, Step, Usage};
 use crate::queue::spool::record::{self, Kind};
 
+/// With no record for this long, the active segment is retired when it
+/// is worth reclaiming (see the module's doc).
+const IDLE: Duration = Duration::from_secs(1);
+
 impl Committer {
-    /// Reclaims every segment queued for it (see [`Index::worth_reclaiming`]).
+    /// The next job: waits [`IDLE`] for one, then retires the active
+    /// segment if it is worth it and waits on. `None` once every sender
+    /// is gone.
+    pub(super) fn next_job(&mut self, jobs: &Receiver<Job>) -> Option<Job> {
+        match jobs.recv_timeout(IDLE) {
+            Ok(job) => Some(job),
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => {
+                self.retire();
+                jobs.recv().ok()
+            }
+        }
+    }
+
+    /// Reclaims every segment queued for it (see [`Index::worth_reclaiming`]),
+    /// then at most one more while the spool is overfull (see
+    /// [`Index::overfull`]): one per batch, so no batch waits for more
+    /// than one segment's copy.
     pub(super) fn reclaim(&mut self) {
         loop {
             let index = self.index.clone();
             let mut index = lock(&index);
             let Some(n) = index.reclaim.pop_first() else {
-                return;
+                break;
             };
             if !index.worth_reclaiming(n) {
                 continue;
             }
-            match self.reclaim_one(n, &mut index) {
-                Ok(moved) => {
-                    tracing::debug!(segment = n, moved, "spool segment reclaimed");
-                }
-                Err(e) => {
-                    tracing::warn!(segment = n, error = %e, "could not reclaim a spool segment; it is tried again when more of it is done");
-                }
+            self.reclaim_logged(n, &mut index);
+        }
+        let index = self.index.clone();
+        let mut index = lock(&index);
+        if let Some(n) = index.overfull(SEGMENT_SIZE) {
+            self.reclaim_logged(n, &mut index);
+        }
+    }
+
+    /// Retires the active segment when it is worth reclaiming and more
+    /// has been written to it than the done records copied in (see the
+    /// module's doc):
+    /// it is closed (trimmed of the space allocated ahead) and reclaimed;
+    /// the next record starts a new segment.
+    pub(super) fn retire(&mut self) {
+        let index = self.index.clone();
+        let mut index = lock(&index);
+        let Some(n) = self.active.as_ref().filter(|a| !a.broken).map(|a| a.number) else {
+            return;
+        };
+        let Some(usage) = index.segments.get(&n).copied() else {
+            return;
+        };
+        let written = usage.bytes.saturating_sub(usage.carried);
+        let mostly_dead = usage.live == 0 || usage.live_bytes * 4 < usage.bytes;
+        if written == 0 || written < usage.carried || !mostly_dead {
+            return;
+        }
+        self.close(&mut index);
+        index.reclaim.remove(&n);
+        self.reclaim_logged(n, &mut index);
+    }
+
+    fn reclaim_logged(&mut self, n: u32, index: &mut Index) {
+        match self.reclaim_one(n, index) {
+            Ok(moved) => {
+                tracing::debug!(segment = n, moved, "spool segment reclaimed");
+            }
+            Err(e) => {
+                tracing::warn!(segment = n, error = %e, "could not reclaim a spool segment; it is tried again when more of it is done");
             }
         }
     }
@@ -44,6 +120,7 @@ impl Committer {
         let bytes = std::fs::read(&path)?;
         let mut out = Vec::new();
         let mut copies = Vec::new();
+        let mut done_bytes = 0;
         let mut failed = None;
         walk(&bytes, |step| {
             let Step::Record(offset, record) = step else {
@@ -62,8 +139,9 @@ impl Committer {
             if !keep {
                 return;
             }
-            if record.kind != Kind::Done {
-                copies.push((record.kind, record.id.to_string(), out.len(), here.len));
+            match record.kind {
+                Kind::Done => done_bytes += record.len as u64,
+                _ => copies.push((record.kind, record.id.to_string(), out.len(), here.len)),
             }
             let start = offset as usize;
             out.extend_from_slice(&bytes[start..start + record.len]);
@@ -102,6 +180,7 @@ impl Committer {
             }
             if let Some(usage) = index.segments.get_mut(&segment) {
                 usage.bytes += out.len() as u64;
+                usage.carried += done_bytes;
             }
         }
         std::fs::remove_file(&path)?;
@@ -121,3 +200,33 @@ fn read_state(folder: &Path, index: &mut Index, id: &str, loc: Loc) -> io::Resul
         ))),
     }
 }
+
+impl Index {
+    /// The closed segment to compact when the closed segments' dead bytes
+    /// (done records included) pass half of the live bytes of the whole
+    /// spool plus `slack`: the one with the most dead bytes. Then the
+    /// spool stays within 1.5 times its live bytes, plus `slack` and the
+    /// active segment. A segment chosen is at least a third dead on
+    /// average (dead above half of live), so its copy costs at most twice
+    /// the space it frees.
+    pub(super) fn overfull(&self, slack: u64) -> Option<u32> {
+        let live: u64 = self.segments.values().map(|u| u.live_bytes).sum();
+        let closed = self
+            .segments
+            .iter()
+            .filter(|(&n, _)| Some(n) != self.active);
+        let dead = |u: &Usage| u.bytes.saturating_sub(u.live_bytes);
+        let total: u64 = closed.clone().map(|(_, u)| dead(u)).sum();
+        if total <= live / 2 + slack {
+            return None;
+        }
+        closed
+            .max_by_key(|(&n, u)| (dead(u), std::cmp::Reverse(n)))
+            .filter(|(_, u)| dead(u) > 0)
+            .map(|(&n, _)| n)
+    }
+}
+
+#[cfg(test)]
+#[path = "reclaim_tests.rs"]
+mod tests;
