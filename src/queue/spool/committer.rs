@@ -149,7 +149,7 @@ impl Committer {
             self.commit(batch);
             self.reclaim();
         }
-        self.retire();
+        self.retire(0);
         let index = self.index.clone();
         self.close(&mut lock(&index));
     }
@@ -204,7 +204,7 @@ impl Committer {
             // A flush comes at a stop, when the process may exit before
             // this thread ends: reclaim now what the stop would.
             self.reclaim();
-            self.retire();
+            self.retire(0);
             self.sync();
         }
         for reply in flushes {

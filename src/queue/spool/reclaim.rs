@@ -33,8 +33,12 @@ use crate::queue::spool::index::{read_raw, segment_path, walk, Index, Loc, Step,
 use crate::queue::spool::record::{self, Kind};
 
 /// With no record for this long, the active segment is retired when it
-/// is worth reclaiming (see the module's doc).
+/// is worth reclaiming (see the module's doc)...
 const IDLE: Duration = Duration::from_secs(1);
+/// ... and this much has been written to it: a relay that gets a message
+/// now and then would otherwise start a segment (and sync the folder for
+/// it) for every one. A stop retires it whatever its size.
+const IDLE_LEAST: u64 = 1 << 20;
 
 impl Committer {
     /// The next job: waits [`IDLE`] for one, then retires the active
@@ -45,7 +49,7 @@ impl Committer {
             Ok(job) => Some(job),
             Err(RecvTimeoutError::Disconnected) => None,
             Err(RecvTimeoutError::Timeout) => {
-                self.retire();
+                self.retire(IDLE_LEAST);
                 jobs.recv().ok()
             }
         }
@@ -75,11 +79,11 @@ impl Committer {
     }
 
     /// Retires the active segment when it is worth reclaiming and more
-    /// has been written to it than the done records copied in (see the
-    /// module's doc):
+    /// has been written to it than the done records copied in, and at
+    /// least `least` bytes (see the module's doc):
     /// it is closed (trimmed of the space allocated ahead) and reclaimed;
     /// the next record starts a new segment.
-    pub(super) fn retire(&mut self) {
+    pub(super) fn retire(&mut self, least: u64) {
         let index = self.index.clone();
         let mut index = lock(&index);
         let Some(n) = self.active.as_ref().filter(|a| !a.broken).map(|a| a.number) else {
@@ -90,7 +94,7 @@ impl Committer {
         };
         let written = usage.bytes.saturating_sub(usage.carried);
         let mostly_dead = usage.live == 0 || usage.live_bytes * 4 < usage.bytes;
-        if written == 0 || written < usage.carried || !mostly_dead {
+        if written == 0 || written < usage.carried.max(least) || !mostly_dead {
             return;
         }
         self.close(&mut index);
