@@ -77,7 +77,10 @@
 //! a large message in `queue/`, recovery checks that its file is there).
 //! Compacting a message's segment copies its latest state right after
 //! it, from whatever segment holds it, so a scan never meets the state
-//! first. A message of an earlier release with no state record yet has
+//! first. A state record's head also holds its summary (the next
+//! attempt, held or not; see `record`), so recovery schedules a message
+//! without reading the JSON; states written before summaries existed are
+//! parsed as before. A message of an earlier release with no state record yet has
 //! its state read from `state/<ID>`; the first save supersedes and
 //! removes that file, as the message's removal does.
 //!

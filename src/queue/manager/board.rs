@@ -215,7 +215,27 @@ impl Board {
         });
     }
 
+    /// Every waiting message is due now (`queue retry --all`): one pass
+    /// over the table; returns how many.
+    pub(super) fn retry_all(&mut self, now: i64) -> usize {
+        self.advance(now);
+        let at = secs(now).min(self.due.horizon());
+        let (mut ids, mut newly) = (Vec::new(), 0);
+        self.slots.for_each_mut(|key, s| {
+            if s.flags & WAITING != 0 {
+                newly += usize::from(s.flags & COUNTED == 0);
+                s.flags |= COUNTED;
+                s.due = at;
+                ids.push(key);
+            }
+        });
+        let count = ids.len();
+        self.due.take_in_ready(at, ids, newly);
+        count
+    }
+
     /// The ids of the waiting messages.
+    #[cfg(test)]
     pub(super) fn waiting_ids(&self) -> Vec<String> {
         self.slots
             .iter()

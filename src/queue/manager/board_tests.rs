@@ -150,3 +150,24 @@ fn messages_deferred_past_the_window_cost_the_heaps_nothing_until_it_reaches_the
     }
     assert_eq!((taken, board.waiting_ids().len()), (3001, 0));
 }
+
+#[test]
+fn retry_all_makes_every_waiting_message_due_and_counts_each_once() {
+    let (mut board, backlog) = board(&[("a", 50), ("b", 500), ("c", 9000)], 100);
+    board.arrive("held", 0);
+    board.set_hold("held", true);
+    board.take("b");
+    assert_eq!(board.retry_all(100), 2, "a (due already) and c; b is busy");
+    assert_eq!(ready(&mut board, &backlog, 100), 2);
+    let mut taken = vec![];
+    while let Some(id) = board.take_due(100) {
+        taken.push(id);
+    }
+    taken.sort();
+    assert_eq!(taken, ["a", "c"]);
+    assert_eq!(
+        ready(&mut board, &backlog, 9000),
+        0,
+        "c's old entry is stale"
+    );
+}

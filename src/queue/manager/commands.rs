@@ -18,11 +18,7 @@ impl<D: Delivery> QueueManager<D> {
         let worker = self.worker.get();
         let id = match &request {
             Request::Retry { id: None } => {
-                let ids = board.waiting_ids();
-                let count = ids.len();
-                for id in ids {
-                    board.schedule(&id, now());
-                }
+                let count = board.retry_all(now());
                 let busy = board.busy_count();
                 board.retry_all_after();
                 let _ = reply.send(Response::ok(format!(

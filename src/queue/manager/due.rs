@@ -79,6 +79,14 @@ impl Due {
         Some((old, self.window_end))
     }
 
+    /// Messages `ids`, all due at `at` (by the horizon), go to the ready
+    /// heap at once; `newly` of them were not counted before.
+    pub(super) fn take_in_ready(&mut self, at: u32, ids: Vec<Qid>, newly: usize) {
+        self.ready_count += newly;
+        self.ready
+            .extend(ids.into_iter().map(|id| Reverse((at, id))));
+    }
+
     /// A counted message stopped waiting.
     pub(super) fn uncount(&mut self) {
         self.ready_count = self.ready_count.saturating_sub(1);
