@@ -180,6 +180,11 @@ impl Board {
         self.flag(id, BUSY)
     }
 
+    /// Waiting messages, for `queue retry --all`.
+    pub(super) fn waiting_count(&self) -> usize {
+        self.waiting
+    }
+
     /// Busy messages, for `queue retry --all`.
     pub(super) fn busy_count(&self) -> usize {
         self.busy

@@ -171,3 +171,13 @@ fn retry_all_makes_every_waiting_message_due_and_counts_each_once() {
         "c's old entry is stale"
     );
 }
+
+#[test]
+fn the_waiting_count_is_what_retry_all_makes_due() {
+    let (mut board, _) = board(&[("a", 50), ("b", 500), ("c", 9000)], 100);
+    board.take("b");
+    board.arrive("held", 0);
+    board.set_hold("held", true);
+    assert_eq!(board.waiting_count(), 2);
+    assert_eq!(board.retry_all(100), 2);
+}

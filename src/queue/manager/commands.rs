@@ -18,9 +18,9 @@ impl<D: Delivery> QueueManager<D> {
         let worker = self.worker.get();
         let id = match &request {
             Request::Retry { id: None } => {
-                let count = board.retry_all(now());
-                let busy = board.busy_count();
-                board.retry_all_after();
+                // The answer first: nothing else on the board moves before
+                // the pass below ends, so no later request can tell.
+                let (count, busy) = (board.waiting_count(), board.busy_count());
                 let _ = reply.send(Response::ok(format!(
                     "{count} message(s) due now{}",
                     match busy {
@@ -30,6 +30,8 @@ impl<D: Delivery> QueueManager<D> {
                         ),
                     }
                 )));
+                board.retry_all(now());
+                board.retry_all_after();
                 return;
             }
             Request::Retry { id: Some(id) } | Request::Delete { id } | Request::Bounce { id } => {
