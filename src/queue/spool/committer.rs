@@ -147,7 +147,6 @@ impl Committer {
         while let Some(first) = self.next_job(jobs) {
             let batch = self.gather(first, jobs);
             self.commit(batch);
-            self.reclaim();
         }
         self.retire(0);
         let index = self.index.clone();
@@ -182,7 +181,8 @@ impl Committer {
         batch
     }
 
-    /// Writes one batch: one write, one sync when it holds a message.
+    /// Writes one batch: one write, one sync when it holds a message;
+    /// then reclaims what is worth it, before any flush is answered.
     fn commit(&mut self, batch: Vec<Job>) {
         let (mut records, mut flushes) = (Vec::new(), Vec::new());
         for job in batch {
@@ -200,10 +200,10 @@ impl Committer {
                 Err(e) => fail(records, &e, &mut lock(&self.index)),
             }
         }
+        self.reclaim();
         if !flushes.is_empty() {
             // A flush comes at a stop, when the process may exit before
-            // this thread ends: reclaim now what the stop would.
-            self.reclaim();
+            // this thread ends: retire now what the stop would.
             self.retire(0);
             self.sync();
         }
