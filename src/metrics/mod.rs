@@ -226,7 +226,12 @@ pub fn render() -> String {
 
 /// Counts one log line dropped. Never logs: it is called from the logger.
 pub fn log_line_dropped() {
-    global().log_lines_dropped.inc();
+    log_lines_dropped(1);
+}
+
+/// `count` log lines lost together (one failed write of several).
+pub fn log_lines_dropped(count: u64) {
+    global().log_lines_dropped.inc_by(count);
 }
 
 /// One message acknowledged with `250` on an inbound session of
