@@ -101,7 +101,11 @@ fn serve(path: &std::path::Path, runtime: &Runtime) -> ExitCode {
         Ok(config) => config,
         Err(errors) => return fatal(errors, ExitCode::from(1)),
     };
-    runtime.block_on(async {
+    // The daemon runs as a task on the runtime's workers, not on this
+    // thread: the queue manager and the listeners are woken for every
+    // message, and a wake that crosses to a thread parked in `block_on`
+    // costs a futex call and a context switch each time.
+    let daemon = async move {
         let daemon = match tlsrelay::daemon::Daemon::start(&config).await {
             Ok(daemon) => daemon,
             Err(e) if e.is_user_error() => return fatal(e, ExitCode::from(1)),
@@ -125,7 +129,11 @@ fn serve(path: &std::path::Path, runtime: &Runtime) -> ExitCode {
         }
         daemon.run(shutdown).await;
         ExitCode::SUCCESS
-    })
+    };
+    match runtime.block_on(runtime.spawn(daemon)) {
+        Ok(code) => code,
+        Err(e) => fatal(e, ExitCode::from(2)),
+    }
 }
 
 /// SIGTERM or SIGINT starts the graceful stop; SIGHUP reloads.
