@@ -186,6 +186,17 @@ impl Finisher {
         self.spool.remove(id);
     }
 
+    /// [`remove`](Self::remove) from async code: on the blocking pool only
+    /// when it has file work to do.
+    pub async fn remove_soon(&self, id: &str) {
+        if self.spool.removes_in_memory(id) {
+            self.remove(id);
+        } else {
+            let (finish, gone) = (self.clone(), id.to_string());
+            let _ = blocking(move || finish.remove(&gone)).await;
+        }
+    }
+
     /// `tlsrelay queue delete ID`: the message leaves the queue, and each
     /// recipient not yet delivered gets its `deleted` line (its fate).
     /// File work: the relay calls it on the blocking pool.
@@ -244,8 +255,7 @@ impl Finisher {
                     .await
             }
         };
-        let (finish, gone) = (self.clone(), id.to_string());
-        let _ = blocking(move || finish.remove(&gone)).await;
+        self.remove_soon(id).await;
         tracing::info!(
             queue_id = id,
             recipients = failed.len(),

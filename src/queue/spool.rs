@@ -431,6 +431,15 @@ impl Spool {
         }
     }
 
+    /// True when removing `id` is memory work only (a message in a
+    /// segment, and no state files of an older spool): then the caller
+    /// removes it where it is, not on the blocking pool, which would cost
+    /// a thread hand-off for each delivered message.
+    pub fn removes_in_memory(&self, id: &str) -> bool {
+        let view = &self.inner.view;
+        view.old_states.is_none() && lock_index(&view.index).contains(id)
+    }
+
     /// Waits until every record handed to the committer is written and
     /// synced (done records included): at shutdown, so that a clean stop
     /// delivers nothing twice.

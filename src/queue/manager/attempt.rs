@@ -68,8 +68,7 @@ impl<D: Delivery> Worker<D> {
                 .await;
         }
         if state.done() {
-            let (finish, gone) = (self.finish.clone(), id.to_string());
-            let _ = blocking(move || finish.remove(&gone)).await;
+            self.finish.remove_soon(id).await;
             tracing::info!(queue_id = id, attempts = state.attempts, "message finished");
             return None;
         }
