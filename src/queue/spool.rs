@@ -46,6 +46,9 @@
 //!
 //! A message that leaves the queue gets a done record (not synced: lost in
 //! a crash, the message is delivered again, a duplicate and never a loss).
+//! It waits for the committer's next batch without waking it, at most
+//! 100 ms when no message comes (`spool/later.rs`); an administrator's
+//! command has it written at once ([`Spool::nudge`]).
 //! At start every segment is read, oldest first, into the index (where
 //! each live message is; `spool::index`); SMTP answers meanwhile, as the
 //! scan runs in the queue manager's recovery. A segment with no live
@@ -65,7 +68,7 @@
 //!
 //! A message's per-recipient delivery state (`queue::state`), saved after
 //! each attempt that leaves it queued, is a state record: handed to the
-//! committer like a done record, written with the next batch, neither
+//! committer (which it wakes), written with the next batch, neither
 //! synced nor waited for (lost in a crash, recipients delivered already
 //! are tried again: a duplicate, never a loss; [`Spool::flush`] puts it on
 //! stable storage, as an administrator's command with no relay running
@@ -138,7 +141,7 @@ mod spares;
 mod states;
 mod writer;
 
-use committer::{lock as lock_index, Committer, Job};
+use committer::{lock as lock_index, Committer, Job, Later};
 use fresh::Fresh;
 use index::Index;
 use read::parse_head;
@@ -198,6 +201,8 @@ struct Inner {
     /// The first segment this run writes; older ones are read at recovery.
     first_new: u32,
     committer: mpsc::Sender<Job>,
+    /// Done records for the committer, sent without waking it.
+    later: Arc<Later>,
     /// Messages being received (a [`MessageWriter`] not yet committed or
     /// dropped): the committer waits a moment for them (group commit).
     writers: Arc<AtomicUsize>,
@@ -293,7 +298,14 @@ impl Spool {
         let first_new = numbers.last().map_or(1, |n| n + 1);
         let (committer, jobs) = mpsc::channel();
         let writers = Arc::new(AtomicUsize::new(0));
-        let writer = Committer::new(segments.clone(), index.clone(), first_new, writers.clone());
+        let later = Arc::new(Later::default());
+        let writer = Committer::new(
+            segments.clone(),
+            index.clone(),
+            first_new,
+            writers.clone(),
+            later.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name("spool-commit".into())
             .spawn(move || writer.run(&jobs))
@@ -310,6 +322,7 @@ impl Spool {
                 id_base: micros,
                 first_new,
                 committer,
+                later,
                 writers,
                 thread: Mutex::new(Some(thread)),
                 syncer,
@@ -417,10 +430,8 @@ impl Spool {
         }
         match loc {
             Some(loc) => {
-                let _ = self
-                    .inner
-                    .committer
-                    .send(Job::Done(record::done(id, loc.segment)));
+                let done = Job::Done(record::done(id, loc.segment));
+                self.inner.later.push(done, &self.inner.committer);
             }
             None => {
                 let path = view.queue.join(id);
@@ -438,6 +449,16 @@ impl Spool {
     pub fn removes_in_memory(&self, id: &str) -> bool {
         let view = &self.inner.view;
         view.old_states.is_none() && lock_index(&view.index).contains(id)
+    }
+
+    /// Has the committer write the done records waiting now,
+    /// without waiting for it (they otherwise wait for the next batch, or
+    /// up to 100 ms): after an administrator's command, so that the next
+    /// `queue list`, which reads the segments, sees what it did.
+    pub fn nudge(&self) {
+        if self.inner.later.waiting() {
+            let _ = self.inner.committer.send(Job::Wake);
+        }
     }
 
     /// Waits until every record handed to the committer is written and

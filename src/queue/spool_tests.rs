@@ -272,3 +272,29 @@ async fn a_small_message_is_handed_out_once_from_memory_a_spilled_one_never() {
         Some(2 * MEMORY_LIMIT)
     );
 }
+
+/// A done record waits for the next batch without waking the committer,
+/// but not for long: with no message after it, a reader of the disk (as
+/// `tlsrelay queue list` is) no longer sees the message within a moment.
+#[tokio::test]
+async fn a_removal_reaches_the_disk_soon_with_no_message_after_it() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let spool = Spool::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let kept = commit(&spool, b"Subject: kept\r\n\r\nhi\r\n").await;
+    let gone = commit(&spool, b"Subject: gone\r\n\r\nhi\r\n").await;
+    spool.remove(&gone);
+    let on_disk = || {
+        SpoolView::open(dir.path())
+            .and_then(|view| view.ids())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while on_disk().contains(&gone) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the done record was never written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(on_disk(), [kept]);
+}

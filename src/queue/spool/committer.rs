@@ -18,11 +18,14 @@ use tokio::sync::oneshot;
 use super::index::{segment_path, Index, Loc};
 use crate::queue::modes::open_private;
 
+#[path = "later.rs"]
+mod later;
 #[path = "reclaim.rs"]
 mod reclaim;
 #[path = "vectored.rs"]
 mod vectored;
 
+pub(super) use later::Later;
 use vectored::{put, put_parts};
 
 /// A segment is closed once it holds this much; a new one is started.
@@ -73,6 +76,8 @@ pub(super) enum Job {
     /// Sync whatever was written, then reply (at shutdown); the active
     /// segment is retired first when it is worth it (see `reclaim`).
     Flush(oneshot::Sender<()>),
+    /// Records wait in [`Later`]: take them.
+    Wake,
 }
 
 impl Job {
@@ -80,7 +85,7 @@ impl Job {
     fn bytes(&self) -> &[u8] {
         match self {
             Job::Message { record, .. } | Job::Done(record) | Job::State { record, .. } => record,
-            Job::Flush(_) => &[],
+            Job::Flush(_) | Job::Wake => &[],
         }
     }
 
@@ -112,6 +117,8 @@ pub(super) struct Committer {
     no_fallocate: bool,
     /// Messages being received and not yet handed over (see [`GATHER`]).
     writers: Arc<AtomicUsize>,
+    /// Done records, taken with every batch.
+    later: Arc<Later>,
 }
 
 /// Locks the index, whatever a panicking holder left (a map, consistent
@@ -129,6 +136,7 @@ impl Committer {
         index: Arc<Mutex<Index>>,
         next: u32,
         writers: Arc<AtomicUsize>,
+        later: Arc<Later>,
     ) -> Committer {
         Committer {
             folder,
@@ -137,6 +145,7 @@ impl Committer {
             next,
             no_fallocate: false,
             writers,
+            later,
         }
     }
 
@@ -178,6 +187,9 @@ impl Committer {
             bytes += job.len();
             batch.push(job);
         }
+        // After the messages: a record waiting there was saved after its
+        // message was acknowledged, so never before it.
+        batch.extend(self.later.take());
         batch
     }
 
@@ -188,6 +200,7 @@ impl Committer {
         for job in batch {
             match job {
                 Job::Flush(reply) => flushes.push(reply),
+                Job::Wake => {}
                 job => records.push(job),
             }
         }
@@ -242,7 +255,7 @@ impl Committer {
                     acks.push((reply, record));
                 }
                 Job::State { id, save, .. } => index.state_written(&id, save, loc),
-                Job::Done(_) | Job::Flush(_) => {}
+                Job::Done(_) | Job::Flush(_) | Job::Wake => {}
             }
             offset += len as u64;
         }
@@ -373,7 +386,7 @@ fn fail(records: Vec<Job>, e: &io::Error, index: &mut Index) {
                 tracing::warn!(queue_id = %id, error = %e, "could not write a delivery state; delivered recipients may be tried again");
                 index.state_lost(&id, save);
             }
-            Job::Done(_) | Job::Flush(_) => {}
+            Job::Done(_) | Job::Flush(_) | Job::Wake => {}
         }
     }
 }

@@ -42,7 +42,7 @@ fn a_batch_of_many_records_lands_whole_and_its_message_is_acknowledged() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let index = Arc::new(Mutex::new(Index::default()));
     let writers = Arc::new(AtomicUsize::new(0));
-    let mut committer = Committer::new(dir.path().to_path_buf(), index, 1, writers);
+    let mut committer = Committer::new(dir.path().to_path_buf(), index, 1, writers, Arc::default());
     let records = records();
     let mut batch: Vec<Job> = records.iter().cloned().map(Job::Done).collect();
     let (reply, mut acked) = oneshot::channel();
@@ -107,7 +107,13 @@ fn a_lone_client_is_written_at_once_a_busy_batch_closes_in_time() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let index = Arc::new(Mutex::new(Index::default()));
     let writers = Arc::new(AtomicUsize::new(0));
-    let committer = Committer::new(dir.path().to_path_buf(), index, 1, writers.clone());
+    let committer = Committer::new(
+        dir.path().to_path_buf(),
+        index,
+        1,
+        writers.clone(),
+        Arc::default(),
+    );
     let (jobs, received) = std::sync::mpsc::channel();
     // No other message is being received: the batch is what waits, now.
     let (first, _acked) = message(0);

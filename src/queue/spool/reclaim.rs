@@ -26,8 +26,9 @@
 use std::io;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::later::LATER;
 use super::{gone, lock, put, Committer, Job, SEGMENT_SIZE};
 use crate::queue::spool::index::{read_raw, segment_path, walk, Index, Loc, Step, Usage};
 use crate::queue::spool::record::{self, Kind};
@@ -41,18 +42,33 @@ const IDLE: Duration = Duration::from_secs(1);
 const IDLE_LEAST: u64 = 1 << 20;
 
 impl Committer {
-    /// The next job: waits [`IDLE`] for one, then retires the active
-    /// segment if it is worth it and waits on. `None` once every sender
-    /// is gone.
+    /// The next job: waits [`IDLE`] for one (records in [`Later`] are
+    /// taken within [`LATER`] meanwhile), then retires the active segment
+    /// if it is worth it and sleeps until a job or a record comes. `None`
+    /// once every sender is gone and no record waits.
     pub(super) fn next_job(&mut self, jobs: &Receiver<Job>) -> Option<Job> {
-        match jobs.recv_timeout(IDLE) {
-            Ok(job) => Some(job),
-            Err(RecvTimeoutError::Disconnected) => None,
-            Err(RecvTimeoutError::Timeout) => {
-                self.retire(IDLE_LEAST);
-                jobs.recv().ok()
+        let idle_at = Instant::now() + IDLE;
+        loop {
+            let left = idle_at.saturating_duration_since(Instant::now());
+            let wait = match self.later.waiting() {
+                true => left.min(LATER),
+                false => left,
+            };
+            match jobs.recv_timeout(wait) {
+                Ok(job) => return Some(job),
+                Err(RecvTimeoutError::Disconnected) => return self.later.first(),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(job) = self.later.first() {
+                        return Some(job);
+                    }
+                    if Instant::now() >= idle_at {
+                        break;
+                    }
+                }
             }
         }
+        self.retire(IDLE_LEAST);
+        self.later.sleep(|| jobs.recv().ok())
     }
 
     /// Reclaims every segment queued for it (see [`Index::worth_reclaiming`]),
