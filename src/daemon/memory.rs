@@ -9,6 +9,13 @@
 //! fixed threshold keeps every big block in its own mapping, which a
 //! `realloc` moves with `mremap` (no copy left behind) and a `free` gives
 //! back to the system at once.
+//!
+//! Smaller blocks stay in the heaps glibc keeps (one "arena" per thread
+//! that needed one), which give memory back only from their top: the
+//! queue's recovery makes millions of small, short-lived blocks on a
+//! blocking-pool thread, and the pages they leave free between longer
+//! lived blocks stay resident. [`release_free_memory`] gives those back
+//! once recovery is over.
 
 /// Blocks from this size up get a mapping of their own.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -21,5 +28,18 @@ pub fn tune_allocator() {
     // lock, so any thread may call it), with a valid option and value.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
+/// Gives the allocator's free pages back to the system, in every arena
+/// (glibc only; elsewhere, nothing). For after a one-off burst of
+/// allocations, such as the queue's recovery; it walks the free lists, so
+/// not for a hot path.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists under
+    // its locks and returns free pages to the system; any thread may call it.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

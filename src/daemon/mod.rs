@@ -28,7 +28,7 @@ use crate::transit::Store;
 mod memory;
 mod reload;
 
-pub use memory::tune_allocator;
+pub use memory::{release_free_memory, tune_allocator};
 
 use reload::restart_only;
 pub use reload::Reloader;

@@ -29,6 +29,7 @@ use super::state::StateStore;
 use crate::current::Current;
 use attempt::Worker;
 use board::Board;
+use commands::After;
 
 /// How long a message the disk would not give back waits before the next try.
 const READ_RETRY_SECONDS: i64 = 60;
@@ -154,7 +155,22 @@ impl<D: Delivery> QueueManager<D> {
     /// saved) before it returns. The loop itself touches no file: reading
     /// the spool, acting on messages and saving states run on the blocking
     /// pool ([`blocking`]), and their results come back as [`Done`].
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    ///
+    /// The loop is a task of its own, on a worker thread: a task it wakes
+    /// (the control socket's, with an answer) then runs on the same
+    /// thread as soon as the loop yields, not whenever the thread that
+    /// awaits `run` (the daemon's main thread) next has a core.
+    pub async fn run(self, shutdown: CancellationToken) {
+        if let Err(e) = tokio::spawn(self.turns(shutdown)).await {
+            // A panic goes on as if the loop had run here.
+            if let Ok(panic) = e.try_into_panic() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+
+    /// The loop of [`QueueManager::run`].
+    async fn turns(mut self, shutdown: CancellationToken) {
         let mut board = Board::default();
         self.recover(&mut board).await;
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
@@ -190,7 +206,14 @@ impl<D: Delivery> QueueManager<D> {
                 }
                 Some(turn) = finished.recv() => self.turn_over(&mut board, turn, &mut ctx),
                 Some(command) = self.commands.recv() => {
-                    self.command(&mut board, command, &mut ctx);
+                    if self.command(&mut board, command, &mut ctx) == After::RetryAll {
+                        // The answer woke the control socket's task on this
+                        // worker thread, where it runs once this task yields:
+                        // it writes the answer before the pass, which would
+                        // otherwise keep it (and a core) waiting.
+                        tokio::task::yield_now().await;
+                        retry_all(&mut board);
+                    }
                 }
                 Some(selection) = selections.recv() => {
                     self.bulk(&mut board, selection, &mut ctx);
@@ -276,6 +299,9 @@ impl<D: Delivery> QueueManager<D> {
         for (id, arrived, summary) in found {
             board.recovered(id, if arrived > 0 { arrived } else { now() }, summary);
         }
+        // What the scan allocated and freed (a million small blocks at a
+        // million messages) would otherwise stay resident.
+        crate::daemon::release_free_memory();
     }
 
     /// A message's turn is over: the board takes in what it came to, the
@@ -294,7 +320,10 @@ impl<D: Delivery> QueueManager<D> {
                 Then::Back(None) => {}
             }
             for command in board.held.remove(&id).unwrap_or_default() {
-                self.command(board, command, ctx);
+                // Held requests are about one message: never `retry --all`.
+                if self.command(board, command, ctx) == After::RetryAll {
+                    retry_all(board);
+                }
             }
         }
         if let Some((reply, answer)) = turn.reply {
@@ -310,6 +339,12 @@ impl<D: Delivery> QueueManager<D> {
         self.shutdown_grace = grace;
         self
     }
+}
+
+/// Every waiting message due now, every busy one tried again once its
+/// turn is over (`queue retry --all`, answered already).
+fn retry_all(board: &mut Board) {
+    board.retry_all(now());
 }
 
 /// Where a reload puts the new outbound side (see [`QueueManager::outbound_slot`]).

@@ -195,19 +195,6 @@ impl Board {
         self.update(Qid::of(id), |s| s.flags |= RETRY_AFTER);
     }
 
-    /// Every busy message is tried again as soon as its turn is over.
-    pub(super) fn retry_all_after(&mut self) {
-        let busy: Vec<Qid> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.flags & BUSY != 0)
-            .map(|(k, _)| k)
-            .collect();
-        for key in busy {
-            self.update(key, |s| s.flags |= RETRY_AFTER);
-        }
-    }
-
     pub(super) fn on_hold(&self, id: &str) -> bool {
         self.flag(id, ON_HOLD)
     }
@@ -220,22 +207,32 @@ impl Board {
         });
     }
 
-    /// Every waiting message is due now (`queue retry --all`): one pass
-    /// over the table; returns how many.
+    /// `queue retry --all`: every waiting message is due now, and every
+    /// busy one is tried again as soon as its turn is over. One pass over
+    /// the table, each waiting message pushed straight into the ready heap
+    /// (room made once, no list of ids in between). Returns how many were
+    /// made due.
     pub(super) fn retry_all(&mut self, now: i64) -> usize {
         self.advance(now);
         let at = secs(now).min(self.due.horizon());
-        let (mut ids, mut newly) = (Vec::new(), 0);
-        self.slots.for_each_mut(|key, s| {
+        let Board {
+            slots,
+            due,
+            waiting,
+            ..
+        } = self;
+        due.reserve_ready(*waiting);
+        let mut count = 0;
+        slots.for_each_mut(|key, s| {
             if s.flags & WAITING != 0 {
-                newly += usize::from(s.flags & COUNTED == 0);
+                due.push_ready(at, key, s.flags & COUNTED == 0);
                 s.flags |= COUNTED;
                 s.due = at;
-                ids.push(key);
+                count += 1;
+            } else if s.flags & BUSY != 0 {
+                s.flags |= RETRY_AFTER;
             }
         });
-        let count = ids.len();
-        self.due.take_in_ready(at, ids, newly);
         count
     }
 

@@ -181,3 +181,13 @@ fn the_waiting_count_is_what_retry_all_makes_due() {
     assert_eq!(board.waiting_count(), 2);
     assert_eq!(board.retry_all(100), 2);
 }
+
+#[test]
+fn retry_all_has_busy_messages_tried_again_once_their_turn_is_over() {
+    let (mut board, _) = board(&[("a", 500), ("b", 500)], 100);
+    board.take("b");
+    assert_eq!(board.retry_all(100), 1, "a is waiting, b busy");
+    assert!(board.turn_over("b"), "b is to be tried again at once");
+    assert!(!board.turn_over("b"), "once");
+    assert!(!board.turn_over("a"), "a was not busy");
+}

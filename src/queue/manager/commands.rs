@@ -10,16 +10,33 @@ use crate::queue::bulk::{self, Action, Selection};
 use crate::queue::control::{Command, Request, Response};
 use crate::queue::delivery::Delivery;
 
+/// What the loop does once [`QueueManager::command`] returns.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub(super) enum After {
+    Nothing,
+    /// `retry --all` was answered: every waiting message is to be made
+    /// due, after the answer is on its way.
+    RetryAll,
+}
+
 impl<D: Delivery> QueueManager<D> {
     /// Carries out an administrator's request, or holds it until the
     /// message's attempt in progress is over. Whatever reads or changes
-    /// files runs in a task; the message is busy meanwhile.
-    pub(super) fn command(&self, board: &mut Board, (request, reply): Command, ctx: &mut Context) {
+    /// files runs in a task; the message is busy meanwhile. `retry --all`
+    /// is answered here and returns [`After::RetryAll`]: the loop makes
+    /// the queue due once the answer is on its way.
+    pub(super) fn command(
+        &self,
+        board: &mut Board,
+        (request, reply): Command,
+        ctx: &mut Context,
+    ) -> After {
         let worker = self.worker.get();
         let id = match &request {
             Request::Retry { id: None } => {
                 // The answer first: nothing else on the board moves before
-                // the pass below ends, so no later request can tell.
+                // the loop's pass ends, so no later request can tell.
                 let (count, busy) = (board.waiting_count(), board.busy_count());
                 let _ = reply.send(Response::ok(format!(
                     "{count} message(s) due now{}",
@@ -30,9 +47,7 @@ impl<D: Delivery> QueueManager<D> {
                         ),
                     }
                 )));
-                board.retry_all(now());
-                board.retry_all_after();
-                return;
+                return After::RetryAll;
             }
             Request::Retry { id: Some(id) } | Request::Delete { id } | Request::Bounce { id } => {
                 id.clone()
@@ -54,12 +69,12 @@ impl<D: Delivery> QueueManager<D> {
                         reply,
                     });
                 });
-                return;
+                return After::Nothing;
             }
             // The control socket answers these itself.
             Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {
                 let _ = reply.send(Response::error("not a queue request"));
-                return;
+                return After::Nothing;
             }
         };
         // The board knows every queued message: no need to ask the disk.
@@ -67,7 +82,7 @@ impl<D: Delivery> QueueManager<D> {
             let _ = reply.send(Response::error(format!(
                 "{id}: no such message in the queue"
             )));
-            return;
+            return After::Nothing;
         }
         if board.busy(&id) {
             if matches!(request, Request::Retry { .. }) {
@@ -78,7 +93,7 @@ impl<D: Delivery> QueueManager<D> {
             } else {
                 board.held.entry(id).or_default().push((request, reply));
             }
-            return;
+            return After::Nothing;
         }
         match request {
             Request::Retry { .. } if board.on_hold(&id) => {
@@ -115,6 +130,7 @@ impl<D: Delivery> QueueManager<D> {
             // Answered above.
             Request::Bulk { .. } | Request::TlsMemoryList | Request::TlsMemoryForget { .. } => {}
         }
+        After::Nothing
     }
 
     /// `delete --all`, `hold`, `release`, once their messages are selected:
