@@ -327,9 +327,6 @@ impl<D: Delivery> QueueManager<D> {
             }
         }
         if let Some((reply, answer)) = turn.reply {
-            // What the command changed goes to disk now, for the next
-            // `queue list` to see.
-            self.worker.get().finish.spool.nudge();
             let _ = reply.send(answer);
         }
     }

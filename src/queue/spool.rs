@@ -46,9 +46,8 @@
 //!
 //! A message that leaves the queue gets a done record (not synced: lost in
 //! a crash, the message is delivered again, a duplicate and never a loss).
-//! It waits for the committer's next batch without waking it, at most
-//! 100 ms when no message comes (`spool/later.rs`); an administrator's
-//! command has it written at once ([`Spool::nudge`]).
+//! It goes with the committer's next batch, and wakes the committer only
+//! when it waits for work (`spool/later.rs`).
 //! At start every segment is read, oldest first, into the index (where
 //! each live message is; `spool::index`); SMTP answers meanwhile, as the
 //! scan runs in the queue manager's recovery. A segment with no live
@@ -449,16 +448,6 @@ impl Spool {
     pub fn removes_in_memory(&self, id: &str) -> bool {
         let view = &self.inner.view;
         view.old_states.is_none() && lock_index(&view.index).contains(id)
-    }
-
-    /// Has the committer write the done records waiting now,
-    /// without waiting for it (they otherwise wait for the next batch, or
-    /// up to 100 ms): after an administrator's command, so that the next
-    /// `queue list`, which reads the segments, sees what it did.
-    pub fn nudge(&self) {
-        if self.inner.later.waiting() {
-            let _ = self.inner.committer.send(Job::Wake);
-        }
     }
 
     /// Waits until every record handed to the committer is written and

@@ -273,9 +273,10 @@ async fn a_small_message_is_handed_out_once_from_memory_a_spilled_one_never() {
     );
 }
 
-/// A done record waits for the next batch without waking the committer,
-/// but not for long: with no message after it, a reader of the disk (as
-/// `tlsrelay queue list` is) no longer sees the message within a moment.
+/// A done record goes to the committer without waking it when it is busy,
+/// but wakes it when it waits: with no message after it, a reader of the
+/// disk (as `tlsrelay queue list` is) no longer sees the message within a
+/// moment.
 #[tokio::test]
 async fn a_removal_reaches_the_disk_soon_with_no_message_after_it() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

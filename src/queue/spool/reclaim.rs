@@ -26,9 +26,8 @@
 use std::io;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::later::LATER;
 use super::{gone, lock, put, Committer, Job, SEGMENT_SIZE};
 use crate::queue::spool::index::{read_raw, segment_path, walk, Index, Loc, Step, Usage};
 use crate::queue::spool::record::{self, Kind};
@@ -42,33 +41,26 @@ const IDLE: Duration = Duration::from_secs(1);
 const IDLE_LEAST: u64 = 1 << 20;
 
 impl Committer {
-    /// The next job: waits [`IDLE`] for one (records in [`Later`] are
-    /// taken within [`LATER`] meanwhile), then retires the active segment
-    /// if it is worth it and sleeps until a job or a record comes. `None`
-    /// once every sender is gone and no record waits.
+    /// The next job: a done record waiting in [`Later`], or what comes
+    /// within [`IDLE`] (a record pushed meanwhile wakes it); after that
+    /// the active segment is retired if it is worth it, and it waits on.
+    /// `None` once every sender is gone and no record waits.
     pub(super) fn next_job(&mut self, jobs: &Receiver<Job>) -> Option<Job> {
-        let idle_at = Instant::now() + IDLE;
-        loop {
-            let left = idle_at.saturating_duration_since(Instant::now());
-            let wait = match self.later.waiting() {
-                true => left.min(LATER),
-                false => left,
-            };
-            match jobs.recv_timeout(wait) {
-                Ok(job) => return Some(job),
-                Err(RecvTimeoutError::Disconnected) => return self.later.first(),
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Some(job) = self.later.first() {
-                        return Some(job);
-                    }
-                    if Instant::now() >= idle_at {
-                        break;
-                    }
+        let waited = match self.later.sleep(|| jobs.recv_timeout(IDLE)) {
+            Ok(record) => return Some(record),
+            Err(waited) => waited,
+        };
+        match waited {
+            Ok(job) => Some(job),
+            Err(RecvTimeoutError::Disconnected) => self.later.first(),
+            Err(RecvTimeoutError::Timeout) => {
+                self.retire(IDLE_LEAST);
+                match self.later.sleep(|| jobs.recv()) {
+                    Ok(record) | Err(Ok(record)) => Some(record),
+                    Err(Err(_)) => self.later.first(),
                 }
             }
         }
-        self.retire(IDLE_LEAST);
-        self.later.sleep(|| jobs.recv().ok())
     }
 
     /// Reclaims every segment queued for it (see [`Index::worth_reclaiming`]),
