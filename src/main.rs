@@ -22,12 +22,15 @@ fn main() -> ExitCode {
         Err(e) => return usage(&e),
     };
     let log = init_logging(cli.log_format, &cli.log_level);
-    // One runtime for whichever command runs: `serve` needs its threads,
-    // the others block on one future.
-    let code = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One runtime for whichever command runs: `serve` needs its threads;
+    // the others block on one future, and a runtime on this thread alone
+    // spares each command (`queue retry --all` in a script, say) the start
+    // and stop of a worker per core.
+    let mut builder = match cli.command {
+        Command::Serve { .. } => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let code = match builder.enable_all().build() {
         Ok(runtime) => run(cli.command, &runtime),
         Err(e) => runtime_error(e),
     };
