@@ -244,6 +244,10 @@ pub struct DeliveryConfig {
     /// §5b). Off for resolvers that strip DNSSEC.
     #[serde(default = "default_true")]
     pub dane: bool,
+    /// Send the content by BDAT (RFC 3030) where the next hop offers
+    /// CHUNKING; off: always DATA.
+    #[serde(default = "default_true")]
+    pub chunking: bool,
     /// Multiplies every SMTP phase deadline of RFC 5321 §4.5.3.2 (5 min
     /// for the greeting, MAIL and RCPT, 2 for EHLO and DATA, 10 after the
     /// end of data). Below 1 a silent next hop is given up on sooner;
@@ -396,6 +400,7 @@ impl Default for DeliveryConfig {
             opportunistic_fallback: true,
             broken_tls_memory: default_broken_tls_memory(),
             dane: true,
+            chunking: true,
             phase_timeout_scale: default_phase_timeout_scale(),
         }
     }

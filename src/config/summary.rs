@@ -135,7 +135,7 @@ impl Config {
         let delivery = &self.delivery;
         let _ = writeln!(
             out,
-            "Delivery    connect timeout {}, MX port {}, {} connections per destination, plaintext fallback {}, broken-TLS memory {}, phase timeouts x{}, DANE {}",
+            "Delivery    connect timeout {}, MX port {}, {} connections per destination, plaintext fallback {}, broken-TLS memory {}, phase timeouts x{}, DANE {}, BDAT {}",
             delivery.connect_timeout,
             delivery.mx_port,
             delivery.max_connections_per_destination,
@@ -146,6 +146,10 @@ impl Config {
                 (true, true) => "on (MX delivery under opportunistic and required)",
                 (true, false) => "off ([dns] dnssec = false)",
                 (false, _) => "off",
+            },
+            match delivery.chunking {
+                true => "where offered",
+                false => "never",
             }
         );
         let nameservers: Vec<String> = self

@@ -45,6 +45,9 @@ pub struct Client<S> {
     /// A kept connection's RSET still to send, in front of the next
     /// transaction ([`ready_for_next`](Self::ready_for_next)).
     reset_first: bool,
+    /// Whether the content may go by BDAT when the server offers
+    /// CHUNKING (`[delivery] chunking`).
+    pub chunking: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
@@ -56,6 +59,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             capabilities: Capabilities::default(),
             timeout_scale: 1.0,
             reset_first: false,
+            chunking: true,
         }
     }
 
@@ -186,8 +190,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// One mail transaction: MAIL, the RCPTs, and the content if any
     /// recipient was accepted. Pipelined when the server offers it
-    /// (RFC 2920). `content` is the message as spooled (not dot-stuffed),
-    /// read as it is sent.
+    /// (RFC 2920); the content by BDAT when it offers CHUNKING (RFC 3030,
+    /// [`chunked`](Self::chunked)), by DATA otherwise. `content` is the
+    /// message as spooled (not dot-stuffed), read as it is sent.
     pub async fn transaction(
         &mut self,
         envelope: &Envelope,
@@ -202,13 +207,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             let reply = self.reset().await?;
             Self::reset_accepted(&reply)?;
         }
-        let answered = match self.capabilities.pipelining {
-            true => self.pipelined(&mail, &rcpts, reset).await?,
-            false => self.stepwise(&mail, &rcpts).await?,
-        };
-        let (mail_reply, rcpt_replies, data_reply) = match answered {
-            Answered::Data(mail, rcpts, data) => (mail, rcpts, data),
-            Answered::Over(transaction) => return Ok(transaction),
+        if self.chunking && self.capabilities.chunking {
+            return self.chunked(&mail, &rcpts, reset, content).await;
+        }
+        let (mail_reply, rcpt_replies, data_reply) = match self.capabilities.pipelining {
+            true => {
+                let (mail, rcpts) = self.pipelined(&mail, &rcpts, reset, b"DATA\r\n").await?;
+                let data = self.reply(Phase::Data).await?;
+                if !accepted(&mail, &rcpts) {
+                    if data.code == 354 {
+                        // The server said 354 although nothing was
+                        // accepted: end the DATA with nothing in it
+                        // rather than send the content.
+                        self.write(b".\r\n", Phase::DataEnd).await?;
+                        let _ = self.reply(Phase::DataEnd).await?;
+                    }
+                    return Ok(Transaction::over(mail, rcpts));
+                }
+                (mail, rcpts, data)
+            }
+            false => {
+                let (mail, rcpts) = self.stepwise(&mail, &rcpts).await?;
+                if !accepted(&mail, &rcpts) {
+                    return Ok(Transaction::over(mail, rcpts));
+                }
+                let data = self.command("DATA", Phase::Data).await?;
+                (mail, rcpts, data)
+            }
         };
         if data_reply.code != 354 {
             if !(400..600).contains(&data_reply.code) {
@@ -240,29 +265,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })
     }
 
-    /// MAIL, the RCPTs and DATA in one write (RFC 2920), a kept
-    /// connection's RSET in front; then their replies.
+    /// MAIL, the RCPTs and `tail` (DATA, or a whole BDAT chunk) in one
+    /// write (RFC 2920), a kept connection's RSET in front; then the
+    /// replies to MAIL and the RCPTs (the tail's are the caller's).
     async fn pipelined(
         &mut self,
         mail: &str,
         rcpts: &[String],
         reset: bool,
-    ) -> Result<Answered, ClientError> {
+        tail: &[u8],
+    ) -> Result<(Reply, Vec<Reply>), ClientError> {
         // RFC 2920: RSET may open a group too; a kept connection's
         // RSET goes in front, and a failure there (written to a dead
         // connection, or refused) is an error in the RSET phase.
-        let mut batch = if reset {
-            "RSET\r\n".to_string()
-        } else {
-            String::new()
-        };
-        batch.push_str(mail);
-        for rcpt in rcpts {
-            batch.push_str(rcpt);
+        let mut batch = Vec::with_capacity(64 + mail.len() + 64 * rcpts.len() + tail.len());
+        if reset {
+            batch.extend_from_slice(b"RSET\r\n");
         }
-        batch.push_str("DATA\r\n");
+        batch.extend_from_slice(mail.as_bytes());
+        for rcpt in rcpts {
+            batch.extend_from_slice(rcpt.as_bytes());
+        }
+        batch.extend_from_slice(tail);
         let first = if reset { Phase::Rset } else { Phase::Mail };
-        self.write(batch.as_bytes(), first).await?;
+        self.write(&batch, first).await?;
         if reset {
             let reply = self.reply(Phase::Rset).await?;
             Self::reset_accepted(&reply)?;
@@ -272,49 +298,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         for _ in rcpts {
             rcpt_replies.push(self.reply(Phase::Rcpt).await?);
         }
-        let data_reply = self.reply(Phase::Data).await?;
-        if !mail_reply.is_positive() || !rcpt_replies.iter().any(Reply::is_positive) {
-            if data_reply.code == 354 {
-                // The server said 354 although nothing was accepted:
-                // end the DATA with nothing in it rather than send
-                // the content.
-                self.write(b".\r\n", Phase::DataEnd).await?;
-                let _ = self.reply(Phase::DataEnd).await?;
-            }
-            return Ok(Answered::Over(Transaction {
-                mail: mail_reply,
-                rcpts: rcpt_replies,
-                data: None,
-            }));
-        }
-        Ok(Answered::Data(mail_reply, rcpt_replies, data_reply))
+        Ok((mail_reply, rcpt_replies))
     }
 
-    /// MAIL, each RCPT, then DATA, each answered before the next.
-    async fn stepwise(&mut self, mail: &str, rcpts: &[String]) -> Result<Answered, ClientError> {
+    /// MAIL, then each RCPT, each answered before the next; no RCPT
+    /// after a refused MAIL.
+    async fn stepwise(
+        &mut self,
+        mail: &str,
+        rcpts: &[String],
+    ) -> Result<(Reply, Vec<Reply>), ClientError> {
         self.write(mail.as_bytes(), Phase::Mail).await?;
         let mail_reply = self.reply(Phase::Mail).await?;
-        if !mail_reply.is_positive() {
-            return Ok(Answered::Over(Transaction {
-                mail: mail_reply,
-                rcpts: Vec::new(),
-                data: None,
-            }));
-        }
         let mut rcpt_replies = Vec::with_capacity(rcpts.len());
+        if !mail_reply.is_positive() {
+            return Ok((mail_reply, rcpt_replies));
+        }
         for rcpt in rcpts {
             self.write(rcpt.as_bytes(), Phase::Rcpt).await?;
             rcpt_replies.push(self.reply(Phase::Rcpt).await?);
         }
-        if !rcpt_replies.iter().any(Reply::is_positive) {
-            return Ok(Answered::Over(Transaction {
-                mail: mail_reply,
-                rcpts: rcpt_replies,
-                data: None,
-            }));
-        }
-        let data_reply = self.command("DATA", Phase::Data).await?;
-        Ok(Answered::Data(mail_reply, rcpt_replies, data_reply))
+        Ok((mail_reply, rcpt_replies))
     }
 
     /// Reads what has already arrived, without waiting (a zero deadline
@@ -409,11 +413,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 }
 
-/// MAIL and the RCPTs answered: DATA's reply is in, or the transaction
-/// is over already (MAIL refused, or no recipient accepted).
-enum Answered {
-    Data(Reply, Vec<Reply>, Reply),
-    Over(Transaction),
+/// Whether the transaction goes on to the content: MAIL and at least
+/// one recipient accepted.
+fn accepted(mail: &Reply, rcpts: &[Reply]) -> bool {
+    mail.is_positive() && rcpts.iter().any(Reply::is_positive)
+}
+
+impl Transaction {
+    /// Over before the content: MAIL refused, or no recipient accepted.
+    fn over(mail: Reply, rcpts: Vec<Reply>) -> Transaction {
+        Transaction {
+            mail,
+            rcpts,
+            data: None,
+        }
+    }
 }
 
 /// How much content one write with the DATA block deadline carries.
@@ -427,6 +441,9 @@ fn reply_excerpt(text: &str) -> String {
     let short: String = text.chars().take(80).collect();
     format!("{short:?}")
 }
+
+#[path = "client_chunked.rs"]
+mod chunked;
 
 #[cfg(test)]
 #[path = "client_tests.rs"]

@@ -191,6 +191,7 @@ impl<R: Resolve> Deliverer<R> {
                 content,
                 head: &head,
                 group: &group,
+                chunking: settings.chunking,
             };
             let verdicts = self.attempt_domain(&settings, job, &domain).await;
             outcomes.extend(group.iter().zip(verdicts).map(|(r, (verdict, at))| {

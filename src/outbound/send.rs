@@ -1,6 +1,6 @@
 //! The mail transaction on a connection the ladder made ready (or a kept
 //! one): what the server's EHLO rules out before MAIL (SMTPUTF8, SIZE),
-//! then MAIL, RCPT, DATA, judged per recipient.
+//! then MAIL, RCPT, and the content by DATA or BDAT, judged per recipient.
 
 use super::client::{Client, Phase};
 use super::outcome::{deciding_reply, judge, Verdict};
@@ -20,6 +20,8 @@ pub(super) struct Job<'a> {
     /// [`super::requiretls::HEAD_LIMIT`].
     pub(super) head: &'a [u8],
     pub(super) group: &'a [&'a Recipient],
+    /// `[delivery] chunking`: BDAT where the server offers it.
+    pub(super) chunking: bool,
 }
 
 /// The transaction on a ready client, judged per recipient; a broken
@@ -37,8 +39,10 @@ pub(super) async fn converse(
         envelope,
         content,
         group,
+        chunking,
         ..
     } = *job;
+    client.chunking = chunking;
     if envelope.smtputf8 && !client.capabilities.smtputf8 {
         log("refused: next hop lacks SMTPUTF8");
         let reason =

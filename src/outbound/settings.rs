@@ -28,6 +28,8 @@ pub struct Settings<R> {
     pub fallback: bool,
     /// `[delivery] dane`.
     pub dane: bool,
+    /// `[delivery] chunking`.
+    pub chunking: bool,
     pub resolver: R,
     pub(super) identity: Option<Arc<Identity>>,
     /// Multiplies the SMTP phase timeouts (tests shorten them).
@@ -54,6 +56,7 @@ impl<R> Settings<R> {
             connect_timeout: config.delivery.connect_timeout.0,
             fallback: config.delivery.opportunistic_fallback,
             dane: config.delivery.dane,
+            chunking: config.delivery.chunking,
             resolver,
             identity,
             timeout_scale: config.delivery.phase_timeout_scale,

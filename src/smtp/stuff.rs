@@ -4,7 +4,9 @@
 //!
 //! [`Stuffer`] does it a piece at a time, so a large message goes out as
 //! it is read from the spool, never held whole; [`dot_stuff`] is the same
-//! on content in one piece.
+//! on content in one piece. [`Stuffer::for_chunks`] is the same without
+//! the dots, for BDAT (RFC 3030), whose chunks end by their size: the
+//! line endings leave as CRLF whichever way the content goes.
 
 /// `content` as DATA sends it, terminator included.
 pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
@@ -26,6 +28,8 @@ pub struct Stuffer {
     /// The last piece ended with a CR, already sent as CRLF: an LF
     /// first in the next piece is its other half, not a line of its own.
     after_cr: bool,
+    /// A dot first on a line is doubled (DATA), or left alone (BDAT).
+    dots: bool,
 }
 
 impl Default for Stuffer {
@@ -33,11 +37,21 @@ impl Default for Stuffer {
         Stuffer {
             at_line_start: true,
             after_cr: false,
+            dots: true,
         }
     }
 }
 
 impl Stuffer {
+    /// For BDAT chunks: line endings made CRLF, no dot doubled; the
+    /// content ends with [`end_line`](Self::end_line), not a `.` line.
+    pub fn for_chunks() -> Self {
+        Stuffer {
+            dots: false,
+            ..Stuffer::default()
+        }
+    }
+
     /// Appends `piece`, stuffed, to `out`.
     pub fn stuff(&mut self, piece: &[u8], out: &mut Vec<u8>) {
         let mut rest = piece;
@@ -51,7 +65,7 @@ impl Stuffer {
         }
         // Line by line: the bytes up to the next CR or LF go in one piece.
         while let Some(&first) = rest.first() {
-            if self.at_line_start && first == b'.' {
+            if self.dots && self.at_line_start && first == b'.' {
                 out.push(b'.');
             }
             match memchr::memchr2(b'\r', b'\n', rest) {
@@ -77,10 +91,15 @@ impl Stuffer {
     /// Appends the end of the content: a line end if the last line has
     /// none, then the terminating `.` line.
     pub fn finish(self, out: &mut Vec<u8>) {
+        self.end_line(out);
+        out.extend_from_slice(b".\r\n");
+    }
+
+    /// Appends a line end if the last line has none.
+    pub fn end_line(self, out: &mut Vec<u8>) {
         if !self.at_line_start {
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(b".\r\n");
     }
 }
 

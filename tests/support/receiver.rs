@@ -8,10 +8,11 @@
 //! the same address, so a host is "down" and later "up". Plaintext only,
 //! with PIPELINING (RFC 2920) and SMTPUTF8 (RFC 6531, for internationalised
 //! addresses): the relay's opportunistic TLS falls back to
-//! plaintext when STARTTLS is not offered.
+//! plaintext when STARTTLS is not offered. CHUNKING (RFC 3030) when the
+//! test asks for it ([`Receiver::offer_chunking`]).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,8 +32,10 @@ pub struct Transaction {
     pub refused: Vec<(String, String)>,
     /// The content, dot-unstuffed, when DATA got as far as the end marker.
     pub data: Option<Vec<u8>>,
-    /// The reply to the end of DATA.
+    /// The reply to the end of DATA (or to the `LAST` BDAT chunk).
     pub data_reply: Option<String>,
+    /// The content came by BDAT chunks, not DATA.
+    pub bdat: bool,
 }
 
 impl Transaction {
@@ -88,6 +91,8 @@ struct Script {
     /// By lowercase address, `*` for every other recipient.
     rcpt: HashMap<String, Replies>,
     data: Replies,
+    /// EHLO offers CHUNKING and BDAT is taken.
+    chunking: bool,
 }
 
 impl Script {
@@ -225,6 +230,13 @@ impl Receiver {
         self
     }
 
+    /// Offer CHUNKING from the next EHLO on: BDAT chunks are taken, the
+    /// `LAST` one answered as the end of DATA is.
+    pub fn offer_chunking(&self) -> &Self {
+        lock(&self.script).chunking = true;
+        self
+    }
+
     /// Replies to the end of DATA, in turn; default 250.
     pub fn on_data(&self, replies: &[&str]) -> &Self {
         lock(&self.script).data = replies_of(replies);
@@ -288,6 +300,8 @@ fn converse(stream: TcpStream, connection: usize, script: &Mutex<Script>, seen: 
         return;
     }
     let mut current: Option<Transaction> = None;
+    // BDAT chunks of the current transaction so far.
+    let mut chunks = Vec::new();
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -297,9 +311,14 @@ fn converse(stream: TcpStream, connection: usize, script: &Mutex<Script>, seen: 
         }
         let text = String::from_utf8_lossy(&line).trim_end().to_string();
         let upper = text.to_ascii_uppercase();
+        if !upper.starts_with("BDAT ") {
+            chunks.clear();
+        }
+        let chunking = lock(script).chunking;
         let reply = if upper.starts_with("EHLO") {
             current = None;
-            "250-receiver.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES".into()
+            let offer = if chunking { "250-CHUNKING\r\n" } else { "" };
+            format!("250-receiver.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n{offer}250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES")
         } else if upper.starts_with("HELO") {
             current = None;
             "250 receiver.test".into()
@@ -338,6 +357,36 @@ fn converse(stream: TcpStream, connection: usize, script: &Mutex<Script>, seen: 
                     transaction.data_reply = Some(reply.clone());
                     lock(seen).transactions.push(transaction);
                     reply
+                }
+                Some(transaction) => {
+                    lock(seen).transactions.push(transaction);
+                    "554 5.5.1 no valid recipients".into()
+                }
+                None => "503 5.5.1 MAIL first".into(),
+            }
+        } else if chunking && upper.starts_with("BDAT ") {
+            let mut words = upper["BDAT ".len()..].split_whitespace();
+            let Some(size) = words.next().and_then(|n| n.parse::<usize>().ok()) else {
+                return;
+            };
+            let last = words.next() == Some("LAST");
+            let mut chunk = vec![0; size];
+            if reader.read_exact(&mut chunk).is_err() {
+                return;
+            }
+            chunks.extend_from_slice(&chunk);
+            match current.take() {
+                Some(mut transaction) if !transaction.rcpt_to.is_empty() && last => {
+                    let reply = lock(script).data.next("250 2.0.0 ok: queued");
+                    transaction.data = Some(std::mem::take(&mut chunks));
+                    transaction.data_reply = Some(reply.clone());
+                    transaction.bdat = true;
+                    lock(seen).transactions.push(transaction);
+                    reply
+                }
+                Some(transaction) if !transaction.rcpt_to.is_empty() => {
+                    current = Some(transaction);
+                    format!("250 2.0.0 {size} bytes received")
                 }
                 Some(transaction) => {
                     lock(seen).transactions.push(transaction);
