@@ -1,13 +1,14 @@
-//! The SMTP sink of issue 8: accepts every message (DATA, with PIPELINING
-//! and optionally STARTTLS), counts it and throws it away; it can delay
-//! the reply to the end of DATA or answer every Nth message with a
-//! temporary failure, or refuse everything for now (`450` to RCPT or
-//! `421` at connect) until told to accept, which is how `compare.sh`
-//! fills a relay's queue with deferred messages. Its first line on stdout
-//! is the address it listens on (so scripts bind port 0); `count` on
-//! stdin prints the count so far, `accept` and `refuse` switch the mode;
-//! SIGTERM, SIGINT, the end of stdin (when stdin is a pipe or a terminal)
-//! or `--max-seconds` print the final count and end it.
+//! The SMTP sink of issue 8: accepts every message (DATA, or BDAT when the
+//! client uses the CHUNKING it offers, with PIPELINING and optionally
+//! STARTTLS), counts it and throws it away; it can delay the reply to the
+//! end of a message or answer every Nth message with a temporary failure,
+//! or refuse everything for now (`450` to RCPT or `421` at connect) until
+//! told to accept, which is how `compare.sh` fills a relay's queue with
+//! deferred messages. Its first line on stdout is the address it listens
+//! on (so scripts bind port 0); `count` on stdin prints the count so far,
+//! `accept` and `refuse` switch the mode; SIGTERM, SIGINT, the end of
+//! stdin (when stdin is a pipe or a terminal) or `--max-seconds` print the
+//! final count and end it.
 
 // Each tool uses its own part of the shared module.
 #[allow(dead_code)]
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_rustls::TlsAcceptor;
 
+use common::bdat::{parse_bdat, skip_chunk};
 use common::smtp::{read_line, Boxed};
 
 #[derive(Parser, Debug)]
@@ -37,7 +39,8 @@ struct Args {
     /// Offer STARTTLS with a fresh self-signed certificate.
     #[arg(long)]
     starttls: bool,
-    /// Wait this long before answering the end of DATA.
+    /// Wait this long before answering the end of a message (DATA's final
+    /// dot or the LAST BDAT chunk).
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
     /// Answer every Nth message with `451 4.3.0` instead of `250` (0: never).
@@ -47,6 +50,9 @@ struct Args {
     /// at connect; `accept` on stdin switches to accepting, `refuse` back.
     #[arg(long, value_enum)]
     refuse: Option<Refuse>,
+    /// Do not offer CHUNKING, so clients send DATA (to compare the two).
+    #[arg(long)]
+    no_chunking: bool,
     /// The name in the greeting and the EHLO reply.
     #[arg(long, default_value = "sink.example.test")]
     hostname: String,
@@ -76,7 +82,7 @@ struct Shared {
     started: Instant,
     /// Messages answered `250`.
     accepted: AtomicU64,
-    /// Messages whose DATA completed, answered `250` or tempfailed.
+    /// Messages whose content completed, answered `250` or tempfailed.
     completed: AtomicU64,
     /// Microseconds from `started` to the last `250`.
     last_us: AtomicU64,
@@ -115,6 +121,28 @@ impl Shared {
             .then_some(self.args.refuse.unwrap_or(Refuse::Rcpt))
     }
 
+    /// The end of a message's content (DATA's final dot, the LAST BDAT
+    /// chunk): waits `--delay-ms`, counts it and adds its reply, `451`
+    /// for every `--tempfail-every`th.
+    async fn complete(&self, out: &mut Vec<u8>) {
+        if self.args.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.args.delay_ms)).await;
+        }
+        let n = self.completed.fetch_add(1, Ordering::Relaxed) + 1;
+        let every = self.args.tempfail_every;
+        if every > 0 && n.is_multiple_of(every) {
+            out.extend_from_slice(b"451 4.3.0 Tempfail as configured\r\n");
+            return;
+        }
+        let id = self.accepted.fetch_add(1, Ordering::Relaxed) + 1;
+        let at = self.started.elapsed().as_micros() as u64;
+        self.last_us.fetch_max(at, Ordering::Relaxed);
+        let _ = self
+            .first_us
+            .compare_exchange(NONE_YET, at, Ordering::Relaxed, Ordering::Relaxed);
+        out.extend_from_slice(format!("250 2.0.0 Ok: queued as {id}\r\n").as_bytes());
+    }
+
     /// `accept` or `refuse` from stdin: the new mode, as a line for scripts.
     fn switch(&self, refuse: bool) -> String {
         if !refuse {
@@ -145,7 +173,8 @@ async fn serve(shared: &Shared, stream: Boxed, tls: bool) -> std::io::Result<Opt
     let mut io = BufReader::new(stream);
     let mut out: Vec<u8> = Vec::with_capacity(512);
     let mut line = Vec::with_capacity(1024);
-    let (mut mail, mut rcpts) = (false, 0usize);
+    // A transaction: MAIL given, RCPTs accepted, a BDAT chunk taken.
+    let (mut mail, mut rcpts, mut chunked) = (false, 0usize, false);
     if !tls && matches!(shared.refusing(), Some(Refuse::Connect)) {
         shared.refused.fetch_add(1, Ordering::Relaxed);
         let refusal = format!(
@@ -174,12 +203,15 @@ async fn serve(shared: &Shared, stream: Boxed, tls: bool) -> std::io::Result<Opt
                 if starttls {
                     out.extend_from_slice(b"250-STARTTLS\r\n");
                 }
+                if !shared.args.no_chunking {
+                    out.extend_from_slice(b"250-CHUNKING\r\n");
+                }
                 out.extend_from_slice(b"250 ENHANCEDSTATUSCODES\r\n");
-                (mail, rcpts) = (false, 0);
+                (mail, rcpts, chunked) = (false, 0, false);
             }
             "HELO" => out.extend_from_slice(format!("250 {}\r\n", shared.args.hostname).as_bytes()),
             "MAIL" => {
-                (mail, rcpts) = (true, 0);
+                (mail, rcpts, chunked) = (true, 0, false);
                 out.extend_from_slice(b"250 2.1.0 Ok\r\n");
             }
             "RCPT" if mail && shared.refusing().is_some() => {
@@ -190,7 +222,7 @@ async fn serve(shared: &Shared, stream: Boxed, tls: bool) -> std::io::Result<Opt
                 rcpts += 1;
                 out.extend_from_slice(b"250 2.1.5 Ok\r\n");
             }
-            "DATA" if mail && rcpts > 0 => {
+            "DATA" if mail && rcpts > 0 && !chunked => {
                 out.extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
                 flush(&mut io, &mut out).await?;
                 loop {
@@ -201,30 +233,41 @@ async fn serve(shared: &Shared, stream: Boxed, tls: bool) -> std::io::Result<Opt
                         break;
                     }
                 }
-                if shared.args.delay_ms > 0 {
-                    tokio::time::sleep(Duration::from_millis(shared.args.delay_ms)).await;
-                }
-                let n = shared.completed.fetch_add(1, Ordering::Relaxed) + 1;
-                let every = shared.args.tempfail_every;
-                if every > 0 && n.is_multiple_of(every) {
-                    out.extend_from_slice(b"451 4.3.0 Tempfail as configured\r\n");
-                } else {
-                    let id = shared.accepted.fetch_add(1, Ordering::Relaxed) + 1;
-                    let at = shared.started.elapsed().as_micros() as u64;
-                    shared.last_us.fetch_max(at, Ordering::Relaxed);
-                    let _ = shared.first_us.compare_exchange(
-                        NONE_YET,
-                        at,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                    out.extend_from_slice(format!("250 2.0.0 Ok: queued as {id}\r\n").as_bytes());
-                }
+                shared.complete(&mut out).await;
                 (mail, rcpts) = (false, 0);
             }
+            "BDAT" => {
+                let Some((size, last)) = parse_bdat(&line) else {
+                    // Where the chunk ends is unknown, so nothing after this
+                    // line can be read as a command: answer and close.
+                    out.extend_from_slice(b"501 5.5.4 Syntax: BDAT size [LAST]\r\n");
+                    io.get_mut().write_all(&out).await?;
+                    let _ = io.get_mut().shutdown().await;
+                    return Ok(None);
+                };
+                // The chunk is read whatever the answer (RFC 3030 §2).
+                if !skip_chunk(&mut io, size).await? {
+                    return Ok(None);
+                }
+                if !mail {
+                    out.extend_from_slice(b"503 5.5.1 Bad sequence of commands\r\n");
+                } else if rcpts == 0 {
+                    // As Postfix answers, e.g. after every RCPT was refused.
+                    out.extend_from_slice(b"554 5.5.1 No valid recipients\r\n");
+                } else if last {
+                    shared.complete(&mut out).await;
+                    (mail, rcpts, chunked) = (false, 0, false);
+                } else {
+                    chunked = true;
+                    out.extend_from_slice(
+                        format!("250 2.0.0 {size} octets received\r\n").as_bytes(),
+                    );
+                }
+            }
+            // DATA after BDAT in one transaction is a 503 (RFC 3030 §2).
             "RCPT" | "DATA" => out.extend_from_slice(b"503 5.5.1 Bad sequence of commands\r\n"),
             "RSET" => {
-                (mail, rcpts) = (false, 0);
+                (mail, rcpts, chunked) = (false, 0, false);
                 out.extend_from_slice(b"250 2.0.0 Ok\r\n");
             }
             "NOOP" => out.extend_from_slice(b"250 2.0.0 Ok\r\n"),
@@ -353,4 +396,7 @@ async fn main() {
         _ = tokio::time::sleep(limit) => eprintln!("sink: --max-seconds reached"),
     }
     println!("{}", shared.stats());
+    // Returning would wait for the blocking read of stdin, which an open
+    // pipe (a script's FIFO) never ends: a SIGTERM would not end the sink.
+    std::process::exit(0);
 }

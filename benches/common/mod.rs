@@ -1,8 +1,10 @@
 //! Shared by the load generator and the sink (issue 8): the TLS set-up,
-//! SMTP reply and line reading, the generated message, and the rule that a
-//! bare `cargo bench` (which runs every bench target with only `--bench`)
-//! prints usage and succeeds instead of starting a load run.
+//! SMTP reply and line reading, the sink's BDAT chunks, the generated
+//! message, and the rule that a bare `cargo bench` (which runs every bench
+//! target with only `--bench`) prints usage and succeeds instead of
+//! starting a load run.
 
+pub mod bdat;
 pub mod smtp;
 pub mod tls;
 
