@@ -6,6 +6,9 @@
 //!
 //! * `addresses`: smtplib's Unicode sender spellings meet the sender
 //!   restriction; swaks sends to and from address literals.
+//! * `chunking`: Postfix's smtpd gets the relay's deliveries by BDAT
+//!   (RFC 3030), byte for byte, 8-bit and never dot-stuffed; with
+//!   CHUNKING hidden, by DATA, just as intact.
 //! * `clients`: swaks, msmtp and smtplib deliver into the spool, byte for byte.
 //! * `client_certs`: Postfix, msmtp, Python `ssl`, `openssl s_client` and
 //!   swaks with and without a client certificate against a
@@ -67,6 +70,8 @@ mod support;
 // A test target's root resolves modules beside it, in tests/.
 #[path = "real_peers/addresses.rs"]
 mod addresses;
+#[path = "real_peers/chunking.rs"]
+mod chunking;
 #[path = "real_peers/client_certs.rs"]
 mod client_certs;
 #[path = "real_peers/clients.rs"]

@@ -11,7 +11,7 @@ use super::support::relay::Relay;
 use super::{message, swaks_send, SENDER};
 
 /// A relay that carries example.test to `to` with `tls`, relaying for localhost.
-fn relay_to(to: SocketAddr, tls: &str) -> Relay {
+pub(super) fn relay_to(to: SocketAddr, tls: &str) -> Relay {
     Relay::start_with(&format!(
         "[server]\nhostname = \"relay.example.test\"\nlisten = [\"127.0.0.1:0\"]\nspool_dir = \"spool\"\n\
          [[inbound]]\nname = \"lan\"\nremote_ips = [\"127.0.0.0/8\"]\nallow_relay = true\n\

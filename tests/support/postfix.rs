@@ -317,6 +317,11 @@ impl Postfix {
         read_files(&self.dir().join("mail/inbox/new"))
     }
 
+    /// [`Postfix::delivered`] as bytes, for mail that is not UTF-8.
+    pub fn delivered_bytes(&self) -> Vec<Vec<u8>> {
+        read_files_bytes(&self.dir().join("mail/inbox/new"))
+    }
+
     fn wait_until_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -426,16 +431,22 @@ fn set_mode(path: &Path, mode: u32) {
         .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
 }
 
+/// The UTF-8 files in `dir`, in the order of their names.
 fn read_files(dir: &Path) -> Vec<String> {
+    read_files_bytes(dir)
+        .into_iter()
+        .filter_map(|bytes| String::from_utf8(bytes).ok())
+        .collect()
+}
+
+/// The files in `dir`, in the order of their names.
+fn read_files_bytes(dir: &Path) -> Vec<Vec<u8>> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     paths.sort();
-    paths
-        .iter()
-        .filter_map(|p| fs::read_to_string(p).ok())
-        .collect()
+    paths.iter().filter_map(|p| fs::read(p).ok()).collect()
 }
 
 /// The first `Received:` field of a message Postfix stored (LF line ends),
