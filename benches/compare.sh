@@ -22,7 +22,11 @@
 #   (W4B_MESSAGES, default MESSAGES/100, at least 20, from W4B_SESSIONS=10
 #   sessions), both with each relay's peak RSS; W5: 50 recipients
 #   (W5_RCPTS) per 2 KB message (W5_MESSAGES, default MESSAGES/5, at least
-#   200). fsync and W6 run once, after the repetitions: fsync, W1 with
+#   200). W1far: W1 to a next hop FAR_RTT_MS=10 ms away (the sink waits
+#   that long before each write of replies; loopback has no round trip
+#   to speak of), so the round trips per delivered message count;
+#   W1FAR_MESSAGES, default MESSAGES/5, at least 500.
+#   fsync and W6 run once, after the repetitions: fsync, W1 with
 #   FSYNC_MESSAGES=1000 under strace, counting sync calls per message;
 #   W6, W6_SESSIONS=10000 idle sessions to tlsrelay and
 #   W6_POSTFIX_SESSIONS=2000 to Postfix (a process each), plaintext and
@@ -65,6 +69,8 @@ W4B_MESSAGES=${W4B_MESSAGES:-$((MESSAGES / 100 > 20 ? MESSAGES / 100 : 20))}
 W4B_SESSIONS=${W4B_SESSIONS:-$((SESSIONS < 10 ? SESSIONS : 10))}
 W5_RCPTS=${W5_RCPTS:-50}
 W5_MESSAGES=${W5_MESSAGES:-$((MESSAGES / 5 > 200 ? MESSAGES / 5 : 200))}
+W1FAR_MESSAGES=${W1FAR_MESSAGES:-$((MESSAGES / 5 > 500 ? MESSAGES / 5 : 500))}
+FAR_RTT_MS=${FAR_RTT_MS:-10}
 FSYNC_MESSAGES=${FSYNC_MESSAGES:-1000}
 W6_SESSIONS=${W6_SESSIONS:-10000}
 W6_POSTFIX_SESSIONS=${W6_POSTFIX_SESSIONS:-$((W6_SESSIONS < 2000 ? W6_SESSIONS : 2000))}
@@ -211,6 +217,7 @@ sink_stats() {
 
 start_sink plain
 start_sink tls --starttls
+wants W1far && start_sink far --rtt-ms "$FAR_RTT_MS"
 
 # --- certificates (tlsrelay and Postfix present the same one) -----------
 "$TLSRELAY" gen-cert --hostname relay.example.test --out "$WORK/certs" >/dev/null
@@ -458,6 +465,11 @@ if [[ -n $BASELINE ]]; then
     SYSTEM=baseline BINARY=$BASELINE start_tlsrelay plain plain "$PLAIN_LEVEL"
     SYSTEM=baseline BINARY=$BASELINE start_tlsrelay tls tls required
 fi
+if wants W1far; then
+    start_postfix far far 0
+    start_tlsrelay far far "$PLAIN_LEVEL"
+    [[ -z $BASELINE ]] || SYSTEM=baseline BINARY=$BASELINE start_tlsrelay far far "$PLAIN_LEVEL"
+fi
 
 # --- one run ------------------------------------------------------------
 COLUMNS_TSV='workload\tsystem\trep\taccepted\terrors\tgen_rate\tp50_ms\tp99_ms\tsink_rate\tmessages\tsize\trcpts\tsessions\tcpu_s\tcpu_s_per_1k\tpeak_rss\tpeak_rss_sampled\tpeak_pss_sampled\tsyncs_per_msg'
@@ -587,11 +599,13 @@ for rep in $(seq 1 "$REPS"); do
                 run null sink "$rep" "${SINK_ADDR[plain]}" plain "${SINK_PID[plain]}" --reuse "${FLAGS[@]}"
                 run null-tls sink "$rep" "${SINK_ADDR[tls]}" tls "${SINK_PID[tls]}" --reuse --starttls "${FLAGS[@]}"
                 ;;
-            W1 | W2 | W3 | W4a | W4b | W5)
+            W1 | W1far | W2 | W3 | W4a | W4b | W5)
                 for system in $order; do
                     plain=("$system" "$rep" "${TARGET[$system-plain]}" plain "${ROOT[$system-plain]}")
                     case $workload in
                         W1) run W1 "${plain[@]}" --reuse "${FLAGS[@]}" ;;
+                        W1far) R_MESSAGES=$W1FAR_MESSAGES run W1far "$system" "$rep" "${TARGET[$system-far]}" far \
+                            "${ROOT[$system-far]}" --reuse "${FLAGS[@]}" ;;
                         W2) run W2 "${plain[@]}" --new-connection-per-message "${FLAGS[@]}" ;;
                         W3) run W3 "$system" "$rep" "${TARGET[$system-tls]}" tls "${ROOT[$system-tls]}" \
                             --reuse --starttls "${FLAGS[@]}" ;;

@@ -52,7 +52,7 @@ def ratio_cells(t, other):
             f"| {fmt(ratio('cpu_s_per_1k'),2)}")
 ratios = []
 null = {"W1": "null", "W2": "null", "W3": "null-tls"}
-for w in ("W1", "W2", "W3", "W4a", "W4b", "W5"):
+for w in ("W1", "W1far", "W2", "W3", "W4a", "W4b", "W5"):
     t, p = groups.get((w, "tlsrelay")), groups.get((w, "postfix"))
     if not t or not p:
         continue
@@ -67,7 +67,7 @@ if ratios:
     print()
 # Before/after in the same run (BASELINE=…): the current build over the baseline.
 before_after = []
-for w in ("W1", "W2", "W3", "W4a", "W4b", "W5"):
+for w in ("W1", "W1far", "W2", "W3", "W4a", "W4b", "W5"):
     t, b = groups.get((w, "tlsrelay")), groups.get((w, "baseline"))
     if not t or not b:
         continue

@@ -50,6 +50,11 @@ struct Args {
     /// at connect; `accept` on stdin switches to accepting, `refuse` back.
     #[arg(long, value_enum)]
     refuse: Option<Refuse>,
+    /// Wait this long before each write of replies, the greeting
+    /// included: a next hop a round trip away (loopback has none), where
+    /// each round trip a client makes per message costs this much.
+    #[arg(long, default_value_t = 0)]
+    rtt_ms: u64,
     /// Do not offer CHUNKING, so clients send DATA (to compare the two).
     #[arg(long)]
     no_chunking: bool,
@@ -158,9 +163,13 @@ impl Shared {
 }
 
 /// Adds to the reply buffer; `flush` sends it once no pipelined input
-/// waits (RFC 2920 §3.2: replies to a batch may go together).
-async fn flush(io: &mut BufReader<Boxed>, out: &mut Vec<u8>) -> std::io::Result<()> {
+/// waits (RFC 2920 §3.2: replies to a batch may go together), `rtt`
+/// after (`--rtt-ms`).
+async fn flush(io: &mut BufReader<Boxed>, out: &mut Vec<u8>, rtt: Duration) -> std::io::Result<()> {
     if !out.is_empty() && io.buffer().is_empty() {
+        if !rtt.is_zero() {
+            tokio::time::sleep(rtt).await;
+        }
         io.get_mut().write_all(out).await?;
         io.get_mut().flush().await?;
         out.clear();
@@ -171,6 +180,7 @@ async fn flush(io: &mut BufReader<Boxed>, out: &mut Vec<u8>) -> std::io::Result<
 /// Serves one session; `Some(stream)` when the client asked for STARTTLS.
 async fn serve(shared: &Shared, stream: Boxed, tls: bool) -> std::io::Result<Option<Boxed>> {
     let mut io = BufReader::new(stream);
+    let rtt = Duration::from_millis(shared.args.rtt_ms);
     let mut out: Vec<u8> = Vec::with_capacity(512);
     let mut line = Vec::with_capacity(1024);
     // A transaction: MAIL given, RCPTs accepted, a BDAT chunk taken.
@@ -187,7 +197,7 @@ async fn serve(shared: &Shared, stream: Boxed, tls: bool) -> std::io::Result<Opt
     }
     if !tls {
         out.extend_from_slice(format!("220 {} ESMTP sink\r\n", shared.args.hostname).as_bytes());
-        flush(&mut io, &mut out).await?;
+        flush(&mut io, &mut out, rtt).await?;
     }
     while read_line(&mut io, &mut line).await? {
         let verb: String = line
@@ -224,7 +234,7 @@ async fn serve(shared: &Shared, stream: Boxed, tls: bool) -> std::io::Result<Opt
             }
             "DATA" if mail && rcpts > 0 && !chunked => {
                 out.extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
-                flush(&mut io, &mut out).await?;
+                flush(&mut io, &mut out, rtt).await?;
                 loop {
                     if !read_line(&mut io, &mut line).await? {
                         return Ok(None);
@@ -288,7 +298,7 @@ async fn serve(shared: &Shared, stream: Boxed, tls: bool) -> std::io::Result<Opt
             }
             _ => out.extend_from_slice(b"502 5.5.2 Command not implemented\r\n"),
         }
-        flush(&mut io, &mut out).await?;
+        flush(&mut io, &mut out, rtt).await?;
     }
     Ok(None)
 }
