@@ -255,7 +255,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 data: Some(data_reply),
             });
         }
-        self.nothing_before_content().await?;
+        self.nothing_before_content()?;
         self.send_content(content).await?;
         let data = self.reply(Phase::DataEnd).await?;
         Ok(Transaction {
@@ -323,7 +323,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Reads what has already arrived, without waiting (a zero deadline
     /// still polls the read once); true when bytes wait unread.
-    async fn unread(&mut self, phase: Phase) -> Result<bool, ClientError> {
+    fn unread(&mut self, phase: Phase) -> Result<bool, ClientError> {
         if self.pending.is_empty() {
             let mut chunk = [0u8; 4096];
             // One look at what has come, not a wait. (A zero timeout
@@ -346,8 +346,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// ended (RFC 5321 §4.1.1.4): a reply already here, buffered or in
     /// the socket, answers content it has not seen, so the reply read
     /// after the dot would be taken for an acceptance it is not.
-    async fn nothing_before_content(&mut self) -> Result<(), ClientError> {
-        if !self.unread(Phase::Data).await? {
+    fn nothing_before_content(&mut self) -> Result<(), ClientError> {
+        if !self.unread(Phase::Data)? {
             return Ok(());
         }
         let early = String::from_utf8_lossy(&self.pending);
@@ -365,8 +365,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// reply (a server that answers the end of data twice) would be read
     /// as the answer to the next command, every reply after it one step
     /// behind.
-    pub async fn in_step(&mut self) -> bool {
-        matches!(self.unread(Phase::Rset).await, Ok(false))
+    pub fn in_step(&mut self) -> bool {
+        matches!(self.unread(Phase::Rset), Ok(false))
     }
 
     /// RSET between transactions on a reused connection.
@@ -381,7 +381,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// [`Phase::Rset`], and nothing of the message has been sent), and
     /// without it the RSET is sent and answered now.
     pub async fn ready_for_next(&mut self) -> bool {
-        if !self.in_step().await {
+        if !self.in_step() {
             return false;
         }
         if self.capabilities.pipelining {

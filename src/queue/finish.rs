@@ -189,9 +189,7 @@ impl Finisher {
     /// [`remove`](Self::remove) from async code: on the blocking pool only
     /// when it has file work to do.
     pub async fn remove_soon(&self, id: &str) {
-        if self.spool.removes_in_memory(id) {
-            self.remove(id);
-        } else {
+        if !self.spool.remove_in_memory(id) {
             let (finish, gone) = (self.clone(), id.to_string());
             let _ = blocking(move || finish.remove(&gone)).await;
         }

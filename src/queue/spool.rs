@@ -142,7 +142,7 @@ mod writer;
 
 use committer::{lock as lock_index, Committer, Job, Later};
 use fresh::Fresh;
-use index::Index;
+use index::{Index, Loc};
 use read::parse_head;
 pub use read::{list_ids, read_envelope, read_message, SpoolView};
 pub use record::Summary;
@@ -419,19 +419,13 @@ impl Spool {
     /// one. Not synced: should the removal be lost in a crash, the message
     /// is delivered again.
     pub fn remove(&self, id: &str) {
-        if let Ok(mut fresh) = self.inner.fresh.lock() {
-            fresh.take(id);
-        }
+        let loc = self.forget(id);
         let view = &self.inner.view;
-        let loc = lock_index(&view.index).remove(id);
         if let Some(old) = &view.old_states {
             let _ = fs::remove_file(old.join(id));
         }
         match loc {
-            Some(loc) => {
-                let done = Job::Done(record::done(id, loc.segment));
-                self.inner.later.push(done, &self.inner.committer);
-            }
+            Some(loc) => self.mark_done(id, loc),
             None => {
                 let path = view.queue.join(id);
                 if !self.inner.spares.put(&path) {
@@ -441,13 +435,38 @@ impl Spool {
         }
     }
 
-    /// True when removing `id` is memory work only (a message in a
-    /// segment, and no state files of an older spool): then the caller
-    /// removes it where it is, not on the blocking pool, which would cost
-    /// a thread hand-off for each delivered message.
-    pub fn removes_in_memory(&self, id: &str) -> bool {
-        let view = &self.inner.view;
-        view.old_states.is_none() && lock_index(&view.index).contains(id)
+    /// [`remove`](Self::remove) when that is memory work only (a message
+    /// in a segment, and no state files of an older spool), done here
+    /// under one lock of the index; false when it is not, and then
+    /// nothing was removed: the caller removes `id` on the blocking pool.
+    /// Spares async callers a thread hand-off for each delivered message.
+    pub fn remove_in_memory(&self, id: &str) -> bool {
+        if self.inner.view.old_states.is_some() {
+            return false;
+        }
+        match self.forget(id) {
+            Some(loc) => {
+                self.mark_done(id, loc);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops `id` from memory (the fresh content kept for its delivery,
+    /// its index entry); where it was in a segment, if it was in one.
+    fn forget(&self, id: &str) -> Option<Loc> {
+        if let Ok(mut fresh) = self.inner.fresh.lock() {
+            fresh.take(id);
+        }
+        lock_index(&self.inner.view.index).remove(id)
+    }
+
+    /// The done record of a message removed from segment `loc.segment`:
+    /// it goes with the committer's next batch.
+    fn mark_done(&self, id: &str, loc: Loc) {
+        let done = Job::Done(record::done(id, loc.segment));
+        self.inner.later.push(done, &self.inner.committer);
     }
 
     /// Waits until every record handed to the committer is written and
