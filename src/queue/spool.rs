@@ -138,6 +138,7 @@ mod record;
 mod recover;
 mod spares;
 mod states;
+mod window;
 mod writer;
 
 use committer::{lock as lock_index, Committer, Job, Later};

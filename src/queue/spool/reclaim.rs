@@ -29,8 +29,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use super::{gone, lock, put, Committer, Job, SEGMENT_SIZE};
-use crate::queue::spool::index::{read_raw, segment_path, walk, Index, Loc, Step, Usage};
+use crate::queue::spool::index::{read_raw, segment_path, Index, Loc, Usage};
 use crate::queue::spool::record::{self, Kind};
+use crate::queue::spool::window::{each_record, WINDOW};
 
 /// With no record for this long, the active segment is retired when it
 /// is worth reclaiming (see the module's doc)...
@@ -129,15 +130,12 @@ impl Committer {
     /// locked throughout, so no message is removed or read in between.
     fn reclaim_one(&mut self, n: u32, index: &mut Index) -> io::Result<usize> {
         let path = segment_path(&self.folder, n);
-        let bytes = std::fs::read(&path)?;
+        let file = std::fs::File::open(&path)?;
         let mut out = Vec::new();
         let mut copies = Vec::new();
         let mut done_bytes = 0;
         let mut failed = None;
-        walk(&bytes, |step| {
-            let Step::Record(offset, record) = step else {
-                return;
-            };
+        each_record(&file, WINDOW, |offset, record, raw| {
             let here = Loc {
                 segment: n,
                 offset: offset as u32,
@@ -155,8 +153,7 @@ impl Committer {
                 Kind::Done => done_bytes += record.len as u64,
                 _ => copies.push((record.kind, record.id.to_string(), out.len(), here.len)),
             }
-            let start = offset as usize;
-            out.extend_from_slice(&bytes[start..start + record.len]);
+            out.extend_from_slice(raw);
             let elsewhere = match record.kind {
                 Kind::Message => index.state_of(record.id).filter(|s| s.segment != n),
                 Kind::State | Kind::Done => None,
@@ -170,7 +167,7 @@ impl Committer {
                     Err(e) => failed = Some(e),
                 }
             }
-        });
+        })?;
         if let Some(e) = failed {
             return Err(e);
         }

@@ -32,7 +32,7 @@ pub(super) const MAGIC: [u8; 4] = *b"TRS\x01";
 /// Bytes before the id.
 pub(super) const HEAD: usize = 26;
 /// The part of the head the checksum does not cover.
-const FRAME: usize = 12;
+pub(super) const FRAME: usize = 12;
 /// No record is larger: a message past the spool's memory limit goes to
 /// a file of its own, never into a segment.
 pub(super) const MAX_RECORD: usize = 64 << 20;
