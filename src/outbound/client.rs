@@ -212,7 +212,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
         let (mail_reply, rcpt_replies, data_reply) = match self.capabilities.pipelining {
             true => {
-                let (mail, rcpts) = self.pipelined(&mail, &rcpts, reset, b"DATA\r\n").await?;
+                let (mail, rcpts) = self
+                    .pipelined(&mail, &rcpts, reset, b"DATA\r\n", false)
+                    .await?;
                 let data = self.reply(Phase::Data).await?;
                 if !accepted(&mail, &rcpts) {
                     if data.code == 354 {
@@ -268,12 +270,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// MAIL, the RCPTs and `tail` (DATA, or a whole BDAT chunk) in one
     /// write (RFC 2920), a kept connection's RSET in front; then the
     /// replies to MAIL and the RCPTs (the tail's are the caller's).
+    /// A refused RSET is an error in [`Phase::Rset`] (nothing of the
+    /// message was taken; the caller tries a new connection), unless
+    /// `tail_is_content` and the server goes on answering: then it may
+    /// have taken the message after all, and its replies decide, as they
+    /// do without a RSET.
     async fn pipelined(
         &mut self,
         mail: &str,
         rcpts: &[String],
         reset: bool,
         tail: &[u8],
+        tail_is_content: bool,
     ) -> Result<(Reply, Vec<Reply>), ClientError> {
         // RFC 2920: RSET may open a group too; a kept connection's
         // RSET goes in front, and a failure there (written to a dead
@@ -289,11 +297,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         batch.extend_from_slice(tail);
         let first = if reset { Phase::Rset } else { Phase::Mail };
         self.write(&batch, first).await?;
+        let mut refused_reset = None;
         if reset {
             let reply = self.reply(Phase::Rset).await?;
-            Self::reset_accepted(&reply)?;
+            if let Err(refused) = Self::reset_accepted(&reply) {
+                // 421: the server is closing the connection.
+                if !tail_is_content || reply.code == 421 {
+                    return Err(refused);
+                }
+                refused_reset = Some(refused);
+            }
         }
-        let mail_reply = self.reply(Phase::Mail).await?;
+        let mail_reply = match self.reply(Phase::Mail).await {
+            Ok(reply) => reply,
+            // Nothing more after the refused RSET: nothing was taken.
+            Err(e) => return Err(refused_reset.unwrap_or(e)),
+        };
         let mut rcpt_replies = Vec::with_capacity(rcpts.len());
         for _ in rcpts {
             rcpt_replies.push(self.reply(Phase::Rcpt).await?);

@@ -120,7 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let (mail_reply, rcpt_replies) = match pipelining {
             true => {
                 let tail = if whole { first.framed() } else { Vec::new() };
-                self.pipelined(mail, rcpts, reset, &tail).await?
+                self.pipelined(mail, rcpts, reset, &tail, whole).await?
             }
             false => self.stepwise(mail, rcpts).await?,
         };

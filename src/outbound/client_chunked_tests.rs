@@ -5,10 +5,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadBuf};
 
-use super::super::{Client, Phase, CONTENT_READ};
+use super::super::{Client, Phase, Transaction, CONTENT_READ};
 use crate::outbound::wire::ClientError;
 use crate::queue::body::Body;
 use crate::queue::envelope::{Envelope, Recipient};
@@ -325,4 +326,59 @@ async fn content_that_cannot_be_read_never_gets_its_last_chunk() {
     let seen = server.await.unwrap_or_default();
     assert!(seen.contains("BDAT 131072\r\n"), "{seen}");
     assert!(!seen.contains("LAST"), "the content must not end: {seen}");
+}
+
+/// A message delivered on a kept connection, then the same message
+/// again behind its RSET, the server answering the second batch with
+/// `then`; the second outcome, how long it took, and what the server read.
+async fn kept_then(then: &'static str) -> (Result<Transaction, ClientError>, Duration, String) {
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let replies = vec![
+        None,
+        None,
+        Some("250 ok\r\n250 ok\r\n250 queued as 1\r\n"),
+        None,
+        None,
+        None,
+        Some(then),
+    ];
+    let server = tokio::spawn(server(theirs, EHLO, replies, false));
+    let (mut client, _) = ready(ours).await;
+    let envelope = envelope(&["bob@b.test"]);
+    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
+    let content = Body::in_memory(b"hi\r\n".to_vec());
+    let first = client.transaction(&envelope, &recipients, &content).await;
+    assert_eq!(first.ok().and_then(|t| t.data).map(|r| r.code), Some(250));
+    assert!(client.ready_for_next().await);
+    // A reply that never comes would take 3 s, not 5 min.
+    client.timeout_scale = 0.01;
+    let started = Instant::now();
+    let second = client.transaction(&envelope, &recipients, &content).await;
+    let took = started.elapsed();
+    drop(client);
+    (second, took, server.await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_refused_rset_in_front_of_a_whole_message_does_not_hide_its_delivery() {
+    let then = "502 5.5.1 RSET not implemented\r\n250 ok\r\n250 ok\r\n250 queued as 2\r\n";
+    let (second, _, seen) = kept_then(then).await;
+    let second = second.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        second.data.map(|r| r.summary()),
+        Some("250 queued as 2".to_string()),
+        "the message was taken: not to be sent again"
+    );
+    assert_eq!(seen.matches("RSET").count(), 1, "{seen}");
+}
+
+#[tokio::test]
+async fn a_421_to_the_rset_in_front_is_a_stale_kept_connection() {
+    let (second, took, _) = kept_then("421 4.4.2 idle too long, closing\r\n").await;
+    let phase = second.map(|t| t.data).map_err(|e| e.phase());
+    assert_eq!(phase.err(), Some(Phase::Rset), "a new connection is tried");
+    assert!(
+        took < Duration::from_secs(2),
+        "at once, not after a timeout"
+    );
 }

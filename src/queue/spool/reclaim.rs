@@ -112,9 +112,11 @@ impl Committer {
     }
 
     fn reclaim_logged(&mut self, n: u32, index: &mut Index) {
+        let started = std::time::Instant::now();
         match self.reclaim_one(n, index) {
             Ok(moved) => {
-                tracing::debug!(segment = n, moved, "spool segment reclaimed");
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                tracing::debug!(segment = n, moved, ms, "spool segment reclaimed");
             }
             Err(e) => {
                 tracing::warn!(segment = n, error = %e, "could not reclaim a spool segment; it is tried again when more of it is done");
