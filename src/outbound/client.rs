@@ -213,7 +213,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let (mail_reply, rcpt_replies, data_reply) = match self.capabilities.pipelining {
             true => {
                 let (mail, rcpts) = self
-                    .pipelined(&mail, &rcpts, reset, b"DATA\r\n", false)
+                    .pipelined(&mail, &rcpts, reset, &[b"DATA\r\n"], false)
                     .await?;
                 let data = self.reply(Phase::Data).await?;
                 if !accepted(&mail, &rcpts) {
@@ -267,8 +267,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })
     }
 
-    /// MAIL, the RCPTs and `tail` (DATA, or a whole BDAT chunk) in one
-    /// write (RFC 2920), a kept connection's RSET in front; then the
+    /// MAIL, the RCPTs and the pieces of `tail` (DATA, or a whole BDAT
+    /// chunk: its command and its bytes) in one write (RFC 2920), a kept connection's RSET in front; then the
     /// replies to MAIL and the RCPTs (the tail's are the caller's).
     /// A refused RSET is an error in [`Phase::Rset`] (nothing of the
     /// message was taken; the caller tries a new connection), unless
@@ -280,13 +280,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         mail: &str,
         rcpts: &[String],
         reset: bool,
-        tail: &[u8],
+        tail: &[&[u8]],
         tail_is_content: bool,
     ) -> Result<(Reply, Vec<Reply>), ClientError> {
         // RFC 2920: RSET may open a group too; a kept connection's
         // RSET goes in front, and a failure there (written to a dead
         // connection, or refused) is an error in the RSET phase.
-        let mut batch = Vec::with_capacity(64 + mail.len() + 64 * rcpts.len() + tail.len());
+        let tail_len: usize = tail.iter().map(|piece| piece.len()).sum();
+        let mut batch = Vec::with_capacity(64 + mail.len() + 64 * rcpts.len() + tail_len);
         if reset {
             batch.extend_from_slice(b"RSET\r\n");
         }
@@ -294,7 +295,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         for rcpt in rcpts {
             batch.extend_from_slice(rcpt.as_bytes());
         }
-        batch.extend_from_slice(tail);
+        for piece in tail {
+            batch.extend_from_slice(piece);
+        }
         let first = if reset { Phase::Rset } else { Phase::Mail };
         self.write(&batch, first).await?;
         let mut refused_reset = None;

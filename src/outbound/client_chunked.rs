@@ -39,16 +39,6 @@ impl Chunk {
         let last = if self.last { " LAST" } else { "" };
         format!("BDAT {}{last}\r\n", self.wire.len())
     }
-
-    /// The command and the bytes in one buffer, for a write with the
-    /// envelope.
-    fn framed(&self) -> Vec<u8> {
-        let command = self.command();
-        let mut out = Vec::with_capacity(command.len() + self.wire.len());
-        out.extend_from_slice(command.as_bytes());
-        out.extend_from_slice(&self.wire);
-        out
-    }
 }
 
 /// The content as chunks, a read from the spool each; one read ahead, so
@@ -119,8 +109,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let whole = pipelining && first.last;
         let (mail_reply, rcpt_replies) = match pipelining {
             true => {
-                let tail = if whole { first.framed() } else { Vec::new() };
-                self.pipelined(mail, rcpts, reset, &tail, whole).await?
+                let command = first.command();
+                let tail: &[&[u8]] = match whole {
+                    true => &[command.as_bytes(), &first.wire],
+                    false => &[],
+                };
+                self.pipelined(mail, rcpts, reset, tail, whole).await?
             }
             false => self.stepwise(mail, rcpts).await?,
         };

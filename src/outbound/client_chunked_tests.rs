@@ -119,6 +119,17 @@ fn envelope(recipients: &[&str]) -> Envelope {
     }
 }
 
+/// One transaction from alice@a.test to `to` with `content`.
+async fn send(
+    client: &mut Client<Counted>,
+    to: &[&str],
+    content: &Body,
+) -> Result<Transaction, ClientError> {
+    let envelope = envelope(to);
+    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
+    client.transaction(&envelope, &recipients, content).await
+}
+
 /// A client past EHLO, and the count of its writes from then on.
 async fn ready(ours: DuplexStream) -> (Client<Counted>, Arc<AtomicUsize>) {
     let writes = Arc::new(AtomicUsize::new(0));
@@ -144,12 +155,10 @@ async fn a_small_message_goes_with_its_envelope_in_one_write_undotted() {
     let server = tokio::spawn(server(theirs, EHLO, replies, false));
     let (mut client, writes) = ready(ours).await;
     assert!(client.capabilities.chunking);
-    let envelope = envelope(&["bob@b.test"]);
-    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
     // A leading dot stays single; a bare LF and a missing last line end
     // become CRLF, as with DATA.
     let content = Body::in_memory(b"Subject: x\r\n\r\n.dot\nend".to_vec());
-    let outcome = client.transaction(&envelope, &recipients, &content).await;
+    let outcome = send(&mut client, &["bob@b.test"], &content).await;
     let outcome = outcome.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(outcome.data.map(|r| r.code), Some(250));
     assert_eq!(
@@ -175,11 +184,7 @@ async fn an_empty_message_is_one_empty_last_chunk() {
     let replies = vec![None, None, Some("250 ok\r\n250 ok\r\n250 ok\r\n")];
     let server = tokio::spawn(server(theirs, EHLO, replies, false));
     let (mut client, _) = ready(ours).await;
-    let envelope = envelope(&["bob@b.test"]);
-    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
-    let outcome = client
-        .transaction(&envelope, &recipients, &Body::in_memory(Vec::new()))
-        .await;
+    let outcome = send(&mut client, &["bob@b.test"], &Body::in_memory(Vec::new())).await;
     assert_eq!(outcome.ok().and_then(|t| t.data).map(|r| r.code), Some(250));
     drop(client);
     assert!(server
@@ -199,11 +204,12 @@ async fn refused_recipients_with_the_chunk_sent_leave_the_client_in_step() {
     ];
     let server = tokio::spawn(server(theirs, EHLO, replies, false));
     let (mut client, _) = ready(ours).await;
-    let envelope = envelope(&["x@b.test", "y@b.test"]);
-    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
-    let outcome = client
-        .transaction(&envelope, &recipients, &Body::in_memory(b"hi\r\n".to_vec()))
-        .await;
+    let outcome = send(
+        &mut client,
+        &["x@b.test", "y@b.test"],
+        &Body::in_memory(b"hi\r\n".to_vec()),
+    )
+    .await;
     let outcome = outcome.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         outcome.rcpts.iter().map(|r| r.code).collect::<Vec<_>>(),
@@ -239,11 +245,7 @@ async fn a_large_message_waits_for_its_envelope_then_goes_in_chunks() {
     ];
     let server = tokio::spawn(server(theirs, EHLO, replies, true));
     let (mut client, writes) = ready(ours).await;
-    let envelope = envelope(&["bob@b.test"]);
-    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
-    let outcome = client
-        .transaction(&envelope, &recipients, &Body::in_memory(content))
-        .await;
+    let outcome = send(&mut client, &["bob@b.test"], &Body::in_memory(content)).await;
     assert_eq!(outcome.ok().and_then(|t| t.data).map(|r| r.code), Some(250));
     assert!(writes.load(Ordering::Relaxed) > 1);
     drop(client);
@@ -273,10 +275,8 @@ async fn a_refused_chunk_ends_the_sending_and_decides() {
     ];
     let server = tokio::spawn(server(theirs, EHLO_STEPWISE, replies, true));
     let (mut client, _) = ready(ours).await;
-    let envelope = envelope(&["bob@b.test"]);
-    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
     let content = Body::in_memory(dotted(5000));
-    let outcome = client.transaction(&envelope, &recipients, &content).await;
+    let outcome = send(&mut client, &["bob@b.test"], &content).await;
     assert_eq!(outcome.ok().and_then(|t| t.data).map(|r| r.code), Some(552));
     drop(client);
     let seen = server.await.unwrap_or_default();
@@ -289,11 +289,12 @@ async fn a_354_to_bdat_is_a_server_out_of_step() {
     let replies = vec![None, None, Some("250 ok\r\n250 ok\r\n354 go ahead\r\n")];
     let server = tokio::spawn(server(theirs, EHLO, replies, false));
     let (mut client, _) = ready(ours).await;
-    let envelope = envelope(&["bob@b.test"]);
-    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
-    let outcome = client
-        .transaction(&envelope, &recipients, &Body::in_memory(b"hi\r\n".to_vec()))
-        .await;
+    let outcome = send(
+        &mut client,
+        &["bob@b.test"],
+        &Body::in_memory(b"hi\r\n".to_vec()),
+    )
+    .await;
     match outcome {
         Err(ClientError::Protocol(Phase::DataEnd, text)) => assert!(text.contains("354"), "{text}"),
         other => panic!("{:?}", other.map(|t| t.data)),
@@ -314,9 +315,7 @@ async fn content_that_cannot_be_read_never_gets_its_last_chunk() {
     let replies = vec![None, Some("250 ok\r\n250 ok\r\n"), Some("250 chunk\r\n")];
     let server = tokio::spawn(server(theirs, EHLO, replies, true));
     let (mut client, _) = ready(ours).await;
-    let envelope = envelope(&["bob@b.test"]);
-    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
-    let error = client.transaction(&envelope, &recipients, &truncated).await;
+    let error = send(&mut client, &["bob@b.test"], &truncated).await;
     assert!(
         matches!(error, Err(ClientError::Content(_))),
         "{:?}",
@@ -344,16 +343,14 @@ async fn kept_then(then: &'static str) -> (Result<Transaction, ClientError>, Dur
     ];
     let server = tokio::spawn(server(theirs, EHLO, replies, false));
     let (mut client, _) = ready(ours).await;
-    let envelope = envelope(&["bob@b.test"]);
-    let recipients: Vec<&Recipient> = envelope.recipients.iter().collect();
     let content = Body::in_memory(b"hi\r\n".to_vec());
-    let first = client.transaction(&envelope, &recipients, &content).await;
+    let first = send(&mut client, &["bob@b.test"], &content).await;
     assert_eq!(first.ok().and_then(|t| t.data).map(|r| r.code), Some(250));
     assert!(client.ready_for_next().await);
     // A reply that never comes would take 3 s, not 5 min.
     client.timeout_scale = 0.01;
     let started = Instant::now();
-    let second = client.transaction(&envelope, &recipients, &content).await;
+    let second = send(&mut client, &["bob@b.test"], &content).await;
     let took = started.elapsed();
     drop(client);
     (second, took, server.await.unwrap_or_default())

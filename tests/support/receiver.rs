@@ -345,18 +345,14 @@ fn converse(stream: TcpStream, connection: usize, script: &Mutex<Script>, seen: 
             }
         } else if upper == "DATA" {
             match current.take() {
-                Some(mut transaction) if !transaction.rcpt_to.is_empty() => {
+                Some(transaction) if !transaction.rcpt_to.is_empty() => {
                     if !say("354 go ahead") {
                         return;
                     }
                     let Some(content) = read_content(&mut reader) else {
                         return;
                     };
-                    let reply = lock(script).data.next("250 2.0.0 ok: queued");
-                    transaction.data = Some(content);
-                    transaction.data_reply = Some(reply.clone());
-                    lock(seen).transactions.push(transaction);
-                    reply
+                    taken(transaction, content, script, seen)
                 }
                 Some(transaction) => {
                     lock(seen).transactions.push(transaction);
@@ -377,12 +373,8 @@ fn converse(stream: TcpStream, connection: usize, script: &Mutex<Script>, seen: 
             chunks.extend_from_slice(&chunk);
             match current.take() {
                 Some(mut transaction) if !transaction.rcpt_to.is_empty() && last => {
-                    let reply = lock(script).data.next("250 2.0.0 ok: queued");
-                    transaction.data = Some(std::mem::take(&mut chunks));
-                    transaction.data_reply = Some(reply.clone());
                     transaction.bdat = true;
-                    lock(seen).transactions.push(transaction);
-                    reply
+                    taken(transaction, std::mem::take(&mut chunks), script, seen)
                 }
                 Some(transaction) if !transaction.rcpt_to.is_empty() => {
                     current = Some(transaction);
@@ -415,6 +407,21 @@ fn converse(stream: TcpStream, connection: usize, script: &Mutex<Script>, seen: 
     if let Some(transaction) = current {
         lock(seen).transactions.push(transaction);
     }
+}
+
+/// The end of a transaction's content (DATA's dot, the `LAST` chunk):
+/// the scripted reply to it, recorded with the content.
+fn taken(
+    mut transaction: Transaction,
+    content: Vec<u8>,
+    script: &Mutex<Script>,
+    seen: &Mutex<Seen>,
+) -> String {
+    let reply = lock(script).data.next("250 2.0.0 ok: queued");
+    transaction.data = Some(content);
+    transaction.data_reply = Some(reply.clone());
+    lock(seen).transactions.push(transaction);
+    reply
 }
 
 /// `<a@b.test> SIZE=…` → `a@b.test`.
